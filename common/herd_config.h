@@ -1,0 +1,91 @@
+//  herd_config.h - the herd's configuration: herd.cfg (ZPL) loaded and validated.
+//
+//  herd.cfg is read with czmq's zconfig; this class adds what zconfig lacks:
+//  every error names the file, the line or key, and the reason. A loaded
+//  config is immutable and safe to share between threads.
+//
+//  File layout (every key documented in README.md):
+//
+//      herd
+//          run_dir = run                  #  ipc:// sockets of split nodes
+//          max_line = 1048576             #  longest client line, bytes
+//      node = Hill
+//          client = 127.0.0.1:12000       #  TCP address clients connect to
+//          bus = tcp://127.0.0.1:13000    #  PUB endpoint neighbours subscribe to
+//          log = logs/Hill.log
+//      edges
+//          edge = Hill Jaquez             #  bidirectional
+//      places
+//          flavour = legacy
+//          url = https://maps.googleapis.com/maps/api/place/nearbysearch/json
+//          key_env = GOOGLE_API_KEY       #  the key itself never sits in the file
+//          timeout_ms = 3000
+//          connect_timeout_ms = 1000
+//          concurrency = 64
+
+#ifndef HERD_CONFIG_H_INCLUDED
+#define HERD_CONFIG_H_INCLUDED
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct {
+    char *name;                 //  node name, as in AT lines
+    char *client;               //  client address as written, "host:port"
+    char *client_host;          //  host part of client
+    int client_port;            //  port part of client, 1..65535
+    char *bus;                  //  PUB endpoint (tcp://host:port), bound here
+    char *log;                  //  log file path
+    size_t *neighbours;         //  indices into herd_config_t.nodes
+    size_t neighbour_count;
+} herd_node_t;
+
+typedef struct {
+    char *flavour;              //  "legacy" (Nearby Search, legacy API)
+    char *url;                  //  full Nearby Search URL, without query
+    char *key_env;              //  name of the environment variable with the key
+    int timeout_ms;             //  whole request, 1..600000
+    int connect_timeout_ms;     //  TCP+TLS connect, 1..600000
+    int concurrency;            //  transfers in flight at once, 1..10000
+} herd_places_options_t;
+
+typedef struct {
+    char *path;                 //  file it was loaded from
+    char *run_dir;              //  directory for ipc:// endpoints
+    size_t max_line;            //  client line cap in bytes, 64..1 GiB
+    herd_node_t *nodes;
+    size_t node_count;
+    herd_places_options_t places;
+} herd_config_t;
+
+//  Load and validate a config file. On failure returns NULL and, if error_p
+//  is not NULL, sets *error_p to a message "FILE:LINE: reason" or
+//  "FILE: key 'node Hill/client': reason"; the caller frees it.
+herd_config_t *
+    herd_config_load (const char *path, char **error_p);
+
+//  Same as herd_config_load, from a string; name stands for the file name in
+//  messages.
+herd_config_t *
+    herd_config_load_string (const char *text, const char *name, char **error_p);
+
+//  Destroy a config; nulls the caller's pointer.
+void
+    herd_config_destroy (herd_config_t **self_p);
+
+//  Find a node by name, or NULL.
+const herd_node_t *
+    herd_config_node (const herd_config_t *self, const char *name);
+
+//  Endpoint joining two roles of a node. role is "bus" (the gateway->bus
+//  channel) or "places". When split is false: "inproc://herd-NODE-ROLE";
+//  else "ipc://RUN_DIR/NODE-ROLE.ipc". Caller frees.
+char *
+    herd_config_endpoint (const herd_config_t *self, const herd_node_t *node,
+                          const char *role, bool split);
+
+//  Self test of this class.
+void
+    herd_config_test (bool verbose);
+
+#endif

@@ -1,0 +1,81 @@
+//  herd_msg.h - every message between the components of a node and between nodes.
+//
+//  This header is the one place the framing is written down; the code in
+//  gateway/, bus/ and places/ follows it. All messages are ZeroMQ multipart
+//  messages; every frame is binary-safe (lengths come from the frame, never
+//  from a NUL). Strings below are sent without a terminating NUL.
+//
+//  ## AT record
+//
+//  A client location is carried everywhere as its AT line, exactly as the
+//  origin server produced it, without the trailing newline:
+//
+//      AT <origin> <+|-diff> <client-id> <position> <client-time>
+//
+//  Everything else (origin, client id, client time used for ordering) is read
+//  back from the line with herd_record_parse (common/herd_record.h), so a
+//  record can never disagree with itself.
+//
+//  ## gateway -> bus   (gateway DEALER connects, bus ROUTER binds)
+//
+//  One ordered channel carries updates and look-ups, so a client that sends
+//  IAMAT then WHATSAT on one connection always sees its own update.
+//
+//      ["UPDATE", at-line]            apply the record if newer; no reply
+//      ["LOOKUP", reqid, client-id]   reply below
+//
+//  ## bus -> gateway
+//
+//      ["FOUND", reqid, at-line]      the stored record for client-id
+//      ["NONE", reqid]                no server has told this bus of client-id
+//
+//  ## gateway -> places   (gateway DEALER connects, places ROUTER binds)
+//
+//      ["NEARBY", reqid, lat, lon, radius-km, bound]
+//
+//  lat and lon are the decimal degrees exactly as the client wrote them,
+//  with their sign ("+34.068930", "-118.445127"); radius-km as the client
+//  wrote it ("10", "0.5"); bound a decimal integer 1..20. Requests are
+//  independent: many may be in flight, answered in any order.
+//
+//  ## places -> gateway
+//
+//      ["RESULT", reqid, "OK", json]  json: the Places body, results cut to
+//                                     bound, newline runs collapsed, no
+//                                     trailing newline
+//      ["RESULT", reqid, "ERR", json] json: a legacy-shaped error body
+//                                     {"error_message", "html_attributions",
+//                                     "results": [], "status"} with the same
+//                                     clean-up; status is Google's own when
+//                                     Google sent one, else "UNKNOWN_ERROR"
+//
+//  Either way the gateway answers the client with the AT line, the json, and
+//  an empty line. reqid is opaque to bus and places: they echo it unchanged.
+//
+//  ## bus -> bus   (each bus binds a PUB; its SUB connects to every neighbour)
+//
+//      ["U", at-line]                 one location update; topic "U"
+//
+//  A bus applies an update only if it is newer than what it holds
+//  (herd_record_newer) and republishes only what it applied, so floods stop
+//  on any topology.
+//
+//  ## Actor pipes (zactor)
+//
+//      "$TERM"                        stop the actor (czmq convention)
+//      "VERBOSE"                      trace to stderr
+
+#ifndef HERD_MSG_H_INCLUDED
+#define HERD_MSG_H_INCLUDED
+
+#define HERD_MSG_UPDATE "UPDATE"
+#define HERD_MSG_LOOKUP "LOOKUP"
+#define HERD_MSG_FOUND  "FOUND"
+#define HERD_MSG_NONE   "NONE"
+#define HERD_MSG_NEARBY "NEARBY"
+#define HERD_MSG_RESULT "RESULT"
+#define HERD_MSG_OK     "OK"
+#define HERD_MSG_ERR    "ERR"
+#define HERD_MSG_TOPIC_UPDATE "U"
+
+#endif

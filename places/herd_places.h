@@ -1,0 +1,38 @@
+//  herd_places.h - the places worker: Places API queries behind a ROUTER.
+//
+//  An actor that binds a ROUTER socket at the endpoint it is given and
+//  answers NEARBY requests (common/herd_msg.h) with the Places JSON, using
+//  the libcurl multi interface: all requests in flight at once, kept-alive
+//  connections, a time-out per request. One slow query never delays
+//  another. Each request is logged with its latency, HTTP status and result
+//  count; the API key never reaches the log.
+
+#ifndef HERD_PLACES_H_INCLUDED
+#define HERD_PLACES_H_INCLUDED
+
+#include <czmq.h>
+
+#include "../common/herd_config.h"
+#include "../common/herd_log.h"
+
+typedef struct {
+    const herd_places_options_t *options;   //  from the config
+    const char *endpoint;                   //  ROUTER bind endpoint
+    const char *url;                        //  overrides options->url if not NULL
+    const char *key;                        //  API key, may be NULL or ""
+    herd_log_t *log;                        //  shared log, not owned
+} herd_places_args_t;
+
+//  The actor: zactor_new (herd_places_actor, &args). args and everything it
+//  points to must live until the actor is destroyed. Like every herd actor
+//  it signals twice: zactor_new consumes the first; then zsock_wait (actor)
+//  returns 0 when it is serving or -1 when set-up failed (bind, curl; the
+//  reason is logged), after which the caller destroys it.
+void
+    herd_places_actor (zsock_t *pipe, void *args);
+
+//  Self test of this class.
+void
+    herd_places_test (bool verbose);
+
+#endif

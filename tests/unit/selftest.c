@@ -1,0 +1,82 @@
+//  selftest.c - runs the self test of every class, or the ones named.
+//
+//  Usage: herd_selftest [-v] [name ...]   e.g. herd_selftest herd_proto
+//  Each test runs in a child process so one crash fails one test, not the
+//  run; prints "N passed, N failed" and exits non-zero on any failure.
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../../common/herd_config.h"
+#include "../../common/herd_log.h"
+#include "../../common/herd_proto.h"
+#include "../../common/herd_record.h"
+#include "../../bus/herd_bus.h"
+#include "../../gateway/herd_gateway.h"
+#include "../../places/herd_places.h"
+#include "../../places/herd_placesbody.h"
+
+typedef struct {
+    const char *name;
+    void (*test) (bool verbose);
+} test_item_t;
+
+//  The registry: one line a class, in dependency order.
+static test_item_t s_tests[] = {
+    {"herd_proto", herd_proto_test},
+    {"herd_record", herd_record_test},
+    {"herd_log", herd_log_test},
+    {"herd_config", herd_config_test},
+    {"herd_placesbody", herd_placesbody_test},
+    {"herd_places", herd_places_test},
+    {"herd_bus", herd_bus_test},
+    {"herd_gateway", herd_gateway_test},
+};
+
+//  Run one test in a child process; true if it passed.
+static bool
+s_run (const test_item_t *item, bool verbose)
+{
+    fflush (stdout);
+    pid_t pid = fork ();
+    if (pid == 0) {
+        item->test (verbose);
+        fflush (stdout);
+        _exit (0);
+    }
+    int status = 0;
+    waitpid (pid, &status, 0);
+    bool ok = WIFEXITED (status) && WEXITSTATUS (status) == 0;
+    printf ("%-20s %s\n", item->name, ok ? "ok" : "FAILED");
+    return ok;
+}
+
+int
+main (int argc, char *argv[])
+{
+    bool verbose = false;
+    int first = 1;
+    if (argc > 1 && strcmp (argv[1], "-v") == 0) {
+        verbose = true;
+        first = 2;
+    }
+    size_t count = sizeof (s_tests) / sizeof (s_tests[0]);
+    int passed = 0, failed = 0;
+    for (size_t i = 0; i < count; i++) {
+        bool wanted = first >= argc;
+        for (int a = first; a < argc; a++)
+            if (strcmp (argv[a], s_tests[i].name) == 0)
+                wanted = true;
+        if (!wanted)
+            continue;
+        if (s_run (&s_tests[i], verbose))
+            passed++;
+        else
+            failed++;
+    }
+    printf ("%d passed, %d failed\n", passed, failed);
+    return failed == 0 && passed > 0 ? 0 : 1;
+}
