@@ -1,0 +1,155 @@
+//  herd_record.c - a client location record (an AT line) and which one wins.
+
+#include "herd_record.h"
+#include "herd_check.h"
+
+#include <string.h>
+
+//  Split line into exactly count fields separated by single spaces; false
+//  when there are more or fewer, or an empty field (two spaces in a row).
+static bool
+s_split_exact (const char *line, size_t size, herd_span_t *fields, size_t count)
+{
+    const char *at = line, *end = line + size;
+    for (size_t i = 0; i < count; i++) {
+        if (at >= end)
+            return false;
+        const char *space = memchr (at, ' ', (size_t) (end - at));
+        const char *stop = (space && i + 1 < count) ? space : end;
+        if (stop == at)
+            return false;
+        fields[i] = (herd_span_t){at, (size_t) (stop - at)};
+        at = stop + 1;
+    }
+    for (size_t i = 0; i < count; i++)
+        if (memchr (fields[i].data, ' ', fields[i].size))
+            return false;
+    return true;
+}
+
+//  A time difference as herd_proto_format_diff writes it: sign, digits, '.',
+//  exactly 9 digits.
+static bool
+s_valid_diff (herd_span_t diff)
+{
+    if (diff.size < 12 || (diff.data[0] != '+' && diff.data[0] != '-'))
+        return false;
+    size_t dot = diff.size - 10;
+    if (diff.data[dot] != '.' || dot < 2)
+        return false;
+    for (size_t i = 1; i < diff.size; i++)
+        if (i != dot && (diff.data[i] < '0' || diff.data[i] > '9'))
+            return false;
+    return true;
+}
+
+int
+herd_record_parse (const char *line, size_t size, herd_record_t *record)
+{
+    memset (record, 0, sizeof (*record));
+    if (size < 3 || memcmp (line, "AT ", 3) != 0 || memchr (line, 0, size))
+        return -1;
+    herd_span_t fields[5];
+    if (!s_split_exact (line + 3, size - 3, fields, 5))
+        return -1;
+    for (int i = 0; i < 5; i++)
+        for (size_t j = 0; j < fields[i].size; j++)
+            if (strchr ("\t\r\f\v\n", fields[i].data[j]))
+                return -1;
+    if (!s_valid_diff (fields[1])
+        || herd_proto_parse_position (fields[3].data, fields[3].size, NULL, NULL)
+        || herd_proto_parse_time (fields[4].data, fields[4].size, &record->time_sec,
+                                  &record->time_nsec))
+        return -1;
+    record->line = (herd_span_t){line, size};
+    record->origin = fields[0];
+    record->diff = fields[1];
+    record->client = fields[2];
+    record->position = fields[3];
+    record->time = fields[4];
+    return 0;
+}
+
+bool
+herd_record_newer (const herd_record_t *candidate, const herd_record_t *current)
+{
+    if (candidate->time_sec != current->time_sec)
+        return candidate->time_sec > current->time_sec;
+    if (candidate->time_nsec != current->time_nsec)
+        return candidate->time_nsec > current->time_nsec;
+    size_t common = candidate->line.size < current->line.size ? candidate->line.size
+                                                               : current->line.size;
+    int order = memcmp (candidate->line.data, current->line.data, common);
+    if (order != 0)
+        return order > 0;
+    return candidate->line.size > current->line.size;
+}
+
+//  Parse a C string AT line; for the self test.
+static int
+s_parse_str (const char *line, herd_record_t *record)
+{
+    return herd_record_parse (line, strlen (line), record);
+}
+
+void
+herd_record_test (bool verbose)
+{
+    (void) verbose;
+    herd_record_t a, b;
+    const char *line = "AT Hill +0.263873386 kiwi.cs.ucla.edu +34.068930-118.445127 "
+                       "1621464827.959498503";
+    HERD_CHECK_INT (s_parse_str (line, &a), 0);
+    HERD_CHECK (a.origin.size == 4 && memcmp (a.origin.data, "Hill", 4) == 0);
+    HERD_CHECK (a.client.size == 16 && memcmp (a.client.data, "kiwi.cs.ucla.edu", 16) == 0);
+    HERD_CHECK (a.position.size == 21);
+    HERD_CHECK_INT (a.time_sec, 1621464827);
+    HERD_CHECK_INT (a.time_nsec, 959498503);
+    HERD_CHECK_INT (a.line.size, strlen (line));
+    HERD_CHECK_INT (s_parse_str ("AT Hill -12.000000001 k +0+0 5", &a), 0);
+
+    //  Malformed records are refused (they may come from a bad peer)
+    const char *bad[] = {
+        "",
+        "AT",
+        "AT Hill +0.263873386 kiwi +34-118",
+        "AT Hill +0.263873386 kiwi +34-118 1 extra",
+        "AT Hill  +0.263873386 kiwi +34-118 1",
+        "AT Hill +0.263873386 kiwi +34-118 1 ",
+        "AT Hill 0.263873386 kiwi +34-118 1",
+        "AT Hill +0.26387338 kiwi +34-118 1",
+        "AT Hill +.263873386 kiwi +34-118 1",
+        "AT Hill +0.263873386 kiwi +95-118 1",
+        "AT Hill +0.263873386 kiwi +34-118 x",
+        "AT Hill +0.263873386 ki\twi +34-118 1",
+        "XX Hill +0.263873386 kiwi +34-118 1",
+    };
+    for (size_t i = 0; i < sizeof (bad) / sizeof (bad[0]); i++) {
+        if (s_parse_str (bad[i], &a) != -1) {
+            fprintf (stderr, "accepted bad record: \"%s\"\n", bad[i]);
+            HERD_CHECK (false);
+        }
+    }
+    HERD_CHECK_INT (herd_record_parse ("AT H +0.000000000 k\0 +0+0 5", 27, &a), -1);
+
+    //  Later client time wins, whatever the order of arrival
+    HERD_CHECK_INT (s_parse_str ("AT Hill +0.000000000 k +1+1 100.5", &a), 0);
+    HERD_CHECK_INT (s_parse_str ("AT Smith +0.000000000 k +2+2 100.49", &b), 0);
+    HERD_CHECK (herd_record_newer (&a, &b));
+    HERD_CHECK (!herd_record_newer (&b, &a));
+    HERD_CHECK_INT (s_parse_str ("AT Smith +0.000000000 k +2+2 101", &b), 0);
+    HERD_CHECK (herd_record_newer (&b, &a));
+    HERD_CHECK (!herd_record_newer (&a, &b));
+    //  "100.5" and "100.500" are the same time
+    HERD_CHECK_INT (s_parse_str ("AT Hill +0.000000000 k +1+1 100.500", &b), 0);
+    HERD_CHECK (a.time_nsec == b.time_nsec);
+    //  Equal times: the bytewise larger line wins, on every server
+    HERD_CHECK_INT (s_parse_str ("AT Hill +0.000000000 k +1+1 100.5", &a), 0);
+    HERD_CHECK_INT (s_parse_str ("AT Jaquez +0.000000000 k +1+1 100.5", &b), 0);
+    HERD_CHECK (herd_record_newer (&b, &a) != herd_record_newer (&a, &b));
+    HERD_CHECK (herd_record_newer (&b, &a));
+    //  A record is never newer than itself: floods stop
+    HERD_CHECK (!herd_record_newer (&a, &a));
+    HERD_CHECK_INT (s_parse_str ("AT Hill +0.000000000 k +1+1 100.50", &b), 0);
+    HERD_CHECK (herd_record_newer (&b, &a) != herd_record_newer (&a, &b));
+}

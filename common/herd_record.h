@@ -1,0 +1,38 @@
+//  herd_record.h - a client location record (an AT line) and which one wins.
+//
+//  A record is the AT line its origin server produced. Its fields are read
+//  back from the line, so a record travels as those bytes alone
+//  (common/herd_msg.h).
+
+#ifndef HERD_RECORD_H_INCLUDED
+#define HERD_RECORD_H_INCLUDED
+
+#include "herd_proto.h"
+
+typedef struct {
+    herd_span_t line;           //  the whole AT line, no '\n'
+    herd_span_t origin;         //  server that took the IAMAT
+    herd_span_t diff;           //  "+0.263873386"
+    herd_span_t client;         //  client id
+    herd_span_t position;       //  "+34.068930-118.445127"
+    herd_span_t time;           //  client time as the client wrote it
+    int64_t time_sec;
+    int32_t time_nsec;
+} herd_record_t;
+
+//  Parse an AT line into views of its fields. Returns 0, or -1 when the
+//  bytes are not a well-formed AT line (bus input is not trusted).
+int
+    herd_record_parse (const char *line, size_t size, herd_record_t *record);
+
+//  True when candidate must replace current: its client time is later, or
+//  the times are equal and its line sorts after current's bytewise. Every
+//  server applies the same rule, so all end with the same record.
+bool
+    herd_record_newer (const herd_record_t *candidate, const herd_record_t *current);
+
+//  Self test of this class.
+void
+    herd_record_test (bool verbose);
+
+#endif
