@@ -1,0 +1,37 @@
+//  herd_gateway.h - the gateway: client TCP connections and the line protocol.
+//
+//  An actor with one epoll loop over the listening socket, every client
+//  connection and its ZeroMQ sockets (their ZMQ_FD). It reads lines with a
+//  cursor into a per-connection buffer, answers IAMAT at once (and sends the
+//  record to its bus), asks the bus for WHATSAT's location and the places
+//  worker for the places, and writes responses in request order per
+//  connection, once per loop turn. No client can hold up another.
+
+#ifndef HERD_GATEWAY_H_INCLUDED
+#define HERD_GATEWAY_H_INCLUDED
+
+#include <czmq.h>
+
+#include "../common/herd_config.h"
+#include "../common/herd_log.h"
+
+typedef struct {
+    const herd_config_t *config;
+    const herd_node_t *node;        //  this node: name and client address
+    const char *bus_endpoint;       //  bus ROUTER to connect to
+    const char *places_endpoint;    //  places ROUTER to connect to
+    herd_log_t *log;                //  shared log, not owned
+} herd_gateway_args_t;
+
+//  The actor: zactor_new (herd_gateway_actor, &args). args and what it
+//  points to must live until the actor is destroyed. After zactor_new,
+//  zsock_wait (actor) returns 0 when clients can connect, or -1 when the
+//  client address could not be bound (logged and printed on stderr).
+void
+    herd_gateway_actor (zsock_t *pipe, void *args);
+
+//  Self test of this class.
+void
+    herd_gateway_test (bool verbose);
+
+#endif

@@ -1,0 +1,277 @@
+"""herdlib - start real herds on loopback for the integration tests, and talk to them.
+
+Every wait is a bounded poll; everything started is stopped by the fixtures.
+"""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+HERD_BIN = os.environ.get("HERD_BIN", os.path.join(ROOT, "build", "release", "bin", "herd"))
+STANDIN = os.path.join(ROOT, "tests", "places_standin.py")
+PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+SANITIZED = os.environ.get("HERD_SAN") == "1"
+#  Sanitized builds start and run slower: scale the bounds, never the checks
+SLOW = 3.0 if SANITIZED else 1.0
+
+DEFAULT_NAMES = ["Hill", "Jaquez", "Smith", "Singleton", "Campbell"]
+DEFAULT_EDGES = [("Hill", "Jaquez"), ("Hill", "Smith"), ("Singleton", "Jaquez"),
+                 ("Singleton", "Smith"), ("Singleton", "Campbell"), ("Smith", "Campbell")]
+
+AT_RE = re.compile(rb"^AT (\S+) ([+-]\d+\.\d{9}) (\S+) (\S+) (\S+)$")
+
+
+def wait_for(predicate, timeout, interval=0.02, what="condition"):
+    """Poll predicate until it returns a true value or timeout seconds pass."""
+    deadline = time.monotonic() + timeout * SLOW
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout * SLOW:.1f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def free_ports(count):
+    """Ports the kernel picks as free on 127.0.0.1, distinct from each other."""
+    socks, ports = [], []
+    for _ in range(count):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+class Client:
+    """A TCP client of one node, with bounded reads."""
+
+    def __init__(self, port, timeout=10.0):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout * SLOW)
+        self.buffer = b""
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def _fill(self):
+        chunk = self.sock.recv(1 << 20)
+        if not chunk:
+            raise EOFError("connection closed by the node")
+        self.buffer += chunk
+
+    def read_line(self):
+        """One response line, without its newline."""
+        while b"\n" not in self.buffer:
+            self._fill()
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return line
+
+    def read_whatsat(self):
+        """A WHATSAT answer: (at_line, json_bytes), or ('? ...' line, None)."""
+        first = self.read_line()
+        if first.startswith(b"? "):
+            return first, None
+        while b"\n\n" not in self.buffer:
+            self._fill()
+        body, self.buffer = self.buffer.split(b"\n\n", 1)
+        return first, body
+
+    def read_all(self):
+        """Everything until the node closes the connection."""
+        while True:
+            try:
+                self._fill()
+            except EOFError:
+                data, self.buffer = self.buffer, b""
+                return data
+
+    def request(self, line):
+        self.send(line + "\n" if isinstance(line, str) else line + b"\n")
+        return self.read_line()
+
+    def close(self):
+        self.sock.close()
+
+
+def iamat(port, client, position, when):
+    """Send one IAMAT on a new connection and return its AT line."""
+    c = Client(port)
+    try:
+        return c.request(f"IAMAT {client} {position} {when}")
+    finally:
+        c.close()
+
+
+def whatsat(port, client, radius=10, bound=5):
+    c = Client(port)
+    try:
+        c.send(f"WHATSAT {client} {radius} {bound}\n")
+        return c.read_whatsat()
+    finally:
+        c.close()
+
+
+class Standin:
+    """The project's stand-in Places server, on a free port."""
+
+    def __init__(self, tmp_path, latency_ms=0):
+        port_file = os.path.join(tmp_path, "standin.port")
+        self.proc = subprocess.Popen(
+            [PYTHON, STANDIN, "--port", "0", "--port-file", port_file, "--latency-ms", str(latency_ms)],
+            stdout=subprocess.DEVNULL)
+        self.port = int(wait_for(lambda: os.path.exists(port_file) and open(port_file).read().strip(),
+                                 10, what="stand-in port file"))
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.url = f"{self.base}/maps/api/place/nearbysearch/json"
+
+    def control(self, path):
+        with urllib.request.urlopen(self.base + path, timeout=5) as reply:
+            return json.loads(reply.read())
+
+    def mode(self, mode=None, latency_ms=None):
+        query = []
+        if mode is not None:
+            query.append(f"mode={mode}")
+        if latency_ms is not None:
+            query.append(f"latency_ms={latency_ms}")
+        return self.control("/_standin/mode?" + "&".join(query))
+
+    def stats(self):
+        return self.control("/_standin/stats")
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Herd:
+    """A herd of real nodes on loopback, from a generated config."""
+
+    def __init__(self, tmp_path, names=None, edges=None, split=False, places_url=None,
+                 key="test-key-123", extra_herd="", places_extra=""):
+        self.tmp = str(tmp_path)
+        self.names = list(names or DEFAULT_NAMES)
+        self.edges = list(DEFAULT_EDGES if edges is None else edges)
+        self.split = split
+        ports = free_ports(2 * len(self.names))
+        self.client_port = {n: ports[2 * i] for i, n in enumerate(self.names)}
+        self.bus_port = {n: ports[2 * i + 1] for i, n in enumerate(self.names)}
+        self.procs = {}
+        lines = ["herd", f"    run_dir = {self.tmp}/run"]
+        lines += ["    " + l for l in extra_herd.splitlines() if l.strip()]
+        for n in self.names:
+            lines += [f"node = {n}", f"    client = 127.0.0.1:{self.client_port[n]}",
+                      f"    bus = tcp://127.0.0.1:{self.bus_port[n]}",
+                      f"    log = {self.tmp}/logs/{n}.log"]
+        if self.edges:
+            lines.append("edges")
+            lines += [f"    edge = {a} {b}" for a, b in self.edges]
+        lines += ["places", "    timeout_ms = 2000"]
+        lines += ["    " + l for l in places_extra.splitlines() if l.strip()]
+        self.config = os.path.join(self.tmp, "herd.cfg")
+        with open(self.config, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        self.env = dict(os.environ)
+        self.env.pop("GOOGLE_API_KEY", None)
+        if key is not None:
+            self.env["GOOGLE_API_KEY"] = key
+        if places_url:
+            self.env["HERD_PLACES_URL"] = places_url
+        else:
+            #  Nothing listens on port 9 (discard): Places calls fail fast
+            self.env["HERD_PLACES_URL"] = "http://127.0.0.1:9/nearbysearch/json"
+
+    def log_path(self, name):
+        return os.path.join(self.tmp, "logs", f"{name}.log")
+
+    def log(self, name):
+        try:
+            with open(self.log_path(name), "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            return b""
+
+    def start(self, name=None, wait=True):
+        """Start one node (or all); wait until its gateway accepts clients."""
+        names = [name] if name else self.names
+        for n in names:
+            roles = ["places", "bus", "gateway"] if self.split else [None]
+            procs = []
+            for role in roles:
+                argv = [HERD_BIN, "node", n, "-c", self.config]
+                if role:
+                    argv += ["--role", role]
+                procs.append(subprocess.Popen(argv, env=self.env, stdout=subprocess.DEVNULL,
+                                              stderr=subprocess.PIPE))
+            self.procs[n] = procs
+        if wait:
+            for n in names:
+                self.wait_ready(n)
+        return self
+
+    def wait_ready(self, name):
+        def accepts():
+            for p in self.procs[name]:
+                if p.poll() is not None:
+                    raise AssertionError(f"{name} exited with {p.returncode}: "
+                                         f"{p.stderr.read().decode(errors='replace')}")
+            try:
+                socket.create_connection(("127.0.0.1", self.client_port[name]), timeout=1).close()
+                return True
+            except OSError:
+                return False
+        wait_for(accepts, 10, what=f"{name} to accept clients")
+
+    def wait_links(self, name=None):
+        """Wait until every bus link of the node(s) has been logged up."""
+        for n in ([name] if name else self.names):
+            peers = [b for a, b in self.edges if a == n] + [a for a, b in self.edges if b == n]
+            for p in peers:
+                wait_for(lambda: f"bus link up {p} ".encode() in self.log(n), 10,
+                         what=f"link {n}->{p}")
+
+    def kill(self, name, sig=signal.SIGKILL):
+        for p in self.procs.pop(name, []):
+            p.send_signal(sig)
+            p.wait(10 * SLOW)
+
+    def stop(self, name=None):
+        """SIGTERM node(s); returns {node: [exit codes]} (0 = clean, leak-free)."""
+        codes = {}
+        for n in ([name] if name else list(self.procs)):
+            procs = self.procs.pop(n, [])
+            for p in procs:
+                p.send_signal(signal.SIGTERM)
+            codes[n] = []
+            for p in procs:
+                try:
+                    codes[n].append(p.wait(10 * SLOW))
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+                    codes[n].append("hung")
+                if p.stderr:
+                    err = p.stderr.read()
+                    if err.strip():
+                        sys.stderr.write(f"--- {n} stderr:\n{err.decode(errors='replace')}\n")
+                    p.stderr.close()
+        return codes
+
+    def port(self, name):
+        return self.client_port[name]

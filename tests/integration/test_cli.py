@@ -1,0 +1,91 @@
+"""The herd command: nodes, up, refusing bad configuration, help."""
+
+import os
+import signal
+import subprocess
+
+import pytest
+
+from herdlib import HERD_BIN, ROOT, SLOW, Herd, iamat, wait_for, whatsat
+
+
+def run(*args, cwd=None):
+    return subprocess.run([HERD_BIN, *args], capture_output=True, text=True, timeout=30,
+                          cwd=cwd)
+
+
+def test_nodes_lists_the_default_herd():
+    r = run("nodes", "-c", os.path.join(ROOT, "herd.cfg"))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [
+        "Hill 127.0.0.1:12000", "Jaquez 127.0.0.1:12001", "Smith 127.0.0.1:12002",
+        "Singleton 127.0.0.1:12003", "Campbell 127.0.0.1:12004"]
+
+
+def test_help_and_usage_errors():
+    r = run("--help")
+    assert r.returncode == 0 and "herd node NAME" in r.stdout and "herd up" in r.stdout
+    assert run("frobnicate").returncode == 2
+    assert run("node").returncode == 2
+    r = run("node", "Hill", "--role", "chef", "-c", os.path.join(ROOT, "herd.cfg"))
+    assert r.returncode == 2 and "--role" in r.stderr
+
+
+@pytest.mark.parametrize("text,expect", [
+    ("node = A\n   client = 127.0.0.1:1\n", "bad.cfg:2"),
+    ("node = A\n    client = 127.0.0.1:1\n    bus = tcp://127.0.0.1:2\n    log = a.log\n"
+     "edges\n    edge = A Nobody\n", "Nobody"),
+    ("node = A\n    bus = tcp://127.0.0.1:2\n    log = a.log\n", "client"),
+    ("node = A\n    client = 127.0.0.1:1\n    bus = tcp://127.0.0.1:2\n    log = a.log\n"
+     "node = B\n    client = 127.0.0.1:1\n    bus = tcp://127.0.0.1:3\n    log = b.log\n",
+     "127.0.0.1:1"),
+    ("node = A\n    client = 127.0.0.1:1\n    bus = tcp://127.0.0.1:2\n    log = a.log\n"
+     "    colour = blue\n", "colour"),
+])
+def test_bad_config_is_refused_with_file_and_reason(tmp_path, text, expect):
+    path = tmp_path / "bad.cfg"
+    path.write_text(text)
+    for args in (["nodes"], ["node", "A"], ["up"]):
+        r = run(*args, "-c", str(path))
+        assert r.returncode == 1
+        assert "bad.cfg" in r.stderr and expect in r.stderr, r.stderr
+
+
+def test_missing_config_is_refused(tmp_path):
+    r = run("nodes", "-c", str(tmp_path / "nope.cfg"))
+    assert r.returncode == 1 and "nope.cfg" in r.stderr
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_up_runs_every_node_and_stops_on_sigterm(tmp_path, split):
+    herd = Herd(str(tmp_path))
+    argv = [HERD_BIN, "up", "-c", herd.config] + (["--split"] if split else [])
+    proc = subprocess.Popen(argv, env=herd.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        for n in herd.names:
+            herd.procs[n] = []
+            wait_for(lambda: _accepts(herd.port(n)), 10, what=f"{n} up")
+        at = iamat(herd.port("Hill"), "upclient", "+1+1", 42)
+        wait_for(lambda: whatsat(herd.port("Campbell"), "upclient", 1, 1)[0] == at, 10,
+                 what="propagation under herd up")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20 * SLOW)
+    assert proc.returncode == 0, err
+    for n in herd.names:
+        assert f"starting {n}" in out
+        assert f"127.0.0.1:{herd.port(n)}" in out
+        assert b"stopping on" in herd.log(n)
+    #  Every process is gone: the client ports are free again
+    for n in herd.names:
+        assert not _accepts(herd.port(n))
+
+
+def _accepts(port):
+    import socket
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
