@@ -60,7 +60,7 @@ typedef struct {
 
 //  Load and validate a config file. On failure returns NULL and, if error_p
 //  is not NULL, sets *error_p to a message "FILE:LINE: reason" or
-//  "FILE: key 'node Hill/client': reason"; the caller frees it.
+//  "FILE:LINE: node 'Hill': key 'client': reason"; the caller frees it.
 herd_config_t *
     herd_config_load (const char *path, char **error_p);
 

@@ -1,0 +1,1557 @@
+//  herd_config.c - herd.cfg (ZPL) read with zconfig, checked line by line and key by key.
+//
+//  Loading runs in three steps. A pre-scan walks the text line by line with
+//  zconfig's own rules (czmq 4.2.1 src/zconfig.c) and reports what zconfig
+//  would reject, or silently misread, as "FILE:LINE: reason"; it also records
+//  every key with its line. zconfig_str_load then builds the tree, and the
+//  keys of the tree, walked in file order, are paired with the recorded lines.
+//  Last the tree is validated section by section into a herd_config_t, each
+//  error naming the file, the line (when known), the section and the key.
+
+#include "herd_config.h"
+#include "herd_check.h"
+
+#include <czmq.h>
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define S_LINE_MAX      1024                //  zconfig reads at most this many bytes a line
+#define S_FILE_MAX      (16 * 1024 * 1024)  //  refuse bigger files (e.g. a device by mistake)
+#define S_IPC_PATH_MAX  (sizeof (((struct sockaddr_un *) 0)->sun_path) - 1)
+#define S_LONGEST_ROLE  "places"            //  the longest role given to herd_config_endpoint
+
+//  One key found by the pre-scan.
+typedef struct {
+    char *name;                 //  key name as written
+    int line;                   //  1-based line number
+    int level;                  //  indentation level, 0 = top
+} s_item_t;
+
+//  A key of the zconfig tree and the line it came from.
+typedef struct {
+    zconfig_t *key;
+    int line;
+} s_keyline_t;
+
+//  State of one load: where errors go, and the line of every key.
+typedef struct {
+    const char *file;           //  file name used in messages
+    char *error;                //  first error, or NULL
+    s_item_t *items;            //  keys found by the pre-scan, in file order
+    size_t item_count;
+    size_t item_max;
+    s_keyline_t *keylines;      //  sorted by key address; empty if unmapped
+    size_t keyline_count;
+    zhash_t *names;             //  node name -> its zconfig key
+    zhash_t *clients;           //  "[host]:port" -> herd_node_t * with that client
+    zhash_t *buses;             //  "[host]:port" -> herd_node_t * with that bus
+    zhash_t *logs;              //  log path -> herd_node_t *
+} s_loader_t;
+
+//  printf-like helpers, declared so the compiler checks their formats
+static char *
+    s_sprintf (const char *format, ...) __attribute__ ((format (printf, 1, 2)));
+static int
+    s_loader_fail (s_loader_t *self, int line, const char *format, ...)
+        __attribute__ ((format (printf, 3, 4)));
+static int
+    s_key_fail (s_loader_t *self, zconfig_t *key, const char *context, const char *format, ...)
+        __attribute__ ((format (printf, 4, 5)));
+
+static const char *const s_top_keys[] = {"herd", "node", "edges", "places", NULL};
+static const char *const s_herd_keys[] = {"run_dir", "max_line", NULL};
+static const char *const s_node_keys[] = {"client", "bus", "log", NULL};
+static const char *const s_edges_keys[] = {"edge", NULL};
+static const char *const s_places_keys[] = {
+    "flavour", "url", "key_env", "timeout_ms", "connect_timeout_ms", "concurrency", NULL};
+
+//  Abort when memory is exhausted: a config loader has no better way out.
+static void *
+s_checked (void *pointer)
+{
+    if (!pointer) {
+        fprintf (stderr, "herd_config: out of memory\n");
+        abort ();
+    }
+    return pointer;
+}
+
+//  strdup that never returns NULL.
+static char *
+s_strdup (const char *string)
+{
+    return (char *) s_checked (strdup (string));
+}
+
+//  vprintf into a fresh string that never is NULL.
+static char *
+s_vsprintf (const char *format, va_list args)
+{
+    char *string = NULL;
+    if (vasprintf (&string, format, args) < 0)
+        string = NULL;
+    return (char *) s_checked (string);
+}
+
+//  printf into a fresh string that never is NULL.
+static char *
+s_sprintf (const char *format, ...)
+{
+    va_list args;
+    va_start (args, format);
+    char *string = s_vsprintf (format, args);
+    va_end (args);
+    return string;
+}
+
+//  True if name is one of list (NULL-terminated).
+static bool
+s_in_list (const char *name, const char *const list[])
+{
+    for (size_t i = 0; list[i]; i++)
+        if (strcmp (name, list[i]) == 0)
+            return true;
+    return false;
+}
+
+//  "a, b, c" from a NULL-terminated list, for messages.
+static char *
+s_join (const char *const list[])
+{
+    char *joined = s_strdup (list[0] ? list[0] : "");
+    for (size_t i = 1; list[0] && list[i]; i++) {
+        char *longer = s_sprintf ("%s, %s", joined, list[i]);
+        free (joined);
+        joined = longer;
+    }
+    return joined;
+}
+
+//  A byte for a message: 'c' if printable, else its hex code.
+static void
+s_describe_byte (char byte, char *buffer, size_t size)
+{
+    unsigned char code = (unsigned char) byte;
+    if (isprint (code))
+        snprintf (buffer, size, "'%c'", code);
+    else
+        snprintf (buffer, size, "byte 0x%02x", code);
+}
+
+//  A character zconfig accepts in a name (its s_is_namechar).
+static bool
+s_is_namechar (char byte)
+{
+    return byte != 0 && (isalnum ((unsigned char) byte) || strchr ("$-_@.&+/", byte) != NULL);
+}
+
+//  Parse a plain decimal integer (digits only) in min..max; 0 or -1.
+static int
+s_parse_decimal (const char *text, long min, long max, long *value_p)
+{
+    if (!*text)
+        return -1;
+    long value = 0;
+    for (const char *digit = text; *digit; digit++) {
+        if (*digit < '0' || *digit > '9')
+            return -1;
+        long add = *digit - '0';
+        if (value > (max - add) / 10)
+            return -1;          //  above max, and stops before any overflow
+        value = value * 10 + add;
+    }
+    if (value < min)
+        return -1;
+    *value_p = value;
+    return 0;
+}
+
+//  Split "host:port" at its last colon; "[v6]:port" loses its brackets.
+//  Returns 0, or -1 with *reason_p saying why.
+static int
+s_split_address (const char *text, char **host_p, int *port_p, const char **reason_p)
+{
+    const char *colon = strrchr (text, ':');
+    if (!colon) {
+        *reason_p = "missing ':PORT'";
+        return -1;
+    }
+    long port = 0;
+    if (s_parse_decimal (colon + 1, 1, 65535, &port)) {
+        *reason_p = "PORT must be a decimal number in 1..65535";
+        return -1;
+    }
+    const char *host = text;
+    size_t host_size = (size_t) (colon - text);
+    if (host_size >= 2 && host[0] == '[' && host[host_size - 1] == ']') {
+        host++;
+        host_size -= 2;
+    }
+    else
+    if (memchr (host, ':', host_size)) {
+        *reason_p = "an IPv6 HOST goes in brackets, [HOST]:PORT";
+        return -1;
+    }
+    if (host_size == 0) {
+        *reason_p = "HOST is empty";
+        return -1;
+    }
+    for (size_t i = 0; i < host_size; i++)
+        if (isspace ((unsigned char) host[i]) || host[i] == '[' || host[i] == ']') {
+            *reason_p = "HOST contains white space or a bracket";
+            return -1;
+        }
+    *host_p = (char *) s_checked (strndup (host, host_size));
+    *port_p = (int) port;
+    return 0;
+}
+
+//  True for an ASCII letter, whatever the locale says about other bytes.
+static bool
+s_is_ascii_letter (char byte)
+{
+    return (byte >= 'A' && byte <= 'Z') || (byte >= 'a' && byte <= 'z');
+}
+
+//  True if text is a valid environment variable name, [A-Za-z_][A-Za-z0-9_]*.
+static bool
+s_is_env_name (const char *text)
+{
+    if (!(s_is_ascii_letter (*text) || *text == '_'))
+        return false;
+    for (const char *scan = text; *scan; scan++)
+        if (!(s_is_ascii_letter (*scan) || (*scan >= '0' && *scan <= '9') || *scan == '_'))
+            return false;
+    return true;
+}
+
+//  True if text is a valid node name: non-empty, [A-Za-z0-9_.-] only.
+static bool
+s_is_node_name (const char *text)
+{
+    if (!*text)
+        return false;
+    for (const char *scan = text; *scan; scan++)
+        if (!(s_is_ascii_letter (*scan) || (*scan >= '0' && *scan <= '9')
+              || strchr ("_.-", *scan)))
+            return false;
+    return true;
+}
+
+//  Value of a key, "" if it has none.
+static const char *
+s_value (zconfig_t *key)
+{
+    const char *value = zconfig_value (key);
+    return value ? value : "";
+}
+
+//  A section's first key called name, or NULL (also when section is NULL).
+static zconfig_t *
+s_locate (zconfig_t *section, const char *name)
+{
+    return section ? zconfig_locate (section, name) : NULL;
+}
+
+//  Free a loader's state (not its error, which the caller takes).
+static void
+s_loader_free (s_loader_t *self)
+{
+    for (size_t i = 0; i < self->item_count; i++)
+        free (self->items[i].name);
+    free (self->items);
+    free (self->keylines);
+    zhash_destroy (&self->names);
+    zhash_destroy (&self->clients);
+    zhash_destroy (&self->buses);
+    zhash_destroy (&self->logs);
+}
+
+//  Record the first error as "FILE:LINE: reason", or "FILE: reason" when
+//  line is 0 (unknown). Always returns -1.
+static int
+s_loader_fail (s_loader_t *self, int line, const char *format, ...)
+{
+    if (self->error)
+        return -1;
+    va_list args;
+    va_start (args, format);
+    char *reason = s_vsprintf (format, args);
+    va_end (args);
+    if (line > 0)
+        self->error = s_sprintf ("%s:%d: %s", self->file, line, reason);
+    else
+        self->error = s_sprintf ("%s: %s", self->file, reason);
+    free (reason);
+    return -1;
+}
+
+//  Order keylines by key address, for bsearch.
+static int
+s_keyline_compare (const void *left, const void *right)
+{
+    uintptr_t a = (uintptr_t) ((const s_keyline_t *) left)->key;
+    uintptr_t b = (uintptr_t) ((const s_keyline_t *) right)->key;
+    return a < b ? -1 : a > b ? 1 : 0;
+}
+
+//  Line a key came from, or 0 if unknown.
+static int
+s_loader_line (s_loader_t *self, zconfig_t *key)
+{
+    if (!key || self->keyline_count == 0)
+        return 0;
+    s_keyline_t probe = {key, 0};
+    s_keyline_t *found = (s_keyline_t *) bsearch (&probe, self->keylines, self->keyline_count,
+                                                  sizeof (s_keyline_t), s_keyline_compare);
+    return found ? found->line : 0;
+}
+
+//  " (first at line N)", or "" when the line is unknown.
+static void
+s_first_at (s_loader_t *self, zconfig_t *key, char *buffer, size_t size)
+{
+    int line = s_loader_line (self, key);
+    if (line > 0)
+        snprintf (buffer, size, " (first at line %d)", line);
+    else
+        snprintf (buffer, size, "%s", "");
+}
+
+//  Error about a key: "FILE:LINE: CONTEXT: key 'NAME': reason".
+static int
+s_key_fail (s_loader_t *self, zconfig_t *key, const char *context, const char *format, ...)
+{
+    va_list args;
+    va_start (args, format);
+    char *reason = s_vsprintf (format, args);
+    va_end (args);
+    s_loader_fail (self, s_loader_line (self, key), "%s: key '%s': %s", context,
+                   zconfig_name (key), reason);
+    free (reason);
+    return -1;
+}
+
+//  -------------------------------------------------------------------------
+//  Pre-scan: zconfig's line rules, with file:line errors
+
+//  Remember a key found by the pre-scan.
+static void
+s_loader_add_item (s_loader_t *self, const char *name, size_t size, int line, int level)
+{
+    if (self->item_count == self->item_max) {
+        self->item_max = self->item_max ? self->item_max * 2 : 64;
+        self->items = (s_item_t *) s_checked (
+            reallocarray (self->items, self->item_max, sizeof (s_item_t)));
+    }
+    s_item_t *item = &self->items[self->item_count++];
+    item->name = (char *) s_checked (strndup (name, size));
+    item->line = line;
+    item->level = level;
+}
+
+//  Check one line (trailing white space trimmed, not empty) as zconfig
+//  reads it; records its key if it has one. *prev_level_p and *prev_line_p
+//  hold the level and line of the key before (-1 and 0 at first). 0 or -1.
+static int
+s_prescan_line (s_loader_t *self, const char *line, int lineno, int *prev_level_p,
+                int *prev_line_p)
+{
+    char what[32];
+    const char *scan = line;
+    while (*scan == ' ')
+        scan++;
+    size_t spaces = (size_t) (scan - line);
+
+    //  zconfig counts only spaces; other white space ahead of a key is junk
+    const char *rest = scan;
+    while (isspace ((unsigned char) *rest))
+        rest++;
+    bool comment = *rest == '#';
+    if (isspace ((unsigned char) *scan) && !comment) {
+        if (*scan == '\t')
+            return s_loader_fail (self, lineno, "a tab is used for indentation "
+                                                "(indent with 4 spaces a level)");
+        s_describe_byte (*scan, what, sizeof (what));
+        return s_loader_fail (self, lineno,
+                              "%s is used for indentation (indent with 4 spaces a level)", what);
+    }
+    if (spaces % 4 != 0)
+        return s_loader_fail (self, lineno, "indentation is %zu spaces, not a multiple of 4%s",
+                              spaces, comment ? " (zconfig rejects it even on a comment)" : "");
+    if (comment)
+        return 0;
+
+    if (strlen (line) > S_LINE_MAX)
+        return s_loader_fail (self, lineno,
+                              "line is %zu bytes long; zconfig reads at most %d a line",
+                              strlen (line), S_LINE_MAX);
+    if (lineno == 1 && strncmp (line, "\xEF\xBB\xBF", 3) == 0)
+        return s_loader_fail (self, lineno, "the file starts with a UTF-8 byte order mark, "
+                                            "which zconfig does not accept");
+
+    //  The name
+    const char *name = scan;
+    while (s_is_namechar (*scan))
+        scan++;
+    size_t name_size = (size_t) (scan - name);
+    int name_len = name_size > 100 ? 100 : (int) name_size;
+    if (name_size == 0) {
+        s_describe_byte (*scan, what, sizeof (what));
+        return s_loader_fail (self, lineno,
+                              "expected a key name, found %s (a line holds 'name' or "
+                              "'name = value')",
+                              what);
+    }
+    if (name[0] == '/' || name[name_size - 1] == '/')
+        return s_loader_fail (self, lineno, "name '%.*s' must not start or end with '/'",
+                              name_len, name);
+    if (*scan && *scan != '=' && *scan != '#' && !isspace ((unsigned char) *scan)) {
+        const char *end = scan;
+        while (*end && *end != '=' && !isspace ((unsigned char) *end))
+            end++;
+        s_describe_byte (*scan, what, sizeof (what));
+        return s_loader_fail (self, lineno,
+                              "name '%.*s' contains %s (names may use letters, digits "
+                              "and $ - _ @ . & + /)",
+                              (int) (end - name > 100 ? 100 : end - name), name, what);
+    }
+
+    //  The value, if any
+    while (isspace ((unsigned char) *scan))
+        scan++;
+    if (*scan == '=') {
+        const char *equals = scan++;
+        while (isspace ((unsigned char) *scan))
+            scan++;
+        if (*scan == '"' || *scan == '\'') {
+            const char *close = strchr (scan + 1, *scan);
+            if (!close)
+                return s_loader_fail (self, lineno, "unterminated quote: missing closing %c",
+                                      *scan);
+            const char *after = close + 1;
+            while (isspace ((unsigned char) *after))
+                after++;
+            if (*after && *after != '#')
+                return s_loader_fail (self, lineno,
+                                      "unexpected text after the closing quote: '%.100s'", after);
+        }
+        else
+        if (*scan == '#' && scan > equals + 1)
+            //  zconfig would store the comment itself as the value
+            return s_loader_fail (self, lineno,
+                                  "empty value followed by a comment; zconfig would read "
+                                  "the comment as the value (write %.*s = \"\")",
+                                  name_len, name);
+    }
+    else
+    if (*scan && *scan != '#')
+        return s_loader_fail (self, lineno,
+                              "expected '=' after name '%.*s' (a line holds 'name' or "
+                              "'name = value')",
+                              name_len, name);
+
+    //  The level: at most one deeper than the key before
+    int level = (int) (spaces / 4);
+    if (level > *prev_level_p + 1) {
+        if (*prev_level_p < 0)
+            return s_loader_fail (self, lineno,
+                                  "'%.*s' is indented, but no key before it can be its "
+                                  "parent",
+                                  name_len, name);
+        return s_loader_fail (self, lineno,
+                              "'%.*s' is indented more than one level (4 spaces) deeper "
+                              "than its parent at line %d",
+                              name_len, name, *prev_line_p);
+    }
+    *prev_level_p = level;
+    *prev_line_p = lineno;
+    s_loader_add_item (self, name, name_size, lineno, level);
+    return 0;
+}
+
+//  Pre-scan the whole text, line by line as zconfig splits it.
+static int
+s_prescan (s_loader_t *self, const char *text)
+{
+    int lineno = 0;
+    int prev_level = -1;
+    int prev_line = 0;
+    const char *cursor = text;
+    while (*cursor) {
+        const char *eoln = strchr (cursor, '\n');
+        size_t size = eoln ? (size_t) (eoln - cursor) : strlen (cursor);
+        lineno++;
+        while (size > 0 && isspace ((unsigned char) cursor[size - 1]))
+            size--;
+        if (size > 0) {
+            char *line = (char *) s_checked (strndup (cursor, size));
+            int rc = s_prescan_line (self, line, lineno, &prev_level, &prev_line);
+            free (line);
+            if (rc)
+                return -1;
+        }
+        cursor = eoln ? eoln + 1 : cursor + strlen (cursor);
+    }
+    return 0;
+}
+
+//  Pair the tree's keys, in file order, with the pre-scan's; -1 if the two
+//  disagree anywhere.
+static int
+s_map_keys (s_loader_t *self, zconfig_t *parent, int level, size_t *index_p)
+{
+    for (zconfig_t *key = zconfig_child (parent); key; key = zconfig_next (key)) {
+        size_t index = *index_p;
+        if (index >= self->item_count || self->items[index].level != level
+            || strcmp (self->items[index].name, zconfig_name (key)) != 0)
+            return -1;
+        self->keylines[index].key = key;
+        self->keylines[index].line = self->items[index].line;
+        (*index_p)++;
+        if (s_map_keys (self, key, level + 1, index_p))
+            return -1;
+    }
+    return 0;
+}
+
+//  Give every key of the tree its line; if the pre-scan and zconfig ever
+//  disagree, messages go without line numbers rather than with wrong ones.
+static void
+s_loader_map (s_loader_t *self, zconfig_t *root)
+{
+    if (self->item_count == 0)
+        return;
+    self->keylines = (s_keyline_t *) s_checked (calloc (self->item_count, sizeof (s_keyline_t)));
+    size_t index = 0;
+    if (s_map_keys (self, root, 0, &index) == 0 && index == self->item_count) {
+        self->keyline_count = self->item_count;
+        qsort (self->keylines, self->keyline_count, sizeof (s_keyline_t), s_keyline_compare);
+    }
+}
+
+//  -------------------------------------------------------------------------
+//  Validation of the tree
+
+//  Check the children of a section: known names, leaves only, and each
+//  name at most once unless repeat is true.
+static int
+s_check_keys (s_loader_t *self, zconfig_t *section, const char *context,
+              const char *const allowed[], bool repeat)
+{
+    for (zconfig_t *key = zconfig_child (section); key; key = zconfig_next (key)) {
+        const char *name = zconfig_name (key);
+        if (!s_in_list (name, allowed)) {
+            char *list = s_join (allowed);
+            s_loader_fail (self, s_loader_line (self, key), "%s: unknown key '%s' (allowed: %s)",
+                           context, name, list);
+            free (list);
+            return -1;
+        }
+        zconfig_t *child = zconfig_child (key);
+        if (child)
+            return s_loader_fail (self, s_loader_line (self, child),
+                                  "%s: key '%s': unexpected child key '%s' (this key takes "
+                                  "no children)",
+                                  context, name, zconfig_name (child));
+        if (repeat)
+            continue;
+        for (zconfig_t *earlier = zconfig_child (section); earlier != key;
+             earlier = zconfig_next (earlier))
+            if (strcmp (zconfig_name (earlier), name) == 0) {
+                char first[48];
+                s_first_at (self, earlier, first, sizeof (first));
+                return s_loader_fail (self, s_loader_line (self, key),
+                                      "%s: key '%s' is given twice%s", context, name, first);
+            }
+    }
+    return 0;
+}
+
+//  A string key of a section, or default_value if absent; it must not be
+//  empty.
+static int
+s_get_string (s_loader_t *self, zconfig_t *section, const char *context, const char *name,
+              const char *default_value, char **value_p)
+{
+    zconfig_t *key = s_locate (section, name);
+    if (key && !*s_value (key)) {
+        s_key_fail (self, key, context, "value is empty");
+        return -1;
+    }
+    *value_p = s_strdup (key ? s_value (key) : default_value);
+    return 0;
+}
+
+//  An integer key of a section in min..max, or default_value if absent.
+static int
+s_get_int (s_loader_t *self, zconfig_t *section, const char *context, const char *name,
+           long min, long max, long default_value, long *value_p)
+{
+    *value_p = default_value;
+    zconfig_t *key = s_locate (section, name);
+    if (key && s_parse_decimal (s_value (key), min, max, value_p)) {
+        s_key_fail (self, key, context, "'%s' is not an integer in %ld..%ld", s_value (key), min,
+                    max);
+        return -1;
+    }
+    return 0;
+}
+
+//  Check the top level: known sections, each at most once and valueless.
+//  Returns the number of nodes; 0 is an error (there must be one).
+static size_t
+s_load_top (s_loader_t *self, zconfig_t *root, zconfig_t **sections)
+{
+    //  sections[] follows s_top_keys: herd, node (unused), edges, places
+    size_t node_count = 0;
+    for (zconfig_t *key = zconfig_child (root); key; key = zconfig_next (key)) {
+        const char *name = zconfig_name (key);
+        size_t index = 0;
+        while (s_top_keys[index] && strcmp (s_top_keys[index], name) != 0)
+            index++;
+        if (!s_top_keys[index]) {
+            char *list = s_join (s_top_keys);
+            s_loader_fail (self, s_loader_line (self, key), "unknown key '%s' (allowed: %s)",
+                           name, list);
+            free (list);
+            return 0;
+        }
+        if (strcmp (name, "node") == 0) {
+            node_count++;
+            continue;
+        }
+        if (*s_value (key)) {
+            s_loader_fail (self, s_loader_line (self, key),
+                           "section '%s' takes no value (found '%s'); its keys go on the lines "
+                           "below, indented",
+                           name, s_value (key));
+            return 0;
+        }
+        if (sections[index]) {
+            char first[48];
+            s_first_at (self, sections[index], first, sizeof (first));
+            s_loader_fail (self, s_loader_line (self, key), "duplicate section '%s'%s", name,
+                           first);
+            return 0;
+        }
+        sections[index] = key;
+    }
+    if (node_count == 0)
+        s_loader_fail (self, 0, "no nodes: at least one 'node = NAME' section is required");
+    return node_count;
+}
+
+//  The herd section (optional): run_dir and max_line.
+static int
+s_load_herd (s_loader_t *self, zconfig_t *section, herd_config_t *config)
+{
+    if (section && s_check_keys (self, section, "herd", s_herd_keys, false))
+        return -1;
+    long max_line = 0;
+    if (s_get_string (self, section, "herd", "run_dir", "run", &config->run_dir)
+        || s_get_int (self, section, "herd", "max_line", 64, 1073741824L, 1048576L, &max_line))
+        return -1;
+    config->max_line = (size_t) max_line;
+
+    //  "run/" and "run" name the same directory; keep endpoints tidy
+    size_t size = strlen (config->run_dir);
+    while (size > 1 && config->run_dir[size - 1] == '/')
+        config->run_dir[--size] = 0;
+    return 0;
+}
+
+//  Claim a listening address for a node's key; refused if any node's client
+//  or bus already uses it.
+static int
+s_claim_address (s_loader_t *self, zconfig_t *key, const char *context, herd_node_t *node,
+                 const char *host, int port, bool is_bus)
+{
+    char *address = s_sprintf ("[%s]:%d", host, port);
+    herd_node_t *owner = (herd_node_t *) zhash_lookup (self->clients, address);
+    const char *role = "client";
+    if (!owner) {
+        owner = (herd_node_t *) zhash_lookup (self->buses, address);
+        role = "bus";
+    }
+    int rc = 0;
+    if (owner)
+        rc = s_key_fail (self, key, context, "'%s' is already used by node '%s' (key '%s')",
+                         s_value (key), owner->name, role);
+    else
+        zhash_insert (is_bus ? self->buses : self->clients, address, node);
+    free (address);
+    return rc;
+}
+
+//  One node section: name, client, bus, log.
+static int
+s_load_node (s_loader_t *self, zconfig_t *section, herd_config_t *config, herd_node_t *node)
+{
+    const char *name = s_value (section);
+    int line = s_loader_line (self, section);
+    if (!*name)
+        return s_loader_fail (self, line, "node: name is empty (write node = NAME)");
+    if (!s_is_node_name (name))
+        return s_loader_fail (self, line,
+                              "node '%s': name may only use letters, digits, '_', '.' and '-'",
+                              name);
+    zconfig_t *first = (zconfig_t *) zhash_lookup (self->names, name);
+    if (first) {
+        char at[48];
+        s_first_at (self, first, at, sizeof (at));
+        return s_loader_fail (self, line, "node '%s' is defined twice%s", name, at);
+    }
+    zhash_insert (self->names, name, section);
+    node->name = s_strdup (name);
+
+    //  Its ipc:// endpoints when split must fit in a Unix socket path
+    size_t ipc_size = strlen (config->run_dir) + strlen ("/-.ipc") + strlen (name)
+                      + strlen (S_LONGEST_ROLE);
+    if (ipc_size > S_IPC_PATH_MAX)
+        return s_loader_fail (self, line,
+                              "node '%s': ipc endpoint path '%s/%s-%s.ipc' is %zu bytes, "
+                              "more than the %zu a Unix socket allows (shorten the name or "
+                              "herd/run_dir)",
+                              name, config->run_dir, name, S_LONGEST_ROLE, ipc_size,
+                              (size_t) S_IPC_PATH_MAX);
+
+    char *context = s_sprintf ("node '%s'", name);
+    int rc = s_check_keys (self, section, context, s_node_keys, false);
+    for (size_t i = 0; rc == 0 && s_node_keys[i]; i++)
+        if (!zconfig_locate (section, s_node_keys[i])) {
+            char *list = s_join (s_node_keys);
+            rc = s_loader_fail (self, line, "%s: missing key '%s' (required: %s)", context,
+                                s_node_keys[i], list);
+            free (list);
+        }
+
+    //  client = HOST:PORT
+    zconfig_t *key = zconfig_locate (section, "client");
+    const char *reason = NULL;
+    if (rc == 0) {
+        if (s_split_address (s_value (key), &node->client_host, &node->client_port, &reason))
+            rc = s_key_fail (self, key, context, "'%s' is not HOST:PORT (%s)", s_value (key),
+                             reason);
+        else {
+            node->client = s_strdup (s_value (key));
+            rc = s_claim_address (self, key, context, node, node->client_host,
+                                  node->client_port, false);
+        }
+    }
+    //  bus = tcp://HOST:PORT
+    if (rc == 0) {
+        key = zconfig_locate (section, "bus");
+        const char *value = s_value (key);
+        char *host = NULL;
+        int port = 0;
+        if (strncmp (value, "tcp://", 6) != 0)
+            rc = s_key_fail (self, key, context,
+                             "'%s' is not tcp://HOST:PORT (must start with tcp://)", value);
+        else
+        if (s_split_address (value + 6, &host, &port, &reason))
+            rc = s_key_fail (self, key, context, "'%s' is not tcp://HOST:PORT (%s)", value,
+                             reason);
+        else
+        if (strcmp (host, "*") == 0)
+            rc = s_key_fail (self, key, context,
+                             "'%s' is not tcp://HOST:PORT (neighbours connect to it, so "
+                             "HOST cannot be '*')",
+                             value);
+        else {
+            node->bus = s_strdup (value);
+            rc = s_claim_address (self, key, context, node, host, port, true);
+        }
+        free (host);
+    }
+    //  log = PATH
+    if (rc == 0) {
+        key = zconfig_locate (section, "log");
+        herd_node_t *owner = NULL;
+        if (!*s_value (key))
+            rc = s_key_fail (self, key, context, "value is empty");
+        else
+        if ((owner = (herd_node_t *) zhash_lookup (self->logs, s_value (key))))
+            rc = s_key_fail (self, key, context, "'%s' is already used by node '%s' (key 'log')",
+                             s_value (key), owner->name);
+        else {
+            node->log = s_strdup (s_value (key));
+            zhash_insert (self->logs, node->log, node);
+        }
+    }
+    free (context);
+    return rc;
+}
+
+//  Add b to a's neighbours.
+static void
+s_add_neighbour (herd_node_t *a, size_t b)
+{
+    a->neighbours = (size_t *) s_checked (
+        reallocarray (a->neighbours, a->neighbour_count + 1, sizeof (size_t)));
+    a->neighbours[a->neighbour_count++] = b;
+}
+
+//  One "edge = A B": both names known, distinct, not linked yet.
+static int
+s_load_edge (s_loader_t *self, zconfig_t *key, herd_config_t *config)
+{
+    const char *value = s_value (key);
+    char *names[2] = {NULL, NULL};
+    size_t count = 0;
+    const char *scan = value;
+    while (true) {
+        while (isspace ((unsigned char) *scan))
+            scan++;
+        if (!*scan)
+            break;
+        const char *start = scan;
+        while (*scan && !isspace ((unsigned char) *scan))
+            scan++;
+        if (count < 2)
+            names[count] = (char *) s_checked (strndup (start, (size_t) (scan - start)));
+        count++;
+    }
+    int rc = 0;
+    const herd_node_t *a = NULL, *b = NULL;
+    if (count != 2)
+        rc = s_key_fail (self, key, "edges", "'%s' must name exactly two nodes (edge = A B)",
+                         value);
+    else
+    if (!(a = herd_config_node (config, names[0])))
+        rc = s_key_fail (self, key, "edges", "'%s': unknown node '%s'", value, names[0]);
+    else
+    if (!(b = herd_config_node (config, names[1])))
+        rc = s_key_fail (self, key, "edges", "'%s': unknown node '%s'", value, names[1]);
+    else
+    if (a == b)
+        rc = s_key_fail (self, key, "edges", "'%s': a node cannot be its own neighbour", value);
+    else {
+        size_t ia = (size_t) (a - config->nodes);
+        size_t ib = (size_t) (b - config->nodes);
+        for (size_t i = 0; rc == 0 && i < a->neighbour_count; i++)
+            if (a->neighbours[i] == ib)
+                rc = s_key_fail (self, key, "edges", "'%s': duplicate edge between '%s' and '%s'",
+                                 value, a->name, b->name);
+        if (rc == 0) {
+            s_add_neighbour (&config->nodes[ia], ib);
+            s_add_neighbour (&config->nodes[ib], ia);
+        }
+    }
+    free (names[0]);
+    free (names[1]);
+    return rc;
+}
+
+//  The places section (optional): options of the Places client.
+static int
+s_load_places (s_loader_t *self, zconfig_t *section, herd_config_t *config)
+{
+    herd_places_options_t *places = &config->places;
+    zconfig_t *key = s_locate (section, "key");
+    if (key)
+        return s_key_fail (self, key, "places",
+                           "the API key must not be stored in the file; set key_env and the "
+                           "environment variable");
+    if (section && s_check_keys (self, section, "places", s_places_keys, false))
+        return -1;
+
+    if (s_get_string (self, section, "places", "flavour", "legacy", &places->flavour))
+        return -1;
+    if (strcmp (places->flavour, "legacy") != 0)
+        return s_key_fail (self, s_locate (section, "flavour"), "places",
+                           "flavour '%s' is not supported (legacy)", places->flavour);
+
+    if (s_get_string (self, section, "places", "url",
+                      "https://maps.googleapis.com/maps/api/place/nearbysearch/json",
+                      &places->url))
+        return -1;
+    const char *rest = strncmp (places->url, "http://", 7) == 0    ? places->url + 7
+                       : strncmp (places->url, "https://", 8) == 0 ? places->url + 8
+                                                                   : NULL;
+    if (!rest || !*rest || *rest == '/')
+        return s_key_fail (self, s_locate (section, "url"), "places",
+                           "'%s' must start with http:// or https:// and a host", places->url);
+    for (const char *scan = places->url; *scan; scan++)
+        if (isspace ((unsigned char) *scan))
+            return s_key_fail (self, s_locate (section, "url"), "places",
+                               "'%s' contains white space", places->url);
+
+    if (s_get_string (self, section, "places", "key_env", "GOOGLE_API_KEY", &places->key_env))
+        return -1;
+    if (!s_is_env_name (places->key_env))
+        return s_key_fail (self, s_locate (section, "key_env"), "places",
+                           "'%s' is not a valid environment variable name "
+                           "([A-Za-z_][A-Za-z0-9_]*)",
+                           places->key_env);
+
+    long timeout_ms = 0, connect_timeout_ms = 0, concurrency = 0;
+    if (s_get_int (self, section, "places", "timeout_ms", 1, 600000, 3000, &timeout_ms)
+        || s_get_int (self, section, "places", "connect_timeout_ms", 1, 600000, 1000,
+                      &connect_timeout_ms)
+        || s_get_int (self, section, "places", "concurrency", 1, 10000, 64, &concurrency))
+        return -1;
+    places->timeout_ms = (int) timeout_ms;
+    places->connect_timeout_ms = (int) connect_timeout_ms;
+    places->concurrency = (int) concurrency;
+    return 0;
+}
+
+//  Validate the whole tree into config.
+static int
+s_load_tree (s_loader_t *self, zconfig_t *root, herd_config_t *config)
+{
+    zconfig_t *sections[4] = {NULL, NULL, NULL, NULL};
+    size_t node_count = s_load_top (self, root, sections);
+    if (node_count == 0 || s_load_herd (self, sections[0], config))
+        return -1;
+
+    config->nodes = (herd_node_t *) s_checked (calloc (node_count, sizeof (herd_node_t)));
+    config->node_count = node_count;
+    size_t index = 0;
+    for (zconfig_t *key = zconfig_child (root); key; key = zconfig_next (key))
+        if (strcmp (zconfig_name (key), "node") == 0)
+            if (s_load_node (self, key, config, &config->nodes[index++]))
+                return -1;
+
+    zconfig_t *edges = sections[2];
+    if (edges) {
+        if (s_check_keys (self, edges, "edges", s_edges_keys, true))
+            return -1;
+        for (zconfig_t *key = zconfig_child (edges); key; key = zconfig_next (key))
+            if (s_load_edge (self, key, config))
+                return -1;
+    }
+    return s_load_places (self, sections[3], config);
+}
+
+//  -------------------------------------------------------------------------
+//  Public API
+
+//  Load and validate a config from text; name stands for the file.
+herd_config_t *
+herd_config_load_string (const char *text, const char *name, char **error_p)
+{
+    assert (text);
+    assert (name);
+    if (error_p)
+        *error_p = NULL;
+
+    s_loader_t loader = {.file = name};
+    loader.names = (zhash_t *) s_checked (zhash_new ());
+    loader.clients = (zhash_t *) s_checked (zhash_new ());
+    loader.buses = (zhash_t *) s_checked (zhash_new ());
+    loader.logs = (zhash_t *) s_checked (zhash_new ());
+
+    herd_config_t *self = NULL;
+    zconfig_t *root = NULL;
+    if (s_prescan (&loader, text) == 0) {
+        //  zconfig logs its own complaints to stdout; the pre-scan should
+        //  leave it none, and its verdict is what counts
+        root = zconfig_str_load (text);
+        if (!root)
+            s_loader_fail (&loader, 0, "syntax error (zconfig rejected the file)");
+    }
+    if (root) {
+        s_loader_map (&loader, root);
+        self = (herd_config_t *) s_checked (calloc (1, sizeof (herd_config_t)));
+        self->path = s_strdup (name);
+        if (s_load_tree (&loader, root, self))
+            herd_config_destroy (&self);
+        zconfig_destroy (&root);
+    }
+    s_loader_free (&loader);
+    if (error_p)
+        *error_p = loader.error;
+    else
+        free (loader.error);
+    return self;
+}
+
+//  Read a whole file into a string; NULL with *error_p set on failure.
+static char *
+s_read_file (const char *path, char **error_p)
+{
+    FILE *file = fopen (path, "rb");
+    if (!file) {
+        *error_p = s_sprintf ("%s: cannot open: %s", path, strerror (errno));
+        return NULL;
+    }
+    size_t size = 0, max = 4096;
+    char *text = (char *) s_checked (malloc (max + 1));
+    while (true) {
+        size_t got = fread (text + size, 1, max - size, file);
+        size += got;
+        if (size < max) {
+            if (ferror (file)) {
+                *error_p = s_sprintf ("%s: cannot read: %s", path, strerror (errno));
+                free (text);
+                text = NULL;
+            }
+            break;
+        }
+        if (max >= S_FILE_MAX) {
+            *error_p = s_sprintf ("%s: file is larger than %d bytes; is it a config file?",
+                                  path, S_FILE_MAX);
+            free (text);
+            text = NULL;
+            break;
+        }
+        max *= 2;
+        text = (char *) s_checked (realloc (text, max + 1));
+    }
+    fclose (file);
+    if (!text)
+        return NULL;
+    text[size] = 0;
+
+    //  A NUL byte would silently end the text for zconfig
+    const char *nul = (const char *) memchr (text, 0, size);
+    if (nul) {
+        int line = 1;
+        for (const char *scan = text; scan < nul; scan++)
+            line += *scan == '\n';
+        *error_p = s_sprintf ("%s:%d: the file contains a NUL byte", path, line);
+        free (text);
+        return NULL;
+    }
+    return text;
+}
+
+//  Load and validate a config file.
+herd_config_t *
+herd_config_load (const char *path, char **error_p)
+{
+    assert (path);
+    char *error = NULL;
+    herd_config_t *self = NULL;
+    char *text = s_read_file (path, &error);
+    if (text)
+        self = herd_config_load_string (text, path, &error);
+    free (text);
+    if (error_p)
+        *error_p = error;
+    else
+        free (error);
+    return self;
+}
+
+//  Destroy a config; nulls the caller's pointer.
+void
+herd_config_destroy (herd_config_t **self_p)
+{
+    assert (self_p);
+    if (*self_p) {
+        herd_config_t *self = *self_p;
+        for (size_t i = 0; i < self->node_count; i++) {
+            herd_node_t *node = &self->nodes[i];
+            free (node->name);
+            free (node->client);
+            free (node->client_host);
+            free (node->bus);
+            free (node->log);
+            free (node->neighbours);
+        }
+        free (self->nodes);
+        free (self->path);
+        free (self->run_dir);
+        free (self->places.flavour);
+        free (self->places.url);
+        free (self->places.key_env);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+//  Find a node by name, or NULL.
+const herd_node_t *
+herd_config_node (const herd_config_t *self, const char *name)
+{
+    if (!self || !name)
+        return NULL;
+    for (size_t i = 0; i < self->node_count; i++)
+        if (self->nodes[i].name && strcmp (self->nodes[i].name, name) == 0)
+            return &self->nodes[i];
+    return NULL;
+}
+
+//  Endpoint joining two roles of a node: inproc:// in one process, ipc://
+//  under run_dir when split. Caller frees; NULL if memory is exhausted.
+char *
+herd_config_endpoint (const herd_config_t *self, const herd_node_t *node, const char *role,
+                      bool split)
+{
+    assert (self);
+    assert (node);
+    assert (role);
+    if (split)
+        return zsys_sprintf ("ipc://%s/%s-%s.ipc", self->run_dir, node->name, role);
+    return zsys_sprintf ("inproc://herd-%s-%s", node->name, role);
+}
+
+//  -------------------------------------------------------------------------
+//  Self test
+
+//  The default herd (as herd.cfg), with its comments.
+#define S_TEST_DEFAULT                                                                         \
+    "#   herd.cfg - the default herd: five nodes on this host.\n"                                \
+    "\n"                                                                                       \
+    "herd\n"                                                                                   \
+    "    run_dir = run                   #   ipc:// endpoints of split nodes\n"                 \
+    "    max_line = 1048576              #   longest client line, in bytes (1 MiB)\n"           \
+    "\n"                                                                                       \
+    "node = Hill\n"                                                                            \
+    "    client = 127.0.0.1:12000        #   clients connect here (TCP)\n"                      \
+    "    bus = tcp://127.0.0.1:13000     #   PUB endpoint neighbours subscribe to\n"            \
+    "    log = logs/Hill.log\n"                                                                \
+    "node = Jaquez\n"                                                                          \
+    "    client = 127.0.0.1:12001\n"                                                           \
+    "    bus = tcp://127.0.0.1:13001\n"                                                        \
+    "    log = logs/Jaquez.log\n"                                                              \
+    "node = Smith\n"                                                                           \
+    "    client = 127.0.0.1:12002\n"                                                           \
+    "    bus = tcp://127.0.0.1:13002\n"                                                        \
+    "    log = logs/Smith.log\n"                                                               \
+    "node = Singleton\n"                                                                       \
+    "    client = 127.0.0.1:12003\n"                                                           \
+    "    bus = tcp://127.0.0.1:13003\n"                                                        \
+    "    log = logs/Singleton.log\n"                                                           \
+    "node = Campbell\n"                                                                        \
+    "    client = 127.0.0.1:12004\n"                                                           \
+    "    bus = tcp://127.0.0.1:13004\n"                                                        \
+    "    log = logs/Campbell.log\n"                                                            \
+    "\n"                                                                                       \
+    "edges                               #   bidirectional\n"                                   \
+    "    edge = Hill Jaquez\n"                                                                 \
+    "    edge = Hill Smith\n"                                                                  \
+    "    edge = Singleton Jaquez\n"                                                            \
+    "    edge = Singleton Smith\n"                                                             \
+    "    edge = Singleton Campbell\n"                                                          \
+    "    edge = Smith Campbell\n"                                                              \
+    "\n"                                                                                       \
+    "places\n"                                                                                 \
+    "    flavour = legacy                #   Nearby Search (legacy API)\n"                      \
+    "    url = https://maps.googleapis.com/maps/api/place/nearbysearch/json\n"                 \
+    "    key_env = GOOGLE_API_KEY        #   the key is read from this variable\n"              \
+    "    timeout_ms = 3000               #   whole request\n"                                   \
+    "    connect_timeout_ms = 1000\n"                                                          \
+    "    concurrency = 64                #   HTTP transfers in flight at once\n"
+
+//  One node, lines 1-4, for error cases to build on.
+#define S_TEST_NODE_A                                                                          \
+    "node = A\n"                                                                               \
+    "    client = 127.0.0.1:1\n"                                                               \
+    "    bus = tcp://127.0.0.1:2\n"                                                            \
+    "    log = a.log\n"
+
+//  A second node, lines 5-8 after S_TEST_NODE_A.
+#define S_TEST_NODE_B                                                                          \
+    "node = B\n"                                                                               \
+    "    client = 127.0.0.1:3\n"                                                               \
+    "    bus = tcp://127.0.0.1:4\n"                                                            \
+    "    log = b.log\n"
+
+//  A text that must fail, and two things its message must contain.
+typedef struct {
+    const char *text;
+    const char *expect;
+    const char *also;
+} s_test_case_t;
+
+//  Every error the loader reports; file name "t.cfg".
+static const s_test_case_t s_test_errors[] = {
+    //  Syntax, found by the pre-scan
+    {"herd\n   run_dir = x\n" S_TEST_NODE_A, "t.cfg:2: ", "3 spaces, not a multiple of 4"},
+    {"herd\n  # a comment\n" S_TEST_NODE_A, "t.cfg:2: ",
+     "2 spaces, not a multiple of 4 (zconfig rejects it even on a comment)"},
+    {"herd\n    \x0brun_dir = x\n" S_TEST_NODE_A, "t.cfg:2: ", "byte 0x0b is used for indentation"},
+    {"herd\n\trun_dir = x\n" S_TEST_NODE_A, "t.cfg:2: ", "a tab is used for indentation"},
+    {"herd\n    \trun_dir = x\n" S_TEST_NODE_A, "t.cfg:2: ", "a tab is used for indentation"},
+    {"herd\n        run_dir = x\n" S_TEST_NODE_A, "t.cfg:2: ",
+     "'run_dir' is indented more than one level (4 spaces) deeper than its parent at line 1"},
+    {"    herd\n" S_TEST_NODE_A, "t.cfg:1: ", "'herd' is indented, but no key before it"},
+    {S_TEST_NODE_A "places\n    url = \"https://x\n", "t.cfg:6: ",
+     "unterminated quote: missing closing \""},
+    {S_TEST_NODE_A "places\n    url = 'https://x\n", "t.cfg:6: ",
+     "unterminated quote: missing closing '"},
+    {S_TEST_NODE_A "places\n    url = 'https://x' y\n", "t.cfg:6: ",
+     "unexpected text after the closing quote: 'y'"},
+    {S_TEST_NODE_A "no!de = B\n", "t.cfg:5: ", "name 'no!de' contains '!'"},
+    {S_TEST_NODE_A "places\n    time\x01out = 1\n", "t.cfg:6: ", "contains byte 0x01"},
+    {S_TEST_NODE_A "/node = B\n", "t.cfg:5: ", "name '/node' must not start or end with '/'"},
+    {S_TEST_NODE_A "= B\n", "t.cfg:5: ", "expected a key name, found '='"},
+    {"\xEF\xBB\xBF" S_TEST_NODE_A, "t.cfg:1: ", "UTF-8 byte order mark"},
+    {S_TEST_NODE_A "edges\n    edge A B\n", "t.cfg:6: ", "expected '=' after name 'edge'"},
+    {S_TEST_NODE_A "places\n    url = # none\n", "t.cfg:6: ",
+     "empty value followed by a comment"},
+    //  Top level
+    {S_TEST_NODE_A "nodes\n", "t.cfg:5: unknown key 'nodes'",
+     "(allowed: herd, node, edges, places)"},
+    {"herd = big\n" S_TEST_NODE_A, "t.cfg:1: ", "section 'herd' takes no value"},
+    {"herd\nherd\n" S_TEST_NODE_A, "t.cfg:2: ", "duplicate section 'herd' (first at line 1)"},
+    {"herd\n    run_dir = x\n", "t.cfg: ", "no nodes"},
+    {"", "t.cfg: ", "no nodes"},
+    //  herd
+    {"herd\n    dir = x\n" S_TEST_NODE_A, "t.cfg:2: herd: unknown key 'dir'",
+     "(allowed: run_dir, max_line)"},
+    {"herd\n    run_dir =\n" S_TEST_NODE_A, "t.cfg:2: herd: key 'run_dir'", "value is empty"},
+    {"herd\n    run_dir = a\n    run_dir = b\n" S_TEST_NODE_A, "t.cfg:3: herd: key 'run_dir'",
+     "is given twice (first at line 2)"},
+    {"herd\n    run_dir = a\n        sub = b\n" S_TEST_NODE_A, "t.cfg:3: herd: key 'run_dir'",
+     "unexpected child key 'sub'"},
+    {"herd\n    max_line = 12abc\n" S_TEST_NODE_A, "t.cfg:2: herd: key 'max_line'",
+     "'12abc' is not an integer in 64..1073741824"},
+    {"herd\n    max_line =\n" S_TEST_NODE_A, "t.cfg:2: herd: key 'max_line'",
+     "'' is not an integer in 64..1073741824"},
+    {"herd\n    max_line = -1\n" S_TEST_NODE_A, "t.cfg:2: ", "'-1' is not an integer"},
+    {"herd\n    max_line = +100\n" S_TEST_NODE_A, "t.cfg:2: ", "'+100' is not an integer"},
+    {"herd\n    max_line = 63\n" S_TEST_NODE_A, "t.cfg:2: ", "'63' is not an integer"},
+    {"herd\n    max_line = 1073741825\n" S_TEST_NODE_A, "t.cfg:2: ", "not an integer"},
+    {"herd\n    max_line = 99999999999999999999999\n" S_TEST_NODE_A, "t.cfg:2: ",
+     "not an integer in 64..1073741824"},
+    //  node
+    {"node\n    client = h:1\n    bus = tcp://h:2\n    log = l\n", "t.cfg:1: ",
+     "node: name is empty"},
+    {"node = 'A B'\n    client = h:1\n    bus = tcp://h:2\n    log = l\n", "t.cfg:1: node 'A B'",
+     "name may only use letters, digits, '_', '.' and '-'"},
+    {S_TEST_NODE_A "node = A\n", "t.cfg:5: ", "node 'A' is defined twice (first at line 1)"},
+    {S_TEST_NODE_A "    port = 1\n", "t.cfg:5: node 'A': unknown key 'port'",
+     "(allowed: client, bus, log)"},
+    {S_TEST_NODE_A "    log = again.log\n", "t.cfg:5: node 'A': key 'log'",
+     "is given twice (first at line 4)"},
+    {"node = A\n    bus = tcp://h:2\n    log = l\n", "t.cfg:1: node 'A'",
+     "missing key 'client' (required: client, bus, log)"},
+    {"node = A\n    client = h:1\n    log = l\n", "t.cfg:1: node 'A'", "missing key 'bus'"},
+    {"node = A\n    client = h:1\n    bus = tcp://h:2\n", "t.cfg:1: node 'A'",
+     "missing key 'log'"},
+    {"node = A\n    client = 127.0.0.1\n    bus = tcp://h:2\n    log = l\n",
+     "t.cfg:2: node 'A': key 'client'", "'127.0.0.1' is not HOST:PORT"},
+    {"node = A\n    client = :12\n    bus = tcp://h:2\n    log = l\n",
+     "t.cfg:2: node 'A': key 'client'", "':12' is not HOST:PORT (HOST is empty)"},
+    {"node = A\n    client = h:0\n    bus = tcp://h:2\n    log = l\n", "t.cfg:2: ",
+     "'h:0' is not HOST:PORT (PORT must be a decimal number in 1..65535)"},
+    {"node = A\n    client = h:65536\n    bus = tcp://h:2\n    log = l\n", "t.cfg:2: ",
+     "not HOST:PORT (PORT must be"},
+    {"node = A\n    client = h:12abc\n    bus = tcp://h:2\n    log = l\n", "t.cfg:2: ",
+     "not HOST:PORT (PORT must be"},
+    {"node = A\n    client = ::1:5\n    bus = tcp://h:2\n    log = l\n", "t.cfg:2: ",
+     "IPv6 HOST goes in brackets"},
+    {"node = A\n    client = h:1\n    bus = h:2\n    log = l\n", "t.cfg:3: node 'A': key 'bus'",
+     "'h:2' is not tcp://HOST:PORT (must start with tcp://)"},
+    {"node = A\n    client = h:1\n    bus = tcp://h:x\n    log = l\n", "t.cfg:3: ",
+     "'tcp://h:x' is not tcp://HOST:PORT (PORT must be"},
+    {"node = A\n    client = h:1\n    bus = tcp://*:2\n    log = l\n", "t.cfg:3: ",
+     "HOST cannot be '*'"},
+    {"node = A\n    client = h:1\n    bus = tcp://h:2\n    log = ''\n",
+     "t.cfg:4: node 'A': key 'log'", "value is empty"},
+    {"node = A\n    client = h:1\n    bus = tcp://h:1\n    log = l\n",
+     "t.cfg:3: node 'A': key 'bus'", "'tcp://h:1' is already used by node 'A' (key 'client')"},
+    {S_TEST_NODE_A "node = B\n    client = 127.0.0.1:1\n    bus = tcp://h:4\n    log = b\n",
+     "t.cfg:6: node 'B': key 'client'", "'127.0.0.1:1' is already used by node 'A' (key 'client')"},
+    {S_TEST_NODE_A "node = B\n    client = h:3\n    bus = tcp://127.0.0.1:2\n    log = b\n",
+     "t.cfg:7: node 'B': key 'bus'", "is already used by node 'A' (key 'bus')"},
+    {S_TEST_NODE_A "node = B\n    client = 127.0.0.1:2\n    bus = tcp://h:4\n    log = b\n",
+     "t.cfg:6: node 'B': key 'client'", "is already used by node 'A' (key 'bus')"},
+    {S_TEST_NODE_A "node = B\n    client = h:3\n    bus = tcp://h:4\n    log = a.log\n",
+     "t.cfg:8: node 'B': key 'log'", "'a.log' is already used by node 'A' (key 'log')"},
+    {"node = A0123456789012345678901234567890123456789012345678901234567890123456789"
+     "0123456789012345678901234567890123456789\n"
+     "    client = h:1\n    bus = tcp://h:2\n    log = l\n",
+     "t.cfg:1: ", "more than the 107 a Unix socket allows"},
+    //  edges
+    {S_TEST_NODE_A "edges = A\n", "t.cfg:5: ", "section 'edges' takes no value"},
+    {S_TEST_NODE_A S_TEST_NODE_B "edges\n    link = A B\n", "t.cfg:10: edges: unknown key 'link'",
+     "(allowed: edge)"},
+    {S_TEST_NODE_A S_TEST_NODE_B "edges\n    edge = A\n", "t.cfg:10: edges: key 'edge'",
+     "'A' must name exactly two nodes (edge = A B)"},
+    {S_TEST_NODE_A S_TEST_NODE_B "edges\n    edge = A B A\n", "t.cfg:10: edges: key 'edge'",
+     "must name exactly two nodes"},
+    {S_TEST_NODE_A S_TEST_NODE_B "edges\n    edge = A Z\n", "t.cfg:10: edges: key 'edge'",
+     "'A Z': unknown node 'Z'"},
+    {S_TEST_NODE_A S_TEST_NODE_B "edges\n    edge = A A\n", "t.cfg:10: edges: key 'edge'",
+     "'A A': a node cannot be its own neighbour"},
+    {S_TEST_NODE_A S_TEST_NODE_B "edges\n    edge = A B\n    edge = B A\n",
+     "t.cfg:11: edges: key 'edge'", "'B A': duplicate edge between 'B' and 'A'"},
+    {S_TEST_NODE_A S_TEST_NODE_B "edges\n    edge = A B\n        weight = 1\n",
+     "t.cfg:11: edges: key 'edge'", "unexpected child key 'weight'"},
+    //  places
+    {S_TEST_NODE_A "places\n    flavour = new\n", "t.cfg:6: places: key 'flavour'",
+     "flavour 'new' is not supported (legacy)"},
+    {S_TEST_NODE_A "places\n    url = ftp://x/y\n", "t.cfg:6: places: key 'url'",
+     "'ftp://x/y' must start with http:// or https://"},
+    {S_TEST_NODE_A "places\n    url = https://\n", "t.cfg:6: places: key 'url'",
+     "must start with http:// or https://"},
+    {S_TEST_NODE_A "places\n    url = 'https://a b'\n", "t.cfg:6: ", "contains white space"},
+    {S_TEST_NODE_A "places\n    key_env = 1KEY\n", "t.cfg:6: places: key 'key_env'",
+     "'1KEY' is not a valid environment variable name"},
+    {S_TEST_NODE_A "places\n    key_env = MY-KEY\n", "t.cfg:6: ",
+     "'MY-KEY' is not a valid environment variable name"},
+    {S_TEST_NODE_A "places\n    key = AIzaSecret\n", "t.cfg:6: places: key 'key'",
+     "the API key must not be stored in the file; set key_env and the environment variable"},
+    {S_TEST_NODE_A "places\n    timeout_ms = 0\n", "t.cfg:6: places: key 'timeout_ms'",
+     "'0' is not an integer in 1..600000"},
+    {S_TEST_NODE_A "places\n    timeout_ms = 600001\n", "t.cfg:6: ", "not an integer in 1..600000"},
+    {S_TEST_NODE_A "places\n    connect_timeout_ms = 1s\n",
+     "t.cfg:6: places: key 'connect_timeout_ms'", "'1s' is not an integer in 1..600000"},
+    {S_TEST_NODE_A "places\n    concurrency = 10001\n", "t.cfg:6: places: key 'concurrency'",
+     "'10001' is not an integer in 1..10000"},
+    {S_TEST_NODE_A "places\n    proxy = x\n", "t.cfg:6: places: unknown key 'proxy'",
+     "(allowed: flavour, url, key_env, timeout_ms, connect_timeout_ms, concurrency)"},
+    {S_TEST_NODE_A "places\n    url = http://a\n    url = http://b\n",
+     "t.cfg:7: places: key 'url'", "is given twice (first at line 6)"},
+};
+
+//  Names of a node's neighbours, space-separated, for checks.
+static char *
+s_test_neighbours (const herd_config_t *config, const char *name)
+{
+    const herd_node_t *node = herd_config_node (config, name);
+    HERD_CHECK (node);
+    char *names = s_strdup ("");
+    for (size_t i = 0; i < node->neighbour_count; i++) {
+        HERD_CHECK (node->neighbours[i] < config->node_count);
+        char *longer = s_sprintf ("%s%s%s", names, i ? " " : "",
+                                  config->nodes[node->neighbours[i]].name);
+        free (names);
+        names = longer;
+    }
+    return names;
+}
+
+//  Check one node's neighbours against an expected list.
+static void
+s_test_check_neighbours (const herd_config_t *config, const char *name, const char *expected)
+{
+    char *names = s_test_neighbours (config, name);
+    HERD_CHECK_STR (names, expected);
+    free (names);
+}
+
+//  Check that a load succeeded, showing the error if it did not.
+static void
+s_test_ok (const herd_config_t *config, const char *error)
+{
+    if (error)
+        fprintf (stderr, "unexpected error: %s\n", error);
+    HERD_CHECK (error == NULL);
+    HERD_CHECK (config);
+}
+
+//  Write text to a fresh temporary file; returns its path (caller frees).
+static char *
+s_test_write (const char *text, size_t size)
+{
+    char *path = s_strdup ("/tmp/herd_config_test_XXXXXX");
+    int fd = mkstemp (path);
+    HERD_CHECK (fd >= 0);
+    HERD_CHECK_INT (write (fd, text, size), (intmax_t) size);
+    close (fd);
+    return path;
+}
+
+//  Self test of this class.
+void
+herd_config_test (bool verbose)
+{
+    printf (" * herd_config: ");
+    if (verbose)
+        printf ("\n");
+
+    //  The default herd loads, with its topology
+    char *error = NULL;
+    herd_config_t *config = herd_config_load_string (S_TEST_DEFAULT, "herd.cfg", &error);
+    s_test_ok (config, error);
+    HERD_CHECK_STR (config->path, "herd.cfg");
+    HERD_CHECK_STR (config->run_dir, "run");
+    HERD_CHECK_INT (config->max_line, 1048576);
+    HERD_CHECK_INT (config->node_count, 5);
+    const char *order[] = {"Hill", "Jaquez", "Smith", "Singleton", "Campbell"};
+    for (size_t i = 0; i < 5; i++) {
+        HERD_CHECK_STR (config->nodes[i].name, order[i]);
+        HERD_CHECK (herd_config_node (config, order[i]) == &config->nodes[i]);
+        HERD_CHECK_STR (config->nodes[i].client_host, "127.0.0.1");
+        HERD_CHECK_INT (config->nodes[i].client_port, 12000 + (int) i);
+    }
+    const herd_node_t *hill = herd_config_node (config, "Hill");
+    HERD_CHECK_STR (hill->client, "127.0.0.1:12000");
+    HERD_CHECK_STR (hill->bus, "tcp://127.0.0.1:13000");
+    HERD_CHECK_STR (hill->log, "logs/Hill.log");
+    HERD_CHECK_STR (herd_config_node (config, "Campbell")->bus, "tcp://127.0.0.1:13004");
+    HERD_CHECK (herd_config_node (config, "Nobody") == NULL);
+    HERD_CHECK (herd_config_node (config, "hill") == NULL);
+    HERD_CHECK (herd_config_node (NULL, "Hill") == NULL);
+    s_test_check_neighbours (config, "Hill", "Jaquez Smith");
+    s_test_check_neighbours (config, "Jaquez", "Hill Singleton");
+    s_test_check_neighbours (config, "Smith", "Hill Singleton Campbell");
+    s_test_check_neighbours (config, "Singleton", "Jaquez Smith Campbell");
+    s_test_check_neighbours (config, "Campbell", "Singleton Smith");
+    HERD_CHECK_STR (config->places.flavour, "legacy");
+    HERD_CHECK_STR (config->places.url,
+                    "https://maps.googleapis.com/maps/api/place/nearbysearch/json");
+    HERD_CHECK_STR (config->places.key_env, "GOOGLE_API_KEY");
+    HERD_CHECK_INT (config->places.timeout_ms, 3000);
+    HERD_CHECK_INT (config->places.connect_timeout_ms, 1000);
+    HERD_CHECK_INT (config->places.concurrency, 64);
+
+    //  Endpoints
+    char *endpoint = herd_config_endpoint (config, hill, "bus", false);
+    HERD_CHECK_STR (endpoint, "inproc://herd-Hill-bus");
+    free (endpoint);
+    endpoint = herd_config_endpoint (config, hill, "places", true);
+    HERD_CHECK_STR (endpoint, "ipc://run/Hill-places.ipc");
+    free (endpoint);
+    herd_config_destroy (&config);
+    HERD_CHECK (config == NULL);
+    herd_config_destroy (&config);
+
+    //  Defaults, quoting, trailing slashes, a node without edges, CRLF
+    const char *minimal = "herd\r\n"
+                          "    run_dir = \"/var/run/herd/\"   # quoted\r\n"
+                          "\t# a comment after a tab is fine for zconfig\r\n"
+                          "node = Solo.1_x-y\r\n"
+                          "    client = [::1]:8080\r\n"
+                          "    bus = tcp://[::1]:8081\r\n"
+                          "    log = 'logs/solo #1.log'\r\n"
+                          "edges\r\n"
+                          "places\r\n";
+    config = herd_config_load_string (minimal, "minimal.cfg", &error);
+    s_test_ok (config, error);
+    HERD_CHECK_STR (config->run_dir, "/var/run/herd");
+    HERD_CHECK_INT (config->max_line, 1048576);
+    HERD_CHECK_INT (config->node_count, 1);
+    const herd_node_t *solo = &config->nodes[0];
+    HERD_CHECK_STR (solo->name, "Solo.1_x-y");
+    HERD_CHECK_STR (solo->client, "[::1]:8080");
+    HERD_CHECK_STR (solo->client_host, "::1");
+    HERD_CHECK_INT (solo->client_port, 8080);
+    HERD_CHECK_STR (solo->bus, "tcp://[::1]:8081");
+    HERD_CHECK_STR (solo->log, "logs/solo #1.log");
+    HERD_CHECK_INT (solo->neighbour_count, 0);
+    HERD_CHECK (solo->neighbours == NULL);
+    HERD_CHECK_STR (config->places.flavour, "legacy");
+    HERD_CHECK_STR (config->places.url,
+                    "https://maps.googleapis.com/maps/api/place/nearbysearch/json");
+    HERD_CHECK_STR (config->places.key_env, "GOOGLE_API_KEY");
+    HERD_CHECK_INT (config->places.timeout_ms, 3000);
+    HERD_CHECK_INT (config->places.connect_timeout_ms, 1000);
+    HERD_CHECK_INT (config->places.concurrency, 64);
+    endpoint = herd_config_endpoint (config, solo, "bus", true);
+    HERD_CHECK_STR (endpoint, "ipc:///var/run/herd/Solo.1_x-y-bus.ipc");
+    free (endpoint);
+    herd_config_destroy (&config);
+
+    //  Every option set; no herd section at all
+    config = herd_config_load_string (S_TEST_NODE_A
+                                      "places\n"
+                                      "    flavour = legacy\n"
+                                      "    url = http://127.0.0.1:9999/nearby\n"
+                                      "    key_env = _MY_KEY2\n"
+                                      "    timeout_ms = 600000\n"
+                                      "    connect_timeout_ms = 1\n"
+                                      "    concurrency = 10000\n",
+                                      "t.cfg", &error);
+    s_test_ok (config, error);
+    HERD_CHECK_STR (config->run_dir, "run");
+    HERD_CHECK_STR (config->places.url, "http://127.0.0.1:9999/nearby");
+    HERD_CHECK_STR (config->places.key_env, "_MY_KEY2");
+    HERD_CHECK_INT (config->places.timeout_ms, 600000);
+    HERD_CHECK_INT (config->places.connect_timeout_ms, 1);
+    HERD_CHECK_INT (config->places.concurrency, 10000);
+    herd_config_destroy (&config);
+
+    //  Every error case
+    size_t cases = sizeof (s_test_errors) / sizeof (s_test_errors[0]);
+    for (size_t i = 0; i < cases; i++) {
+        const s_test_case_t *test = &s_test_errors[i];
+        config = herd_config_load_string (test->text, "t.cfg", &error);
+        if (verbose)
+            printf ("   %s\n", error ? error : "(no error)");
+        if (config)
+            fprintf (stderr, "case %zu loaded, expected \"%s\"\n", i, test->expect);
+        HERD_CHECK (config == NULL);
+        HERD_CHECK_CONTAINS (error, test->expect);
+        HERD_CHECK_CONTAINS (error, test->also);
+        free (error);
+    }
+    //  A failure without error_p leaks nothing
+    HERD_CHECK (herd_config_load_string ("bad\n", "t.cfg", NULL) == NULL);
+    HERD_CHECK (herd_config_load_string ("", "t.cfg", NULL) == NULL);
+
+    //  A long line
+    const char *long_head = S_TEST_NODE_A "places\n    url = http://x/";
+    size_t used = strlen (long_head);
+    char *long_text = (char *) s_checked (calloc (1, used + S_LINE_MAX + 2));
+    memcpy (long_text, long_head, used);
+    memset (long_text + used, 'a', S_LINE_MAX);
+    long_text[used + S_LINE_MAX] = '\n';
+    config = herd_config_load_string (long_text, "t.cfg", &error);
+    HERD_CHECK (config == NULL);
+    HERD_CHECK_CONTAINS (error, "t.cfg:6: line is ");
+    HERD_CHECK_CONTAINS (error, "zconfig reads at most 1024 a line");
+    free (error);
+    free (long_text);
+
+    //  From files: the path as given appears in config and messages
+    char *path = s_test_write (S_TEST_DEFAULT, strlen (S_TEST_DEFAULT));
+    config = herd_config_load (path, &error);
+    s_test_ok (config, error);
+    HERD_CHECK_STR (config->path, path);
+    HERD_CHECK_INT (config->node_count, 5);
+    herd_config_destroy (&config);
+    unlink (path);
+    free (path);
+
+    const char *bad = S_TEST_NODE_A "node = B\n    client = h:3\n    bus = tcp://h:4\n";
+    path = s_test_write (bad, strlen (bad));
+    config = herd_config_load (path, &error);
+    HERD_CHECK (config == NULL);
+    char *expected = s_sprintf ("%s:5: node 'B': missing key 'log'", path);
+    HERD_CHECK_CONTAINS (error, expected);
+    free (expected);
+    free (error);
+    unlink (path);
+    free (path);
+
+    const char nul_text[] = "herd\n    run_dir = a\0b\n";
+    path = s_test_write (nul_text, sizeof (nul_text) - 1);
+    config = herd_config_load (path, &error);
+    HERD_CHECK (config == NULL);
+    expected = s_sprintf ("%s:2: the file contains a NUL byte", path);
+    HERD_CHECK_CONTAINS (error, expected);
+    free (expected);
+    free (error);
+    unlink (path);
+    free (path);
+
+    const char *missing = "/nonexistent-herd-dir/herd.cfg";
+    config = herd_config_load (missing, &error);
+    HERD_CHECK (config == NULL);
+    HERD_CHECK_CONTAINS (error, "/nonexistent-herd-dir/herd.cfg: cannot open: ");
+    HERD_CHECK_CONTAINS (error, strerror (ENOENT));
+    free (error);
+    HERD_CHECK (herd_config_load (missing, NULL) == NULL);
+
+    config = herd_config_load ("/tmp", &error);
+    HERD_CHECK (config == NULL);
+    HERD_CHECK_CONTAINS (error, "/tmp: ");
+    HERD_CHECK_CONTAINS (error, strerror (EISDIR));
+    free (error);
+
+    //  The repository's herd.cfg, when run from the repository root
+    if (access ("herd.cfg", R_OK) == 0) {
+        config = herd_config_load ("herd.cfg", &error);
+        s_test_ok (config, error);
+        HERD_CHECK (config->node_count >= 1);
+        if (verbose)
+            printf ("   herd.cfg: %zu nodes\n", config->node_count);
+        herd_config_destroy (&config);
+    }
+    printf ("OK\n");
+}
