@@ -157,22 +157,26 @@ herd_log_printf (herd_log_t *self, const char *role, const char *format, ...)
         return;
     char stack[1024];
     size_t head = s_header (self, role, stack, 160);
-    va_list args;
+    va_list args, again;
     va_start (args, format);
+    va_copy (again, args);
     int rc = vsnprintf (stack + head, sizeof (stack) - head - 1, format, args);
     va_end (args);
-    if (rc < 0)
+    if (rc < 0) {
+        va_end (again);
         return;
+    }
     char *line = stack;
     if ((size_t) rc >= sizeof (stack) - head - 1) {
         line = malloc (head + (size_t) rc + 2);
-        if (!line)
-            return;
-        memcpy (line, stack, head);
-        va_start (args, format);
-        vsnprintf (line + head, (size_t) rc + 1, format, args);
-        va_end (args);
+        if (line) {
+            memcpy (line, stack, head);
+            vsnprintf (line + head, (size_t) rc + 1, format, again);
+        }
     }
+    va_end (again);
+    if (!line)
+        return;
     size_t size = head + (size_t) rc;
     line[size++] = '\n';
     pthread_mutex_lock (&self->mutex);

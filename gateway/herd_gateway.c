@@ -7,7 +7,7 @@
 #include "../common/herd_record.h"
 
 #include <arpa/inet.h>
-#include <stdarg.h>
+#include <sys/uio.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -218,39 +218,34 @@ s_conn_new_slot (s_conn_t *conn)
     return slot;
 }
 
-//  Make slot ready with a response made of count parts, each (data, size).
+//  Make slot ready with a response made of count parts.
 static void
-s_slot_fill (s_slot_t *slot, int count, ...)
+s_slot_fill (s_slot_t *slot, const struct iovec *parts, int count)
 {
-    va_list args;
-    va_start (args, count);
     size_t total = 0;
-    for (int i = 0; i < count; i++) {
-        (void) va_arg (args, const char *);
-        total += va_arg (args, size_t);
-    }
-    va_end (args);
+    for (int i = 0; i < count; i++)
+        total += parts[i].iov_len;
     free (slot->data);
     slot->data = (char *) malloc (total ? total : 1);
     assert (slot->data);
     slot->size = 0;
-    va_start (args, count);
     for (int i = 0; i < count; i++) {
-        const char *data = va_arg (args, const char *);
-        size_t size = va_arg (args, size_t);
-        if (size)
-            memcpy (slot->data + slot->size, data, size);
-        slot->size += size;
+        if (parts[i].iov_len)
+            memcpy (slot->data + slot->size, parts[i].iov_base, parts[i].iov_len);
+        slot->size += parts[i].iov_len;
     }
-    va_end (args);
     slot->ready = true;
 }
+
+//  An iovec of constant bytes, for s_slot_fill.
+#define S_PART(data, size) ((struct iovec){(void *) (data), (size)})
 
 //  Make slot ready with "? line\n".
 static void
 s_slot_invalid (s_slot_t *slot, const char *line, size_t size)
 {
-    s_slot_fill (slot, 3, "? ", (size_t) 2, line, size, "\n", (size_t) 1);
+    struct iovec parts[] = {S_PART ("? ", 2), S_PART (line, size), S_PART ("\n", 1)};
+    s_slot_fill (slot, parts, 3);
 }
 
 //  Find the connection and slot a request id names; NULL if gone.
@@ -310,7 +305,8 @@ s_conn_handle_line (s_self_t *self, s_conn_t *conn, const char *line, size_t siz
         size_t sizes[] = {strlen (HERD_MSG_UPDATE), at_size};
         if (!s_send_frames (self->bus, data, sizes, 2))
             herd_log_printf (self->log, "gateway", "bus channel full: update not stored");
-        s_slot_fill (slot, 2, at, at_size, "\n", (size_t) 1);
+        struct iovec parts[] = {S_PART (at, at_size), S_PART ("\n", 1)};
+        s_slot_fill (slot, parts, 2);
         free (at);
     }
     else {
@@ -567,8 +563,10 @@ s_self_handle_bus (s_self_t *self)
                               strlen (slot->radius), strlen (bound)};
             if (!s_send_frames (self->places, data, sizes, 6)) {
                 herd_log_printf (self->log, "gateway", "places channel full");
-                s_slot_fill (slot, 3, slot->at_line, slot->at_size, "\n", (size_t) 1,
-                             s_places_busy, strlen (s_places_busy));
+                struct iovec parts[] = {S_PART (slot->at_line, slot->at_size),
+                                        S_PART ("\n", 1),
+                                        S_PART (s_places_busy, strlen (s_places_busy))};
+                s_slot_fill (slot, parts, 3);
             }
         }
     }
@@ -593,8 +591,10 @@ s_self_handle_places (s_self_t *self)
     s_conn_t *conn = NULL;
     s_slot_t *slot = s_self_find_slot (self, reqid, &conn);
     if (slot && slot->at_line && kind && streq (kind, HERD_MSG_RESULT) && status && json) {
-        s_slot_fill (slot, 4, slot->at_line, slot->at_size, "\n", (size_t) 1,
-                     (const char *) zframe_data (json), zframe_size (json), "\n\n", (size_t) 2);
+        struct iovec parts[] = {S_PART (slot->at_line, slot->at_size), S_PART ("\n", 1),
+                                S_PART (zframe_data (json), zframe_size (json)),
+                                S_PART ("\n\n", 2)};
+        s_slot_fill (slot, parts, 4);
         if (streq (status, HERD_MSG_ERR))
             herd_log_printf (self->log, "gateway", "conn=%" PRIu64 " places failed",
                              conn->serial);
@@ -785,13 +785,15 @@ herd_gateway_actor (zsock_t *pipe, void *args)
             else
             if (tag == TAG_CLIENT && self->conns[fd]) {
                 s_conn_t *conn = self->conns[fd];
+                uint64_t serial = conn->serial;
                 if (conn->eof && (events[i].events & (EPOLLHUP | EPOLLERR))) {
                     s_conn_close (self, conn, "connection reset");
                     continue;
                 }
                 if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
                     s_conn_handle_read (self, conn);
-                if (self->conns[fd] == conn && (events[i].events & EPOLLOUT))
+                conn = self->conns[fd];        //  reading may have closed it
+                if (conn && conn->serial == serial && (events[i].events & EPOLLOUT))
                     s_conn_mark_dirty (self, conn);
             }
             //  zmq sockets are drained at the top of every turn
