@@ -25,7 +25,7 @@ typedef struct {
 
 //  The actor: zactor_new (herd_bus_actor, &args). args and what it points
 //  to must live until the actor is destroyed. After zactor_new,
-//  zsock_wait (actor) returns 0 when the bus is serving, or -1 when set-up
+//  zsock_wait (actor) returns 0 when the bus is serving, or non-zero when set-up
 //  failed (a bind; the reason is logged), after which destroy it.
 void
     herd_bus_actor (zsock_t *pipe, void *args);

@@ -25,7 +25,7 @@ typedef struct {
 
 //  The actor: zactor_new (herd_gateway_actor, &args). args and what it
 //  points to must live until the actor is destroyed. After zactor_new,
-//  zsock_wait (actor) returns 0 when clients can connect, or -1 when the
+//  zsock_wait (actor) returns 0 when clients can connect, or non-zero when the
 //  client address could not be bound (logged and printed on stderr).
 void
     herd_gateway_actor (zsock_t *pipe, void *args);

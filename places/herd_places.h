@@ -26,7 +26,7 @@ typedef struct {
 //  The actor: zactor_new (herd_places_actor, &args). args and everything it
 //  points to must live until the actor is destroyed. Like every herd actor
 //  it signals twice: zactor_new consumes the first; then zsock_wait (actor)
-//  returns 0 when it is serving or -1 when set-up failed (bind, curl; the
+//  returns 0 when it is serving or non-zero when set-up failed (bind, curl; the
 //  reason is logged), after which the caller destroys it.
 void
     herd_places_actor (zsock_t *pipe, void *args);

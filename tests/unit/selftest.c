@@ -45,7 +45,7 @@ s_run (const test_item_t *item, bool verbose)
     if (pid == 0) {
         item->test (verbose);
         fflush (stdout);
-        _exit (0);
+        exit (0);       //  not _exit: LeakSanitizer checks at exit
     }
     int status = 0;
     waitpid (pid, &status, 0);
