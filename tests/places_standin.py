@@ -1,0 +1,556 @@
+#!/usr/bin/env python3
+"""Stand-in Google Places server (Legacy Nearby Search) for herd tests; stdlib only.
+
+Serves GET /maps/api/place/nearbysearch/json with deterministic results printed
+in Google's own JSON layout (3-space indent, "key" : value, sorted keys), plus
+failure modes, adjustable latency and control endpoints under /_standin/.
+
+    places_standin.py [--host 127.0.0.1] [--port 0] [--latency-ms N]
+                      [--mode MODE] [--port-file PATH]
+
+Results: available = min(20, floor(radius_metres / 500)); result i depends only
+on (location, i) and lies within 450 * (i + 1) metres of the query point, so it
+is always inside the asked radius, and a smaller radius gives a prefix of the
+results of a larger one. A full page (20) carries a "next_page_token".
+
+Modes (global; --mode, or GET /_standin/mode?mode=X&latency_ms=N at run time):
+    ok                normal answers (default)
+    zero              status ZERO_RESULTS for every valid request
+    request_denied    HTTP 200, status REQUEST_DENIED (legacy API not enabled)
+    over_query_limit  HTTP 200, status OVER_QUERY_LIMIT
+    http500           HTTP 500 with a small HTML body
+    malformed         HTTP 200, body '{"results" : [ {"name" : ' (invalid JSON)
+    truncated         HTTP 200, the normal body cut in half (Content-Length fits)
+    hang              never answer; hold until the client goes or 120 s pass
+    blanklines        normal body with "\\n\\n" inserted between results
+
+Control: /_standin/mode, /_standin/stats, /_standin/reset (plain JSON answers).
+"""
+
+import argparse
+import base64
+import functools
+import hashlib
+import http.server
+import json
+import math
+import os
+import re
+import select
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+
+NEARBY_PATH = "/maps/api/place/nearbysearch/json"
+MODES = ("ok", "zero", "request_denied", "over_query_limit", "http500",
+         "malformed", "truncated", "hang", "blanklines")
+HANG_MAX_S = 120.0
+RESULTS_PER_PAGE = 20
+METRES_PER_RESULT = 500
+INLINE_LIST_MAX = 72        # a scalar list whose inline form is this long or less stays on one line
+
+MSG_NO_KEY = ("You must use an API key to authenticate each request to "
+              "Google Maps Platform APIs.")
+MSG_LEGACY = ("You're calling a legacy API, which is not enabled for your project. "
+              "To get newer features and more functionality, switch to the Places API "
+              "(New) or Routes API. Learn more: "
+              "https://developers.google.com/maps/legacy#LegacyApiNotActivatedMapError")
+MSG_QUOTA = "You have exceeded your daily request quota for this API."
+MALFORMED_BODY = b'{"results" : [ {"name" : '
+HTML_500 = (b"<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
+            b"<title>Error 500 (Server Error)!!1</title></head>\n"
+            b"<body><p><b>500.</b> That's an error.</p></body></html>\n")
+
+NUMBER_RE = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+OLC_ALPHABET = "23456789CFGHJMPQRVWX"
+
+# Kinds of place: (icon name, pinlet, background colour, types, name nouns).
+KINDS = (
+    ("bar", "bar_pinlet", "#FF9E67",
+     ["bar", "restaurant", "food", "point_of_interest", "establishment"],
+     ("Bar", "Tavern", "Wine Bar")),
+    ("restaurant", "restaurant_pinlet", "#FF9E67",
+     ["restaurant", "food", "point_of_interest", "establishment"],
+     ("Kitchen", "Fish & Chips", "Grill")),
+    ("cafe", "cafe_pinlet", "#FF9E67",
+     ["cafe", "food", "point_of_interest", "establishment"],
+     ("Café", "Coffee House", "Espresso Bar")),
+    ("lodging", "hotel_pinlet", "#909CE1",
+     ["lodging", "point_of_interest", "establishment"],
+     ("Hotel", "Inn", "Hostel")),
+    ("shopping", "shopping_pinlet", "#4B96F3",
+     ["book_store", "store", "point_of_interest", "establishment"],
+     ("Books", "Bookshop", "Reading Room")),
+    ("generic_business", "generic_pinlet", "#7B9EB0",
+     ["travel_agency", "bar", "lodging", "restaurant", "food",
+      "point_of_interest", "establishment"],
+     ("Travel Lodge", "Traveller's Rest", "Backpackers")),
+)
+ADJECTIVES = ("Golden", "Blue Door", "Old Harbour", "Sunset", "Corner", "Hilltop",
+              "Lantern", "Riverside", "Little", "Northside", "Red Brick", "Orchard")
+STREETS = ("Westwood Blvd", "Gayley Ave", "Le Conte Ave", "Wilshire Blvd", "Pitt St",
+           "Kent St", "Bruin Walk", "Strathmore Pl", "Glenrock Ave", "Weyburn Ave")
+LOCALITIES = ("Los Angeles, California", "Westwood, California",
+              "Sydney, New South Wales", "The Rocks, New South Wales")
+CONTRIBUTORS = ("A Google User", "Jane Smith", "Kenji Watanabe", "Maria Garcia")
+PHOTO_SIZES = ((4032, 3024), (3024, 4032), (1080, 608), (4000, 3000), (1920, 1080))
+
+
+# ---------------------------------------------------------------- Google JSON
+
+def g_string(text):
+    """Quote a string the way Google does: <, > and & as \\u escapes, UTF-8 kept raw."""
+    out = ['"']
+    for ch in text:
+        if ch == '"':
+            out.append('\\"')
+        elif ch == "\\":
+            out.append("\\\\")
+        elif ch in "<>&" or ord(ch) < 0x20 or ch in "\u2028\u2029":
+            out.append({"\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(ch, "\\u%04x" % ord(ch)))
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def g_scalar(value):
+    """Print a scalar; whole floats print as integers (rating 4, not 4.0)."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("JSON has no NaN or infinity")
+        if value == int(value) and abs(value) < 1e15:
+            return str(int(value))
+        return repr(value)
+    return g_string(value)
+
+
+def g_dumps(value, level=0):
+    """Print a value in Google's layout: 3-space indent, " : ", sorted keys, short scalar lists inline."""
+    pad, inner = "   " * level, "   " * (level + 1)
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        items = [inner + g_string(k) + " : " + g_dumps(value[k], level + 1)
+                 for k in sorted(value)]
+        return "{\n" + ",\n".join(items) + "\n" + pad + "}"
+    if isinstance(value, list):
+        if not value:
+            return "[]"
+        if not any(isinstance(v, (dict, list)) for v in value):
+            inline = "[ " + ", ".join(g_scalar(v) for v in value) + " ]"
+            if len(inline) <= INLINE_LIST_MAX:
+                return inline
+        items = [inner + g_dumps(v, level + 1) for v in value]
+        return "[\n" + ",\n".join(items) + "\n" + pad + "]"
+    return g_scalar(value)
+
+
+def g_body(document):
+    """Encode a whole response document as Google does: layout above, ending "}\\n"."""
+    return (g_dumps(document) + "\n").encode("utf-8")
+
+
+# ------------------------------------------------------------- place results
+
+def h_int(seed, label, modulo):
+    """Deterministic integer in [0, modulo) derived from seed and a label."""
+    digest = hashlib.sha1((seed + "|" + label).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % modulo
+
+
+def h_token(seed, label, length):
+    """Deterministic base64url text of the given length derived from seed and a label."""
+    raw, n = b"", 0
+    while len(raw) * 4 // 3 < length + 4:
+        raw += hashlib.sha1(("%s|%s|%d" % (seed, label, n)).encode("utf-8")).digest()
+        n += 1
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")[:length]
+
+
+def plus_code(lat, lng):
+    """Open Location Code with 10 digits (e.g. "8553XJ9W+QX") for a point."""
+    lat_i = min(int(math.floor((lat + 90.0) * 8000)), 180 * 8000 - 1)
+    lng_i = int(math.floor(((lng + 180.0) % 360.0) * 8000))
+    pairs = []
+    for _ in range(5):
+        pairs.append(OLC_ALPHABET[lat_i % 20] + OLC_ALPHABET[lng_i % 20])
+        lat_i //= 20
+        lng_i //= 20
+    code = "".join(reversed(pairs))
+    return code[:8] + "+" + code[8:]
+
+
+def unsigned_zero(value):
+    """Turn -0.0 into 0.0 so coordinates never print as "-0"."""
+    return 0.0 if value == 0 else value
+
+
+def make_result(lat, lng, index):
+    """Build result number index for a query point; depends only on (lat, lng, index)."""
+    seed = "%r,%r#%d" % (lat, lng, index)
+    icon, pinlet, colour, types, nouns = KINDS[h_int(seed, "kind", len(KINDS))]
+    name = "%s %s" % (ADJECTIVES[h_int(seed, "adj", len(ADJECTIVES))],
+                      nouns[h_int(seed, "noun", len(nouns))])
+
+    # Place it within 450 * (index + 1) m: inside any radius that yields this index.
+    distance = METRES_PER_RESULT * 0.9 * (index + h_int(seed, "dist", 1000) / 1000.0)
+    bearing = 2 * math.pi * h_int(seed, "bearing", 3600) / 3600.0
+    cos_lat = max(math.cos(math.radians(lat)), 0.01)
+    p_lat = max(-90.0, min(90.0, lat + distance * math.cos(bearing) / 111320.0))
+    p_lng = lng + distance * math.sin(bearing) / (111320.0 * cos_lat)
+    p_lng = (p_lng + 180.0) % 360.0 - 180.0
+    p_lat, p_lng = unsigned_zero(round(p_lat, 7)), unsigned_zero(round(p_lng, 7))
+    half = 0.0013489802915
+
+    place_id = "ChIJ" + h_token(seed, "place_id", 23)
+    code = plus_code(p_lat, p_lng)
+    if index % 5 == 2:
+        rating = float(3 + h_int(seed, "rating", 3))                       # whole: prints "4"
+    else:
+        rating = float("%d.%d" % (3 + h_int(seed, "rating", 2), 1 + h_int(seed, "tenths", 9)))
+    width, height = PHOTO_SIZES[h_int(seed, "photo", len(PHOTO_SIZES))]
+    contributor = 10 ** 20 + h_int(seed, "contrib", 9 * 10 ** 20)
+
+    result = {
+        "business_status": "OPERATIONAL",
+        "geometry": {
+            "location": {"lat": p_lat, "lng": p_lng},
+            "viewport": {
+                "northeast": {"lat": unsigned_zero(p_lat + half), "lng": unsigned_zero(p_lng + half)},
+                "southwest": {"lat": unsigned_zero(p_lat - half), "lng": unsigned_zero(p_lng - half)},
+            },
+        },
+        "icon": "https://maps.gstatic.com/mapfiles/place_api/icons/v1/png_71/%s-71.png" % icon,
+        "icon_background_color": colour,
+        "icon_mask_base_uri": "https://maps.gstatic.com/mapfiles/place_api/icons/v2/" + pinlet,
+        "name": name,
+        "opening_hours": {"open_now": h_int(seed, "open", 2) == 1},
+        "photos": [{
+            "height": height,
+            "html_attributions": ['<a href="https://maps.google.com/maps/contrib/%d">%s</a>'
+                                  % (contributor, CONTRIBUTORS[h_int(seed, "who", len(CONTRIBUTORS))])],
+            "photo_reference": "Aap_uE" + h_token(seed, "photo_reference", 150),
+            "width": width,
+        }],
+        "place_id": place_id,
+        "plus_code": {
+            "compound_code": code[4:] + " " + LOCALITIES[h_int("%r,%r" % (lat, lng), "locality", len(LOCALITIES))],
+            "global_code": code,
+        },
+        "rating": rating,
+        "reference": place_id,
+        "scope": "GOOGLE",
+        "types": list(types),
+        "user_ratings_total": 1 + h_int(seed, "ratings", 5000),
+        "vicinity": "%d %s" % (1 + h_int(seed, "number", 2000),
+                               STREETS[h_int(seed, "street", len(STREETS))]),
+    }
+    if icon in ("bar", "restaurant", "cafe") and h_int(seed, "has_price", 2):
+        result["price_level"] = 1 + h_int(seed, "price", 3)              # optional field, sometimes absent
+    return result
+
+
+def available_results(radius):
+    """How many results a radius (metres) yields: min(20, floor(radius / 500))."""
+    return min(RESULTS_PER_PAGE, int(math.floor(radius / METRES_PER_RESULT)))
+
+
+def parse_number(text):
+    """Parse a plain decimal number (no nan/inf/underscores), or return None."""
+    text = text.strip()
+    if not NUMBER_RE.match(text):
+        return None
+    value = float(text)
+    return value if math.isfinite(value) else None
+
+
+def parse_location(text):
+    """Parse "lat,lng" into two floats within range, or return None."""
+    parts = text.split(",")
+    if len(parts) != 2:
+        return None
+    lat, lng = parse_number(parts[0]), parse_number(parts[1])
+    if lat is None or lng is None or not -90 <= lat <= 90 or not -180 <= lng <= 180:
+        return None
+    return lat + 0.0, lng + 0.0
+
+
+def status_document(status, message=None):
+    """An answer without results: html_attributions, results [], status, optional error_message."""
+    document = {"html_attributions": [], "results": [], "status": status}
+    if message is not None:
+        document["error_message"] = message
+    return document
+
+
+@functools.lru_cache(maxsize=256)
+def results_body(lat, lng, count):
+    """The OK body with count results for a point (cached: 50 concurrent asks cost one build)."""
+    document = status_document("OK")
+    document["results"] = [make_result(lat, lng, i) for i in range(count)]
+    if count == RESULTS_PER_PAGE:
+        document["next_page_token"] = "AW30NDz" + h_token("%r,%r" % (lat, lng), "page2", 250)
+    return g_body(document)
+
+
+def nearby_answer(params):
+    """Answer a Nearby Search query (first value of each parameter): (status, body)."""
+    if not params.get("key"):
+        return "REQUEST_DENIED", g_body(status_document("REQUEST_DENIED", MSG_NO_KEY))
+    location = parse_location(params.get("location", ""))
+    radius = parse_number(params.get("radius", ""))
+    if location is None or radius is None or radius < 0:
+        return "INVALID_REQUEST", g_body(status_document("INVALID_REQUEST"))
+    count = available_results(radius)
+    if count == 0:
+        return "ZERO_RESULTS", g_body(status_document("ZERO_RESULTS"))
+    return "OK", results_body(location[0], location[1], count)
+
+
+def insert_blank_lines(body):
+    """Put "\\n\\n" between consecutive results (elements of the top-level results array)."""
+    return body.replace(b"\n      },\n      {\n", b"\n      },\n\n\n      {\n")
+
+
+# ------------------------------------------------------------------- server
+
+class State:
+    """Mode, latency and counters shared by all handler threads (guarded by a lock)."""
+
+    def __init__(self, mode, latency_ms):
+        """Start with the given mode and latency and empty counters."""
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.mode, self.latency_ms = mode, latency_ms
+        self.requests, self.last_query, self.keys_seen = 0, None, []
+
+    def record(self, params):
+        """Count one Places request; return (mode, latency_ms) in force for it."""
+        with self.lock:
+            self.requests += 1
+            query = {k: v for k, v in params.items() if k != "key"}
+            query["key_present"] = bool(params.get("key"))
+            self.last_query = query
+            if params.get("key") and params["key"] not in self.keys_seen:
+                self.keys_seen.append(params["key"])
+            return self.mode, self.latency_ms
+
+    def set(self, mode=None, latency_ms=None):
+        """Change mode and/or latency; return the settings now in force."""
+        with self.lock:
+            if mode is not None:
+                self.mode = mode
+            if latency_ms is not None:
+                self.latency_ms = latency_ms
+            return {"mode": self.mode, "latency_ms": self.latency_ms}
+
+    def reset(self):
+        """Zero the counters and go back to mode ok, latency 0."""
+        with self.lock:
+            self.mode, self.latency_ms = "ok", 0
+            self.requests, self.last_query, self.keys_seen = 0, None, []
+            return {"mode": self.mode, "latency_ms": self.latency_ms, "requests": 0}
+
+    def stats(self):
+        """Snapshot of the counters."""
+        with self.lock:
+            return {"requests": self.requests, "last_query": self.last_query,
+                    "keys_seen": list(self.keys_seen), "mode": self.mode,
+                    "latency_ms": self.latency_ms}
+
+
+class StandinServer(http.server.ThreadingHTTPServer):
+    """Threaded HTTP server (daemon threads) that keeps quiet about vanished clients."""
+
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(self, address, state):
+        """Bind to address (IPv4 or IPv6) and keep the shared state."""
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        self.state = state
+        super().__init__(address, Handler)
+
+    def handle_error(self, request, client_address):
+        """Ignore clients that hung up; report anything else on stderr."""
+        if isinstance(sys.exc_info()[1], (ConnectionError, socket.timeout)):
+            return
+        super().handle_error(request, client_address)
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    """One HTTP/1.1 connection: Places requests and /_standin/ control requests."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "scaffolding on HTTPServer2"
+    timeout = 600               # idle keep-alive connections give their thread back eventually
+
+    def version_string(self):
+        """Server header as Google's front ends send it."""
+        return self.server_version
+
+    def log_message(self, format, *args):
+        """Stay quiet: no line per request."""
+
+    def send(self, code, body, content_type="application/json; charset=UTF-8"):
+        """Send a complete response with Content-Length so the connection can be reused."""
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def send_json(self, code, document):
+        """Send a plain (non-Google-layout) JSON answer for control endpoints."""
+        self.send(code, (json.dumps(document) + "\n").encode("utf-8"), "application/json")
+
+    def do_GET(self):
+        """Route a GET to the Places handler or a control endpoint."""
+        length = self.headers.get("Content-Length")
+        if length and length.isdigit():
+            self.rfile.read(int(length))                     # drain a body so keep-alive stays in step
+        url = urllib.parse.urlsplit(self.path)
+        params = {}
+        for name, value in urllib.parse.parse_qsl(url.query, keep_blank_values=True):
+            params.setdefault(name, value)                   # first value wins
+        route = {NEARBY_PATH: self.do_nearby, "/_standin/mode": self.do_mode,
+                 "/_standin/stats": self.do_stats, "/_standin/reset": self.do_reset}
+        handler = route.get(url.path)
+        if handler is None:
+            self.send_json(404, {"error": "not found", "path": url.path})
+        else:
+            handler(params)
+
+    def do_nearby(self, params):
+        """Answer a Legacy Nearby Search request according to the mode in force."""
+        state = self.server.state
+        mode, latency_ms = state.record(params)
+        if mode == "hang":
+            self.hang()
+            return
+        if latency_ms > 0 and state.stopping.wait(latency_ms / 1000.0):
+            self.close_connection = True
+            return
+        if mode == "http500":
+            self.send(500, HTML_500, "text/html; charset=UTF-8")
+            return
+        if mode == "malformed":
+            self.send(200, MALFORMED_BODY)
+            return
+        if mode == "request_denied":
+            body = g_body(status_document("REQUEST_DENIED", MSG_LEGACY))
+        elif mode == "over_query_limit":
+            body = g_body(status_document("OVER_QUERY_LIMIT", MSG_QUOTA))
+        else:
+            status, body = nearby_answer(params)
+            if mode == "zero" and status == "OK":
+                body = g_body(status_document("ZERO_RESULTS"))
+        if mode == "truncated":
+            body = body[:len(body) // 2]
+        elif mode == "blanklines":
+            body = insert_blank_lines(body)
+        self.send(200, body)
+
+    def hang(self):
+        """Hold the request without answering until the client leaves, 120 s pass, or shutdown."""
+        deadline = time.monotonic() + HANG_MAX_S
+        sock = self.connection
+        while not self.server.state.stopping.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            readable, _, _ = select.select([sock], [], [], min(left, 0.25))
+            if readable:
+                try:
+                    if not sock.recv(1, socket.MSG_PEEK):
+                        break                                 # orderly close by the client
+                except OSError:
+                    break                                     # reset by the client
+                self.server.state.stopping.wait(min(left, 0.25))   # pipelined bytes: keep holding
+        self.close_connection = True
+
+    def do_mode(self, params):
+        """GET /_standin/mode?mode=X&latency_ms=N: change either, answer the settings."""
+        mode = params.get("mode")
+        if mode is not None and mode not in MODES:
+            self.send_json(400, {"error": "unknown mode", "mode": mode, "modes": list(MODES)})
+            return
+        latency = params.get("latency_ms")
+        if latency is not None and not latency.isdigit():
+            self.send_json(400, {"error": "latency_ms must be a whole number", "latency_ms": latency})
+            return
+        self.send_json(200, self.server.state.set(mode, None if latency is None else int(latency)))
+
+    def do_stats(self, params):
+        """GET /_standin/stats: requests counted, last query (key hidden), distinct keys seen."""
+        self.send_json(200, self.server.state.stats())
+
+    def do_reset(self, params):
+        """GET /_standin/reset: zero counters, mode ok, latency 0."""
+        self.send_json(200, self.server.state.reset())
+
+
+def write_port_file(path, port):
+    """Write the port number to path atomically (temp file in the same folder, then rename)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, temp = tempfile.mkstemp(prefix=".standin-port-", dir=folder)
+    with os.fdopen(fd, "w") as out:
+        out.write("%d\n" % port)
+    os.replace(temp, path)
+
+
+def parse_args(argv):
+    """Read the command line."""
+    parser = argparse.ArgumentParser(description="Stand-in Google Places server for herd tests.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--latency-ms", type=int, default=0, help="delay before each Places answer")
+    parser.add_argument("--mode", choices=MODES, default="ok")
+    parser.add_argument("--port-file", help="write the bound port here once listening")
+    args = parser.parse_args(argv)
+    if args.latency_ms < 0:
+        parser.error("--latency-ms must not be negative")
+    return args
+
+
+def main(argv=None):
+    """Start the server, announce it, serve until SIGTERM or SIGINT, then exit 0."""
+    args = parse_args(argv)
+    state = State(args.mode, args.latency_ms)
+    server = StandinServer((args.host, args.port), state)
+    port = server.server_address[1]
+    # Block the stop signals before any thread starts (threads inherit the mask)
+    # so that only the sigwait below receives them.
+    stop_signals = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+
+    serving = threading.Thread(target=server.serve_forever, name="serve", daemon=True)
+    serving.start()
+    if args.port_file:
+        write_port_file(args.port_file, port)
+    host = "[%s]" % args.host if ":" in args.host else args.host
+    print("standin listening on http://%s:%d" % (host, port), flush=True)
+
+    signal.sigwait(stop_signals)
+    state.stopping.set()                                      # ends latency waits and hangs
+    server.shutdown()
+    server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
