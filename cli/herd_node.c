@@ -37,6 +37,10 @@ herd_node_run (const herd_config_t *config, const herd_node_t *node, const char 
     pthread_sigmask (SIG_BLOCK, &signals, NULL);
     signal (SIGPIPE, SIG_IGN);
 
+    if (run_places && herd_places_global_init () == -1) {
+        fprintf (stderr, "herd: %s: cannot initialise libcurl\n", node->name);
+        return 1;
+    }
     herd_log_t *log = herd_log_new (node->log, node->name);
     if (!log) {
         fprintf (stderr, "herd: %s: cannot open log file %s: %s\n", node->name, node->log,

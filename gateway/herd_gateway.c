@@ -18,6 +18,7 @@
 #define HERD_GW_READ_CHUNK  (64 * 1024)     //  bytes read per read(2)
 #define HERD_GW_READ_BUDGET (256 * 1024)    //  bytes read per connection per turn
 #define HERD_GW_ZMQ_HWM     100000          //  queued messages to bus and places
+#define HERD_GW_DRAIN_MAX   (4 * 1024 * 1024) //  bytes read and dropped before a close
 
 //  epoll tags: what an event's fd belongs to (high 32 bits of data.u64)
 enum { TAG_CLIENT = 0, TAG_LISTEN = 1, TAG_PIPE = 2, TAG_BUS = 3, TAG_PLACES = 4 };
@@ -65,7 +66,9 @@ typedef struct {
     uint64_t next_seq;
     bool eof;                       //  client shut its sending side
     bool closing;                   //  close once out is written
-    bool want_write;                //  EPOLLOUT armed
+    bool draining;                  //  closing: output sent, reading to EOF
+    size_t drained;                 //  bytes discarded while draining
+    uint32_t events;                //  epoll interest now registered
     bool dirty;                     //  on the dirty list
 } s_conn_t;
 
@@ -362,10 +365,17 @@ s_conn_handle_input (s_self_t *self, s_conn_t *conn)
         in->start = in->size = 0;
 }
 
+static void
+    s_conn_drain (s_self_t *self, s_conn_t *conn);
+
 //  Read what a client sent, as much as its fair share of this turn.
 static void
 s_conn_handle_read (s_self_t *self, s_conn_t *conn)
 {
+    if (conn->draining) {
+        s_conn_drain (self, conn);
+        return;
+    }
     size_t budget = HERD_GW_READ_BUDGET;
     while (budget > 0 && !conn->eof && !conn->closing) {
         if (!s_buffer_reserve (&conn->in, HERD_GW_READ_CHUNK)) {
@@ -387,9 +397,6 @@ s_conn_handle_read (s_self_t *self, s_conn_t *conn)
                 s_conn_handle_line (self, conn, conn->in.data + conn->in.start, pending);
                 conn->in.start = conn->in.size = conn->scanned = 0;
             }
-            struct epoll_event event = {.events = conn->want_write ? EPOLLOUT : 0,
-                                        .data.u64 = (uint64_t) conn->fd};
-            epoll_ctl (self->epoll, EPOLL_CTL_MOD, conn->fd, &event);
             s_conn_mark_dirty (self, conn);
         }
         else
@@ -398,6 +405,53 @@ s_conn_handle_read (s_self_t *self, s_conn_t *conn)
         else
         if (errno != EINTR) {
             s_conn_close (self, conn, strerror (errno));
+            return;
+        }
+    }
+}
+
+//  Register the epoll interest the connection's state calls for.
+static void
+s_conn_update_events (s_self_t *self, s_conn_t *conn)
+{
+    bool pending = s_buffer_pending (&conn->out) > 0;
+    uint32_t events;
+    if (conn->draining)
+        events = EPOLLIN;
+    else
+    if (conn->closing || conn->eof)
+        events = pending ? EPOLLOUT : 0;
+    else
+        events = EPOLLIN | (pending ? EPOLLOUT : 0);
+    if (events != conn->events) {
+        struct epoll_event event = {.events = events, .data.u64 = (uint64_t) conn->fd};
+        epoll_ctl (self->epoll, EPOLL_CTL_MOD, conn->fd, &event);
+        conn->events = events;
+    }
+}
+
+//  Read and drop input of a connection being closed, until EOF.
+static void
+s_conn_drain (s_self_t *self, s_conn_t *conn)
+{
+    char sink[HERD_GW_READ_CHUNK];
+    while (true) {
+        ssize_t rc = read (conn->fd, sink, sizeof (sink));
+        if (rc > 0) {
+            conn->drained += (size_t) rc;
+            if (conn->drained > HERD_GW_DRAIN_MAX) {
+                s_conn_close (self, conn, "line too long; input still coming");
+                return;
+            }
+        }
+        else
+        if (rc < 0 && errno == EINTR)
+            continue;
+        else
+        if (rc < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        else {
+            s_conn_close (self, conn, "line too long");
             return;
         }
     }
@@ -426,22 +480,18 @@ s_conn_flush (s_self_t *self, s_conn_t *conn)
     }
     if (s_buffer_pending (out) == 0) {
         out->start = out->size = 0;
-        if (conn->closing) {
-            s_conn_close (self, conn, "line too long");
-            return;
+        if (conn->closing && !conn->draining) {
+            //  Closing with unread input would send a reset that can destroy
+            //  our last answer in flight: end our side, read to EOF, close
+            shutdown (conn->fd, SHUT_WR);
+            conn->draining = true;
         }
-        if (conn->eof && !conn->head) {
+        if (conn->eof && !conn->head && !conn->closing) {
             s_conn_close (self, conn, "client finished");
             return;
         }
     }
-    bool want_write = s_buffer_pending (out) > 0;
-    if (want_write != conn->want_write) {
-        conn->want_write = want_write;
-        uint32_t events = (conn->eof || conn->closing ? 0 : EPOLLIN) | (want_write ? EPOLLOUT : 0);
-        struct epoll_event event = {.events = events, .data.u64 = (uint64_t) conn->fd};
-        epoll_ctl (self->epoll, EPOLL_CTL_MOD, conn->fd, &event);
-    }
+    s_conn_update_events (self, conn);
 }
 
 //  Write every connection that got output this turn. The list names
@@ -512,6 +562,7 @@ s_self_handle_accept (s_self_t *self)
         self->conn_count++;
         struct epoll_event event = {.events = EPOLLIN, .data.u64 = (uint64_t) fd};
         epoll_ctl (self->epoll, EPOLL_CTL_ADD, fd, &event);
+        conn->events = EPOLLIN;
         herd_log_printf (self->log, "gateway", "conn=%" PRIu64 " opened from %s", conn->serial,
                          conn->peer);
     }

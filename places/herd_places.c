@@ -81,6 +81,13 @@ s_curl_global_init (void)
     s_curl_init_rc = curl_global_init (CURL_GLOBAL_DEFAULT);
 }
 
+int
+herd_places_global_init (void)
+{
+    pthread_once (&s_curl_once, s_curl_global_init);
+    return s_curl_init_rc == CURLE_OK ? 0 : -1;
+}
+
 //  Monotonic clock in microseconds, for latencies.
 static int64_t
 s_now_usec (void)

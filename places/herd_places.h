@@ -31,6 +31,13 @@ typedef struct {
 void
     herd_places_actor (zsock_t *pipe, void *args);
 
+//  Initialise libcurl (and OpenSSL under it) for the process. Call it from
+//  the main thread before the first actor starts: state OpenSSL creates in
+//  the thread that initialises it is freed at exit only for the main thread.
+//  Returns 0, or -1 if libcurl could not be initialised. Idempotent.
+int
+    herd_places_global_init (void);
+
 //  Self test of this class.
 void
     herd_places_test (bool verbose);

@@ -182,7 +182,9 @@ class Herd:
         if self.edges:
             lines.append("edges")
             lines += [f"    edge = {a} {b}" for a, b in self.edges]
-        lines += ["places", "    timeout_ms = 2000"]
+        lines += ["places"]
+        if "timeout_ms" not in places_extra:
+            lines.append("    timeout_ms = 2000")
         lines += ["    " + l for l in places_extra.splitlines() if l.strip()]
         self.config = os.path.join(self.tmp, "herd.cfg")
         with open(self.config, "w") as f:

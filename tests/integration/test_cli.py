@@ -66,6 +66,7 @@ def test_up_runs_every_node_and_stops_on_sigterm(tmp_path, split):
         for n in herd.names:
             herd.procs[n] = []
             wait_for(lambda: _accepts(herd.port(n)), 10, what=f"{n} up")
+        herd.wait_links()
         at = iamat(herd.port("Hill"), "upclient", "+1+1", 42)
         wait_for(lambda: whatsat(herd.port("Campbell"), "upclient", 1, 1)[0] == at, 10,
                  what="propagation under herd up")

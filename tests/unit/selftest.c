@@ -63,6 +63,7 @@ main (int argc, char *argv[])
         verbose = true;
         first = 2;
     }
+    herd_places_global_init ();     //  in the main thread, as herd_node_run does
     size_t count = sizeof (s_tests) / sizeof (s_tests[0]);
     int passed = 0, failed = 0;
     for (size_t i = 0; i < count; i++) {
