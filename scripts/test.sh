@@ -10,15 +10,30 @@ passed=0
 failed=0
 failures=()
 
+tests_passed=0
+tests_failed=0
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+
+#  Run one step; count its tests from the runner's closing line
+#  ("N passed, N failed" or pytest's "N passed, N failed in ...").
 step () {
     local name=$1; shift
     echo "=== $name"
-    if "$@"; then
+    if "$@" 2>&1 | tee "$out"; then
         passed=$((passed + 1))
     else
         failed=$((failed + 1))
         failures+=("$name")
     fi
+    local last n
+    last=$(grep -E '[0-9]+ (passed|failed)' "$out" | tail -n 1)
+    for n in $(echo "$last" | grep -oE '[0-9]+ passed' | grep -oE '^[0-9]+'); do
+        tests_passed=$((tests_passed + n))
+    done
+    for n in $(echo "$last" | grep -oE '[0-9]+ (failed|errors?)' | grep -oE '^[0-9]+'); do
+        tests_failed=$((tests_failed + n))
+    done
 }
 
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=1
@@ -35,6 +50,7 @@ step "integration (asan+ubsan)" env HERD_BIN="$PWD/build/san/bin/herd" HERD_SAN=
     /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
 
 echo
-for f in "${failures[@]}"; do echo "FAILED: $f"; done
-echo "herd: $passed passed, $failed failed"
+for f in "${failures[@]}"; do echo "FAILED step: $f"; done
+echo "steps: $passed passed, $failed failed"
+echo "herd: $tests_passed passed, $tests_failed failed"
 [ "$failed" -eq 0 ]
