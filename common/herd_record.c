@@ -85,6 +85,22 @@ herd_record_newer (const herd_record_t *candidate, const herd_record_t *current)
     return candidate->line.size > current->line.size;
 }
 
+uint64_t
+herd_record_hash (const char *line, size_t size)
+{
+    uint64_t hash = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < size; i++) {
+        hash ^= (unsigned char) line[i];
+        hash *= 0x100000001b3ULL;
+    }
+    hash ^= hash >> 30;
+    hash *= 0xbf58476d1ce4e5b9ULL;
+    hash ^= hash >> 27;
+    hash *= 0x94d049bb133111ebULL;
+    hash ^= hash >> 31;
+    return hash;
+}
+
 //  Parse a C string AT line; for the self test.
 static int
 s_parse_str (const char *line, herd_record_t *record)
@@ -152,4 +168,10 @@ herd_record_test (bool verbose)
     HERD_CHECK (!herd_record_newer (&a, &a));
     HERD_CHECK_INT (s_parse_str ("AT Hill +0.000000000 k +1+1 100.50", &b), 0);
     HERD_CHECK (herd_record_newer (&b, &a) != herd_record_newer (&a, &b));
+
+    //  Hashes: stable, and sensitive to every byte
+    HERD_CHECK (herd_record_hash ("abc", 3) == herd_record_hash ("abc", 3));
+    HERD_CHECK (herd_record_hash ("abc", 3) != herd_record_hash ("abd", 3));
+    HERD_CHECK (herd_record_hash ("abc", 3) != herd_record_hash ("abc", 2));
+    HERD_CHECK (herd_record_hash ("", 0) != 0);
 }

@@ -31,6 +31,11 @@ int
 bool
     herd_record_newer (const herd_record_t *candidate, const herd_record_t *current);
 
+//  A 64-bit hash of an AT line (FNV-1a, then a splitmix64 finaliser so every
+//  bit depends on every byte). Used for journal checksums and table digests.
+uint64_t
+    herd_record_hash (const char *line, size_t size);
+
 //  Self test of this class.
 void
     herd_record_test (bool verbose);
