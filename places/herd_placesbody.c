@@ -189,7 +189,9 @@ s_key_is (const char *raw, size_t size, const char *name)
         if (c != (unsigned char) *name)
             return false;
     }
-    return i == size;
+    //  cJSON keys are C strings, cut at an escaped NUL: "results\u0000x"
+    //  is "results" to cJSON (and to clients reading with it)
+    return i == size || (size - i >= 6 && memcmp (raw + i, "\\u0000", 6) == 0);
 }
 
 //  Copy the body up to start into the output and skip it up to end.
@@ -633,6 +635,10 @@ herd_placesbody_test (bool verbose)
                    "{\"results\" : [ \"a,b\" , \"c]\" ] }", NULL, 2);
     //  A byte order mark is dropped, as cJSON skips it
     s_check_shape ("\xEF\xBB\xBF{\"results\":[1,2]}", 1, "{\"results\":[1]}", NULL, 1);
+    //  Found by tests/fuzz/fuzz_placesbody: a key cut at an escaped NUL is
+    //  "results" to cJSON, so it is cut too (it reached clients uncut)
+    s_check_shape ("{\"results\\u0000x\":[1,2,3],\"status\\u0000\":\"OK\"}", 1,
+                   "{\"results\\u0000x\":[1],\"status\\u0000\":\"OK\"}", "OK", 1);
 
     //  Not a JSON object: NULL
     s_check_shape ("", 1, NULL, NULL, 0);
