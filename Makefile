@@ -20,7 +20,7 @@ endif
 
 COMMON  := common/herd_config.c common/herd_log.c common/herd_proto.c common/herd_record.c
 GATEWAY := gateway/herd_gateway.c
-BUS     := bus/herd_bus.c
+BUS     := bus/herd_bus.c bus/herd_journal.c
 PLACES  := places/herd_places.c places/herd_placesbody.c
 LIBSRC  := $(COMMON) $(GATEWAY) $(BUS) $(PLACES) cli/herd_node.c
 LIBOBJ  := $(LIBSRC:%.c=$(BUILD)/%.o)
@@ -30,7 +30,7 @@ HERD     := $(BUILD)/bin/herd
 SELFTEST := $(BUILD)/bin/herd_selftest
 PYTHON   := /usr/bin/python3
 
-.PHONY: all deps run test unit integration san-test clean tidy format
+.PHONY: all deps run test unit integration san-test clean tidy format fuzz fuzz-short fuzz-build
 
 all: bin/herd
 
@@ -56,6 +56,21 @@ $(SELFTEST): $(LIBOBJ) $(BUILD)/tests/unit/selftest.o
 
 build: $(HERD) $(SELFTEST)
 
+#  Issue 6's benchmark, not part of `make test`: the load generator and the
+#  floor server in $(BUILD)/bench, then bench/run.sh (settings: BENCH_SECONDS,
+#  BENCH_RUNS, ... at the top of bench/run.sh; figures in BENCHMARKS.md).
+BENCH := $(BUILD)/bench/herd_bench $(BUILD)/bench/floor_server
+.PHONY: bench
+
+$(BUILD)/bench/herd_bench: $(BUILD)/bench/herd_bench.o
+	$(CC) $(LDFLAGS) $^ -o $@ -lm
+
+$(BUILD)/bench/floor_server: $(BUILD)/bench/floor_server.o $(BUILD)/common/herd_proto.o
+	$(CC) $(LDFLAGS) $^ -o $@
+
+bench: bin/herd $(BENCH)
+	@bench/run.sh
+
 #  Start the five-node herd of herd.cfg in the foreground (Ctrl-C stops it).
 run: deps
 	@$(MAKE) --no-print-directory bin/herd
@@ -71,6 +86,36 @@ unit: $(SELFTEST)
 
 integration: $(HERD) $(SELFTEST)
 	HERD_BIN=$(abspath $(HERD)) $(PYTHON) -m pytest -q tests/integration
+
+#  libFuzzer targets (clang, ASan+UBSan) in build/fuzz: `make fuzz` runs each
+#  for FUZZ_SECONDS, `make fuzz-short` (part of make test) for 30 s each.
+#  tests/fuzz/run.sh reports executions and coverage; crashes land in
+#  build/fuzz/crashes/.
+FUZZ_CC      := clang
+FUZZ_SECONDS ?= 300
+FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread -g -O1 \
+                -fno-omit-frame-pointer -fno-sanitize-recover=all \
+                $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+FUZZ_SRC     := common/herd_proto.c common/herd_record.c common/herd_config.c \
+                places/herd_placesbody.c
+FUZZ_OBJ     := $(FUZZ_SRC:%.c=build/fuzz/obj/%.o)
+FUZZ_BINS    := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
+
+build/fuzz/obj/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined -c $< -o $@
+
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_OBJ) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined $< $(FUZZ_OBJ) -o $@ $(LDLIBS)
+
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: fuzz-build
+	tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_BINS)
+
+fuzz-short: fuzz-build
+	tests/fuzz/run.sh 30 $(FUZZ_BINS)
 
 tidy:
 	clang-tidy $(LIBSRC) cli/herd.c -- $(CFLAGS)

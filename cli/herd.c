@@ -20,6 +20,10 @@ static const char s_usage[] =
     "                                      host, one process per node (--split: one\n"
     "                                      per role), until SIGINT or SIGTERM\n"
     "  herd nodes [-c FILE]                print 'NAME HOST:PORT' for every node\n"
+    "  herd digest [-c FILE]               print 'NAME CLIENTS DIGEST' for every node (or\n"
+    "                                      'NAME unreachable'); exit 0 when all agree\n"
+    "  herd link NODE PEER up|down [-c FILE]\n"
+    "                                      take NODE's bus link from PEER down or up\n"
     "  herd help                           this text\n"
     "\n"
     "FILE defaults to herd.cfg in the current directory. The Places API key is\n"
@@ -32,6 +36,7 @@ typedef struct {
     const char *name;
     const char *config;
     const char *role;
+    const char *extra[2];       //  link: PEER and up|down
     bool split;
 } s_args_t;
 
@@ -64,6 +69,12 @@ s_parse_args (int argc, char *argv[], s_args_t *args)
         else
         if (!args->name)
             args->name = arg;
+        else
+        if (!args->extra[0])
+            args->extra[0] = arg;
+        else
+        if (!args->extra[1])
+            args->extra[1] = arg;
         else {
             fprintf (stderr, "herd: unexpected argument '%s'\n\n%s", arg, s_usage);
             return false;
@@ -124,6 +135,97 @@ s_is_local (const char *host)
     freeifaddrs (interfaces);
     freeaddrinfo (found);
     return local;
+}
+
+//  Send a request to a node's sync endpoint; its reply, or NULL after
+//  timeout ms.
+static zmsg_t *
+s_ask (const herd_node_t *node, zmsg_t **request_p, int timeout)
+{
+    zsock_t *dealer = zsock_new (ZMQ_DEALER);
+    zmsg_t *reply = NULL;
+    if (dealer && zsock_connect (dealer, "%s", node->sync) == 0) {
+        zmsg_send (request_p, dealer);
+        zpoller_t *poller = zpoller_new (dealer, NULL);
+        if (zpoller_wait (poller, timeout))
+            reply = zmsg_recv (dealer);
+        zpoller_destroy (&poller);
+    }
+    zmsg_destroy (request_p);
+    zsock_destroy (&dealer);
+    return reply;
+}
+
+//  herd digest: each node's client count and table digest, asked over its
+//  sync endpoint. 0 when every node answered and all agree.
+static int
+s_digest (const herd_config_t *config)
+{
+    int rc = 0;
+    char *first = NULL;
+    for (size_t i = 0; i < config->node_count; i++) {
+        const herd_node_t *node = &config->nodes[i];
+        if (!node->sync) {
+            printf ("%s no-sync-endpoint\n", node->name);
+            rc = 1;
+            continue;
+        }
+        zmsg_t *request = zmsg_new ();
+        zmsg_addstr (request, "DIGEST");
+        zmsg_t *reply = s_ask (node, &request, 1000);
+        char *kind = reply ? zmsg_popstr (reply) : NULL;
+        char *name = reply ? zmsg_popstr (reply) : NULL;
+        char *count = reply ? zmsg_popstr (reply) : NULL;
+        char *digest = reply ? zmsg_popstr (reply) : NULL;
+        if (kind && streq (kind, "DIGEST") && count && digest) {
+            printf ("%s %s %s\n", node->name, count, digest);
+            char *both = zsys_sprintf ("%s %s", count, digest);
+            if (!first)
+                first = both;
+            else {
+                if (!streq (first, both))
+                    rc = 1;
+                zstr_free (&both);
+            }
+        }
+        else {
+            printf ("%s unreachable\n", node->name);
+            rc = 1;
+        }
+        zstr_free (&kind);
+        zstr_free (&name);
+        zstr_free (&count);
+        zstr_free (&digest);
+        zmsg_destroy (&reply);
+    }
+    zstr_free (&first);
+    return rc;
+}
+
+//  herd link NODE PEER up|down: take NODE's subscription to PEER down or up.
+static int
+s_link (const herd_config_t *config, const char *name, const char *peer, const char *state)
+{
+    const herd_node_t *node = herd_config_node (config, name);
+    if (!node || !node->sync || !peer || !state) {
+        fprintf (stderr, "herd: link needs NODE PEER up|down, and NODE needs a sync endpoint\n");
+        return 2;
+    }
+    zmsg_t *request = zmsg_new ();
+    zmsg_addstr (request, "LINK");
+    zmsg_addstr (request, peer);
+    zmsg_addstr (request, state);
+    zmsg_t *reply = s_ask (node, &request, 2000);
+    char *status = reply ? zmsg_popstr (reply) : NULL;
+    char *reason = reply ? zmsg_popstr (reply) : NULL;
+    int rc = status && streq (status, "OK") ? 0 : 1;
+    if (rc)
+        fprintf (stderr, "herd: link %s %s %s: %s\n", name, peer, state,
+                 reason ? reason : "no answer");
+    zstr_free (&status);
+    zstr_free (&reason);
+    zmsg_destroy (&reply);
+    return rc;
 }
 
 //  One child process of `herd up`.
@@ -206,14 +308,16 @@ s_up (const herd_config_t *config, const char *path, bool split)
                     status = 1;
                 }
     }
-    //  Stop the rest: SIGTERM, then SIGKILL after 5 s
+    //  Stop the rest, last started first (a split node's gateway before its
+    //  bus, so what the gateway acknowledged reaches the bus): SIGTERM, then
+    //  SIGKILL when one has not stopped within 5 s
     printf ("herd: stopping\n");
     fflush (stdout);
-    for (size_t i = 0; i < count; i++)
-        if (children[i].pid > 0)
-            kill (children[i].pid, SIGTERM);
-    int64_t deadline = zclock_mono () + 5000;
-    for (size_t i = 0; i < count; i++) {
+    for (size_t i = count; i-- > 0;) {
+        if (children[i].pid <= 0)
+            continue;
+        kill (children[i].pid, SIGTERM);
+        int64_t deadline = zclock_mono () + 5000;
         while (children[i].pid > 0) {
             int wstatus;
             pid_t pid = waitpid (children[i].pid, &wstatus, WNOHANG);
@@ -221,12 +325,13 @@ s_up (const herd_config_t *config, const char *path, bool split)
                 children[i].pid = 0;
             else
             if (zclock_mono () > deadline) {
+                fprintf (stderr, "herd: %s did not stop: killing it\n", children[i].label);
                 kill (children[i].pid, SIGKILL);
                 waitpid (children[i].pid, &wstatus, 0);
                 children[i].pid = 0;
             }
             else
-                zclock_sleep (10);
+                zclock_sleep (5);
         }
     }
     free (children);
@@ -244,7 +349,8 @@ main (int argc, char *argv[])
         return 0;
     }
     if (!streq (args.command, "node") && !streq (args.command, "up")
-        && !streq (args.command, "nodes")) {
+        && !streq (args.command, "nodes") && !streq (args.command, "digest")
+        && !streq (args.command, "link")) {
         fprintf (stderr, "herd: unknown command '%s'\n\n%s", args.command, s_usage);
         return 2;
     }
@@ -267,6 +373,12 @@ main (int argc, char *argv[])
     else
     if (streq (args.command, "up"))
         rc = s_up (config, args.config, args.split);
+    else
+    if (streq (args.command, "digest"))
+        rc = s_digest (config);
+    else
+    if (streq (args.command, "link"))
+        rc = s_link (config, args.name, args.extra[0], args.extra[1]);
     else {
         const herd_node_t *node = herd_config_node (config, args.name);
         if (!node) {

@@ -54,12 +54,46 @@
 //
 //  ## bus -> bus   (each bus binds a PUB; its SUB connects to every neighbour)
 //
-//      ["U", at-line]                 one location update; topic "U"
+//      ["U", at-line, sender, meta]   one location update
+//      ["H", sender, meta]            heartbeat, once a second
+//
+//  sender is the publishing node's name; meta is 16 bytes: the sender bus's
+//  instance id (8 bytes, little-endian, random at each start) and the
+//  sender's table sequence number (8 bytes, little-endian), which grows by
+//  one for every record the sender applies. The sender publishes every
+//  record it applies, so a subscriber sees consecutive sequence numbers: a
+//  gap, a heartbeat ahead of what it saw, or a new instance means it missed
+//  something, and it catches up over the sync socket.
 //
 //  A bus applies an update only if it is newer than what it holds
 //  (herd_record_newer) and republishes only what it applied, so floods stop
 //  on any topology.
 //
+//  ## bus -> bus catch-up   (each bus binds a sync ROUTER; a DEALER of each
+//  neighbour connects to it)
+//
+//      ["ICANHAZ", meta, digest]      send me what I miss. meta: the instance
+//                                     and sequence number of yours I last saw
+//                                     (zeros: none); digest: my table's count
+//                                     and digest (8 + 8 bytes, little-endian)
+//      ["KVSYNC", at-line, ...]       up to 1000 records a message
+//      ["KTHXBAI", meta]              done: your view of me is now meta
+//
+//  When meta names the responder's current instance, it sends only the
+//  records it changed after that sequence number (a delta); otherwise its
+//  whole table, in chunks, unless the digests already agree.
+//
+//  ## control   (on the same sync ROUTER; herd digest and tests use it)
+//
+//      ["DIGEST"]  ->  ["DIGEST", name, count, digest-hex, applied, stale]
+//      ["LINK", peer, "down"|"up"]  ->  ["OK"] | ["ERROR", reason]
+//
+//  count, applied and stale are decimal strings; digest-hex is 16 hex
+//  digits: the XOR of herd_record_hash over every stored record, so two
+//  tables with the same records have the same digest whatever their history.
+//  LINK takes the bus's subscription to a neighbour down or up again
+//  (maintenance, and partition tests).
+
 //  ## Actor pipes (zactor)
 //
 //      "$TERM"                        stop the actor (czmq convention)
@@ -77,5 +111,12 @@
 #define HERD_MSG_OK     "OK"
 #define HERD_MSG_ERR    "ERR"
 #define HERD_MSG_TOPIC_UPDATE "U"
+#define HERD_MSG_TOPIC_HEARTBEAT "H"
+#define HERD_MSG_ICANHAZ "ICANHAZ"
+#define HERD_MSG_KVSYNC  "KVSYNC"
+#define HERD_MSG_KTHXBAI "KTHXBAI"
+#define HERD_MSG_DIGEST  "DIGEST"
+#define HERD_MSG_LINK    "LINK"
+#define HERD_MSG_META_SIZE 16
 
 #endif

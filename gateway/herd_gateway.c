@@ -790,6 +790,9 @@ s_self_new (zsock_t *pipe, herd_gateway_args_t *args)
     assert (self->bus && self->places);
     zsock_set_sndhwm (self->bus, HERD_GW_ZMQ_HWM);
     zsock_set_rcvhwm (self->bus, HERD_GW_ZMQ_HWM);
+    //  Updates already acknowledged to clients still reach the bus when the
+    //  gateway stops (czmq's default linger is 0: queued messages dropped)
+    zsock_set_linger (self->bus, 2000);
     zsock_set_sndhwm (self->places, HERD_GW_ZMQ_HWM);
     zsock_set_rcvhwm (self->places, HERD_GW_ZMQ_HWM);
     if (zsock_connect (self->bus, "%s", args->bus_endpoint) == -1

@@ -169,16 +169,19 @@ class Herd:
         self.names = list(names or DEFAULT_NAMES)
         self.edges = list(DEFAULT_EDGES if edges is None else edges)
         self.split = split
-        ports = free_ports(2 * len(self.names))
-        self.client_port = {n: ports[2 * i] for i, n in enumerate(self.names)}
-        self.bus_port = {n: ports[2 * i + 1] for i, n in enumerate(self.names)}
+        ports = free_ports(3 * len(self.names))
+        self.client_port = {n: ports[3 * i] for i, n in enumerate(self.names)}
+        self.bus_port = {n: ports[3 * i + 1] for i, n in enumerate(self.names)}
+        self.sync_port = {n: ports[3 * i + 2] for i, n in enumerate(self.names)}
         self.procs = {}
         lines = ["herd", f"    run_dir = {self.tmp}/run"]
         lines += ["    " + l for l in extra_herd.splitlines() if l.strip()]
         for n in self.names:
             lines += [f"node = {n}", f"    client = 127.0.0.1:{self.client_port[n]}",
                       f"    bus = tcp://127.0.0.1:{self.bus_port[n]}",
-                      f"    log = {self.tmp}/logs/{n}.log"]
+                      f"    sync = tcp://127.0.0.1:{self.sync_port[n]}",
+                      f"    log = {self.tmp}/logs/{n}.log",
+                      f"    data = {self.tmp}/data/{n}"]
         if self.edges:
             lines.append("edges")
             lines += [f"    edge = {a} {b}" for a, b in self.edges]
@@ -258,16 +261,18 @@ class Herd:
         codes = {}
         for n in ([name] if name else list(self.procs)):
             procs = self.procs.pop(n, [])
-            for p in procs:
-                p.send_signal(signal.SIGTERM)
             codes[n] = []
-            for p in procs:
+            #  Split nodes stop gateway first, then bus, then places, so what
+            #  the gateway acknowledged reaches the bus
+            for p in reversed(procs):
+                p.send_signal(signal.SIGTERM)
                 try:
-                    codes[n].append(p.wait(10 * SLOW))
+                    codes[n].insert(0, p.wait(10 * SLOW))
                 except subprocess.TimeoutExpired:
                     p.kill()
                     p.wait()
-                    codes[n].append("hung")
+                    codes[n].insert(0, "hung")
+            for p in procs:
                 if p.stderr:
                     err = p.stderr.read()
                     if err.strip():
@@ -277,3 +282,30 @@ class Herd:
 
     def port(self, name):
         return self.client_port[name]
+
+    def herd_cmd(self, *args, timeout=30):
+        """Run a `herd` subcommand against this herd's config."""
+        return subprocess.run([HERD_BIN, *args, "-c", self.config], capture_output=True,
+                              text=True, timeout=timeout * SLOW, env=self.env)
+
+    def digests(self):
+        """{node: 'COUNT DIGEST' or 'unreachable'} from `herd digest`."""
+        out = self.herd_cmd("digest").stdout
+        result = {}
+        for line in out.splitlines():
+            name, rest = line.split(" ", 1)
+            result[name] = rest
+        return result
+
+    def converged(self, names=None):
+        """The common 'COUNT DIGEST' when the named nodes all agree, else None."""
+        d = self.digests()
+        values = {d.get(n) for n in (names or self.names)}
+        if len(values) == 1:
+            value = values.pop()
+            return value if value and value != "unreachable" else None
+        return None
+
+    def link(self, node, peer, state):
+        r = self.herd_cmd("link", node, peer, state)
+        assert r.returncode == 0, r.stderr
