@@ -68,9 +68,11 @@ static int
 static const char *const s_top_keys[] = {"herd", "node", "edges", "places", NULL};
 static const char *const s_herd_keys[] = {"run_dir", "max_line", NULL};
 static const char *const s_node_keys[] = {"client", "bus", "log", NULL};
+static const char *const s_node_allowed[] = {"client", "bus", "sync", "log", "data", NULL};
 static const char *const s_edges_keys[] = {"edge", NULL};
 static const char *const s_places_keys[] = {
-    "flavour", "url", "key_env", "timeout_ms", "connect_timeout_ms", "concurrency", NULL};
+    "flavour", "url", "key_env", "timeout_ms", "connect_timeout_ms", "concurrency", "retries",
+    "enterprise_fields", "cache_ttl_ms", "cache_max", NULL};
 
 //  Abort when memory is exhausted: a config loader has no better way out.
 static void *
@@ -691,7 +693,38 @@ s_claim_address (s_loader_t *self, zconfig_t *key, const char *context, herd_nod
     return rc;
 }
 
-//  One node section: name, client, bus, log.
+//  A node's bus or sync endpoint: tcp://HOST:PORT, HOST not '*', not used by
+//  any other client, bus or sync address.
+static int
+s_load_endpoint (s_loader_t *self, zconfig_t *key, const char *context, herd_node_t *node,
+                 char **endpoint_p)
+{
+    const char *value = s_value (key);
+    const char *reason = NULL;
+    char *host = NULL;
+    int port = 0;
+    int rc = 0;
+    if (strncmp (value, "tcp://", 6) != 0)
+        rc = s_key_fail (self, key, context,
+                         "'%s' is not tcp://HOST:PORT (must start with tcp://)", value);
+    else
+    if (s_split_address (value + 6, &host, &port, &reason))
+        rc = s_key_fail (self, key, context, "'%s' is not tcp://HOST:PORT (%s)", value, reason);
+    else
+    if (strcmp (host, "*") == 0)
+        rc = s_key_fail (self, key, context,
+                         "'%s' is not tcp://HOST:PORT (neighbours connect to it, so "
+                         "HOST cannot be '*')",
+                         value);
+    else {
+        *endpoint_p = s_strdup (value);
+        rc = s_claim_address (self, key, context, node, host, port, true);
+    }
+    free (host);
+    return rc;
+}
+
+//  One node section: name, client, bus, sync, log, data.
 static int
 s_load_node (s_loader_t *self, zconfig_t *section, herd_config_t *config, herd_node_t *node)
 {
@@ -724,7 +757,7 @@ s_load_node (s_loader_t *self, zconfig_t *section, herd_config_t *config, herd_n
                               (size_t) S_IPC_PATH_MAX);
 
     char *context = s_sprintf ("node '%s'", name);
-    int rc = s_check_keys (self, section, context, s_node_keys, false);
+    int rc = s_check_keys (self, section, context, s_node_allowed, false);
     for (size_t i = 0; rc == 0 && s_node_keys[i]; i++)
         if (!zconfig_locate (section, s_node_keys[i])) {
             char *list = s_join (s_node_keys);
@@ -746,30 +779,28 @@ s_load_node (s_loader_t *self, zconfig_t *section, herd_config_t *config, herd_n
                                   node->client_port, false);
         }
     }
-    //  bus = tcp://HOST:PORT
-    if (rc == 0) {
-        key = zconfig_locate (section, "bus");
-        const char *value = s_value (key);
-        char *host = NULL;
-        int port = 0;
-        if (strncmp (value, "tcp://", 6) != 0)
-            rc = s_key_fail (self, key, context,
-                             "'%s' is not tcp://HOST:PORT (must start with tcp://)", value);
+    //  bus = tcp://HOST:PORT, and the optional sync = tcp://HOST:PORT
+    if (rc == 0)
+        rc = s_load_endpoint (self, zconfig_locate (section, "bus"), context, node, &node->bus);
+    if (rc == 0 && zconfig_locate (section, "sync"))
+        rc = s_load_endpoint (self, zconfig_locate (section, "sync"), context, node,
+                              &node->sync);
+    //  data = DIR, optional
+    if (rc == 0 && (key = zconfig_locate (section, "data"))) {
+        char *claim = s_sprintf ("data:%s", s_value (key));
+        herd_node_t *owner = NULL;
+        if (!*s_value (key))
+            rc = s_key_fail (self, key, context, "value is empty");
         else
-        if (s_split_address (value + 6, &host, &port, &reason))
-            rc = s_key_fail (self, key, context, "'%s' is not tcp://HOST:PORT (%s)", value,
-                             reason);
-        else
-        if (strcmp (host, "*") == 0)
+        if ((owner = (herd_node_t *) zhash_lookup (self->logs, claim)))
             rc = s_key_fail (self, key, context,
-                             "'%s' is not tcp://HOST:PORT (neighbours connect to it, so "
-                             "HOST cannot be '*')",
-                             value);
+                             "'%s' is already used by node '%s' (key 'data')", s_value (key),
+                             owner->name);
         else {
-            node->bus = s_strdup (value);
-            rc = s_claim_address (self, key, context, node, host, port, true);
+            node->data = s_strdup (s_value (key));
+            zhash_insert (self->logs, claim, node);
         }
-        free (host);
+        free (claim);
     }
     //  log = PATH
     if (rc == 0) {
@@ -865,12 +896,14 @@ s_load_places (s_loader_t *self, zconfig_t *section, herd_config_t *config)
 
     if (s_get_string (self, section, "places", "flavour", "legacy", &places->flavour))
         return -1;
-    if (strcmp (places->flavour, "legacy") != 0)
+    bool is_new = strcmp (places->flavour, "new") == 0;
+    if (strcmp (places->flavour, "legacy") != 0 && !is_new)
         return s_key_fail (self, s_locate (section, "flavour"), "places",
-                           "flavour '%s' is not supported (legacy)", places->flavour);
+                           "flavour '%s' is not supported (legacy or new)", places->flavour);
 
     if (s_get_string (self, section, "places", "url",
-                      "https://maps.googleapis.com/maps/api/place/nearbysearch/json",
+                      is_new ? "https://places.googleapis.com/v1/places:searchNearby"
+                             : "https://maps.googleapis.com/maps/api/place/nearbysearch/json",
                       &places->url))
         return -1;
     const char *rest = strncmp (places->url, "http://", 7) == 0    ? places->url + 7
@@ -901,6 +934,22 @@ s_load_places (s_loader_t *self, zconfig_t *section, herd_config_t *config)
     places->timeout_ms = (int) timeout_ms;
     places->connect_timeout_ms = (int) connect_timeout_ms;
     places->concurrency = (int) concurrency;
+
+    long retries = 0, cache_ttl_ms = 0, cache_max = 0;
+    if (s_get_int (self, section, "places", "retries", 0, 10, 2, &retries)
+        || s_get_int (self, section, "places", "cache_ttl_ms", 0, 3600000, 0, &cache_ttl_ms)
+        || s_get_int (self, section, "places", "cache_max", 1, 1000000, 10000, &cache_max))
+        return -1;
+    places->retries = (int) retries;
+    places->cache_ttl_ms = (int) cache_ttl_ms;
+    places->cache_max = (int) cache_max;
+
+    //  enterprise_fields = false | true
+    key = s_locate (section, "enterprise_fields");
+    const char *enterprise = key ? s_value (key) : "false";
+    if (strcmp (enterprise, "true") != 0 && strcmp (enterprise, "false") != 0)
+        return s_key_fail (self, key, "places", "'%s' is not true or false", enterprise);
+    places->enterprise_fields = strcmp (enterprise, "true") == 0;
     return 0;
 }
 
@@ -1056,6 +1105,8 @@ herd_config_destroy (herd_config_t **self_p)
             free (node->client);
             free (node->client_host);
             free (node->bus);
+            free (node->sync);
+            free (node->data);
             free (node->log);
             free (node->neighbours);
         }
@@ -1223,7 +1274,12 @@ static const s_test_case_t s_test_errors[] = {
      "name may only use letters, digits, '_', '.' and '-'"},
     {S_TEST_NODE_A "node = A\n", "t.cfg:5: ", "node 'A' is defined twice (first at line 1)"},
     {S_TEST_NODE_A "    port = 1\n", "t.cfg:5: node 'A': unknown key 'port'",
-     "(allowed: client, bus, log)"},
+     "(allowed: client, bus, sync, log, data)"},
+    {S_TEST_NODE_A "    sync = udp://127.0.0.1:3\n", "t.cfg:5: node 'A': key 'sync'",
+     "is not tcp://HOST:PORT"},
+    {S_TEST_NODE_A "    sync = tcp://127.0.0.1:2\n", "t.cfg:5: node 'A': key 'sync'",
+     "is already used by node 'A'"},
+    {S_TEST_NODE_A "    data = \n", "t.cfg:5: node 'A': key 'data'", "value is empty"},
     {S_TEST_NODE_A "    log = again.log\n", "t.cfg:5: node 'A': key 'log'",
      "is given twice (first at line 4)"},
     {"node = A\n    bus = tcp://h:2\n    log = l\n", "t.cfg:1: node 'A'",
@@ -1282,8 +1338,16 @@ static const s_test_case_t s_test_errors[] = {
     {S_TEST_NODE_A S_TEST_NODE_B "edges\n    edge = A B\n        weight = 1\n",
      "t.cfg:11: edges: key 'edge'", "unexpected child key 'weight'"},
     //  places
-    {S_TEST_NODE_A "places\n    flavour = new\n", "t.cfg:6: places: key 'flavour'",
-     "flavour 'new' is not supported (legacy)"},
+    {S_TEST_NODE_A "places\n    flavour = New\n", "t.cfg:6: places: key 'flavour'",
+     "flavour 'New' is not supported (legacy or new)"},
+    {S_TEST_NODE_A "places\n    retries = 11\n", "t.cfg:6: places: key 'retries'",
+     "'11' is not an integer in 0..10"},
+    {S_TEST_NODE_A "places\n    cache_ttl_ms = -1\n", "t.cfg:6: places: key 'cache_ttl_ms'",
+     "'-1' is not an integer in 0..3600000"},
+    {S_TEST_NODE_A "places\n    cache_max = 0\n", "t.cfg:6: places: key 'cache_max'",
+     "'0' is not an integer in 1..1000000"},
+    {S_TEST_NODE_A "places\n    enterprise_fields = yes\n",
+     "t.cfg:6: places: key 'enterprise_fields'", "'yes' is not true or false"},
     {S_TEST_NODE_A "places\n    url = ftp://x/y\n", "t.cfg:6: places: key 'url'",
      "'ftp://x/y' must start with http:// or https://"},
     {S_TEST_NODE_A "places\n    url = https://\n", "t.cfg:6: places: key 'url'",
@@ -1303,7 +1367,8 @@ static const s_test_case_t s_test_errors[] = {
     {S_TEST_NODE_A "places\n    concurrency = 10001\n", "t.cfg:6: places: key 'concurrency'",
      "'10001' is not an integer in 1..10000"},
     {S_TEST_NODE_A "places\n    proxy = x\n", "t.cfg:6: places: unknown key 'proxy'",
-     "(allowed: flavour, url, key_env, timeout_ms, connect_timeout_ms, concurrency)"},
+     "(allowed: flavour, url, key_env, timeout_ms, connect_timeout_ms, concurrency, retries, "
+     "enterprise_fields, cache_ttl_ms, cache_max)"},
     {S_TEST_NODE_A "places\n    url = http://a\n    url = http://b\n",
      "t.cfg:7: places: key 'url'", "is given twice (first at line 6)"},
 };
@@ -1464,6 +1529,38 @@ herd_config_test (bool verbose)
     HERD_CHECK_INT (config->places.timeout_ms, 600000);
     HERD_CHECK_INT (config->places.connect_timeout_ms, 1);
     HERD_CHECK_INT (config->places.concurrency, 10000);
+    HERD_CHECK_INT (config->places.retries, 2);
+    HERD_CHECK (!config->places.enterprise_fields);
+    HERD_CHECK_INT (config->places.cache_ttl_ms, 0);
+    HERD_CHECK_INT (config->places.cache_max, 10000);
+    herd_config_destroy (&config);
+
+    //  Places API (New): its own default URL, and the places options
+    config = herd_config_load_string (S_TEST_NODE_A
+                                      "places\n"
+                                      "    flavour = new\n"
+                                      "    retries = 0\n"
+                                      "    enterprise_fields = true\n"
+                                      "    cache_ttl_ms = 3600000\n"
+                                      "    cache_max = 1\n",
+                                      "t.cfg", &error);
+    s_test_ok (config, error);
+    HERD_CHECK_STR (config->places.flavour, "new");
+    HERD_CHECK_STR (config->places.url, "https://places.googleapis.com/v1/places:searchNearby");
+    HERD_CHECK_INT (config->places.retries, 0);
+    HERD_CHECK (config->places.enterprise_fields);
+    HERD_CHECK_INT (config->places.cache_ttl_ms, 3600000);
+    HERD_CHECK_INT (config->places.cache_max, 1);
+    herd_config_destroy (&config);
+    config = herd_config_load_string (S_TEST_NODE_A
+                                      "places\n"
+                                      "    flavour = new\n"
+                                      "    url = http://127.0.0.1:9/v1/places:searchNearby\n"
+                                      "    enterprise_fields = false\n",
+                                      "t.cfg", &error);
+    s_test_ok (config, error);
+    HERD_CHECK_STR (config->places.url, "http://127.0.0.1:9/v1/places:searchNearby");
+    HERD_CHECK (!config->places.enterprise_fields);
     herd_config_destroy (&config);
 
     //  Every error case

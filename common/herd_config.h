@@ -12,16 +12,22 @@
 //      node = Hill
 //          client = 127.0.0.1:12000       #  TCP address clients connect to
 //          bus = tcp://127.0.0.1:13000    #  PUB endpoint neighbours subscribe to
+//          sync = tcp://127.0.0.1:14000   #  catch-up endpoint (optional)
 //          log = logs/Hill.log
+//          data = data/Hill               #  journal directory (optional)
 //      edges
 //          edge = Hill Jaquez             #  bidirectional
 //      places
-//          flavour = legacy
+//          flavour = legacy               #  or new: Places API (New)
 //          url = https://maps.googleapis.com/maps/api/place/nearbysearch/json
 //          key_env = GOOGLE_API_KEY       #  the key itself never sits in the file
 //          timeout_ms = 3000
 //          connect_timeout_ms = 1000
 //          concurrency = 64
+//          retries = 2                    #  5xx, 429, resets; backoff inside timeout_ms
+//          enterprise_fields = false      #  new: rating, price, open now (Enterprise SKU)
+//          cache_ttl_ms = 0               #  0: no cache
+//          cache_max = 10000
 
 #ifndef HERD_CONFIG_H_INCLUDED
 #define HERD_CONFIG_H_INCLUDED
@@ -35,18 +41,24 @@ typedef struct {
     char *client_host;          //  host part of client
     int client_port;            //  port part of client, 1..65535
     char *bus;                  //  PUB endpoint (tcp://host:port), bound here
+    char *sync;                 //  catch-up ROUTER endpoint, or NULL (no catch-up)
     char *log;                  //  log file path
+    char *data;                 //  journal directory, or NULL (table in memory only)
     size_t *neighbours;         //  indices into herd_config_t.nodes
     size_t neighbour_count;
 } herd_node_t;
 
 typedef struct {
-    char *flavour;              //  "legacy" (Nearby Search, legacy API)
+    char *flavour;              //  "legacy" (Nearby Search) or "new" (Places API (New))
     char *url;                  //  full Nearby Search URL, without query
     char *key_env;              //  name of the environment variable with the key
-    int timeout_ms;             //  whole request, 1..600000
+    int timeout_ms;             //  whole request, retries included, 1..600000
     int connect_timeout_ms;     //  TCP+TLS connect, 1..600000
     int concurrency;            //  transfers in flight at once, 1..10000
+    int retries;                //  retries of a retryable failure, 0..10
+    bool enterprise_fields;     //  new: also ask rating, price... (Enterprise SKU)
+    int cache_ttl_ms;           //  keep answers this long, 0 = no cache, 0..3600000
+    int cache_max;              //  most answers cached, 1..1000000
 } herd_places_options_t;
 
 typedef struct {
