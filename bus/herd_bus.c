@@ -30,6 +30,7 @@ typedef struct {
     zsock_t *sync;                  //  DEALER to the neighbour's sync ROUTER
     bool linked;                    //  subscription wanted (LINK up/down)
     bool syncing;                   //  an ICANHAZ is unanswered
+    bool deferred;                  //  a full catch-up waits for another
     int64_t sync_started;           //  when, monotonic ms
     uint64_t instance;              //  the neighbour's instance we follow
     uint64_t seq;                   //  its sequence number we have up to
@@ -172,6 +173,17 @@ s_self_request_sync (s_self_t *self, s_peer_t *peer, const char *why)
 {
     if (!peer->sync || peer->syncing || !peer->linked)
         return;
+    //  Without a view of this neighbour we may get its whole table: take one
+    //  whole table at a time, so the next asks with the digest it brought
+    //  and usually gets nothing, rather than every neighbour's copy at once
+    if (peer->instance == 0)
+        for (size_t i = 0; i < self->peer_count; i++)
+            if (self->peers[i].syncing && self->peers[i].instance == 0
+                && &self->peers[i] != peer) {
+                peer->deferred = true;
+                return;
+            }
+    peer->deferred = false;
     peer->syncing = true;
     peer->sync_started = s_now_ms ();
     peer->sync_records = peer->sync_bytes = 0;
@@ -537,6 +549,9 @@ s_self_handle_peer_sync (s_self_t *self, s_peer_t *peer)
                          peer->node->name, peer->sync_records, peer->sync_bytes,
                          s_now_ms () - peer->sync_started);
         peer->syncing = false;
+        for (size_t i = 0; i < self->peer_count; i++)
+            if (self->peers[i].deferred)
+                s_self_request_sync (self, &self->peers[i], "after another catch-up");
     }
     else
         herd_log_printf (self->log, "bus", "dropped a malformed catch-up message from %s",
@@ -556,10 +571,11 @@ s_self_handle_monitor (s_self_t *self)
         if (streq (event, "HANDSHAKE_SUCCEEDED")) {
             herd_log_printf (self->log, "bus", "link up %s %s", name, endpoint);
             //  Subscribed first, then sync: nothing falls between the two
-            if (peer) {
-                peer->syncing = false;
+            if (peer && peer->syncing
+                && s_now_ms () - peer->sync_started > HERD_BUS_SYNC_RETRY)
+                peer->syncing = false;      //  an old request, lost with the link
+            if (peer)
                 s_self_request_sync (self, peer, "link up");
-            }
         }
         else
         if (streq (event, "DISCONNECTED"))
