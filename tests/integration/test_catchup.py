@@ -157,3 +157,26 @@ def test_cyclic_flood_is_bounded(make_herd):
         total += applied + stale
     assert total <= 2 * len(herd.edges) * count + len(herd.names) * count
     assert all(v.startswith(f"{count} ") for v in settled.values())
+
+
+def test_silently_dead_neighbour_is_noticed_and_caught_up(make_herd):
+    """A frozen neighbour (SIGSTOP: connections stay open, nothing answers)
+    is logged down by the ZMTP heartbeats, and caught up when it wakes."""
+    herd = make_herd(names=["Hill", "Smith"], edges=[("Hill", "Smith")]).start()
+    herd.wait_links()
+    frozen = herd.procs["Smith"]
+    for p in frozen:
+        p.send_signal(signal.SIGSTOP)
+    try:
+        stopped = time.monotonic()
+        wait_for(lambda: b"bus link down Smith" in herd.log("Hill"), 8,
+                 what="Hill to notice Smith is gone")
+        noticed = time.monotonic() - stopped
+        send_updates(herd.port("Hill"), [f"asleep{i}" for i in range(100)], "7")
+    finally:
+        for p in frozen:
+            p.send_signal(signal.SIGCONT)
+    wait_for(lambda: herd.converged(), 10, what="Smith to catch up after waking")
+    first, _ = whatsat(herd.port("Smith"), "asleep42", 1, 1)
+    assert first.endswith(b" asleep42 +10-20 7")
+    print(f"frozen neighbour noticed after {noticed:.1f} s")
