@@ -264,6 +264,7 @@ s_up (const herd_config_t *config, const char *path, bool split)
     sigaddset (&signals, SIGINT);
     sigaddset (&signals, SIGTERM);
     sigaddset (&signals, SIGCHLD);
+    sigaddset (&signals, SIGHUP);
     pthread_sigmask (SIG_BLOCK, &signals, NULL);
 
     static const char *roles[] = {"places", "bus", "gateway"};
@@ -293,6 +294,13 @@ s_up (const herd_config_t *config, const char *path, bool split)
     while (running > 0) {
         int signo = 0;
         sigwait (&signals, &signo);
+        if (signo == SIGHUP) {
+            //  Every node reopens its log (logrotate)
+            for (size_t i = 0; i < count; i++)
+                if (children[i].pid > 0)
+                    kill (children[i].pid, SIGHUP);
+            continue;
+        }
         if (signo != SIGCHLD)
             break;
         pid_t pid;

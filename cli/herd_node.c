@@ -34,6 +34,7 @@ herd_node_run (const herd_config_t *config, const herd_node_t *node, const char 
     sigemptyset (&signals);
     sigaddset (&signals, SIGINT);
     sigaddset (&signals, SIGTERM);
+    sigaddset (&signals, SIGHUP);
     pthread_sigmask (SIG_BLOCK, &signals, NULL);
     signal (SIGPIPE, SIG_IGN);
 
@@ -78,7 +79,13 @@ herd_node_run (const herd_config_t *config, const herd_node_t *node, const char 
         fflush (stdout);
         herd_log_flush (log);
         int signo = 0;
-        sigwait (&signals, &signo);
+        //  SIGHUP reopens the log (logrotate); SIGINT or SIGTERM stops
+        while (sigwait (&signals, &signo) == 0 && signo == SIGHUP) {
+            if (herd_log_reopen (log) == -1)
+                fprintf (stderr, "herd: %s: cannot reopen log file %s: %s\n", node->name,
+                         node->log, strerror (errno));
+            herd_log_printf (log, "main", "log reopened on SIGHUP");
+        }
         herd_log_printf (log, "main", "stopping on %s", strsignal (signo));
     }
     else

@@ -20,6 +20,7 @@
 struct _herd_log_t {
     pthread_mutex_t mutex;
     int fd;
+    char *path;
     char *node;
     char *buffer;
     size_t size;                //  bytes in buffer
@@ -103,9 +104,12 @@ herd_log_new (const char *path, const char *node)
         self->buffer = malloc (HERD_LOG_BUFFER);
     if (self)
         self->node = strdup (node);
-    if (!self || !self->buffer || !self->node) {
+    if (self)
+        self->path = strdup (path);
+    if (!self || !self->buffer || !self->node || !self->path) {
         if (self) {
             free (self->buffer);
+            free (self->path);
             free (self->node);
             free (self);
         }
@@ -128,6 +132,7 @@ herd_log_destroy (herd_log_t **self_p)
     close (self->fd);
     pthread_mutex_destroy (&self->mutex);
     free (self->buffer);
+    free (self->path);
     free (self->node);
     free (self);
     *self_p = NULL;
@@ -232,6 +237,23 @@ herd_log_tick (herd_log_t *self)
     pthread_mutex_unlock (&self->mutex);
 }
 
+int
+herd_log_reopen (herd_log_t *self)
+{
+    if (!self)
+        return 0;
+    s_make_parents (self->path);
+    int fd = open (self->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -1;
+    pthread_mutex_lock (&self->mutex);
+    s_flush_locked (self);
+    close (self->fd);
+    self->fd = fd;
+    pthread_mutex_unlock (&self->mutex);
+    return 0;
+}
+
 void
 herd_log_flush (herd_log_t *self)
 {
@@ -308,6 +330,24 @@ herd_log_test (bool verbose)
         lines += *c == '\n';
     HERD_CHECK_INT (lines, 4);
     free (text);
+
+    //  Reopen after a rotation: new lines go to a new file at the same path
+    log = herd_log_new (path, "Hill");
+    herd_log_printf (log, "main", "before rotation");
+    char rotated[160];
+    snprintf (rotated, sizeof (rotated), "%s.1", path);
+    HERD_CHECK (rename (path, rotated) == 0);
+    HERD_CHECK_INT (herd_log_reopen (log), 0);
+    herd_log_printf (log, "main", "after rotation");
+    herd_log_destroy (&log);
+    text = s_slurp (rotated);
+    HERD_CHECK_CONTAINS (text, "before rotation");
+    HERD_CHECK (!strstr (text, "after rotation"));
+    free (text);
+    text = s_slurp (path);
+    HERD_CHECK_CONTAINS (text, "after rotation");
+    free (text);
+    unlink (rotated);
 
     //  A log that cannot be opened is reported, not crashed on
     HERD_CHECK (herd_log_new ("/proc/no/such/dir/x.log", "Hill") == NULL);

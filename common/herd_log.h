@@ -43,6 +43,12 @@ void
 void
     herd_log_tick (herd_log_t *self);
 
+//  Write buffered lines, then close and reopen the file by its path (after
+//  logrotate moved it away). Returns 0, or -1 (errno set) when the file
+//  cannot be opened again; the old file stays in use then.
+int
+    herd_log_reopen (herd_log_t *self);
+
 //  Write all buffered lines now.
 void
     herd_log_flush (herd_log_t *self);

@@ -1,5 +1,6 @@
 """Herds that lose and regain nodes keep propagating along what remains."""
 
+import os
 import signal
 import time
 
@@ -47,3 +48,18 @@ def test_node_stops_cleanly_on_sigterm(make_herd):
     codes = herd.stop("Hill")
     assert codes == {"Hill": [0] * len(codes["Hill"])}
     assert b"stopping on" in herd.log("Hill")
+
+
+def test_sighup_reopens_the_log(make_herd):
+    herd = make_herd(names=["Hill"], edges=[]).start()
+    iamat(herd.port("Hill"), "before", "+1+1", 1)
+    path = herd.log_path("Hill")
+    wait_for(lambda: b"in IAMAT before" in herd.log("Hill"), 5, what="the first line logged")
+    os.rename(path, path + ".1")
+    for p in herd.procs["Hill"]:
+        p.send_signal(signal.SIGHUP)
+    wait_for(lambda: b"log reopened on SIGHUP" in herd.log("Hill"), 5, what="a new log file")
+    iamat(herd.port("Hill"), "after", "+1+1", 2)
+    wait_for(lambda: b"in IAMAT after" in herd.log("Hill"), 5, what="lines in the new file")
+    with open(path + ".1", "rb") as f:
+        assert b"in IAMAT after" not in f.read()
