@@ -5,12 +5,24 @@
 //  descriptors together, so a request is started the moment it arrives and
 //  answered the moment its transfer ends, whatever else is in flight.
 //
+//  Requests (NEARBY) and fetches (HTTP queries) are apart: identical
+//  requests in flight (same flavour, lat, lon, radius, bound) wait on one
+//  fetch and are all answered when it ends; with options->cache_ttl_ms an
+//  answer is kept that long (at most options->cache_max answers and
+//  HERD_PLACES_CACHE_BYTES of bodies) and repeated requests are answered
+//  from it. A fetch retries what is retryable (HTTP 5xx and 429, legacy
+//  OVER_QUERY_LIMIT and UNKNOWN_ERROR, connection resets) up to
+//  options->retries times with jittered exponential backoff; a retry waits
+//  in the loop's own timer (no thread sleeps), and only starts if it can
+//  end before the fetch's deadline, options->timeout_ms after it began.
+//
 //  At most options->concurrency connections are open; transfers beyond that
-//  wait inside curl. options->timeout_ms runs from the moment a request is
-//  taken, queueing included (curl counts a queued transfer's time): it is
-//  the most a client waits for places. Every request gets exactly one log
-//  line "req=HEX reply=OK|ERR|- status=... results=N http=N curl=N ms=N.N
-//  url=... [error="..."]", with the key redacted from the URL and any text.
+//  wait inside curl (curl counts a queued transfer's time). The log has a
+//  line per attempt "fetch=N attempt=K/M ... -> what next" and exactly one
+//  line per request "req=HEX reply=OK|ERR|- status=... results=N http=N
+//  curl=N ms=N.N fetch=N attempts=N [shared|cache hit] url=... [error=...]",
+//  with the key redacted from URLs and any text; Places API (New) gets the
+//  key in a header only.
 
 #include "herd_places.h"
 #include "herd_placesbody.h"
@@ -31,28 +43,75 @@
 #include <time.h>
 #include <unistd.h>
 
-#define HERD_PLACES_MAX_BODY   ((size_t) 8 * 1024 * 1024)   //  largest answer we take
-#define HERD_PLACES_MAX_FIELD  64                  //  longest lat, lon, radius, bound
-#define HERD_PLACES_MAX_WAIT   1000                //  longest poll, ms
-#define HERD_PLACES_USER_AGENT "herd/0.1"
-#define HERD_PLACES_REDACTED   "<redacted>"
+#define HERD_PLACES_MAX_BODY    ((size_t) 8 * 1024 * 1024)  //  largest answer we take
+#define HERD_PLACES_MAX_FIELD   64                  //  longest lat, lon, radius, bound
+#define HERD_PLACES_MAX_WAIT    1000                //  longest poll, ms
+#define HERD_PLACES_BACKOFF_MS  500                 //  first retry delay, before jitter
+#define HERD_PLACES_BACKOFF_X   1.5                 //  each retry waits this much longer
+#define HERD_PLACES_MIN_TRY_MS  100                 //  a retry needs this much time left
+#define HERD_PLACES_CACHE_BYTES ((size_t) 64 * 1024 * 1024)    //  cached bodies at most
+#define HERD_PLACES_USER_AGENT  "herd/0.1"
+#define HERD_PLACES_REDACTED    "<redacted>"
 
-//  One NEARBY request in flight: an easy handle and what the reply needs.
-typedef struct s_request_t s_request_t;
-struct s_request_t {
-    s_request_t *prev, *next;   //  the actor's list of requests in flight
-    CURL *easy;
+//  One NEARBY request waiting for its fetch.
+typedef struct s_waiter_t s_waiter_t;
+struct s_waiter_t {
+    s_waiter_t *next;
     zframe_t *routing_id;       //  of the gateway that asked
     zframe_t *reqid;            //  echoed unchanged
     char *reqid_hex;            //  for the log
+    int64_t arrived;            //  monotonic microseconds
+    bool shared;                //  joined a fetch already in flight
+};
+
+//  One Places query: its current HTTP attempt and every request waiting.
+typedef struct s_fetch_t s_fetch_t;
+struct s_fetch_t {
+    s_fetch_t *prev, *next;     //  the actor's list of fetches
+    unsigned long id;           //  for the log
+    char *key;                  //  what identical requests share
+    CURL *easy;                 //  the attempt in flight; NULL between attempts
+    struct curl_slist *headers; //  of the attempt in flight
+    char *url;                  //  the request URL (legacy: with the key)
     char *url_logged;           //  the URL with the key redacted
+    char *post;                 //  JSON request body (new), or NULL
     int bound;
+    int attempts;               //  attempts started
     int64_t started;            //  monotonic microseconds
+    int64_t deadline;           //  started + timeout_ms
+    int64_t attempt_started;
+    int64_t retry_at;           //  when waiting to retry, else 0
+    s_waiter_t *waiters;        //  in arrival order
+    s_waiter_t *last_waiter;
+    size_t waiter_count;
     char *body;                 //  the response so far
     size_t size, capacity;
     bool too_large;             //  the response passed HERD_PLACES_MAX_BODY
     char error[CURL_ERROR_SIZE];
 };
+
+//  One cached answer.
+typedef struct s_entry_t s_entry_t;
+struct s_entry_t {
+    s_entry_t *prev, *next;     //  oldest first, which is also first to expire
+    char *key;
+    char *body;                 //  the shaped legacy body
+    char *status;               //  OK or ZERO_RESULTS
+    int results;
+    int64_t stored;             //  monotonic microseconds
+    int64_t expires;
+};
+
+//  What one attempt came to.
+typedef struct {
+    bool ok;                    //  answer RESULT OK
+    char *body;                 //  legacy-shaped body to answer with
+    char *status;               //  legacy status
+    int results;
+    char *error;                //  for the log: our message or Google's
+    bool retryable;
+    long retry_delay_ms;        //  Google's RetryInfo, or -1
+} s_outcome_t;
 
 //  The actor's state.
 typedef struct {
@@ -61,11 +120,19 @@ typedef struct {
     CURLM *multi;
     herd_log_t *log;            //  shared, not owned; may be NULL
     const herd_places_options_t *options;
+    bool is_new;                //  Places API (New), else legacy
+    const char *field_mask;     //  X-Goog-FieldMask (new)
     char *url;                  //  Nearby Search URL, without our query
-    const char *key;            //  raw key, kept only to redact it
+    const char *key;            //  raw key
     char *key_escaped;          //  URL-escaped key; NULL if there is none
-    s_request_t *requests;      //  in flight
-    size_t in_flight;
+    s_fetch_t *fetches;         //  in flight or waiting to retry
+    zhashx_t *fetch_index;      //  key -> s_fetch_t *
+    unsigned long fetch_ids;
+    size_t retries_waiting;     //  fetches waiting to retry
+    zhashx_t *cache;            //  key -> s_entry_t *
+    s_entry_t *oldest, *newest;
+    size_t cache_bytes;
+    uint64_t random;            //  xorshift state for the jitter
     bool terminated;            //  did the caller ask us to quit?
     bool verbose;               //  trace to stderr too
 } s_self_t;
@@ -239,22 +306,77 @@ s_format_metres (double km, char *out, size_t size)
     }
 }
 
+//  Degrees as a JSON number: the shortest text that reads back the same
+//  ("34.06893" for "+34.068930").
+static void
+s_format_degrees (double degrees, char *out, size_t size)
+{
+    if (degrees == 0) {
+        snprintf (out, size, "0");
+        return;
+    }
+    if (degrees == (double) (long) degrees) {
+        snprintf (out, size, "%.0f", degrees);
+        return;
+    }
+    for (int precision = 1; precision <= 17; precision++) {
+        snprintf (out, size, "%.*g", precision, degrees);
+        if (strtod (out, NULL) == degrees)
+            return;
+    }
+}
+
 //  -------------------------------------------------------------------------
-//  Requests in flight
+//  Requests, fetches and cached answers
 
 static void
-s_request_destroy (s_request_t **self_p)
+s_waiter_destroy (s_waiter_t **self_p)
 {
     assert (self_p);
     if (*self_p) {
-        s_request_t *self = *self_p;
-        if (self->easy)
-            curl_easy_cleanup (self->easy);
+        s_waiter_t *self = *self_p;
         zframe_destroy (&self->routing_id);
         zframe_destroy (&self->reqid);
         free (self->reqid_hex);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+//  Forget the attempt in flight (its easy handle, headers and response).
+static void
+s_fetch_reset (s_fetch_t *self, CURLM *multi)
+{
+    if (self->easy) {
+        curl_multi_remove_handle (multi, self->easy);
+        curl_easy_cleanup (self->easy);
+        self->easy = NULL;
+    }
+    curl_slist_free_all (self->headers);
+    self->headers = NULL;
+    free (self->body);
+    self->body = NULL;
+    self->size = self->capacity = 0;
+    self->too_large = false;
+    self->error[0] = 0;
+}
+
+static void
+s_fetch_destroy (s_fetch_t **self_p, CURLM *multi)
+{
+    assert (self_p);
+    if (*self_p) {
+        s_fetch_t *self = *self_p;
+        s_fetch_reset (self, multi);
+        while (self->waiters) {
+            s_waiter_t *waiter = self->waiters;
+            self->waiters = waiter->next;
+            s_waiter_destroy (&waiter);
+        }
+        free (self->key);
+        free (self->url);
         free (self->url_logged);
-        free (self->body);
+        free (self->post);
         free (self);
         *self_p = NULL;
     }
@@ -262,9 +384,9 @@ s_request_destroy (s_request_t **self_p)
 
 //  curl's write callback: append to the response, up to the cap.
 static size_t
-s_request_write (char *data, size_t size, size_t count, void *userp)
+s_fetch_write (char *data, size_t size, size_t count, void *userp)
 {
-    s_request_t *self = (s_request_t *) userp;
+    s_fetch_t *self = (s_fetch_t *) userp;
     size_t bytes = size * count;
     if (bytes > HERD_PLACES_MAX_BODY - self->size) {
         self->too_large = true;
@@ -285,13 +407,125 @@ s_request_write (char *data, size_t size, size_t count, void *userp)
     return bytes;
 }
 
+static void
+s_entry_destroy (s_entry_t **self_p)
+{
+    assert (self_p);
+    if (*self_p) {
+        s_entry_t *self = *self_p;
+        free (self->key);
+        free (self->body);
+        free (self->status);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+static void
+s_outcome_free (s_outcome_t *self)
+{
+    free (self->body);
+    free (self->status);
+    free (self->error);
+    memset (self, 0, sizeof (*self));
+}
+
 //  -------------------------------------------------------------------------
 //  The actor
 
 static void
-s_self_log_request (s_self_t *self, const char *reqid_hex, const char *reply,
-                    const char *status, int results, long http, int curl, double ms,
-                    const char *url, const char *error);
+s_self_log_answer (s_self_t *self, const s_waiter_t *waiter, const char *reply,
+                   const char *status, int results, long http, int curl, const s_fetch_t *fetch,
+                   const char *via, const char *url, const char *error);
+
+//  Remove a cached answer.
+static void
+s_self_cache_remove (s_self_t *self, s_entry_t *entry)
+{
+    if (entry->prev)
+        entry->prev->next = entry->next;
+    else
+        self->oldest = entry->next;
+    if (entry->next)
+        entry->next->prev = entry->prev;
+    else
+        self->newest = entry->prev;
+    self->cache_bytes -= strlen (entry->body);
+    zhashx_delete (self->cache, entry->key);
+    s_entry_destroy (&entry);
+}
+
+//  Keep an answer for options->cache_ttl_ms, making room first: expired
+//  answers go, then the oldest while the cache is full.
+static void
+s_self_cache_store (s_self_t *self, const char *key, const char *body, const char *status,
+                    int results)
+{
+    int64_t now = s_now_usec ();
+    size_t bytes = strlen (body);
+    if (self->options->cache_ttl_ms <= 0 || bytes > HERD_PLACES_CACHE_BYTES)
+        return;
+    s_entry_t *old = (s_entry_t *) zhashx_lookup (self->cache, key);
+    if (old)
+        s_self_cache_remove (self, old);
+    while (self->oldest
+           && (self->oldest->expires <= now
+               || zhashx_size (self->cache) >= (size_t) self->options->cache_max
+               || self->cache_bytes + bytes > HERD_PLACES_CACHE_BYTES))
+        s_self_cache_remove (self, self->oldest);
+    s_entry_t *entry = (s_entry_t *) zmalloc (sizeof (s_entry_t));
+    assert (entry);
+    entry->key = strdup (key);
+    entry->body = strdup (body);
+    entry->status = strdup (status);
+    assert (entry->key && entry->body && entry->status);
+    entry->results = results;
+    entry->stored = now;
+    entry->expires = now + (int64_t) self->options->cache_ttl_ms * 1000;
+    entry->prev = self->newest;
+    if (self->newest)
+        self->newest->next = entry;
+    else
+        self->oldest = entry;
+    self->newest = entry;
+    self->cache_bytes += bytes;
+    zhashx_insert (self->cache, key, entry);
+}
+
+//  Send ["RESULT", reqid, status, body] to the gateway that asked.
+static void
+s_self_reply (s_self_t *self, zframe_t *routing_id, zframe_t *reqid, const char *status,
+              const char *body)
+{
+    zmsg_t *reply = zmsg_new ();
+    zframe_t *frame = zframe_dup (routing_id);
+    zmsg_append (reply, &frame);
+    zmsg_addstr (reply, HERD_MSG_RESULT);
+    frame = zframe_dup (reqid);
+    zmsg_append (reply, &frame);
+    zmsg_addstr (reply, status);
+    zmsg_addstr (reply, body ? body : "");
+    if (zmsg_send (&reply, self->router) == -1) {
+        s_self_log (self, "cannot send a reply: %s", zmq_strerror (zmq_errno ()));
+        zmsg_destroy (&reply);
+    }
+}
+
+//  Unlink a fetch from the actor's list and index and destroy it.
+static void
+s_self_forget (s_self_t *self, s_fetch_t *fetch)
+{
+    if (fetch->prev)
+        fetch->prev->next = fetch->next;
+    else
+        self->fetches = fetch->next;
+    if (fetch->next)
+        fetch->next->prev = fetch->prev;
+    if (fetch->retry_at)
+        self->retries_waiting--;
+    zhashx_delete (self->fetch_index, fetch->key);
+    s_fetch_destroy (&fetch, self->multi);
+}
 
 static void
 s_self_destroy (s_self_t **self_p)
@@ -300,18 +534,21 @@ s_self_destroy (s_self_t **self_p)
     if (*self_p) {
         s_self_t *self = *self_p;
         size_t cancelled = 0;
-        while (self->requests) {
-            s_request_t *request = self->requests;
-            self->requests = request->next;
-            double ms = (double) (s_now_usec () - request->started) / 1000.0;
-            s_self_log_request (self, request->reqid_hex, "-", "CANCELLED", 0, 0, 0, ms,
-                                request->url_logged, "herd: places worker stopped");
-            curl_multi_remove_handle (self->multi, request->easy);
-            s_request_destroy (&request);
-            cancelled++;
+        while (self->fetches) {
+            s_fetch_t *fetch = self->fetches;
+            for (s_waiter_t *waiter = fetch->waiters; waiter; waiter = waiter->next) {
+                s_self_log_answer (self, waiter, "-", "CANCELLED", 0, 0, 0, fetch, NULL,
+                                   fetch->url_logged, "herd: places worker stopped");
+                cancelled++;
+            }
+            s_self_forget (self, fetch);
         }
         if (cancelled)
             s_self_log (self, "stopped with %zu requests in flight, not answered", cancelled);
+        while (self->oldest)
+            s_self_cache_remove (self, self->oldest);
+        zhashx_destroy (&self->fetch_index);
+        zhashx_destroy (&self->cache);
         if (self->multi)
             curl_multi_cleanup (self->multi);
         zsock_destroy (&self->router);
@@ -331,6 +568,13 @@ s_self_new (zsock_t *pipe, const herd_places_args_t *args)
     assert (self);
     self->pipe = pipe;
     self->log = args ? args->log : NULL;
+    self->fetch_index = zhashx_new ();
+    self->cache = zhashx_new ();
+    assert (self->fetch_index && self->cache);
+    self->random = (uint64_t) s_now_usec () ^ ((uint64_t) getpid () << 32)
+                   ^ (uint64_t) (uintptr_t) self;
+    if (!self->random)
+        self->random = 88172645463325252ULL;
     if (!args || !args->options || !args->endpoint) {
         s_self_log (self, "cannot start: no options or no endpoint");
         s_self_destroy (&self);
@@ -338,6 +582,9 @@ s_self_new (zsock_t *pipe, const herd_places_args_t *args)
     }
     self->options = args->options;
     self->key = args->key;
+    self->is_new = self->options->flavour && streq (self->options->flavour, "new");
+    self->field_mask = self->options->enterprise_fields ? HERD_PLACESBODY_MASK_ENTERPRISE
+                                                        : HERD_PLACESBODY_MASK_PRO;
     const char *url = args->url ? args->url : args->options->url;
     if (!url || !*url) {
         s_self_log (self, "cannot start: no Places API URL");
@@ -346,6 +593,12 @@ s_self_new (zsock_t *pipe, const herd_places_args_t *args)
     }
     self->url = strdup (url);
     assert (self->url);
+    for (const char *scan = self->key; scan && *scan; scan++)
+        if ((unsigned char) *scan < 0x20 || *scan == 0x7F) {
+            s_self_log (self, "cannot start: the API key holds a control character");
+            s_self_destroy (&self);
+            return NULL;
+        }
     pthread_once (&s_curl_once, s_curl_global_init);
     if (s_curl_init_rc != CURLE_OK) {
         s_self_log (self, "cannot start: curl_global_init: %s",
@@ -392,46 +645,41 @@ s_self_new (zsock_t *pipe, const herd_places_args_t *args)
     }
     char url_logged[512];
     s_self_sanitise (self, self->url, url_logged, sizeof (url_logged));
-    s_self_log (self, "serving %s url=%s key=%s timeout_ms=%d connect_timeout_ms=%d "
-                      "concurrency=%d",
-                args->endpoint, url_logged, self->key_escaped ? "set" : "none",
+    s_self_log (self, "serving %s flavour=%s url=%s key=%s%s timeout_ms=%d "
+                      "connect_timeout_ms=%d concurrency=%d retries=%d cache_ttl_ms=%d "
+                      "cache_max=%d",
+                args->endpoint, self->is_new ? "new" : "legacy", url_logged,
+                self->key_escaped ? "set" : "none",
+                !self->is_new                   ? ""
+                : self->options->enterprise_fields ? " fields=enterprise"
+                                                   : " fields=pro",
                 self->options->timeout_ms, self->options->connect_timeout_ms,
-                self->options->concurrency);
+                self->options->concurrency, self->options->retries,
+                self->options->cache_ttl_ms, self->options->cache_max);
     return self;
 }
 
-//  Send ["RESULT", reqid, status, body] to the gateway that asked.
+//  Log the one line of a request: what was answered, and why. via is NULL
+//  for the request that started its fetch, else "shared" or "cache hit".
 static void
-s_self_reply (s_self_t *self, zframe_t *routing_id, zframe_t *reqid, const char *status,
-              const char *body)
-{
-    zmsg_t *reply = zmsg_new ();
-    zframe_t *frame = zframe_dup (routing_id);
-    zmsg_append (reply, &frame);
-    zmsg_addstr (reply, HERD_MSG_RESULT);
-    frame = zframe_dup (reqid);
-    zmsg_append (reply, &frame);
-    zmsg_addstr (reply, status);
-    zmsg_addstr (reply, body ? body : "");
-    if (zmsg_send (&reply, self->router) == -1) {
-        s_self_log (self, "cannot send a reply: %s", zmq_strerror (zmq_errno ()));
-        zmsg_destroy (&reply);
-    }
-}
-
-//  Log the one line of a request: what was answered, and why.
-static void
-s_self_log_request (s_self_t *self, const char *reqid_hex, const char *reply,
-                    const char *status, int results, long http, int curl, double ms,
-                    const char *url, const char *error)
+s_self_log_answer (s_self_t *self, const s_waiter_t *waiter, const char *reply,
+                   const char *status, int results, long http, int curl, const s_fetch_t *fetch,
+                   const char *via, const char *url, const char *error)
 {
     char status_text[64];
     char error_text[512] = "";
+    char fetch_text[64] = "";
     s_self_sanitise (self, status ? status : "-", status_text, sizeof (status_text));
     if (error && *error)
         s_self_sanitise (self, error, error_text, sizeof (error_text));
-    s_self_log (self, "req=%s reply=%s status=%s results=%d http=%ld curl=%d ms=%.1f url=%s%s%s%s",
-                reqid_hex, reply, status_text, results, http, curl, ms, url ? url : "-",
+    if (fetch)
+        snprintf (fetch_text, sizeof (fetch_text), " fetch=%lu attempts=%d", fetch->id,
+                  fetch->attempts);
+    double ms = waiter ? (double) (s_now_usec () - waiter->arrived) / 1000.0 : 0.0;
+    s_self_log (self,
+                "req=%s reply=%s status=%s results=%d http=%ld curl=%d ms=%.1f%s%s%s url=%s%s%s%s",
+                waiter ? waiter->reqid_hex : "-", reply, status_text, results, http, curl, ms,
+                fetch_text, via ? " " : "", via ? via : "", url ? url : "-",
                 *error_text ? " error=\"" : "", error_text, *error_text ? "\"" : "");
 }
 
@@ -441,63 +689,63 @@ s_self_refuse (s_self_t *self, zframe_t *routing_id, zframe_t *reqid, const char
 {
     char message[256];
     snprintf (message, sizeof (message), "herd: invalid NEARBY request: %s", reason);
-    char *reqid_hex = s_hex (reqid);
-    s_self_log_request (self, reqid_hex, HERD_MSG_ERR, "INVALID_REQUEST", 0, 0, 0, 0.0, NULL,
-                        message);
+    s_waiter_t waiter = {NULL, NULL, NULL, s_hex (reqid), s_now_usec (), false};
+    s_self_log_answer (self, &waiter, HERD_MSG_ERR, "INVALID_REQUEST", 0, 0, 0, NULL, NULL, NULL,
+                       message);
     if (reqid) {
         char *body = herd_placesbody_error ("INVALID_REQUEST", message);
         s_self_reply (self, routing_id, reqid, HERD_MSG_ERR, body);
         free (body);
     }
-    free (reqid_hex);
+    free (waiter.reqid_hex);
 }
 
-//  Start the transfer of one valid request. Takes the frames.
+//  Answer every request waiting on a fetch with the outcome, log each, keep
+//  a good answer in the cache, and forget the fetch.
 static void
-s_self_start (s_self_t *self, zframe_t **routing_id_p, zframe_t **reqid_p, const char *lat,
-              const char *lon, double radius_km, int bound)
+s_self_answer (s_self_t *self, s_fetch_t *fetch, const s_outcome_t *outcome, long http,
+               int curl)
 {
-    s_request_t *request = (s_request_t *) zmalloc (sizeof (s_request_t));
-    assert (request);
-    request->routing_id = *routing_id_p;
-    request->reqid = *reqid_p;
-    *routing_id_p = NULL;
-    *reqid_p = NULL;
-    request->reqid_hex = s_hex (request->reqid);
-    request->bound = bound;
-    request->started = s_now_usec ();
+    for (s_waiter_t *waiter = fetch->waiters; waiter; waiter = waiter->next) {
+        s_self_reply (self, waiter->routing_id, waiter->reqid,
+                      outcome->ok ? HERD_MSG_OK : HERD_MSG_ERR, outcome->body);
+        s_self_log_answer (self, waiter, outcome->ok ? HERD_MSG_OK : HERD_MSG_ERR,
+                           outcome->status, outcome->results, http, curl, fetch,
+                           waiter->shared ? "shared" : NULL, fetch->url_logged,
+                           outcome->ok ? NULL : outcome->error);
+    }
+    if (outcome->ok && outcome->body && outcome->status)
+        s_self_cache_store (self, fetch->key, outcome->body, outcome->status, outcome->results);
+    s_self_forget (self, fetch);
+}
 
-    //  A '+' in a query is a space: drop it, as the sign is optional
-    char metres[64];
-    s_format_metres (radius_km, metres, sizeof (metres));
-    char separator = strchr (self->url, '?') ? '&' : '?';
-    const char *latitude = *lat == '+' ? lat + 1 : lat;
-    const char *longitude = *lon == '+' ? lon + 1 : lon;
-    char *url = zsys_sprintf ("%s%clocation=%s,%s&radius=%s%s%s", self->url, separator,
-                              latitude, longitude, metres,
-                              self->key_escaped ? "&key=" : "",
-                              self->key_escaped ? self->key_escaped : "");
-    char *url_logged = zsys_sprintf ("%s%clocation=%s,%s&radius=%s%s", self->url, separator,
-                                     latitude, longitude, metres,
-                                     self->key_escaped ? "&key=" HERD_PLACES_REDACTED : "");
-    assert (url && url_logged);
-    request->url_logged = (char *) malloc (strlen (url_logged) + 1);
-    assert (request->url_logged);
-    s_self_sanitise (self, url_logged, request->url_logged, strlen (url_logged) + 1);
-    zstr_free (&url_logged);
+//  Start the next attempt of a fetch: a new easy handle given to the multi
+//  handle, with whatever is left of the fetch's deadline as its time-out.
+//  0, or -1 if curl refused it (outcome then says why).
+static int
+s_self_attempt (s_self_t *self, s_fetch_t *fetch, s_outcome_t *outcome)
+{
+    int64_t now = s_now_usec ();
+    long left_ms = (long) ((fetch->deadline - now + 999) / 1000);
+    if (left_ms < 1)
+        left_ms = 1;
+    long connect_ms = self->options->connect_timeout_ms;
+    fetch->attempts++;
+    fetch->attempt_started = now;
+    fetch->retry_at = 0;
 
     CURLMcode code = CURLM_OUT_OF_MEMORY;
-    request->easy = curl_easy_init ();
-    if (request->easy) {
-        CURL *easy = request->easy;
-        curl_easy_setopt (easy, CURLOPT_URL, url);
-        curl_easy_setopt (easy, CURLOPT_PRIVATE, (void *) request);
-        curl_easy_setopt (easy, CURLOPT_WRITEFUNCTION, s_request_write);
-        curl_easy_setopt (easy, CURLOPT_WRITEDATA, (void *) request);
-        curl_easy_setopt (easy, CURLOPT_ERRORBUFFER, request->error);
-        curl_easy_setopt (easy, CURLOPT_TIMEOUT_MS, (long) self->options->timeout_ms);
-        curl_easy_setopt (easy, CURLOPT_CONNECTTIMEOUT_MS,
-                          (long) self->options->connect_timeout_ms);
+    fetch->easy = curl_easy_init ();
+    if (fetch->easy) {
+        CURL *easy = fetch->easy;
+        curl_easy_setopt (easy, CURLOPT_URL, fetch->url);
+        curl_easy_setopt (easy, CURLOPT_PRIVATE, (void *) fetch);
+        curl_easy_setopt (easy, CURLOPT_WRITEFUNCTION, s_fetch_write);
+        curl_easy_setopt (easy, CURLOPT_WRITEDATA, (void *) fetch);
+        curl_easy_setopt (easy, CURLOPT_ERRORBUFFER, fetch->error);
+        curl_easy_setopt (easy, CURLOPT_TIMEOUT_MS, left_ms);
+        curl_easy_setopt (easy, CURLOPT_CONNECTTIMEOUT_MS, connect_ms < left_ms ? connect_ms
+                                                                                : left_ms);
         curl_easy_setopt (easy, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt (easy, CURLOPT_ACCEPT_ENCODING, "");
         curl_easy_setopt (easy, CURLOPT_USERAGENT, HERD_PLACES_USER_AGENT);
@@ -511,26 +759,142 @@ s_self_start (s_self_t *self, zframe_t **routing_id_p, zframe_t **reqid_p, const
 #else
         curl_easy_setopt (easy, CURLOPT_PROTOCOLS, (long) (CURLPROTO_HTTP | CURLPROTO_HTTPS));
 #endif
+        if (self->is_new) {
+            //  The key goes in a header, never in the URL
+            char *mask = zsys_sprintf ("X-Goog-FieldMask: %s", self->field_mask);
+            fetch->headers = curl_slist_append (NULL, "Content-Type: application/json");
+            fetch->headers = curl_slist_append (fetch->headers, "Expect:");
+            fetch->headers = curl_slist_append (fetch->headers, mask);
+            zstr_free (&mask);
+            if (self->key && *self->key) {
+                char *header = zsys_sprintf ("X-Goog-Api-Key: %s", self->key);
+                fetch->headers = curl_slist_append (fetch->headers, header);
+                zstr_free (&header);
+            }
+            curl_easy_setopt (easy, CURLOPT_HTTPHEADER, fetch->headers);
+            curl_easy_setopt (easy, CURLOPT_POSTFIELDSIZE, (long) strlen (fetch->post));
+            curl_easy_setopt (easy, CURLOPT_POSTFIELDS, fetch->post);
+        }
         code = curl_multi_add_handle (self->multi, easy);
     }
-    zstr_free (&url);
-    if (code != CURLM_OK) {
-        char message[256];
-        snprintf (message, sizeof (message), "herd: could not start the Places request: %s",
-                  curl_multi_strerror (code));
-        s_self_log_request (self, request->reqid_hex, HERD_MSG_ERR, "UNKNOWN_ERROR", 0, 0, 0,
-                            0.0, request->url_logged, message);
-        char *body = herd_placesbody_error ("UNKNOWN_ERROR", message);
-        s_self_reply (self, request->routing_id, request->reqid, HERD_MSG_ERR, body);
-        free (body);
-        s_request_destroy (&request);
+    if (code == CURLM_OK)
+        return 0;
+    char message[256];
+    snprintf (message, sizeof (message), "herd: could not start the Places request: %s",
+              curl_multi_strerror (code));
+    if (fetch->easy) {
+        curl_easy_cleanup (fetch->easy);
+        fetch->easy = NULL;
+    }
+    outcome->body = herd_placesbody_error ("UNKNOWN_ERROR", message);
+    outcome->status = strdup ("UNKNOWN_ERROR");
+    outcome->error = strdup (message);
+    return -1;
+}
+
+//  Take a valid request: answer it from the cache, or add it to the
+//  identical fetch in flight, or start a fetch for it. Takes the frames.
+static void
+s_self_request (s_self_t *self, zframe_t **routing_id_p, zframe_t **reqid_p, const char *lat,
+                const char *lon, double latitude, double longitude, double radius_km,
+                int bound)
+{
+    s_waiter_t *waiter = (s_waiter_t *) zmalloc (sizeof (s_waiter_t));
+    assert (waiter);
+    waiter->routing_id = *routing_id_p;
+    waiter->reqid = *reqid_p;
+    *routing_id_p = NULL;
+    *reqid_p = NULL;
+    waiter->reqid_hex = s_hex (waiter->reqid);
+    waiter->arrived = s_now_usec ();
+
+    char metres[64], lat_json[64], lon_json[64];
+    s_format_metres (radius_km, metres, sizeof (metres));
+    s_format_degrees (latitude, lat_json, sizeof (lat_json));
+    s_format_degrees (longitude, lon_json, sizeof (lon_json));
+    char *key = zsys_sprintf ("%s|%s|%s|%s|%d", self->is_new ? "new" : "legacy", lat_json,
+                              lon_json, metres, bound);
+    assert (key);
+
+    //  A fresh cached answer
+    s_entry_t *entry = (s_entry_t *) zhashx_lookup (self->cache, key);
+    if (entry && entry->expires <= waiter->arrived) {
+        s_self_cache_remove (self, entry);
+        entry = NULL;
+    }
+    if (entry) {
+        s_self_reply (self, waiter->routing_id, waiter->reqid, HERD_MSG_OK, entry->body);
+        char via[64];
+        snprintf (via, sizeof (via), "cache hit age_ms=%.1f",
+                  (double) (waiter->arrived - entry->stored) / 1000.0);
+        s_self_log_answer (self, waiter, HERD_MSG_OK, entry->status, entry->results, 0, 0, NULL,
+                           via, NULL, NULL);
+        s_waiter_destroy (&waiter);
+        zstr_free (&key);
         return;
     }
-    request->next = self->requests;
-    if (self->requests)
-        self->requests->prev = request;
-    self->requests = request;
-    self->in_flight++;
+    //  The same query in flight: wait for its answer
+    s_fetch_t *fetch = (s_fetch_t *) zhashx_lookup (self->fetch_index, key);
+    if (fetch) {
+        waiter->shared = true;
+        fetch->last_waiter->next = waiter;
+        fetch->last_waiter = waiter;
+        fetch->waiter_count++;
+        zstr_free (&key);
+        return;
+    }
+
+    fetch = (s_fetch_t *) zmalloc (sizeof (s_fetch_t));
+    assert (fetch);
+    fetch->id = ++self->fetch_ids;
+    fetch->key = key;
+    fetch->bound = bound;
+    fetch->waiters = fetch->last_waiter = waiter;
+    fetch->waiter_count = 1;
+    fetch->started = waiter->arrived;
+    fetch->deadline = fetch->started + (int64_t) self->options->timeout_ms * 1000;
+    if (self->is_new) {
+        fetch->url = strdup (self->url);
+        fetch->post = zsys_sprintf ("{\"maxResultCount\":%d,\"locationRestriction\":"
+                                    "{\"circle\":{\"center\":{\"latitude\":%s,"
+                                    "\"longitude\":%s},\"radius\":%s}}}",
+                                    bound, lat_json, lon_json, metres);
+        assert (fetch->url && fetch->post);
+        fetch->url_logged = (char *) malloc (strlen (self->url) + 1);
+        assert (fetch->url_logged);
+        s_self_sanitise (self, self->url, fetch->url_logged, strlen (self->url) + 1);
+    }
+    else {
+        //  A '+' in a query is a space: drop it, as the sign is optional
+        char separator = strchr (self->url, '?') ? '&' : '?';
+        const char *latitude_text = *lat == '+' ? lat + 1 : lat;
+        const char *longitude_text = *lon == '+' ? lon + 1 : lon;
+        fetch->url = zsys_sprintf ("%s%clocation=%s,%s&radius=%s%s%s", self->url, separator,
+                                   latitude_text, longitude_text, metres,
+                                   self->key_escaped ? "&key=" : "",
+                                   self->key_escaped ? self->key_escaped : "");
+        char *url_logged = zsys_sprintf ("%s%clocation=%s,%s&radius=%s%s", self->url,
+                                         separator, latitude_text, longitude_text, metres,
+                                         self->key_escaped ? "&key=" HERD_PLACES_REDACTED : "");
+        assert (fetch->url && url_logged);
+        fetch->url_logged = (char *) malloc (strlen (url_logged) + 1);
+        assert (fetch->url_logged);
+        s_self_sanitise (self, url_logged, fetch->url_logged, strlen (url_logged) + 1);
+        zstr_free (&url_logged);
+    }
+    fetch->next = self->fetches;
+    if (self->fetches)
+        self->fetches->prev = fetch;
+    self->fetches = fetch;
+    zhashx_insert (self->fetch_index, fetch->key, fetch);
+
+    s_outcome_t outcome = {0};
+    if (s_self_attempt (self, fetch, &outcome)) {
+        s_self_log (self, "fetch=%lu attempt=%d/%d error=\"%s\" -> answered", fetch->id,
+                    fetch->attempts, self->options->retries + 1, outcome.error);
+        s_self_answer (self, fetch, &outcome, 0, 0);
+    }
+    s_outcome_free (&outcome);
 }
 
 //  Handle one message on the ROUTER: ["NEARBY", reqid, lat, lon, radius-km,
@@ -578,7 +942,8 @@ s_self_handle_router (s_self_t *self)
     if (*reason)
         s_self_refuse (self, routing_id, reqid, reason);
     else
-        s_self_start (self, &routing_id, &reqid, lat, lon, radius_km, (int) bound_value);
+        s_self_request (self, &routing_id, &reqid, lat, lon, latitude, longitude, radius_km,
+                        (int) bound_value);
 
     free (lat);
     free (lon);
@@ -590,29 +955,38 @@ s_self_handle_router (s_self_t *self)
     zmsg_destroy (&msg);
 }
 
-//  Answer a finished transfer, log it, and forget it.
-static void
-s_self_finish (s_self_t *self, s_request_t *request, CURLcode result)
+//  True for curl results that mean the connection broke under a request
+//  (reset, closed early, nothing sent back): worth another try.
+static bool
+s_is_reset (CURLcode result)
 {
-    long http = 0;
-    curl_easy_getinfo (request->easy, CURLINFO_RESPONSE_CODE, &http);
-    double ms = (double) (s_now_usec () - request->started) / 1000.0;
-    const herd_places_options_t *options = self->options;
-    char message[CURL_ERROR_SIZE + 128] = "";
-    const char *curl_error = *request->error ? request->error : curl_easy_strerror (result);
-    char *shaped = NULL;
-    char *status = NULL;
-    int results = 0;
-    bool ok = false;
+    return result == CURLE_SEND_ERROR || result == CURLE_RECV_ERROR
+           || result == CURLE_GOT_NOTHING || result == CURLE_PARTIAL_FILE
+           || result == CURLE_HTTP2 || result == CURLE_HTTP2_STREAM;
+}
 
-    if (request->too_large)
+//  What an ended attempt came to: the answer to give, and whether a retry
+//  may give a better one.
+static void
+s_self_judge (s_self_t *self, s_fetch_t *fetch, CURLcode result, long http,
+              s_outcome_t *outcome)
+{
+    const herd_places_options_t *options = self->options;
+    double attempt_ms = (double) (s_now_usec () - fetch->attempt_started) / 1000.0;
+    char message[CURL_ERROR_SIZE + 128] = "";
+    const char *curl_error = *fetch->error ? fetch->error : curl_easy_strerror (result);
+    outcome->retry_delay_ms = -1;
+
+    if (fetch->too_large)
         snprintf (message, sizeof (message), "herd: Places API sent more than %zu MiB",
                   HERD_PLACES_MAX_BODY / ((size_t) 1024 * 1024));
     else
     if (result == CURLE_OPERATION_TIMEDOUT) {
-        //  Which deadline fired: the one closer to the time it took
-        if (options->connect_timeout_ms < options->timeout_ms
-            && ms < (options->connect_timeout_ms + options->timeout_ms) / 2.0)
+        //  Which deadline fired: the connect one if it was the shorter and
+        //  the attempt ended closer to it
+        double budget_ms = (double) (fetch->deadline - fetch->attempt_started) / 1000.0;
+        if (options->connect_timeout_ms < budget_ms
+            && attempt_ms < (options->connect_timeout_ms + budget_ms) / 2.0)
             snprintf (message, sizeof (message),
                       "herd: could not connect to the Places API within %d ms",
                       options->connect_timeout_ms);
@@ -628,68 +1002,193 @@ s_self_finish (s_self_t *self, s_request_t *request, CURLcode result)
         snprintf (message, sizeof (message), "herd: could not reach the Places API: %s",
                   curl_error);
     else
-    if (result != CURLE_OK)
+    if (result != CURLE_OK) {
         snprintf (message, sizeof (message), "herd: Places request failed: %s", curl_error);
-    else {
-        shaped = herd_placesbody_shape (request->body, request->size, request->bound, &status,
-                                        &results);
-        bool success = status && (streq (status, "OK") || streq (status, "ZERO_RESULTS"));
-        bool refused = shaped && status && !success;
-        if (shaped && success && http == 200)
-            ok = true;
-        else
-        if (refused) {
-            //  Google's own error body, whatever the HTTP status, goes back
-            //  as it is (REQUEST_DENIED comes with 200 or 403)
+        outcome->retryable = s_is_reset (result);
+    }
+    else
+    if (self->is_new) {
+        //  Places API (New): 200 with places, or a google.rpc.Status
+        const char *status = NULL;
+        char *google_message = NULL;
+        int is_status = herd_placesbody_new_error (http, fetch->body, fetch->size, &status,
+                                                   &google_message, &outcome->retry_delay_ms);
+        if (http == 200 && is_status != 0) {
+            outcome->body = herd_placesbody_from_new (fetch->body, fetch->size, fetch->bound,
+                                                      &outcome->results);
+            if (outcome->body) {
+                outcome->ok = true;
+                outcome->status = strdup (outcome->results ? "OK" : "ZERO_RESULTS");
+            }
+            else
+                snprintf (message, sizeof (message), "herd: Places API sent invalid JSON");
         }
         else
-        if (http != 200)
+        if (google_message) {
+            outcome->body = herd_placesbody_error (status, google_message);
+            outcome->status = strdup (status);
+            outcome->error = google_message;
+            google_message = NULL;
+            outcome->retryable = http >= 500 || http == 429;
+        }
+        else {
             snprintf (message, sizeof (message), "herd: Places API answered HTTP %ld", http);
+            outcome->retryable = http >= 500 || http == 429;
+        }
+        free (google_message);
+    }
+    else {
+        //  Legacy: Google's status decides, whatever the HTTP status
+        char *status = NULL;
+        char *shaped = herd_placesbody_shape (fetch->body, fetch->size, fetch->bound, &status,
+                                              &outcome->results);
+        bool success = status && (streq (status, "OK") || streq (status, "ZERO_RESULTS"));
+        if (shaped && success && http == 200) {
+            outcome->ok = true;
+            outcome->body = shaped;
+            outcome->status = status;
+            shaped = status = NULL;
+        }
+        else
+        if (shaped && status && !success) {
+            //  Google's own error body goes back as it is (REQUEST_DENIED
+            //  comes with 200 or 403)
+            cJSON *root = cJSON_ParseWithLength (fetch->body, fetch->size);
+            const char *text = cJSON_GetStringValue (cJSON_GetObjectItem (root, "error_message"));
+            if (text)
+                outcome->error = strdup (text);
+            cJSON_Delete (root);
+            outcome->retryable = streq (status, "OVER_QUERY_LIMIT")
+                                 || streq (status, "UNKNOWN_ERROR") || http >= 500 || http == 429;
+            outcome->body = shaped;
+            outcome->status = status;
+            outcome->results = 0;
+            shaped = status = NULL;
+        }
+        else
+        if (http != 200) {
+            snprintf (message, sizeof (message), "herd: Places API answered HTTP %ld", http);
+            outcome->retryable = http >= 500 || http == 429;
+        }
         else
         if (!shaped)
             snprintf (message, sizeof (message), "herd: Places API sent invalid JSON");
         else
             snprintf (message, sizeof (message), "herd: Places API answer has no status");
-    }
-
-    //  What Google said about its own error, for the log
-    char *google_error = NULL;
-    if (shaped && !ok && !*message) {
-        cJSON *root = cJSON_ParseWithLength (request->body, request->size);
-        const char *text = cJSON_GetStringValue (cJSON_GetObjectItem (root, "error_message"));
-        if (text)
-            google_error = strdup (text);
-        cJSON_Delete (root);
-    }
-    if (*message) {
         free (shaped);
         free (status);
-        shaped = herd_placesbody_error ("UNKNOWN_ERROR", message);
-        status = strdup ("UNKNOWN_ERROR");
-        results = 0;
     }
-    s_self_reply (self, request->routing_id, request->reqid, ok ? HERD_MSG_OK : HERD_MSG_ERR,
-                  shaped);
-    s_self_log_request (self, request->reqid_hex, ok ? HERD_MSG_OK : HERD_MSG_ERR, status,
-                        results, http, (int) result, ms, request->url_logged,
-                        *message ? message : google_error);
-    free (google_error);
-    free (shaped);
-    free (status);
-
-    //  Unlink and destroy
-    if (request->prev)
-        request->prev->next = request->next;
-    else
-        self->requests = request->next;
-    if (request->next)
-        request->next->prev = request->prev;
-    self->in_flight--;
-    curl_multi_remove_handle (self->multi, request->easy);
-    s_request_destroy (&request);
+    if (*message) {
+        free (outcome->body);
+        free (outcome->status);
+        free (outcome->error);
+        outcome->ok = false;
+        outcome->results = 0;
+        outcome->body = herd_placesbody_error ("UNKNOWN_ERROR", message);
+        outcome->status = strdup ("UNKNOWN_ERROR");
+        outcome->error = strdup (message);
+    }
 }
 
-//  Let curl move every transfer along, and answer those that ended.
+//  A random number in [0, 1) for the jitter (xorshift64*).
+static double
+s_self_random (s_self_t *self)
+{
+    self->random ^= self->random >> 12;
+    self->random ^= self->random << 25;
+    self->random ^= self->random >> 27;
+    return (double) ((self->random * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
+}
+
+//  An attempt ended: retry it later if that is allowed and fits before the
+//  deadline, else answer every request waiting on the fetch.
+static void
+s_self_finish (s_self_t *self, s_fetch_t *fetch, CURLcode result)
+{
+    long http = 0;
+    curl_easy_getinfo (fetch->easy, CURLINFO_RESPONSE_CODE, &http);
+    double attempt_ms = (double) (s_now_usec () - fetch->attempt_started) / 1000.0;
+    s_outcome_t outcome = {0};
+    s_self_judge (self, fetch, result, http, &outcome);
+
+    //  Backoff before retry n: BACKOFF_MS x BACKOFF_X^(n-1), jittered by
+    //  x[0.5, 1.5), or Google's RetryInfo delay if longer
+    int tries = self->options->retries + 1;
+    char next[160] = "answered";
+    bool retry = false;
+    if (!outcome.retryable)
+        snprintf (next, sizeof (next), "answered (%s)",
+                  outcome.ok ? "done" : "not retryable");
+    else
+    if (fetch->attempts >= tries)
+        snprintf (next, sizeof (next), "answered (no retries left)");
+    else {
+        double delay = HERD_PLACES_BACKOFF_MS * (0.5 + s_self_random (self));
+        for (int n = 1; n < fetch->attempts; n++)
+            delay *= HERD_PLACES_BACKOFF_X;
+        if (outcome.retry_delay_ms > delay)
+            delay = (double) outcome.retry_delay_ms;
+        int64_t now = s_now_usec ();
+        int64_t retry_at = now + (int64_t) (delay * 1000.0);
+        if (retry_at + HERD_PLACES_MIN_TRY_MS * 1000 > fetch->deadline)
+            snprintf (next, sizeof (next),
+                      "answered (a retry in %.0f ms would not end before the deadline, "
+                      "%.0f ms away)",
+                      delay, (double) (fetch->deadline - now) / 1000.0);
+        else {
+            snprintf (next, sizeof (next), "retry in %.0f ms", delay);
+            fetch->retry_at = retry_at;
+            self->retries_waiting++;
+            retry = true;
+        }
+    }
+    char status_text[64], error_text[512] = "";
+    s_self_sanitise (self, outcome.status ? outcome.status : "-", status_text,
+                     sizeof (status_text));
+    if (outcome.error && !outcome.ok)
+        s_self_sanitise (self, outcome.error, error_text, sizeof (error_text));
+    s_self_log (self,
+                "fetch=%lu attempt=%d/%d waiting=%zu status=%s http=%ld curl=%d ms=%.1f url=%s%s%s%s "
+                "-> %s",
+                fetch->id, fetch->attempts, tries, fetch->waiter_count, status_text, http,
+                (int) result, attempt_ms, fetch->url_logged, *error_text ? " error=\"" : "",
+                error_text, *error_text ? "\"" : "", next);
+    s_fetch_reset (fetch, self->multi);
+    if (!retry)
+        s_self_answer (self, fetch, &outcome, http, (int) result);
+    s_outcome_free (&outcome);
+}
+
+//  Start the retries that are due; returns ms until the next one, or -1.
+static long
+s_self_handle_retries (s_self_t *self)
+{
+    if (self->retries_waiting == 0)
+        return -1;
+    int64_t now = s_now_usec ();
+    int64_t next = 0;
+    s_fetch_t *fetch = self->fetches;
+    while (fetch) {
+        s_fetch_t *following = fetch->next;
+        if (fetch->retry_at && fetch->retry_at <= now) {
+            self->retries_waiting--;
+            s_outcome_t outcome = {0};
+            if (s_self_attempt (self, fetch, &outcome)) {
+                s_self_log (self, "fetch=%lu attempt=%d/%d error=\"%s\" -> answered", fetch->id,
+                            fetch->attempts, self->options->retries + 1, outcome.error);
+                s_self_answer (self, fetch, &outcome, 0, 0);
+            }
+            s_outcome_free (&outcome);
+        }
+        else
+        if (fetch->retry_at && (next == 0 || fetch->retry_at < next))
+            next = fetch->retry_at;
+        fetch = following;
+    }
+    return next ? (long) ((next - now + 999) / 1000) : -1;
+}
+
+//  Let curl move every transfer along, and judge those that ended.
 static void
 s_self_handle_curl (s_self_t *self)
 {
@@ -704,10 +1203,10 @@ s_self_handle_curl (s_self_t *self)
             continue;
         //  The message dies with the handle: copy what we need first
         CURLcode result = message->data.result;
-        char *request = NULL;
-        curl_easy_getinfo (message->easy_handle, CURLINFO_PRIVATE, &request);
-        if (request)
-            s_self_finish (self, (s_request_t *) request, result);
+        char *fetch = NULL;
+        curl_easy_getinfo (message->easy_handle, CURLINFO_PRIVATE, &fetch);
+        if (fetch)
+            s_self_finish (self, (s_fetch_t *) fetch, result);
     }
 }
 
@@ -757,11 +1256,15 @@ herd_places_actor (zsock_t *pipe, void *args)
         for (int batch = 0; batch < 1000 && s_readable (self->router); batch++)
             s_self_handle_router (self);
         s_self_handle_curl (self);
+        long retry_in = s_self_handle_retries (self);
         herd_log_tick (self->log);
         if (s_readable (self->pipe) || s_readable (self->router))
             continue;
+        //  Sleep until curl's next timer, the next retry, or a message
         long timeout = -1;
         curl_multi_timeout (self->multi, &timeout);
+        if (retry_in >= 0 && (timeout < 0 || retry_in < timeout))
+            timeout = retry_in;
         if (timeout < 0 || timeout > HERD_PLACES_MAX_WAIT)
             timeout = HERD_PLACES_MAX_WAIT;
         struct curl_waitfd extra[2] = {
@@ -776,10 +1279,15 @@ herd_places_actor (zsock_t *pipe, void *args)
 //  --------------------------------------------------------------------------
 //  Self test: a tiny HTTP server on loopback plays the Places API.
 //
-//  It answers by the latitude in the query: 1 OK (three results), 2 never
-//  (hangs), 3 HTTP 500, 4 invalid JSON, 5 OK after 200 ms, 6 REQUEST_DENIED,
+//  It answers by the latitude in the query (legacy GET) or in the JSON body
+//  (New POST): 1 OK (three results), 2 never (hangs), 3 HTTP 500, 4 invalid
+//  JSON, 5 OK after 200 ms, 6 REQUEST_DENIED (New: 403 PERMISSION_DENIED),
 //  7 REQUEST_DENIED with HTTP 403, 8 a 9 MiB body, 9 a JSON array, 10
-//  ZERO_RESULTS; anything else OK. Connections are kept alive.
+//  ZERO_RESULTS (New: {}), 11 HTTP 500 then OK, alternately, 12 New: 429
+//  RESOURCE_EXHAUSTED asking to retry in 30 s, 13 New: 400 API_KEY_INVALID,
+//  14 New: 400 INVALID_ARGUMENT, 15 legacy OVER_QUERY_LIMIT, 16 the
+//  connection broken in the middle of the body then OK, alternately; anything else
+//  OK. Connections are kept alive.
 
 #define S_SERVER_CONNS 32
 
@@ -804,13 +1312,67 @@ static const char s_body_denied[] =
     "   \"html_attributions\" : [],\n   \"results\" : [],\n   \"status\" : \"REQUEST_DENIED\"\n}\n";
 static const char s_body_zero[] =
     "{\n   \"html_attributions\" : [],\n   \"results\" : [],\n   \"status\" : \"ZERO_RESULTS\"\n}\n";
+static const char s_body_over[] =
+    "{\n   \"error_message\" : \"You have exceeded your daily request quota for this API.\",\n"
+    "   \"html_attributions\" : [],\n   \"results\" : [],\n   \"status\" : \"OVER_QUERY_LIMIT\"\n}\n";
+//  Places API (New): three places, the first with every mapped field
+static const char s_new_ok[] =
+    "{\n  \"places\": [\n    {\n"
+    "      \"name\": \"places/ChIJi6C1MxquEmsR9-c-3O48ykI\",\n"
+    "      \"id\": \"ChIJi6C1MxquEmsR9-c-3O48ykI\",\n"
+    "      \"types\": [\"bar\", \"restaurant\", \"food\", \"point_of_interest\", "
+    "\"establishment\"],\n"
+    "      \"formattedAddress\": \"Circular Quay W, The Rocks NSW 2000, Australia\",\n"
+    "      \"shortFormattedAddress\": \"Circular Quay W, The Rocks\",\n"
+    "      \"location\": {\"latitude\": -33.8587323, \"longitude\": 151.2100055},\n"
+    "      \"viewport\": {\"low\": {\"latitude\": -33.86009812989271, \"longitude\": "
+    "151.2085439701072},\n"
+    "                   \"high\": {\"latitude\": -33.85739847010727, \"longitude\": "
+    "151.2112436298927}},\n"
+    "      \"rating\": 4,\n      \"userRatingCount\": 1269,\n"
+    "      \"priceLevel\": \"PRICE_LEVEL_MODERATE\",\n"
+    "      \"businessStatus\": \"OPERATIONAL\",\n"
+    "      \"iconMaskBaseUri\": \"https://maps.gstatic.com/mapfiles/place_api/icons/v2/bar_pinlet\",\n"
+    "      \"iconBackgroundColor\": \"#FF9E67\",\n"
+    "      \"displayName\": {\"text\": \"Cruise \\\"Bar\\\" & <Grill>\", \"languageCode\": \"en\"},\n"
+    "      \"currentOpeningHours\": {\"openNow\": false, \"weekdayDescriptions\": []},\n"
+    "      \"plusCode\": {\"globalCode\": \"4RRH46R6+G2\", \"compoundCode\": \"46R6+G2 The Rocks, "
+    "New South Wales\"},\n"
+    "      \"photos\": [{\"name\": \"places/ChIJi6C1MxquEmsR9-c-3O48ykI/photos/Aap_uE\", "
+    "\"widthPx\": 1080, \"heightPx\": 608,\n"
+    "                  \"authorAttributions\": [{\"displayName\": \"A Google User\", "
+    "\"uri\": \"https://maps.google.com/maps/contrib/1\", \"photoUri\": \"//lh3/a\"}]}]\n"
+    "    },\n"
+    "    {\"id\": \"Two\", \"displayName\": {\"text\": \"Two\"}, \"formattedAddress\": \"2 Long St\","
+    " \"location\": {\"longitude\": 1.5}, \"priceLevel\": \"PRICE_LEVEL_UNSPECIFIED\"},\n"
+    "    {\"id\": \"Three\"}\n"
+    "  ]\n}\n";
+static const char s_new_denied[] =
+    "{\n  \"error\": {\n    \"code\": 403,\n    \"message\": \"Places API (New) has not been used "
+    "in project 1 before or it is disabled.\",\n    \"status\": \"PERMISSION_DENIED\"\n  }\n}\n";
+static const char s_new_internal[] =
+    "{\"error\": {\"code\": 500, \"message\": \"Internal error encountered.\", "
+    "\"status\": \"INTERNAL\"}}";
+static const char s_new_quota[] =
+    "{\"error\": {\"code\": 429, \"message\": \"Quota exceeded.\", \"status\": "
+    "\"RESOURCE_EXHAUSTED\", \"details\": [{\"@type\": \"type.googleapis.com/google.rpc.RetryInfo\","
+    " \"retryDelay\": \"30s\"}]}}";
+static const char s_new_bad_key[] =
+    "{\"error\": {\"code\": 400, \"message\": \"API key not valid. Please pass a valid API key.\", "
+    "\"status\": \"INVALID_ARGUMENT\", \"details\": [{\"@type\": "
+    "\"type.googleapis.com/google.rpc.ErrorInfo\", \"reason\": \"API_KEY_INVALID\"}]}}";
+static const char s_new_invalid[] =
+    "{\"error\": {\"code\": 400, \"message\": \"Invalid radius.\", \"status\": "
+    "\"INVALID_ARGUMENT\"}}";
 
 typedef struct {
     int fd;
-    char buffer[4096];
+    char buffer[8192];
     size_t size;
     int64_t reply_at;           //  monotonic usec; 0 none pending, -1 never
     int behaviour;
+    bool is_post;               //  Places API (New)
+    bool fail;                  //  this time, 11 and 16 fail
 } s_conn_t;
 
 typedef struct {
@@ -822,7 +1384,9 @@ typedef struct {
     pthread_cond_t cond;
     int accepted;               //  connections accepted
     int requests;               //  requests received
+    int seen[32];               //  requests received by behaviour
     char target[1024];          //  request target of the last request
+    char head[4096];            //  head and body of the last request
     s_conn_t conns[S_SERVER_CONNS];
 } s_server_t;
 
@@ -842,12 +1406,36 @@ s_send_all (int fd, const char *data, size_t size)
     return true;
 }
 
+//  The status and body of an answer to a Places API (New) request.
+static const char *
+s_server_new_body (s_conn_t *conn, int *code_p)
+{
+    switch (conn->behaviour) {
+        case 3: *code_p = 500; return s_new_internal;
+        case 6: *code_p = 403; return s_new_denied;
+        case 10: return "{}\n";
+        case 11: *code_p = conn->fail ? 500 : 200; return conn->fail ? s_new_internal : s_new_ok;
+        case 12: *code_p = 429; return s_new_quota;
+        case 13: *code_p = 400; return s_new_bad_key;
+        case 14: *code_p = 400; return s_new_invalid;
+        default: return s_new_ok;
+    }
+}
+
 static void
 s_server_respond (s_conn_t *conn)
 {
     int code = 200;
     const char *body = s_body_ok;
-    if (conn->behaviour == 3) {
+    if (conn->behaviour == 16 && conn->fail) {
+        //  The connection breaks in the middle of the body
+        const char *cut = "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n{\"results\"";
+        s_send_all (conn->fd, cut, strlen (cut));
+        close (conn->fd);
+        conn->fd = -1;
+        return;
+    }
+    if (conn->behaviour == 3 || (conn->behaviour == 11 && conn->fail)) {
         code = 500;
         body = "<html>Internal Server Error</html>";
     }
@@ -865,6 +1453,13 @@ s_server_respond (s_conn_t *conn)
     else
     if (conn->behaviour == 10)
         body = s_body_zero;
+    else
+    if (conn->behaviour == 15)
+        body = s_body_over;
+    if (conn->is_post && conn->behaviour != 4 && conn->behaviour != 8 && conn->behaviour != 9) {
+        code = 200;
+        body = s_server_new_body (conn, &code);
+    }
     size_t size = conn->behaviour == 8 ? (size_t) 9 * 1024 * 1024 : strlen (body);
     char head[256];
     int head_size = snprintf (head, sizeof (head),
@@ -889,7 +1484,8 @@ s_server_respond (s_conn_t *conn)
     }
 }
 
-//  Read from a connection; schedule the answer once a request head is in.
+//  Read from a connection; schedule the answer once a whole request (head
+//  and, for a POST, its Content-Length of body) is in.
 static void
 s_server_read (s_server_t *self, s_conn_t *conn)
 {
@@ -905,22 +1501,34 @@ s_server_read (s_server_t *self, s_conn_t *conn)
     char *end = strstr (conn->buffer, "\r\n\r\n");
     if (!end || conn->reply_at != 0)
         return;
-    //  "GET /path?location=LAT,LNG&... HTTP/1.1"
+    char *length = strcasestr (conn->buffer, "\r\nContent-Length: ");
+    size_t body_size = length && length < end ? strtoul (length + 18, NULL, 10) : 0;
+    size_t used = (size_t) (end + 4 - conn->buffer) + body_size;
+    if (conn->size < used)
+        return;
+    //  "GET /path?location=LAT,LNG&... HTTP/1.1" or "POST /path ..." with
+    //  {..."latitude":LAT...} after the head
+    conn->is_post = strncmp (conn->buffer, "POST ", 5) == 0;
     char *space = strchr (conn->buffer, ' ');
     char *target_end = space ? strchr (space + 1, ' ') : NULL;
-    char *location = strstr (conn->buffer, "location=");
-    conn->behaviour = location ? (int) strtol (location + strlen ("location="), NULL, 10) : 0;
+    const char *field = conn->is_post ? "\"latitude\":" : "location=";
+    char *location = strstr (conn->is_post ? end : conn->buffer, field);
+    conn->behaviour = location ? (int) strtol (location + strlen (field), NULL, 10) : 0;
     pthread_mutex_lock (&self->mutex);
     if (space && target_end)
         snprintf (self->target, sizeof (self->target), "%.*s",
                   (int) (target_end - space - 1), space + 1);
+    snprintf (self->head, sizeof (self->head), "%.*s", (int) used, conn->buffer);
     self->requests++;
+    int seen = 0;
+    if (conn->behaviour >= 0 && conn->behaviour < 32)
+        seen = self->seen[conn->behaviour]++;
+    conn->fail = seen % 2 == 0;
     pthread_cond_broadcast (&self->cond);
     pthread_mutex_unlock (&self->mutex);
     int64_t delay = conn->behaviour == 5 ? 200000 : 0;
     conn->reply_at = conn->behaviour == 2 ? -1 : s_now_usec () + delay;
-    //  Keep what follows the head (nothing, as curl does not pipeline)
-    size_t used = (size_t) (end + 4 - conn->buffer);
+    //  Keep what follows the request (nothing, as curl does not pipeline)
     memmove (conn->buffer, conn->buffer + used, conn->size - used + 1);
     conn->size -= used;
 }
@@ -1060,6 +1668,16 @@ s_server_target (s_server_t *self)
     return target;
 }
 
+//  The head and body of the last request the server received. Caller frees.
+static char *
+s_server_head (s_server_t *self)
+{
+    pthread_mutex_lock (&self->mutex);
+    char *head = strdup (self->head);
+    pthread_mutex_unlock (&self->mutex);
+    return head;
+}
+
 static int
 s_server_requests (s_server_t *self)
 {
@@ -1172,7 +1790,7 @@ herd_places_test (bool verbose)
     char *url = zsys_sprintf ("http://127.0.0.1:%d/maps/api/place/nearbysearch/json",
                               server->port);
     char flavour[] = "legacy", key_env[] = "HERD_TEST_KEY";
-    herd_places_options_t options = {flavour, url, key_env, 500, 500, 8};
+    herd_places_options_t options = {flavour, url, key_env, 500, 500, 8, 0, false, 0, 10000};
     const char *key = "s3cr/et k+y";
     const char *key_escaped = "s3cr%2Fet%20k%2By";
     int requests = 0;           //  NEARBY requests sent, each logged once
@@ -1368,6 +1986,221 @@ herd_places_test (bool verbose)
     zactor_destroy (&places);
     zsock_destroy (&dealer);
 
+    //  Places API (New): a POST with the key and the field mask in headers,
+    //  never in the URL; the answer translated into the legacy shape
+    char *new_url = zsys_sprintf ("http://127.0.0.1:%d/v1/places:searchNearby", server->port);
+    char flavour_new[] = "new";
+    herd_places_options_t new_options = {flavour_new, new_url, key_env, 4000, 500, 8,
+                                         2,           false,   0,       10000};
+    herd_places_args_t new_args = {&new_options, "inproc://herd-places-test-5", NULL, key, log};
+    places = zactor_new (herd_places_actor, &new_args);
+    HERD_CHECK_INT (zsock_wait (places), 0);
+    dealer = zsock_new_dealer (">inproc://herd-places-test-5");
+    zsock_set_rcvtimeo (dealer, 5000);
+    int seen = s_server_requests (server);
+    s_send_nearby (dealer, "n1", "+1.0", "-0", "1.5", "2");
+    requests++;
+    reply = s_recv_reply (dealer);
+    HERD_CHECK_STR (reply.reqid, "n1");
+    HERD_CHECK_STR (reply.status, HERD_MSG_OK);
+    HERD_CHECK_CONTAINS (reply.json, "{\n   \"html_attributions\" : [],\n   \"results\" : [\n"
+                                     "      {\n         \"business_status\" : \"OPERATIONAL\",\n");
+    HERD_CHECK_CONTAINS (reply.json, "\n         \"name\" : \"Cruise \\\"Bar\\\" \\u0026 "
+                                     "\\u003cGrill\\u003e\",\n");
+    HERD_CHECK_CONTAINS (reply.json, "\n      },\n      {\n         \"geometry\" : {\n");
+    HERD_CHECK_CONTAINS (reply.json, "\n   ],\n   \"status\" : \"OK\"\n}");
+    cJSON *root = cJSON_Parse (reply.json);
+    cJSON *results = cJSON_GetObjectItem (root, "results");
+    HERD_CHECK_INT (cJSON_GetArraySize (results), 2);
+    cJSON *first = cJSON_GetArrayItem (results, 0);
+    HERD_CHECK_STR (cJSON_GetStringValue (cJSON_GetObjectItem (first, "place_id")),
+                    "ChIJi6C1MxquEmsR9-c-3O48ykI");
+    HERD_CHECK_STR (cJSON_GetStringValue (cJSON_GetObjectItem (first, "vicinity")),
+                    "Circular Quay W, The Rocks");
+    HERD_CHECK_INT (cJSON_GetObjectItem (first, "price_level")->valueint, 2);
+    HERD_CHECK_INT (cJSON_GetObjectItem (first, "user_ratings_total")->valueint, 1269);
+    HERD_CHECK (cJSON_IsFalse (
+        cJSON_GetObjectItem (cJSON_GetObjectItem (first, "opening_hours"), "open_now")));
+    cJSON_Delete (root);
+    s_reply_free (&reply);
+    HERD_CHECK_INT (s_server_requests (server), seen + 1);
+    target = s_server_target (server);
+    HERD_CHECK_STR (target, "/v1/places:searchNearby");
+    zstr_free (&target);
+    char *head = s_server_head (server);
+    HERD_CHECK (strncmp (head, "POST /v1/places:searchNearby HTTP/1.1\r\n", 39) == 0);
+    HERD_CHECK_CONTAINS (head, "\r\nX-Goog-Api-Key: s3cr/et k+y\r\n");
+    HERD_CHECK_CONTAINS (head, "\r\nX-Goog-FieldMask: " HERD_PLACESBODY_MASK_PRO "\r\n");
+    HERD_CHECK_CONTAINS (head, "\r\nContent-Type: application/json\r\n");
+    HERD_CHECK_CONTAINS (head, "\r\n\r\n{\"maxResultCount\":2,\"locationRestriction\":{\"circle\":"
+                               "{\"center\":{\"latitude\":1,\"longitude\":0},\"radius\":1500}}}");
+    HERD_CHECK (strstr (head, "key=") == NULL);
+    zstr_free (&head);
+
+    //  Nothing found: {} is ZERO_RESULTS
+    s_send_nearby (dealer, "n10", "+10", "+0", "1", "5");
+    requests++;
+    reply = s_recv_reply (dealer);
+    HERD_CHECK_STR (reply.status, HERD_MSG_OK);
+    HERD_CHECK_CONTAINS (reply.json, "\"results\" : [],\n   \"status\" : \"ZERO_RESULTS\"");
+    s_reply_free (&reply);
+
+    //  New API errors: the legacy status, Google's message; 4xx never
+    //  retried, nor a 429 whose RetryInfo (30 s) does not fit the deadline
+    seen = s_server_requests (server);
+    int64_t errors_started = s_now_usec ();
+    s_send_nearby (dealer, "n6", "+6", "+0", "1", "5");
+    s_expect_error (dealer, "n6", "REQUEST_DENIED", "Places API (New) has not been used");
+    s_send_nearby (dealer, "n14", "+14", "+0", "1", "5");
+    s_expect_error (dealer, "n14", "INVALID_REQUEST", "Invalid radius.");
+    s_send_nearby (dealer, "n13", "+13", "+0", "1", "5");
+    s_expect_error (dealer, "n13", "REQUEST_DENIED", "API key not valid.");
+    s_send_nearby (dealer, "n12", "+12", "+0", "1", "5");
+    s_expect_error (dealer, "n12", "OVER_QUERY_LIMIT", "Quota exceeded.");
+    requests += 4;
+    HERD_CHECK_INT (s_server_requests (server), seen + 4);
+    HERD_CHECK ((s_now_usec () - errors_started) / 1000 < 1000);
+
+    //  5xx: retried twice with backoff, inside the deadline, then answered
+    seen = s_server_requests (server);
+    started = s_now_usec ();
+    s_send_nearby (dealer, "n3", "+3", "+0", "1", "5");
+    requests++;
+    s_expect_error (dealer, "n3", "UNKNOWN_ERROR", "Internal error encountered.");
+    elapsed_ms = (s_now_usec () - started) / 1000;
+    if (verbose)
+        printf ("three attempts answered after %" PRId64 " ms\n", elapsed_ms);
+    HERD_CHECK_INT (s_server_requests (server), seen + 3);
+    HERD_CHECK_INT (elapsed_ms >= 625 && elapsed_ms < 4000 ? 0 : elapsed_ms, 0);
+
+    //  A 500 then an answer; a connection broken mid-body then an answer
+    seen = s_server_requests (server);
+    s_send_nearby (dealer, "n11", "+11", "+0", "1", "5");
+    requests++;
+    reply = s_recv_reply (dealer);
+    HERD_CHECK_STR (reply.status, HERD_MSG_OK);
+    HERD_CHECK_CONTAINS (reply.json, "\"Cruise \\\"Bar\\\"");
+    s_reply_free (&reply);
+    HERD_CHECK_INT (s_server_requests (server), seen + 2);
+    seen = s_server_requests (server);
+    s_send_nearby (dealer, "n16", "+16", "+0", "1", "5");
+    requests++;
+    reply = s_recv_reply (dealer);
+    HERD_CHECK_STR (reply.status, HERD_MSG_OK);
+    s_reply_free (&reply);
+    HERD_CHECK_INT (s_server_requests (server), seen + 2);
+
+    //  Identical requests in flight share one HTTP request; another bound
+    //  is another query
+    seen = s_server_requests (server);
+    s_send_nearby (dealer, "s1", "+5", "+0", "1", "3");
+    s_send_nearby (dealer, "s2", "+5.00", "+0.0", "1.0", "3");
+    s_send_nearby (dealer, "s3", "+5", "+0", "1", "2");
+    requests += 3;
+    char *bodies[3] = {NULL, NULL, NULL};
+    for (int i = 0; i < 3; i++) {
+        reply = s_recv_reply (dealer);
+        HERD_CHECK_STR (reply.status, HERD_MSG_OK);
+        int index = reply.reqid[1] - '1';
+        HERD_CHECK (index >= 0 && index < 3 && !bodies[index]);
+        bodies[index] = reply.json;
+        reply.json = NULL;
+        s_reply_free (&reply);
+    }
+    HERD_CHECK_STR (bodies[0], bodies[1]);
+    HERD_CHECK (strcmp (bodies[0], bodies[2]) != 0);
+    for (int i = 0; i < 3; i++)
+        zstr_free (&bodies[i]);
+    HERD_CHECK_INT (s_server_requests (server), seen + 2);
+    zactor_destroy (&places);
+    zsock_destroy (&dealer);
+
+    //  The cache: answers kept (errors are not), the oldest evicted when
+    //  full, none after the TTL; enterprise fields ask more
+    new_options.retries = 0;
+    new_options.cache_ttl_ms = 60000;
+    new_options.cache_max = 2;
+    new_options.enterprise_fields = true;
+    herd_places_args_t cache_args = {&new_options, "inproc://herd-places-test-6", NULL, key, log};
+    places = zactor_new (herd_places_actor, &cache_args);
+    HERD_CHECK_INT (zsock_wait (places), 0);
+    dealer = zsock_new_dealer (">inproc://herd-places-test-6");
+    zsock_set_rcvtimeo (dealer, 5000);
+    const char *cache_steps[][3] = {
+        //  reqid, latitude, HTTP requests it makes
+        {"k1", "+1", "1"}, {"k1", "+1", "0"}, {"k2", "+20", "1"}, {"k1", "+1", "0"},
+        {"k3", "+21", "1"}, {"k1", "+1", "1"}, {"k2", "+20", "1"}, {"k6", "+6", "1"},
+        {"k6", "+6", "1"},
+    };
+    char *cached = NULL;
+    for (size_t i = 0; i < sizeof (cache_steps) / sizeof (cache_steps[0]); i++) {
+        seen = s_server_requests (server);
+        s_send_nearby (dealer, cache_steps[i][0], cache_steps[i][1], "+0", "1", "1");
+        requests++;
+        reply = s_recv_reply (dealer);
+        HERD_CHECK_STR (reply.reqid, cache_steps[i][0]);
+        if (streq (reply.reqid, "k1")) {
+            if (!cached)
+                cached = strdup (reply.json);
+            HERD_CHECK_STR (reply.json, cached);
+        }
+        s_reply_free (&reply);
+        HERD_CHECK_INT (s_server_requests (server), seen + atoi (cache_steps[i][2]));
+    }
+    free (cached);
+    head = s_server_head (server);
+    HERD_CHECK_CONTAINS (head, "\r\nX-Goog-FieldMask: " HERD_PLACESBODY_MASK_ENTERPRISE "\r\n");
+    zstr_free (&head);
+    zactor_destroy (&places);
+    zsock_destroy (&dealer);
+    new_options.cache_ttl_ms = 100;
+    places = zactor_new (herd_places_actor, &cache_args);
+    HERD_CHECK_INT (zsock_wait (places), 0);
+    dealer = zsock_new_dealer (">inproc://herd-places-test-6");
+    zsock_set_rcvtimeo (dealer, 5000);
+    seen = s_server_requests (server);
+    for (int i = 0; i < 3; i++) {
+        if (i == 2)
+            zclock_sleep (150);
+        s_send_nearby (dealer, "t1", "+1", "+0", "1", "1");
+        requests++;
+        reply = s_recv_reply (dealer);
+        HERD_CHECK_STR (reply.status, HERD_MSG_OK);
+        s_reply_free (&reply);
+    }
+    HERD_CHECK_INT (s_server_requests (server), seen + 2);
+    zactor_destroy (&places);
+    zsock_destroy (&dealer);
+    zstr_free (&new_url);
+
+    //  Legacy retries: OVER_QUERY_LIMIT and HTTP 500 are retried, Google's
+    //  own REQUEST_DENIED is not
+    herd_places_options_t retry_options = options;
+    retry_options.retries = 1;
+    retry_options.timeout_ms = 4000;
+    herd_places_args_t retry_args = {&retry_options, "inproc://herd-places-test-7", NULL, key,
+                                     log};
+    places = zactor_new (herd_places_actor, &retry_args);
+    HERD_CHECK_INT (zsock_wait (places), 0);
+    dealer = zsock_new_dealer (">inproc://herd-places-test-7");
+    zsock_set_rcvtimeo (dealer, 5000);
+    seen = s_server_requests (server);
+    s_send_nearby (dealer, "l15", "+15", "+0", "1", "5");
+    s_expect_error (dealer, "l15", "OVER_QUERY_LIMIT", "You have exceeded your daily");
+    HERD_CHECK_INT (s_server_requests (server), seen + 2);
+    s_send_nearby (dealer, "l7", "+7", "+0", "1", "5");
+    s_expect_error (dealer, "l7", "REQUEST_DENIED", "The provided API key is invalid.");
+    HERD_CHECK_INT (s_server_requests (server), seen + 3);
+    s_send_nearby (dealer, "l11", "+11", "+0", "1", "5");
+    reply = s_recv_reply (dealer);
+    HERD_CHECK_STR (reply.status, HERD_MSG_OK);
+    HERD_CHECK_CONTAINS (reply.json, "\"Three\"");
+    s_reply_free (&reply);
+    HERD_CHECK_INT (s_server_requests (server), seen + 5);
+    requests += 3;
+    zactor_destroy (&places);
+    zsock_destroy (&dealer);
+
     int closed = socket (AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in address = {0};
     address.sin_family = AF_INET;
@@ -1412,6 +2245,27 @@ herd_places_test (bool verbose)
     HERD_CHECK_CONTAINS (text, "req=6c656674 reply=- status=CANCELLED");
     HERD_CHECK_CONTAINS (text, "stopped with 1 requests in flight, not answered");
     HERD_CHECK_CONTAINS (text, "cannot start: cannot bind nonsense://nowhere");
+    HERD_CHECK_CONTAINS (text, " flavour=new url=http://127.0.0.1:");
+    HERD_CHECK_CONTAINS (text, " fields=pro timeout_ms=4000 ");
+    HERD_CHECK_CONTAINS (text, " fields=enterprise ");
+    HERD_CHECK_CONTAINS (text, " attempt=1/3 waiting=1 status=UNKNOWN_ERROR http=500 curl=0 ms=");
+    HERD_CHECK_CONTAINS (text, "error=\"Internal error encountered.\" -> retry in ");
+    HERD_CHECK_CONTAINS (text, " attempt=3/3 waiting=1 status=UNKNOWN_ERROR http=500 ");
+    HERD_CHECK_CONTAINS (text, "-> answered (no retries left)");
+    HERD_CHECK_CONTAINS (text, "status=REQUEST_DENIED http=403 curl=0 ");
+    HERD_CHECK_CONTAINS (text, "-> answered (not retryable)");
+    HERD_CHECK_CONTAINS (text, "-> answered (a retry in 30000 ms would not end before the "
+                               "deadline, ");
+    HERD_CHECK_CONTAINS (text, " http=200 curl=18 ms=");
+    HERD_CHECK_CONTAINS (text, "-> answered (done)");
+    HERD_CHECK_CONTAINS (text, " attempts=2 url=http://127.0.0.1:");
+    HERD_CHECK_CONTAINS (text, " req=7332 reply=OK status=OK results=3 http=200 curl=0 ms=");
+    HERD_CHECK_CONTAINS (text, " attempts=1 shared url=http://127.0.0.1:");
+    HERD_CHECK_CONTAINS (text, " req=6b31 reply=OK status=OK results=1 http=0 curl=0 ms=");
+    HERD_CHECK_CONTAINS (text, " cache hit age_ms=");
+    HERD_CHECK_INT (s_count_lines (text, " cache hit "), 3);
+    HERD_CHECK_INT (s_count_lines (text, " shared "), 1);
+    HERD_CHECK (strstr (text, "X-Goog") == NULL);
     free (text);
     unlink (log_path);
     rmdir (directory);

@@ -1,11 +1,17 @@
 //  herd_places.h - the places worker: Places API queries behind a ROUTER.
 //
 //  An actor that binds a ROUTER socket at the endpoint it is given and
-//  answers NEARBY requests (common/herd_msg.h) with the Places JSON, using
-//  the libcurl multi interface: all requests in flight at once, kept-alive
-//  connections, a time-out per request. One slow query never delays
-//  another. Each request is logged with its latency, HTTP status and result
-//  count; the API key never reaches the log.
+//  answers NEARBY requests (common/herd_msg.h) with legacy-shaped Places
+//  JSON, using the libcurl multi interface: all requests in flight at once,
+//  kept-alive connections, one deadline per request. One slow query never
+//  delays another. options->flavour picks the API: "legacy" Nearby Search
+//  (GET, key in the query) or "new", Places API (New) searchNearby (POST,
+//  key in X-Goog-Api-Key, X-Goog-FieldMask), whose answers and errors are
+//  translated into the legacy shape (herd_placesbody.h). Identical requests
+//  in flight share one HTTP request; an optional cache answers repeats;
+//  retryable failures are retried with jittered backoff inside the
+//  deadline. Each attempt and each request is logged with its latency,
+//  HTTP status and result count; the API key never reaches the log.
 
 #ifndef HERD_PLACES_H_INCLUDED
 #define HERD_PLACES_H_INCLUDED

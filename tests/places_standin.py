@@ -1,30 +1,48 @@
 #!/usr/bin/env python3
-"""Stand-in Google Places server (Legacy Nearby Search) for herd tests; stdlib only.
+"""Stand-in Google Places server (Legacy and New Nearby Search) for herd tests; stdlib only.
 
-Serves GET /maps/api/place/nearbysearch/json with deterministic results printed
-in Google's own JSON layout (3-space indent, "key" : value, sorted keys), plus
-failure modes, adjustable latency and control endpoints under /_standin/.
+Serves GET /maps/api/place/nearbysearch/json (legacy) with deterministic results
+printed in Google's own JSON layout (3-space indent, "key" : value, sorted keys),
+and POST /v1/places:searchNearby (Places API (New)) with the same places in the
+New shape, plus failure modes, adjustable latency and control endpoints under
+/_standin/.
 
     places_standin.py [--host 127.0.0.1] [--port 0] [--latency-ms N]
-                      [--mode MODE] [--port-file PATH]
+                      [--mode MODE] [--failures N] [--port-file PATH]
 
 Results: available = min(20, floor(radius_metres / 500)); result i depends only
 on (location, i) and lies within 450 * (i + 1) metres of the query point, so it
 is always inside the asked radius, and a smaller radius gives a prefix of the
-results of a larger one. A full page (20) carries a "next_page_token".
+results of a larger one. A full legacy page (20) carries a "next_page_token".
+
+New: the X-Goog-Api-Key header (or a key parameter) is required (else 403
+PERMISSION_DENIED), and so is a field mask, X-Goog-FieldMask or the $fields or
+fields parameter (else 400 INVALID_ARGUMENT "FieldMask is a required
+parameter..."); a path that names no Place field is 400 INVALID_ARGUMENT too.
+The JSON body needs locationRestriction.circle (center latitude/longitude,
+radius in (0, 50000]) and may carry maxResultCount (1..20, default 20). The
+answer is {"places": [...]} with min(available, maxResultCount) places holding
+only the masked fields, or {} when there are none.
 
 Modes (global; --mode, or GET /_standin/mode?mode=X&latency_ms=N at run time):
     ok                normal answers (default)
-    zero              status ZERO_RESULTS for every valid request
-    request_denied    HTTP 200, status REQUEST_DENIED (legacy API not enabled)
-    over_query_limit  HTTP 200, status OVER_QUERY_LIMIT
-    http500           HTTP 500 with a small HTML body
+    zero              status ZERO_RESULTS (legacy) or {} (New) for valid requests
+    request_denied    legacy: HTTP 200 REQUEST_DENIED (legacy API not enabled);
+                      New: HTTP 403 PERMISSION_DENIED (API not enabled)
+    over_query_limit  legacy: HTTP 200 OVER_QUERY_LIMIT; New: 429 RESOURCE_EXHAUSTED
+    invalid_request   legacy: HTTP 200 INVALID_REQUEST; New: 400 INVALID_ARGUMENT
+    http500           legacy: HTTP 500, small HTML body; New: 500 INTERNAL
+    flaky500          the next N Places requests (failures=N, default 1) answer as
+                      http500, then every one as ok
     malformed         HTTP 200, body '{"results" : [ {"name" : ' (invalid JSON)
     truncated         HTTP 200, the normal body cut in half (Content-Length fits)
     hang              never answer; hold until the client goes or 120 s pass
-    blanklines        normal body with "\\n\\n" inserted between results
+    blanklines        normal body with "\\n\\n" inserted between results/places
 
 Control: /_standin/mode, /_standin/stats, /_standin/reset (plain JSON answers).
+Stats count Places requests in all and per path, and show the last query (key
+hidden), the last New request's field mask, its SKU, its headers (the key
+redacted) and body; keys appear only in keys_seen.
 """
 
 import argparse
@@ -46,8 +64,9 @@ import time
 import urllib.parse
 
 NEARBY_PATH = "/maps/api/place/nearbysearch/json"
-MODES = ("ok", "zero", "request_denied", "over_query_limit", "http500",
-         "malformed", "truncated", "hang", "blanklines")
+NEW_PATH = "/v1/places:searchNearby"
+MODES = ("ok", "zero", "request_denied", "over_query_limit", "invalid_request", "http500",
+         "flaky500", "malformed", "truncated", "hang", "blanklines")
 HANG_MAX_S = 120.0
 RESULTS_PER_PAGE = 20
 METRES_PER_RESULT = 500
@@ -60,6 +79,19 @@ MSG_LEGACY = ("You're calling a legacy API, which is not enabled for your projec
               "(New) or Routes API. Learn more: "
               "https://developers.google.com/maps/legacy#LegacyApiNotActivatedMapError")
 MSG_QUOTA = "You have exceeded your daily request quota for this API."
+MSG_NEW_NO_KEY = "The request is missing a valid API key."
+MSG_NEW_NO_MASK = ("FieldMask is a required parameter. See "
+                   "https://cloud.google.com/apis/docs/system-parameters#definitions.")
+MSG_NEW_DISABLED = ("Places API (New) has not been used in project 123456789012 before or it "
+                    "is disabled. Enable it by visiting https://console.developers.google.com/"
+                    "apis/api/places.googleapis.com/overview?project=123456789012 then retry. "
+                    "If you enabled this API recently, wait a few minutes for the action to "
+                    "propagate to our systems and retry.")
+MSG_NEW_QUOTA = ("Quota exceeded for quota metric 'SearchNearbyRequest' and limit "
+                 "'SearchNearbyRequest per minute per project' of service "
+                 "'places.googleapis.com' for consumer 'project_number:123456789012'.")
+MSG_NEW_INTERNAL = "Internal error encountered."
+MSG_NEW_INVALID = "Invalid request: locationRestriction.circle is invalid."
 MALFORMED_BODY = b'{"results" : [ {"name" : '
 HTML_500 = (b"<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
             b"<title>Error 500 (Server Error)!!1</title></head>\n"
@@ -325,51 +357,260 @@ def insert_blank_lines(body):
     return body.replace(b"\n      },\n      {\n", b"\n      },\n\n\n      {\n")
 
 
+# ------------------------------------------------------- Places API (New)
+
+# Place fields by Nearby Search (New) SKU: a request bills at its costliest field.
+SKU_PRO_FIELDS = (
+    "accessibilityOptions", "addressComponents", "addressDescriptor", "adrFormatAddress",
+    "attributions", "businessStatus", "containingPlaces", "displayName", "formattedAddress",
+    "googleMapsLinks", "googleMapsUri", "iconBackgroundColor", "iconMaskBaseUri", "id",
+    "location", "name", "photos", "plusCode", "postalAddress", "primaryType",
+    "primaryTypeDisplayName", "pureServiceAreaBusiness", "shortFormattedAddress",
+    "subDestinations", "timeZone", "types", "utcOffsetMinutes", "viewport")
+SKU_ENTERPRISE_FIELDS = (
+    "currentOpeningHours", "currentSecondaryOpeningHours", "internationalPhoneNumber",
+    "nationalPhoneNumber", "priceLevel", "priceRange", "rating", "regularOpeningHours",
+    "regularSecondaryOpeningHours", "userRatingCount", "websiteUri")
+SKU_ATMOSPHERE_FIELDS = (
+    "allowsDogs", "curbsidePickup", "delivery", "dineIn", "editorialSummary",
+    "evChargeAmenitySummary", "evChargeOptions", "fuelOptions", "generativeSummary",
+    "goodForChildren", "goodForGroups", "goodForWatchingSports", "liveMusic",
+    "menuForChildren", "neighborhoodSummary", "outdoorSeating", "parkingOptions",
+    "paymentOptions", "reservable", "restroom", "reviews", "reviewSummary", "routingSummaries",
+    "servesBeer", "servesBreakfast", "servesBrunch", "servesCocktails", "servesCoffee",
+    "servesDessert", "servesDinner", "servesLunch", "servesVegetarianFood", "servesWine",
+    "takeout")
+PLACE_FIELDS = set(SKU_PRO_FIELDS + SKU_ENTERPRISE_FIELDS + SKU_ATMOSPHERE_FIELDS)
+PRICE_LEVELS = ("PRICE_LEVEL_FREE", "PRICE_LEVEL_INEXPENSIVE", "PRICE_LEVEL_MODERATE",
+                "PRICE_LEVEL_EXPENSIVE", "PRICE_LEVEL_VERY_EXPENSIVE")
+ATTRIBUTION_RE = re.compile(r'^<a href="([^"]*)">([^<]*)</a>$')
+
+
+def new_place(result):
+    """The New API's Place for a legacy result: the same place, New field names and shapes."""
+    place_id = result["place_id"]
+    geometry = result["geometry"]
+    location, view = geometry["location"], geometry["viewport"]
+    vicinity = result["vicinity"]
+    locality = result["plus_code"]["compound_code"].split(" ", 1)[1]
+    photos = []
+    for photo in result["photos"]:
+        authors = []
+        for html in photo["html_attributions"]:
+            uri, name = ATTRIBUTION_RE.match(html).groups()
+            authors.append({"displayName": name, "uri": uri,
+                            "photoUri": "//lh3.googleusercontent.com/a/" + uri.rsplit("/", 1)[1]})
+        photos.append({"name": "places/%s/photos/%s" % (place_id, photo["photo_reference"]),
+                       "widthPx": photo["width"], "heightPx": photo["height"],
+                       "authorAttributions": authors})
+    place = {
+        "name": "places/" + place_id,
+        "id": place_id,
+        "types": list(result["types"]),
+        "formattedAddress": "%s, %s, USA" % (vicinity, locality),
+        "shortFormattedAddress": vicinity,
+        "location": {"latitude": location["lat"], "longitude": location["lng"]},
+        "viewport": {"low": {"latitude": view["southwest"]["lat"],
+                             "longitude": view["southwest"]["lng"]},
+                     "high": {"latitude": view["northeast"]["lat"],
+                              "longitude": view["northeast"]["lng"]}},
+        "rating": result["rating"],
+        "googleMapsUri": "https://maps.google.com/?cid=%d" % h_int(place_id, "cid", 10 ** 19),
+        "websiteUri": "https://example.com/%s" % place_id.lower(),
+        "utcOffsetMinutes": -420,
+        "businessStatus": result["business_status"],
+        "userRatingCount": result["user_ratings_total"],
+        "iconMaskBaseUri": result["icon_mask_base_uri"],
+        "iconBackgroundColor": result["icon_background_color"],
+        "displayName": {"text": result["name"], "languageCode": "en"},
+        "primaryType": result["types"][0],
+        "currentOpeningHours": {"openNow": result["opening_hours"]["open_now"],
+                                "weekdayDescriptions": ["Monday: 9:00 AM – 5:00 PM"]},
+        "plusCode": {"globalCode": result["plus_code"]["global_code"],
+                     "compoundCode": result["plus_code"]["compound_code"]},
+        "photos": photos,
+    }
+    if "price_level" in result:
+        place["priceLevel"] = PRICE_LEVELS[result["price_level"]]
+    return place
+
+
+def parse_field_mask(text):
+    """Parse a field mask into a list of paths under places (None = all), or raise ValueError."""
+    if " " in text or "\t" in text:
+        raise ValueError("Spaces are not allowed in the field mask: '%s'." % text)
+    paths = []
+    for path in text.split(","):
+        if path in ("*", "places", "places.*"):
+            return None
+        parts = path.split(".")
+        if len(parts) < 2 or parts[0] != "places" or parts[1] not in PLACE_FIELDS:
+            raise ValueError("Error expanding 'fields' parameter. Cannot find matching fields "
+                             "for path '%s'." % path)
+        paths.append(parts[1:])
+    return paths
+
+
+def mask_sku(paths):
+    """The Nearby Search (New) SKU a field mask bills at: its costliest field."""
+    fields = PLACE_FIELDS if paths is None else {p[0] for p in paths}
+    if fields & set(SKU_ATMOSPHERE_FIELDS):
+        return "Enterprise + Atmosphere"
+    if fields & set(SKU_ENTERPRISE_FIELDS):
+        return "Enterprise"
+    return "Pro"
+
+
+def apply_mask(place, paths):
+    """Only the masked fields of a place (a path may name a subfield: places.displayName.text)."""
+    if paths is None:
+        return place
+    out = {}
+    for path in paths:
+        source, target = place, out
+        for i, name in enumerate(path):
+            if not isinstance(source, dict) or name not in source:
+                break
+            if i == len(path) - 1:
+                target[name] = source[name]
+            else:
+                source = source[name]
+                target = target.setdefault(name, {})
+    return out
+
+
+def new_body(document):
+    """Encode a New API answer as Google does: 2-space indent, UTF-8, ending "}\\n"."""
+    return (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def new_error(code, status, message, reason=None):
+    """A google.rpc.Status error answer: (HTTP code, body)."""
+    error = {"code": code, "message": message, "status": status}
+    if reason:
+        error["details"] = [{"@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                             "reason": reason, "domain": "googleapis.com",
+                             "metadata": {"service": "places.googleapis.com"}}]
+    return code, new_body({"error": error})
+
+
+def search_nearby_answer(request, paths):
+    """Answer a valid-so-far searchNearby body: (HTTP code, body, place count)."""
+    def number(value):
+        return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    if not isinstance(request, dict):
+        return new_error(400, "INVALID_ARGUMENT", "Invalid JSON payload received.") + (0,)
+    circle = request.get("locationRestriction")
+    circle = circle.get("circle") if isinstance(circle, dict) else None
+    center = circle.get("center") if isinstance(circle, dict) else None
+    if not isinstance(center, dict):
+        return new_error(400, "INVALID_ARGUMENT",
+                         "Invalid request: locationRestriction.circle.center is required.") + (0,)
+    lat, lng = number(center.get("latitude", 0)), number(center.get("longitude", 0))
+    radius = number(circle.get("radius", 0))
+    if lat is None or lng is None or not -90 <= lat <= 90 or not -180 <= lng <= 180:
+        return new_error(400, "INVALID_ARGUMENT",
+                         "Invalid request: locationRestriction.circle.center is invalid.") + (0,)
+    if radius is None or not 0 < radius <= 50000:
+        return new_error(400, "INVALID_ARGUMENT",
+                         "Invalid request: locationRestriction.circle.radius must be greater "
+                         "than 0.0 and at most 50000.0.") + (0,)
+    count = request.get("maxResultCount", RESULTS_PER_PAGE)
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 20:
+        return new_error(400, "INVALID_ARGUMENT",
+                         "maxResultCount must be between 1 and 20, inclusive.") + (0,)
+    count = min(count, available_results(radius))
+    lat, lng = float(lat) + 0.0, float(lng) + 0.0
+    places = [apply_mask(new_place(make_result(lat, lng, i)), paths) for i in range(count)]
+    return 200, new_body({"places": places} if places else {}), count
+
+
+def insert_blank_new_lines(body):
+    """Put "\\n\\n" between consecutive places of a New body."""
+    return body.replace(b"\n    },\n    {\n", b"\n    },\n\n\n    {\n")
+
+
 # ------------------------------------------------------------------- server
 
 class State:
     """Mode, latency and counters shared by all handler threads (guarded by a lock)."""
 
-    def __init__(self, mode, latency_ms):
+    def __init__(self, mode, latency_ms, failures=1):
         """Start with the given mode and latency and empty counters."""
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.mode, self.latency_ms = mode, latency_ms
-        self.requests, self.last_query, self.keys_seen = 0, None, []
+        self.failures_left = failures if mode == "flaky500" else 0
+        self.clear()
 
-    def record(self, params):
-        """Count one Places request; return (mode, latency_ms) in force for it."""
+    def clear(self):
+        """Empty the counters (lock held or not yet shared)."""
+        self.requests, self.last_query, self.keys_seen = 0, None, []
+        self.requests_by_path = {}
+        self.last_field_mask = self.last_sku = self.last_headers = self.last_body = None
+
+    def record(self, path, params, headers=None, body=None):
+        """Count one Places request; return (mode, latency_ms) in force for it.
+
+        headers (New only) is the request's header message (names match in any case);
+        flaky500 answers as http500 while failures are left, then as ok."""
         with self.lock:
             self.requests += 1
+            self.requests_by_path[path] = self.requests_by_path.get(path, 0) + 1
             query = {k: v for k, v in params.items() if k != "key"}
             query["key_present"] = bool(params.get("key"))
             self.last_query = query
-            if params.get("key") and params["key"] not in self.keys_seen:
-                self.keys_seen.append(params["key"])
-            return self.mode, self.latency_ms
+            keys = [params.get("key")]
+            if headers is not None:
+                keys.append(headers.get("X-Goog-Api-Key"))
+                self.last_headers = {name: ("<redacted>" if name.lower() == "x-goog-api-key"
+                                            else value) for name, value in headers.items()}
+                self.last_field_mask = (headers.get("X-Goog-FieldMask") or params.get("$fields")
+                                        or params.get("fields"))
+                self.last_body = body
+                try:
+                    self.last_sku = mask_sku(parse_field_mask(self.last_field_mask or ""))
+                except ValueError:
+                    self.last_sku = None
+            for key in keys:
+                if key and key not in self.keys_seen:
+                    self.keys_seen.append(key)
+            mode = self.mode
+            if mode == "flaky500":
+                mode = "http500" if self.failures_left > 0 else "ok"
+                self.failures_left = max(0, self.failures_left - 1)
+            return mode, self.latency_ms
 
-    def set(self, mode=None, latency_ms=None):
+    def set(self, mode=None, latency_ms=None, failures=None):
         """Change mode and/or latency; return the settings now in force."""
         with self.lock:
             if mode is not None:
                 self.mode = mode
+                if mode == "flaky500":
+                    self.failures_left = 1 if failures is None else failures
             if latency_ms is not None:
                 self.latency_ms = latency_ms
-            return {"mode": self.mode, "latency_ms": self.latency_ms}
+            settings = {"mode": self.mode, "latency_ms": self.latency_ms}
+            if self.mode == "flaky500":
+                settings["failures_left"] = self.failures_left
+            return settings
 
     def reset(self):
         """Zero the counters and go back to mode ok, latency 0."""
         with self.lock:
-            self.mode, self.latency_ms = "ok", 0
-            self.requests, self.last_query, self.keys_seen = 0, None, []
+            self.mode, self.latency_ms, self.failures_left = "ok", 0, 0
+            self.clear()
             return {"mode": self.mode, "latency_ms": self.latency_ms, "requests": 0}
 
     def stats(self):
-        """Snapshot of the counters."""
+        """Snapshot of the counters; keys appear only in keys_seen."""
         with self.lock:
-            return {"requests": self.requests, "last_query": self.last_query,
-                    "keys_seen": list(self.keys_seen), "mode": self.mode,
-                    "latency_ms": self.latency_ms}
+            return {"requests": self.requests, "requests_by_path": dict(self.requests_by_path),
+                    "last_query": self.last_query, "last_field_mask": self.last_field_mask,
+                    "last_sku": self.last_sku, "last_headers": self.last_headers,
+                    "last_body": self.last_body, "keys_seen": list(self.keys_seen),
+                    "mode": self.mode, "latency_ms": self.latency_ms,
+                    "failures_left": self.failures_left}
 
 
 class StandinServer(http.server.ThreadingHTTPServer):
@@ -435,10 +676,80 @@ class Handler(http.server.BaseHTTPRequestHandler):
         else:
             handler(params)
 
+    def do_POST(self):
+        """Route a POST to the Places API (New) handler; anything else is 404."""
+        length = self.headers.get("Content-Length")
+        if not (length and length.isdigit()):
+            self.close_connection = True
+            self.send_json(411, {"error": "Content-Length required"})
+            return
+        body = self.rfile.read(int(length))
+        url = urllib.parse.urlsplit(self.path)
+        params = {}
+        for name, value in urllib.parse.parse_qsl(url.query, keep_blank_values=True):
+            params.setdefault(name, value)
+        if url.path != NEW_PATH:
+            self.send_json(404, {"error": "not found", "path": url.path})
+            return
+        self.do_search_nearby(params, body)
+
+    def do_search_nearby(self, params, raw):
+        """Answer a Places API (New) searchNearby request according to the mode in force."""
+        state = self.server.state
+        try:
+            request = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            request = None
+        mode, latency_ms = state.record(NEW_PATH, params, self.headers,
+                                        request if request is not None
+                                        else raw.decode("utf-8", "replace"))
+        if mode == "hang":
+            self.hang()
+            return
+        if latency_ms > 0 and state.stopping.wait(latency_ms / 1000.0):
+            self.close_connection = True
+            return
+        key = self.headers.get("X-Goog-Api-Key") or params.get("key")
+        mask = self.headers.get("X-Goog-FieldMask") or params.get("$fields") or params.get("fields")
+        if not key:
+            self.send(*new_error(403, "PERMISSION_DENIED", MSG_NEW_NO_KEY))
+            return
+        if not mask:
+            self.send(*new_error(400, "INVALID_ARGUMENT", MSG_NEW_NO_MASK))
+            return
+        try:
+            paths = parse_field_mask(mask)
+        except ValueError as error:
+            self.send(*new_error(400, "INVALID_ARGUMENT", str(error)))
+            return
+        if request is None:
+            self.send(*new_error(400, "INVALID_ARGUMENT", "Invalid JSON payload received."))
+            return
+        failures = {
+            "request_denied": (403, "PERMISSION_DENIED", MSG_NEW_DISABLED, "SERVICE_DISABLED"),
+            "over_query_limit": (429, "RESOURCE_EXHAUSTED", MSG_NEW_QUOTA, "RATE_LIMIT_EXCEEDED"),
+            "invalid_request": (400, "INVALID_ARGUMENT", MSG_NEW_INVALID, None),
+            "http500": (500, "INTERNAL", MSG_NEW_INTERNAL, None),
+        }
+        if mode in failures:
+            self.send(*new_error(*failures[mode]))
+            return
+        if mode == "malformed":
+            self.send(200, MALFORMED_BODY)
+            return
+        code, body, count = search_nearby_answer(request, paths)
+        if mode == "zero" and code == 200:
+            body = new_body({})
+        if mode == "truncated":
+            body = body[:len(body) // 2]
+        elif mode == "blanklines":
+            body = insert_blank_new_lines(body)
+        self.send(code, body)
+
     def do_nearby(self, params):
         """Answer a Legacy Nearby Search request according to the mode in force."""
         state = self.server.state
-        mode, latency_ms = state.record(params)
+        mode, latency_ms = state.record(NEARBY_PATH, params)
         if mode == "hang":
             self.hang()
             return
@@ -453,6 +764,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         if mode == "request_denied":
             body = g_body(status_document("REQUEST_DENIED", MSG_LEGACY))
+        elif mode == "invalid_request":
+            body = g_body(status_document("INVALID_REQUEST"))
         elif mode == "over_query_limit":
             body = g_body(status_document("OVER_QUERY_LIMIT", MSG_QUOTA))
         else:
@@ -493,10 +806,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if latency is not None and not latency.isdigit():
             self.send_json(400, {"error": "latency_ms must be a whole number", "latency_ms": latency})
             return
-        self.send_json(200, self.server.state.set(mode, None if latency is None else int(latency)))
+        failures = params.get("failures")
+        if failures is not None and not failures.isdigit():
+            self.send_json(400, {"error": "failures must be a whole number", "failures": failures})
+            return
+        self.send_json(200, self.server.state.set(mode, None if latency is None else int(latency),
+                                                  None if failures is None else int(failures)))
 
     def do_stats(self, params):
-        """GET /_standin/stats: requests counted, last query (key hidden), distinct keys seen."""
+        """GET /_standin/stats: requests counted (in all, per path), last query (key hidden),
+        last New field mask, SKU, headers (key redacted) and body, distinct keys seen."""
         self.send_json(200, self.server.state.stats())
 
     def do_reset(self, params):
@@ -520,17 +839,21 @@ def parse_args(argv):
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--latency-ms", type=int, default=0, help="delay before each Places answer")
     parser.add_argument("--mode", choices=MODES, default="ok")
+    parser.add_argument("--failures", type=int, default=1,
+                        help="requests that fail first in mode flaky500")
     parser.add_argument("--port-file", help="write the bound port here once listening")
     args = parser.parse_args(argv)
     if args.latency_ms < 0:
         parser.error("--latency-ms must not be negative")
+    if args.failures < 0:
+        parser.error("--failures must not be negative")
     return args
 
 
 def main(argv=None):
     """Start the server, announce it, serve until SIGTERM or SIGINT, then exit 0."""
     args = parse_args(argv)
-    state = State(args.mode, args.latency_ms)
+    state = State(args.mode, args.latency_ms, args.failures)
     server = StandinServer((args.host, args.port), state)
     port = server.server_address[1]
     # Block the stop signals before any thread starts (threads inherit the mask)

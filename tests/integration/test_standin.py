@@ -19,7 +19,14 @@ import pytest
 STANDIN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                        "places_standin.py")
 NEARBY = "/maps/api/place/nearbysearch/json"
+NEW = "/v1/places:searchNearby"
 UCLA = "34.068930,-118.445127"
+EMPTY_STATS = {"requests": 0, "requests_by_path": {}, "last_query": None, "last_field_mask": None,
+               "last_sku": None, "last_headers": None, "last_body": None, "keys_seen": [],
+               "mode": "ok", "latency_ms": 0, "failures_left": 0}
+PRO_MASK = ("places.id,places.displayName,places.location,places.viewport,places.types,"
+            "places.businessStatus,places.shortFormattedAddress,places.formattedAddress,"
+            "places.plusCode,places.iconMaskBaseUri,places.iconBackgroundColor,places.photos")
 START_TIMEOUT_S = 10.0
 OLC_RE = re.compile(r"^[23456789CFGHJMPQRVWX]{8}\+[23456789CFGHJMPQRVWX]{2}$")
 
@@ -105,6 +112,30 @@ class Standin:
         if key is not None:
             params.append("key=" + key)
         return self.get(NEARBY + "?" + "&".join(params), timeout=timeout)
+
+    def search(self, body=None, key="test-key", mask=PRO_MASK, count=None, radius=10000.0,
+               lat=34.06893, lng=-118.445127, path=NEW, headers=None, timeout=5.0):
+        """POST a Nearby Search (New); None leaves a header out. Returns (status, headers, body)."""
+        if body is None:
+            body = {"locationRestriction": {"circle": {
+                "center": {"latitude": lat, "longitude": lng}, "radius": radius}}}
+            if count is not None:
+                body["maxResultCount"] = count
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        request = urllib.request.Request(self.url(path), data=data, method="POST")
+        request.add_header("Content-Type", "application/json")
+        if key is not None:
+            request.add_header("X-Goog-Api-Key", key)
+        if mask is not None:
+            request.add_header("X-Goog-FieldMask", mask)
+        for name, value in (headers or {}).items():
+            request.add_header(name, value)
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return response.status, response.headers, response.read()
+        except urllib.error.HTTPError as error:
+            with error:
+                return error.code, error.headers, error.read()
 
 
 @pytest.fixture(scope="module")
@@ -398,19 +429,250 @@ def test_latency_overlaps(standin):
     assert standin.control("/_standin/stats")["requests"] == 20
 
 
+# ------------------------------------------------------------ Places API (New)
+
+NO_MASK = ("FieldMask is a required parameter. See "
+           "https://cloud.google.com/apis/docs/system-parameters#definitions.")
+
+
+def new_error_of(body):
+    """The error object of a google.rpc.Status answer (the only top-level member)."""
+    doc = json.loads(body)
+    assert list(doc) == ["error"], doc
+    return doc["error"]
+
+
+@pytest.mark.parametrize("radius, count, expect", [
+    (10000, None, 20), (10000, 5, 5), (50000, 20, 20), (1000, 5, 2), (1000, None, 2),
+    (999, 1, 1), (499, 5, 0), (0.5, 20, 0)])
+def test_new_count_follows_radius_and_max(standin, radius, count, expect):
+    """min(available, maxResultCount) places; none at all is {} (no places key)."""
+    status, headers, body = standin.search(radius=radius, count=count)
+    assert status == 200 and headers["Content-Type"].startswith("application/json")
+    doc = json.loads(body)
+    if expect == 0:
+        assert body == b"{}\n"
+    else:
+        assert list(doc) == ["places"] and len(doc["places"]) == expect
+    assert body.startswith(b"{\n  ") or body == b"{}\n"
+
+
+def test_new_same_places_as_legacy(standin):
+    """The New places are the legacy results, in the same order, under New names."""
+    legacy = places_json(standin.nearby(radius=3000)[2])["results"]
+    places = json.loads(standin.search(radius=3000, mask="*")[2])["places"]
+    assert len(places) == len(legacy) == 6
+    for place, result in zip(places, legacy):
+        assert place["id"] == result["place_id"] and place["name"] == "places/" + place["id"]
+        assert place["displayName"] == {"text": result["name"], "languageCode": "en"}
+        assert place["location"] == {"latitude": result["geometry"]["location"]["lat"],
+                                     "longitude": result["geometry"]["location"]["lng"]}
+        view = result["geometry"]["viewport"]
+        assert place["viewport"]["low"]["latitude"] == view["southwest"]["lat"]
+        assert place["viewport"]["high"]["longitude"] == view["northeast"]["lng"]
+        assert place["shortFormattedAddress"] == result["vicinity"]
+        assert place["formattedAddress"].startswith(result["vicinity"] + ", ")
+        assert place["types"] == result["types"]
+        assert place["businessStatus"] == result["business_status"]
+        assert place["plusCode"] == {"globalCode": result["plus_code"]["global_code"],
+                                     "compoundCode": result["plus_code"]["compound_code"]}
+        assert place["iconMaskBaseUri"] == result["icon_mask_base_uri"]
+        assert place["iconBackgroundColor"] == result["icon_background_color"]
+        assert place["rating"] == result["rating"]
+        assert place["userRatingCount"] == result["user_ratings_total"]
+        assert place["currentOpeningHours"]["openNow"] == result["opening_hours"]["open_now"]
+        levels = ["PRICE_LEVEL_FREE", "PRICE_LEVEL_INEXPENSIVE", "PRICE_LEVEL_MODERATE",
+                  "PRICE_LEVEL_EXPENSIVE", "PRICE_LEVEL_VERY_EXPENSIVE"]
+        assert place.get("priceLevel") == (levels[result["price_level"]]
+                                           if "price_level" in result else None)
+        [photo], [legacy_photo] = place["photos"], result["photos"]
+        assert photo["name"] == "places/%s/photos/%s" % (place["id"],
+                                                         legacy_photo["photo_reference"])
+        assert (photo["widthPx"], photo["heightPx"]) == (legacy_photo["width"],
+                                                         legacy_photo["height"])
+        [author] = photo["authorAttributions"]
+        assert legacy_photo["html_attributions"] == [
+            '<a href="%s">%s</a>' % (author["uri"], author["displayName"])]
+
+
+def test_new_only_masked_fields(standin):
+    """Only the fields the mask names come back; a path may name a subfield; SKU in stats."""
+    for mask, keys, sku in [
+            ("places.id,places.displayName", {"id", "displayName"}, "Pro"),
+            ("places.id,places.rating", {"id", "rating"}, "Enterprise"),
+            ("places.reviews,places.id", {"id"}, "Enterprise + Atmosphere"),
+            (PRO_MASK, {m.split(".")[1] for m in PRO_MASK.split(",")}, "Pro")]:
+        places = json.loads(standin.search(mask=mask)[2])["places"]
+        assert all(set(p) == keys for p in places), (mask, places[0])
+        assert standin.control("/_standin/stats")["last_sku"] == sku
+    places = json.loads(standin.search(mask="places.displayName.text")[2])["places"]
+    assert all(list(p) == ["displayName"] and list(p["displayName"]) == ["text"] for p in places)
+    #  The mask may come as a URL parameter too
+    status, _, body = standin.search(mask=None, path=NEW + "?$fields=places.id")
+    assert status == 200 and all(list(p) == ["id"] for p in json.loads(body)["places"])
+
+
+def test_new_missing_mask_or_key(standin):
+    """No field mask: 400 INVALID_ARGUMENT; no key: 403 PERMISSION_DENIED; key as ?key= works."""
+    status, _, body = standin.search(mask=None)
+    assert status == 400
+    assert new_error_of(body) == {"code": 400, "message": NO_MASK, "status": "INVALID_ARGUMENT"}
+    status, _, body = standin.search(mask="")
+    assert status == 400 and new_error_of(body)["message"] == NO_MASK
+    status, _, body = standin.search(key=None)
+    assert status == 403 and new_error_of(body) == {
+        "code": 403, "message": "The request is missing a valid API key.",
+        "status": "PERMISSION_DENIED"}
+    status, _, body = standin.search(key=None, path=NEW + "?key=url-key")
+    assert status == 200 and len(json.loads(body)["places"]) == 20
+    stats = standin.control("/_standin/stats")
+    assert stats["last_query"] == {"key_present": True} and "url-key" in stats["keys_seen"]
+
+
+@pytest.mark.parametrize("mask, message", [
+    ("places.bogus", "Cannot find matching fields for path 'places.bogus'."),
+    ("id", "Cannot find matching fields for path 'id'."),
+    ("places.id, places.types", "Spaces are not allowed"),
+])
+def test_new_bad_mask(standin, mask, message):
+    """A mask naming no Place field, or with spaces, is 400 INVALID_ARGUMENT."""
+    status, _, body = standin.search(mask=mask)
+    error = new_error_of(body)
+    assert status == 400 and error["status"] == "INVALID_ARGUMENT" and message in error["message"]
+
+
+@pytest.mark.parametrize("body", [
+    b"not json", b"[]", {}, {"locationRestriction": {"circle": {"radius": 500}}},
+    {"locationRestriction": {"circle": {"center": {"latitude": 91, "longitude": 0},
+                                        "radius": 500}}},
+    {"locationRestriction": {"circle": {"center": {"latitude": 1, "longitude": 0}}}},
+    {"locationRestriction": {"circle": {"center": {"latitude": 1, "longitude": 0},
+                                        "radius": 50001}}},
+    {"maxResultCount": 0, "locationRestriction": {"circle": {
+        "center": {"latitude": 1, "longitude": 0}, "radius": 500}}},
+    {"maxResultCount": 21, "locationRestriction": {"circle": {
+        "center": {"latitude": 1, "longitude": 0}, "radius": 500}}},
+    {"maxResultCount": "5", "locationRestriction": {"circle": {
+        "center": {"latitude": 1, "longitude": 0}, "radius": 500}}},
+])
+def test_new_invalid_body(standin, body):
+    """A body without a valid circle or with maxResultCount outside 1..20: 400 INVALID_ARGUMENT."""
+    status, _, answer = standin.search(body=body)
+    assert status == 400 and new_error_of(answer)["status"] == "INVALID_ARGUMENT"
+    assert new_error_of(answer)["code"] == 400
+
+
+@pytest.mark.parametrize("mode, code, status, message, reason", [
+    ("request_denied", 403, "PERMISSION_DENIED", "Places API (New) has not been used in project",
+     "SERVICE_DISABLED"),
+    ("over_query_limit", 429, "RESOURCE_EXHAUSTED", "Quota exceeded for quota metric",
+     "RATE_LIMIT_EXCEEDED"),
+    ("invalid_request", 400, "INVALID_ARGUMENT", "Invalid request: ", None),
+    ("http500", 500, "INTERNAL", "Internal error encountered.", None),
+])
+def test_new_error_modes(standin, mode, code, status, message, reason):
+    """Failure modes answer as the New API fails: google.rpc.Status with real HTTP codes."""
+    set_mode(standin, mode)
+    got, headers, body = standin.search()
+    error = new_error_of(body)
+    assert got == code and error["code"] == code and error["status"] == status
+    assert error["message"].startswith(message)
+    assert headers["Content-Type"].startswith("application/json")
+    if reason:
+        [detail] = error["details"]
+        assert detail["@type"] == "type.googleapis.com/google.rpc.ErrorInfo"
+        assert detail["reason"] == reason
+    else:
+        assert "details" not in error
+
+
+def test_new_body_modes(standin):
+    """zero, malformed, truncated and blanklines shape the New answer as they do the legacy one."""
+    whole = standin.search()[2]
+    set_mode(standin, "zero")
+    assert standin.search()[:3:2] == (200, b"{}\n")
+    set_mode(standin, "malformed")
+    assert standin.search()[:3:2] == (200, b'{"results" : [ {"name" : ')
+    set_mode(standin, "truncated")
+    status, headers, body = standin.search()
+    assert status == 200 and body == whole[:len(whole) // 2]
+    assert int(headers["Content-Length"]) == len(body)
+    set_mode(standin, "blanklines")
+    body = standin.search()[2]
+    assert body.count(b"\n    },\n\n\n    {\n") == 19
+    assert re.sub(rb"\n+", b"\n", body) == whole and json.loads(body) == json.loads(whole)
+
+
+def test_new_hang_and_latency(standin):
+    """hang holds a New request too; latency delays it."""
+    set_mode(standin, "hang")
+    started = time.monotonic()
+    with pytest.raises((TimeoutError, urllib.error.URLError)):
+        standin.search(timeout=0.5)
+    assert 0.4 <= time.monotonic() - started < 3
+    set_mode(standin, "ok", latency_ms=200)
+    started = time.monotonic()
+    assert standin.search()[0] == 200
+    assert time.monotonic() - started >= 0.19
+
+
+def test_flaky500(standin):
+    """flaky500: the next N Places requests (either API) answer HTTP 500, then all are ok."""
+    assert standin.control("/_standin/mode?mode=flaky500&failures=3") == {
+        "mode": "flaky500", "latency_ms": 0, "failures_left": 3}
+    assert standin.nearby()[0] == 500
+    status, _, body = standin.search()
+    assert status == 500 and new_error_of(body)["status"] == "INTERNAL"
+    assert standin.control("/_standin/stats")["failures_left"] == 1
+    assert standin.nearby()[0] == 500
+    assert places_json(standin.nearby()[2])["status"] == "OK"
+    assert standin.search()[0] == 200
+    stats = standin.control("/_standin/stats")
+    assert (stats["mode"], stats["failures_left"], stats["requests"]) == ("flaky500", 0, 5)
+    #  failures defaults to 1; it must be a whole number
+    assert standin.control("/_standin/mode?mode=flaky500")["failures_left"] == 1
+    assert standin.get("/_standin/mode?mode=flaky500&failures=x")[0] == 400
+    assert standin.nearby()[0] == 500 and standin.nearby()[0] == 200
+
+
+def test_new_stats(standin):
+    """Stats: requests per path, the last mask, SKU, headers and body; the key only in keys_seen."""
+    standin.nearby(key="legacy-key")
+    standin.search(key="sekret-new-key", count=3)
+    stats = standin.control("/_standin/stats")
+    assert stats["requests"] == 2
+    assert stats["requests_by_path"] == {NEARBY: 1, NEW: 1}
+    assert stats["last_field_mask"] == PRO_MASK and stats["last_sku"] == "Pro"
+    headers = {name.lower(): value for name, value in stats["last_headers"].items()}
+    assert headers["x-goog-api-key"] == "<redacted>"
+    assert headers["x-goog-fieldmask"] == PRO_MASK
+    assert stats["last_body"] == {"maxResultCount": 3, "locationRestriction": {"circle": {
+        "center": {"latitude": 34.06893, "longitude": -118.445127}, "radius": 10000.0}}}
+    assert stats["keys_seen"] == ["legacy-key", "sekret-new-key"]
+    del stats["keys_seen"]
+    assert "sekret" not in json.dumps(stats) and "legacy-key" not in json.dumps(stats)
+
+
+def test_new_routes(standin):
+    """GET on the New path and POST elsewhere are 404 and not counted."""
+    assert standin.get(NEW)[0] == 404
+    assert standin.search(path=NEARBY)[0] == 404
+    assert standin.search(path="/v1/places:searchText")[0] == 404
+    assert standin.control("/_standin/stats")["requests"] == 0
+
+
 # ------------------------------------------------------------ control endpoints
 
 def test_stats_and_keys_seen(standin):
     """Only Places requests count; last_query hides the key; keys_seen lists distinct keys in order."""
-    assert standin.control("/_standin/stats") == {
-        "requests": 0, "last_query": None, "keys_seen": [], "mode": "ok", "latency_ms": 0}
+    assert standin.control("/_standin/stats") == EMPTY_STATS
     for key in ("key-A", "key-B", "key-A"):
         standin.nearby(key=key)
     standin.nearby(location="bad", key="key-C")                  # invalid requests count too
     standin.nearby(radius=1500, key=None)
     standin.get("/nope")
     stats = standin.control("/_standin/stats")
-    assert stats["requests"] == 5
+    assert stats["requests"] == 5 and stats["requests_by_path"] == {NEARBY: 5}
     assert stats["keys_seen"] == ["key-A", "key-B", "key-C"]
     assert stats["last_query"] == {"location": UCLA, "radius": "1500", "key_present": False}
     standin.nearby(location=UCLA.replace(",", "%2C"), key="secret")
@@ -435,9 +697,9 @@ def test_reset(standin):
     """/_standin/reset zeroes counters and restores mode ok, latency 0."""
     set_mode(standin, "http500", latency_ms=50)
     standin.nearby(key="k")
+    standin.search(key="k2")
     assert standin.control("/_standin/reset") == {"mode": "ok", "latency_ms": 0, "requests": 0}
-    assert standin.control("/_standin/stats") == {
-        "requests": 0, "last_query": None, "keys_seen": [], "mode": "ok", "latency_ms": 0}
+    assert standin.control("/_standin/stats") == EMPTY_STATS
     started = time.monotonic()
     assert standin.nearby()[0] == 200 and time.monotonic() - started < 0.5
 
