@@ -30,7 +30,15 @@ HERD     := $(BUILD)/bin/herd
 SELFTEST := $(BUILD)/bin/herd_selftest
 PYTHON   := /usr/bin/python3
 
-.PHONY: all deps run test unit integration san-test clean tidy format fuzz fuzz-short fuzz-build
+.PHONY: all deps run test unit integration san-test clean tidy format install \
+        fuzz fuzz-short fuzz-build
+
+#  make install [PREFIX=/usr/local] [DESTDIR=] [SYSCONFDIR=/etc]
+PREFIX     ?= /usr/local
+SYSCONFDIR ?= /etc
+BINDIR      = $(PREFIX)/bin
+DOCDIR      = $(PREFIX)/share/doc/herd
+UNITDIR     = $(PREFIX)/lib/systemd/system
 
 all: bin/herd
 
@@ -122,6 +130,18 @@ tidy:
 
 format:
 	clang-format -i $(LIBSRC) cli/herd.c $(HEADERS) tests/unit/*.c
+
+#  Installs the program, an example config (kept if one exists), the
+#  systemd unit template herd@.service and a logrotate rule.
+install: bin/herd
+	install -D -m 755 bin/herd $(DESTDIR)$(BINDIR)/herd
+	install -d $(DESTDIR)$(SYSCONFDIR)/herd $(DESTDIR)$(DOCDIR) $(DESTDIR)$(UNITDIR)
+	test -e $(DESTDIR)$(SYSCONFDIR)/herd/herd.cfg || \
+	    install -m 644 herd.cfg $(DESTDIR)$(SYSCONFDIR)/herd/herd.cfg
+	install -m 644 README.md PROTOCOL.md $(DESTDIR)$(DOCDIR)/
+	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+	    -e 's|@DOCDIR@|$(DOCDIR)|g' dist/herd@.service.in > $(DESTDIR)$(UNITDIR)/herd@.service
+	install -D -m 644 dist/herd.logrotate $(DESTDIR)$(SYSCONFDIR)/logrotate.d/herd
 
 clean:
 	rm -rf build bin

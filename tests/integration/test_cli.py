@@ -90,3 +90,21 @@ def _accepts(port):
         return True
     except OSError:
         return False
+
+
+def test_make_install_lays_out_program_unit_and_config(tmp_path):
+    dest = tmp_path / "root"
+    r = subprocess.run(["make", "-s", "install", f"DESTDIR={dest}", "PREFIX=/usr"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert os.access(dest / "usr/bin/herd", os.X_OK)
+    unit = (dest / "usr/lib/systemd/system/herd@.service").read_text()
+    assert "ExecStart=/usr/bin/herd node %i -c /etc/herd/herd.cfg" in unit
+    assert "Restart=on-failure" in unit and "ExecReload=/bin/kill -HUP $MAINPID" in unit
+    assert "@" not in unit.replace("herd@", "").replace("%i", "")
+    assert (dest / "etc/herd/herd.cfg").read_text() == open(os.path.join(ROOT, "herd.cfg")).read()
+    assert "postrotate" in (dest / "etc/logrotate.d/herd").read_text()
+    #  The installed program works
+    r = subprocess.run([str(dest / "usr/bin/herd"), "nodes", "-c", str(dest / "etc/herd/herd.cfg")],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and r.stdout.startswith("Hill 127.0.0.1:12000")
