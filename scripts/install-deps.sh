@@ -8,6 +8,7 @@ packages=(
     libzmq3-dev libczmq-dev libcurl4-openssl-dev libcjson-dev
     python3 python3-pytest
     clang
+    valgrind                        #   make test: unit self tests under memcheck
 )
 
 missing=()

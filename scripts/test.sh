@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 #  make test: build, then run the unit self-tests and the integration tests,
-#  on the release build and on the ASan+UBSan build. Prints one summary line
+#  on the release build and on the ASan+UBSan build, the unit self-tests
+#  under valgrind, and each libFuzzer target for 30 s. Prints one summary line
 #  "herd: N passed, N failed" and exits non-zero if anything failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -44,10 +45,12 @@ step "build (release)"      make -s -j"$jobs" build bin/herd
 step "build (asan+ubsan)"   make -s -j"$jobs" SAN=1 build
 step "unit (release)"       build/release/bin/herd_selftest
 step "unit (asan+ubsan)"    build/san/bin/herd_selftest
+step "unit (valgrind)"      tests/valgrind.sh build/release/bin/herd_selftest
 step "integration (release)" env HERD_BIN="$PWD/build/release/bin/herd" \
     /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
 step "integration (asan+ubsan)" env HERD_BIN="$PWD/build/san/bin/herd" HERD_SAN=1 \
     /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
+step "fuzz (short)"         make -s -j"$jobs" fuzz-short
 
 echo
 for f in "${failures[@]}"; do echo "FAILED step: $f"; done
