@@ -36,6 +36,7 @@ typedef struct {
     uint64_t seq;                   //  its sequence number we have up to
     size_t sync_records;            //  records received in this catch-up
     size_t sync_bytes;
+    char serverkey[41];             //  its public CURVE key (Z85), when CURVE is on
 } s_peer_t;
 
 typedef struct {
@@ -45,6 +46,10 @@ typedef struct {
     zsock_t *sub;                   //  updates in from neighbours
     zsock_t *sync;                  //  catch-up and control ROUTER, or NULL
     zactor_t *monitor;              //  events of sub: bus links up/down
+    zactor_t *server_monitor;       //  CURVE: refused handshakes on pub
+    zactor_t *sync_monitor;         //  CURVE: refused handshakes on sync
+    zactor_t *auth;                 //  CURVE: zauth with the herd's public keys
+    zcert_t *cert;                  //  CURVE: this node's certificate
     zpoller_t *poller;
     zhashx_t *table;                //  client id -> s_entry_t
     s_entry_t *head, *tail;         //  entries, oldest change first
@@ -165,6 +170,27 @@ s_self_meta (s_self_t *self)
     s_put_u64 (meta, self->instance);
     s_put_u64 (meta + 8, self->seq);
     return zframe_new (meta, sizeof (meta));
+}
+
+//  CURVE server side of a socket (PUB, sync ROUTER): our key, ZAP checks.
+static void
+s_self_secure_server (s_self_t *self, zsock_t *sock)
+{
+    if (!self->cert)
+        return;
+    zcert_apply (self->cert, sock);
+    zsock_set_curve_server (sock, 1);
+    zsock_set_zap_domain (sock, "herd");
+}
+
+//  CURVE client side towards a peer: our key, and the key it must prove.
+static void
+s_self_secure_client (s_self_t *self, zsock_t *sock, s_peer_t *peer)
+{
+    if (!self->cert)
+        return;
+    zcert_apply (self->cert, sock);
+    zsock_set_curve_serverkey (sock, peer->serverkey);
 }
 
 //  Ask a neighbour for what we miss of its table.
@@ -471,6 +497,7 @@ s_self_handle_link (s_self_t *self, zframe_t *routing, zmsg_t *msg)
     }
     else
     if (streq (state, "up") && !peer->linked) {
+        s_self_secure_client (self, self->sub, peer);
         zsock_connect (self->sub, "%s", peer->node->bus);
         peer->linked = true;
         herd_log_printf (self->log, "bus", "link to %s brought up by command", name);
@@ -580,6 +607,9 @@ s_self_handle_monitor (s_self_t *self)
         else
         if (streq (event, "DISCONNECTED"))
             herd_log_printf (self->log, "bus", "link down %s %s", name, endpoint);
+        else
+            herd_log_printf (self->log, "bus", "link to %s %s refused: %s (%s)", name, endpoint,
+                             event, value);
     }
     zstr_free (&event);
     zstr_free (&value);
@@ -623,6 +653,8 @@ s_self_destroy (s_self_t **self_p)
         return;
     zpoller_destroy (&self->poller);
     zactor_destroy (&self->monitor);
+    zactor_destroy (&self->server_monitor);
+    zactor_destroy (&self->sync_monitor);
     for (size_t i = 0; i < self->peer_count; i++)
         zsock_destroy (&self->peers[i].sync);
     free (self->peers);
@@ -632,6 +664,8 @@ s_self_destroy (s_self_t **self_p)
     zsock_destroy (&self->router);
     zhashx_destroy (&self->table);
     herd_journal_destroy (&self->journal);
+    zactor_destroy (&self->auth);
+    zcert_destroy (&self->cert);
     free (self);
     *self_p = NULL;
 }
@@ -675,6 +709,58 @@ s_self_open_journal (s_self_t *self)
     return 0;
 }
 
+//  CURVE: load this node's secret certificate and start zauth with the
+//  public certificates of every node of the herd, so only herd members can
+//  connect to our PUB and sync sockets. 0, or -1 (logged).
+static int
+s_self_start_curve (s_self_t *self)
+{
+    char *secret = zsys_sprintf ("%s_secret", self->node->cert);
+    self->cert = zcert_load (secret);
+    if (!self->cert) {
+        herd_log_printf (self->log, "bus", "cannot load the secret certificate %s", secret);
+        fprintf (stderr, "herd: %s: cannot load the secret certificate %s\n", self->node->name,
+                 secret);
+        zstr_free (&secret);
+        return -1;
+    }
+    zstr_free (&secret);
+    zcertstore_t *store = zcertstore_new (NULL);
+    for (size_t i = 0; i < self->config->node_count; i++) {
+        zcert_t *cert = zcert_load (self->config->nodes[i].cert);
+        if (cert)
+            zcertstore_insert (store, &cert);
+    }
+    self->auth = zactor_new (zauth, store);         //  takes the store
+    herd_log_printf (self->log, "bus", "CURVE on: public key %s", zcert_public_txt (self->cert));
+    return 0;
+}
+
+//  A monitor of the handshakes a server socket refuses.
+static zactor_t *
+s_refusal_monitor (zsock_t *sock)
+{
+    zactor_t *monitor = zactor_new (zmonitor, sock);
+    zstr_sendx (monitor, "LISTEN", "HANDSHAKE_FAILED_AUTH", "HANDSHAKE_FAILED_PROTOCOL",
+                "HANDSHAKE_FAILED_NO_DETAIL", NULL);
+    zstr_sendx (monitor, "START", NULL);
+    zsock_wait (monitor);
+    return monitor;
+}
+
+//  Log a handshake refused on our PUB or sync socket (CURVE).
+static void
+s_self_handle_refusal (s_self_t *self, zactor_t *monitor)
+{
+    char *event = NULL, *value = NULL, *endpoint = NULL;
+    if (zstr_recvx (monitor, &event, &value, &endpoint, NULL) == 3)
+        herd_log_printf (self->log, "bus", "refused a connection on %s: %s (%s)", endpoint,
+                         event, value);
+    zstr_free (&event);
+    zstr_free (&value);
+    zstr_free (&endpoint);
+}
+
 //  Build the bus: load the journal, bind the gateway channel, PUB and sync,
 //  connect to every neighbour, start the monitor. NULL (logged) on failure.
 static s_self_t *
@@ -692,7 +778,8 @@ s_self_new (zsock_t *pipe, herd_bus_args_t *args)
         self->instance = ((uint64_t) randof (0x7fffffff) << 32) ^ (uint64_t) randof (0x7fffffff)
                          ^ ((uint64_t) getpid () << 16) ^ (uint64_t) zclock_usecs ();
 
-    if (s_self_open_journal (self) == -1) {
+    if (s_self_open_journal (self) == -1
+        || (self->config->curve && s_self_start_curve (self) == -1)) {
         s_self_destroy (&self);
         return NULL;
     }
@@ -704,6 +791,7 @@ s_self_new (zsock_t *pipe, herd_bus_args_t *args)
     zsock_set_rcvhwm (self->sub, HERD_BUS_HWM);
     zsock_set_rcvhwm (self->router, HERD_BUS_HWM);
     zsock_set_sndhwm (self->router, HERD_BUS_HWM);
+    s_self_secure_server (self, self->pub);
     if (s_self_bind (self, self->router, args->endpoint, "gateway channel") == -1
         || s_self_bind (self, self->pub, self->node->bus, "bus") == -1) {
         s_self_destroy (&self);
@@ -713,6 +801,7 @@ s_self_new (zsock_t *pipe, herd_bus_args_t *args)
         self->sync = zsock_new (ZMQ_ROUTER);
         zsock_set_sndhwm (self->sync, 0);       //  a catch-up is bounded by the table
         zsock_set_router_mandatory (self->sync, 1);
+        s_self_secure_server (self, self->sync);
         if (s_self_bind (self, self->sync, self->node->sync, "sync") == -1) {
             s_self_destroy (&self);
             return NULL;
@@ -728,27 +817,48 @@ s_self_new (zsock_t *pipe, herd_bus_args_t *args)
     zsock_set_subscribe (self->sub, HERD_MSG_TOPIC_HEARTBEAT);
 
     self->monitor = zactor_new (zmonitor, self->sub);
-    zstr_sendx (self->monitor, "LISTEN", "HANDSHAKE_SUCCEEDED", "DISCONNECTED", NULL);
+    zstr_sendx (self->monitor, "LISTEN", "HANDSHAKE_SUCCEEDED", "DISCONNECTED",
+                "HANDSHAKE_FAILED_AUTH", "HANDSHAKE_FAILED_PROTOCOL",
+                "HANDSHAKE_FAILED_NO_DETAIL", NULL);
     zstr_sendx (self->monitor, "START", NULL);
     zsock_wait (self->monitor);
+    if (self->cert) {
+        self->server_monitor = s_refusal_monitor (self->pub);
+        if (self->sync)
+            self->sync_monitor = s_refusal_monitor (self->sync);
+    }
 
     self->poller = zpoller_new (self->pipe, self->router, self->sub, self->monitor, NULL);
     if (self->sync)
         zpoller_add (self->poller, self->sync);
+    if (self->server_monitor)
+        zpoller_add (self->poller, self->server_monitor);
+    if (self->sync_monitor)
+        zpoller_add (self->poller, self->sync_monitor);
     self->peer_count = self->node->neighbour_count;
     self->peers = (s_peer_t *) zmalloc ((self->peer_count + 1) * sizeof (s_peer_t));
     for (size_t i = 0; i < self->peer_count; i++) {
         s_peer_t *peer = &self->peers[i];
         peer->node = &self->config->nodes[self->node->neighbours[i]];
         peer->linked = true;
+        if (self->cert) {
+            zcert_t *public = zcert_load (peer->node->cert);
+            if (public) {
+                snprintf (peer->serverkey, sizeof (peer->serverkey), "%s",
+                          zcert_public_txt (public));
+                zcert_destroy (&public);
+            }
+        }
         if (peer->node->sync) {
             peer->sync = zsock_new (ZMQ_DEALER);
+            s_self_secure_client (self, peer->sync, peer);
             zsock_set_rcvhwm (peer->sync, 0);
             zsock_set_heartbeat_ivl (peer->sync, 1000);
             zsock_set_heartbeat_timeout (peer->sync, 3000);
             zsock_connect (peer->sync, "%s", peer->node->sync);
             zpoller_add (self->poller, peer->sync);
         }
+        s_self_secure_client (self, self->sub, peer);      //  its key for this connect
         if (zsock_connect (self->sub, "%s", peer->node->bus) == -1) {
             herd_log_printf (self->log, "bus", "cannot connect to %s at %s: %s",
                              peer->node->name, peer->node->bus, zmq_strerror (zmq_errno ()));
@@ -800,6 +910,9 @@ herd_bus_actor (zsock_t *pipe, void *args)
         else
         if (which == self->monitor)
             s_self_handle_monitor (self);
+        else
+        if (which && (which == self->server_monitor || which == self->sync_monitor))
+            s_self_handle_refusal (self, (zactor_t *) which);
         else
         if (which) {
             for (size_t i = 0; i < self->peer_count; i++)

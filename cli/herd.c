@@ -1,11 +1,13 @@
 //  herd.c - the herd command: run a node or a role, start a whole herd, list nodes.
 
+#include "herd_client.h"
 #include "herd_node.h"
 
 #include <czmq.h>
 #include <ifaddrs.h>
 #include <netdb.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 static const char s_usage[] =
@@ -24,6 +26,13 @@ static const char s_usage[] =
     "                                      'NAME unreachable'); exit 0 when all agree\n"
     "  herd link NODE PEER up|down [-c FILE]\n"
     "                                      take NODE's bus link from PEER down or up\n"
+    "  herd client HOST:PORT|NAME [--iamat ID] [--pretty] [LINE ...]\n"
+    "                                      send request lines to a node and print the\n"
+    "                                      answers (LINEs, stdin, or a prompt on a\n"
+    "                                      terminal); 'herd client --help' for more\n"
+    "  herd keygen NAME [-d DIR]           write a CURVE certificate pair for node NAME:\n"
+    "                                      DIR/NAME.cert and DIR/NAME.cert_secret (DIR\n"
+    "                                      defaults to certs)\n"
     "  herd help                           this text\n"
     "\n"
     "FILE defaults to herd.cfg in the current directory. The Places API key is\n"
@@ -37,6 +46,7 @@ typedef struct {
     const char *config;
     const char *role;
     const char *extra[2];       //  link: PEER and up|down
+    const char *dir;            //  keygen: where certificates go
     bool split;
 } s_args_t;
 
@@ -52,6 +62,9 @@ s_parse_args (int argc, char *argv[], s_args_t *args)
         else
         if (streq (arg, "--role") && i + 1 < argc)
             args->role = argv[++i];
+        else
+        if (streq (arg, "-d") && i + 1 < argc)
+            args->dir = argv[++i];
         else
         if (streq (arg, "--split"))
             args->split = true;
@@ -137,13 +150,41 @@ s_is_local (const char *host)
     return local;
 }
 
+//  With CURVE on, the certificate this host speaks to the herd with: the
+//  first node whose secret certificate is readable here. NULL if none.
+static zcert_t *
+s_local_cert (const herd_config_t *config)
+{
+    for (size_t i = 0; i < config->node_count; i++) {
+        char *secret = zsys_sprintf ("%s_secret", config->nodes[i].cert);
+        zcert_t *cert = zcert_load (secret);
+        zstr_free (&secret);
+        if (cert)
+            return cert;
+    }
+    return NULL;
+}
+
 //  Send a request to a node's sync endpoint; its reply, or NULL after
-//  timeout ms.
+//  timeout ms. With CURVE on, speak as a herd member.
 static zmsg_t *
-s_ask (const herd_node_t *node, zmsg_t **request_p, int timeout)
+s_ask (const herd_config_t *config, const herd_node_t *node, zmsg_t **request_p, int timeout)
 {
     zsock_t *dealer = zsock_new (ZMQ_DEALER);
     zmsg_t *reply = NULL;
+    if (config->curve) {
+        zcert_t *mine = s_local_cert (config);
+        zcert_t *theirs = zcert_load (node->cert);
+        if (mine && theirs) {
+            zcert_apply (mine, dealer);
+            zsock_set_curve_serverkey (dealer, zcert_public_txt (theirs));
+        }
+        else
+            fprintf (stderr, "herd: CURVE is on but no node's secret certificate is readable "
+                             "here\n");
+        zcert_destroy (&mine);
+        zcert_destroy (&theirs);
+    }
     if (dealer && zsock_connect (dealer, "%s", node->sync) == 0) {
         zmsg_send (request_p, dealer);
         zpoller_t *poller = zpoller_new (dealer, NULL);
@@ -172,7 +213,7 @@ s_digest (const herd_config_t *config)
         }
         zmsg_t *request = zmsg_new ();
         zmsg_addstr (request, "DIGEST");
-        zmsg_t *reply = s_ask (node, &request, 1000);
+        zmsg_t *reply = s_ask (config, node, &request, 1000);
         char *kind = reply ? zmsg_popstr (reply) : NULL;
         char *name = reply ? zmsg_popstr (reply) : NULL;
         char *count = reply ? zmsg_popstr (reply) : NULL;
@@ -215,7 +256,7 @@ s_link (const herd_config_t *config, const char *name, const char *peer, const c
     zmsg_addstr (request, "LINK");
     zmsg_addstr (request, peer);
     zmsg_addstr (request, state);
-    zmsg_t *reply = s_ask (node, &request, 2000);
+    zmsg_t *reply = s_ask (config, node, &request, 2000);
     char *status = reply ? zmsg_popstr (reply) : NULL;
     char *reason = reply ? zmsg_popstr (reply) : NULL;
     int rc = status && streq (status, "OK") ? 0 : 1;
@@ -226,6 +267,34 @@ s_link (const herd_config_t *config, const char *name, const char *peer, const c
     zstr_free (&reason);
     zmsg_destroy (&reply);
     return rc;
+}
+
+//  herd keygen NAME: a CURVE certificate pair for node NAME.
+static int
+s_keygen (const char *name, const char *dir)
+{
+    if (!name) {
+        fprintf (stderr, "herd: keygen needs a NAME\n");
+        return 2;
+    }
+    zsys_dir_create ("%s", dir);
+    zcert_t *cert = zcert_new ();
+    zcert_set_meta (cert, "name", "%s", name);
+    char *path = zsys_sprintf ("%s/%s.cert", dir, name);
+    char *secret = zsys_sprintf ("%s_secret", path);
+    int rc = zcert_save (cert, path);
+    if (rc == 0)
+        rc = chmod (secret, 0600);
+    if (rc == 0)
+        printf ("herd: wrote %s (public: give it to every host) and %s (secret: keep it on "
+                "%s's host only)\nherd: add to node %s in herd.cfg:  cert = %s\n",
+                path, secret, name, name, path);
+    else
+        fprintf (stderr, "herd: cannot write %s: %s\n", path, strerror (errno));
+    zstr_free (&path);
+    zstr_free (&secret);
+    zcert_destroy (&cert);
+    return rc == 0 ? 0 : 1;
 }
 
 //  One child process of `herd up`.
@@ -349,6 +418,9 @@ s_up (const herd_config_t *config, const char *path, bool split)
 int
 main (int argc, char *argv[])
 {
+    //  herd client has options of its own
+    if (argc > 1 && streq (argv[1], "client"))
+        return herd_client_main (argc - 1, argv + 1);
     s_args_t args = {0};
     if (!s_parse_args (argc, argv, &args))
         return 2;
@@ -356,6 +428,8 @@ main (int argc, char *argv[])
         printf ("%s", s_usage);
         return 0;
     }
+    if (streq (args.command, "keygen"))
+        return s_keygen (args.name, args.dir ? args.dir : "certs");
     if (!streq (args.command, "node") && !streq (args.command, "up")
         && !streq (args.command, "nodes") && !streq (args.command, "digest")
         && !streq (args.command, "link")) {

@@ -65,10 +65,12 @@ static int
     s_key_fail (s_loader_t *self, zconfig_t *key, const char *context, const char *format, ...)
         __attribute__ ((format (printf, 4, 5)));
 
-static const char *const s_top_keys[] = {"herd", "node", "edges", "places", NULL};
+static const char *const s_top_keys[] = {"herd", "node", "edges", "places", "security", NULL};
+static const char *const s_security_keys[] = {"curve", NULL};
 static const char *const s_herd_keys[] = {"run_dir", "max_line", NULL};
 static const char *const s_node_keys[] = {"client", "bus", "log", NULL};
-static const char *const s_node_allowed[] = {"client", "bus", "sync", "log", "data", NULL};
+static const char *const s_node_allowed[] = {"client", "bus", "sync", "log", "data", "cert",
+                                             NULL};
 static const char *const s_edges_keys[] = {"edge", NULL};
 static const char *const s_places_keys[] = {
     "flavour", "url", "key_env", "timeout_ms", "connect_timeout_ms", "concurrency", "retries",
@@ -651,6 +653,37 @@ s_load_top (s_loader_t *self, zconfig_t *root, zconfig_t **sections)
     return node_count;
 }
 
+//  The security section (optional): curve = off|on. With CURVE on, every
+//  node must name its public certificate, and each must load.
+static int
+s_load_security (s_loader_t *self, zconfig_t *section, herd_config_t *config)
+{
+    if (section && s_check_keys (self, section, "security", s_security_keys, false))
+        return -1;
+    zconfig_t *key = section ? s_locate (section, "curve") : NULL;
+    const char *value = key ? s_value (key) : "off";
+    if (strcmp (value, "on") == 0)
+        config->curve = true;
+    else
+    if (strcmp (value, "off") != 0)
+        return s_key_fail (self, key, "security", "'%s' is not on or off", value);
+    for (size_t i = 0; config->curve && i < config->node_count; i++) {
+        herd_node_t *node = &config->nodes[i];
+        if (!node->cert)
+            return s_loader_fail (self, 0,
+                                  "node '%s': missing key 'cert' (security/curve is on: "
+                                  "make one with herd keygen %s)",
+                                  node->name, node->name);
+        zcert_t *cert = zcert_load (node->cert);
+        if (!cert)
+            return s_loader_fail (self, 0,
+                                  "node '%s': key 'cert': cannot load a certificate from '%s'",
+                                  node->name, node->cert);
+        zcert_destroy (&cert);
+    }
+    return 0;
+}
+
 //  The herd section (optional): run_dir and max_line.
 static int
 s_load_herd (s_loader_t *self, zconfig_t *section, herd_config_t *config)
@@ -785,6 +818,13 @@ s_load_node (s_loader_t *self, zconfig_t *section, herd_config_t *config, herd_n
     if (rc == 0 && zconfig_locate (section, "sync"))
         rc = s_load_endpoint (self, zconfig_locate (section, "sync"), context, node,
                               &node->sync);
+    //  cert = PATH of the node's public certificate, optional
+    if (rc == 0 && (key = zconfig_locate (section, "cert"))) {
+        if (!*s_value (key))
+            rc = s_key_fail (self, key, context, "value is empty");
+        else
+            node->cert = s_strdup (s_value (key));
+    }
     //  data = DIR, optional
     if (rc == 0 && (key = zconfig_locate (section, "data"))) {
         char *claim = s_sprintf ("data:%s", s_value (key));
@@ -957,7 +997,7 @@ s_load_places (s_loader_t *self, zconfig_t *section, herd_config_t *config)
 static int
 s_load_tree (s_loader_t *self, zconfig_t *root, herd_config_t *config)
 {
-    zconfig_t *sections[4] = {NULL, NULL, NULL, NULL};
+    zconfig_t *sections[5] = {NULL, NULL, NULL, NULL, NULL};
     size_t node_count = s_load_top (self, root, sections);
     if (node_count == 0 || s_load_herd (self, sections[0], config))
         return -1;
@@ -978,6 +1018,8 @@ s_load_tree (s_loader_t *self, zconfig_t *root, herd_config_t *config)
             if (s_load_edge (self, key, config))
                 return -1;
     }
+    if (s_load_security (self, sections[4], config))
+        return -1;
     return s_load_places (self, sections[3], config);
 }
 
@@ -1107,6 +1149,7 @@ herd_config_destroy (herd_config_t **self_p)
             free (node->bus);
             free (node->sync);
             free (node->data);
+            free (node->cert);
             free (node->log);
             free (node->neighbours);
         }
@@ -1244,7 +1287,7 @@ static const s_test_case_t s_test_errors[] = {
      "empty value followed by a comment"},
     //  Top level
     {S_TEST_NODE_A "nodes\n", "t.cfg:5: unknown key 'nodes'",
-     "(allowed: herd, node, edges, places)"},
+     "(allowed: herd, node, edges, places, security)"},
     {"herd = big\n" S_TEST_NODE_A, "t.cfg:1: ", "section 'herd' takes no value"},
     {"herd\nherd\n" S_TEST_NODE_A, "t.cfg:2: ", "duplicate section 'herd' (first at line 1)"},
     {"herd\n    run_dir = x\n", "t.cfg: ", "no nodes"},
@@ -1274,7 +1317,7 @@ static const s_test_case_t s_test_errors[] = {
      "name may only use letters, digits, '_', '.' and '-'"},
     {S_TEST_NODE_A "node = A\n", "t.cfg:5: ", "node 'A' is defined twice (first at line 1)"},
     {S_TEST_NODE_A "    port = 1\n", "t.cfg:5: node 'A': unknown key 'port'",
-     "(allowed: client, bus, sync, log, data)"},
+     "(allowed: client, bus, sync, log, data, cert)"},
     {S_TEST_NODE_A "    sync = udp://127.0.0.1:3\n", "t.cfg:5: node 'A': key 'sync'",
      "is not tcp://HOST:PORT"},
     {S_TEST_NODE_A "    sync = tcp://127.0.0.1:2\n", "t.cfg:5: node 'A': key 'sync'",

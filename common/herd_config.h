@@ -44,6 +44,8 @@ typedef struct {
     char *sync;                 //  catch-up ROUTER endpoint, or NULL (no catch-up)
     char *log;                  //  log file path
     char *data;                 //  journal directory, or NULL (table in memory only)
+    char *cert;                 //  public CURVE certificate file, or NULL; the
+                                //  secret one is the same path + "_secret"
     size_t *neighbours;         //  indices into herd_config_t.nodes
     size_t neighbour_count;
 } herd_node_t;
@@ -65,6 +67,7 @@ typedef struct {
     char *path;                 //  file it was loaded from
     char *run_dir;              //  directory for ipc:// endpoints
     size_t max_line;            //  client line cap in bytes, 64..1 GiB
+    bool curve;                 //  security/curve: CURVE on every bus socket
     herd_node_t *nodes;
     size_t node_count;
     herd_places_options_t places;

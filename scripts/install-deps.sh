@@ -6,9 +6,10 @@ set -euo pipefail
 packages=(
     build-essential pkg-config
     libzmq3-dev libczmq-dev libcurl4-openssl-dev libcjson-dev
-    python3 python3-pytest
+    python3 python3-pytest python3-zmq
     clang
     valgrind                        #   make test: unit self tests under memcheck
+    linux-perf                      #   make bench: BENCH_PROFILE=1
 )
 
 missing=()

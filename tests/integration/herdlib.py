@@ -164,7 +164,7 @@ class Herd:
     """A herd of real nodes on loopback, from a generated config."""
 
     def __init__(self, tmp_path, names=None, edges=None, split=False, places_url=None,
-                 key="test-key-123", extra_herd="", places_extra=""):
+                 key="test-key-123", extra_herd="", places_extra="", curve=False):
         self.tmp = str(tmp_path)
         self.names = list(names or DEFAULT_NAMES)
         self.edges = list(DEFAULT_EDGES if edges is None else edges)
@@ -174,6 +174,12 @@ class Herd:
         self.bus_port = {n: ports[3 * i + 1] for i, n in enumerate(self.names)}
         self.sync_port = {n: ports[3 * i + 2] for i, n in enumerate(self.names)}
         self.procs = {}
+        self.certs = os.path.join(self.tmp, "certs")
+        if curve:
+            for n in self.names:
+                r = subprocess.run([HERD_BIN, "keygen", n, "-d", self.certs],
+                                   capture_output=True, text=True, timeout=30)
+                assert r.returncode == 0, r.stderr
         lines = ["herd", f"    run_dir = {self.tmp}/run"]
         lines += ["    " + l for l in extra_herd.splitlines() if l.strip()]
         for n in self.names:
@@ -182,6 +188,10 @@ class Herd:
                       f"    sync = tcp://127.0.0.1:{self.sync_port[n]}",
                       f"    log = {self.tmp}/logs/{n}.log",
                       f"    data = {self.tmp}/data/{n}"]
+            if curve:
+                lines.append(f"    cert = {self.certs}/{n}.cert")
+        if curve:
+            lines += ["security", "    curve = on"]
         if self.edges:
             lines.append("edges")
             lines += [f"    edge = {a} {b}" for a, b in self.edges]
