@@ -1,0 +1,2134 @@
+//  herd_bench.c - issue 6's load generator: IAMAT throughput and latency,
+//  propagation, WHATSAT concurrency, memory and flood cost, on loopback.
+//
+//  One process, one thread, one epoll loop, non-blocking sockets; optionally
+//  pinned to one CPU (--cpu N). Every measurement is bounded in time. Each
+//  mode prints a table; --csv FILE appends the same figures as CSV rows
+//  (test,target,param,metric,value,unit).
+//
+//      herd_bench iamat --target NAME=PORT[:PID] ... [--shape NxD ...]
+//      herd_bench fleet --load PORT --node NAME=PORT:PID ... [--sent-file F]
+//      herd_bench flood --sent N | --sent-file F --edges E --log NAME=FILE ...
+//      herd_bench propagation --origin PORT --hop K=PORT ... [--bg-rates 0,10000]
+//      herd_bench whatsat --target NAME=PORT ... [--k 1,50,200]
+//      herd_bench memory --port PORT --pid PID [--idle 10000] [--clients 1000000]
+//      herd_bench ports N
+//
+//  Every server is on 127.0.0.1. See bench/run.sh, which runs them all.
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define S_HIST_SUB_BITS  7                      //  128 buckets per power of two: < 0.8 % error
+#define S_HIST_SUB       (1 << S_HIST_SUB_BITS)
+#define S_HIST_BUCKETS   ((64 - S_HIST_SUB_BITS + 1) * S_HIST_SUB)
+#define S_READ_CHUNK     (64 * 1024)
+#define S_MAX_TARGETS    8
+#define S_MAX_SHAPES     16
+#define S_MAX_RUNS       15
+#define S_MAX_NODES      16
+#define S_MAX_LIST       16
+#define S_DRAIN_NS       (3 * 1000000000LL)     //  wait for answers in flight after a run
+#define S_POSITION       "+34.068930-118.445127"
+#define S_NS_PER_SEC     ((int64_t) 1000000000)
+
+//  -------------------------------------------------------------------------
+//  Utilities
+
+static FILE *s_csv = NULL;          //  --csv: rows appended here
+
+//  Print a message and exit with status 1.
+static void
+s_die (const char *format, ...)
+{
+    va_list args;
+    va_start (args, format);
+    fprintf (stderr, "herd_bench: ");
+    vfprintf (stderr, format, args);
+    fprintf (stderr, "\n");
+    va_end (args);
+    exit (1);
+}
+
+//  Progress on stderr, so stdout holds only the tables.
+static void
+s_progress (const char *format, ...)
+{
+    va_list args;
+    va_start (args, format);
+    fprintf (stderr, "  ");
+    vfprintf (stderr, format, args);
+    fprintf (stderr, "\n");
+    va_end (args);
+}
+
+//  Monotonic time in nanoseconds.
+static inline int64_t
+s_now_ns (void)
+{
+    struct timespec ts;
+    clock_gettime (CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * S_NS_PER_SEC + ts.tv_nsec;
+}
+
+//  Real time (the client's clock in IAMAT) in nanoseconds since the epoch.
+static inline int64_t
+s_realtime_ns (void)
+{
+    struct timespec ts;
+    clock_gettime (CLOCK_REALTIME, &ts);
+    return (int64_t) ts.tv_sec * S_NS_PER_SEC + ts.tv_nsec;
+}
+
+//  CPU time this process has used, in nanoseconds.
+static int64_t
+s_self_cpu_ns (void)
+{
+    struct timespec ts;
+    clock_gettime (CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (int64_t) ts.tv_sec * S_NS_PER_SEC + ts.tv_nsec;
+}
+
+//  Sleep for msecs milliseconds.
+static void
+s_sleep_ms (int msecs)
+{
+    struct timespec ts = {msecs / 1000, (long) (msecs % 1000) * 1000000L};
+    while (nanosleep (&ts, &ts) == -1 && errno == EINTR)
+        ;
+}
+
+//  Allocate zeroed memory or die.
+static void *
+s_alloc (size_t size)
+{
+    void *data = calloc (1, size ? size : 1);
+    if (!data)
+        s_die ("out of memory (%zu bytes)", size);
+    return data;
+}
+
+//  Write v in decimal at out; returns the number of digits.
+static inline size_t
+s_put_u64 (char *out, uint64_t v)
+{
+    char digits[20];
+    size_t count = 0;
+    do {
+        digits[count++] = (char) ('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < count; i++)
+        out[i] = digits[count - 1 - i];
+    return count;
+}
+
+//  Write v as exactly 9 decimal digits at out.
+static inline void
+s_put_9 (char *out, uint32_t v)
+{
+    for (int i = 8; i >= 0; i--) {
+        out[i] = (char) ('0' + v % 10);
+        v /= 10;
+    }
+}
+
+//  Parse a comma-separated list of non-negative numbers; returns the count.
+static size_t
+s_parse_list (const char *text, double *values, size_t max)
+{
+    size_t count = 0;
+    const char *at = text;
+    while (*at && count < max) {
+        char *end;
+        values[count++] = strtod (at, &end);
+        if (end == at)
+            s_die ("bad number list '%s'", text);
+        at = *end == ',' ? end + 1 : end;
+        if (*end && *end != ',')
+            s_die ("bad number list '%s'", text);
+    }
+    return count;
+}
+
+//  Median of count values (sorted in place); NAN when there are none.
+static double
+s_median (double *values, size_t count)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < count; i++)
+        if (!isnan (values[i]))
+            values[n++] = values[i];
+    if (n == 0)
+        return NAN;
+    for (size_t i = 1; i < n; i++)
+        for (size_t j = i; j > 0 && values[j - 1] > values[j]; j--) {
+            double swap = values[j];
+            values[j] = values[j - 1];
+            values[j - 1] = swap;
+        }
+    return n % 2 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
+}
+
+//  Append one CSV row when --csv was given.
+static void
+s_csv_row (const char *test, const char *target, const char *param, const char *metric,
+           double value, const char *unit)
+{
+    if (!s_csv)
+        return;
+    fprintf (s_csv, "%s,%s,%s,%s,%.6g,%s\n", test, target, param, metric, value, unit);
+    fflush (s_csv);
+}
+
+//  Format microseconds for a table cell: "123.4", "12345", or "-".
+static const char *
+s_us (double us, char *buffer, size_t size)
+{
+    if (isnan (us))
+        snprintf (buffer, size, "-");
+    else
+    if (us < 1000)
+        snprintf (buffer, size, "%.1f", us);
+    else
+        snprintf (buffer, size, "%.0f", us);
+    return buffer;
+}
+
+//  -------------------------------------------------------------------------
+//  Latency histogram: log-linear buckets of nanoseconds
+
+typedef struct {
+    uint64_t count;
+    uint64_t max;
+    uint64_t buckets[S_HIST_BUCKETS];
+} s_hist_t;
+
+//  Bucket of a value.
+static inline size_t
+s_hist_index (uint64_t value)
+{
+    if (value < S_HIST_SUB)
+        return (size_t) value;
+    int exponent = 63 - __builtin_clzll (value);
+    return (size_t) (exponent - S_HIST_SUB_BITS + 1) * S_HIST_SUB
+           + (size_t) ((value >> (exponent - S_HIST_SUB_BITS)) - S_HIST_SUB);
+}
+
+//  Middle value of a bucket.
+static uint64_t
+s_hist_value (size_t index)
+{
+    if (index < S_HIST_SUB)
+        return index;
+    size_t exponent = index / S_HIST_SUB + S_HIST_SUB_BITS - 1;
+    uint64_t sub = index % S_HIST_SUB + S_HIST_SUB;
+    uint64_t width = 1ULL << (exponent - S_HIST_SUB_BITS);
+    return sub * width + width / 2;
+}
+
+//  Count one value.
+static inline void
+s_hist_record (s_hist_t *hist, int64_t value)
+{
+    uint64_t v = value > 0 ? (uint64_t) value : 0;
+    hist->buckets[s_hist_index (v)]++;
+    hist->count++;
+    if (v > hist->max)
+        hist->max = v;
+}
+
+//  The q-quantile (0 < q <= 1) in microseconds; NAN when empty.
+static double
+s_hist_quantile_us (const s_hist_t *hist, double q)
+{
+    if (hist->count == 0)
+        return NAN;
+    uint64_t rank = (uint64_t) ceil (q * (double) hist->count);
+    if (rank < 1)
+        rank = 1;
+    uint64_t seen = 0;
+    for (size_t i = 0; i < S_HIST_BUCKETS; i++) {
+        seen += hist->buckets[i];
+        if (seen >= rank) {
+            uint64_t value = s_hist_value (i);
+            return (double) (value < hist->max ? value : hist->max) / 1000.0;
+        }
+    }
+    return (double) hist->max / 1000.0;
+}
+
+//  -------------------------------------------------------------------------
+//  Processes: CPU time, RSS and open descriptors from /proc
+
+//  CPU time (user + system, all threads) of a process in nanoseconds; -1 if gone.
+static int64_t
+s_proc_cpu_ns (int pid)
+{
+    char path[64], text[2048];
+    snprintf (path, sizeof (path), "/proc/%d/stat", pid);
+    FILE *file = fopen (path, "r");
+    if (!file)
+        return -1;
+    size_t size = fread (text, 1, sizeof (text) - 1, file);
+    fclose (file);
+    text[size] = 0;
+    char *at = strrchr (text, ')');         //  the name may hold spaces
+    if (!at)
+        return -1;
+    unsigned long long utime = 0, stime = 0;
+    //  after ")": state ppid pgrp session tty tpgid flags minflt cminflt
+    //  majflt cmajflt utime stime
+    if (sscanf (at + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime,
+                &stime) != 2)
+        return -1;
+    long ticks = sysconf (_SC_CLK_TCK);
+    return (int64_t) ((utime + stime) * (S_NS_PER_SEC / (unsigned long long) ticks));
+}
+
+//  CPU time all CPUs of the machine spent busy (not idle, not waiting for
+//  I/O), in nanoseconds, from the first line of /proc/stat.
+static int64_t
+s_machine_busy_ns (void)
+{
+    FILE *file = fopen ("/proc/stat", "r");
+    if (!file)
+        return -1;
+    unsigned long long v[8] = {0};
+    int count = fscanf (file, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
+                        &v[3], &v[4], &v[5], &v[6], &v[7]);
+    fclose (file);
+    if (count < 5)
+        return -1;
+    unsigned long long busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
+    long ticks = sysconf (_SC_CLK_TCK);
+    return (int64_t) (busy * (S_NS_PER_SEC / (unsigned long long) ticks));
+}
+
+//  Resident set size of a process in bytes (VmRSS); -1 if gone.
+static int64_t
+s_proc_rss (int pid)
+{
+    char path[64], line[256];
+    snprintf (path, sizeof (path), "/proc/%d/status", pid);
+    FILE *file = fopen (path, "r");
+    if (!file)
+        return -1;
+    int64_t rss = -1;
+    while (fgets (line, sizeof (line), file))
+        if (strncmp (line, "VmRSS:", 6) == 0) {
+            rss = (int64_t) strtoll (line + 6, NULL, 10) * 1024;
+            break;
+        }
+    fclose (file);
+    return rss;
+}
+
+//  Number of open descriptors of a process; -1 if gone.
+static long
+s_proc_fds (int pid)
+{
+    char path[64];
+    snprintf (path, sizeof (path), "/proc/%d/fd", pid);
+    DIR *dir = opendir (path);
+    if (!dir)
+        return -1;
+    long count = 0;
+    struct dirent *entry;
+    while ((entry = readdir (dir)))
+        if (entry->d_name[0] != '.')
+            count++;
+    closedir (dir);
+    return count;
+}
+
+//  -------------------------------------------------------------------------
+//  Sockets
+
+//  Raise RLIMIT_NOFILE as far as allowed: root may raise the hard limit.
+static rlim_t
+s_raise_nofile (void)
+{
+    struct rlimit limit;
+    getrlimit (RLIMIT_NOFILE, &limit);
+    struct rlimit wanted = {1 << 20, 1 << 20};
+    if (limit.rlim_max < wanted.rlim_max && setrlimit (RLIMIT_NOFILE, &wanted) == 0)
+        return wanted.rlim_cur;
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit (RLIMIT_NOFILE, &limit);
+    getrlimit (RLIMIT_NOFILE, &limit);
+    return limit.rlim_cur;
+}
+
+//  Pin this process to one CPU.
+static void
+s_pin_cpu (int cpu)
+{
+    cpu_set_t set;
+    CPU_ZERO (&set);
+    CPU_SET (cpu, &set);
+    if (sched_setaffinity (0, sizeof (set), &set) == -1)
+        s_die ("cannot pin to CPU %d: %s", cpu, strerror (errno));
+}
+
+//  The loopback address of port.
+static struct sockaddr_in
+s_loopback (int port)
+{
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons ((uint16_t) port)};
+    addr.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+    return addr;
+}
+
+//  Start a non-blocking connect to 127.0.0.1:port; returns the fd or -1.
+static int
+s_connect_start (int port)
+{
+    int fd = socket (AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    int one = 1;
+    setsockopt (fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof (one));
+    struct sockaddr_in addr = s_loopback (port);
+    if (connect (fd, (struct sockaddr *) &addr, sizeof (addr)) == -1 && errno != EINPROGRESS) {
+        close (fd);
+        return -1;
+    }
+    return fd;
+}
+
+//  Connect count sockets to port at once and wait until all are up.
+//  Fills fds; returns 0, or -1 when one failed or timeout_ms passed.
+static int
+s_connect_many (int port, int *fds, size_t count, int timeout_ms)
+{
+    int epoll = epoll_create1 (EPOLL_CLOEXEC);
+    size_t pending = 0;
+    int rc = 0;
+    for (size_t i = 0; i < count; i++) {
+        fds[i] = s_connect_start (port);
+        if (fds[i] < 0) {
+            fprintf (stderr, "herd_bench: connect to port %d: %s\n", port, strerror (errno));
+            for (size_t j = 0; j < i; j++)
+                close (fds[j]);
+            close (epoll);
+            return -1;
+        }
+        struct epoll_event event = {.events = EPOLLOUT, .data.u64 = i};
+        epoll_ctl (epoll, EPOLL_CTL_ADD, fds[i], &event);
+        pending++;
+    }
+    int64_t deadline = s_now_ns () + (int64_t) timeout_ms * 1000000;
+    struct epoll_event events[512];
+    while (pending > 0 && rc == 0) {
+        int wait_ms = (int) ((deadline - s_now_ns ()) / 1000000);
+        if (wait_ms <= 0) {
+            fprintf (stderr, "herd_bench: %zu connects to port %d timed out\n", pending, port);
+            rc = -1;
+            break;
+        }
+        int ready = epoll_wait (epoll, events, 512, wait_ms);
+        for (int i = 0; i < ready; i++) {
+            int fd = fds[events[i].data.u64];
+            int error = 0;
+            socklen_t len = sizeof (error);
+            getsockopt (fd, SOL_SOCKET, SO_ERROR, &error, &len);
+            if (error) {
+                fprintf (stderr, "herd_bench: connect to port %d: %s\n", port, strerror (error));
+                rc = -1;
+            }
+            epoll_ctl (epoll, EPOLL_CTL_DEL, fd, NULL);
+            pending--;
+        }
+    }
+    close (epoll);
+    if (rc == -1)
+        for (size_t i = 0; i < count; i++)
+            close (fds[i]);
+    return rc;
+}
+
+//  A blocking connection to port with a receive time-out; -1 on failure.
+static int
+s_dial (int port, int timeout_ms)
+{
+    int fd;
+    if (s_connect_many (port, &fd, 1, timeout_ms) == -1)
+        return -1;
+    int flags = fcntl (fd, F_GETFL);
+    fcntl (fd, F_SETFL, flags & ~O_NONBLOCK);
+    struct timeval timeout = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    setsockopt (fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof (timeout));
+    setsockopt (fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof (timeout));
+    return fd;
+}
+
+//  Write all of data to a socket (blocking, or retrying on EAGAIN); -1 on error.
+static int
+s_send_all (int fd, const char *data, size_t size)
+{
+    while (size > 0) {
+        ssize_t rc = write (fd, data, size);
+        if (rc < 0 && (errno == EINTR || errno == EAGAIN))
+            continue;
+        if (rc <= 0)
+            return -1;
+        data += rc;
+        size -= (size_t) rc;
+    }
+    return 0;
+}
+
+//  -------------------------------------------------------------------------
+//  Byte buffers and answers
+
+typedef struct {
+    char *data;
+    size_t start;                   //  bytes consumed from the front
+    size_t size;                    //  bytes held
+    size_t capacity;
+} s_buf_t;
+
+//  Make room for extra bytes after size.
+static void
+s_buf_reserve (s_buf_t *buf, size_t extra)
+{
+    if (buf->start > 0 && buf->size + extra > buf->capacity) {
+        memmove (buf->data, buf->data + buf->start, buf->size - buf->start);
+        buf->size -= buf->start;
+        buf->start = 0;
+    }
+    if (buf->size + extra <= buf->capacity)
+        return;
+    size_t capacity = buf->capacity ? buf->capacity : 4096;
+    while (capacity < buf->size + extra)
+        capacity *= 2;
+    buf->data = realloc (buf->data, capacity);
+    if (!buf->data)
+        s_die ("out of memory");
+    buf->capacity = capacity;
+}
+
+//  Size of the first whole answer in data, 0 if not all there yet. An
+//  answer is one line ("? ..." or an IAMAT's AT line), or for a WHATSAT an
+//  AT line, the JSON body and an empty line (it ends with "\n\n").
+static size_t
+s_answer_size (const char *data, size_t size, bool whatsat)
+{
+    const char *newline = memchr (data, '\n', size);
+    if (!newline)
+        return 0;
+    size_t first = (size_t) (newline - data) + 1;
+    if (!whatsat || (size >= 2 && data[0] == '?' && data[1] == ' '))
+        return first;
+    const char *end = memmem (data + first - 1, size - first + 1, "\n\n", 2);
+    return end ? (size_t) (end - data) + 2 : 0;
+}
+
+//  Read one whole answer on a blocking socket into buf (replacing what it
+//  held); returns its size, or -1 on error or time-out.
+static ssize_t
+s_read_answer (int fd, s_buf_t *buf, bool whatsat)
+{
+    buf->start = buf->size = 0;
+    while (true) {
+        size_t size = s_answer_size (buf->data ? buf->data : "", buf->size, whatsat);
+        if (size > 0)
+            return (ssize_t) size;
+        s_buf_reserve (buf, S_READ_CHUNK);
+        ssize_t rc = read (fd, buf->data + buf->size, buf->capacity - buf->size);
+        if (rc < 0 && errno == EINTR)
+            continue;
+        if (rc <= 0)
+            return -1;
+        buf->size += (size_t) rc;
+    }
+}
+
+//  Size of the first line of data without its '\n'.
+static size_t
+s_first_line (const char *data, size_t size)
+{
+    const char *newline = memchr (data, '\n', size);
+    return newline ? (size_t) (newline - data) : size;
+}
+
+//  -------------------------------------------------------------------------
+//  IAMAT load: many connections, each keeping depth requests in flight
+//  (closed loop) or sent at a fixed total rate (paced)
+
+typedef struct _s_load_t s_load_t;
+
+typedef struct {
+    int fd;
+    s_load_t *load;
+    s_buf_t in;
+    s_buf_t out;
+    bool want_out;                  //  EPOLLOUT registered
+    bool dead;                      //  closed by the server or failed
+    int64_t *ring;                  //  send times of the requests in flight
+    size_t ring_capacity;
+    size_t ring_head;
+    size_t ring_count;
+    char id[64];                    //  the client id of this connection
+    size_t id_size;
+    int64_t last_time;              //  last client time used, ns since the epoch
+    char last_at[256];              //  the last AT line answered
+    size_t last_at_size;
+} s_conn_t;
+
+struct _s_load_t {
+    int port;
+    size_t conn_count;
+    size_t depth;                   //  closed loop: requests in flight per connection
+    double rate;                    //  > 0: paced, requests per second in all
+    uint64_t limit;                 //  > 0: send this many in all, then stop
+    bool unique;                    //  a new client id for every request
+    char prefix[64];                //  client ids are PREFIX-cN or PREFIX-N
+    s_conn_t *conns;
+    int epoll;
+    int64_t t_start;                //  all connected, first requests sent
+    int64_t t_measure;              //  end of the warm-up
+    int64_t t_end;                  //  no more requests sent after this
+    bool sending;
+    s_hist_t *hist;                 //  latencies in the measurement window
+    uint64_t measured;              //  answers in the window
+    uint64_t sent;
+    uint64_t answered;
+    uint64_t errors;                //  answers other than AT lines
+    uint64_t unique_next;
+    size_t next_conn;               //  paced: round robin
+};
+
+//  A load on port with conns connections; depth in flight, or rate if > 0.
+static s_load_t *
+s_load_new (int port, size_t conns, size_t depth, double rate, const char *prefix)
+{
+    s_load_t *load = (s_load_t *) s_alloc (sizeof (s_load_t));
+    load->port = port;
+    load->conn_count = conns;
+    load->depth = depth;
+    load->rate = rate;
+    snprintf (load->prefix, sizeof (load->prefix), "%s", prefix);
+    load->conns = (s_conn_t *) s_alloc (conns * sizeof (s_conn_t));
+    load->hist = (s_hist_t *) s_alloc (sizeof (s_hist_t));
+    load->epoll = -1;
+    for (size_t i = 0; i < conns; i++) {
+        s_conn_t *conn = &load->conns[i];
+        conn->fd = -1;
+        conn->load = load;
+        conn->ring_capacity = depth > 0 ? depth : 64;
+        conn->ring = (int64_t *) s_alloc (conn->ring_capacity * sizeof (int64_t));
+        int len = snprintf (conn->id, sizeof (conn->id), "%s-c%zu", prefix, i);
+        conn->id_size = (size_t) len < sizeof (conn->id) ? (size_t) len : sizeof (conn->id) - 1;
+    }
+    return load;
+}
+
+//  Close every connection and free the load.
+static void
+s_load_destroy (s_load_t **load_p)
+{
+    s_load_t *load = *load_p;
+    if (!load)
+        return;
+    for (size_t i = 0; i < load->conn_count; i++) {
+        s_conn_t *conn = &load->conns[i];
+        if (conn->fd >= 0)
+            close (conn->fd);
+        free (conn->in.data);
+        free (conn->out.data);
+        free (conn->ring);
+    }
+    free (load->conns);
+    free (load->hist);
+    free (load);
+    *load_p = NULL;
+}
+
+//  Connect every connection and register it with epoll; -1 on failure.
+static int
+s_load_connect (s_load_t *load, int epoll)
+{
+    int *fds = (int *) s_alloc (load->conn_count * sizeof (int));
+    int rc = s_connect_many (load->port, fds, load->conn_count, 20000);
+    if (rc == 0) {
+        load->epoll = epoll;
+        for (size_t i = 0; i < load->conn_count; i++) {
+            load->conns[i].fd = fds[i];
+            struct epoll_event event = {.events = EPOLLIN, .data.ptr = &load->conns[i]};
+            epoll_ctl (epoll, EPOLL_CTL_ADD, fds[i], &event);
+        }
+    }
+    free (fds);
+    return rc;
+}
+
+//  Requests sent and not yet answered.
+static uint64_t
+s_load_inflight (const s_load_t *load)
+{
+    return load->sent - load->answered;
+}
+
+//  Register the epoll interest the connection needs.
+static void
+s_conn_want_out (s_conn_t *conn, bool want)
+{
+    if (want == conn->want_out || conn->dead)
+        return;
+    struct epoll_event event = {.events = EPOLLIN | (want ? EPOLLOUT : 0), .data.ptr = conn};
+    epoll_ctl (conn->load->epoll, EPOLL_CTL_MOD, conn->fd, &event);
+    conn->want_out = want;
+}
+
+//  Mark a connection dead: what it had in flight will never be answered.
+static void
+s_conn_kill (s_conn_t *conn, const char *why)
+{
+    if (conn->dead)
+        return;
+    s_load_t *load = conn->load;
+    fprintf (stderr, "herd_bench: connection %s to port %d: %s\n", conn->id, load->port, why);
+    conn->dead = true;
+    epoll_ctl (load->epoll, EPOLL_CTL_DEL, conn->fd, NULL);
+    load->errors += conn->ring_count;
+    load->answered += conn->ring_count;
+    conn->ring_count = 0;
+}
+
+//  Write pending output; arm EPOLLOUT when the socket is full.
+static void
+s_conn_flush (s_conn_t *conn)
+{
+    s_buf_t *out = &conn->out;
+    while (out->size > out->start) {
+        ssize_t rc = write (conn->fd, out->data + out->start, out->size - out->start);
+        if (rc > 0)
+            out->start += (size_t) rc;
+        else
+        if (rc < 0 && errno == EINTR)
+            continue;
+        else
+        if (rc < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        else {
+            s_conn_kill (conn, rc < 0 ? strerror (errno) : "write failed");
+            return;
+        }
+    }
+    if (out->size == out->start)
+        out->start = out->size = 0;
+    s_conn_want_out (conn, out->size > out->start);
+}
+
+//  Queue count IAMATs, each stamped now for its latency, and write them.
+static void
+s_conn_send (s_conn_t *conn, size_t count, int64_t now)
+{
+    s_load_t *load = conn->load;
+    if (conn->dead || count == 0)
+        return;
+    if (conn->ring_count + count > conn->ring_capacity) {
+        size_t capacity = conn->ring_capacity * 2;
+        while (capacity < conn->ring_count + count)
+            capacity *= 2;
+        int64_t *ring = (int64_t *) s_alloc (capacity * sizeof (int64_t));
+        for (size_t i = 0; i < conn->ring_count; i++)
+            ring[i] = conn->ring[(conn->ring_head + i) % conn->ring_capacity];
+        free (conn->ring);
+        conn->ring = ring;
+        conn->ring_capacity = capacity;
+        conn->ring_head = 0;
+    }
+    s_buf_reserve (&conn->out, count * (sizeof (conn->id) + 96));
+    char *at = conn->out.data + conn->out.size;
+    int64_t clock = s_realtime_ns ();
+    for (size_t i = 0; i < count; i++) {
+        //  Client times strictly increase per client, so every update is
+        //  newer than the last and is applied (and flooded) everywhere
+        int64_t when = clock > conn->last_time ? clock : conn->last_time + 1;
+        conn->last_time = when;
+        memcpy (at, "IAMAT ", 6);
+        at += 6;
+        if (load->unique) {
+            size_t len = strlen (load->prefix);
+            memcpy (at, load->prefix, len);
+            at += len;
+            *at++ = '-';
+            at += s_put_u64 (at, load->unique_next++);
+        }
+        else {
+            memcpy (at, conn->id, conn->id_size);
+            at += conn->id_size;
+        }
+        memcpy (at, " " S_POSITION " ", sizeof (S_POSITION) + 1);
+        at += sizeof (S_POSITION) + 1;
+        at += s_put_u64 (at, (uint64_t) (when / S_NS_PER_SEC));
+        *at++ = '.';
+        s_put_9 (at, (uint32_t) (when % S_NS_PER_SEC));
+        at += 9;
+        *at++ = '\n';
+        conn->ring[(conn->ring_head + conn->ring_count) % conn->ring_capacity] = now;
+        conn->ring_count++;
+    }
+    conn->out.size = (size_t) (at - conn->out.data);
+    load->sent += count;
+    s_conn_flush (conn);
+}
+
+//  Consume every whole answer line in the input; returns how many.
+static size_t
+s_conn_take_answers (s_conn_t *conn, int64_t now)
+{
+    s_load_t *load = conn->load;
+    s_buf_t *in = &conn->in;
+    size_t count = 0;
+    const char *last_at = NULL;
+    size_t last_at_size = 0;
+    char *newline;
+    while ((newline = memchr (in->data + in->start, '\n', in->size - in->start))) {
+        char *line = in->data + in->start;
+        size_t size = (size_t) (newline - line);
+        in->start += size + 1;
+        count++;
+        if (conn->ring_count == 0) {
+            load->errors++;             //  an answer nobody asked for
+            continue;
+        }
+        int64_t sent = conn->ring[conn->ring_head];
+        conn->ring_head = (conn->ring_head + 1) % conn->ring_capacity;
+        conn->ring_count--;
+        load->answered++;
+        if (now >= load->t_measure && now < load->t_end) {
+            s_hist_record (load->hist, now - sent);
+            load->measured++;
+        }
+        if (size >= 3 && memcmp (line, "AT ", 3) == 0) {
+            last_at = line;
+            last_at_size = size;
+        }
+        else {
+            load->errors++;
+            if (load->errors <= 3)
+                fprintf (stderr, "herd_bench: unexpected answer on port %d: %.*s\n", load->port,
+                         (int) (size < 200 ? size : 200), line);
+        }
+    }
+    if (last_at && last_at_size < sizeof (conn->last_at)) {
+        memcpy (conn->last_at, last_at, last_at_size);
+        conn->last_at_size = last_at_size;
+    }
+    if (in->start == in->size)
+        in->start = in->size = 0;
+    return count;
+}
+
+//  Read answers; in a closed loop, send one new request for each answer.
+static void
+s_conn_handle_read (s_conn_t *conn)
+{
+    s_load_t *load = conn->load;
+    size_t answers = 0;
+    int64_t now = 0;
+    while (!conn->dead) {
+        s_buf_reserve (&conn->in, S_READ_CHUNK);
+        size_t room = conn->in.capacity - conn->in.size;
+        ssize_t rc = read (conn->fd, conn->in.data + conn->in.size, room);
+        if (rc > 0) {
+            now = s_now_ns ();
+            conn->in.size += (size_t) rc;
+            answers += s_conn_take_answers (conn, now);
+            if ((size_t) rc < room)
+                break;
+        }
+        else
+        if (rc == 0)
+            s_conn_kill (conn, "closed by the server");
+        else
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            break;
+        else
+        if (errno != EINTR)
+            s_conn_kill (conn, strerror (errno));
+    }
+    if (load->depth > 0 && load->sending && answers > 0 && now < load->t_end) {
+        size_t count = answers;
+        if (load->limit > 0 && load->sent + count > load->limit)
+            count = (size_t) (load->limit - load->sent);
+        s_conn_send (conn, count, now);
+    }
+}
+
+//  Handle an epoll event on one of the load's connections.
+static void
+s_load_handle (s_conn_t *conn, uint32_t events)
+{
+    if (events & EPOLLOUT)
+        s_conn_flush (conn);
+    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+        s_conn_handle_read (conn);
+}
+
+//  Start sending: warm-up of warmup s, then a window of seconds s.
+static void
+s_load_begin (s_load_t *load, double warmup, double seconds)
+{
+    int64_t now = s_now_ns ();
+    load->t_start = now;
+    load->t_measure = now + (int64_t) (warmup * 1e9);
+    load->t_end = load->t_measure + (int64_t) (seconds * 1e9);
+    load->sending = true;
+    if (load->depth > 0)
+        for (size_t i = 0; i < load->conn_count; i++) {
+            size_t count = load->depth;
+            if (load->limit > 0 && load->sent + count > load->limit)
+                count = (size_t) (load->limit - load->sent);
+            s_conn_send (&load->conns[i], count, now);
+        }
+}
+
+//  Housekeeping at every loop turn: the end of the window; paced sends.
+static void
+s_load_tick (s_load_t *load, int64_t now)
+{
+    if (!load->sending)
+        return;
+    if (now >= load->t_end || (load->limit > 0 && load->sent >= load->limit)) {
+        load->sending = false;
+        return;
+    }
+    if (load->rate > 0) {
+        uint64_t due = (uint64_t) ((double) (now - load->t_start) * load->rate / 1e9);
+        size_t burst = 0;
+        while (load->sent < due && burst < 1000) {
+            size_t count = (size_t) (due - load->sent);
+            if (count > 16)
+                count = 16;
+            s_conn_t *conn = &load->conns[load->next_conn];
+            load->next_conn = (load->next_conn + 1) % load->conn_count;
+            s_conn_send (conn, count, now);
+            burst += count;
+            if (conn->dead)
+                break;
+        }
+    }
+}
+
+//  Run a load on its own until its window ends and its answers are in.
+static int
+s_load_run (s_load_t *load, double warmup, double seconds)
+{
+    int epoll = epoll_create1 (EPOLL_CLOEXEC);
+    if (s_load_connect (load, epoll) == -1) {
+        close (epoll);
+        return -1;
+    }
+    s_load_begin (load, warmup, seconds);
+    struct epoll_event events[1024];
+    while (true) {
+        int count = epoll_wait (epoll, events, 1024, load->rate > 0 ? 1 : 10);
+        for (int i = 0; i < count; i++)
+            s_load_handle ((s_conn_t *) events[i].data.ptr, events[i].events);
+        int64_t now = s_now_ns ();
+        s_load_tick (load, now);
+        if (!load->sending && s_load_inflight (load) == 0)
+            break;
+        if (now > load->t_end + S_DRAIN_NS && (load->limit == 0 || !load->sending)) {
+            fprintf (stderr, "herd_bench: %" PRIu64 " answers from port %d never came\n",
+                     s_load_inflight (load), load->port);
+            load->errors += s_load_inflight (load);
+            break;
+        }
+    }
+    close (epoll);
+    load->epoll = -1;
+    return 0;
+}
+
+//  -------------------------------------------------------------------------
+//  Targets: NAME=PORT[:PID]
+
+typedef struct {
+    char name[32];
+    int port;
+    int pid;                        //  0: unknown, no CPU figures
+} s_target_t;
+
+//  Parse NAME=PORT[:PID].
+static s_target_t
+s_parse_target (const char *text)
+{
+    s_target_t target = {{0}, 0, 0};
+    const char *equals = strchr (text, '=');
+    if (!equals || equals == text || (size_t) (equals - text) >= sizeof (target.name))
+        s_die ("bad target '%s' (NAME=PORT[:PID])", text);
+    memcpy (target.name, text, (size_t) (equals - text));
+    if (sscanf (equals + 1, "%d:%d", &target.port, &target.pid) < 1 || target.port <= 0)
+        s_die ("bad target '%s' (NAME=PORT[:PID])", text);
+    return target;
+}
+
+//  Index of the target called name, or -1.
+static int
+s_find_target (const s_target_t *targets, size_t count, const char *name)
+{
+    for (size_t i = 0; i < count; i++)
+        if (strcmp (targets[i].name, name) == 0)
+            return (int) i;
+    return -1;
+}
+
+//  -------------------------------------------------------------------------
+//  Mode iamat: throughput and latency per shape and target, medians of runs
+
+typedef struct {
+    double rate;                    //  answers per second in the window
+    double p50, p99, p999, max;     //  microseconds
+    double server_us;               //  server CPU per request, microseconds
+    double gen_pct;                 //  generator CPU use over the run, % of a core
+    double other_pct;               //  CPU used by neither, % of a core: noise
+    double errors;
+} s_result_t;
+
+typedef struct {
+    size_t conns;
+    size_t depth;
+} s_shape_t;
+
+//  One run of one shape against one target.
+static s_result_t
+s_iamat_once (const s_target_t *target, s_shape_t shape, double warmup, double seconds,
+              const char *prefix)
+{
+    s_result_t result = {NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN};
+    s_load_t *load = s_load_new (target->port, shape.conns, shape.depth, 0, prefix);
+    int64_t cpu0 = target->pid ? s_proc_cpu_ns (target->pid) : -1;
+    int64_t self0 = s_self_cpu_ns ();
+    int64_t busy0 = s_machine_busy_ns ();
+    int64_t wall0 = s_now_ns ();
+    if (s_load_run (load, warmup, seconds) == 0) {
+        int64_t wall = s_now_ns () - wall0;
+        int64_t cpu1 = target->pid ? s_proc_cpu_ns (target->pid) : -1;
+        int64_t self = s_self_cpu_ns () - self0;
+        if (cpu0 >= 0 && cpu1 >= 0 && busy0 >= 0)
+            result.other_pct = fmax (0, 100.0 * (double) (s_machine_busy_ns () - busy0 - self
+                                                         - (cpu1 - cpu0))
+                                            / (double) wall);
+        result.rate = (double) load->measured / seconds;
+        result.p50 = s_hist_quantile_us (load->hist, 0.50);
+        result.p99 = s_hist_quantile_us (load->hist, 0.99);
+        result.p999 = s_hist_quantile_us (load->hist, 0.999);
+        result.max = (double) load->hist->max / 1000.0;
+        if (cpu0 >= 0 && cpu1 >= 0 && load->answered > 0)
+            result.server_us = (double) (cpu1 - cpu0) / 1000.0 / (double) load->answered;
+        result.gen_pct = 100.0 * (double) self / (double) wall;
+        result.errors = (double) load->errors;
+    }
+    s_load_destroy (&load);
+    return result;
+}
+
+//  The issue's targets for one shape: herd / floor and herd / asyncio minima.
+static void
+s_iamat_goals (s_shape_t shape, double *floor_goal, double *asyncio_goal, double *p99_goal)
+{
+    *floor_goal = *asyncio_goal = *p99_goal = NAN;
+    if (shape.conns == 50 && shape.depth == 32) {
+        *floor_goal = 0.60;
+        *asyncio_goal = 500;
+    }
+    else
+    if (shape.conns == 50 && shape.depth == 1) {
+        *floor_goal = 0.80;
+        *asyncio_goal = 100;
+        *p99_goal = 1000;
+    }
+    else
+    if (shape.conns == 1000 && shape.depth == 1)
+        *floor_goal = 0.80;
+}
+
+//  "met" or "MISSED by N %" for a measured value against a minimum goal.
+static const char *
+s_verdict (double value, double goal, bool at_most, char *buffer, size_t size)
+{
+    if (isnan (goal) || isnan (value))
+        snprintf (buffer, size, "-");
+    else
+    if (at_most ? value < goal : value >= goal)
+        snprintf (buffer, size, "met");
+    else
+    if (at_most)
+        snprintf (buffer, size, "MISSED (%.2fx the limit)", value / goal);
+    else
+        snprintf (buffer, size, "MISSED (%.0f %% of goal)", 100.0 * value / goal);
+    return buffer;
+}
+
+//  herd_bench iamat: the matrix of shapes x targets, interleaved runs.
+static int
+s_mode_iamat (int argc, char *argv[])
+{
+    s_target_t targets[S_MAX_TARGETS];
+    size_t target_count = 0;
+    s_shape_t shapes[S_MAX_SHAPES];
+    size_t shape_count = 0;
+    double seconds = 3, warmup = 0.5;
+    size_t runs = 3;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp (argv[i], "--target") == 0 && i + 1 < argc && target_count < S_MAX_TARGETS)
+            targets[target_count++] = s_parse_target (argv[++i]);
+        else
+        if (strcmp (argv[i], "--shape") == 0 && i + 1 < argc && shape_count < S_MAX_SHAPES) {
+            if (sscanf (argv[++i], "%zux%zu", &shapes[shape_count].conns,
+                        &shapes[shape_count].depth)
+                    != 2
+                || shapes[shape_count].conns == 0 || shapes[shape_count].depth == 0)
+                s_die ("bad shape '%s' (NxD)", argv[i]);
+            shape_count++;
+        }
+        else
+        if (strcmp (argv[i], "--seconds") == 0 && i + 1 < argc)
+            seconds = atof (argv[++i]);
+        else
+        if (strcmp (argv[i], "--warmup") == 0 && i + 1 < argc)
+            warmup = atof (argv[++i]);
+        else
+        if (strcmp (argv[i], "--runs") == 0 && i + 1 < argc)
+            runs = (size_t) atoi (argv[++i]);
+        else
+            s_die ("iamat: unknown option '%s'", argv[i]);
+    }
+    if (target_count == 0)
+        s_die ("iamat: give at least one --target NAME=PORT[:PID]");
+    if (shape_count == 0) {
+        s_shape_t defaults[] = {{1, 1}, {50, 1}, {50, 32}, {1000, 1}};
+        shape_count = 4;
+        memcpy (shapes, defaults, sizeof (defaults));
+    }
+    if (runs < 1 || runs > S_MAX_RUNS || seconds <= 0)
+        s_die ("iamat: --runs 1..%d, --seconds > 0", S_MAX_RUNS);
+
+    static s_result_t results[S_MAX_SHAPES][S_MAX_TARGETS][S_MAX_RUNS];
+    for (size_t s = 0; s < shape_count; s++)
+        for (size_t r = 0; r < runs; r++)
+            for (size_t t = 0; t < target_count; t++) {
+                char prefix[64];
+                snprintf (prefix, sizeof (prefix), "b%d-%zux%zu-r%zu", (int) getpid (),
+                          shapes[s].conns, shapes[s].depth, r);
+                s_result_t *result = &results[s][t][r];
+                *result = s_iamat_once (&targets[t], shapes[s], warmup, seconds, prefix);
+                s_progress ("iamat %zux%zu run %zu/%zu %-8s %10.0f req/s  p50 %.1f us  p99 "
+                            "%.1f us  max %.0f us  errors %.0f",
+                            shapes[s].conns, shapes[s].depth, r + 1, runs, targets[t].name,
+                            result->rate, result->p50, result->p99, result->max,
+                            result->errors);
+                s_sleep_ms (200);   //  let the server close the connections
+            }
+
+    //  Medians over runs, per metric
+    static s_result_t median[S_MAX_SHAPES][S_MAX_TARGETS];
+    static double low[S_MAX_SHAPES][S_MAX_TARGETS], high[S_MAX_SHAPES][S_MAX_TARGETS];
+    for (size_t s = 0; s < shape_count; s++)
+        for (size_t t = 0; t < target_count; t++) {
+            double values[9][S_MAX_RUNS];
+            low[s][t] = INFINITY;
+            high[s][t] = -INFINITY;
+            for (size_t r = 0; r < runs; r++) {
+                s_result_t *one = &results[s][t][r];
+                double fields[] = {one->rate,      one->p50,     one->p99,
+                                   one->p999,      one->max,     one->server_us,
+                                   one->gen_pct,   one->errors,  one->other_pct};
+                for (size_t f = 0; f < 9; f++)
+                    values[f][r] = fields[f];
+                low[s][t] = fmin (low[s][t], one->rate);
+                high[s][t] = fmax (high[s][t], one->rate);
+            }
+            s_result_t *m = &median[s][t];
+            m->rate = s_median (values[0], runs);
+            m->p50 = s_median (values[1], runs);
+            m->p99 = s_median (values[2], runs);
+            m->p999 = s_median (values[3], runs);
+            m->max = s_median (values[4], runs);
+            m->server_us = s_median (values[5], runs);
+            m->gen_pct = s_median (values[6], runs);
+            m->errors = s_median (values[7], runs);
+            m->other_pct = s_median (values[8], runs);
+        }
+
+    printf ("\nIAMAT throughput and latency: %.1f s window after %.1f s warm-up, median of %zu "
+            "run%s (runs interleaved across targets)\n",
+            seconds, warmup, runs, runs > 1 ? "s" : "");
+    printf ("%-8s %-9s %11s %19s %9s %9s %9s %9s %9s %8s %6s %6s\n", "shape", "target",
+            "req/s", "[min..max]", "p50 us", "p99 us", "p99.9 us", "max us", "srv us/rq",
+            "gen cpu", "other", "errors");
+    for (size_t s = 0; s < shape_count; s++) {
+        char shape_name[32];
+        snprintf (shape_name, sizeof (shape_name), "%zux%zu", shapes[s].conns, shapes[s].depth);
+        for (size_t t = 0; t < target_count; t++) {
+            s_result_t *m = &median[s][t];
+            char range[48], a[16], b[16], c[16], d[16], e[16];
+            snprintf (range, sizeof (range), "[%.0f..%.0f]", low[s][t], high[s][t]);
+            printf ("%-8s %-9s %11.0f %19s %9s %9s %9s %9s %9s %7.0f%% %5.0f%% %6.0f\n",
+                    shape_name, targets[t].name, m->rate, range, s_us (m->p50, a, sizeof (a)),
+                    s_us (m->p99, b, sizeof (b)), s_us (m->p999, c, sizeof (c)),
+                    s_us (m->max, d, sizeof (d)), s_us (m->server_us, e, sizeof (e)),
+                    m->gen_pct, m->other_pct, m->errors);
+            const char *names[] = {"req_per_s",     "p50",    "p99",
+                                   "p99.9",         "max",    "server_cpu_per_req",
+                                   "generator_cpu", "errors", "other_cpu"};
+            const char *units[] = {"1/s", "us", "us", "us", "us", "us", "%", "count", "%"};
+            double values[] = {m->rate, m->p50,     m->p99,    m->p999,     m->max,
+                               m->server_us, m->gen_pct, m->errors, m->other_pct};
+            for (size_t f = 0; f < 9; f++)
+                s_csv_row ("iamat", targets[t].name, shape_name, names[f], values[f], units[f]);
+            for (size_t r = 0; r < runs; r++) {
+                char metric[32];
+                snprintf (metric, sizeof (metric), "req_per_s_run%zu", r + 1);
+                s_csv_row ("iamat", targets[t].name, shape_name, metric, results[s][t][r].rate,
+                           "1/s");
+            }
+        }
+    }
+
+    printf ("(srv us/rq: the server's CPU, all threads, per request; gen cpu: the generator's "
+            "CPU, 100 %% = its core saturated;\n other: CPU used by anything else on the "
+            "machine, in %% of a core - noise, and kernel work not charged to a process)\n");
+
+    //  Ratios and goals, when the conventional names are there
+    int herd = s_find_target (targets, target_count, "herd");
+    int floor_t = s_find_target (targets, target_count, "floor");
+    int asyncio = s_find_target (targets, target_count, "asyncio");
+    if (herd >= 0 && (floor_t >= 0 || asyncio >= 0)) {
+        printf ("\nRatios (medians) and issue 6's goals\n");
+        printf ("%-8s %10s %-26s %13s %-26s %-24s\n", "shape", "herd/floor", "  goal",
+                "herd/asyncio", "  goal", "herd p99 < 1 ms");
+        for (size_t s = 0; s < shape_count; s++) {
+            char shape_name[32];
+            snprintf (shape_name, sizeof (shape_name), "%zux%zu", shapes[s].conns,
+                      shapes[s].depth);
+            double floor_goal, asyncio_goal, p99_goal;
+            s_iamat_goals (shapes[s], &floor_goal, &asyncio_goal, &p99_goal);
+            double to_floor = floor_t >= 0 ? median[s][herd].rate / median[s][floor_t].rate : NAN;
+            double to_asyncio =
+                asyncio >= 0 ? median[s][herd].rate / median[s][asyncio].rate : NAN;
+            char v1[64], v2[64], v3[64], g1[96], g2[96];
+            snprintf (g1, sizeof (g1), isnan (floor_goal) ? "  -" : "  >= %.2f: %s", floor_goal,
+                      s_verdict (to_floor, floor_goal, false, v1, sizeof (v1)));
+            snprintf (g2, sizeof (g2), isnan (asyncio_goal) ? "  -" : "  >= %.0fx: %s",
+                      asyncio_goal, s_verdict (to_asyncio, asyncio_goal, false, v2, sizeof (v2)));
+            printf ("%-8s %10.3f %-26s %12.1fx %-26s %-24s\n", shape_name, to_floor, g1,
+                    to_asyncio, g2,
+                    isnan (p99_goal)
+                        ? "-"
+                        : s_verdict (median[s][herd].p99, p99_goal, true, v3, sizeof (v3)));
+            s_csv_row ("iamat", "herd/floor", shape_name, "ratio", to_floor, "x");
+            s_csv_row ("iamat", "herd/asyncio", shape_name, "ratio", to_asyncio, "x");
+        }
+        if (floor_t >= 0) {
+            printf ("\nIs the generator the bottleneck? It drives the floor faster than the "
+                    "herd at every shape:\n");
+            for (size_t s = 0; s < shape_count; s++) {
+                double f = median[s][floor_t].rate, h = median[s][herd].rate;
+                printf ("  %4zux%-3zu floor %10.0f req/s  herd %10.0f req/s  floor/herd %5.2fx "
+                        " %s (generator CPU with floor %.0f%%)\n",
+                        shapes[s].conns, shapes[s].depth, f, h, f / h,
+                        f > h ? "yes" : "NO: the figure is a bound of the generator",
+                        median[s][floor_t].gen_pct);
+            }
+        }
+    }
+    return 0;
+}
+
+//  -------------------------------------------------------------------------
+//  WHATSAT on a blocking connection: the AT line of the answer
+
+//  Ask port for client; fills line (NUL-ended first line of the answer,
+//  at most size - 1 bytes). Returns 0, or -1 on error.
+static int
+s_whatsat_line (int fd, const char *client, char *line, size_t size)
+{
+    static s_buf_t buf;
+    char request[256];
+    int len = snprintf (request, sizeof (request), "WHATSAT %s 1 1\n", client);
+    if (len <= 0 || (size_t) len >= sizeof (request) || s_send_all (fd, request, (size_t) len))
+        return -1;
+    if (s_read_answer (fd, &buf, true) < 0)
+        return -1;
+    size_t first = s_first_line (buf.data, buf.size);
+    if (first >= size)
+        first = size - 1;
+    memcpy (line, buf.data, first);
+    line[first] = 0;
+    return 0;
+}
+
+//  -------------------------------------------------------------------------
+//  Mode fleet: load on one node of a herd; every node must apply every update
+
+//  herd_bench fleet: IAMAT load on one node, CPU per update on every node,
+//  then a WHATSAT sample on every node until all show the last updates.
+static int
+s_mode_fleet (int argc, char *argv[])
+{
+    s_target_t nodes[S_MAX_NODES];
+    size_t node_count = 0;
+    int load_port = 0;
+    s_shape_t shape = {50, 32};
+    double seconds = 3, warmup = 0.5;
+    const char *sent_file = NULL;
+    size_t sample = 20;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp (argv[i], "--node") == 0 && i + 1 < argc && node_count < S_MAX_NODES)
+            nodes[node_count++] = s_parse_target (argv[++i]);
+        else
+        if (strcmp (argv[i], "--load") == 0 && i + 1 < argc)
+            load_port = atoi (argv[++i]);
+        else
+        if (strcmp (argv[i], "--shape") == 0 && i + 1 < argc) {
+            if (sscanf (argv[++i], "%zux%zu", &shape.conns, &shape.depth) != 2)
+                s_die ("bad shape '%s'", argv[i]);
+        }
+        else
+        if (strcmp (argv[i], "--seconds") == 0 && i + 1 < argc)
+            seconds = atof (argv[++i]);
+        else
+        if (strcmp (argv[i], "--warmup") == 0 && i + 1 < argc)
+            warmup = atof (argv[++i]);
+        else
+        if (strcmp (argv[i], "--sent-file") == 0 && i + 1 < argc)
+            sent_file = argv[++i];
+        else
+        if (strcmp (argv[i], "--sample") == 0 && i + 1 < argc)
+            sample = (size_t) atoi (argv[++i]);
+        else
+            s_die ("fleet: unknown option '%s'", argv[i]);
+    }
+    if (load_port == 0 || node_count == 0)
+        s_die ("fleet: give --load PORT and every --node NAME=PORT:PID");
+    const char *load_name = "?";
+    for (size_t n = 0; n < node_count; n++)
+        if (nodes[n].port == load_port)
+            load_name = nodes[n].name;
+
+    char prefix[64];
+    snprintf (prefix, sizeof (prefix), "fleet%d", (int) getpid ());
+    s_load_t *load = s_load_new (load_port, shape.conns, shape.depth, 0, prefix);
+    int64_t cpu0[S_MAX_NODES];
+    for (size_t n = 0; n < node_count; n++)
+        cpu0[n] = s_proc_cpu_ns (nodes[n].pid);
+    int64_t wall0 = s_now_ns ();
+    if (s_load_run (load, warmup, seconds) == -1)
+        s_die ("fleet: cannot load port %d", load_port);
+    int64_t load_end = s_now_ns ();
+    double rate = (double) load->measured / seconds;
+    uint64_t acked = load->answered - load->errors;
+    s_progress ("fleet: %" PRIu64 " IAMATs acknowledged by %s, %.0f/s in the window", acked,
+                load_name, rate);
+
+    //  Every node must show the last AT line of each sampled client
+    int fds[S_MAX_NODES];
+    for (size_t n = 0; n < node_count; n++)
+        if ((fds[n] = s_dial (nodes[n].port, 5000)) < 0)
+            s_die ("fleet: cannot connect to %s", nodes[n].name);
+    if (sample > shape.conns)
+        sample = shape.conns;
+    size_t checks = sample * node_count, matched = 0;
+    bool *ok = (bool *) s_alloc (checks * sizeof (bool));
+    //  The buses may lag far behind the gateway: allow them time to catch up
+    int64_t deadline = load_end + (int64_t) (fmax (30, 10 * (seconds + warmup)) * 1e9);
+    while (matched < checks && s_now_ns () < deadline) {
+        for (size_t c = 0; c < sample; c++) {
+            s_conn_t *conn = &load->conns[c * shape.conns / sample];
+            for (size_t n = 0; n < node_count; n++) {
+                if (ok[c * node_count + n])
+                    continue;
+                char line[256];
+                if (s_whatsat_line (fds[n], conn->id, line, sizeof (line)) == -1)
+                    s_die ("fleet: WHATSAT to %s failed", nodes[n].name);
+                if (strlen (line) == conn->last_at_size
+                    && memcmp (line, conn->last_at, conn->last_at_size) == 0) {
+                    ok[c * node_count + n] = true;
+                    matched++;
+                }
+            }
+        }
+        if (matched < checks)
+            s_sleep_ms (20);
+    }
+    int64_t converged = s_now_ns ();
+    for (size_t n = 0; n < node_count; n++)
+        close (fds[n]);
+    free (ok);
+
+    printf ("\nFive-node herd, IAMAT load %zux%zu on %s for %.1f s (after %.1f s warm-up)\n",
+            shape.conns, shape.depth, load_name, seconds, warmup);
+    char a[16], b[16];
+    printf ("  acknowledged: %.0f IAMAT/s (p50 %s us, p99 %s us), %" PRIu64
+            " in all, %" PRIu64 " errors\n",
+            rate, s_us (s_hist_quantile_us (load->hist, 0.5), a, sizeof (a)),
+            s_us (s_hist_quantile_us (load->hist, 0.99), b, sizeof (b)), acked, load->errors);
+    printf ("  every node shows the last update of %zu sampled clients: %s, %.0f ms after the "
+            "load ended\n",
+            sample, matched == checks ? "yes" : "NO", (double) (converged - load_end) / 1e6);
+    //  What the herd sustains: every update taken, until every node has it
+    double sustained = (double) acked / ((double) (converged - load->t_start) / 1e9);
+    printf ("  sustained, all nodes applied: %.0f updates/s (%" PRIu64 " updates from the first "
+            "IAMAT until every node showed the last)\n",
+            sustained, acked);
+    s_csv_row ("fleet", load_name, "", "sustained_per_s", sustained, "1/s");
+    printf ("  %-10s %14s %14s\n", "node", "CPU s", "CPU us/update");
+    s_csv_row ("fleet", load_name, "", "acked_per_s", rate, "1/s");
+    s_csv_row ("fleet", load_name, "", "acked", (double) acked, "count");
+    s_csv_row ("fleet", load_name, "", "converged", matched == checks, "bool");
+    s_csv_row ("fleet", load_name, "", "converge_after_load", (double) (converged - load_end) / 1e6,
+               "ms");
+    double total = 0;
+    for (size_t n = 0; n < node_count; n++) {
+        int64_t cpu1 = s_proc_cpu_ns (nodes[n].pid);
+        double cpu = (double) (cpu1 - cpu0[n]) / 1e9;
+        total += cpu;
+        printf ("  %-10s %14.2f %14.2f\n", nodes[n].name, cpu, cpu * 1e6 / (double) acked);
+        s_csv_row ("fleet", nodes[n].name, "", "cpu_per_update", cpu * 1e6 / (double) acked, "us");
+    }
+    printf ("  %-10s %14.2f %14.2f   (wall %.1f s)\n", "all", total, total * 1e6 / (double) acked,
+            (double) (converged - wall0) / 1e9);
+    if (sent_file) {
+        FILE *file = fopen (sent_file, "w");
+        if (!file)
+            s_die ("cannot write %s", sent_file);
+        fprintf (file, "%" PRIu64 "\n", acked);
+        fclose (file);
+    }
+    s_load_destroy (&load);
+    return matched == checks ? 0 : 1;
+}
+
+//  -------------------------------------------------------------------------
+//  Mode flood: bus messages per update, from the nodes' "bus stopped" lines
+
+//  herd_bench flood: read each log's last "bus stopped: ..." line.
+static int
+s_mode_flood (int argc, char *argv[])
+{
+    const char *names[S_MAX_NODES], *paths[S_MAX_NODES];
+    size_t count = 0;
+    double sent = 0, edges = 0;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp (argv[i], "--log") == 0 && i + 1 < argc && count < S_MAX_NODES) {
+            char *spec = argv[++i], *equals = strchr (spec, '=');
+            if (!equals)
+                s_die ("bad --log '%s' (NAME=FILE)", spec);
+            *equals = 0;
+            names[count] = spec;
+            paths[count++] = equals + 1;
+        }
+        else
+        if (strcmp (argv[i], "--sent") == 0 && i + 1 < argc)
+            sent = atof (argv[++i]);
+        else
+        if (strcmp (argv[i], "--sent-file") == 0 && i + 1 < argc) {
+            FILE *file = fopen (argv[++i], "r");
+            if (!file || fscanf (file, "%lf", &sent) != 1)
+                s_die ("cannot read %s", argv[i]);
+            fclose (file);
+        }
+        else
+        if (strcmp (argv[i], "--edges") == 0 && i + 1 < argc)
+            edges = atof (argv[++i]);
+        else
+            s_die ("flood: unknown option '%s'", argv[i]);
+    }
+    if (count == 0 || sent <= 0)
+        s_die ("flood: give --sent N (or --sent-file) and --log NAME=FILE for every node");
+    printf ("\nFlood cost on %zu nodes, %.0f edges: %.0f updates taken by the gateways\n", count,
+            edges, sent);
+    printf ("  %-10s %10s %10s %10s %8s %10s\n", "node", "clients", "applied", "stale", "dropped",
+            "lost");
+    double applied_sum = 0, stale_sum = 0, lost_sum = 0;
+    for (size_t n = 0; n < count; n++) {
+        FILE *file = fopen (paths[n], "r");
+        if (!file)
+            s_die ("cannot read %s", paths[n]);
+        char line[4096];
+        unsigned long long clients = 0, applied = 0, stale = 0, dropped = 0;
+        bool found = false;
+        while (fgets (line, sizeof (line), file)) {
+            char *at = strstr (line, " bus stopped: ");
+            if (at
+                && sscanf (at, " bus stopped: %llu clients, %llu applied, %llu stale, %llu dropped",
+                           &clients, &applied, &stale, &dropped)
+                       == 4)
+                found = true;
+        }
+        fclose (file);
+        if (!found)
+            s_die ("no 'bus stopped' line in %s (was the node stopped with SIGTERM?)", paths[n]);
+        double lost = sent - (double) applied;
+        printf ("  %-10s %10llu %10llu %10llu %8llu %10.0f\n", names[n], clients, applied, stale,
+                dropped, lost);
+        applied_sum += (double) applied;
+        stale_sum += (double) stale;
+        lost_sum += lost > 0 ? lost : 0;
+        s_csv_row ("flood", names[n], "", "applied", (double) applied, "count");
+        s_csv_row ("flood", names[n], "", "stale", (double) stale, "count");
+        s_csv_row ("flood", names[n], "", "lost", lost, "count");
+    }
+    //  Every bus message a node receives is applied or stale; the gateway's
+    //  hand-over of each update to its own bus is counted once in applied
+    double received = (applied_sum + stale_sum) / sent;
+    double wire = (applied_sum + stale_sum - sent) / sent;
+    printf ("  (applied + stale) summed / updates = %.2f: 1 gateway hand-over + %.2f bus messages "
+            "per update\n",
+            received, wire);
+    if (edges > 0)
+        printf ("  bound: each edge carries an update at most once each way: 2 x %.0f = %.0f "
+                "messages per update: %s\n",
+                edges, 2 * edges, wire <= 2 * edges + 1e-9 ? "within the bound" : "ABOVE");
+    printf ("  lost (updates some node never applied): %.0f of %.0f x %zu\n", lost_sum, sent,
+            count);
+    s_csv_row ("flood", "all", "", "received_per_update", received, "x");
+    s_csv_row ("flood", "all", "", "bus_messages_per_update", wire, "x");
+    s_csv_row ("flood", "all", "", "lost", lost_sum, "count");
+    return 0;
+}
+
+//  -------------------------------------------------------------------------
+//  Mode propagation: IAMAT acknowledged at one node until a node k hops
+//  away answers WHATSAT with that AT line
+
+typedef struct {
+    int fd;
+    int hops;                       //  0: the origin
+    s_buf_t in;
+} s_probe_conn_t;
+
+typedef enum { PROBE_ACK, PROBE_POLL } s_probe_state_t;
+
+//  Read what a probe connection has; -1 when it is gone.
+static int
+s_probe_read (s_probe_conn_t *conn)
+{
+    while (true) {
+        s_buf_reserve (&conn->in, S_READ_CHUNK);
+        ssize_t rc = read (conn->fd, conn->in.data + conn->in.size,
+                           conn->in.capacity - conn->in.size);
+        if (rc > 0)
+            conn->in.size += (size_t) rc;
+        else
+        if (rc < 0 && errno == EINTR)
+            continue;
+        else
+        if (rc < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        else
+            return -1;
+    }
+}
+
+//  One propagation case: samples per hop at a background rate (0: idle).
+static void
+s_propagation_case (int origin_port, const int *hop_ports, const int *hops, size_t hop_count,
+                    size_t samples, double seconds, double bg_rate, size_t bg_conns)
+{
+    int epoll = epoll_create1 (EPOLL_CLOEXEC);
+    s_load_t *bg = NULL;
+    char label[32];
+    snprintf (label, sizeof (label), bg_rate > 0 ? "%.0f/s" : "idle", bg_rate);
+    if (bg_rate > 0) {
+        char prefix[64];
+        snprintf (prefix, sizeof (prefix), "bg%d-%.0f", (int) getpid (), bg_rate);
+        bg = s_load_new (origin_port, bg_conns, 0, bg_rate, prefix);
+        if (s_load_connect (bg, epoll) == -1)
+            s_die ("propagation: cannot connect the background load");
+        s_load_begin (bg, 0.5, 1e6);
+    }
+    s_probe_conn_t conns[S_MAX_LIST + 1];
+    size_t conn_count = hop_count + 1;
+    for (size_t i = 0; i < conn_count; i++) {
+        memset (&conns[i], 0, sizeof (conns[i]));
+        int port = i == 0 ? origin_port : hop_ports[i - 1];
+        if (s_connect_many (port, &conns[i].fd, 1, 5000) == -1)
+            s_die ("propagation: cannot connect to port %d", port);
+        conns[i].hops = i == 0 ? 0 : hops[i - 1];
+        struct epoll_event event = {.events = EPOLLIN, .data.ptr = &conns[i]};
+        epoll_ctl (epoll, EPOLL_CTL_ADD, conns[i].fd, &event);
+    }
+    s_hist_t *hists = (s_hist_t *) s_alloc (hop_count * sizeof (s_hist_t));
+    s_hist_t *rtt = (s_hist_t *) s_alloc (sizeof (s_hist_t));
+    uint64_t polls = 0, mismatches = 0;
+
+    //  Let the background load settle before the first sample
+    int64_t t_begin = s_now_ns () + (bg ? (int64_t) 5e8 : 0);
+    int64_t t_stop = t_begin + (int64_t) (seconds * 1e9);
+    size_t sample = 0, target = 0;
+    s_probe_state_t state = PROBE_ACK;
+    bool started = false;
+    char ack[256];
+    size_t ack_size = 0;
+    char id[64];
+    int64_t t_ack = 0, t_poll = 0;
+    struct epoll_event events[1024];
+    while (true) {
+        int64_t now = s_now_ns ();
+        if (!started && now >= t_begin) {
+            //  A new sample: IAMAT a new client at the origin
+            bool done = now >= t_stop;
+            if (!done) {
+                done = true;
+                for (size_t h = 0; h < hop_count; h++)
+                    done = done && hists[h].count >= samples;
+            }
+            if (done)
+                break;
+            //  The next hop that still needs samples, round robin
+            for (size_t h = 0; h < hop_count; h++) {
+                target = (sample + h) % hop_count;
+                if (hists[target].count < samples)
+                    break;
+            }
+            snprintf (id, sizeof (id), "prop%d-%s-%zu", (int) getpid (), label, sample);
+            int64_t clock = s_realtime_ns ();
+            char line[256];
+            int len = snprintf (line, sizeof (line), "IAMAT %s " S_POSITION " %" PRId64 ".%09d\n",
+                                id, clock / S_NS_PER_SEC, (int) (clock % S_NS_PER_SEC));
+            if (s_send_all (conns[0].fd, line, (size_t) len))
+                s_die ("propagation: write to the origin failed");
+            state = PROBE_ACK;
+            started = true;
+        }
+        int count = epoll_wait (epoll, events, 1024, 1);
+        for (int i = 0; i < count; i++) {
+            void *ptr = events[i].data.ptr;
+            if (bg && ptr >= (void *) bg->conns && ptr < (void *) (bg->conns + bg->conn_count)) {
+                s_load_handle ((s_conn_t *) ptr, events[i].events);
+                continue;
+            }
+            s_probe_conn_t *conn = (s_probe_conn_t *) ptr;
+            if (s_probe_read (conn) == -1)
+                s_die ("propagation: a node closed the connection");
+            now = s_now_ns ();
+            size_t size;
+            while (conn->in.size > conn->in.start
+                   && (size = s_answer_size (conn->in.data + conn->in.start,
+                                             conn->in.size - conn->in.start, conn->hops > 0))) {
+                const char *answer = conn->in.data + conn->in.start;
+                conn->in.start += size;
+                if (conn == &conns[0] && state == PROBE_ACK && started) {
+                    ack_size = s_first_line (answer, size);
+                    if (ack_size >= sizeof (ack) || memcmp (answer, "AT ", 3) != 0)
+                        s_die ("propagation: bad answer to IAMAT: %.*s", (int) ack_size, answer);
+                    memcpy (ack, answer, ack_size);
+                    t_ack = now;
+                    state = PROBE_POLL;
+                }
+                else
+                if (conn == &conns[1 + target] && state == PROBE_POLL && started) {
+                    size_t first = s_first_line (answer, size);
+                    if (answer[0] == '?')
+                        s_hist_record (rtt, now - t_poll);      //  not there yet: ask again
+                    else {
+                        if (first != ack_size || memcmp (answer, ack, ack_size) != 0)
+                            mismatches++;
+                        s_hist_record (&hists[target], t_poll - t_ack);
+                        sample++;
+                        started = false;
+                        state = PROBE_ACK;
+                        continue;
+                    }
+                }
+                else
+                    continue;
+                //  Poll the target node (first poll, or again after "?")
+                char line[128];
+                int len = snprintf (line, sizeof (line), "WHATSAT %s 1 1\n", id);
+                t_poll = s_now_ns ();
+                polls++;
+                if (s_send_all (conns[1 + target].fd, line, (size_t) len))
+                    s_die ("propagation: write to a node failed");
+            }
+            if (conn->in.start == conn->in.size)
+                conn->in.start = conn->in.size = 0;
+        }
+        if (bg)
+            s_load_tick (bg, s_now_ns ());
+        if (s_now_ns () > t_stop + 10 * S_NS_PER_SEC)
+            s_die ("propagation: a sample never arrived (%s, hop %d)", label, hops[target]);
+    }
+    double bg_achieved = 0, bg_p99 = NAN;
+    if (bg) {
+        int64_t now = s_now_ns ();
+        bg_achieved = (double) bg->answered / ((double) (now - bg->t_start) / 1e9);
+        bg->t_end = now;
+        bg_p99 = s_hist_quantile_us (bg->hist, 0.99);
+    }
+    for (size_t h = 0; h < hop_count; h++) {
+        char a[16], b[16], c[16], param[32];
+        printf ("  %-12s %4d %8" PRIu64 " %10s %10s %10s", label, hops[h], hists[h].count,
+                s_us (s_hist_quantile_us (&hists[h], 0.5), a, sizeof (a)),
+                s_us (s_hist_quantile_us (&hists[h], 0.99), b, sizeof (b)),
+                s_us ((double) hists[h].max / 1000.0, c, sizeof (c)));
+        if (h == 0)
+            printf ("   poll RTT p50 %s us%s", s_us (s_hist_quantile_us (rtt, 0.5), a, sizeof (a)),
+                    mismatches ? ", MISMATCHED ANSWERS" : "");
+        if (h == 0 && bg)
+            printf (", background %.0f/s achieved, its p99 %s us", bg_achieved,
+                    s_us (bg_p99, b, sizeof (b)));
+        printf ("\n");
+        snprintf (param, sizeof (param), "%d hops", hops[h]);
+        s_csv_row ("propagation", label, param, "p50", s_hist_quantile_us (&hists[h], 0.5), "us");
+        s_csv_row ("propagation", label, param, "p99", s_hist_quantile_us (&hists[h], 0.99), "us");
+        s_csv_row ("propagation", label, param, "max", (double) hists[h].max / 1000.0, "us");
+        s_csv_row ("propagation", label, param, "samples", (double) hists[h].count, "count");
+    }
+    if (bg)
+        s_csv_row ("propagation", label, "background", "achieved", bg_achieved, "1/s");
+    for (size_t i = 0; i < conn_count; i++) {
+        close (conns[i].fd);
+        free (conns[i].in.data);
+    }
+    s_load_destroy (&bg);
+    free (hists);
+    free (rtt);
+    close (epoll);
+}
+
+//  herd_bench propagation: idle and under each background rate.
+static int
+s_mode_propagation (int argc, char *argv[])
+{
+    int origin = 0, hop_ports[S_MAX_LIST], hops[S_MAX_LIST];
+    size_t hop_count = 0, samples = 1000, bg_conns = 4;
+    double seconds = 5, rates[S_MAX_LIST] = {0, 10000};
+    size_t rate_count = 2;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp (argv[i], "--origin") == 0 && i + 1 < argc)
+            origin = atoi (argv[++i]);
+        else
+        if (strcmp (argv[i], "--hop") == 0 && i + 1 < argc && hop_count < S_MAX_LIST) {
+            if (sscanf (argv[++i], "%d=%d", &hops[hop_count], &hop_ports[hop_count]) != 2)
+                s_die ("bad --hop '%s' (HOPS=PORT)", argv[i]);
+            hop_count++;
+        }
+        else
+        if (strcmp (argv[i], "--samples") == 0 && i + 1 < argc)
+            samples = (size_t) atoi (argv[++i]);
+        else
+        if (strcmp (argv[i], "--seconds") == 0 && i + 1 < argc)
+            seconds = atof (argv[++i]);
+        else
+        if (strcmp (argv[i], "--bg-rates") == 0 && i + 1 < argc)
+            rate_count = s_parse_list (argv[++i], rates, S_MAX_LIST);
+        else
+        if (strcmp (argv[i], "--bg-conns") == 0 && i + 1 < argc)
+            bg_conns = (size_t) atoi (argv[++i]);
+        else
+            s_die ("propagation: unknown option '%s'", argv[i]);
+    }
+    if (origin == 0 || hop_count == 0)
+        s_die ("propagation: give --origin PORT and --hop K=PORT");
+    printf ("\nPropagation: IAMAT acknowledged at the origin until a WHATSAT sent to a node k "
+            "hops away finds that AT line (at most %zu samples per hop, %.0f s per case)\n",
+            samples, seconds);
+    printf ("  %-12s %4s %8s %10s %10s %10s\n", "load", "hops", "samples", "p50 us", "p99 us",
+            "max us");
+    for (size_t r = 0; r < rate_count; r++)
+        s_propagation_case (origin, hop_ports, hops, hop_count, samples, seconds, rates[r],
+                            bg_conns);
+    return 0;
+}
+
+//  -------------------------------------------------------------------------
+//  Mode whatsat: K WHATSATs in flight at once against a slow Places API
+
+//  One round: K connections each send one WHATSAT at once; returns the wall
+//  time in microseconds until the last answer, fills per-request latencies.
+static double
+s_whatsat_round (int port, const char *client, size_t k, s_hist_t *hist, size_t *ok_p)
+{
+    int *fds = (int *) s_alloc (k * sizeof (int));
+    if (s_connect_many (port, fds, k, 10000) == -1)
+        s_die ("whatsat: cannot connect %zu clients to port %d", k, port);
+    s_buf_t *bufs = (s_buf_t *) s_alloc (k * sizeof (s_buf_t));
+    int epoll = epoll_create1 (EPOLL_CLOEXEC);
+    for (size_t i = 0; i < k; i++) {
+        struct epoll_event event = {.events = EPOLLIN, .data.u64 = i};
+        epoll_ctl (epoll, EPOLL_CTL_ADD, fds[i], &event);
+    }
+    char request[256];
+    int len = snprintf (request, sizeof (request), "WHATSAT %s 10 5\n", client);
+    int64_t t0 = s_now_ns (), t_last = t0;
+    for (size_t i = 0; i < k; i++)
+        if (s_send_all (fds[i], request, (size_t) len))
+            s_die ("whatsat: write failed");
+    size_t done = 0;
+    struct epoll_event events[512];
+    while (done < k) {
+        int count = epoll_wait (epoll, events, 512, 100);
+        int64_t now = s_now_ns ();
+        if (now - t0 > 30 * S_NS_PER_SEC)
+            s_die ("whatsat: %zu of %zu answers missing after 30 s", k - done, k);
+        for (int e = 0; e < count; e++) {
+            size_t i = (size_t) events[e].data.u64;
+            s_buf_t *buf = &bufs[i];
+            while (true) {
+                s_buf_reserve (buf, S_READ_CHUNK);
+                ssize_t rc = read (fds[i], buf->data + buf->size, buf->capacity - buf->size);
+                if (rc <= 0)
+                    break;
+                buf->size += (size_t) rc;
+            }
+            size_t size = buf->data ? s_answer_size (buf->data, buf->size, true) : 0;
+            if (size > 0) {
+                s_hist_record (hist, now - t0);
+                t_last = now;
+                done++;
+                if (memmem (buf->data, size, "\"status\" : \"OK\"", 15))
+                    (*ok_p)++;
+                epoll_ctl (epoll, EPOLL_CTL_DEL, fds[i], NULL);
+            }
+        }
+    }
+    for (size_t i = 0; i < k; i++) {
+        close (fds[i]);
+        free (bufs[i].data);
+    }
+    free (bufs);
+    free (fds);
+    close (epoll);
+    return (double) (t_last - t0) / 1000.0;
+}
+
+//  herd_bench whatsat: for each target and K, rounds of K at once.
+static int
+s_mode_whatsat (int argc, char *argv[])
+{
+    s_target_t targets[S_MAX_TARGETS];
+    size_t target_count = 0, rounds = 3;
+    double ks[S_MAX_LIST] = {1, 50, 200};
+    size_t k_count = 3;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp (argv[i], "--target") == 0 && i + 1 < argc && target_count < S_MAX_TARGETS)
+            targets[target_count++] = s_parse_target (argv[++i]);
+        else
+        if (strcmp (argv[i], "--k") == 0 && i + 1 < argc)
+            k_count = s_parse_list (argv[++i], ks, S_MAX_LIST);
+        else
+        if (strcmp (argv[i], "--rounds") == 0 && i + 1 < argc)
+            rounds = (size_t) atoi (argv[++i]);
+        else
+            s_die ("whatsat: unknown option '%s'", argv[i]);
+    }
+    if (target_count == 0 || rounds < 1 || rounds > S_MAX_RUNS)
+        s_die ("whatsat: give --target NAME=PORT and --rounds 1..%d", S_MAX_RUNS);
+    printf ("\nWHATSAT concurrency: K clients each send one WHATSAT at the same moment; "
+            "median of %zu rounds\n",
+            rounds);
+    printf ("  %-26s %5s %12s %14s %10s %10s %8s\n", "target", "K", "wall ms", "WHATSAT/s",
+            "p50 ms", "max ms", "OK");
+    for (size_t t = 0; t < target_count; t++) {
+        //  The client the WHATSATs ask about
+        char client[64], line[256];
+        snprintf (client, sizeof (client), "wsat%d-%.20s", (int) getpid (), targets[t].name);
+        int fd = s_dial (targets[t].port, 5000);
+        int64_t clock = s_realtime_ns ();
+        int len = snprintf (line, sizeof (line), "IAMAT %s " S_POSITION " %" PRId64 ".%09d\n",
+                            client, clock / S_NS_PER_SEC, (int) (clock % S_NS_PER_SEC));
+        s_buf_t buf = {0};
+        if (fd < 0 || s_send_all (fd, line, (size_t) len) || s_read_answer (fd, &buf, false) < 0)
+            s_die ("whatsat: IAMAT to %s failed", targets[t].name);
+        close (fd);
+        free (buf.data);
+        for (size_t i = 0; i < k_count; i++) {
+            size_t k = (size_t) ks[i];
+            double walls[S_MAX_RUNS];
+            s_hist_t *hist = (s_hist_t *) s_alloc (sizeof (s_hist_t));
+            size_t ok = 0;
+            for (size_t r = 0; r < rounds; r++) {
+                walls[r] = s_whatsat_round (targets[t].port, client, k, hist, &ok);
+                s_sleep_ms (100);
+            }
+            double wall = s_median (walls, rounds) / 1000.0;
+            char param[16];
+            snprintf (param, sizeof (param), "K=%zu", k);
+            printf ("  %-26s %5zu %12.1f %14.1f %10.1f %10.1f %4zu/%-4zu\n", targets[t].name, k,
+                    wall, (double) k / wall * 1000.0, s_hist_quantile_us (hist, 0.5) / 1000.0,
+                    (double) hist->max / 1e6, ok, k * rounds);
+            s_csv_row ("whatsat", targets[t].name, param, "wall", wall, "ms");
+            s_csv_row ("whatsat", targets[t].name, param, "throughput", (double) k / wall * 1000.0,
+                       "1/s");
+            s_csv_row ("whatsat", targets[t].name, param, "ok", (double) ok, "count");
+            free (hist);
+        }
+    }
+    return 0;
+}
+
+//  -------------------------------------------------------------------------
+//  Mode memory: RSS with many idle connections, and with many clients
+
+//  Wait until pid has at least want descriptors open; false after timeout.
+static bool
+s_wait_fds (int pid, long want, int timeout_ms, bool at_most)
+{
+    int64_t deadline = s_now_ns () + (int64_t) timeout_ms * 1000000;
+    while (s_now_ns () < deadline) {
+        long fds = s_proc_fds (pid);
+        if (fds >= 0 && (at_most ? fds <= want : fds >= want))
+            return true;
+        s_sleep_ms (20);
+    }
+    return false;
+}
+
+//  herd_bench memory: RSS at rest, with idle connections, with many clients.
+static int
+s_mode_memory (int argc, char *argv[])
+{
+    int port = 0, pid = 0;
+    size_t idle = 10000, clients = 1000000;
+    const char *name = "herd";
+    for (int i = 0; i < argc; i++) {
+        if (strcmp (argv[i], "--port") == 0 && i + 1 < argc)
+            port = atoi (argv[++i]);
+        else
+        if (strcmp (argv[i], "--pid") == 0 && i + 1 < argc)
+            pid = atoi (argv[++i]);
+        else
+        if (strcmp (argv[i], "--idle") == 0 && i + 1 < argc)
+            idle = (size_t) atol (argv[++i]);
+        else
+        if (strcmp (argv[i], "--clients") == 0 && i + 1 < argc)
+            clients = (size_t) atol (argv[++i]);
+        else
+        if (strcmp (argv[i], "--name") == 0 && i + 1 < argc)
+            name = argv[++i];
+        else
+            s_die ("memory: unknown option '%s'", argv[i]);
+    }
+    if (port == 0 || pid == 0)
+        s_die ("memory: give --port PORT --pid PID");
+    rlim_t nofile = s_raise_nofile ();
+    if (nofile < idle + 64)
+        s_die ("memory: RLIMIT_NOFILE is %lu, %zu connections need more (run as root or "
+               "raise ulimit -n)",
+               (unsigned long) nofile, idle);
+    printf ("\nMemory of node %s (VmRSS of pid %d)\n", name, pid);
+    double mb = 1024.0 * 1024.0;
+    int64_t rss0 = s_proc_rss (pid);
+    long fds0 = s_proc_fds (pid);
+    printf ("  %-46s %10.1f MB\n", "at rest", (double) rss0 / mb);
+    s_csv_row ("memory", name, "rest", "rss", (double) rss0 / mb, "MB");
+
+    //  Idle connections, opened in batches the node's accept queue can take
+    int *fds = (int *) s_alloc ((idle ? idle : 1) * sizeof (int));
+    size_t opened = 0;
+    while (opened < idle) {
+        size_t batch = idle - opened < 1000 ? idle - opened : 1000;
+        if (s_connect_many (port, fds + opened, batch, 20000) == -1)
+            s_die ("memory: connecting idle clients failed after %zu", opened);
+        opened += batch;
+        if (!s_wait_fds (pid, fds0 + (long) opened, 20000, false))
+            s_die ("memory: node %d has not accepted %zu connections (its ulimit -n?)", pid,
+                   opened);
+    }
+    s_sleep_ms (500);
+    int64_t rss_idle = s_proc_rss (pid);
+    char label[64];
+    snprintf (label, sizeof (label), "%zu idle connections (nothing sent)", idle);
+    printf ("  %-46s %10.1f MB  (%+.2f KB per connection)\n", label, (double) rss_idle / mb,
+            (double) (rss_idle - rss0) / 1024.0 / (double) (idle ? idle : 1));
+    s_csv_row ("memory", name, "idle connections", "rss", (double) rss_idle / mb, "MB");
+
+    //  The same connections after one IAMAT each: per-connection buffers exist
+    char line[256];
+    s_buf_t buf = {0};
+    for (size_t i = 0; i < idle; i++) {
+        int64_t clock = s_realtime_ns ();
+        int len = snprintf (line, sizeof (line), "IAMAT idle%d-%zu " S_POSITION " %" PRId64 ".%09d\n",
+                            (int) getpid (), i, clock / S_NS_PER_SEC, (int) (clock % S_NS_PER_SEC));
+        if (s_send_all (fds[i], line, (size_t) len))
+            s_die ("memory: write failed");
+    }
+    for (size_t i = 0; i < idle; i++) {
+        int flags = fcntl (fds[i], F_GETFL);
+        fcntl (fds[i], F_SETFL, flags & ~O_NONBLOCK);
+        struct timeval timeout = {10, 0};
+        setsockopt (fds[i], SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof (timeout));
+        if (s_read_answer (fds[i], &buf, false) < 0)
+            s_die ("memory: no answer on idle connection %zu", i);
+    }
+    s_sleep_ms (500);
+    int64_t rss_used = s_proc_rss (pid);
+    printf ("  %-46s %10.1f MB  (%+.2f KB per connection)\n", "the same after one IAMAT each",
+            (double) rss_used / mb, (double) (rss_used - rss0) / 1024.0 / (double) (idle ? idle : 1));
+    s_csv_row ("memory", name, "idle connections after one IAMAT", "rss", (double) rss_used / mb,
+               "MB");
+    for (size_t i = 0; i < idle; i++)
+        close (fds[i]);
+    free (fds);
+    free (buf.data);
+    s_wait_fds (pid, fds0, 20000, true);
+    s_sleep_ms (500);
+    int64_t rss_closed = s_proc_rss (pid);
+    printf ("  %-46s %10.1f MB\n", "all closed again", (double) rss_closed / mb);
+    s_csv_row ("memory", name, "connections closed", "rss", (double) rss_closed / mb, "MB");
+
+    //  Distinct clients into the table
+    if (clients > 0) {
+        char prefix[64];
+        snprintf (prefix, sizeof (prefix), "client%d.bench.example.org", (int) getpid ());
+        s_load_t *load = s_load_new (port, 50, 32, 0, prefix);
+        load->unique = true;
+        load->limit = clients;
+        int64_t t0 = s_now_ns ();
+        if (s_load_run (load, 0, 600) == -1)
+            s_die ("memory: the client load failed");
+        double secs = (double) (s_now_ns () - t0) / 1e9;
+        s_sleep_ms (1500);
+        int64_t rss_clients = s_proc_rss (pid);
+        snprintf (label, sizeof (label), "%zu distinct clients in the table", clients);
+        printf ("  %-46s %10.1f MB  (%+.0f bytes per client; sent at %.0f/s)\n", label,
+                (double) rss_clients / mb,
+                (double) (rss_clients - rss_closed) / (double) clients, (double) clients / secs);
+        if (load->errors)
+            printf ("  (%" PRIu64 " errors while sending them)\n", load->errors);
+        s_csv_row ("memory", name, "clients", "rss", (double) rss_clients / mb, "MB");
+        s_csv_row ("memory", name, "clients", "bytes_per_client",
+                   (double) (rss_clients - rss_closed) / (double) clients, "B");
+        s_load_destroy (&load);
+        char v1[64], v2[64];
+        printf ("  goals: %zu idle connections < 50 MB: %s; %zu clients < 300 MB: %s\n", idle,
+                s_verdict ((double) rss_used / mb, 50, true, v1, sizeof (v1)), clients,
+                s_verdict ((double) rss_clients / mb, 300, true, v2, sizeof (v2)));
+    }
+    return 0;
+}
+
+//  -------------------------------------------------------------------------
+//  Mode ports: free loopback ports for configurations
+
+//  herd_bench ports N: print N distinct ports free on 127.0.0.1.
+static int
+s_mode_ports (int argc, char *argv[])
+{
+    int count = argc > 0 ? atoi (argv[0]) : 1;
+    if (count < 1 || count > 1000)
+        s_die ("ports: 1..1000");
+    int *fds = (int *) s_alloc ((size_t) count * sizeof (int));
+    for (int i = 0; i < count; i++) {
+        fds[i] = socket (AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in addr = s_loopback (0);
+        socklen_t len = sizeof (addr);
+        if (bind (fds[i], (struct sockaddr *) &addr, sizeof (addr)) == -1
+            || getsockname (fds[i], (struct sockaddr *) &addr, &len) == -1)
+            s_die ("ports: %s", strerror (errno));
+        printf ("%d%s", ntohs (addr.sin_port), i + 1 < count ? " " : "\n");
+    }
+    for (int i = 0; i < count; i++)
+        close (fds[i]);
+    free (fds);
+    return 0;
+}
+
+//  -------------------------------------------------------------------------
+
+//  Print usage to stderr; exit status 2.
+static int
+s_usage (void)
+{
+    fprintf (stderr,
+             "usage: herd_bench [--cpu N] [--csv FILE] MODE [options]\n"
+             "  iamat --target NAME=PORT[:PID] ... [--shape NxD ...] [--seconds S] "
+             "[--warmup S] [--runs R]\n"
+             "  fleet --load PORT --node NAME=PORT:PID ... [--shape NxD] [--seconds S] "
+             "[--sent-file F]\n"
+             "  flood (--sent N | --sent-file F) --edges E --log NAME=FILE ...\n"
+             "  propagation --origin PORT --hop K=PORT ... [--samples N] [--seconds S] "
+             "[--bg-rates 0,10000]\n"
+             "  whatsat --target NAME=PORT ... [--k 1,50,200] [--rounds R]\n"
+             "  memory --port PORT --pid PID [--idle N] [--clients N] [--name NAME]\n"
+             "  ports N\n"
+             "Targets (names 'herd', 'floor', 'asyncio' get ratios) are on 127.0.0.1.\n");
+    return 2;
+}
+
+//  Global options, then one mode.
+int
+main (int argc, char *argv[])
+{
+    int i = 1;
+    int cpu = -1;
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        if (strcmp (argv[i], "--cpu") == 0 && i + 1 < argc)
+            cpu = atoi (argv[++i]);
+        else
+        if (strcmp (argv[i], "--csv") == 0 && i + 1 < argc) {
+            s_csv = fopen (argv[++i], "a");
+            if (!s_csv)
+                s_die ("cannot open %s: %s", argv[i], strerror (errno));
+            if (ftell (s_csv) == 0)
+                fprintf (s_csv, "test,target,param,metric,value,unit\n");
+        }
+        else
+            return s_usage ();
+    }
+    if (i >= argc)
+        return s_usage ();
+    signal (SIGPIPE, SIG_IGN);
+    if (cpu >= 0)
+        s_pin_cpu (cpu);
+    s_raise_nofile ();
+    setvbuf (stdout, NULL, _IOLBF, 0);
+    const char *mode = argv[i];
+    int rest = argc - i - 1;
+    char **args = argv + i + 1;
+    int rc;
+    if (strcmp (mode, "iamat") == 0)
+        rc = s_mode_iamat (rest, args);
+    else
+    if (strcmp (mode, "fleet") == 0)
+        rc = s_mode_fleet (rest, args);
+    else
+    if (strcmp (mode, "flood") == 0)
+        rc = s_mode_flood (rest, args);
+    else
+    if (strcmp (mode, "propagation") == 0)
+        rc = s_mode_propagation (rest, args);
+    else
+    if (strcmp (mode, "whatsat") == 0)
+        rc = s_mode_whatsat (rest, args);
+    else
+    if (strcmp (mode, "memory") == 0)
+        rc = s_mode_memory (rest, args);
+    else
+    if (strcmp (mode, "ports") == 0)
+        rc = s_mode_ports (rest, args);
+    else
+        rc = s_usage ();
+    if (s_csv)
+        fclose (s_csv);
+    return rc;
+}
