@@ -7,8 +7,10 @@
 //  array cut to the bound and report the kept count of the first one, and be
 //  a fixed point (but for a '\r' left before a '\n'). A body it refuses
 //  must be one cJSON refuses too, or one of the cases where cJSON is laxer
-//  than RFC 8259. The rest is also given to herd_placesbody_error as a
-//  message, whose body must be valid JSON that the shaper leaves as it is.
+//  than RFC 8259. The rest also goes to herd_placesbody_from_new as a
+//  Places API (New) answer (its legacy body: valid JSON, at most bound
+//  results, a matching status) and to herd_placesbody_error as a message,
+//  whose body must be valid JSON that the shaper leaves as it is.
 
 #include "../../places/herd_placesbody.h"
 
@@ -154,6 +156,35 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     }
     free (shaped);
     free (status);
+
+    //  The same bytes as a Places API (New) answer: the legacy body made of
+    //  it is valid JSON, at most bound results, status OK or ZERO_RESULTS
+    //  to match, and the shaper (which the gateway's answer goes through)
+    //  takes it with the same count
+    int count = -1;
+    char *legacy = herd_placesbody_from_new (body, body_size, bound, &count);
+    if (legacy) {
+        int limit = bound < 0 ? 0 : bound;
+        size_t legacy_size = strlen (legacy);
+        S_ORACLE (count >= 0 && count <= limit);
+        S_ORACLE (legacy_size > 0 && strstr (legacy, "\n\n") == NULL);
+        S_ORACLE (legacy[legacy_size - 1] != '\n');
+        cJSON *root = cJSON_Parse (legacy);
+        S_ORACLE (cJSON_IsObject (root));
+        const cJSON *results = cJSON_GetObjectItemCaseSensitive (root, "results");
+        S_ORACLE (cJSON_IsArray (results) && cJSON_GetArraySize (results) == count);
+        const char *legacy_status = s_status (root);
+        S_ORACLE (legacy_status
+                  && strcmp (legacy_status, count ? "OK" : "ZERO_RESULTS") == 0);
+        cJSON_Delete (root);
+        int shaped_count = -1;
+        char *again = herd_placesbody_shape (legacy, legacy_size, bound, NULL, &shaped_count);
+        S_ORACLE (again && shaped_count == count);
+        free (again);
+        free (legacy);
+    }
+    else
+        S_ORACLE (count == 0);
 
     //  The same bytes as an error message and status
     char *text = malloc (body_size + 1);
