@@ -5,9 +5,10 @@
 //  message naming the file, or succeeds with a config that keeps every
 //  promise the node relies on: at least one node; node names unique, valid
 //  and found by herd_config_node; client and bus addresses unique and
-//  parsed; neighbours in range, never the node itself, never twice, and
-//  symmetric; every endpoint computable and an ipc path that fits a Unix
-//  socket; option values in their documented ranges.
+//  parsed; sync endpoints tcp:// and unique; neighbours in range, never the
+//  node itself, never twice, and symmetric; every endpoint computable and an
+//  ipc path that fits a Unix socket; option values in their documented
+//  ranges.
 
 #include "../../common/herd_config.h"
 
@@ -91,11 +92,15 @@ s_check_config (const herd_config_t *config)
         S_ORACLE (node->client_port >= 1 && node->client_port <= 65535);
         S_ORACLE (node->bus && strncmp (node->bus, "tcp://", 6) == 0);
         S_ORACLE (node->log && *node->log);
+        S_ORACLE (!node->sync || strncmp (node->sync, "tcp://", 6) == 0);
+        S_ORACLE (!node->sync || strcmp (node->sync, node->bus) != 0);
+        S_ORACLE (!node->data || *node->data);
         for (size_t j = 0; j < i; j++) {
             const herd_node_t *other = &config->nodes[j];
             S_ORACLE (strcmp (node->name, other->name) != 0);
             S_ORACLE (strcmp (node->bus, other->bus) != 0);
             S_ORACLE (strcmp (node->log, other->log) != 0);
+            S_ORACLE (!node->sync || !other->sync || strcmp (node->sync, other->sync) != 0);
             S_ORACLE (!(strcmp (node->client_host, other->client_host) == 0
                         && node->client_port == other->client_port));
         }
@@ -119,6 +124,10 @@ s_check_config (const herd_config_t *config)
     }
     const herd_places_options_t *places = &config->places;
     S_ORACLE (places->flavour && places->url && places->key_env);
+    S_ORACLE (strcmp (places->flavour, "legacy") == 0 || strcmp (places->flavour, "new") == 0);
+    S_ORACLE (places->retries >= 0 && places->retries <= 10);
+    S_ORACLE (places->cache_ttl_ms >= 0 && places->cache_ttl_ms <= 3600000);
+    S_ORACLE (places->cache_max >= 1 && places->cache_max <= 1000000);
     S_ORACLE (strncmp (places->url, "http://", 7) == 0
               || strncmp (places->url, "https://", 8) == 0);
     S_ORACLE (places->timeout_ms >= 1 && places->timeout_ms <= 600000);
