@@ -10,7 +10,8 @@
 //      herd_bench fleet --load PORT --node NAME=PORT:PID ... [--sent-file F]
 //      herd_bench flood --sent N | --sent-file F --edges E --log NAME=FILE ...
 //      herd_bench propagation --origin PORT --hop K=PORT ... [--bg-rates 0,10000]
-//      herd_bench whatsat --target NAME=PORT ... [--k 1,50,200]
+//      herd_bench whatsat --target NAME=PORT ... [--http NAME=PORT ...] [--k 1,50,200]
+//      herd_bench places [--port-file F] [--latency-ms 200]
 //      herd_bench memory --port PORT --pid PID [--idle 10000] [--clients 1000000]
 //      herd_bench ports N
 //
@@ -573,6 +574,23 @@ s_first_line (const char *data, size_t size)
     return newline ? (size_t) (newline - data) : size;
 }
 
+//  Size of the first whole HTTP response in data (headers and a body of
+//  Content-Length bytes), 0 if not all there yet.
+static size_t
+s_http_size (const char *data, size_t size)
+{
+    const char *end = memmem (data, size, "\r\n\r\n", 4);
+    if (!end)
+        return 0;
+    size_t head = (size_t) (end - data) + 4, length = 0;
+    const char *field = memmem (data, head, "Content-Length:", 15);
+    if (!field)
+        field = memmem (data, head, "content-length:", 15);
+    if (field)
+        length = (size_t) strtoul (field + 15, NULL, 10);
+    return head + length <= size ? head + length : 0;
+}
+
 //  -------------------------------------------------------------------------
 //  IAMAT load: many connections, each keeping depth requests in flight
 //  (closed loop) or sent at a fixed total rate (paced)
@@ -980,7 +998,7 @@ static s_target_t
 s_parse_target (const char *text)
 {
     s_target_t target = {{0}, 0, 0};
-    const char *equals = strchr (text, '=');
+    const char *equals = strrchr (text, '=');      //  names may hold '='
     if (!equals || equals == text || (size_t) (equals - text) >= sizeof (target.name))
         s_die ("bad target '%s' (NAME=PORT[:PID])", text);
     memcpy (target.name, text, (size_t) (equals - text));
@@ -1763,25 +1781,25 @@ s_mode_propagation (int argc, char *argv[])
 //  -------------------------------------------------------------------------
 //  Mode whatsat: K WHATSATs in flight at once against a slow Places API
 
-//  One round: K connections each send one WHATSAT at once; returns the wall
-//  time in microseconds until the last answer, fills per-request latencies.
+//  What answers look like: one line, a WHATSAT answer, an HTTP response.
+enum { S_LINE, S_WHATSAT, S_HTTP };
+
+//  Write lines[i] to fds[i] for every i at once, then wait for every answer.
+//  Returns the time until the last answer in microseconds; records each
+//  answer's latency in hist (if given) and counts Places bodies with status
+//  OK in *ok_p.
 static double
-s_whatsat_round (int port, const char *client, size_t k, s_hist_t *hist, size_t *ok_p)
+s_send_and_wait (int *fds, char **lines, size_t k, int kind, s_hist_t *hist, size_t *ok_p)
 {
-    int *fds = (int *) s_alloc (k * sizeof (int));
-    if (s_connect_many (port, fds, k, 10000) == -1)
-        s_die ("whatsat: cannot connect %zu clients to port %d", k, port);
     s_buf_t *bufs = (s_buf_t *) s_alloc (k * sizeof (s_buf_t));
     int epoll = epoll_create1 (EPOLL_CLOEXEC);
     for (size_t i = 0; i < k; i++) {
         struct epoll_event event = {.events = EPOLLIN, .data.u64 = i};
         epoll_ctl (epoll, EPOLL_CTL_ADD, fds[i], &event);
     }
-    char request[256];
-    int len = snprintf (request, sizeof (request), "WHATSAT %s 10 5\n", client);
     int64_t t0 = s_now_ns (), t_last = t0;
     for (size_t i = 0; i < k; i++)
-        if (s_send_all (fds[i], request, (size_t) len))
+        if (s_send_all (fds[i], lines[i], strlen (lines[i])))
             s_die ("whatsat: write failed");
     size_t done = 0;
     struct epoll_event events[512];
@@ -1800,25 +1818,91 @@ s_whatsat_round (int port, const char *client, size_t k, s_hist_t *hist, size_t 
                     break;
                 buf->size += (size_t) rc;
             }
-            size_t size = buf->data ? s_answer_size (buf->data, buf->size, true) : 0;
+            size_t size = !buf->data       ? 0
+                          : kind == S_HTTP ? s_http_size (buf->data, buf->size)
+                                           : s_answer_size (buf->data, buf->size, kind == S_WHATSAT);
             if (size > 0) {
-                s_hist_record (hist, now - t0);
+                if (hist)
+                    s_hist_record (hist, now - t0);
                 t_last = now;
                 done++;
-                if (memmem (buf->data, size, "\"status\" : \"OK\"", 15))
+                if (ok_p && memmem (buf->data, size, "\"status\" : \"OK\"", 15))
                     (*ok_p)++;
                 epoll_ctl (epoll, EPOLL_CTL_DEL, fds[i], NULL);
             }
         }
     }
-    for (size_t i = 0; i < k; i++) {
-        close (fds[i]);
+    for (size_t i = 0; i < k; i++)
         free (bufs[i].data);
-    }
     free (bufs);
-    free (fds);
     close (epoll);
     return (double) (t_last - t0) / 1000.0;
+}
+
+//  One round: K clients, each at a place of its own (the herd shares one
+//  HTTP request among identical WHATSATs: these must all differ), say
+//  IAMAT; then each sends one WHATSAT at the same moment. Returns the wall
+//  time in microseconds until the last answer.
+static double
+s_whatsat_round (int port, const char *tag, size_t k, uint64_t *place_p, s_hist_t *hist,
+                 size_t *ok_p)
+{
+    int *fds = (int *) s_alloc (k * sizeof (int));
+    if (s_connect_many (port, fds, k, 10000) == -1)
+        s_die ("whatsat: cannot connect %zu clients to port %d", k, port);
+    char **lines = (char **) s_alloc (k * sizeof (char *));
+    for (size_t i = 0; i < k; i++) {
+        lines[i] = (char *) s_alloc (256);
+        uint64_t place = (*place_p)++;
+        int64_t clock = s_realtime_ns ();
+        snprintf (lines[i], 256, "IAMAT %s-%" PRIu64 " %+.6f-118.445127 %" PRId64 ".%09d\n", tag,
+                  place, 34.0 + (double) (place % 100000) * 0.0001, clock / S_NS_PER_SEC,
+                  (int) (clock % S_NS_PER_SEC));
+    }
+    s_send_and_wait (fds, lines, k, S_LINE, NULL, NULL);
+    for (size_t i = 0; i < k; i++) {
+        char id[128];
+        sscanf (lines[i], "IAMAT %127s", id);
+        snprintf (lines[i], 256, "WHATSAT %s 10 5\n", id);
+    }
+    double wall = s_send_and_wait (fds, lines, k, S_WHATSAT, hist, ok_p);
+    for (size_t i = 0; i < k; i++) {
+        close (fds[i]);
+        free (lines[i]);
+    }
+    free (lines);
+    free (fds);
+    return wall;
+}
+
+//  One round straight at a Places server (no herd): K kept-alive
+//  connections each send one Nearby Search request for a place of its own
+//  at the same moment. Returns the wall time in microseconds.
+static double
+s_http_round (int port, size_t k, uint64_t *place_p, s_hist_t *hist, size_t *ok_p)
+{
+    int *fds = (int *) s_alloc (k * sizeof (int));
+    //  In batches: a small accept queue must not turn connects into retries
+    for (size_t at = 0; at < k; at += 100)
+        if (s_connect_many (port, fds + at, k - at < 100 ? k - at : 100, 10000) == -1)
+            s_die ("whatsat: cannot connect %zu clients to port %d", k, port);
+    char **lines = (char **) s_alloc (k * sizeof (char *));
+    for (size_t i = 0; i < k; i++) {
+        lines[i] = (char *) s_alloc (256);
+        uint64_t place = (*place_p)++;
+        snprintf (lines[i], 256,
+                  "GET /maps/api/place/nearbysearch/json?location=%.6f,-118.445127&radius=10000"
+                  "&key=bench HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: */*\r\n\r\n",
+                  34.0 + (double) (place % 100000) * 0.0001);
+    }
+    double wall = s_send_and_wait (fds, lines, k, S_HTTP, hist, ok_p);
+    for (size_t i = 0; i < k; i++) {
+        close (fds[i]);
+        free (lines[i]);
+    }
+    free (lines);
+    free (fds);
+    return wall;
 }
 
 //  herd_bench whatsat: for each target and K, rounds of K at once.
@@ -1833,6 +1917,11 @@ s_mode_whatsat (int argc, char *argv[])
         if (strcmp (argv[i], "--target") == 0 && i + 1 < argc && target_count < S_MAX_TARGETS)
             targets[target_count++] = s_parse_target (argv[++i]);
         else
+        if (strcmp (argv[i], "--http") == 0 && i + 1 < argc && target_count < S_MAX_TARGETS) {
+            targets[target_count] = s_parse_target (argv[++i]);
+            targets[target_count++].pid = -1;       //  marks a Places server, no herd
+        }
+        else
         if (strcmp (argv[i], "--k") == 0 && i + 1 < argc)
             k_count = s_parse_list (argv[++i], ks, S_MAX_LIST);
         else
@@ -1843,39 +1932,34 @@ s_mode_whatsat (int argc, char *argv[])
     }
     if (target_count == 0 || rounds < 1 || rounds > S_MAX_RUNS)
         s_die ("whatsat: give --target NAME=PORT and --rounds 1..%d", S_MAX_RUNS);
-    printf ("\nWHATSAT concurrency: K clients each send one WHATSAT at the same moment; "
-            "median of %zu rounds\n",
+    printf ("\nWHATSAT concurrency: K clients at K distinct places each send one WHATSAT at the "
+            "same moment; median of %zu rounds\n",
             rounds);
-    printf ("  %-26s %5s %12s %14s %10s %10s %8s\n", "target", "K", "wall ms", "WHATSAT/s",
-            "p50 ms", "max ms", "OK");
+    printf ("  %-26s %5s %12s %14s %10s %10s %10s\n", "target", "K", "wall ms", "WHATSAT/s",
+            "p50 ms", "max ms", "status OK");
+    uint64_t place = 0;
     for (size_t t = 0; t < target_count; t++) {
-        //  The client the WHATSATs ask about
-        char client[64], line[256];
-        snprintf (client, sizeof (client), "wsat%d-%.20s", (int) getpid (), targets[t].name);
-        int fd = s_dial (targets[t].port, 5000);
-        int64_t clock = s_realtime_ns ();
-        int len = snprintf (line, sizeof (line), "IAMAT %s " S_POSITION " %" PRId64 ".%09d\n",
-                            client, clock / S_NS_PER_SEC, (int) (clock % S_NS_PER_SEC));
-        s_buf_t buf = {0};
-        if (fd < 0 || s_send_all (fd, line, (size_t) len) || s_read_answer (fd, &buf, false) < 0)
-            s_die ("whatsat: IAMAT to %s failed", targets[t].name);
-        close (fd);
-        free (buf.data);
+        char tag[64];
+        snprintf (tag, sizeof (tag), "wsat%d-t%zu", (int) getpid (), t);
         for (size_t i = 0; i < k_count; i++) {
             size_t k = (size_t) ks[i];
             double walls[S_MAX_RUNS];
             s_hist_t *hist = (s_hist_t *) s_alloc (sizeof (s_hist_t));
             size_t ok = 0;
             for (size_t r = 0; r < rounds; r++) {
-                walls[r] = s_whatsat_round (targets[t].port, client, k, hist, &ok);
+                if (targets[t].pid == -1)
+                    walls[r] = s_http_round (targets[t].port, k, &place, hist, &ok);
+                else
+                    walls[r] = s_whatsat_round (targets[t].port, tag, k, &place, hist, &ok);
                 s_sleep_ms (100);
             }
             double wall = s_median (walls, rounds) / 1000.0;
-            char param[16];
+            char param[16], okays[32];
             snprintf (param, sizeof (param), "K=%zu", k);
-            printf ("  %-26s %5zu %12.1f %14.1f %10.1f %10.1f %4zu/%-4zu\n", targets[t].name, k,
-                    wall, (double) k / wall * 1000.0, s_hist_quantile_us (hist, 0.5) / 1000.0,
-                    (double) hist->max / 1e6, ok, k * rounds);
+            snprintf (okays, sizeof (okays), "%zu/%zu", ok, k * rounds);
+            printf ("  %-26s %5zu %12.1f %14.1f %10.1f %10.1f %10s\n", targets[t].name, k, wall,
+                    (double) k / wall * 1000.0, s_hist_quantile_us (hist, 0.5) / 1000.0,
+                    (double) hist->max / 1e6, okays);
             s_csv_row ("whatsat", targets[t].name, param, "wall", wall, "ms");
             s_csv_row ("whatsat", targets[t].name, param, "throughput", (double) k / wall * 1000.0,
                        "1/s");
@@ -1883,6 +1967,7 @@ s_mode_whatsat (int argc, char *argv[])
             free (hist);
         }
     }
+    printf ("  goal: 200 in flight at 200 ms finish in < 500 ms\n");
     return 0;
 }
 
@@ -2028,6 +2113,221 @@ s_mode_memory (int argc, char *argv[])
 }
 
 //  -------------------------------------------------------------------------
+//  Mode places: a Places API double that answers every Nearby Search after
+//  exactly the given latency, without CPU cost of its own, so that WHATSAT
+//  concurrency measures the herd and not the stand-in's Python threads
+
+typedef struct {
+    int fd;
+    uint64_t serial;                //  tells a reused descriptor apart
+    s_buf_t in;
+    bool waiting;                   //  a request is being held back
+} s_pconn_t;
+
+typedef struct {
+    int64_t due;
+    int fd;
+    uint64_t serial;
+} s_pending_t;
+
+static volatile sig_atomic_t s_places_stop = 0;
+
+//  Note SIGTERM/SIGINT for the places loop.
+static void
+s_places_signal (int signo)
+{
+    (void) signo;
+    s_places_stop = 1;
+}
+
+//  The legacy Nearby Search body the double answers: five made-up places.
+static char *
+s_places_body (size_t *size_p)
+{
+    s_buf_t body = {0};
+    s_buf_reserve (&body, 4096);
+    int len = snprintf (body.data, body.capacity, "{\n   \"html_attributions\" : [],\n   "
+                                                  "\"results\" : [\n");
+    for (int i = 0; i < 5; i++)
+        len += snprintf (body.data + len, body.capacity - (size_t) len,
+                         "      {\n         \"name\" : \"Bench Place %d\",\n         "
+                         "\"place_id\" : \"bench-place-%d\",\n         \"vicinity\" : \"%d "
+                         "Bench Street\"\n      }%s\n",
+                         i + 1, i + 1, i + 1, i < 4 ? "," : "");
+    len += snprintf (body.data + len, body.capacity - (size_t) len,
+                     "   ],\n   \"status\" : \"OK\"\n}\n");
+    *size_p = (size_t) len;
+    return body.data;
+}
+
+//  herd_bench places: serve until SIGTERM; every request is answered after
+//  --latency-ms (default 200). Writes the port to --port-file.
+static int
+s_mode_places (int argc, char *argv[])
+{
+    int latency_ms = 200, port = 0;
+    const char *port_file = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp (argv[i], "--latency-ms") == 0 && i + 1 < argc)
+            latency_ms = atoi (argv[++i]);
+        else
+        if (strcmp (argv[i], "--port") == 0 && i + 1 < argc)
+            port = atoi (argv[++i]);
+        else
+        if (strcmp (argv[i], "--port-file") == 0 && i + 1 < argc)
+            port_file = argv[++i];
+        else
+            s_die ("places: unknown option '%s'", argv[i]);
+    }
+    struct sigaction action = {.sa_handler = s_places_signal};
+    sigaction (SIGTERM, &action, NULL);
+    sigaction (SIGINT, &action, NULL);
+    int listener = socket (AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    setsockopt (listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof (one));
+    struct sockaddr_in addr = s_loopback (port);
+    socklen_t addr_len = sizeof (addr);
+    if (bind (listener, (struct sockaddr *) &addr, sizeof (addr)) == -1
+        || listen (listener, 4096) == -1
+        || getsockname (listener, (struct sockaddr *) &addr, &addr_len) == -1)
+        s_die ("places: cannot listen: %s", strerror (errno));
+    if (port_file) {
+        char temp[4096];
+        snprintf (temp, sizeof (temp), "%s.tmp", port_file);
+        FILE *file = fopen (temp, "w");
+        if (!file || fprintf (file, "%d\n", ntohs (addr.sin_port)) < 0 || fclose (file) != 0
+            || rename (temp, port_file) != 0)
+            s_die ("places: cannot write %s", port_file);
+    }
+    size_t body_size;
+    char *body = s_places_body (&body_size);
+    char head[256];
+    int head_size = snprintf (head, sizeof (head),
+                              "HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=UTF-8\r\n"
+                              "Content-Length: %zu\r\n\r\n",
+                              body_size);
+    int epoll = epoll_create1 (EPOLL_CLOEXEC);
+    struct epoll_event event = {.events = EPOLLIN, .data.ptr = NULL};
+    epoll_ctl (epoll, EPOLL_CTL_ADD, listener, &event);
+    size_t capacity = 1024;
+    s_pconn_t **conns = (s_pconn_t **) s_alloc (capacity * sizeof (s_pconn_t *));
+    //  Latency is constant, so answers fall due in arrival order: a FIFO
+    s_pending_t *queue = NULL;
+    size_t queue_head = 0, queue_size = 0, queue_capacity = 0;
+    uint64_t serial = 0;
+    struct epoll_event events[512];
+    while (!s_places_stop) {
+        int wait_ms = 500;
+        if (queue_head < queue_size) {
+            int64_t left = queue[queue_head].due - s_now_ns ();
+            wait_ms = left <= 0 ? 0 : (int) (left / 1000000) + 1;
+        }
+        int count = epoll_wait (epoll, events, 512, wait_ms);
+        for (int e = 0; e < count; e++) {
+            s_pconn_t *conn = (s_pconn_t *) events[e].data.ptr;
+            if (!conn) {
+                int fd;
+                while ((fd = accept4 (listener, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
+                    if ((size_t) fd >= capacity) {
+                        size_t more = capacity;
+                        while (more <= (size_t) fd)
+                            more *= 2;
+                        conns = (s_pconn_t **) realloc (conns, more * sizeof (s_pconn_t *));
+                        if (!conns)
+                            s_die ("out of memory");
+                        memset (conns + capacity, 0, (more - capacity) * sizeof (s_pconn_t *));
+                        capacity = more;
+                    }
+                    setsockopt (fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof (one));
+                    conns[fd] = (s_pconn_t *) s_alloc (sizeof (s_pconn_t));
+                    conns[fd]->fd = fd;
+                    conns[fd]->serial = ++serial;
+                    struct epoll_event in = {.events = EPOLLIN, .data.ptr = conns[fd]};
+                    epoll_ctl (epoll, EPOLL_CTL_ADD, fd, &in);
+                }
+                continue;
+            }
+            bool closed = false;
+            while (true) {
+                s_buf_reserve (&conn->in, S_READ_CHUNK);
+                ssize_t rc = read (conn->fd, conn->in.data + conn->in.size,
+                                   conn->in.capacity - conn->in.size);
+                if (rc > 0)
+                    conn->in.size += (size_t) rc;
+                else {
+                    closed = rc == 0 || (errno != EAGAIN && errno != EINTR);
+                    break;
+                }
+            }
+            if (closed) {
+                epoll_ctl (epoll, EPOLL_CTL_DEL, conn->fd, NULL);
+                close (conn->fd);
+                conns[conn->fd] = NULL;
+                free (conn->in.data);
+                free (conn);
+                continue;
+            }
+            //  One request at a time per connection (HTTP/1.1, no pipelining)
+            const char *end = conn->waiting ? NULL
+                                            : memmem (conn->in.data, conn->in.size, "\r\n\r\n", 4);
+            if (end) {
+                conn->in.size = 0;          //  GET: no body; the rest is ignored
+                conn->waiting = true;
+                if (queue_size == queue_capacity) {
+                    if (queue_head > 0) {
+                        memmove (queue, queue + queue_head,
+                                 (queue_size - queue_head) * sizeof (s_pending_t));
+                        queue_size -= queue_head;
+                        queue_head = 0;
+                    }
+                    if (queue_size == queue_capacity) {
+                        queue_capacity = queue_capacity ? queue_capacity * 2 : 1024;
+                        queue = (s_pending_t *) realloc (queue,
+                                                         queue_capacity * sizeof (s_pending_t));
+                        if (!queue)
+                            s_die ("out of memory");
+                    }
+                }
+                queue[queue_size++] = (s_pending_t){
+                    s_now_ns () + (int64_t) latency_ms * 1000000, conn->fd, conn->serial};
+            }
+        }
+        //  Answer everything that is due, each in one write
+        int64_t now = s_now_ns ();
+        while (queue_head < queue_size && queue[queue_head].due <= now) {
+            s_pending_t *due = &queue[queue_head++];
+            s_pconn_t *conn = conns[due->fd];
+            if (!conn || conn->serial != due->serial)
+                continue;
+            char *response = (char *) malloc ((size_t) head_size + body_size);
+            if (!response)
+                s_die ("out of memory");
+            memcpy (response, head, (size_t) head_size);
+            memcpy (response + head_size, body, body_size);
+            //  Small enough for the socket buffer: one write, retried if short
+            int flags = fcntl (conn->fd, F_GETFL);
+            fcntl (conn->fd, F_SETFL, flags & ~O_NONBLOCK);
+            s_send_all (conn->fd, response, (size_t) head_size + body_size);
+            fcntl (conn->fd, F_SETFL, flags);
+            free (response);
+            conn->waiting = false;
+        }
+    }
+    for (size_t fd = 0; fd < capacity; fd++)
+        if (conns[fd]) {
+            close (conns[fd]->fd);
+            free (conns[fd]->in.data);
+            free (conns[fd]);
+        }
+    free (conns);
+    free (queue);
+    free (body);
+    close (listener);
+    close (epoll);
+    return 0;
+}
+
+//  -------------------------------------------------------------------------
 //  Mode ports: free loopback ports for configurations
 
 //  herd_bench ports N: print N distinct ports free on 127.0.0.1.
@@ -2068,7 +2368,9 @@ s_usage (void)
              "  flood (--sent N | --sent-file F) --edges E --log NAME=FILE ...\n"
              "  propagation --origin PORT --hop K=PORT ... [--samples N] [--seconds S] "
              "[--bg-rates 0,10000]\n"
-             "  whatsat --target NAME=PORT ... [--k 1,50,200] [--rounds R]\n"
+             "  whatsat (--target NAME=PORT | --http NAME=PORT) ... [--k 1,50,200] "
+             "[--rounds R]\n"
+             "  places [--port P] [--port-file F] [--latency-ms 200]   (a Places API double)\n"
              "  memory --port PORT --pid PID [--idle N] [--clients N] [--name NAME]\n"
              "  ports N\n"
              "Targets (names 'herd', 'floor', 'asyncio' get ratios) are on 127.0.0.1.\n");
@@ -2126,6 +2428,9 @@ main (int argc, char *argv[])
     else
     if (strcmp (mode, "ports") == 0)
         rc = s_mode_ports (rest, args);
+    else
+    if (strcmp (mode, "places") == 0)
+        rc = s_mode_places (rest, args);
     else
         rc = s_usage ();
     if (s_csv)

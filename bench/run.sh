@@ -123,13 +123,14 @@ stop () {
 }
 
 #  write_config NAME FILE "NODE ..." "A:B ..." [PLACES_LINES]: a herd config
-#  on free ports; sets port_of[NODE], log_of[NODE].
+#  on free ports, every node as in herd.cfg (client, bus, sync, log, data);
+#  sets port_of[NODE], log_of[NODE].
 declare -A port_of log_of
 write_config () {
     local name=$1 file=$2 nodes=$3 edges=$4 places=${5:-}
     local count ports i=0 node edge
     count=$(wc -w <<< "$nodes")
-    read -r -a ports <<< "$("$bench" ports $((2 * count)))"
+    read -r -a ports <<< "$("$bench" ports $((3 * count)))"
     {
         echo "herd"
         echo "    run_dir = $tmp/$name/run"
@@ -139,8 +140,10 @@ write_config () {
             echo "node = $node"
             echo "    client = 127.0.0.1:${ports[$i]}"
             echo "    bus = tcp://127.0.0.1:${ports[$((i + 1))]}"
+            echo "    sync = tcp://127.0.0.1:${ports[$((i + 2))]}"
             echo "    log = ${log_of[$node]}"
-            i=$((i + 2))
+            echo "    data = $tmp/$name/data/$node"
+            i=$((i + 3))
         done
         if [ -n "$edges" ]; then
             echo "edges"
@@ -195,17 +198,24 @@ echo "load generator pinned to CPU $gen_cpu; servers on CPUs ${server_cpus:-any}
 busy=$(ps -eo pcpu=,comm= --sort=-pcpu | awk '$1 >= 20 {printf "%s(%s%%) ", $2, $1}')
 [ -n "$busy" ] && echo "WARNING: other processes are using CPU: $busy- figures will be noisy"
 
-#  WHATSAT concurrency uses the stand-in at 200 ms. Elsewhere WHATSAT only
+#  WHATSAT concurrency uses the stand-in at 200 ms, and herd_bench's own
+#  Places double at 200 ms (no CPU cost of its own). Elsewhere WHATSAT only
 #  checks AT lines: those herds get a Places URL where nothing listens, so
 #  the answer (AT line + error body) comes back at once
 if want whatsat; then
     standin200=$(start_standin 200)
+    "${pin[@]}" "$bench" places --port-file "$tmp/double.port" --latency-ms 200 &
+    pids+=($!)
+    double_port=$(wait_port_file "$tmp/double.port")
+    double200="http://127.0.0.1:$double_port/maps/api/place/nearbysearch/json"
 fi
 noplaces="http://127.0.0.1:$("$bench" ports 1)/maps/api/place/nearbysearch/json"
 
 #  One node, the floor and asyncio under identical IAMAT load; WHATSAT
 #  concurrency against the stand-in at 200 ms
 if want iamat || want whatsat; then
+    write_config fast "$tmp/fast.cfg" "Hill" ""
+    fast_port=${port_of[Hill]}
     write_config conc "$tmp/conc.cfg" "Hill" "" "    concurrency = 256"
     conc_port=${port_of[Hill]}
     write_config one "$tmp/one.cfg" "Hill" ""
@@ -234,14 +244,19 @@ if want iamat; then
     stop "$floor_pid" "$asyncio_pid"
 fi
 if want whatsat; then
-    start_node "$tmp/conc.cfg" Hill "$standin200"
+    start_node "$tmp/fast.cfg" Hill "$double200"
+    fast_pid=${pid_of[Hill]}
+    start_node "$tmp/conc.cfg" Hill "$double200"
     conc_pid=${pid_of[Hill]}
+    wait_port "$fast_port" "$fast_pid" "the herd on the Places double"
     wait_port "$conc_port" "$conc_pid" "the herd with concurrency 256"
     echo
-    echo "== WHATSAT concurrency: stand-in Places server at 200 ms =="
-    hb whatsat --target "herd=$one_port" \
-        --target "herd-concurrency-256=$conc_port" --k 1,50,200 --rounds 3
-    stop "$conc_pid"
+    echo "== WHATSAT concurrency: Places at 200 ms (the stand-in; herd_bench's double) =="
+    hb whatsat --http "stand-in alone=$(cat "$tmp/standin200.port")" \
+        --target "herd -> stand-in=$one_port" \
+        --http "double alone=$double_port" --target "herd -> double=$fast_port" \
+        --target "herd -> double conc=256=$conc_port" --k 1,50,200 --rounds 3
+    stop "$fast_pid" "$conc_pid"
 fi
 if want iamat || want whatsat; then
     stop "$herd_pid"
