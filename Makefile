@@ -8,6 +8,12 @@ CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread \
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread
 
+#  libedit, when installed, gives `herd client` line editing and history.
+ifeq ($(shell pkg-config --exists libedit 2>/dev/null && echo yes),yes)
+CFLAGS  += -DHERD_HAVE_LIBEDIT
+LDLIBS  += $(shell pkg-config --libs libedit)
+endif
+
 #  SAN=1 builds with AddressSanitizer + UndefinedBehaviorSanitizer into
 #  build/san, so both builds can sit side by side.
 ifeq ($(SAN),1)
@@ -22,7 +28,7 @@ COMMON  := common/herd_config.c common/herd_log.c common/herd_proto.c common/her
 GATEWAY := gateway/herd_gateway.c
 BUS     := bus/herd_bus.c bus/herd_journal.c
 PLACES  := places/herd_places.c places/herd_placesbody.c
-LIBSRC  := $(COMMON) $(GATEWAY) $(BUS) $(PLACES) cli/herd_node.c
+LIBSRC  := $(COMMON) $(GATEWAY) $(BUS) $(PLACES) cli/herd_node.c cli/herd_client.c
 LIBOBJ  := $(LIBSRC:%.c=$(BUILD)/%.o)
 HEADERS := $(wildcard common/*.h gateway/*.h bus/*.h places/*.h cli/*.h)
 
