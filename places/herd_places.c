@@ -329,6 +329,7 @@ s_format_degrees (double degrees, char *out, size_t size)
 //  -------------------------------------------------------------------------
 //  Requests, fetches and cached answers
 
+//  Destroy a waiting request; nulls the caller's pointer.
 static void
 s_waiter_destroy (s_waiter_t **self_p)
 {
@@ -361,6 +362,8 @@ s_fetch_reset (s_fetch_t *self, CURLM *multi)
     self->error[0] = 0;
 }
 
+//  Destroy a fetch, its attempt and its waiting requests; nulls the
+//  caller's pointer.
 static void
 s_fetch_destroy (s_fetch_t **self_p, CURLM *multi)
 {
@@ -407,6 +410,7 @@ s_fetch_write (char *data, size_t size, size_t count, void *userp)
     return bytes;
 }
 
+//  Destroy a cached answer; nulls the caller's pointer.
 static void
 s_entry_destroy (s_entry_t **self_p)
 {
@@ -421,6 +425,7 @@ s_entry_destroy (s_entry_t **self_p)
     }
 }
 
+//  Free what an outcome holds and clear it.
 static void
 s_outcome_free (s_outcome_t *self)
 {
@@ -527,6 +532,7 @@ s_self_forget (s_self_t *self, s_fetch_t *fetch)
     s_fetch_destroy (&fetch, self->multi);
 }
 
+//  Stop: log every request still waiting as cancelled, free everything.
 static void
 s_self_destroy (s_self_t **self_p)
 {
@@ -545,8 +551,12 @@ s_self_destroy (s_self_t **self_p)
         }
         if (cancelled)
             s_self_log (self, "stopped with %zu requests in flight, not answered", cancelled);
-        while (self->oldest)
-            s_self_cache_remove (self, self->oldest);
+        s_entry_t *entry = self->oldest;
+        while (entry) {
+            s_entry_t *next = entry->next;
+            s_entry_destroy (&entry);
+            entry = next;
+        }
         zhashx_destroy (&self->fetch_index);
         zhashx_destroy (&self->cache);
         if (self->multi)
@@ -1422,6 +1432,7 @@ s_server_new_body (s_conn_t *conn, int *code_p)
     }
 }
 
+//  Send the answer the connection's request asked for.
 static void
 s_server_respond (s_conn_t *conn)
 {
@@ -1533,6 +1544,7 @@ s_server_read (s_server_t *self, s_conn_t *conn)
     conn->size -= used;
 }
 
+//  The server thread: accept, read, answer when due, until woken to stop.
 static void *
 s_server_run (void *args)
 {
@@ -1594,6 +1606,7 @@ s_server_run (void *args)
     return NULL;
 }
 
+//  Start the server on a free loopback port.
 static s_server_t *
 s_server_new (void)
 {
@@ -1618,6 +1631,7 @@ s_server_new (void)
     return self;
 }
 
+//  Stop the server thread and close everything.
 static void
 s_server_destroy (s_server_t **self_p)
 {
@@ -1678,6 +1692,7 @@ s_server_head (s_server_t *self)
     return head;
 }
 
+//  Requests the server has received.
 static int
 s_server_requests (s_server_t *self)
 {
@@ -1687,6 +1702,7 @@ s_server_requests (s_server_t *self)
     return requests;
 }
 
+//  Connections the server has accepted.
 static int
 s_server_accepted (s_server_t *self)
 {
@@ -1703,6 +1719,7 @@ typedef struct {
     char *json;
 } s_reply_t;
 
+//  Send a NEARBY request as the gateway does.
 static void
 s_send_nearby (zsock_t *dealer, const char *reqid, const char *lat, const char *lon,
                const char *radius, const char *bound)
@@ -1731,6 +1748,7 @@ s_recv_reply (zsock_t *dealer)
     return reply;
 }
 
+//  Free the strings of a reply.
 static void
 s_reply_free (s_reply_t *reply)
 {

@@ -535,6 +535,7 @@ s_buffer_append (s_buffer_t *self, const char *data, size_t size)
     self->data[self->size] = 0;
 }
 
+//  Append a C string to the buffer.
 static void
 s_buffer_puts (s_buffer_t *self, const char *text)
 {
@@ -672,6 +673,7 @@ s_buffer_value (s_buffer_t *self, const cJSON *value, int level)
             if (cJSON_IsObject (item) || cJSON_IsArray (item))
                 scalars = false;
         }
+        count = index;
         if (object)
             qsort (items, (size_t) count, sizeof (cJSON *), s_compare_members);
         if (scalars) {

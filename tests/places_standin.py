@@ -861,7 +861,9 @@ def main(argv=None):
     stop_signals = {signal.SIGTERM, signal.SIGINT}
     signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
 
-    serving = threading.Thread(target=server.serve_forever, name="serve", daemon=True)
+    #  A short poll interval: shutdown() waits for the loop to notice (tests stop us often)
+    serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                               name="serve", daemon=True)
     serving.start()
     if args.port_file:
         write_port_file(args.port_file, port)

@@ -235,27 +235,22 @@ def test_retries_give_up_at_the_deadline(make_herd, standin, flavour):
     assert b"would not end before the deadline" in final_log(herd)
 
 
-@pytest.mark.parametrize("mode, status", [("request_denied", "REQUEST_DENIED"),
-                                          ("invalid_request", "INVALID_REQUEST")])
-def test_4xx_never_retried(make_herd, standin, flavour, mode, status):
-    """REQUEST_DENIED / INVALID_REQUEST (New: 403 / 400) are final: one request only."""
-    herd = places_herd(make_herd, standin, flavour, "timeout_ms = 4000\nretries = 2")
-    iamat(herd.port("Hill"), "kiwi", UCLA, now_str())
-    standin.mode(mode)
-    first, body = whatsat(herd.port("Hill"), "kiwi", 10, 4)
-    assert json.loads(body)["status"] == status
-    assert standin.stats()["requests"] == 1
-    assert b"-> answered (not retryable)" in final_log(herd)
-
-
-def test_over_query_limit_is_retried(make_herd, standin, flavour):
-    """OVER_QUERY_LIMIT (New: 429 RESOURCE_EXHAUSTED) is retried, then answered as such."""
+def test_4xx_never_retried(make_herd, standin, flavour):
+    """REQUEST_DENIED / INVALID_REQUEST (New: 403 / 400) are final: one request only;
+    OVER_QUERY_LIMIT (New: 429 RESOURCE_EXHAUSTED) is retried, then answered as such."""
     herd = places_herd(make_herd, standin, flavour, "timeout_ms = 4000\nretries = 1")
     iamat(herd.port("Hill"), "kiwi", UCLA, now_str())
-    standin.mode("over_query_limit")
-    first, body = whatsat(herd.port("Hill"), "kiwi", 10, 4)
-    assert json.loads(body)["status"] == "OVER_QUERY_LIMIT"
-    assert standin.stats()["requests"] == 2
+    for mode, status, requests in [("request_denied", "REQUEST_DENIED", 1),
+                                   ("invalid_request", "INVALID_REQUEST", 1),
+                                   ("over_query_limit", "OVER_QUERY_LIMIT", 2)]:
+        standin.control("/_standin/reset")
+        standin.mode(mode)
+        first, body = whatsat(herd.port("Hill"), "kiwi", 10, 4)
+        assert json.loads(body)["status"] == status
+        assert standin.stats()["requests"] == requests, mode
+    log = final_log(herd)
+    assert log.count(b"-> answered (not retryable)") == 2
+    assert log.count(b"-> retry in ") == 1
 
 
 # ------------------------------------------------------------ coalescing and cache
@@ -288,13 +283,16 @@ def test_identical_whatsats_share_one_request(make_herd, standin, flavour):
     assert len(bodies) == 1
     doc = json.loads(bodies.pop())
     assert doc["status"] == "OK" and len(doc["results"]) == 7
-    #  Another bound is another query
+    #  Another bound is another query; without a cache, a repeat asks again
     first, body = whatsat(herd.port("Hill"), "crowd", 10, 2)
     assert len(json.loads(body)["results"]) == 2
     assert standin.stats()["requests"] == 2
+    first, body = whatsat(herd.port("Hill"), "crowd", 10, 2)
+    assert standin.stats()["requests"] == 3
     log = final_log(herd)
-    assert log.count(b" places req=") == count + 1
+    assert log.count(b" places req=") == count + 2
     assert log.count(b" shared url=") == count - 1
+    assert b"cache hit" not in log
 
 
 def test_cache_hit(make_herd, standin, flavour):
@@ -314,13 +312,3 @@ def test_cache_hit(make_herd, standin, flavour):
     assert json.loads(whatsat(herd.port("Hill"), "kiwi", 10, 4)[1])["status"] == "OK"
     assert standin.stats()["requests"] == 3
     assert final_log(herd).count(b" cache hit ") == 1
-
-
-def test_no_cache_by_default(make_herd, standin):
-    """Without cache_ttl_ms every WHATSAT asks the Places API."""
-    herd = places_herd(make_herd, standin, "legacy")
-    iamat(herd.port("Hill"), "kiwi", UCLA, now_str())
-    for _ in range(3):
-        whatsat(herd.port("Hill"), "kiwi", 10, 3)
-    assert standin.stats()["requests"] == 3
-    assert b"cache hit" not in final_log(herd)
