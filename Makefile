@@ -2,7 +2,7 @@
 #  `make test` runs every test. Both install missing Debian packages first.
 
 CC      ?= cc
-PKGS    := libczmq libzmq libcurl libcjson
+PKGS    := libczmq libzmq libcurl libcjson libmicrohttpd
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread \
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -26,9 +26,9 @@ endif
 
 COMMON  := common/herd_config.c common/herd_log.c common/herd_proto.c common/herd_record.c
 GATEWAY := gateway/herd_gateway.c
-BUS     := bus/herd_bus.c bus/herd_journal.c
+BUS     := bus/herd_bus.c bus/herd_journal.c bus/herd_monitor.c
 PLACES  := places/herd_places.c places/herd_placesbody.c
-LIBSRC  := $(COMMON) $(GATEWAY) $(BUS) $(PLACES) cli/herd_node.c cli/herd_client.c
+LIBSRC  := $(COMMON) $(GATEWAY) $(BUS) $(PLACES) cli/herd_node.c cli/herd_client.c cli/herd_watch.c
 LIBOBJ  := $(LIBSRC:%.c=$(BUILD)/%.o)
 HEADERS := $(wildcard common/*.h gateway/*.h bus/*.h places/*.h cli/*.h)
 

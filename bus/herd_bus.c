@@ -2,6 +2,7 @@
 
 #include "herd_bus.h"
 #include "herd_journal.h"
+#include "herd_monitor.h"
 #include "../common/herd_check.h"
 #include "../common/herd_msg.h"
 #include "../common/herd_record.h"
@@ -29,6 +30,7 @@ typedef struct {
     const herd_node_t *node;
     zsock_t *sync;                  //  DEALER to the neighbour's sync ROUTER
     bool linked;                    //  subscription wanted (LINK up/down)
+    bool up;                        //  handshake done, not disconnected since
     bool syncing;                   //  an ICANHAZ is unanswered
     bool deferred;                  //  a full catch-up waits for another
     int64_t sync_started;           //  when, monotonic ms
@@ -59,6 +61,8 @@ typedef struct {
     s_peer_t *peers;
     size_t peer_count;
     herd_journal_t *journal;        //  or NULL: table in memory only
+    herd_monitor_t *monitor_out;    //  events and counters, or NULL
+    uint64_t catchups;              //  catch-ups completed
     const herd_config_t *config;
     const herd_node_t *node;
     herd_log_t *log;
@@ -360,6 +364,19 @@ s_self_handle_router (s_self_t *self)
         s_send (self->router, &reply);
     }
     else
+    if (command && streq (command, "STATS") && zmsg_size (msg) == 2) {
+        //  Counters of the gateway and (relayed) places, for the monitor
+        char *role = zmsg_popstr (msg);
+        char *json = zmsg_popstr (msg);
+        cJSON *stats = json ? cJSON_Parse (json) : NULL;
+        if (role && (streq (role, "gateway") || streq (role, "places")) && cJSON_IsObject (stats))
+            herd_monitor_set (self->monitor_out, role, stats);
+        else
+            cJSON_Delete (stats);
+        zstr_free (&role);
+        zstr_free (&json);
+    }
+    else
         herd_log_printf (self->log, "bus", "dropped a malformed gateway message (%s)",
                          command ? command : "empty");
     zstr_free (&command);
@@ -492,6 +509,8 @@ s_self_handle_link (s_self_t *self, zframe_t *routing, zmsg_t *msg)
     if (streq (state, "down") && peer->linked) {
         zsock_disconnect (self->sub, "%s", peer->node->bus);
         peer->linked = false;
+        peer->up = false;
+        herd_monitor_event (self->monitor_out, "bus", "link down", name, "by command");
         peer->syncing = false;
         herd_log_printf (self->log, "bus", "link to %s taken down by command", name);
     }
@@ -575,6 +594,11 @@ s_self_handle_peer_sync (s_self_t *self, s_peer_t *peer)
                          "caught up with %s: %zu records, %zu bytes in %" PRId64 " ms",
                          peer->node->name, peer->sync_records, peer->sync_bytes,
                          s_now_ms () - peer->sync_started);
+        char detail[96];
+        snprintf (detail, sizeof (detail), "%zu records, %zu bytes in %" PRId64 " ms",
+                  peer->sync_records, peer->sync_bytes, s_now_ms () - peer->sync_started);
+        herd_monitor_event (self->monitor_out, "bus", "caught up", peer->node->name, detail);
+        self->catchups++;
         peer->syncing = false;
         for (size_t i = 0; i < self->peer_count; i++)
             if (self->peers[i].deferred)
@@ -597,6 +621,9 @@ s_self_handle_monitor (s_self_t *self)
         const char *name = peer ? peer->node->name : "?";
         if (streq (event, "HANDSHAKE_SUCCEEDED")) {
             herd_log_printf (self->log, "bus", "link up %s %s", name, endpoint);
+            herd_monitor_event (self->monitor_out, "bus", "link up", name, endpoint);
+            if (peer)
+                peer->up = true;
             //  Subscribed first, then sync: nothing falls between the two
             if (peer && peer->syncing
                 && s_now_ms () - peer->sync_started > HERD_BUS_SYNC_RETRY)
@@ -605,8 +632,12 @@ s_self_handle_monitor (s_self_t *self)
                 s_self_request_sync (self, peer, "link up");
         }
         else
-        if (streq (event, "DISCONNECTED"))
+        if (streq (event, "DISCONNECTED")) {
             herd_log_printf (self->log, "bus", "link down %s %s", name, endpoint);
+            herd_monitor_event (self->monitor_out, "bus", "link down", name, endpoint);
+            if (peer)
+                peer->up = false;
+        }
         else
             herd_log_printf (self->log, "bus", "link to %s %s refused: %s (%s)", name, endpoint,
                              event, value);
@@ -627,6 +658,33 @@ s_self_handle_pipe (s_self_t *self)
     if (streq (command, "VERBOSE"))
         self->verbose = true;
     zstr_free (&command);
+}
+
+//  Publish our counters, with the gateway's and places' latest, to the
+//  monitor.
+static void
+s_self_publish_stats (s_self_t *self)
+{
+    if (!self->monitor_out)
+        return;
+    cJSON *stats = cJSON_CreateObject ();
+    cJSON_AddNumberToObject (stats, "clients", (double) zhashx_size (self->table));
+    char digest[17];
+    snprintf (digest, sizeof (digest), "%016" PRIx64, self->digest);
+    cJSON_AddStringToObject (stats, "digest", digest);
+    cJSON_AddNumberToObject (stats, "applied_total", (double) self->applied);
+    cJSON_AddNumberToObject (stats, "stale_total", (double) self->stale);
+    cJSON_AddNumberToObject (stats, "dropped_total", (double) self->dropped);
+    cJSON_AddNumberToObject (stats, "sequence", (double) self->seq);
+    cJSON_AddNumberToObject (stats, "catchups_total", (double) self->catchups);
+    cJSON_AddNumberToObject (stats, "journal_records",
+                             self->journal ? (double) herd_journal_records (self->journal) : 0);
+    cJSON *links = cJSON_AddObjectToObject (stats, "links");
+    for (size_t i = 0; i < self->peer_count; i++)
+        cJSON_AddStringToObject (links, self->peers[i].node->name,
+                                 self->peers[i].up ? "up" : "down");
+    herd_monitor_set (self->monitor_out, "bus", stats);
+    herd_monitor_publish (self->monitor_out);
 }
 
 //  Publish a heartbeat with our current sequence number.
@@ -666,6 +724,7 @@ s_self_destroy (s_self_t **self_p)
     herd_journal_destroy (&self->journal);
     zactor_destroy (&self->auth);
     zcert_destroy (&self->cert);
+    herd_monitor_destroy (&self->monitor_out);
     free (self);
     *self_p = NULL;
 }
@@ -753,9 +812,11 @@ static void
 s_self_handle_refusal (s_self_t *self, zactor_t *monitor)
 {
     char *event = NULL, *value = NULL, *endpoint = NULL;
-    if (zstr_recvx (monitor, &event, &value, &endpoint, NULL) == 3)
+    if (zstr_recvx (monitor, &event, &value, &endpoint, NULL) == 3) {
         herd_log_printf (self->log, "bus", "refused a connection on %s: %s (%s)", endpoint,
                          event, value);
+        herd_monitor_event (self->monitor_out, "bus", "refused", NULL, event);
+    }
     zstr_free (&event);
     zstr_free (&value);
     zstr_free (&endpoint);
@@ -782,6 +843,13 @@ s_self_new (zsock_t *pipe, herd_bus_args_t *args)
         || (self->config->curve && s_self_start_curve (self) == -1)) {
         s_self_destroy (&self);
         return NULL;
+    }
+    if (self->node->monitor || self->node->metrics) {
+        self->monitor_out = herd_monitor_new (self->node, self->log);
+        if (!self->monitor_out) {
+            s_self_destroy (&self);
+            return NULL;
+        }
     }
     self->router = zsock_new (ZMQ_ROUTER);
     self->pub = zsock_new (ZMQ_PUB);
@@ -927,6 +995,7 @@ herd_bus_actor (zsock_t *pipe, void *args)
             break;
         if (s_now_ms () >= self->next_heartbeat) {
             s_self_heartbeat (self);
+            s_self_publish_stats (self);
             s_self_compact (self);
         }
         if (self->journal) {

@@ -2,6 +2,7 @@
 
 #include "herd_client.h"
 #include "herd_node.h"
+#include "herd_watch.h"
 
 #include <czmq.h>
 #include <ifaddrs.h>
@@ -30,6 +31,10 @@ static const char s_usage[] =
     "                                      send request lines to a node and print the\n"
     "                                      answers (LINEs, stdin, or a prompt on a\n"
     "                                      terminal); 'herd client --help' for more\n"
+    "  herd monitor [-c FILE] [--once] [--json]\n"
+    "                                      live view of every node and edge (from their\n"
+    "                                      monitor endpoints); --once: one snapshot\n"
+    "  herd graph [-c FILE]                the topology as Graphviz DOT, with live state\n"
     "  herd keygen NAME [-d DIR]           write a CURVE certificate pair for node NAME:\n"
     "                                      DIR/NAME.cert and DIR/NAME.cert_secret (DIR\n"
     "                                      defaults to certs)\n"
@@ -48,6 +53,8 @@ typedef struct {
     const char *extra[2];       //  link: PEER and up|down
     const char *dir;            //  keygen: where certificates go
     bool split;
+    bool once;                  //  monitor: one snapshot
+    bool json;                  //  monitor: as JSON
 } s_args_t;
 
 //  Parse argv; false (after printing why) when it does not make sense.
@@ -68,6 +75,12 @@ s_parse_args (int argc, char *argv[], s_args_t *args)
         else
         if (streq (arg, "--split"))
             args->split = true;
+        else
+        if (streq (arg, "--once"))
+            args->once = true;
+        else
+        if (streq (arg, "--json"))
+            args->json = true;
         else
         if (streq (arg, "-h") || streq (arg, "--help"))
             args->command = "help";
@@ -432,7 +445,8 @@ main (int argc, char *argv[])
         return s_keygen (args.name, args.dir ? args.dir : "certs");
     if (!streq (args.command, "node") && !streq (args.command, "up")
         && !streq (args.command, "nodes") && !streq (args.command, "digest")
-        && !streq (args.command, "link")) {
+        && !streq (args.command, "link") && !streq (args.command, "monitor")
+        && !streq (args.command, "graph")) {
         fprintf (stderr, "herd: unknown command '%s'\n\n%s", args.command, s_usage);
         return 2;
     }
@@ -458,6 +472,12 @@ main (int argc, char *argv[])
     else
     if (streq (args.command, "digest"))
         rc = s_digest (config);
+    else
+    if (streq (args.command, "monitor"))
+        rc = herd_watch_monitor (config, args.once, args.json);
+    else
+    if (streq (args.command, "graph"))
+        rc = herd_watch_graph (config);
     else
     if (streq (args.command, "link"))
         rc = s_link (config, args.name, args.extra[0], args.extra[1]);

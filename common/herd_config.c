@@ -70,7 +70,7 @@ static const char *const s_security_keys[] = {"curve", NULL};
 static const char *const s_herd_keys[] = {"run_dir", "max_line", NULL};
 static const char *const s_node_keys[] = {"client", "bus", "log", NULL};
 static const char *const s_node_allowed[] = {"client", "bus", "sync", "log", "data", "cert",
-                                             NULL};
+                                             "monitor", "metrics", NULL};
 static const char *const s_edges_keys[] = {"edge", NULL};
 static const char *const s_places_keys[] = {
     "flavour", "url", "key_env", "timeout_ms", "connect_timeout_ms", "concurrency", "retries",
@@ -818,6 +818,24 @@ s_load_node (s_loader_t *self, zconfig_t *section, herd_config_t *config, herd_n
     if (rc == 0 && zconfig_locate (section, "sync"))
         rc = s_load_endpoint (self, zconfig_locate (section, "sync"), context, node,
                               &node->sync);
+    //  monitor = tcp://HOST:PORT (events and counters PUB), optional
+    if (rc == 0 && zconfig_locate (section, "monitor"))
+        rc = s_load_endpoint (self, zconfig_locate (section, "monitor"), context, node,
+                              &node->monitor);
+    //  metrics = HOST:PORT (Prometheus text over HTTP), optional
+    if (rc == 0 && (key = zconfig_locate (section, "metrics"))) {
+        char *host = NULL;
+        int port = 0;
+        if (s_split_address (s_value (key), &host, &port, &reason))
+            rc = s_key_fail (self, key, context, "'%s' is not HOST:PORT (%s)", s_value (key),
+                             reason);
+        else {
+            node->metrics = s_strdup (s_value (key));
+            node->metrics_port = port;
+            rc = s_claim_address (self, key, context, node, host, port, true);
+        }
+        free (host);
+    }
     //  cert = PATH of the node's public certificate, optional
     if (rc == 0 && (key = zconfig_locate (section, "cert"))) {
         if (!*s_value (key))
@@ -1150,6 +1168,8 @@ herd_config_destroy (herd_config_t **self_p)
             free (node->sync);
             free (node->data);
             free (node->cert);
+            free (node->monitor);
+            free (node->metrics);
             free (node->log);
             free (node->neighbours);
         }
@@ -1317,7 +1337,7 @@ static const s_test_case_t s_test_errors[] = {
      "name may only use letters, digits, '_', '.' and '-'"},
     {S_TEST_NODE_A "node = A\n", "t.cfg:5: ", "node 'A' is defined twice (first at line 1)"},
     {S_TEST_NODE_A "    port = 1\n", "t.cfg:5: node 'A': unknown key 'port'",
-     "(allowed: client, bus, sync, log, data, cert)"},
+     "(allowed: client, bus, sync, log, data, cert, monitor, metrics)"},
     {S_TEST_NODE_A "    sync = udp://127.0.0.1:3\n", "t.cfg:5: node 'A': key 'sync'",
      "is not tcp://HOST:PORT"},
     {S_TEST_NODE_A "    sync = tcp://127.0.0.1:2\n", "t.cfg:5: node 'A': key 'sync'",

@@ -44,6 +44,9 @@ typedef struct {
     char *sync;                 //  catch-up ROUTER endpoint, or NULL (no catch-up)
     char *log;                  //  log file path
     char *data;                 //  journal directory, or NULL (table in memory only)
+    char *monitor;              //  events and counters PUB endpoint, or NULL
+    char *metrics;              //  Prometheus HTTP address "host:port", or NULL
+    int metrics_port;
     char *cert;                 //  public CURVE certificate file, or NULL; the
                                 //  secret one is the same path + "_secret"
     size_t *neighbours;         //  indices into herd_config_t.nodes

@@ -5,12 +5,13 @@ set -euo pipefail
 
 packages=(
     build-essential pkg-config
-    libzmq3-dev libczmq-dev libcurl4-openssl-dev libcjson-dev
+    libzmq3-dev libczmq-dev libcurl4-openssl-dev libcjson-dev libmicrohttpd-dev
     libedit-dev                     #   herd client: line editing and history
     python3 python3-pytest python3-zmq
     clang
     valgrind                        #   make test: unit self tests under memcheck
     linux-perf                      #   make bench: BENCH_PROFILE=1
+    iproute2                        #   integration tests: hosts as network namespaces
 )
 
 missing=()

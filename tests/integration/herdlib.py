@@ -169,10 +169,12 @@ class Herd:
         self.names = list(names or DEFAULT_NAMES)
         self.edges = list(DEFAULT_EDGES if edges is None else edges)
         self.split = split
-        ports = free_ports(3 * len(self.names))
-        self.client_port = {n: ports[3 * i] for i, n in enumerate(self.names)}
-        self.bus_port = {n: ports[3 * i + 1] for i, n in enumerate(self.names)}
-        self.sync_port = {n: ports[3 * i + 2] for i, n in enumerate(self.names)}
+        ports = free_ports(5 * len(self.names))
+        self.client_port = {n: ports[5 * i] for i, n in enumerate(self.names)}
+        self.bus_port = {n: ports[5 * i + 1] for i, n in enumerate(self.names)}
+        self.sync_port = {n: ports[5 * i + 2] for i, n in enumerate(self.names)}
+        self.monitor_port = {n: ports[5 * i + 3] for i, n in enumerate(self.names)}
+        self.metrics_port = {n: ports[5 * i + 4] for i, n in enumerate(self.names)}
         self.procs = {}
         self.certs = os.path.join(self.tmp, "certs")
         if curve:
@@ -186,6 +188,8 @@ class Herd:
             lines += [f"node = {n}", f"    client = 127.0.0.1:{self.client_port[n]}",
                       f"    bus = tcp://127.0.0.1:{self.bus_port[n]}",
                       f"    sync = tcp://127.0.0.1:{self.sync_port[n]}",
+                      f"    monitor = tcp://127.0.0.1:{self.monitor_port[n]}",
+                      f"    metrics = 127.0.0.1:{self.metrics_port[n]}",
                       f"    log = {self.tmp}/logs/{n}.log",
                       f"    data = {self.tmp}/data/{n}"]
             if curve:
