@@ -1033,16 +1033,14 @@ s_self_judge (s_self_t *self, s_fetch_t *fetch, CURLcode result, long http,
             else
                 snprintf (message, sizeof (message), "herd: Places API sent invalid JSON");
         }
-        else
-        if (google_message) {
-            outcome->body = herd_placesbody_error (status, google_message);
-            outcome->status = strdup (status);
-            outcome->error = google_message;
-            google_message = NULL;
-            outcome->retryable = http >= 500 || http == 429;
-        }
         else {
-            snprintf (message, sizeof (message), "herd: Places API answered HTTP %ld", http);
+            //  The legacy status for Google's, or for the HTTP status
+            char fallback[64];
+            snprintf (fallback, sizeof (fallback), "herd: Places API answered HTTP %ld", http);
+            const char *text = google_message ? google_message : fallback;
+            outcome->body = herd_placesbody_error (status, text);
+            outcome->status = strdup (status);
+            outcome->error = strdup (text);
             outcome->retryable = http >= 500 || http == 429;
         }
         free (google_message);
@@ -1296,8 +1294,9 @@ herd_places_actor (zsock_t *pipe, void *args)
 //  ZERO_RESULTS (New: {}), 11 HTTP 500 then OK, alternately, 12 New: 429
 //  RESOURCE_EXHAUSTED asking to retry in 30 s, 13 New: 400 API_KEY_INVALID,
 //  14 New: 400 INVALID_ARGUMENT, 15 legacy OVER_QUERY_LIMIT, 16 the
-//  connection broken in the middle of the body then OK, alternately; anything else
-//  OK. Connections are kept alive.
+//  connection broken in the middle of the body then OK, alternately, 17
+//  New: HTTP 403 with an HTML body; anything else OK. Connections are kept
+//  alive.
 
 #define S_SERVER_CONNS 32
 
@@ -1428,6 +1427,7 @@ s_server_new_body (s_conn_t *conn, int *code_p)
         case 12: *code_p = 429; return s_new_quota;
         case 13: *code_p = 400; return s_new_bad_key;
         case 14: *code_p = 400; return s_new_invalid;
+        case 17: *code_p = 403; return "<html>Forbidden</html>";
         default: return s_new_ok;
     }
 }
@@ -2075,8 +2075,10 @@ herd_places_test (bool verbose)
     s_expect_error (dealer, "n13", "REQUEST_DENIED", "API key not valid.");
     s_send_nearby (dealer, "n12", "+12", "+0", "1", "5");
     s_expect_error (dealer, "n12", "OVER_QUERY_LIMIT", "Quota exceeded.");
-    requests += 4;
-    HERD_CHECK_INT (s_server_requests (server), seen + 4);
+    s_send_nearby (dealer, "n17", "+17", "+0", "1", "5");
+    s_expect_error (dealer, "n17", "REQUEST_DENIED", "herd: Places API answered HTTP 403");
+    requests += 5;
+    HERD_CHECK_INT (s_server_requests (server), seen + 5);
     HERD_CHECK ((s_now_usec () - errors_started) / 1000 < 1000);
 
     //  5xx: retried twice with backoff, inside the deadline, then answered
