@@ -2079,7 +2079,7 @@ herd_places_test (bool verbose)
     s_expect_error (dealer, "n17", "REQUEST_DENIED", "herd: Places API answered HTTP 403");
     requests += 5;
     HERD_CHECK_INT (s_server_requests (server), seen + 5);
-    HERD_CHECK ((s_now_usec () - errors_started) / 1000 < 1000);
+    HERD_CHECK ((s_now_usec () - errors_started) / 1000 < 3000);     //  not 30 s
 
     //  5xx: retried twice with backoff, inside the deadline, then answered
     seen = s_server_requests (server);
@@ -2091,7 +2091,7 @@ herd_places_test (bool verbose)
     if (verbose)
         printf ("three attempts answered after %" PRId64 " ms\n", elapsed_ms);
     HERD_CHECK_INT (s_server_requests (server), seen + 3);
-    HERD_CHECK_INT (elapsed_ms >= 625 && elapsed_ms < 4000 ? 0 : elapsed_ms, 0);
+    HERD_CHECK_INT (elapsed_ms >= 625 && elapsed_ms < 5000 ? 0 : elapsed_ms, 0);
 
     //  A 500 then an answer; a connection broken mid-body then an answer
     seen = s_server_requests (server);
