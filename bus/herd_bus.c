@@ -729,11 +729,15 @@ s_self_destroy (s_self_t **self_p)
     *self_p = NULL;
 }
 
-//  Bind endpoint on sock, logging why not; 0 or -1.
+//  Bind endpoint on sock, logging why not; 0 or -1. A host name is resolved
+//  first: ZeroMQ binds only to addresses and interface names.
 static int
 s_self_bind (s_self_t *self, zsock_t *sock, const char *endpoint, const char *what)
 {
-    if (zsock_bind (sock, "%s", endpoint) != -1)
+    char *numeric = herd_config_resolve_endpoint (endpoint);
+    int rc = zsock_bind (sock, "%s", numeric ? numeric : endpoint);
+    zstr_free (&numeric);
+    if (rc != -1)
         return 0;
     herd_log_printf (self->log, "bus", "cannot bind %s %s: %s", what, endpoint,
                      zmq_strerror (zmq_errno ()));
@@ -881,6 +885,9 @@ s_self_new (zsock_t *pipe, herd_bus_args_t *args)
     zsock_set_heartbeat_timeout (self->sub, 3000);
     zsock_set_reconnect_ivl (self->sub, 100);
     zsock_set_reconnect_ivl_max (self->sub, 1000);
+    //  A connect to a cut-off host must not sit in the kernel's SYN retries
+    //  (1, 2, 4, ... s) after the cable is back: give up and retry each second
+    zsock_set_connect_timeout (self->sub, 1000);
     zsock_set_subscribe (self->sub, HERD_MSG_TOPIC_UPDATE);
     zsock_set_subscribe (self->sub, HERD_MSG_TOPIC_HEARTBEAT);
 
@@ -923,6 +930,8 @@ s_self_new (zsock_t *pipe, herd_bus_args_t *args)
             zsock_set_rcvhwm (peer->sync, 0);
             zsock_set_heartbeat_ivl (peer->sync, 1000);
             zsock_set_heartbeat_timeout (peer->sync, 3000);
+            zsock_set_connect_timeout (peer->sync, 1000);
+            zsock_set_reconnect_ivl_max (peer->sync, 1000);
             zsock_connect (peer->sync, "%s", peer->node->sync);
             zpoller_add (self->poller, peer->sync);
         }

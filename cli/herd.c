@@ -367,8 +367,11 @@ s_up (const herd_config_t *config, const char *path, bool split)
         }
     }
     fflush (stdout);
-    if (count == 0)
+    if (count == 0) {
         fprintf (stderr, "herd: no node of %s lives on this host\n", path);
+        free (children);
+        return 1;
+    }
 
     //  Wait for a signal; report children that end on their own
     size_t running = count;
@@ -411,11 +414,19 @@ s_up (const herd_config_t *config, const char *path, bool split)
         while (children[i].pid > 0) {
             int wstatus;
             pid_t pid = waitpid (children[i].pid, &wstatus, WNOHANG);
+            if (pid == children[i].pid
+                && !(WIFEXITED (wstatus) && WEXITSTATUS (wstatus) == 0)) {
+                fprintf (stderr, "herd: %s did not stop cleanly (%s %d)\n", children[i].label,
+                         WIFEXITED (wstatus) ? "status" : "signal",
+                         WIFEXITED (wstatus) ? WEXITSTATUS (wstatus) : WTERMSIG (wstatus));
+                status = 1;
+            }
             if (pid == children[i].pid || pid == -1)
                 children[i].pid = 0;
             else
             if (zclock_mono () > deadline) {
                 fprintf (stderr, "herd: %s did not stop: killing it\n", children[i].label);
+                status = 1;
                 kill (children[i].pid, SIGKILL);
                 waitpid (children[i].pid, &wstatus, 0);
                 children[i].pid = 0;

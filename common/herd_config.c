@@ -19,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netdb.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -1211,6 +1213,31 @@ herd_config_endpoint (const herd_config_t *self, const herd_node_t *node, const 
 }
 
 //  -------------------------------------------------------------------------
+char *
+herd_config_resolve_endpoint (const char *endpoint)
+{
+    if (strncmp (endpoint, "tcp://", 6) != 0)
+        return NULL;
+    const char *host = endpoint + 6;
+    const char *colon = strrchr (host, ':');
+    if (!colon || *host == '[' || *host == '*')
+        return NULL;
+    char name[256];
+    snprintf (name, sizeof (name), "%.*s", (int) (colon - host), host);
+    unsigned char address[16];
+    if (inet_pton (AF_INET, name, address) == 1 || inet_pton (AF_INET6, name, address) == 1)
+        return NULL;            //  numeric already
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM};
+    struct addrinfo *found = NULL;
+    if (getaddrinfo (name, NULL, &hints, &found) != 0 || !found)
+        return NULL;
+    char text[INET6_ADDRSTRLEN] = "";
+    getnameinfo (found->ai_addr, found->ai_addrlen, text, sizeof (text), NULL, 0, NI_NUMERICHOST);
+    bool v6 = found->ai_family == AF_INET6;
+    freeaddrinfo (found);
+    return s_sprintf (v6 ? "tcp://[%s]%s" : "tcp://%s%s", text, colon);
+}
+
 //  Self test
 
 //  The default herd (as herd.cfg), with its comments.
@@ -1488,6 +1515,14 @@ s_test_write (const char *text, size_t size)
 void
 herd_config_test (bool verbose)
 {
+    //  Endpoints with host names are resolved for binding; numeric ones kept
+    char *resolved = herd_config_resolve_endpoint ("tcp://localhost:7");
+    HERD_CHECK (resolved
+                && (streq (resolved, "tcp://127.0.0.1:7") || streq (resolved, "tcp://[::1]:7")));
+    free (resolved);
+    HERD_CHECK (herd_config_resolve_endpoint ("tcp://127.0.0.1:7") == NULL);
+    HERD_CHECK (herd_config_resolve_endpoint ("ipc://x") == NULL);
+
     printf (" * herd_config: ");
     if (verbose)
         printf ("\n");

@@ -102,6 +102,13 @@ char *
     herd_config_endpoint (const herd_config_t *self, const herd_node_t *node,
                           const char *role, bool split);
 
+//  For binding: endpoint with a host name in tcp://HOST:PORT replaced by
+//  its first address (ZeroMQ resolves names when connecting, not when
+//  binding). A new string (caller frees), or NULL when there is nothing to
+//  resolve or the name does not resolve.
+char *
+    herd_config_resolve_endpoint (const char *endpoint);
+
 //  Self test of this class.
 void
     herd_config_test (bool verbose);

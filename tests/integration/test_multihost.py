@@ -232,7 +232,8 @@ def test_one_config_five_hosts(lab, deployment):
     #  A host that is none of the nodes' starts nothing from the same file
     r = subprocess.run([lab.ip, "netns", "exec", lab.switch, HERD_BIN, "up", "-c", d.config],
                        env=d.env, capture_output=True, text=True, timeout=10 * SLOW)
-    assert "no node of" in r.stderr and "starting" not in r.stdout, (r.stdout, r.stderr)
+    assert r.returncode == 1 and "no node of" in r.stderr and "starting" not in r.stdout, \
+        (r.returncode, r.stdout, r.stderr)
 
     #  Every host runs the same file; each starts only its own node
     d.start()
