@@ -309,17 +309,25 @@ if want propagation; then
     stop "${pid_of[P0]}" "${pid_of[P1]}" "${pid_of[P2]}" "${pid_of[P3]}"
 fi
 
-#  Memory of a fresh node
+#  Memory: a fresh node for the idle connections, another for the clients,
+#  so that neither figure carries the other's heap
 if want memory; then
-    write_config mem "$tmp/mem.cfg" "Hill" ""
-    start_node "$tmp/mem.cfg" Hill "$noplaces"
-    wait_port "${port_of[Hill]}" "${pid_of[Hill]}" "the memory node"
-    sleep 0.5
     echo
-    echo "== Memory: a fresh one-node herd (its ulimit -n: $(ulimit -n)) =="
-    hb memory --port "${port_of[Hill]}" --pid "${pid_of[Hill]}" --idle "$idle_conns" \
-        --clients "$clients" --name Hill
-    stop "${pid_of[Hill]}"
+    echo "== Memory: fresh one-node herds (their ulimit -n: $(ulimit -n)) =="
+    for what in idle clients; do
+        write_config "mem-$what" "$tmp/mem-$what.cfg" "Hill" ""
+        start_node "$tmp/mem-$what.cfg" Hill "$noplaces"
+        wait_port "${port_of[Hill]}" "${pid_of[Hill]}" "the memory node"
+        sleep 0.5
+        if [ "$what" = idle ]; then
+            hb memory --port "${port_of[Hill]}" --pid "${pid_of[Hill]}" --idle "$idle_conns" \
+                --clients 0 --name Hill
+        else
+            hb memory --port "${port_of[Hill]}" --pid "${pid_of[Hill]}" --idle 0 \
+                --clients "$clients" --name Hill
+        fi
+        stop "${pid_of[Hill]}"
+    done
 fi
 
 #  Where the time goes: perf profile of a node under IAMAT load
