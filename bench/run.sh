@@ -122,28 +122,39 @@ stop () {
     done
 }
 
+#  The keys of herd.cfg's first node: every generated node gets the same
+#  ones (client, bus, sync, monitor, log, data, ...), so the bench runs the
+#  herd as configured by default, whatever keys it grows.
+mapfile -t node_keys < <(awk '/^node = / {n++; next} n == 1 && /^    [a-z_]+ *=/ {
+    sub(/#.*/, ""); sub(/^ +/, ""); sub(/ +$/, ""); print; next } n == 1 && /^[^ #]/ {exit}' herd.cfg)
+
 #  write_config NAME FILE "NODE ..." "A:B ..." [PLACES_LINES]: a herd config
-#  on free ports, every node as in herd.cfg (client, bus, sync, log, data);
-#  sets port_of[NODE], log_of[NODE].
+#  on free ports, every node with herd.cfg's keys; sets port_of[NODE] (its
+#  client port), log_of[NODE].
 declare -A port_of log_of
 write_config () {
     local name=$1 file=$2 nodes=$3 edges=$4 places=${5:-}
-    local count ports i=0 node edge
+    local count ports i=0 node edge line key value
     count=$(wc -w <<< "$nodes")
-    read -r -a ports <<< "$("$bench" ports $((3 * count)))"
+    read -r -a ports <<< "$("$bench" ports $((${#node_keys[@]} * count)))"
     {
         echo "herd"
         echo "    run_dir = $tmp/$name/run"
         for node in $nodes; do
-            port_of[$node]=${ports[$i]}
             log_of[$node]=$tmp/$name/logs/$node.log
             echo "node = $node"
-            echo "    client = 127.0.0.1:${ports[$i]}"
-            echo "    bus = tcp://127.0.0.1:${ports[$((i + 1))]}"
-            echo "    sync = tcp://127.0.0.1:${ports[$((i + 2))]}"
-            echo "    log = ${log_of[$node]}"
-            echo "    data = $tmp/$name/data/$node"
-            i=$((i + 3))
+            for line in "${node_keys[@]}"; do
+                key=${line%%=*}; key=${key// /}
+                value=${line#*=}; value=${value# }
+                case "$key:$value" in
+                    log:*) value=${log_of[$node]} ;;
+                    data:*) value=$tmp/$name/data/$node ;;
+                    *:tcp://*:[0-9]*) value=tcp://127.0.0.1:${ports[$i]}; i=$((i + 1)) ;;
+                    *:*:[0-9]*) value=127.0.0.1:${ports[$i]}; i=$((i + 1)) ;;
+                esac
+                [ "$key" = client ] && port_of[$node]=${value##*:}
+                echo "    $key = $value"
+            done
         done
         if [ -n "$edges" ]; then
             echo "edges"
@@ -282,6 +293,10 @@ if want fleet; then
     echo "== The five-node herd: load on one node, every node applies every update =="
     hb fleet --load "${port_of[Hill]}" "${node_args[@]}" --shape 50x32 \
         --seconds "$secs" --warmup "$warmup" --sent-file "$tmp/fleet.sent" || true
+    if "$herd" --help 2>&1 | grep -q "herd digest"; then
+        echo "  herd digest (every node's table digest; exit 0 when all agree):"
+        "$herd" digest -c "$tmp/five.cfg" 2>&1 | sed 's/^/    /' || true
+    fi
     log_args=()
     for node in $names; do
         stop "${pid_of[$node]}"
