@@ -46,8 +46,12 @@
 //      ["RESULT", reqid, "ERR", json] json: a legacy-shaped error body
 //                                     {"error_message", "html_attributions",
 //                                     "results": [], "status"} with the same
-//                                     clean-up; status is Google's own when
-//                                     Google sent one, else "UNKNOWN_ERROR"
+//                                     clean-up; status is Google's own for the
+//                                     legacy API, the matching legacy status for
+//                                     the New API (PERMISSION_DENIED ->
+//                                     REQUEST_DENIED, RESOURCE_EXHAUSTED ->
+//                                     OVER_QUERY_LIMIT, INVALID_ARGUMENT ->
+//                                     INVALID_REQUEST), else "UNKNOWN_ERROR"
 //
 //  Either way the gateway answers the client with the AT line, the json, and
 //  an empty line. reqid is opaque to bus and places: they echo it unchanged.

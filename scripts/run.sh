@@ -23,7 +23,14 @@ if [ -z "${GOOGLE_API_KEY:-}" ]; then
         echo "herd: the stand-in Places server did not start" >&2
         exit 1
     fi
-    export HERD_PLACES_URL="http://127.0.0.1:$(cat run/standin.port)/maps/api/place/nearbysearch/json"
+    #  The stand-in serves both flavours; use the path of the one herd.cfg picks
+    flavour=$(awk '/^places/ {p = 1; next} /^[^ #]/ {p = 0} p && $1 == "flavour" {print $3}' "$config")
+    if [ "$flavour" = "new" ]; then
+        path=/v1/places:searchNearby
+    else
+        path=/maps/api/place/nearbysearch/json
+    fi
+    export HERD_PLACES_URL="http://127.0.0.1:$(cat run/standin.port)$path"
     export GOOGLE_API_KEY=standin
     echo "herd: GOOGLE_API_KEY is not set: WHATSAT answers come from the project's"
     echo "herd: stand-in Places server at $HERD_PLACES_URL (made-up places)."
