@@ -25,6 +25,7 @@
 //  key in a header only.
 
 #include "herd_places.h"
+#include "../common/herd_hist.h"
 #include "herd_placesbody.h"
 #include "../common/herd_check.h"
 #include "../common/herd_msg.h"
@@ -133,6 +134,12 @@ typedef struct {
     s_entry_t *oldest, *newest;
     size_t cache_bytes;
     uint64_t random;            //  xorshift state for the jitter
+    uint64_t answered_ok;       //  counters for the monitor (STATS)
+    uint64_t answered_err;
+    uint64_t shared;
+    uint64_t cache_hits;
+    herd_hist_t latency;        //  answer latencies since the last STATS
+    int64_t stats_since;        //  when the last STATS was taken, usec
     bool terminated;            //  did the caller ask us to quit?
     bool verbose;               //  trace to stderr too
 } s_self_t;
@@ -686,6 +693,15 @@ s_self_log_answer (s_self_t *self, const s_waiter_t *waiter, const char *reply,
         snprintf (fetch_text, sizeof (fetch_text), " fetch=%lu attempts=%d", fetch->id,
                   fetch->attempts);
     double ms = waiter ? (double) (s_now_usec () - waiter->arrived) / 1000.0 : 0.0;
+    if (streq (reply, HERD_MSG_OK))
+        self->answered_ok++;
+    else
+        self->answered_err++;
+    if (via && strstr (via, "shared"))
+        self->shared++;
+    if (via && strstr (via, "cache"))
+        self->cache_hits++;
+    herd_hist_add (&self->latency, (uint64_t) (ms * 1000.0));
     s_self_log (self,
                 "req=%s reply=%s status=%s results=%d http=%ld curl=%d ms=%.1f%s%s%s url=%s%s%s%s",
                 waiter ? waiter->reqid_hex : "-", reply, status_text, results, http, curl, ms,
@@ -910,6 +926,35 @@ s_self_request (s_self_t *self, zframe_t **routing_id_p, zframe_t **reqid_p, con
 //  Handle one message on the ROUTER: ["NEARBY", reqid, lat, lon, radius-km,
 //  bound] after the routing id. Anything else gets ERR INVALID_REQUEST (when
 //  it carries something to use as reqid) and a log line.
+//  Answer STATS: our counters for the monitor, latencies since last time.
+static void
+s_self_send_stats (s_self_t *self, zframe_t *routing_id)
+{
+    int64_t now = s_now_usec ();
+    double seconds = self->stats_since ? (double) (now - self->stats_since) / 1e6 : 0;
+    cJSON *stats = cJSON_CreateObject ();
+    cJSON_AddNumberToObject (stats, "answered_ok_total", (double) self->answered_ok);
+    cJSON_AddNumberToObject (stats, "answered_err_total", (double) self->answered_err);
+    cJSON_AddNumberToObject (stats, "shared_total", (double) self->shared);
+    cJSON_AddNumberToObject (stats, "cache_hits_total", (double) self->cache_hits);
+    cJSON_AddNumberToObject (stats, "in_flight", (double) zhashx_size (self->fetch_index));
+    cJSON_AddNumberToObject (stats, "requests_per_s",
+                             seconds > 0 ? (double) self->latency.total / seconds : 0);
+    cJSON_AddNumberToObject (stats, "latency_p50_ms", herd_hist_percentile_ms (&self->latency, 50));
+    cJSON_AddNumberToObject (stats, "latency_p99_ms", herd_hist_percentile_ms (&self->latency, 99));
+    herd_hist_reset (&self->latency);
+    self->stats_since = now;
+    char *text = cJSON_PrintUnformatted (stats);
+    cJSON_Delete (stats);
+    zmsg_t *reply = zmsg_new ();
+    zmsg_append (reply, (zframe_t *[]){zframe_dup (routing_id)});
+    zmsg_addstr (reply, "STATS");
+    zmsg_addstr (reply, text ? text : "{}");
+    free (text);
+    if (zmsg_send (&reply, self->router) == -1)
+        zmsg_destroy (&reply);
+}
+
 static void
 s_self_handle_router (s_self_t *self)
 {
@@ -918,6 +963,13 @@ s_self_handle_router (s_self_t *self)
         return;
     zframe_t *routing_id = zmsg_pop (msg);
     zframe_t *command = zmsg_pop (msg);
+    if (routing_id && command && zframe_streq (command, "STATS")) {
+        s_self_send_stats (self, routing_id);
+        zframe_destroy (&routing_id);
+        zframe_destroy (&command);
+        zmsg_destroy (&msg);
+        return;
+    }
     zframe_t *reqid = zmsg_pop (msg);
     char *lat = NULL, *lon = NULL, *radius = NULL, *bound = NULL;
     char reason[160] = "";

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "../../common/herd_config.h"
+#include "../../common/herd_hist.h"
 #include "../../common/herd_log.h"
 #include "../../common/herd_proto.h"
 #include "../../common/herd_record.h"
@@ -30,6 +31,7 @@ typedef struct {
 static test_item_t s_tests[] = {
     {"herd_proto", herd_proto_test},
     {"herd_record", herd_record_test},
+    {"herd_hist", herd_hist_test},
     {"herd_log", herd_log_test},
     {"herd_config", herd_config_test},
     {"herd_placesbody", herd_placesbody_test},
