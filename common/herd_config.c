@@ -69,7 +69,9 @@ static int
 
 static const char *const s_top_keys[] = {"herd", "node", "edges", "places", "security", NULL};
 static const char *const s_security_keys[] = {"curve", NULL};
-static const char *const s_herd_keys[] = {"run_dir", "max_line", NULL};
+static const char *const s_herd_keys[] = {"run_dir",         "max_line",        "max_output",
+                                           "max_pending",     "max_clients",     "idle_timeout_ms",
+                                           "line_timeout_ms", NULL};
 static const char *const s_node_keys[] = {"client", "bus", "log", NULL};
 static const char *const s_node_allowed[] = {"client", "bus", "sync", "log", "data", "cert",
                                              "monitor", "metrics", NULL};
@@ -686,17 +688,31 @@ s_load_security (s_loader_t *self, zconfig_t *section, herd_config_t *config)
     return 0;
 }
 
-//  The herd section (optional): run_dir and max_line.
+//  The herd section (optional): run_dir, and the gateway's caps and time-outs.
 static int
 s_load_herd (s_loader_t *self, zconfig_t *section, herd_config_t *config)
 {
     if (section && s_check_keys (self, section, "herd", s_herd_keys, false))
         return -1;
-    long max_line = 0;
+    long max_line = 0, max_output = 0, max_pending = 0, max_clients = 0;
+    long idle_timeout_ms = 0, line_timeout_ms = 0;
     if (s_get_string (self, section, "herd", "run_dir", "run", &config->run_dir)
-        || s_get_int (self, section, "herd", "max_line", 64, 1073741824L, 1048576L, &max_line))
+        || s_get_int (self, section, "herd", "max_line", 64, 1073741824L, 1048576L, &max_line)
+        || s_get_int (self, section, "herd", "max_output", 1024, 1073741824L, 1048576L,
+                      &max_output)
+        || s_get_int (self, section, "herd", "max_pending", 1, 1000000L, 64, &max_pending)
+        || s_get_int (self, section, "herd", "max_clients", 1, 1000000L, 10000, &max_clients)
+        || s_get_int (self, section, "herd", "idle_timeout_ms", 100, 86400000L, 300000L,
+                      &idle_timeout_ms)
+        || s_get_int (self, section, "herd", "line_timeout_ms", 100, 86400000L, 30000L,
+                      &line_timeout_ms))
         return -1;
     config->max_line = (size_t) max_line;
+    config->max_output = (size_t) max_output;
+    config->max_pending = (size_t) max_pending;
+    config->max_clients = (size_t) max_clients;
+    config->idle_timeout_ms = (int) idle_timeout_ms;
+    config->line_timeout_ms = (int) line_timeout_ms;
 
     //  "run/" and "run" name the same directory; keep endpoints tidy
     size_t size = strlen (config->run_dir);
@@ -1247,6 +1263,11 @@ herd_config_resolve_endpoint (const char *endpoint)
     "herd\n"                                                                                   \
     "    run_dir = run                   #   ipc:// endpoints of split nodes\n"                 \
     "    max_line = 1048576              #   longest client line, in bytes (1 MiB)\n"           \
+    "    max_output = 1048576            #   answers waiting unread per client, bytes\n"        \
+    "    max_pending = 64                #   requests in flight per client\n"                   \
+    "    max_clients = 10000             #   client connections at once\n"                      \
+    "    idle_timeout_ms = 300000        #   close a client silent this long (5 min)\n"         \
+    "    line_timeout_ms = 30000         #   time allowed to finish a line\n"                   \
     "\n"                                                                                       \
     "node = Hill\n"                                                                            \
     "    client = 127.0.0.1:12000        #   clients connect here (TCP)\n"                      \
@@ -1341,7 +1362,18 @@ static const s_test_case_t s_test_errors[] = {
     {"", "t.cfg: ", "no nodes"},
     //  herd
     {"herd\n    dir = x\n" S_TEST_NODE_A, "t.cfg:2: herd: unknown key 'dir'",
-     "(allowed: run_dir, max_line)"},
+     "(allowed: run_dir, max_line, max_output, max_pending, max_clients, idle_timeout_ms, "
+     "line_timeout_ms)"},
+    {"herd\n    max_output = 1023\n" S_TEST_NODE_A, "t.cfg:2: herd: key 'max_output'",
+     "'1023' is not an integer in 1024..1073741824"},
+    {"herd\n    max_pending = 0\n" S_TEST_NODE_A, "t.cfg:2: herd: key 'max_pending'",
+     "'0' is not an integer in 1..1000000"},
+    {"herd\n    max_clients = 1000001\n" S_TEST_NODE_A, "t.cfg:2: herd: key 'max_clients'",
+     "'1000001' is not an integer in 1..1000000"},
+    {"herd\n    idle_timeout_ms = 99\n" S_TEST_NODE_A, "t.cfg:2: herd: key 'idle_timeout_ms'",
+     "'99' is not an integer in 100..86400000"},
+    {"herd\n    line_timeout_ms = 5m\n" S_TEST_NODE_A, "t.cfg:2: herd: key 'line_timeout_ms'",
+     "'5m' is not an integer in 100..86400000"},
     {"herd\n    run_dir =\n" S_TEST_NODE_A, "t.cfg:2: herd: key 'run_dir'", "value is empty"},
     {"herd\n    run_dir = a\n    run_dir = b\n" S_TEST_NODE_A, "t.cfg:3: herd: key 'run_dir'",
      "is given twice (first at line 2)"},
@@ -1534,6 +1566,11 @@ herd_config_test (bool verbose)
     HERD_CHECK_STR (config->path, "herd.cfg");
     HERD_CHECK_STR (config->run_dir, "run");
     HERD_CHECK_INT (config->max_line, 1048576);
+    HERD_CHECK_INT (config->max_output, 1048576);
+    HERD_CHECK_INT (config->max_pending, 64);
+    HERD_CHECK_INT (config->max_clients, 10000);
+    HERD_CHECK_INT (config->idle_timeout_ms, 300000);
+    HERD_CHECK_INT (config->line_timeout_ms, 30000);
     HERD_CHECK_INT (config->node_count, 5);
     const char *order[] = {"Hill", "Jaquez", "Smith", "Singleton", "Campbell"};
     for (size_t i = 0; i < 5; i++) {

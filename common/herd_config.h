@@ -9,6 +9,11 @@
 //      herd
 //          run_dir = run                  #  ipc:// sockets of split nodes
 //          max_line = 1048576             #  longest client line, bytes
+//          max_output = 1048576           #  unsent answers per client, bytes
+//          max_pending = 64               #  unanswered requests per client
+//          max_clients = 10000            #  client connections at once
+//          idle_timeout_ms = 300000       #  close a silent client
+//          line_timeout_ms = 30000        #  close a client trickling a line
 //      node = Hill
 //          client = 127.0.0.1:12000       #  TCP address clients connect to
 //          bus = tcp://127.0.0.1:13000    #  PUB endpoint neighbours subscribe to
@@ -71,6 +76,11 @@ typedef struct {
     char *run_dir;              //  directory for ipc:// endpoints
     size_t max_line;            //  client line cap in bytes, 64..1 GiB
     bool curve;                 //  security/curve: CURVE on every bus socket
+    size_t max_output;          //  unsent output per client, 1 KiB..1 GiB
+    size_t max_pending;         //  unanswered requests per client, 1..1000000
+    size_t max_clients;         //  client connections at once, 1..1000000
+    int idle_timeout_ms;        //  silent client closed after, 100..86400000
+    int line_timeout_ms;        //  unfinished line closed after, 100..86400000
     herd_node_t *nodes;
     size_t node_count;
     herd_places_options_t places;

@@ -13,15 +13,31 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #define HERD_GW_READ_CHUNK  (64 * 1024)     //  bytes read per read(2)
 #define HERD_GW_READ_BUDGET (256 * 1024)    //  bytes read per connection per turn
 #define HERD_GW_ZMQ_HWM     100000          //  queued messages to bus and places
 #define HERD_GW_DRAIN_MAX   (4 * 1024 * 1024) //  bytes read and dropped before a close
+#define HERD_GW_BUFFER_KEEP (64 * 1024)     //  an emptied buffer bigger than this is freed
+#define HERD_GW_ACCEPT_MAX  256             //  connections accepted per turn
+#define HERD_GW_ACCEPT_PAUSE_MS 100         //  accepting stops this long when accept fails
+#define HERD_GW_REPORT_MS   1000            //  refused connections are logged this often
+#define HERD_GW_FD_RESERVE  64              //  descriptors kept from clients (at most 1/8)
+#define HERD_GW_FD_MARGIN   1024            //  descriptors wanted beyond max_clients
+#define HERD_GW_TICK_MS     1000            //  longest sleep of the loop
+//  TCP keepalive: first probe after 60 s of silence, then every 10 s; 6
+//  unanswered probes (about 2 minutes in all) end a half-open connection
+#define HERD_GW_KEEPIDLE    60
+#define HERD_GW_KEEPINTVL   10
+#define HERD_GW_KEEPCNT     6
 
 //  epoll tags: what an event's fd belongs to (high 32 bits of data.u64)
 enum { TAG_CLIENT = 0, TAG_LISTEN = 1, TAG_PIPE = 2, TAG_BUS = 3, TAG_PLACES = 4 };
+
+//  The connection time-outs, each a list ordered by deadline (see s_timer_*)
+enum { TIMER_IDLE = 0, TIMER_LINE = 1, TIMER_COUNT = 2 };
 
 //  A request id as sent to bus and places: which connection, which slot.
 typedef struct {
@@ -36,6 +52,7 @@ typedef struct _s_slot_t {
     struct _s_slot_t *next;
     uint64_t seq;
     bool ready;
+    size_t held;                    //  bytes charged to the connection's output
     char *data;                     //  ready: the whole response
     size_t size;
     //  WHATSAT in progress
@@ -55,7 +72,23 @@ typedef struct {
     size_t capacity;
 } s_buffer_t;
 
+typedef struct _s_conn_t s_conn_t;
+
+//  A connection's place on one time-out list.
 typedef struct {
+    s_conn_t *prev, *next;
+    int64_t since;                  //  when the clock started, ms (monotonic)
+    bool linked;
+} s_timer_link_t;
+
+//  A time-out list: connections in order of since, oldest first. All share
+//  one time-out, so appending with the current time keeps the order, and
+//  expiry only looks at the head (czmq zloop's tickets, for one time-out).
+typedef struct {
+    s_conn_t *head, *tail;
+} s_timer_list_t;
+
+struct _s_conn_t {
     int fd;
     uint64_t serial;
     char peer[64];
@@ -63,14 +96,21 @@ typedef struct {
     size_t scanned;                 //  bytes of in (past start) known free of '\n'
     s_buffer_t out;
     s_slot_t *head, *tail;          //  pending responses, oldest first
+    size_t slot_count;              //  slots in that list
+    size_t held;                    //  bytes the slots hold (charged to max_output)
     uint64_t next_seq;
     bool eof;                       //  client shut its sending side
     bool closing;                   //  close once out is written
     bool draining;                  //  closing: output sent, reading to EOF
     size_t drained;                 //  bytes discarded while draining
+    bool paused;                    //  max_pending requests in flight: not reading
+    bool parsing;                   //  in s_conn_handle_input (no re-entry)
+    bool doomed;                    //  to be closed at once, for why
+    char why[128];
     uint32_t events;                //  epoll interest now registered
     bool dirty;                     //  on the dirty list
-} s_conn_t;
+    s_timer_link_t timers[TIMER_COUNT];
+};
 
 typedef struct {
     zsock_t *pipe;
@@ -88,6 +128,17 @@ typedef struct {
     uint64_t next_serial;
     const herd_node_t *node;
     size_t max_line;
+    size_t max_output;
+    size_t max_pending;
+    size_t max_clients;
+    int64_t timeouts[TIMER_COUNT];  //  idle_timeout_ms, line_timeout_ms
+    s_timer_list_t timers[TIMER_COUNT];
+    int64_t now;                    //  ms, monotonic, read once per turn
+    int64_t accept_resume;          //  accepting paused until then; 0 = not paused
+    int64_t pause_reported;         //  when a pause was last logged
+    size_t refused;                 //  connections refused since the last report
+    int64_t refused_reported;       //  when the last report was logged
+    char refused_why[96];           //  why the last one was refused
     herd_log_t *log;
     bool verbose;
     bool terminated;
@@ -136,6 +187,68 @@ s_buffer_pending (const s_buffer_t *buffer)
     return buffer->size - buffer->start;
 }
 
+//  Forget an emptied buffer's contents; give its memory back when a big
+//  line or answer made it large, so idle connections stay small.
+static void
+s_buffer_empty (s_buffer_t *buffer)
+{
+    buffer->start = buffer->size = 0;
+    if (buffer->capacity > HERD_GW_BUFFER_KEEP) {
+        free (buffer->data);
+        buffer->data = NULL;
+        buffer->capacity = 0;
+    }
+}
+
+//  -------------------------------------------------------------------------
+//  Time-outs
+
+//  The monotonic clock in milliseconds.
+static int64_t
+s_clock_ms (void)
+{
+    struct timespec now;
+    clock_gettime (CLOCK_MONOTONIC, &now);
+    return (int64_t) now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+//  Take a connection off a time-out list, if it is on it.
+static void
+s_timer_unlink (s_self_t *self, s_conn_t *conn, int kind)
+{
+    s_timer_link_t *link = &conn->timers[kind];
+    if (!link->linked)
+        return;
+    s_timer_list_t *list = &self->timers[kind];
+    if (link->prev)
+        link->prev->timers[kind].next = link->next;
+    else
+        list->head = link->next;
+    if (link->next)
+        link->next->timers[kind].prev = link->prev;
+    else
+        list->tail = link->prev;
+    link->prev = link->next = NULL;
+    link->linked = false;
+}
+
+//  (Re)start a connection's clock of one kind now: move it to the tail.
+static void
+s_timer_start (s_self_t *self, s_conn_t *conn, int kind)
+{
+    s_timer_unlink (self, conn, kind);
+    s_timer_link_t *link = &conn->timers[kind];
+    s_timer_list_t *list = &self->timers[kind];
+    link->since = self->now;
+    link->prev = list->tail;
+    if (list->tail)
+        list->tail->timers[kind].next = conn;
+    else
+        list->head = conn;
+    list->tail = conn;
+    link->linked = true;
+}
+
 //  -------------------------------------------------------------------------
 //  Connections
 
@@ -163,6 +276,8 @@ s_conn_close (s_self_t *self, s_conn_t *conn, const char *why)
     close (conn->fd);
     self->conns[conn->fd] = NULL;
     self->conn_count--;
+    for (int kind = 0; kind < TIMER_COUNT; kind++)
+        s_timer_unlink (self, conn, kind);
     while (conn->head) {
         s_slot_t *next = conn->head->next;
         s_slot_destroy (&conn->head);
@@ -190,19 +305,106 @@ s_conn_mark_dirty (s_self_t *self, s_conn_t *conn)
     conn->dirty = true;
 }
 
-//  Move every ready response at the head of the queue to the output buffer.
+//  Condemn a connection: it stops reading and answering and is closed, with
+//  the reason logged, when the loop next writes. Never frees it here, so any
+//  caller up the stack may still look at it.
+static void
+    s_conn_doom (s_self_t *self, s_conn_t *conn, const char *format, ...)
+        __attribute__ ((format (printf, 3, 4)));
+
+static void
+s_conn_doom (s_self_t *self, s_conn_t *conn, const char *format, ...)
+{
+    if (conn->doomed)
+        return;
+    va_list args;
+    va_start (args, format);
+    vsnprintf (conn->why, sizeof (conn->why), format, args);
+    va_end (args);
+    conn->doomed = true;
+    conn->closing = true;
+    s_conn_mark_dirty (self, conn);
+}
+
+//  Write as much output as the socket takes now. A write that fails dooms
+//  the connection.
+static void
+s_conn_write (s_self_t *self, s_conn_t *conn)
+{
+    s_buffer_t *out = &conn->out;
+    bool progress = false;
+    while (s_buffer_pending (out) > 0 && !conn->doomed) {
+        ssize_t rc = write (conn->fd, out->data + out->start, s_buffer_pending (out));
+        if (rc > 0) {
+            out->start += (size_t) rc;
+            progress = true;
+        }
+        else
+        if (rc < 0 && errno == EINTR)
+            continue;
+        else
+        if (rc < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        else
+            s_conn_doom (self, conn, "%s", rc < 0 ? strerror (errno) : "write failed");
+    }
+    if (progress)
+        s_timer_start (self, conn, TIMER_IDLE);     //  the client is reading
+    if (s_buffer_pending (out) == 0)
+        s_buffer_empty (out);
+}
+
+//  Charge bytes a connection is about to hold (a response, a request line)
+//  to its output. When earlier output still waits unsent and this would take
+//  the total past max_output, first offer the socket what waits; if that is
+//  not enough the client is not reading: doom it. Returns false if doomed.
+static bool
+s_conn_charge (s_self_t *self, s_conn_t *conn, s_slot_t *slot, size_t bytes)
+{
+    if (conn->doomed)
+        return false;
+    size_t unsent = conn->held + s_buffer_pending (&conn->out);
+    if (unsent > 0 && unsent + bytes > self->max_output) {
+        s_conn_write (self, conn);
+        unsent = conn->held + s_buffer_pending (&conn->out);
+        if (unsent > 0 && unsent + bytes > self->max_output && !conn->doomed)
+            s_conn_doom (self, conn,
+                         "slow reader: %zu bytes of answers unread, max_output is %zu",
+                         unsent + bytes, self->max_output);
+        if (conn->doomed)
+            return false;
+    }
+    conn->held += bytes;
+    slot->held += bytes;
+    return true;
+}
+
+static void
+    s_conn_handle_input (s_self_t *self, s_conn_t *conn);
+
+//  Move every ready response at the head of the queue to the output buffer;
+//  start reading again if that brought requests in flight under max_pending.
 static void
 s_conn_release (s_self_t *self, s_conn_t *conn)
 {
     while (conn->head && conn->head->ready) {
         s_slot_t *slot = conn->head;
-        herd_log_data (self->log, "gateway", "out", slot->data, slot->size);
-        if (!s_buffer_append (&conn->out, slot->data, slot->size))
-            conn->closing = true;
+        if (!conn->doomed) {
+            herd_log_data (self->log, "gateway", "out", slot->data, slot->size);
+            if (!s_buffer_append (&conn->out, slot->data, slot->size))
+                s_conn_doom (self, conn, "out of memory");
+        }
         conn->head = slot->next;
         if (!conn->head)
             conn->tail = NULL;
+        conn->slot_count--;
+        conn->held -= slot->held;
         s_slot_destroy (&slot);
+    }
+    if (conn->paused && !conn->parsing && !conn->closing
+        && conn->slot_count < self->max_pending) {
+        conn->paused = false;
+        s_conn_handle_input (self, conn);   //  lines read before the pause
     }
     s_conn_mark_dirty (self, conn);
 }
@@ -218,26 +420,32 @@ s_conn_new_slot (s_conn_t *conn)
     else
         conn->head = slot;
     conn->tail = slot;
+    conn->slot_count++;
     return slot;
 }
 
-//  Make slot ready with a response made of count parts.
+//  Make slot ready with a response made of count parts, charged to the
+//  connection. A doomed connection's slot is made ready empty.
 static void
-s_slot_fill (s_slot_t *slot, const struct iovec *parts, int count)
+s_slot_fill (s_self_t *self, s_conn_t *conn, s_slot_t *slot, const struct iovec *parts,
+             int count)
 {
     size_t total = 0;
     for (int i = 0; i < count; i++)
         total += parts[i].iov_len;
+    slot->ready = true;
     free (slot->data);
+    slot->data = NULL;
+    slot->size = 0;
+    if (!s_conn_charge (self, conn, slot, total))
+        return;
     slot->data = (char *) malloc (total ? total : 1);
     assert (slot->data);
-    slot->size = 0;
     for (int i = 0; i < count; i++) {
         if (parts[i].iov_len)
             memcpy (slot->data + slot->size, parts[i].iov_base, parts[i].iov_len);
         slot->size += parts[i].iov_len;
     }
-    slot->ready = true;
 }
 
 //  An iovec of constant bytes, for s_slot_fill.
@@ -245,13 +453,14 @@ s_slot_fill (s_slot_t *slot, const struct iovec *parts, int count)
 
 //  Make slot ready with "? line\n".
 static void
-s_slot_invalid (s_slot_t *slot, const char *line, size_t size)
+s_slot_invalid (s_self_t *self, s_conn_t *conn, s_slot_t *slot, const char *line, size_t size)
 {
     struct iovec parts[] = {S_PART ("? ", 2), S_PART (line, size), S_PART ("\n", 1)};
-    s_slot_fill (slot, parts, 3);
+    s_slot_fill (self, conn, slot, parts, 3);
 }
 
-//  Find the connection and slot a request id names; NULL if gone.
+//  Find the connection and slot a request id names; NULL if gone (or its
+//  connection is being dropped).
 static s_slot_t *
 s_self_find_slot (s_self_t *self, zframe_t *frame, s_conn_t **conn_p)
 {
@@ -262,7 +471,7 @@ s_self_find_slot (s_self_t *self, zframe_t *frame, s_conn_t **conn_p)
     if (reqid.fd < 0 || (size_t) reqid.fd >= self->conn_capacity)
         return NULL;
     s_conn_t *conn = self->conns[reqid.fd];
-    if (!conn || conn->serial != reqid.serial)
+    if (!conn || conn->serial != reqid.serial || conn->doomed)
         return NULL;
     for (s_slot_t *slot = conn->head; slot; slot = slot->next)
         if (slot->seq == reqid.seq && !slot->ready) {
@@ -295,7 +504,7 @@ s_conn_handle_line (s_self_t *self, s_conn_t *conn, const char *line, size_t siz
     s_slot_t *slot = s_conn_new_slot (conn);
     herd_cmd_t cmd;
     if (herd_proto_parse (line, size, &cmd) == -1)
-        s_slot_invalid (slot, line, size);
+        s_slot_invalid (self, conn, slot, line, size);
     else
     if (cmd.kind == HERD_CMD_IAMAT) {
         struct timespec now;
@@ -309,9 +518,12 @@ s_conn_handle_line (s_self_t *self, s_conn_t *conn, const char *line, size_t siz
         if (!s_send_frames (self->bus, data, sizes, 2))
             herd_log_printf (self->log, "gateway", "bus channel full: update not stored");
         struct iovec parts[] = {S_PART (at, at_size), S_PART ("\n", 1)};
-        s_slot_fill (slot, parts, 2);
+        s_slot_fill (self, conn, slot, parts, 2);
         free (at);
     }
+    else
+    if (!s_conn_charge (self, conn, slot, size))
+        slot->ready = true;                     //  dropped: nothing to ask
     else {
         //  WHATSAT: ask the bus for the location first
         slot->line = (char *) malloc (size ? size : 1);
@@ -325,18 +537,26 @@ s_conn_handle_line (s_self_t *self, s_conn_t *conn, const char *line, size_t siz
         size_t sizes[] = {strlen (HERD_MSG_LOOKUP), sizeof (reqid), cmd.client.size};
         if (!s_send_frames (self->bus, data, sizes, 3)) {
             herd_log_printf (self->log, "gateway", "bus channel full: look-up refused");
-            s_slot_invalid (slot, slot->line, slot->line_size);
+            s_slot_invalid (self, conn, slot, slot->line, slot->line_size);
         }
     }
     s_conn_release (self, conn);
 }
 
-//  Split the input buffer into lines and handle each; enforce the line cap.
+//  Split the input buffer into lines and handle each; enforce the line cap
+//  and max_pending (stop, keeping the rest, while that many are in flight);
+//  keep the line clock running while an unfinished line waits.
 static void
 s_conn_handle_input (s_self_t *self, s_conn_t *conn)
 {
     s_buffer_t *in = &conn->in;
+    bool lines = false;
+    conn->parsing = true;
     while (!conn->closing) {
+        if (conn->slot_count >= self->max_pending) {
+            conn->paused = true;
+            break;
+        }
         char *start = in->data + in->start;
         size_t pending = s_buffer_pending (in);
         char *newline = (char *) memchr (start + conn->scanned, '\n', pending - conn->scanned);
@@ -344,14 +564,14 @@ s_conn_handle_input (s_self_t *self, s_conn_t *conn)
         if (line_size > self->max_line) {
             //  Over the cap: answer what we kept, then close
             s_slot_t *slot = s_conn_new_slot (conn);
-            s_slot_invalid (slot, start, self->max_line);
+            s_slot_invalid (self, conn, slot, start, self->max_line);
             herd_log_printf (self->log, "gateway",
                              "conn=%" PRIu64 " line longer than max_line %zu bytes: closing",
                              conn->serial, self->max_line);
             s_conn_release (self, conn);
             conn->closing = true;
             in->start = in->size = conn->scanned = 0;
-            return;
+            break;
         }
         if (!newline) {
             conn->scanned = pending;
@@ -359,10 +579,19 @@ s_conn_handle_input (s_self_t *self, s_conn_t *conn)
         }
         in->start += line_size + 1;
         conn->scanned = 0;
+        lines = true;
         s_conn_handle_line (self, conn, start, line_size);
     }
+    conn->parsing = false;
     if (in->start == in->size)
-        in->start = in->size = 0;
+        s_buffer_empty (in);
+    if (lines)
+        s_timer_start (self, conn, TIMER_IDLE);
+    if (s_buffer_pending (in) == 0 || conn->paused || conn->closing)
+        s_timer_unlink (self, conn, TIMER_LINE);
+    else
+    if (lines || !conn->timers[TIMER_LINE].linked)
+        s_timer_start (self, conn, TIMER_LINE);     //  a new unfinished line
 }
 
 static void
@@ -377,7 +606,7 @@ s_conn_handle_read (s_self_t *self, s_conn_t *conn)
         return;
     }
     size_t budget = HERD_GW_READ_BUDGET;
-    while (budget > 0 && !conn->eof && !conn->closing) {
+    while (budget > 0 && !conn->eof && !conn->closing && !conn->paused) {
         if (!s_buffer_reserve (&conn->in, HERD_GW_READ_CHUNK)) {
             s_conn_close (self, conn, "out of memory");
             return;
@@ -394,9 +623,12 @@ s_conn_handle_read (s_self_t *self, s_conn_t *conn)
             conn->eof = true;
             size_t pending = s_buffer_pending (&conn->in);
             if (pending > 0 && !conn->closing) {
+                conn->parsing = true;
                 s_conn_handle_line (self, conn, conn->in.data + conn->in.start, pending);
+                conn->parsing = false;
                 conn->in.start = conn->in.size = conn->scanned = 0;
             }
+            s_timer_unlink (self, conn, TIMER_LINE);
             s_conn_mark_dirty (self, conn);
         }
         else
@@ -422,7 +654,7 @@ s_conn_update_events (s_self_t *self, s_conn_t *conn)
     if (conn->closing || conn->eof)
         events = pending ? EPOLLOUT : 0;
     else
-        events = EPOLLIN | (pending ? EPOLLOUT : 0);
+        events = (conn->paused ? 0 : EPOLLIN) | (pending ? EPOLLOUT : 0);
     if (events != conn->events) {
         struct epoll_event event = {.events = events, .data.u64 = (uint64_t) conn->fd};
         epoll_ctl (self->epoll, EPOLL_CTL_MOD, conn->fd, &event);
@@ -458,33 +690,25 @@ s_conn_drain (s_self_t *self, s_conn_t *conn)
 }
 
 //  Write a connection's output; arm EPOLLOUT if the socket is full, close
-//  it when it is done (closing, or EOF with nothing left to answer).
+//  it when it is done (closing, or EOF with nothing left to answer) or
+//  doomed.
 static void
 s_conn_flush (s_self_t *self, s_conn_t *conn)
 {
-    s_buffer_t *out = &conn->out;
-    while (s_buffer_pending (out) > 0) {
-        ssize_t rc = write (conn->fd, out->data + out->start, s_buffer_pending (out));
-        if (rc > 0)
-            out->start += (size_t) rc;
-        else
-        if (rc < 0 && errno == EINTR)
-            continue;
-        else
-        if (rc < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            break;
-        else {
-            s_conn_close (self, conn, rc < 0 ? strerror (errno) : "write failed");
-            return;
-        }
+    if (!conn->doomed)
+        s_conn_write (self, conn);
+    if (conn->doomed) {
+        s_conn_close (self, conn, conn->why);
+        return;
     }
-    if (s_buffer_pending (out) == 0) {
-        out->start = out->size = 0;
-        if (conn->closing && !conn->draining) {
+    if (s_buffer_pending (&conn->out) == 0) {
+        if (conn->closing && !conn->draining && !conn->head) {
             //  Closing with unread input would send a reset that can destroy
-            //  our last answer in flight: end our side, read to EOF, close
+            //  our last answer in flight: end our side, read to EOF, close.
+            //  The line clock bounds how long that may take.
             shutdown (conn->fd, SHUT_WR);
             conn->draining = true;
+            s_timer_start (self, conn, TIMER_LINE);
         }
         if (conn->eof && !conn->head && !conn->closing) {
             s_conn_close (self, conn, "client finished");
@@ -510,62 +734,232 @@ s_self_flush_dirty (s_self_t *self)
     }
 }
 
-//  Accept every waiting connection.
+//  -------------------------------------------------------------------------
+//  Accepting, and refusing, connections
+
+//  Log how many connections were refused since the last report, and why.
+static void
+s_self_report_refused (s_self_t *self)
+{
+    if (self->refused == 0)
+        return;
+    herd_log_printf (self->log, "gateway", "refused %zu connection%s: %s", self->refused,
+                     self->refused == 1 ? "" : "s", self->refused_why);
+    self->refused = 0;
+    self->refused_reported = self->now;
+}
+
+//  Count a refused connection; logged at once, then at most once per
+//  HERD_GW_REPORT_MS, so a flood of connections cannot flood the log.
+static void
+s_self_refused (s_self_t *self, const char *why)
+{
+    self->refused++;
+    snprintf (self->refused_why, sizeof (self->refused_why), "%s", why);
+    if (self->now - self->refused_reported >= HERD_GW_REPORT_MS)
+        s_self_report_refused (self);
+}
+
+//  Stop accepting for a moment: accept fails in a way that waiting cures
+//  (no descriptor even for the spare trick, no kernel memory), and the
+//  listener, level-triggered, would otherwise wake the loop at once forever.
+static void
+s_self_pause_accept (s_self_t *self, const char *why)
+{
+    if (self->accept_resume)
+        return;
+    struct epoll_event event = {.events = 0, .data.u64 = (uint64_t) TAG_LISTEN << 32};
+    epoll_ctl (self->epoll, EPOLL_CTL_MOD, self->listener, &event);
+    self->accept_resume = self->now + HERD_GW_ACCEPT_PAUSE_MS;
+    if (self->now - self->pause_reported >= HERD_GW_REPORT_MS) {
+        herd_log_printf (self->log, "gateway", "accept failed (%s): not accepting for %d ms",
+                         why, HERD_GW_ACCEPT_PAUSE_MS);
+        self->pause_reported = self->now;
+    }
+}
+
+//  The soft limit on open descriptors now.
+static size_t
+s_fd_limit (void)
+{
+    struct rlimit limit;
+    if (getrlimit (RLIMIT_NOFILE, &limit) == -1 || limit.rlim_cur == RLIM_INFINITY
+        || limit.rlim_cur > (rlim_t) INT32_MAX)
+        return INT32_MAX;
+    return (size_t) limit.rlim_cur;
+}
+
+//  Descriptors at the top of the limit that clients never get: the node's
+//  own sockets (bus links, Places connections) need them too.
+static size_t
+s_fd_reserve (size_t limit)
+{
+    return limit / 8 < HERD_GW_FD_RESERVE ? limit / 8 : HERD_GW_FD_RESERVE;
+}
+
+//  Take one connection off the listener when descriptors ran out, with the
+//  spare descriptor freed for it, and close it: the client sees its
+//  connection closed instead of waiting in the backlog, and the listener
+//  stops being readable. Returns false if even that failed.
+static bool
+s_self_refuse_emfile (s_self_t *self)
+{
+    if (self->spare_fd < 0)
+        return false;
+    close (self->spare_fd);
+    int fd = accept (self->listener, NULL, NULL);
+    int error = errno;
+    if (fd >= 0)
+        close (fd);
+    self->spare_fd = open ("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0)
+        s_self_refused (self, "out of file descriptors");
+    errno = error;
+    return fd >= 0 || error == EAGAIN || error == EWOULDBLOCK;
+}
+
+//  Set up a newly accepted client socket and its connection.
+static void
+s_self_add_conn (s_self_t *self, int fd, struct sockaddr_storage *addr, socklen_t addr_len)
+{
+    if ((size_t) fd >= self->conn_capacity) {
+        size_t capacity = self->conn_capacity * 2;
+        while (capacity <= (size_t) fd)
+            capacity *= 2;
+        s_conn_t **conns = (s_conn_t **) realloc (self->conns, capacity * sizeof (s_conn_t *));
+        assert (conns);
+        memset (conns + self->conn_capacity, 0,
+                (capacity - self->conn_capacity) * sizeof (s_conn_t *));
+        self->conns = conns;
+        self->conn_capacity = capacity;
+    }
+    //  Keepalive finds clients that vanished without a FIN or RST (phone
+    //  out of coverage, NAT state lost) even while the connection is idle
+    int one = 1, idle = HERD_GW_KEEPIDLE, interval = HERD_GW_KEEPINTVL, count = HERD_GW_KEEPCNT;
+    setsockopt (fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof (one));
+    setsockopt (fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof (one));
+    setsockopt (fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof (idle));
+    setsockopt (fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof (interval));
+    setsockopt (fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof (count));
+    s_conn_t *conn = (s_conn_t *) zmalloc (sizeof (s_conn_t));
+    conn->fd = fd;
+    conn->serial = ++self->next_serial;
+    char host[INET6_ADDRSTRLEN] = "?", port[8] = "?";
+    getnameinfo ((struct sockaddr *) addr, addr_len, host, sizeof (host), port, sizeof (port),
+                 NI_NUMERICHOST | NI_NUMERICSERV);
+    snprintf (conn->peer, sizeof (conn->peer), "%s:%s", host, port);
+    self->conns[fd] = conn;
+    self->conn_count++;
+    struct epoll_event event = {.events = EPOLLIN, .data.u64 = (uint64_t) fd};
+    epoll_ctl (self->epoll, EPOLL_CTL_ADD, fd, &event);
+    conn->events = EPOLLIN;
+    s_timer_start (self, conn, TIMER_IDLE);
+    herd_log_printf (self->log, "gateway", "conn=%" PRIu64 " opened from %s", conn->serial,
+                     conn->peer);
+}
+
+//  Accept waiting connections, a bounded number per turn. Past max_clients,
+//  or when a client would take one of the descriptors kept for the node, a
+//  connection is accepted and closed at once.
 static void
 s_self_handle_accept (s_self_t *self)
 {
-    while (true) {
+    for (int accepted = 0; accepted < HERD_GW_ACCEPT_MAX; accepted++) {
         struct sockaddr_storage addr;
         socklen_t addr_len = sizeof (addr);
         int fd = accept4 (self->listener, (struct sockaddr *) &addr, &addr_len,
                           SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd == -1) {
-            if (errno == EMFILE || errno == ENFILE) {
-                //  Out of descriptors: refuse this one cleanly rather than spin
-                close (self->spare_fd);
-                fd = accept (self->listener, NULL, NULL);
-                if (fd >= 0)
-                    close (fd);
-                self->spare_fd = open ("/dev/null", O_RDONLY | O_CLOEXEC);
-                herd_log_printf (self->log, "gateway",
-                                 "refused a connection: out of file descriptors");
-                continue;
-            }
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR
-                && errno != ECONNABORTED)
-                herd_log_printf (self->log, "gateway", "accept failed: %s", strerror (errno));
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return;
+            if ((errno == EMFILE || errno == ENFILE) && s_self_refuse_emfile (self)) {
+                if (errno == EAGAIN || errno == EWOULDBLOCK)
+                    return;
+                continue;
+            }
+            s_self_pause_accept (self, strerror (errno));
             return;
         }
-        if ((size_t) fd >= self->conn_capacity) {
-            size_t capacity = self->conn_capacity * 2;
-            while (capacity <= (size_t) fd)
-                capacity *= 2;
-            s_conn_t **conns = (s_conn_t **) realloc (self->conns, capacity * sizeof (s_conn_t *));
-            assert (conns);
-            memset (conns + self->conn_capacity, 0,
-                    (capacity - self->conn_capacity) * sizeof (s_conn_t *));
-            self->conns = conns;
-            self->conn_capacity = capacity;
+        size_t limit = s_fd_limit ();
+        char why[96];
+        if (self->conn_count >= self->max_clients)
+            snprintf (why, sizeof (why), "max_clients %zu reached", self->max_clients);
+        else
+        if ((size_t) fd + s_fd_reserve (limit) >= limit)
+            snprintf (why, sizeof (why),
+                      "out of file descriptors (limit %zu, %zu kept for the node)", limit,
+                      s_fd_reserve (limit));
+        else {
+            s_self_add_conn (self, fd, &addr, addr_len);
+            continue;
         }
-        int one = 1;
-        setsockopt (fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof (one));
-        s_conn_t *conn = (s_conn_t *) zmalloc (sizeof (s_conn_t));
-        conn->fd = fd;
-        conn->serial = ++self->next_serial;
-        char host[INET6_ADDRSTRLEN] = "?", port[8] = "?";
-        getnameinfo ((struct sockaddr *) &addr, addr_len, host, sizeof (host), port, sizeof (port),
-                     NI_NUMERICHOST | NI_NUMERICSERV);
-        snprintf (conn->peer, sizeof (conn->peer), "%s:%s", host, port);
-        self->conns[fd] = conn;
-        self->conn_count++;
-        struct epoll_event event = {.events = EPOLLIN, .data.u64 = (uint64_t) fd};
-        epoll_ctl (self->epoll, EPOLL_CTL_ADD, fd, &event);
-        conn->events = EPOLLIN;
-        herd_log_printf (self->log, "gateway", "conn=%" PRIu64 " opened from %s", conn->serial,
-                         conn->peer);
+        close (fd);
+        s_self_refused (self, why);
     }
+}
+
+//  -------------------------------------------------------------------------
+//  Periodic work: time-outs, refusal reports, accepting again
+
+//  Close connections whose clocks ran out. Idle: no line came and nothing
+//  was written for idle_timeout_ms (a request still waiting for the bus or
+//  places restarts the clock instead). Line: an unfinished line has been
+//  waiting line_timeout_ms for its end, or a lingering close its EOF.
+static void
+s_self_handle_timers (s_self_t *self)
+{
+    s_conn_t *conn;
+    while ((conn = self->timers[TIMER_IDLE].head)
+           && self->now - conn->timers[TIMER_IDLE].since >= self->timeouts[TIMER_IDLE]) {
+        char why[96];
+        bool unsent = s_buffer_pending (&conn->out) > 0;
+        bool waiting = conn->head && !conn->head->ready;
+        if (waiting && !unsent)
+            s_timer_start (self, conn, TIMER_IDLE);
+        else {
+            snprintf (why, sizeof (why), "%s for %" PRId64 " ms",
+                      unsent ? "idle: answers not read" : "idle: no request",
+                      self->timeouts[TIMER_IDLE]);
+            s_conn_close (self, conn, why);
+        }
+    }
+    while ((conn = self->timers[TIMER_LINE].head)
+           && self->now - conn->timers[TIMER_LINE].since >= self->timeouts[TIMER_LINE]) {
+        char why[96];
+        snprintf (why, sizeof (why), "%s after %" PRId64 " ms",
+                  conn->draining ? "lingering close: no EOF" : "slow line: no end of line",
+                  self->timeouts[TIMER_LINE]);
+        s_conn_close (self, conn, why);
+    }
+    if (self->refused && self->now - self->refused_reported >= HERD_GW_REPORT_MS)
+        s_self_report_refused (self);
+    if (self->accept_resume && self->now >= self->accept_resume) {
+        self->accept_resume = 0;
+        if (self->spare_fd < 0)
+            self->spare_fd = open ("/dev/null", O_RDONLY | O_CLOEXEC);
+        struct epoll_event event = {.events = EPOLLIN, .data.u64 = (uint64_t) TAG_LISTEN << 32};
+        epoll_ctl (self->epoll, EPOLL_CTL_MOD, self->listener, &event);
+    }
+}
+
+//  How long the loop may sleep: until the nearest deadline, at most a tick.
+static int
+s_self_sleep_ms (s_self_t *self)
+{
+    int64_t wake = self->now + HERD_GW_TICK_MS;
+    for (int kind = 0; kind < TIMER_COUNT; kind++) {
+        s_conn_t *conn = self->timers[kind].head;
+        if (conn && conn->timers[kind].since + self->timeouts[kind] < wake)
+            wake = conn->timers[kind].since + self->timeouts[kind];
+    }
+    if (self->accept_resume && self->accept_resume < wake)
+        wake = self->accept_resume;
+    if (self->refused && self->refused_reported + HERD_GW_REPORT_MS < wake)
+        wake = self->refused_reported + HERD_GW_REPORT_MS;
+    int64_t now = s_clock_ms ();
+    return wake <= now ? 0 : (int) (wake - now);
 }
 
 //  -------------------------------------------------------------------------
@@ -590,7 +984,7 @@ s_self_handle_bus (s_self_t *self)
     s_conn_t *conn = NULL;
     s_slot_t *slot = s_self_find_slot (self, reqid, &conn);
     if (slot && kind && streq (kind, HERD_MSG_NONE))
-        s_slot_invalid (slot, slot->line, slot->line_size);
+        s_slot_invalid (self, conn, slot, slot->line, slot->line_size);
     else
     if (slot && kind && streq (kind, HERD_MSG_FOUND) && zmsg_size (msg) == 1) {
         zframe_t *line = zmsg_first (msg);
@@ -600,8 +994,9 @@ s_self_handle_bus (s_self_t *self)
             || herd_proto_parse_position (record.position.data, record.position.size, &lat,
                                           &lon)
                    == -1)
-            s_slot_invalid (slot, slot->line, slot->line_size);
-        else {
+            s_slot_invalid (self, conn, slot, slot->line, slot->line_size);
+        else
+        if (s_conn_charge (self, conn, slot, zframe_size (line))) {
             slot->at_size = zframe_size (line);
             slot->at_line = (char *) malloc (slot->at_size);
             assert (slot->at_line);
@@ -617,9 +1012,11 @@ s_self_handle_bus (s_self_t *self)
                 struct iovec parts[] = {S_PART (slot->at_line, slot->at_size),
                                         S_PART ("\n", 1),
                                         S_PART (s_places_busy, strlen (s_places_busy))};
-                s_slot_fill (slot, parts, 3);
+                s_slot_fill (self, conn, slot, parts, 3);
             }
         }
+        else
+            slot->ready = true;                 //  dropped meanwhile
     }
     if (conn)
         s_conn_release (self, conn);
@@ -645,7 +1042,7 @@ s_self_handle_places (s_self_t *self)
         struct iovec parts[] = {S_PART (slot->at_line, slot->at_size), S_PART ("\n", 1),
                                 S_PART (zframe_data (json), zframe_size (json)),
                                 S_PART ("\n\n", 2)};
-        s_slot_fill (slot, parts, 4);
+        s_slot_fill (self, conn, slot, parts, 4);
         if (streq (status, HERD_MSG_ERR))
             herd_log_printf (self->log, "gateway", "conn=%" PRIu64 " places failed",
                              conn->serial);
@@ -658,7 +1055,6 @@ s_self_handle_places (s_self_t *self)
     zframe_destroy (&json);
     zmsg_destroy (&msg);
 }
-
 //  Handle a command on the actor pipe.
 static void
 s_self_handle_pipe (s_self_t *self)
@@ -762,6 +1158,29 @@ s_self_watch_zmq (s_self_t *self, zsock_t *sock, uint32_t tag)
     epoll_ctl (self->epoll, EPOLL_CTL_ADD, zsock_fd (sock), &event);
 }
 
+//  Raise the soft limit on descriptors towards max_clients plus the node's
+//  own, as far as the hard limit allows (1024 is a common soft default);
+//  log when clients will be refused before max_clients.
+static void
+s_self_raise_fd_limit (s_self_t *self)
+{
+    struct rlimit limit;
+    if (getrlimit (RLIMIT_NOFILE, &limit) == -1)
+        return;
+    rlim_t want = (rlim_t) (self->max_clients + HERD_GW_FD_MARGIN);
+    if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < want) {
+        limit.rlim_cur = limit.rlim_max == RLIM_INFINITY || limit.rlim_max > want
+                             ? want
+                             : limit.rlim_max;
+        setrlimit (RLIMIT_NOFILE, &limit);
+    }
+    size_t fds = s_fd_limit ();
+    if (fds < self->max_clients + s_fd_reserve (fds))
+        herd_log_printf (self->log, "gateway",
+                         "file descriptor limit %zu: fewer than max_clients %zu clients fit",
+                         fds, self->max_clients);
+}
+
 //  Build the gateway; NULL (logged, printed) on failure.
 static s_self_t *
 s_self_new (zsock_t *pipe, herd_gateway_args_t *args)
@@ -771,6 +1190,13 @@ s_self_new (zsock_t *pipe, herd_gateway_args_t *args)
     self->node = args->node;
     self->log = args->log;
     self->max_line = args->config->max_line;
+    self->max_output = args->config->max_output;
+    self->max_pending = args->config->max_pending;
+    self->max_clients = args->config->max_clients;
+    self->timeouts[TIMER_IDLE] = args->config->idle_timeout_ms;
+    self->timeouts[TIMER_LINE] = args->config->line_timeout_ms;
+    self->now = s_clock_ms ();
+    self->refused_reported = self->pause_reported = self->now - HERD_GW_REPORT_MS;
     self->listener = self->spare_fd = self->epoll = -1;
     self->conn_capacity = 1024;
     self->conns = (s_conn_t **) zmalloc (self->conn_capacity * sizeof (s_conn_t *));
@@ -785,6 +1211,7 @@ s_self_new (zsock_t *pipe, herd_gateway_args_t *args)
         return NULL;
     }
     self->spare_fd = open ("/dev/null", O_RDONLY | O_CLOEXEC);
+    s_self_raise_fd_limit (self);
     self->bus = zsock_new (ZMQ_DEALER);
     self->places = zsock_new (ZMQ_DEALER);
     assert (self->bus && self->places);
@@ -825,12 +1252,15 @@ herd_gateway_actor (zsock_t *pipe, void *args)
     herd_log_printf (self->log, "gateway", "serving clients on %s", self->node->client);
     struct epoll_event events[256];
     while (!self->terminated) {
+        self->now = s_clock_ms ();
         s_self_drain_zmq (self);
+        s_self_handle_timers (self);
         s_self_flush_dirty (self);
         herd_log_tick (self->log);
         if (self->terminated)
             break;
-        int count = epoll_wait (self->epoll, events, 256, 1000);
+        int count = epoll_wait (self->epoll, events, 256, s_self_sleep_ms (self));
+        self->now = s_clock_ms ();
         for (int i = 0; i < count; i++) {
             uint32_t tag = (uint32_t) (events[i].data.u64 >> 32);
             int fd = (int) (events[i].data.u64 & 0xffffffffu);
@@ -840,7 +1270,10 @@ herd_gateway_actor (zsock_t *pipe, void *args)
             if (tag == TAG_CLIENT && self->conns[fd]) {
                 s_conn_t *conn = self->conns[fd];
                 uint64_t serial = conn->serial;
-                if (conn->eof && (events[i].events & (EPOLLHUP | EPOLLERR))) {
+                //  Hang-up or error while we are not reading (EOF seen,
+                //  paused, closing): reading would not notice, and the
+                //  event, level-triggered, would come back every turn
+                if ((events[i].events & (EPOLLHUP | EPOLLERR)) && !(conn->events & EPOLLIN)) {
                     s_conn_close (self, conn, "connection reset");
                     continue;
                 }
@@ -860,14 +1293,28 @@ herd_gateway_actor (zsock_t *pipe, void *args)
 //  -------------------------------------------------------------------------
 //  Self test: the gateway against a bus and places played by the test
 
+//  A loopback port free now: the kernel's pick for a socket bound to port 0
+//  (a fixed or pid-based port can collide with another test's sockets).
+static int
+s_test_free_port (void)
+{
+    int fd = socket (AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET};
+    inet_pton (AF_INET, "127.0.0.1", &addr.sin_addr);
+    socklen_t size = sizeof (addr);
+    HERD_CHECK_INT (bind (fd, (struct sockaddr *) &addr, sizeof (addr)), 0);
+    HERD_CHECK_INT (getsockname (fd, (struct sockaddr *) &addr, &size), 0);
+    close (fd);
+    return ntohs (addr.sin_port);
+}
+
 void
 herd_gateway_test (bool verbose)
 {
-    (void) verbose;
-    int port = 40000 + (int) (getpid () % 20000);
+    int port = s_test_free_port ();
     char text[512];
     snprintf (text, sizeof (text),
-              "herd\n    max_line = 100\n"
+              "herd\n    max_line = 100\n    max_pending = 3\n    max_output = 4096\n"
               "node = Hill\n    client = 127.0.0.1:%d\n    bus = tcp://127.0.0.1:1\n"
               "    log = x.log\n",
               port);
@@ -997,6 +1444,153 @@ herd_gateway_test (bool verbose)
     HERD_CHECK_INT (total, 2 + 100 + 1);
     HERD_CHECK (buffer[0] == '?' && buffer[1] == ' ' && buffer[102] == '\n');
     close (fd2);
+
+    //  An over-long line behind a pending WHATSAT: the WHATSAT is still
+    //  answered before the "? " and the close
+    int fd5 = socket (AF_INET, SOCK_STREAM, 0);
+    HERD_CHECK_INT (connect (fd5, (struct sockaddr *) &addr, sizeof (addr)), 0);
+    setsockopt (fd5, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof (timeout));
+    const char *ask = "WHATSAT kiwi 10 1\n";
+    HERD_CHECK_INT (write (fd5, ask, strlen (ask)), strlen (ask));
+    HERD_CHECK_INT (write (fd5, longline, sizeof (longline)), sizeof (longline));
+    msg = zmsg_recv (bus);          //  the update of kiwi2, from the first client
+    HERD_CHECK (msg);
+    zmsg_destroy (&msg);
+    msg = zmsg_recv (bus);
+    HERD_CHECK (msg);
+    zframe_destroy (&routing);
+    routing = zmsg_pop (msg);
+    command = zmsg_popstr (msg);
+    HERD_CHECK_STR (command, HERD_MSG_LOOKUP);
+    zstr_free (&command);
+    reqid = zmsg_pop (msg);
+    zmsg_destroy (&msg);
+    msg = zmsg_new ();
+    zframe_t *back = zframe_dup (routing);
+    zmsg_append (msg, &back);
+    zmsg_addstr (msg, HERD_MSG_NONE);
+    zmsg_append (msg, &reqid);
+    zmsg_send (&msg, bus);
+    total = 0;
+    while ((got = read (fd5, buffer + total, sizeof (buffer) - 1 - total)) > 0)
+        total += (size_t) got;
+    HERD_CHECK_INT (got, 0);
+    buffer[total] = 0;
+    HERD_CHECK_INT (total, 20 + 2 + 100 + 1);
+    HERD_CHECK (strncmp (buffer, "? WHATSAT kiwi 10 1\n? xxx", 25) == 0);
+    close (fd5);
+
+    //  Back-pressure: at most max_pending (3) requests in flight; the rest
+    //  wait in the input until answers come
+    int fd3 = socket (AF_INET, SOCK_STREAM, 0);
+    HERD_CHECK_INT (connect (fd3, (struct sockaddr *) &addr, sizeof (addr)), 0);
+    setsockopt (fd3, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof (timeout));
+    const char *five = "WHATSAT k1 10 1\nWHATSAT k2 10 1\nWHATSAT k3 10 1\n"
+                       "WHATSAT k4 10 1\nWHATSAT k5 10 1\n";
+    HERD_CHECK_INT (write (fd3, five, strlen (five)), strlen (five));
+    zframe_t *reqids[5];
+    for (int i = 0; i < 5; i++) {
+        zsock_set_rcvtimeo (bus, 5000);
+        msg = zmsg_recv (bus);
+        HERD_CHECK (msg);
+        if (i == 0) {
+            zframe_destroy (&routing);
+            routing = zmsg_pop (msg);
+        }
+        else {
+            zframe_t *other = zmsg_pop (msg);
+            zframe_destroy (&other);
+        }
+        command = zmsg_popstr (msg);
+        HERD_CHECK_STR (command, HERD_MSG_LOOKUP);
+        reqids[i] = zmsg_pop (msg);
+        client = zmsg_popstr (msg);
+        char expected_client[16];
+        snprintf (expected_client, sizeof (expected_client), "k%d", i + 1);
+        HERD_CHECK_STR (client, expected_client);
+        zstr_free (&command);
+        zstr_free (&client);
+        zmsg_destroy (&msg);
+        if (i == 2 || i == 3) {
+            //  Three in flight: no more look-ups until one is answered
+            zsock_set_rcvtimeo (bus, i == 2 ? 300 : 50);
+            msg = zmsg_recv (bus);
+            HERD_CHECK (msg == NULL);
+            msg = zmsg_new ();
+            zframe_t *copy = zframe_dup (routing);
+            zmsg_append (msg, &copy);
+            zmsg_addstr (msg, HERD_MSG_NONE);
+            zmsg_append (msg, &reqids[i - 2]);
+            zmsg_send (&msg, bus);
+        }
+    }
+    for (int i = 2; i < 5; i++) {
+        msg = zmsg_new ();
+        zframe_t *copy = zframe_dup (routing);
+        zmsg_append (msg, &copy);
+        zmsg_addstr (msg, HERD_MSG_NONE);
+        zmsg_append (msg, &reqids[i]);
+        zmsg_send (&msg, bus);
+    }
+    const char *unknown = "? WHATSAT k1 10 1\n? WHATSAT k2 10 1\n? WHATSAT k3 10 1\n"
+                          "? WHATSAT k4 10 1\n? WHATSAT k5 10 1\n";
+    total = 0;
+    while (total < strlen (unknown)) {
+        got = read (fd3, buffer + total, sizeof (buffer) - 1 - total);
+        HERD_CHECK (got > 0);
+        total += (size_t) got;
+    }
+    buffer[total] = 0;
+    HERD_CHECK_STR (buffer, unknown);
+    close (fd3);
+
+    //  A client that writes and never reads is dropped once more than
+    //  max_output (4096) bytes of answers wait beyond what the kernel takes
+    int fd4 = socket (AF_INET, SOCK_STREAM, 0);
+    int small = 4096;
+    setsockopt (fd4, SOL_SOCKET, SO_RCVBUF, &small, sizeof (small));
+    HERD_CHECK_INT (connect (fd4, (struct sockaddr *) &addr, sizeof (addr)), 0);
+    struct timeval short_timeout = {0, 100000};
+    setsockopt (fd4, SOL_SOCKET, SO_SNDTIMEO, &short_timeout, sizeof (short_timeout));
+    char lines[64 * 1024];
+    const char *iamat = "IAMAT a-never-reading-client +1+1 1\n";
+    size_t line_size = strlen (iamat), filled = 0;
+    while (filled + line_size <= sizeof (lines)) {
+        memcpy (lines + filled, iamat, line_size);
+        filled += line_size;
+    }
+    size_t sent = 0;
+    bool dropped = false;
+    for (int round = 0; round < 4000 && !dropped; round++) {
+        ssize_t rc = send (fd4, lines, filled, MSG_NOSIGNAL);
+        if (rc > 0)
+            sent += (size_t) rc;
+        else
+        if (rc < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            dropped = true;     //  reset or broken pipe: the gateway closed it
+        else {
+            //  The gateway stopped taking input, or we were too fast:
+            //  a dropped connection shows as readable with an error or EOF
+            char byte;
+            ssize_t peek = recv (fd4, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+            (void) peek;
+        }
+    }
+    if (verbose)
+        printf ("   never-reading client dropped after %zu bytes sent\n", sent);
+    HERD_CHECK (dropped);
+    HERD_CHECK (sent < 256 * 1024 * 1024);
+    close (fd4);
+
+    //  Everyone else is still served
+    const char *again = "IAMAT still +1+1 1\n";
+    HERD_CHECK_INT (write (fd, again, strlen (again)), strlen (again));
+    got = read (fd, buffer, sizeof (buffer) - 1);
+    HERD_CHECK (got > 0);
+    buffer[got] = 0;
+    HERD_CHECK (strncmp (buffer, "AT Hill ", 8) == 0);
+    HERD_CHECK (strstr (buffer, " still +1+1 1\n"));
+    zframe_destroy (&routing);
 
     close (fd);
     zactor_destroy (&gateway);

@@ -6,6 +6,13 @@
 //  record to its bus), asks the bus for WHATSAT's location and the places
 //  worker for the places, and writes responses in request order per
 //  connection, once per loop turn. No client can hold up another.
+//
+//  Hostile clients cost only themselves (herd section of herd.cfg): a slow
+//  reader is dropped past max_output bytes of unread answers; past
+//  max_pending requests in flight a connection is not read until answers go
+//  out; idle_timeout_ms and line_timeout_ms close silent and trickling
+//  connections; past max_clients new connections are closed at once; client
+//  sockets have TCP keepalive; running out of descriptors never spins.
 
 #ifndef HERD_GATEWAY_H_INCLUDED
 #define HERD_GATEWAY_H_INCLUDED
