@@ -10,7 +10,8 @@
 #  (executions, time, coverage: cov = code edges, ft = features), then
 #  "N passed, N failed"; a crash, leak, time-out or oracle failure fails the
 #  target, its input is left in build/fuzz/crashes/ and its log in
-#  build/fuzz/logs/. FUZZ_RUNS caps the executions of each (default 10^9).
+#  build/fuzz/logs/ (FUZZ_LOGS, to keep a long run's logs apart). FUZZ_RUNS
+#  caps the executions of each (default 10^9).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -22,7 +23,8 @@ seconds=$1
 shift
 runs=${FUZZ_RUNS:-1000000000}
 jobs=$(nproc 2>/dev/null || echo 2)
-mkdir -p build/fuzz/crashes build/fuzz/logs
+logs=${FUZZ_LOGS:-build/fuzz/logs}
+mkdir -p build/fuzz/crashes "$logs"
 
 #  Longest input tried, by target: a config file or a body needs more room.
 s_max_len () {
@@ -43,8 +45,8 @@ s_run () {
         -max_len="$(s_max_len "$name")" -print_final_stats=1 \
         -artifact_prefix="build/fuzz/crashes/$target-" \
         "build/fuzz/corpus/$target" "tests/fuzz/corpus/$target" \
-        >"build/fuzz/logs/$target.log" 2>&1
-    echo $? >"build/fuzz/logs/$target.rc"
+        >"$logs/$target.log" 2>&1
+    echo $? >"$logs/$target.rc"
 }
 
 names=()
@@ -58,7 +60,7 @@ for binary in "$@"; do
     done
     name=$(basename "$binary")
     names+=("${name#fuzz_}")
-    rm -f "build/fuzz/logs/${name#fuzz_}.rc"
+    rm -f "$logs/${name#fuzz_}.rc"
     s_run "$binary" &
 done
 wait
@@ -66,8 +68,8 @@ wait
 passed=0
 failed=0
 for target in "${names[@]}"; do
-    log=build/fuzz/logs/$target.log
-    rc=$(cat "build/fuzz/logs/$target.rc" 2>/dev/null || echo 1)
+    log=$logs/$target.log
+    rc=$(cat "$logs/$target.rc" 2>/dev/null || echo 1)
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
     speed=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -n 1)
     #  The last status line: "#N DONE cov: C ft: F corp: U/S ..."
