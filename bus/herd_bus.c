@@ -1094,7 +1094,8 @@ void
 herd_bus_test (bool verbose)
 {
     //  Two nodes, A (under test, with a journal) and B (played by the test)
-    int port = 20000 + (int) (getpid () % 20000);
+    int ports[3];
+    herd_check_free_ports (ports, 3);
     char dir[] = "/tmp/herd_bus_test_XXXXXX";
     HERD_CHECK (mkdtemp (dir));
     char text[1024];
@@ -1104,7 +1105,7 @@ herd_bus_test (bool verbose)
               "node = B\n    client = 127.0.0.1:2\n    bus = tcp://127.0.0.1:%d\n"
               "    log = b.log\n"
               "edges\n    edge = A B\n",
-              port, port + 2, dir, port + 1);
+              ports[0], ports[2], dir, ports[1]);
     char *error = NULL;
     herd_config_t *config = herd_config_load_string (text, "test.cfg", &error);
     if (!config)
@@ -1117,7 +1118,7 @@ herd_bus_test (bool verbose)
     HERD_CHECK (log);
 
     zsock_t *b_pub = zsock_new (ZMQ_PUB);
-    HERD_CHECK (zsock_bind (b_pub, "tcp://127.0.0.1:%d", port + 1) == port + 1);
+    HERD_CHECK (zsock_bind (b_pub, "tcp://127.0.0.1:%d", ports[1]) == ports[1]);
 
     herd_bus_args_t args = {config, herd_config_node (config, "A"), "inproc://bus-test", log};
     zactor_t *bus = zactor_new (herd_bus_actor, &args);
@@ -1128,9 +1129,9 @@ herd_bus_test (bool verbose)
     zsock_t *gateway = zsock_new_dealer (">inproc://bus-test");
     zsock_t *b_sub = zsock_new (ZMQ_SUB);
     zsock_set_subscribe (b_sub, HERD_MSG_TOPIC_UPDATE);
-    HERD_CHECK (zsock_connect (b_sub, "tcp://127.0.0.1:%d", port) == 0);
+    HERD_CHECK (zsock_connect (b_sub, "tcp://127.0.0.1:%d", ports[0]) == 0);
     zsock_t *control = zsock_new (ZMQ_DEALER);
-    HERD_CHECK (zsock_connect (control, "tcp://127.0.0.1:%d", port + 2) == 0);
+    HERD_CHECK (zsock_connect (control, "tcp://127.0.0.1:%d", ports[2]) == 0);
 
     //  Unknown client; an empty table
     HERD_CHECK (s_lookup (gateway, "kiwi") == NULL);
@@ -1258,6 +1259,9 @@ herd_bus_test (bool verbose)
     //  The journal brings the table back after a restart
     digest = s_digest (control);
     zactor_destroy (&bus);
+    //  A new inproc endpoint: libzmq's reaper releases the old one a moment
+    //  after the actor ends
+    args.endpoint = "inproc://bus-test-2";
     bus = zactor_new (herd_bus_actor, &args);
     HERD_CHECK_INT (zsock_wait (bus), 0);
     if (verbose)
@@ -1269,7 +1273,7 @@ herd_bus_test (bool verbose)
     //  inproc:// does not reconnect to a new binder: the gateway would be
     //  restarted with its bus
     zsock_destroy (&gateway);
-    gateway = zsock_new_dealer (">inproc://bus-test");
+    gateway = zsock_new_dealer (">inproc://bus-test-2");
     line = s_lookup (gateway, "kiwi");
     HERD_CHECK_STR (line, first);
     zstr_free (&line);

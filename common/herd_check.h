@@ -7,7 +7,11 @@
 #ifndef HERD_CHECK_H_INCLUDED
 #define HERD_CHECK_H_INCLUDED
 
+#include <arpa/inet.h>
 #include <inttypes.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,5 +54,26 @@
             abort ();                                                                   \
         }                                                                               \
     } while (0)
+
+//  Fill ports with count distinct loopback ports free now: the kernel's picks
+//  for sockets bound to port 0, all held until all are picked (a fixed or
+//  pid-based port can collide with another test's sockets).
+static inline void
+herd_check_free_ports (int *ports, int count)
+{
+    int fds[16];
+    HERD_CHECK (count <= 16);
+    for (int i = 0; i < count; i++) {
+        fds[i] = socket (AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in addr = {.sin_family = AF_INET};
+        inet_pton (AF_INET, "127.0.0.1", &addr.sin_addr);
+        socklen_t size = sizeof (addr);
+        HERD_CHECK (bind (fds[i], (struct sockaddr *) &addr, sizeof (addr)) == 0);
+        HERD_CHECK (getsockname (fds[i], (struct sockaddr *) &addr, &size) == 0);
+        ports[i] = ntohs (addr.sin_port);
+    }
+    for (int i = 0; i < count; i++)
+        close (fds[i]);
+}
 
 #endif

@@ -1293,25 +1293,11 @@ herd_gateway_actor (zsock_t *pipe, void *args)
 //  -------------------------------------------------------------------------
 //  Self test: the gateway against a bus and places played by the test
 
-//  A loopback port free now: the kernel's pick for a socket bound to port 0
-//  (a fixed or pid-based port can collide with another test's sockets).
-static int
-s_test_free_port (void)
-{
-    int fd = socket (AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in addr = {.sin_family = AF_INET};
-    inet_pton (AF_INET, "127.0.0.1", &addr.sin_addr);
-    socklen_t size = sizeof (addr);
-    HERD_CHECK_INT (bind (fd, (struct sockaddr *) &addr, sizeof (addr)), 0);
-    HERD_CHECK_INT (getsockname (fd, (struct sockaddr *) &addr, &size), 0);
-    close (fd);
-    return ntohs (addr.sin_port);
-}
-
 void
 herd_gateway_test (bool verbose)
 {
-    int port = s_test_free_port ();
+    int port;
+    herd_check_free_ports (&port, 1);
     char text[512];
     snprintf (text, sizeof (text),
               "herd\n    max_line = 100\n    max_pending = 3\n    max_output = 4096\n"
