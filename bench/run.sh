@@ -205,7 +205,7 @@ started=$(date +%s)
 
 echo "herd benchmark (issue 6) - $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
 echo "machine: $ncpu CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), Linux $(uname -r)"
-echo "load generator pinned to CPU $gen_cpu; servers on CPUs ${server_cpus:-any}; ulimit -n $(ulimit -n)"
+echo "herd: $herd; load generator pinned to CPU $gen_cpu; servers on CPUs ${server_cpus:-any}; ulimit -n $(ulimit -n)"
 busy=$(ps -eo pcpu=,comm= --sort=-pcpu | awk '$1 >= 20 {printf "%s(%s%%) ", $2, $1}')
 [ -n "$busy" ] && echo "WARNING: other processes are using CPU: $busy- figures will be noisy"
 
