@@ -2,11 +2,13 @@
 
 #include "herd_gateway.h"
 #include "../common/herd_check.h"
+#include "../common/herd_hist.h"
 #include "../common/herd_msg.h"
 #include "../common/herd_proto.h"
 #include "../common/herd_record.h"
 
 #include <arpa/inet.h>
+#include <cjson/cJSON.h>
 #include <sys/uio.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -62,6 +64,7 @@ typedef struct _s_slot_t {
     int bound;
     char *at_line;                  //  the AT record once the bus answered
     size_t at_size;
+    int64_t started;                //  WHATSAT: when the line came, usec
 } s_slot_t;
 
 //  A growable byte buffer with a read cursor.
@@ -140,6 +143,11 @@ typedef struct {
     int64_t refused_reported;       //  when the last report was logged
     char refused_why[96];           //  why the last one was refused
     herd_log_t *log;
+    //  Counters for the monitor (STATS to the bus once a second)
+    uint64_t iamats, whatsats, invalids, opened;
+    uint64_t last_iamats, last_whatsats;
+    herd_hist_t whatsat_latency;    //  line in to answer ready, since last STATS
+    int64_t stats_at;               //  when STATS were last sent, ms
     bool verbose;
     bool terminated;
 } s_self_t;
@@ -503,10 +511,13 @@ s_conn_handle_line (s_self_t *self, s_conn_t *conn, const char *line, size_t siz
     herd_log_data (self->log, "gateway", "in", line, size);
     s_slot_t *slot = s_conn_new_slot (conn);
     herd_cmd_t cmd;
-    if (herd_proto_parse (line, size, &cmd) == -1)
+    if (herd_proto_parse (line, size, &cmd) == -1) {
+        self->invalids++;
         s_slot_invalid (self, conn, slot, line, size);
+    }
     else
     if (cmd.kind == HERD_CMD_IAMAT) {
+        self->iamats++;
         struct timespec now;
         clock_gettime (CLOCK_REALTIME, &now);
         size_t at_size;
@@ -526,6 +537,8 @@ s_conn_handle_line (s_self_t *self, s_conn_t *conn, const char *line, size_t siz
         slot->ready = true;                     //  dropped: nothing to ask
     else {
         //  WHATSAT: ask the bus for the location first
+        self->whatsats++;
+        slot->started = zclock_usecs ();
         slot->line = (char *) malloc (size ? size : 1);
         assert (slot->line);
         memcpy (slot->line, line, size);
@@ -1033,6 +1046,16 @@ s_self_handle_places (s_self_t *self)
     if (!msg)
         return;
     char *kind = zmsg_popstr (msg);
+    if (kind && streq (kind, "STATS") && zmsg_size (msg) == 1) {
+        //  The places worker's counters: on to the bus's monitor
+        zframe_t *stats = zmsg_first (msg);
+        const void *data[] = {"STATS", "places", zframe_data (stats)};
+        size_t sizes[] = {5, 6, zframe_size (stats)};
+        s_send_frames (self->bus, data, sizes, 3);
+        zstr_free (&kind);
+        zmsg_destroy (&msg);
+        return;
+    }
     zframe_t *reqid = zmsg_pop (msg);
     char *status = zmsg_popstr (msg);
     zframe_t *json = zmsg_pop (msg);
@@ -1043,6 +1066,7 @@ s_self_handle_places (s_self_t *self)
                                 S_PART (zframe_data (json), zframe_size (json)),
                                 S_PART ("\n\n", 2)};
         s_slot_fill (self, conn, slot, parts, 4);
+        herd_hist_add (&self->whatsat_latency, (uint64_t) (zclock_usecs () - slot->started));
         if (streq (status, HERD_MSG_ERR))
             herd_log_printf (self->log, "gateway", "conn=%" PRIu64 " places failed",
                              conn->serial);
@@ -1055,6 +1079,44 @@ s_self_handle_places (s_self_t *self)
     zframe_destroy (&json);
     zmsg_destroy (&msg);
 }
+//  Once a second: our counters to the bus's monitor, and a STATS request to
+//  the places worker, whose answer goes the same way.
+static void
+s_self_send_stats (s_self_t *self)
+{
+    if (self->now - self->stats_at < HERD_GW_TICK_MS)
+        return;
+    double seconds = self->stats_at ? (double) (self->now - self->stats_at) / 1000.0 : 1.0;
+    cJSON *stats = cJSON_CreateObject ();
+    cJSON_AddNumberToObject (stats, "connections", (double) self->conn_count);
+    cJSON_AddNumberToObject (stats, "connections_total", (double) self->next_serial);
+    cJSON_AddNumberToObject (stats, "iamat_total", (double) self->iamats);
+    cJSON_AddNumberToObject (stats, "whatsat_total", (double) self->whatsats);
+    cJSON_AddNumberToObject (stats, "invalid_total", (double) self->invalids);
+    cJSON_AddNumberToObject (stats, "iamat_per_s", (double) (self->iamats - self->last_iamats) / seconds);
+    cJSON_AddNumberToObject (stats, "whatsat_per_s",
+                             (double) (self->whatsats - self->last_whatsats) / seconds);
+    cJSON_AddNumberToObject (stats, "whatsat_p50_ms",
+                             herd_hist_percentile_ms (&self->whatsat_latency, 50));
+    cJSON_AddNumberToObject (stats, "whatsat_p99_ms",
+                             herd_hist_percentile_ms (&self->whatsat_latency, 99));
+    herd_hist_reset (&self->whatsat_latency);
+    self->last_iamats = self->iamats;
+    self->last_whatsats = self->whatsats;
+    self->stats_at = self->now;
+    char *text = cJSON_PrintUnformatted (stats);
+    cJSON_Delete (stats);
+    if (text) {
+        const void *data[] = {"STATS", "gateway", text};
+        size_t sizes[] = {5, 7, strlen (text)};
+        s_send_frames (self->bus, data, sizes, 3);
+        free (text);
+    }
+    const void *ask[] = {"STATS"};
+    size_t ask_sizes[] = {5};
+    s_send_frames (self->places, ask, ask_sizes, 1);
+}
+
 //  Handle a command on the actor pipe.
 static void
 s_self_handle_pipe (s_self_t *self)
@@ -1255,6 +1317,7 @@ herd_gateway_actor (zsock_t *pipe, void *args)
         self->now = s_clock_ms ();
         s_self_drain_zmq (self);
         s_self_handle_timers (self);
+        s_self_send_stats (self);
         s_self_flush_dirty (self);
         herd_log_tick (self->log);
         if (self->terminated)
@@ -1292,6 +1355,23 @@ herd_gateway_actor (zsock_t *pipe, void *args)
 
 //  -------------------------------------------------------------------------
 //  Self test: the gateway against a bus and places played by the test
+
+//  Receive what the gateway sends a test's bus or places, passing over the
+//  STATS it sends them once a second.
+static zmsg_t *
+s_recv_request (zsock_t *sock)
+{
+    while (true) {
+        zmsg_t *msg = zmsg_recv (sock);
+        if (!msg || zmsg_size (msg) < 2)
+            return msg;
+        zmsg_first (msg);                           //  routing id
+        zframe_t *command = zmsg_next (msg);
+        if (!zframe_streq (command, "STATS"))
+            return msg;
+        zmsg_destroy (&msg);
+    }
+}
 
 void
 herd_gateway_test (bool verbose)
@@ -1331,7 +1411,7 @@ herd_gateway_test (bool verbose)
 
     //  The bus receives the update, then the look-up
     zsock_set_rcvtimeo (bus, 5000);
-    zmsg_t *msg = zmsg_recv (bus);
+    zmsg_t *msg = s_recv_request (bus);
     HERD_CHECK (msg);
     zframe_t *routing = zmsg_pop (msg);
     char *command = zmsg_popstr (msg);
@@ -1343,7 +1423,7 @@ herd_gateway_test (bool verbose)
     zframe_destroy (&routing);
     zmsg_destroy (&msg);
 
-    msg = zmsg_recv (bus);
+    msg = s_recv_request (bus);
     HERD_CHECK (msg);
     routing = zmsg_pop (msg);
     command = zmsg_popstr (msg);
@@ -1372,7 +1452,7 @@ herd_gateway_test (bool verbose)
     zmsg_addstr (msg, at);
     zmsg_send (&msg, bus);
     zsock_set_rcvtimeo (places, 5000);
-    msg = zmsg_recv (places);
+    msg = s_recv_request (places);
     HERD_CHECK (msg);
     routing = zmsg_pop (msg);
     command = zmsg_popstr (msg);
@@ -1439,10 +1519,10 @@ herd_gateway_test (bool verbose)
     const char *ask = "WHATSAT kiwi 10 1\n";
     HERD_CHECK_INT (write (fd5, ask, strlen (ask)), strlen (ask));
     HERD_CHECK_INT (write (fd5, longline, sizeof (longline)), sizeof (longline));
-    msg = zmsg_recv (bus);          //  the update of kiwi2, from the first client
+    msg = s_recv_request (bus);          //  the update of kiwi2, from the first client
     HERD_CHECK (msg);
     zmsg_destroy (&msg);
-    msg = zmsg_recv (bus);
+    msg = s_recv_request (bus);
     HERD_CHECK (msg);
     zframe_destroy (&routing);
     routing = zmsg_pop (msg);
@@ -1477,7 +1557,7 @@ herd_gateway_test (bool verbose)
     zframe_t *reqids[5];
     for (int i = 0; i < 5; i++) {
         zsock_set_rcvtimeo (bus, 5000);
-        msg = zmsg_recv (bus);
+        msg = s_recv_request (bus);
         HERD_CHECK (msg);
         if (i == 0) {
             zframe_destroy (&routing);
@@ -1500,7 +1580,7 @@ herd_gateway_test (bool verbose)
         if (i == 2 || i == 3) {
             //  Three in flight: no more look-ups until one is answered
             zsock_set_rcvtimeo (bus, i == 2 ? 300 : 50);
-            msg = zmsg_recv (bus);
+            msg = s_recv_request (bus);
             HERD_CHECK (msg == NULL);
             msg = zmsg_new ();
             zframe_t *copy = zframe_dup (routing);

@@ -65,11 +65,13 @@ def test_graph_is_dot_with_live_state(make_herd):
     assert r.stdout.count(" -- ") == len(herd.edges)
 
 
-def test_prometheus_metrics(make_herd):
-    herd = make_herd(names=["Hill", "Smith"], edges=[("Hill", "Smith")]).start()
+def test_prometheus_metrics(make_herd, standin):
+    herd = make_herd(names=["Hill", "Smith"], edges=[("Hill", "Smith")],
+                     places_url=standin.url).start()
     herd.wait_links()
     for i in range(3):
         iamat(herd.port("Hill"), f"metric{i}", "+1+1", 5)
+    whatsat(herd.port("Smith"), "metric0", 10, 2)
     url = f"http://127.0.0.1:{herd.metrics_port['Smith']}/metrics"
 
     def scraped():
@@ -79,6 +81,13 @@ def test_prometheus_metrics(make_herd):
     text = wait_for(scraped, 10, what="metrics with 3 clients")
     assert 'herd_bus_link_up{node="Smith",peer="Hill"} 1\n' in text
     assert 'herd_bus_applied_total{node="Smith"} 3\n' in text
+    #  The gateway's and places' counters come along
+    text = wait_for(lambda: (lambda t: 'herd_places_answered_ok_total{node="Smith"} 1\n' in t
+                             and t)(urllib.request.urlopen(url, timeout=5).read().decode()),
+                    10, what="places counters")
+    assert 'herd_gateway_whatsat_total{node="Smith"} 1\n' in text
+    assert 'herd_gateway_iamat_total{node="Smith"} 0\n' in text
+    assert "herd_places_latency_p99_ms" in text and "herd_gateway_whatsat_p99_ms" in text
 
 
 def test_monitor_endpoint_speaks_to_any_zeromq_tool(make_herd):
