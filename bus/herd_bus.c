@@ -1262,8 +1262,17 @@ herd_bus_test (bool verbose)
     //  A new inproc endpoint: libzmq's reaper releases the old one a moment
     //  after the actor ends
     args.endpoint = "inproc://bus-test-2";
-    bus = zactor_new (herd_bus_actor, &args);
-    HERD_CHECK_INT (zsock_wait (bus), 0);
+    //  ...and its TCP ports too: retry the start a few times (bounded)
+    int started = -1;
+    for (int attempt = 0; attempt < 100 && started != 0; attempt++) {
+        bus = zactor_new (herd_bus_actor, &args);
+        started = zsock_wait (bus);
+        if (started != 0) {
+            zactor_destroy (&bus);
+            zclock_sleep (20);
+        }
+    }
+    HERD_CHECK_INT (started, 0);
     if (verbose)
         zstr_send (bus, "VERBOSE");
     char *again = s_digest (control);

@@ -375,8 +375,18 @@ def test_interactive_session_on_a_terminal(make_herd, standin, tmp_path):
             #  History: the up arrow brings back the last line
             term.type("\x1b[A\r")
             assert b"? hello" in term.read_until(rb"Hill> ")
-        term.type("\x04")       #  Ctrl-D
-        assert term.wait() == 0
+        #  Ctrl-D. libedit flushes input typed before it sets the terminal
+        #  up for a line, so a key can be lost right after a prompt: type it
+        #  again if the client is still there
+        code = None
+        for _ in range(5):
+            term.type("\x04")
+            try:
+                code = term.wait(timeout=2)
+                break
+            except AssertionError:
+                continue
+        assert code == 0
     finally:
         term.close()
     if links_libedit():
