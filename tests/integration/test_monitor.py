@@ -71,7 +71,6 @@ def test_prometheus_metrics(make_herd, standin):
     herd.wait_links()
     for i in range(3):
         iamat(herd.port("Hill"), f"metric{i}", "+1+1", 5)
-    whatsat(herd.port("Smith"), "metric0", 10, 2)
     url = f"http://127.0.0.1:{herd.metrics_port['Smith']}/metrics"
 
     def scraped():
@@ -81,6 +80,8 @@ def test_prometheus_metrics(make_herd, standin):
     text = wait_for(scraped, 10, what="metrics with 3 clients")
     assert 'herd_bus_link_up{node="Smith",peer="Hill"} 1\n' in text
     assert 'herd_bus_applied_total{node="Smith"} 3\n' in text
+    first, _ = whatsat(herd.port("Smith"), "metric0", 10, 2)
+    assert first.startswith(b"AT Hill ")
     #  The gateway's and places' counters come along
     text = wait_for(lambda: (lambda t: 'herd_places_answered_ok_total{node="Smith"} 1\n' in t
                              and t)(urllib.request.urlopen(url, timeout=5).read().decode()),
