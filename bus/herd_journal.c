@@ -4,6 +4,7 @@
 #include "../common/herd_check.h"
 #include "../common/herd_record.h"
 
+#include <czmq.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -30,15 +31,6 @@ struct _herd_journal_t {
     bool unsynced;              //  writes since the last fsync
     int64_t last_sync_ms;
 };
-
-//  Monotonic milliseconds.
-static int64_t
-s_now_ms (void)
-{
-    struct timespec ts;
-    clock_gettime (CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 //  Little-endian encoders, so journals move between machines.
 static void
@@ -181,20 +173,7 @@ herd_journal_open (const char *dir, herd_journal_fn *fn, void *arg, herd_journal
                    char *error)
 {
     memset (stats, 0, sizeof (*stats));
-    //  mkdir -p dir
-    char *copy = strdup (dir);
-    if (!copy) {
-        snprintf (error, 256, "out of memory");
-        return NULL;
-    }
-    for (char *slash = strchr (copy + 1, '/'); slash; slash = strchr (slash + 1, '/')) {
-        *slash = 0;
-        mkdir (copy, 0755);
-        *slash = '/';
-    }
-    mkdir (copy, 0755);
-    free (copy);
-
+    zsys_dir_create ("%s", dir);        //  mkdir -p; open says what failed
     herd_journal_t *self = (herd_journal_t *) calloc (1, sizeof (herd_journal_t));
     if (!self) {
         snprintf (error, 256, "out of memory");
@@ -246,7 +225,7 @@ herd_journal_open (const char *dir, herd_journal_fn *fn, void *arg, herd_journal
         return NULL;
     }
     lseek (self->fd, (off_t) good, SEEK_SET);
-    self->last_sync_ms = s_now_ms ();
+    self->last_sync_ms = zclock_mono ();
     return self;
 }
 
@@ -294,10 +273,10 @@ herd_journal_flush (herd_journal_t *self)
 void
 herd_journal_tick (herd_journal_t *self)
 {
-    if (self->unsynced && s_now_ms () - self->last_sync_ms >= 1000) {
+    if (self->unsynced && zclock_mono () - self->last_sync_ms >= 1000) {
         fdatasync (self->fd);
         self->unsynced = false;
-        self->last_sync_ms = s_now_ms ();
+        self->last_sync_ms = zclock_mono ();
     }
 }
 
@@ -345,7 +324,7 @@ herd_journal_compact_commit (herd_journal_t *self)
     self->fd = self->compact_fd;
     self->compact_fd = -1;
     self->unsynced = false;
-    self->last_sync_ms = s_now_ms ();
+    self->last_sync_ms = zclock_mono ();
     return 0;
 }
 
