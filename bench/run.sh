@@ -106,9 +106,10 @@ wait_port_file () {
     exit 1
 }
 
-#  Stop the given pids with SIGTERM and wait for them (SIGKILL after 20 s).
+#  Stop the given pids with SIGTERM and wait for them (SIGKILL after 20 s);
+#  say so when one had died or did not exit cleanly, with its last words.
 stop () {
-    local pid
+    local pid rc
     for pid in "$@"; do
         kill -TERM "$pid" 2>/dev/null || true
     done
@@ -118,8 +119,18 @@ stop () {
             sleep 0.05
         done
         kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
+        rc=0
+        wait "$pid" 2>/dev/null || rc=$?
+        if [ "$rc" -ne 0 ] && [ "$rc" -ne 143 ]; then
+            echo "bench: process $pid exited with status $rc$([ "$rc" -gt 128 ] && echo " (signal $((rc - 128)))"); last stderr lines of the herds:"
+            grep -v 'serving clients on' "$tmp/herd.out" 2>/dev/null | tail -3 | sed 's/^/    /'
+        fi
     done
+}
+
+#  A measurement that failed does not stop the others.
+failed () {
+    echo "bench: the $1 measurement failed (exit $2); going on with the next"
 }
 
 #  The keys of herd.cfg's first node: every generated node gets the same
@@ -251,7 +262,7 @@ if want iamat; then
     echo "== IAMAT: one-node herd (logging on) vs the floor vs asyncio =="
     hb iamat --target "floor=$floor_port:$floor_pid" --target "herd=${port_of[Hill]}:$herd_pid" \
         --target "asyncio=$asyncio_port:$asyncio_pid" "${shape_args[@]}" \
-        --seconds "$secs" --warmup "$warmup" --runs "$runs"
+        --seconds "$secs" --warmup "$warmup" --runs "$runs" || failed iamat $?
     stop "$floor_pid" "$asyncio_pid"
 fi
 if want whatsat; then
@@ -266,7 +277,7 @@ if want whatsat; then
     hb whatsat --http "stand-in alone=$(cat "$tmp/standin200.port")" \
         --target "herd -> stand-in=$one_port" \
         --http "double alone=$double_port" --target "herd -> double=$fast_port" \
-        --target "herd -> double conc=256=$conc_port" --k 1,50,200 --rounds 3
+        --target "herd -> double conc=256=$conc_port" --k 1,50,200 --rounds 3 || failed whatsat $?
     stop "$fast_pid" "$conc_pid"
 fi
 if want iamat || want whatsat; then
@@ -292,7 +303,7 @@ if want fleet; then
     echo
     echo "== The five-node herd: load on one node, every node applies every update =="
     hb fleet --load "${port_of[Hill]}" "${node_args[@]}" --shape 50x32 \
-        --seconds "$secs" --warmup "$warmup" --sent-file "$tmp/fleet.sent" || true
+        --seconds "$secs" --warmup "$warmup" --sent-file "$tmp/fleet.sent" || failed fleet $?
     if "$herd" --help 2>&1 | grep -q "herd digest"; then
         echo "  herd digest (every node's table digest; exit 0 when all agree):"
         "$herd" digest -c "$tmp/five.cfg" 2>&1 | sed 's/^/    /' || true
@@ -302,7 +313,7 @@ if want fleet; then
         stop "${pid_of[$node]}"
         log_args+=(--log "$node=${log_of[$node]}")
     done
-    hb flood --sent-file "$tmp/fleet.sent" --edges 6 "${log_args[@]}"
+    hb flood --sent-file "$tmp/fleet.sent" --edges 6 "${log_args[@]}" || failed flood $?
 fi
 
 #  Propagation on a chain, the only way to have 3 hops (the default
@@ -320,7 +331,7 @@ if want propagation; then
     echo "== Propagation on the chain P0 - P1 - P2 - P3 (IAMAT at P0) =="
     hb propagation --origin "${port_of[P0]}" --hop "1=${port_of[P1]}" --hop "2=${port_of[P2]}" \
         --hop "3=${port_of[P3]}" --samples "$prop_samples" --seconds "$prop_secs" \
-        --bg-rates "0,$bg_rate"
+        --bg-rates "0,$bg_rate" || failed propagation $?
     stop "${pid_of[P0]}" "${pid_of[P1]}" "${pid_of[P2]}" "${pid_of[P3]}"
 fi
 
@@ -336,10 +347,10 @@ if want memory; then
         sleep 0.5
         if [ "$what" = idle ]; then
             hb memory --port "${port_of[Hill]}" --pid "${pid_of[Hill]}" --idle "$idle_conns" \
-                --clients 0 --name Hill
+                --clients 0 --name Hill || failed memory $?
         else
             hb memory --port "${port_of[Hill]}" --pid "${pid_of[Hill]}" --idle 0 \
-                --clients "$clients" --name Hill
+                --clients "$clients" --name Hill || failed memory $?
         fi
         stop "${pid_of[Hill]}"
     done
