@@ -470,6 +470,16 @@ main (int argc, char *argv[])
         fprintf (stderr, "herd: --role must be gateway, bus or places, not '%s'\n", args.role);
         return 2;
     }
+    if (streq (args.command, "node") || streq (args.command, "up")) {
+        //  Block the stop signals from the start: a SIGTERM that comes while
+        //  the config loads is then taken by sigwait, not the default action
+        sigset_t signals;
+        sigemptyset (&signals);
+        sigaddset (&signals, SIGINT);
+        sigaddset (&signals, SIGTERM);
+        sigaddset (&signals, SIGHUP);
+        pthread_sigmask (SIG_BLOCK, &signals, NULL);
+    }
     herd_config_t *config = s_load (args.config);
     if (!config)
         return 1;
