@@ -173,7 +173,20 @@ herd_journal_open (const char *dir, herd_journal_fn *fn, void *arg, herd_journal
                    char *error)
 {
     memset (stats, 0, sizeof (*stats));
-    zsys_dir_create ("%s", dir);        //  mkdir -p; open says what failed
+    //  mkdir -p dir. Not zsys_dir_create: it gives up when a parent appears
+    //  meanwhile (EEXIST), which happens when several nodes start at once
+    char *copy = strdup (dir);
+    if (!copy) {
+        snprintf (error, 256, "out of memory");
+        return NULL;
+    }
+    for (char *slash = strchr (copy + 1, '/'); slash; slash = strchr (slash + 1, '/')) {
+        *slash = 0;
+        mkdir (copy, 0755);             //  EEXIST is fine; open says what failed
+        *slash = '/';
+    }
+    mkdir (copy, 0755);
+    free (copy);
     herd_journal_t *self = (herd_journal_t *) calloc (1, sizeof (herd_journal_t));
     if (!self) {
         snprintf (error, 256, "out of memory");
