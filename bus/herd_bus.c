@@ -860,7 +860,11 @@ s_self_new (zsock_t *pipe, herd_bus_args_t *args)
     self->sub = zsock_new (ZMQ_SUB);
     assert (self->router && self->pub && self->sub);
     zsock_set_sndhwm (self->pub, HERD_BUS_HWM);
-    zsock_set_rcvhwm (self->sub, HERD_BUS_HWM);
+    //  No limit on what waits to be applied: a full SUB queue stops the
+    //  connection's input, which with ZMTP heartbeats trips an assertion in
+    //  libzmq 4.3.4 (stream_engine_base.cpp:417, libzmq #3937) under load;
+    //  and what a full queue would drop is caught up anyway
+    zsock_set_rcvhwm (self->sub, 0);
     zsock_set_rcvhwm (self->router, HERD_BUS_HWM);
     zsock_set_sndhwm (self->router, HERD_BUS_HWM);
     s_self_secure_server (self, self->pub);

@@ -494,8 +494,13 @@ static bool
 s_send_frames (zsock_t *sock, const void *const *data, const size_t *size, int count)
 {
     void *handle = zsock_resolve (sock);
+    //  To the bus, a full queue waits (up to the socket's send time-out):
+    //  that stalls this loop and so every client, which is the back-pressure
+    //  an overloaded node needs; dropping would lose updates already
+    //  acknowledged. To places, a full queue answers at once (places busy).
+    int dontwait = zsock_sndtimeo (sock) > 0 ? 0 : ZMQ_DONTWAIT;
     for (int i = 0; i < count; i++) {
-        int flags = ZMQ_DONTWAIT | (i + 1 < count ? ZMQ_SNDMORE : 0);
+        int flags = dontwait | (i + 1 < count ? ZMQ_SNDMORE : 0);
         if (zmq_send (handle, data[i], size[i], flags) == -1)
             return false;       //  only the first frame can fail: sends are atomic
     }
@@ -1282,6 +1287,7 @@ s_self_new (zsock_t *pipe, herd_gateway_args_t *args)
     //  Updates already acknowledged to clients still reach the bus when the
     //  gateway stops (czmq's default linger is 0: queued messages dropped)
     zsock_set_linger (self->bus, 2000);
+    zsock_set_sndtimeo (self->bus, 2000);       //  back-pressure, bounded (see s_send_frames)
     zsock_set_sndhwm (self->places, HERD_GW_ZMQ_HWM);
     zsock_set_rcvhwm (self->places, HERD_GW_ZMQ_HWM);
     if (zsock_connect (self->bus, "%s", args->bus_endpoint) == -1
