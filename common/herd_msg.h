@@ -21,8 +21,13 @@
 //  One ordered channel carries updates and look-ups, so a client that sends
 //  IAMAT then WHATSAT on one connection always sees its own update.
 //
-//      ["UPDATE", at-line]            apply the record if newer; no reply
+//      ["UPDATE", records]            apply each record if newer; no reply
 //      ["LOOKUP", reqid, client-id]   reply below
+//
+//  records is one AT line, or several separated by '\n' (an AT line holds
+//  no '\n'), no trailing newline: the gateway sends the updates of one loop
+//  turn as one message, so the bus is woken and pays per-message costs once
+//  per turn, not once per IAMAT. The bus applies them in order.
 //
 //  ## bus -> gateway
 //
@@ -58,16 +63,19 @@
 //
 //  ## bus -> bus   (each bus binds a PUB; its SUB connects to every neighbour)
 //
-//      ["U", at-line, sender, meta]   one location update
+//      ["U", records, sender, meta]   location updates (records as in UPDATE)
 //      ["H", sender, meta]            heartbeat, once a second
 //
 //  sender is the publishing node's name; meta is 16 bytes: the sender bus's
 //  instance id (8 bytes, little-endian, random at each start) and the
-//  sender's table sequence number (8 bytes, little-endian), which grows by
-//  one for every record the sender applies. The sender publishes every
-//  record it applies, so a subscriber sees consecutive sequence numbers: a
-//  gap, a heartbeat ahead of what it saw, or a new instance means it missed
-//  something, and it catches up over the sync socket.
+//  sender's table sequence number (8 bytes, little-endian) after the last
+//  record of the message; it grows by one for every record the sender
+//  applies. The sender publishes every record it applies, in order, those
+//  of one loop turn in one message (at most 64 KB of records), so an update
+//  of n records ends at sequence number s when the previous one ended at
+//  s - n: a gap, a heartbeat ahead of what it saw, or a new instance means
+//  the subscriber missed something, and it catches up over the sync socket.
+//  A sender publishes what it applied before a heartbeat or a KTHXBAI.
 //
 //  A bus applies an update only if it is newer than what it holds
 //  (herd_record_newer) and republishes only what it applied, so floods stop
