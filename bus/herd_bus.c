@@ -70,7 +70,6 @@ typedef struct {
     int64_t next_heartbeat;
     char *outbox;                   //  records applied, not yet published, '\n'-separated
     size_t outbox_size;
-    uint64_t published;             //  our sequence number as last published
     bool loading;                   //  replaying the journal: no publish
     bool verbose;
     bool terminated;
@@ -256,15 +255,14 @@ s_self_publish (s_self_t *self)
     zmq_send (pub, self->node->name, strlen (self->node->name), ZMQ_SNDMORE);
     zmq_send (pub, meta, sizeof (meta), 0);
     self->outbox_size = 0;
-    self->published = self->seq;
 }
 
-//  Queue an applied record for the next publish.
+//  Queue an applied record for the next publish. The caller made room
+//  (s_self_make_room) before it gave the record its sequence number, so
+//  that a publish never names a record it does not carry.
 static void
 s_self_queue (s_self_t *self, const char *line, size_t size)
 {
-    if (self->outbox_size + 1 + size > HERD_BUS_OUTBOX)
-        s_self_publish (self);
     if (!self->outbox) {
         self->outbox = (char *) malloc (HERD_BUS_OUTBOX + 1);
         assert (self->outbox);
@@ -282,6 +280,14 @@ s_self_queue (s_self_t *self, const char *line, size_t size)
 
 static bool
     s_self_apply (s_self_t *self, const char *line, size_t size, const char *from);
+
+//  Publish what waits if a record of size bytes would not fit with it.
+static void
+s_self_make_room (s_self_t *self, size_t size)
+{
+    if (self->outbox_size + 1 + size > HERD_BUS_OUTBOX)
+        s_self_publish (self);
+}
 
 //  Apply every record of a frame: one AT line, or several separated by
 //  '\n'. Returns how many records the frame held.
@@ -340,6 +346,8 @@ s_self_apply (s_self_t *self, const char *line, size_t size, const char *from)
     }
     s_entry_t *entry = (s_entry_t *) malloc (sizeof (s_entry_t) + size);
     assert (entry);
+    if (!self->loading)
+        s_self_make_room (self, size);
     entry->seq = ++self->seq;
     entry->hash = herd_record_hash (line, size);
     entry->time_sec = record.time_sec;
@@ -1269,6 +1277,43 @@ herd_bus_test (bool verbose)
     HERD_CHECK (zframe_streq (sender, "A"));
     HERD_CHECK_INT (zframe_size (zmsg_next (flooded)), HERD_MSG_META_SIZE);
     zmsg_destroy (&flooded);
+    while ((flooded = s_recv_bounded (b_sub, 100)))
+        zmsg_destroy (&flooded);
+
+    //  More records than fit one message go out in several, and each
+    //  message's sequence number counts exactly the records it carries
+    size_t batch_size = 2000 * 80;
+    char *batch = (char *) zmalloc (batch_size);
+    size_t used = 0;
+    for (int i = 0; i < 2000; i++)
+        used += (size_t) snprintf (batch + used, batch_size - used, "%sAT A +0.100000000 "
+                                   "many-%04d.example.org +34.068930-118.445127 %d",
+                                   i ? "\n" : "", i, 1000 + i);
+    zmsg_t *big = zmsg_new ();
+    zmsg_addstr (big, HERD_MSG_UPDATE);
+    zmsg_addmem (big, batch, used);
+    zmsg_send (&big, gateway);
+    free (batch);
+    size_t seen = 0, messages = 0;
+    uint64_t last_seq = 0;
+    while (seen < 2000 && (flooded = s_recv_bounded (b_sub, 5000))) {
+        HERD_CHECK (zframe_streq (zmsg_first (flooded), HERD_MSG_TOPIC_UPDATE));
+        zframe_t *records = zmsg_next (flooded);
+        HERD_CHECK (zframe_size (records) <= 64 * 1024);
+        size_t count = 1;
+        for (size_t i = 0; i < zframe_size (records); i++)
+            count += zframe_data (records)[i] == '\n';
+        zmsg_next (flooded);
+        uint64_t seq = s_get_u64 (zframe_data (zmsg_next (flooded)) + 8);
+        if (messages > 0)
+            HERD_CHECK (seq == last_seq + count);
+        last_seq = seq;
+        seen += count;
+        messages++;
+        zmsg_destroy (&flooded);
+    }
+    HERD_CHECK_INT (seen, 2000);
+    HERD_CHECK (messages >= 2);
 
     //  An update from neighbour B is applied (B's link may still be coming
     //  up, so repeat it until it shows)
