@@ -1510,7 +1510,7 @@ s_mode_flood (int argc, char *argv[])
             edges, sent);
     printf ("  %-10s %10s %10s %10s %8s %10s\n", "node", "clients", "applied", "stale", "dropped",
             "lost");
-    double applied_sum = 0, stale_sum = 0, lost_sum = 0;
+    double applied_sum = 0, stale_sum = 0, lost_sum = 0, published_sum = 0, messages_sum = 0;
     size_t stopped = 0;
     for (size_t n = 0; n < count; n++) {
         FILE *file = fopen (paths[n], "r");
@@ -1518,13 +1518,17 @@ s_mode_flood (int argc, char *argv[])
             s_die ("cannot read %s", paths[n]);
         char line[4096];
         unsigned long long clients = 0, applied = 0, stale = 0, dropped = 0;
+        unsigned long long published = 0, messages = 0;
         bool found = false;
         while (fgets (line, sizeof (line), file)) {
             char *at = strstr (line, " bus stopped: ");
+            if (at)
+                published = messages = 0;
             if (at
-                && sscanf (at, " bus stopped: %llu clients, %llu applied, %llu stale, %llu dropped",
-                           &clients, &applied, &stale, &dropped)
-                       == 4)
+                && sscanf (at, " bus stopped: %llu clients, %llu applied, %llu stale, %llu dropped, "
+                           "%llu published in %llu messages",
+                           &clients, &applied, &stale, &dropped, &published, &messages)
+                       >= 4)
                 found = true;
         }
         fclose (file);
@@ -1539,6 +1543,8 @@ s_mode_flood (int argc, char *argv[])
         stopped++;
         applied_sum += (double) applied;
         stale_sum += (double) stale;
+        published_sum += (double) published;
+        messages_sum += (double) messages;
         lost_sum += lost > 0 ? lost : 0;
         s_csv_row ("flood", names[n], "", "applied", (double) applied, "count");
         s_csv_row ("flood", names[n], "", "stale", (double) stale, "count");
@@ -1551,17 +1557,23 @@ s_mode_flood (int argc, char *argv[])
     //  hand-over of each update to its own bus is counted once in applied
     double received = (applied_sum + stale_sum) / sent;
     double wire = (applied_sum + stale_sum - sent) / sent;
-    printf ("  (applied + stale) summed / updates = %.2f: 1 gateway hand-over + %.2f bus messages "
+    printf ("  (applied + stale) summed / updates = %.2f: 1 gateway hand-over + %.2f bus records "
             "per update\n",
             received, wire);
     if (edges > 0)
         printf ("  bound: each edge carries an update at most once each way: 2 x %.0f = %.0f "
-                "messages per update: %s\n",
+                "records per update: %s\n",
                 edges, 2 * edges, wire <= 2 * edges + 1e-9 ? "within the bound" : "ABOVE");
+    if (messages_sum > 0)
+        printf ("  records go out batched: %.0f published in %.0f PUB messages, %.1f records per "
+                "message (each message reaches every neighbour of its sender)\n",
+                published_sum, messages_sum, published_sum / messages_sum);
     printf ("  lost (updates some node never applied): %.0f of %.0f x %zu\n", lost_sum, sent,
             count);
     s_csv_row ("flood", "all", "", "received_per_update", received, "x");
-    s_csv_row ("flood", "all", "", "bus_messages_per_update", wire, "x");
+    s_csv_row ("flood", "all", "", "bus_records_per_update", wire, "x");
+    if (messages_sum > 0)
+        s_csv_row ("flood", "all", "", "records_per_message", published_sum / messages_sum, "x");
     s_csv_row ("flood", "all", "", "lost", lost_sum, "count");
     return 0;
 }

@@ -76,6 +76,8 @@ typedef struct {
     uint64_t applied;               //  counters, logged at stop
     uint64_t stale;
     uint64_t dropped;
+    uint64_t published;             //  records published
+    uint64_t messages;              //  ...in so many messages
 } s_self_t;
 
 //  Monotonic milliseconds.
@@ -254,6 +256,7 @@ s_self_publish (s_self_t *self)
     zmq_send (pub, self->outbox, self->outbox_size, ZMQ_SNDMORE);
     zmq_send (pub, self->node->name, strlen (self->node->name), ZMQ_SNDMORE);
     zmq_send (pub, meta, sizeof (meta), 0);
+    self->messages++;
     self->outbox_size = 0;
 }
 
@@ -274,6 +277,7 @@ s_self_queue (s_self_t *self, const char *line, size_t size)
     }
     if (self->outbox_size > 0)
         self->outbox[self->outbox_size++] = '\n';
+    self->published++;
     memcpy (self->outbox + self->outbox_size, line, size);
     self->outbox_size += size;
 }
@@ -1110,8 +1114,9 @@ herd_bus_actor (zsock_t *pipe, void *args)
         herd_log_tick (self->log);
     }
     herd_log_printf (self->log, "bus", "stopped: %zu clients, %" PRIu64 " applied, %" PRIu64
-                     " stale, %" PRIu64 " dropped", zhashx_size (self->table), self->applied,
-                     self->stale, self->dropped);
+                     " stale, %" PRIu64 " dropped, %" PRIu64 " published in %" PRIu64
+                     " messages", zhashx_size (self->table), self->applied, self->stale,
+                     self->dropped, self->published, self->messages);
     s_self_destroy (&self);
 }
 
