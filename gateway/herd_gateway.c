@@ -29,6 +29,7 @@
 #define HERD_GW_FD_RESERVE  64              //  descriptors kept from clients (at most 1/8)
 #define HERD_GW_FD_MARGIN   1024            //  descriptors wanted beyond max_clients
 #define HERD_GW_TICK_MS     1000            //  longest sleep of the loop
+#define HERD_GW_UPDATES_MAX (64 * 1024)     //  bytes of updates sent to the bus at once
 //  TCP keepalive: first probe after 60 s of silence, then every 10 s; 6
 //  unanswered probes (about 2 minutes in all) end a half-open connection
 #define HERD_GW_KEEPIDLE    60
@@ -143,6 +144,9 @@ typedef struct {
     int64_t refused_reported;       //  when the last report was logged
     char refused_why[96];           //  why the last one was refused
     herd_log_t *log;
+    char *updates;                  //  this turn's AT lines for the bus, '\n'-separated
+    size_t updates_size;
+    size_t updates_count;
     //  Counters for the monitor (STATS to the bus once a second)
     uint64_t iamats, whatsats, invalids, opened;
     uint64_t last_iamats, last_whatsats;
@@ -507,6 +511,49 @@ s_send_frames (zsock_t *sock, const void *const *data, const size_t *size, int c
     return true;
 }
 
+//  Hand the updates queued this turn to the bus, as one UPDATE message of
+//  records (herd_msg.h). Called before anything else goes to the bus (so a
+//  client's WHATSAT follows its IAMAT) and before answers are written (so
+//  an update is with the bus before its client sees the AT line).
+static void
+s_self_send_updates (s_self_t *self)
+{
+    if (self->updates_size == 0)
+        return;
+    const void *data[] = {HERD_MSG_UPDATE, self->updates};
+    size_t sizes[] = {strlen (HERD_MSG_UPDATE), self->updates_size};
+    if (!s_send_frames (self->bus, data, sizes, 2))
+        herd_log_printf (self->log, "gateway", "bus channel full: %zu updates not stored",
+                         self->updates_count);
+    self->updates_size = 0;
+    self->updates_count = 0;
+}
+
+//  Queue an AT line for the bus; sent with the rest of the turn's.
+static void
+s_self_queue_update (s_self_t *self, const char *at, size_t size)
+{
+    if (self->updates_size + 1 + size > HERD_GW_UPDATES_MAX)
+        s_self_send_updates (self);
+    if (!self->updates) {
+        self->updates = (char *) malloc (HERD_GW_UPDATES_MAX + 1);
+        assert (self->updates);
+    }
+    if (size > HERD_GW_UPDATES_MAX) {
+        //  One AT line alone: bounded by max_line, so never this big
+        const void *data[] = {HERD_MSG_UPDATE, at};
+        size_t sizes[] = {strlen (HERD_MSG_UPDATE), size};
+        if (!s_send_frames (self->bus, data, sizes, 2))
+            herd_log_printf (self->log, "gateway", "bus channel full: update not stored");
+        return;
+    }
+    if (self->updates_size > 0)
+        self->updates[self->updates_size++] = '\n';
+    memcpy (self->updates + self->updates_size, at, size);
+    self->updates_size += size;
+    self->updates_count++;
+}
+
 //  Handle one complete line of a connection.
 static void
 s_conn_handle_line (s_self_t *self, s_conn_t *conn, const char *line, size_t size)
@@ -529,10 +576,7 @@ s_conn_handle_line (s_self_t *self, s_conn_t *conn, const char *line, size_t siz
         char *at = herd_proto_at_line (self->node->name, &cmd, now.tv_sec,
                                        (int32_t) now.tv_nsec, &at_size);
         assert (at);
-        const void *data[] = {HERD_MSG_UPDATE, at};
-        size_t sizes[] = {strlen (HERD_MSG_UPDATE), at_size};
-        if (!s_send_frames (self->bus, data, sizes, 2))
-            herd_log_printf (self->log, "gateway", "bus channel full: update not stored");
+        s_self_queue_update (self, at, at_size);
         struct iovec parts[] = {S_PART (at, at_size), S_PART ("\n", 1)};
         s_slot_fill (self, conn, slot, parts, 2);
         free (at);
@@ -551,6 +595,7 @@ s_conn_handle_line (s_self_t *self, s_conn_t *conn, const char *line, size_t siz
         slot->radius = strndup (cmd.radius.data, cmd.radius.size);
         slot->bound = cmd.bound;
         s_reqid_t reqid = {conn->serial, slot->seq, conn->fd, 0};
+        s_self_send_updates (self);             //  this client's IAMAT first
         const void *data[] = {HERD_MSG_LOOKUP, &reqid, cmd.client.data};
         size_t sizes[] = {strlen (HERD_MSG_LOOKUP), sizeof (reqid), cmd.client.size};
         if (!s_send_frames (self->bus, data, sizes, 3)) {
@@ -1211,8 +1256,10 @@ s_self_destroy (s_self_t **self_p)
         close (self->spare_fd);
     if (self->epoll >= 0)
         close (self->epoll);
+    s_self_send_updates (self);
     zsock_destroy (&self->bus);
     zsock_destroy (&self->places);
+    free (self->updates);
     free (self);
     *self_p = NULL;
 }
@@ -1321,9 +1368,11 @@ herd_gateway_actor (zsock_t *pipe, void *args)
     struct epoll_event events[256];
     while (!self->terminated) {
         self->now = s_clock_ms ();
+        s_self_send_updates (self);
         s_self_drain_zmq (self);
         s_self_handle_timers (self);
         s_self_send_stats (self);
+        s_self_send_updates (self);     //  what the last steps queued, before answers go out
         s_self_flush_dirty (self);
         herd_log_tick (self->log);
         if (self->terminated)
@@ -1663,6 +1712,38 @@ herd_gateway_test (bool verbose)
     HERD_CHECK (strncmp (buffer, "AT Hill ", 8) == 0);
     HERD_CHECK (strstr (buffer, " still +1+1 1\n"));
     zframe_destroy (&routing);
+
+    //  The updates of one read go to the bus as one UPDATE, in order
+    bool still = false;
+    while (!still && (msg = s_recv_request (bus))) {
+        zmsg_first (msg);
+        still = zframe_streq (zmsg_next (msg), HERD_MSG_UPDATE)
+                && memmem (zframe_data (zmsg_last (msg)), zframe_size (zmsg_last (msg)),
+                           " still ", 7);
+        zmsg_destroy (&msg);
+    }
+    HERD_CHECK (still);
+    const char *three = "IAMAT a +1+1 1\nIAMAT b +1+1 2\nIAMAT c +1+1 3\n";
+    HERD_CHECK_INT (write (fd, three, strlen (three)), strlen (three));
+    msg = s_recv_request (bus);
+    HERD_CHECK (msg);
+    zmsg_first (msg);
+    HERD_CHECK (zframe_streq (zmsg_next (msg), HERD_MSG_UPDATE));
+    char *records = zframe_strdup (zmsg_next (msg));
+    HERD_CHECK (zmsg_next (msg) == NULL);
+    zmsg_destroy (&msg);
+    char *b_at = strstr (records, " b +1+1 2\nAT Hill ");
+    HERD_CHECK (strncmp (records, "AT Hill ", 8) == 0);
+    HERD_CHECK (strstr (records, " a +1+1 1\nAT Hill ") && b_at);
+    HERD_CHECK (strcmp (records + strlen (records) - 9, " c +1+1 3") == 0);
+    zstr_free (&records);
+    total = 0;
+    while (total < 3 || buffer[total - 1] != '\n' || !strstr (buffer, " c +1+1 3\n")) {
+        got = read (fd, buffer + total, sizeof (buffer) - 1 - total);
+        HERD_CHECK (got > 0);
+        total += (size_t) got;
+        buffer[total] = 0;
+    }
 
     close (fd);
     zactor_destroy (&gateway);
