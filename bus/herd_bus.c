@@ -315,14 +315,24 @@ s_self_apply_all (s_self_t *self, const char *data, size_t size, const char *fro
 //  Apply an AT line if it is newer than the stored one; journal and publish
 //  what was applied. from names where it came from, for the log. Returns
 //  true if applied.
+//  Count and log a malformed record.
+static void
+s_self_drop (s_self_t *self, const char *line, size_t size, const char *from)
+{
+    self->dropped++;
+    herd_log_data (self->log, "bus", from, line, size);
+    herd_log_printf (self->log, "bus", "dropped a malformed update from %s", from);
+}
+
 static bool
 s_self_apply (s_self_t *self, const char *line, size_t size, const char *from)
 {
+    //  Most records a bus receives are stale (each update reaches it once
+    //  per neighbour): read client and time, and validate the rest only
+    //  for a record that will be stored
     herd_record_t record;
-    if (herd_record_parse (line, size, &record) == -1) {
-        self->dropped++;
-        herd_log_data (self->log, "bus", from, line, size);
-        herd_log_printf (self->log, "bus", "dropped a malformed update from %s", from);
+    if (herd_record_peek (line, size, &record) == -1) {
+        s_self_drop (self, line, size, from);
         return false;
     }
     char stack_key[256];
@@ -345,6 +355,14 @@ s_self_apply (s_self_t *self, const char *line, size_t size, const char *from)
                 free (key);
             return false;
         }
+    }
+    if (herd_record_parse (line, size, &record) == -1) {
+        s_self_drop (self, line, size, from);
+        if (key != stack_key)
+            free (key);
+        return false;
+    }
+    if (current) {
         s_self_unlink (self, current);
         self->digest ^= current->hash;
     }
@@ -367,7 +385,7 @@ s_self_apply (s_self_t *self, const char *line, size_t size, const char *from)
         return true;
     self->applied++;
     if (self->journal)
-        herd_journal_append (self->journal, line, size);
+        herd_journal_append_hashed (self->journal, line, size, entry->hash);
 
     s_self_queue (self, line, size);
     if (self->verbose)
@@ -397,7 +415,7 @@ s_self_compact (s_self_t *self)
         return;
     }
     for (s_entry_t *entry = self->head; entry; entry = entry->next)
-        herd_journal_compact_add (self->journal, entry->line, entry->size);
+        herd_journal_compact_add (self->journal, entry->line, entry->size, entry->hash);
     if (herd_journal_compact_commit (self->journal) == -1)
         herd_log_printf (self->log, "bus", "journal compaction failed: %s", strerror (errno));
     else

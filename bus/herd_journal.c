@@ -83,7 +83,8 @@ s_write_all (int fd, const char *data, size_t size)
 
 //  Encode one record into a buffer (grown as needed).
 static void
-s_encode (char **buffer, size_t *size, size_t *capacity, const char *line, size_t line_size)
+s_encode (char **buffer, size_t *size, size_t *capacity, const char *line, size_t line_size,
+          uint64_t hash)
 {
     size_t need = *size + HERD_JOURNAL_HEAD + line_size;
     if (need > *capacity) {
@@ -98,7 +99,7 @@ s_encode (char **buffer, size_t *size, size_t *capacity, const char *line, size_
     }
     unsigned char *head = (unsigned char *) *buffer + *size;
     s_put_u32 (head, (uint32_t) line_size);
-    s_put_u64 (head + 4, herd_record_hash (line, line_size));
+    s_put_u64 (head + 4, hash);
     memcpy (*buffer + *size + HERD_JOURNAL_HEAD, line, line_size);
     *size = need;
 }
@@ -267,7 +268,13 @@ herd_journal_destroy (herd_journal_t **self_p)
 void
 herd_journal_append (herd_journal_t *self, const char *line, size_t size)
 {
-    s_encode (&self->buffer, &self->size, &self->capacity, line, size);
+    herd_journal_append_hashed (self, line, size, herd_record_hash (line, size));
+}
+
+void
+herd_journal_append_hashed (herd_journal_t *self, const char *line, size_t size, uint64_t hash)
+{
+    s_encode (&self->buffer, &self->size, &self->capacity, line, size, hash);
     self->records++;
 }
 
@@ -311,9 +318,10 @@ herd_journal_compact_begin (herd_journal_t *self)
 }
 
 void
-herd_journal_compact_add (herd_journal_t *self, const char *line, size_t size)
+herd_journal_compact_add (herd_journal_t *self, const char *line, size_t size,
+                          uint64_t hash)
 {
-    herd_journal_append (self, line, size);
+    herd_journal_append_hashed (self, line, size, hash);
     if (self->size >= (1 << 20) && s_write_all (self->compact_fd, self->buffer, self->size) == 0)
         self->size = 0;
 }
@@ -441,7 +449,8 @@ herd_journal_test (bool verbose)
 
     //  Compaction rewrites the file from what the caller says is live
     HERD_CHECK_INT (herd_journal_compact_begin (journal), 0);
-    herd_journal_compact_add (journal, "AT Hill +0.000000000 only +1+1 1", 32);
+    herd_journal_compact_add (journal, "AT Hill +0.000000000 only +1+1 1", 32,
+                              herd_record_hash ("AT Hill +0.000000000 only +1+1 1", 32));
     HERD_CHECK_INT (herd_journal_compact_commit (journal), 0);
     herd_journal_append (journal, "AT Hill +0.000000000 after +1+1 2", 33);
     herd_journal_destroy (&journal);

@@ -50,6 +50,12 @@ void
 void
     herd_journal_append (herd_journal_t *self, const char *line, size_t size);
 
+//  The same, for a caller that has the line's herd_record_hash (the bus
+//  keeps it for its digest): the checksum is not computed twice.
+void
+    herd_journal_append_hashed (herd_journal_t *self, const char *line, size_t size,
+                                uint64_t hash);
+
 //  Write buffered records to the file; call at the end of each loop turn.
 //  Returns 0, or -1 if the write failed (errno set; the records stay buffered).
 int
@@ -70,7 +76,8 @@ size_t
 int
     herd_journal_compact_begin (herd_journal_t *self);
 void
-    herd_journal_compact_add (herd_journal_t *self, const char *line, size_t size);
+    herd_journal_compact_add (herd_journal_t *self, const char *line, size_t size,
+                              uint64_t hash);
 int
     herd_journal_compact_commit (herd_journal_t *self);
 

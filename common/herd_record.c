@@ -72,6 +72,32 @@ herd_record_parse (const char *line, size_t size, herd_record_t *record)
     return 0;
 }
 
+int
+herd_record_peek (const char *line, size_t size, herd_record_t *record)
+{
+    memset (record, 0, sizeof (*record));
+    if (size < 3 || memcmp (line, "AT ", 3) != 0)
+        return -1;
+    //  The same split as s_split_exact: four single spaces, then the rest
+    const char *at = line + 3, *end = line + size;
+    herd_span_t fields[5];
+    for (int i = 0; i < 4; i++) {
+        const char *space = (const char *) memchr (at, ' ', (size_t) (end - at));
+        if (!space || space == at)
+            return -1;
+        fields[i] = (herd_span_t){at, (size_t) (space - at)};
+        at = space + 1;
+    }
+    fields[4] = (herd_span_t){at, (size_t) (end - at)};
+    if (herd_proto_parse_time (fields[4].data, fields[4].size, &record->time_sec,
+                               &record->time_nsec))
+        return -1;
+    record->line = (herd_span_t){line, size};
+    record->client = fields[2];
+    record->time = fields[4];
+    return 0;
+}
+
 bool
 herd_record_newer (const herd_record_t *candidate, const herd_record_t *current)
 {
@@ -170,6 +196,19 @@ herd_record_test (bool verbose)
     HERD_CHECK (!herd_record_newer (&a, &a));
     HERD_CHECK_INT (s_parse_str ("AT Hill +0.000000000 k +1+1 100.50", &b), 0);
     HERD_CHECK (herd_record_newer (&b, &a) != herd_record_newer (&a, &b));
+
+    //  Peek reads client and time as parse does, and refuses what lacks them
+    HERD_CHECK_INT (herd_record_peek (line, strlen (line), &b), 0);
+    HERD_CHECK_INT (s_parse_str (line, &a), 0);
+    HERD_CHECK (b.client.data == a.client.data && b.client.size == a.client.size);
+    HERD_CHECK (b.time_sec == a.time_sec && b.time_nsec == a.time_nsec);
+    HERD_CHECK_INT (herd_record_peek ("AT Hill +0 k +1+1", 17, &b), -1);
+    HERD_CHECK_INT (herd_record_peek ("AT Hill +0 k +1+1 x", 19, &b), -1);
+    HERD_CHECK_INT (herd_record_peek ("AT Hill  k +1+1 1", 17, &b), -1);
+    HERD_CHECK_INT (herd_record_peek ("IAMAT Hill +0 k +1+1 1", 22, &b), -1);
+    //  ...but is weaker: a bad position or diff is for parse to refuse
+    HERD_CHECK_INT (herd_record_peek ("AT Hill +0 k here 1", 19, &b), 0);
+    HERD_CHECK_INT (s_parse_str ("AT Hill +0 k here 1", &a), -1);
 
     //  Hashes: stable, and sensitive to every byte
     HERD_CHECK (herd_record_hash ("abc", 3) == herd_record_hash ("abc", 3));

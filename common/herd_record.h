@@ -25,6 +25,14 @@ typedef struct {
 int
     herd_record_parse (const char *line, size_t size, herd_record_t *record);
 
+//  Read only what decides whether a record is stale: its client and client
+//  time (and line). Returns 0, or -1 when even those are not there. Weaker
+//  than herd_record_parse, which a record must still pass before it is
+//  stored; where both succeed they agree on client and time. The bus drops
+//  most records as stale, and this spares them the full validation.
+int
+    herd_record_peek (const char *line, size_t size, herd_record_t *record);
+
 //  True when candidate must replace current: its client time is later, or
 //  the times are equal and its line sorts after current's bytewise. Every
 //  server applies the same rule, so all end with the same record.

@@ -7,7 +7,8 @@
 //  For every pair: never both a>b and b>a, and exactly one of them when the
 //  lines differ (all servers converge); for three, the order is transitive.
 //  A record whose diff is in herd_proto_format_diff's canonical form must be
-//  what herd_proto_at_line writes for its fields.
+//  what herd_proto_at_line writes for its fields. herd_record_peek accepts
+//  every line herd_record_parse accepts, with the same client and time.
 
 #include "../../common/herd_proto.h"
 #include "../../common/herd_record.h"
@@ -184,6 +185,16 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     S_ORACLE (rc == 0 || rc == -1);
     if (rc == 0)
         s_check_record (&whole, copy, size);
+    //  The bus's stale check reads client and time with herd_record_peek:
+    //  it must accept every record parse accepts, and agree with it
+    herd_record_t peeked;
+    int peek_rc = herd_record_peek (copy, size, &peeked);
+    S_ORACLE (peek_rc == 0 || peek_rc == -1);
+    if (rc == 0) {
+        S_ORACLE (peek_rc == 0);
+        S_ORACLE (s_same (peeked.client, whole.client) && s_same (peeked.time, whole.time));
+        S_ORACLE (peeked.time_sec == whole.time_sec && peeked.time_nsec == whole.time_nsec);
+    }
 
     //  Up to three frames cut at '\n'
     char *frames[S_FRAMES_MAX] = {NULL, NULL, NULL};
