@@ -7,7 +7,8 @@
 #include "../common/herd_msg.h"
 #include "../common/herd_record.h"
 
-#define HERD_BUS_HWM        200000  //  messages queued per link before PUB drops
+#define HERD_BUS_HWM        200000  //  replies queued to the gateway
+#define HERD_BUS_PUB_HWM    1000    //  messages (<= 64 KB each) queued per link before PUB drops
 #define HERD_BUS_BATCH      1000    //  messages handled per socket per turn
 #define HERD_BUS_OUTBOX     (64 * 1024) //  bytes of applied records published at once
 #define HERD_BUS_CHUNK      1000    //  records per KVSYNC message
@@ -965,13 +966,13 @@ s_self_new (zsock_t *pipe, herd_bus_args_t *args)
     self->pub = zsock_new (ZMQ_PUB);
     self->sub = zsock_new (ZMQ_SUB);
     assert (self->router && self->pub && self->sub);
-    zsock_set_sndhwm (self->pub, HERD_BUS_HWM);
+    zsock_set_sndhwm (self->pub, HERD_BUS_PUB_HWM);     //  at most 64 MB per link
     //  No limit on what waits to be applied: a full SUB queue stops the
     //  connection's input, which with ZMTP heartbeats trips an assertion in
     //  libzmq 4.3.4 (stream_engine_base.cpp:417, libzmq #3937) under load;
     //  and what a full queue would drop is caught up anyway
     zsock_set_rcvhwm (self->sub, 0);
-    zsock_set_rcvhwm (self->router, HERD_BUS_HWM);
+    zsock_set_rcvhwm (self->router, HERD_BUS_PUB_HWM);  //  UPDATEs: back-pressure beyond
     zsock_set_rcvtimeo (self->router, 0);       //  see s_self_drain
     zsock_set_rcvtimeo (self->sub, 0);
     zsock_set_sndhwm (self->router, HERD_BUS_HWM);

@@ -20,7 +20,8 @@
 
 #define HERD_GW_READ_CHUNK  (64 * 1024)     //  bytes read per read(2)
 #define HERD_GW_READ_BUDGET (256 * 1024)    //  bytes read per connection per turn
-#define HERD_GW_ZMQ_HWM     100000          //  queued messages to bus and places
+#define HERD_GW_ZMQ_HWM     100000          //  queued messages to places, and from both
+#define HERD_GW_BUS_HWM     1000            //  queued UPDATEs (<= 64 KB each) to the bus
 #define HERD_GW_DRAIN_MAX   (4 * 1024 * 1024) //  bytes read and dropped before a close
 #define HERD_GW_BUFFER_KEEP (64 * 1024)     //  an emptied buffer bigger than this is freed
 #define HERD_GW_ACCEPT_MAX  256             //  connections accepted per turn
@@ -1329,7 +1330,7 @@ s_self_new (zsock_t *pipe, herd_gateway_args_t *args)
     self->bus = zsock_new (ZMQ_DEALER);
     self->places = zsock_new (ZMQ_DEALER);
     assert (self->bus && self->places);
-    zsock_set_sndhwm (self->bus, HERD_GW_ZMQ_HWM);
+    zsock_set_sndhwm (self->bus, HERD_GW_BUS_HWM);      //  at most 64 MB waiting
     zsock_set_rcvhwm (self->bus, HERD_GW_ZMQ_HWM);
     //  Updates already acknowledged to clients still reach the bus when the
     //  gateway stops (czmq's default linger is 0: queued messages dropped)
