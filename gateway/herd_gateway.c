@@ -148,6 +148,8 @@ typedef struct {
     char *updates;                  //  this turn's AT lines for the bus, '\n'-separated
     size_t updates_size;
     size_t updates_count;
+    bool check_pipe;                //  its ZMQ_FD fired: ask ZMQ_EVENTS
+    bool check_places;              //  its ZMQ_FD fired, or we sent to it
     //  Counters for the monitor (STATS to the bus once a second)
     uint64_t iamats, whatsats, invalids, opened;
     uint64_t last_iamats, last_whatsats;
@@ -1071,6 +1073,7 @@ s_self_handle_bus (s_self_t *self)
                                   slot->radius, bound};
             size_t sizes[] = {strlen (HERD_MSG_NEARBY), zframe_size (reqid), lat.size, lon.size,
                               strlen (slot->radius), strlen (bound)};
+            self->check_places = true;      //  a send may take its ZMQ_FD's edge
             if (!s_send_frames (self->places, data, sizes, 6)) {
                 herd_log_printf (self->log, "gateway", "places channel full");
                 struct iovec parts[] = {S_PART (slot->at_line, slot->at_size),
@@ -1166,6 +1169,7 @@ s_self_send_stats (s_self_t *self)
     const void *ask[] = {"STATS"};
     size_t ask_sizes[] = {5};
     s_send_frames (self->places, ask, ask_sizes, 1);
+    self->check_places = true;
 }
 
 //  Handle a command on the actor pipe.
@@ -1182,22 +1186,29 @@ s_self_handle_pipe (s_self_t *self)
 }
 
 //  Handle every message waiting on the zmq sockets. ZMQ_FD is edge-
-//  triggered, so drain until none has input, re-checking after sends.
+//  triggered, and any send may take the edge, so a socket is asked for
+//  ZMQ_EVENTS (a system call each) when its ZMQ_FD fired or we sent to
+//  it: the bus every turn (updates go to it every turn under load), the
+//  pipe and places only then. Drain until none has input.
 static void
 s_self_drain_zmq (s_self_t *self)
 {
     bool progress = true;
     while (progress && !self->terminated) {
         progress = false;
-        while (!self->terminated && (zsock_events (self->pipe) & ZMQ_POLLIN)) {
+        while (self->check_pipe && !self->terminated
+               && (zsock_events (self->pipe) & ZMQ_POLLIN)) {
             s_self_handle_pipe (self);
             progress = true;
         }
+        self->check_pipe = false;
         while (zsock_events (self->bus) & ZMQ_POLLIN) {
             s_self_handle_bus (self);
             progress = true;
         }
-        while (zsock_events (self->places) & ZMQ_POLLIN) {
+        bool places = self->check_places;
+        self->check_places = false;
+        while (places && (zsock_events (self->places) & ZMQ_POLLIN)) {
             s_self_handle_places (self);
             progress = true;
         }
@@ -1348,6 +1359,7 @@ s_self_new (zsock_t *pipe, herd_gateway_args_t *args)
     self->epoll = epoll_create1 (EPOLL_CLOEXEC);
     struct epoll_event event = {.events = EPOLLIN, .data.u64 = (uint64_t) TAG_LISTEN << 32};
     epoll_ctl (self->epoll, EPOLL_CTL_ADD, self->listener, &event);
+    self->check_pipe = self->check_places = true;       //  the first turn asks all
     s_self_watch_zmq (self, self->pipe, TAG_PIPE);
     s_self_watch_zmq (self, self->bus, TAG_BUS);
     s_self_watch_zmq (self, self->places, TAG_PLACES);
@@ -1383,6 +1395,12 @@ herd_gateway_actor (zsock_t *pipe, void *args)
         for (int i = 0; i < count; i++) {
             uint32_t tag = (uint32_t) (events[i].data.u64 >> 32);
             int fd = (int) (events[i].data.u64 & 0xffffffffu);
+            if (tag == TAG_PIPE)
+                self->check_pipe = true;
+            else
+            if (tag == TAG_PLACES)
+                self->check_places = true;
+            else
             if (tag == TAG_LISTEN)
                 s_self_handle_accept (self);
             else
