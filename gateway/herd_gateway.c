@@ -18,11 +18,13 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 
-#define HERD_GW_READ_CHUNK  (64 * 1024)     //  bytes read per read(2)
+#define HERD_GW_READ_CHUNK  (64 * 1024)     //  bytes read per read(2), into one shared buffer
 #define HERD_GW_READ_BUDGET (256 * 1024)    //  bytes read per connection per turn
 #define HERD_GW_ZMQ_HWM     100000          //  queued messages to bus and places
 #define HERD_GW_DRAIN_MAX   (4 * 1024 * 1024) //  bytes read and dropped before a close
-#define HERD_GW_BUFFER_KEEP (64 * 1024)     //  an emptied buffer bigger than this is freed
+#define HERD_GW_BUFFER_MIN  256             //  first capacity of a connection's buffer
+#define HERD_GW_IN_KEEP     0               //  an emptied input buffer bigger than this is freed
+#define HERD_GW_OUT_KEEP    512             //  an emptied output buffer bigger than this is freed
 #define HERD_GW_ACCEPT_MAX  256             //  connections accepted per turn
 #define HERD_GW_ACCEPT_PAUSE_MS 100         //  accepting stops this long when accept fails
 #define HERD_GW_REPORT_MS   1000            //  refused connections are logged this often
@@ -95,7 +97,7 @@ struct _s_conn_t {
     int fd;
     uint64_t serial;
     char peer[64];
-    s_buffer_t in;
+    s_buffer_t in;                  //  an unfinished line, or lines kept while paused
     size_t scanned;                 //  bytes of in (past start) known free of '\n'
     s_buffer_t out;
     s_slot_t *head, *tail;          //  pending responses, oldest first
@@ -143,6 +145,8 @@ typedef struct {
     int64_t refused_reported;       //  when the last report was logged
     char refused_why[96];           //  why the last one was refused
     herd_log_t *log;
+    char *input;                    //  every read lands here (HERD_GW_READ_CHUNK bytes);
+                                    //  connections keep only what they cannot parse now
     //  Counters for the monitor (STATS to the bus once a second)
     uint64_t iamats, whatsats, invalids, opened;
     uint64_t last_iamats, last_whatsats;
@@ -166,7 +170,7 @@ s_buffer_reserve (s_buffer_t *buffer, size_t extra)
     }
     if (buffer->size + extra <= buffer->capacity)
         return true;
-    size_t capacity = buffer->capacity ? buffer->capacity : 4096;
+    size_t capacity = buffer->capacity ? buffer->capacity : HERD_GW_BUFFER_MIN;
     while (capacity < buffer->size + extra)
         capacity *= 2;
     char *data = (char *) realloc (buffer->data, capacity);
@@ -195,13 +199,13 @@ s_buffer_pending (const s_buffer_t *buffer)
     return buffer->size - buffer->start;
 }
 
-//  Forget an emptied buffer's contents; give its memory back when a big
-//  line or answer made it large, so idle connections stay small.
+//  Forget an emptied buffer's contents; give its memory back when it is
+//  bigger than keep bytes, so an idle connection costs (almost) nothing.
 static void
-s_buffer_empty (s_buffer_t *buffer)
+s_buffer_empty (s_buffer_t *buffer, size_t keep)
 {
     buffer->start = buffer->size = 0;
-    if (buffer->capacity > HERD_GW_BUFFER_KEEP) {
+    if (buffer->capacity > keep) {
         free (buffer->data);
         buffer->data = NULL;
         buffer->capacity = 0;
@@ -359,7 +363,7 @@ s_conn_write (s_self_t *self, s_conn_t *conn)
     if (progress)
         s_timer_start (self, conn, TIMER_IDLE);     //  the client is reading
     if (s_buffer_pending (out) == 0)
-        s_buffer_empty (out);
+        s_buffer_empty (out, HERD_GW_OUT_KEEP);
 }
 
 //  Charge bytes a connection is about to hold (a response, a request line)
@@ -561,23 +565,24 @@ s_conn_handle_line (s_self_t *self, s_conn_t *conn, const char *line, size_t siz
     s_conn_release (self, conn);
 }
 
-//  Split the input buffer into lines and handle each; enforce the line cap
-//  and max_pending (stop, keeping the rest, while that many are in flight);
-//  keep the line clock running while an unfinished line waits.
-static void
-s_conn_handle_input (s_self_t *self, s_conn_t *conn)
+//  Handle the complete lines at the front of data (size bytes, the first
+//  scanned of them known free of '\n'), enforcing the line cap; stop while
+//  max_pending requests are in flight (paused), when closing, or at an
+//  unfinished line. Returns the bytes used up: all of them once a line over
+//  the cap closes the connection. Caller sets conn->parsing.
+static size_t
+s_conn_parse (s_self_t *self, s_conn_t *conn, const char *data, size_t size, size_t scanned,
+              bool *lines_p)
 {
-    s_buffer_t *in = &conn->in;
-    bool lines = false;
-    conn->parsing = true;
+    size_t used = 0;
     while (!conn->closing) {
         if (conn->slot_count >= self->max_pending) {
             conn->paused = true;
             break;
         }
-        char *start = in->data + in->start;
-        size_t pending = s_buffer_pending (in);
-        char *newline = (char *) memchr (start + conn->scanned, '\n', pending - conn->scanned);
+        const char *start = data + used;
+        size_t pending = size - used;
+        const char *newline = (const char *) memchr (start + scanned, '\n', pending - scanned);
         size_t line_size = newline ? (size_t) (newline - start) : pending;
         if (line_size > self->max_line) {
             //  Over the cap: answer what we kept, then close
@@ -588,28 +593,104 @@ s_conn_handle_input (s_self_t *self, s_conn_t *conn)
                              conn->serial, self->max_line);
             s_conn_release (self, conn);
             conn->closing = true;
-            in->start = in->size = conn->scanned = 0;
-            break;
+            return size;
         }
-        if (!newline) {
-            conn->scanned = pending;
+        if (!newline)
             break;
-        }
-        in->start += line_size + 1;
-        conn->scanned = 0;
-        lines = true;
+        used += line_size + 1;
+        scanned = 0;
+        *lines_p = true;
         s_conn_handle_line (self, conn, start, line_size);
     }
+    return used;
+}
+
+//  Handle the lines waiting in the connection's input buffer; free the
+//  buffer once it is empty.
+static void
+s_conn_parse_buffer (s_self_t *self, s_conn_t *conn, bool *lines_p)
+{
+    s_buffer_t *in = &conn->in;
+    size_t pending = s_buffer_pending (in);
+    if (pending == 0)
+        return;
+    conn->parsing = true;
+    size_t used = s_conn_parse (self, conn, in->data + in->start, pending, conn->scanned, lines_p);
     conn->parsing = false;
-    if (in->start == in->size)
-        s_buffer_empty (in);
+    in->start += used;
+    pending -= used;
+    conn->scanned = conn->paused || conn->closing ? 0 : pending;
+    if (pending == 0 || conn->closing) {
+        s_buffer_empty (in, HERD_GW_IN_KEEP);
+        conn->scanned = 0;
+    }
+}
+
+//  Keep the connection's clocks in step with its input: a line handled
+//  restarts the idle clock; the line clock runs while an unfinished line
+//  waits (restarted when a new one began).
+static void
+s_conn_input_timers (s_self_t *self, s_conn_t *conn, bool lines)
+{
     if (lines)
         s_timer_start (self, conn, TIMER_IDLE);
-    if (s_buffer_pending (in) == 0 || conn->paused || conn->closing)
+    if (s_buffer_pending (&conn->in) == 0 || conn->paused || conn->closing)
         s_timer_unlink (self, conn, TIMER_LINE);
     else
     if (lines || !conn->timers[TIMER_LINE].linked)
         s_timer_start (self, conn, TIMER_LINE);     //  a new unfinished line
+}
+
+//  Handle the lines kept in the input buffer (after a pause ended).
+static void
+s_conn_handle_input (s_self_t *self, s_conn_t *conn)
+{
+    bool lines = false;
+    s_conn_parse_buffer (self, conn, &lines);
+    s_conn_input_timers (self, conn, lines);
+}
+
+//  Handle bytes just read into the shared buffer. Lines are parsed where
+//  they lie; only an unfinished line, or lines left while paused, are
+//  copied into the connection's own buffer. The buffer's unfinished line
+//  (it holds nothing else when reading) is completed first.
+static void
+s_conn_handle_chunk (s_self_t *self, s_conn_t *conn, const char *data, size_t size)
+{
+    s_buffer_t *in = &conn->in;
+    bool lines = false;
+    size_t pending = s_buffer_pending (in);
+    if (pending > 0) {
+        const char *newline = (const char *) memchr (data, '\n', size);
+        size_t take = newline ? (size_t) (newline - data) + 1 : size;
+        //  Past max_line + 1 bytes the line is too long whatever follows
+        size_t room = pending <= self->max_line ? self->max_line + 1 - pending : 0;
+        if (!s_buffer_append (in, data, take < room ? take : room)) {
+            s_conn_doom (self, conn, "out of memory");
+            return;
+        }
+        data += take;
+        size -= take;
+        s_conn_parse_buffer (self, conn, &lines);
+        if (s_buffer_pending (in) > 0 && size > 0 && !conn->closing) {
+            //  Paused by that line: keep the rest for later, unparsed
+            if (!s_buffer_append (in, data, size))
+                s_conn_doom (self, conn, "out of memory");
+            size = 0;
+        }
+    }
+    if (size > 0 && !conn->closing) {
+        conn->parsing = true;
+        size_t used = s_conn_parse (self, conn, data, size, 0, &lines);
+        conn->parsing = false;
+        if (used < size && !conn->closing) {
+            if (s_buffer_append (in, data + used, size - used))
+                conn->scanned = conn->paused ? 0 : size - used;
+            else
+                s_conn_doom (self, conn, "out of memory");
+        }
+    }
+    s_conn_input_timers (self, conn, lines);
 }
 
 static void
@@ -625,15 +706,10 @@ s_conn_handle_read (s_self_t *self, s_conn_t *conn)
     }
     size_t budget = HERD_GW_READ_BUDGET;
     while (budget > 0 && !conn->eof && !conn->closing && !conn->paused) {
-        if (!s_buffer_reserve (&conn->in, HERD_GW_READ_CHUNK)) {
-            s_conn_close (self, conn, "out of memory");
-            return;
-        }
-        ssize_t rc = read (conn->fd, conn->in.data + conn->in.size, HERD_GW_READ_CHUNK);
+        ssize_t rc = read (conn->fd, self->input, HERD_GW_READ_CHUNK);
         if (rc > 0) {
-            conn->in.size += (size_t) rc;
             budget -= (size_t) rc < budget ? (size_t) rc : budget;
-            s_conn_handle_input (self, conn);
+            s_conn_handle_chunk (self, conn, self->input, (size_t) rc);
         }
         else
         if (rc == 0) {
@@ -644,8 +720,9 @@ s_conn_handle_read (s_self_t *self, s_conn_t *conn)
                 conn->parsing = true;
                 s_conn_handle_line (self, conn, conn->in.data + conn->in.start, pending);
                 conn->parsing = false;
-                conn->in.start = conn->in.size = conn->scanned = 0;
             }
+            s_buffer_empty (&conn->in, HERD_GW_IN_KEEP);
+            conn->scanned = 0;
             s_timer_unlink (self, conn, TIMER_LINE);
             s_conn_mark_dirty (self, conn);
         }
@@ -684,9 +761,8 @@ s_conn_update_events (s_self_t *self, s_conn_t *conn)
 static void
 s_conn_drain (s_self_t *self, s_conn_t *conn)
 {
-    char sink[HERD_GW_READ_CHUNK];
     while (true) {
-        ssize_t rc = read (conn->fd, sink, sizeof (sink));
+        ssize_t rc = read (conn->fd, self->input, HERD_GW_READ_CHUNK);
         if (rc > 0) {
             conn->drained += (size_t) rc;
             if (conn->drained > HERD_GW_DRAIN_MAX) {
@@ -1205,6 +1281,7 @@ s_self_destroy (s_self_t **self_p)
             s_conn_close (self, self->conns[fd], "node stopping");
     free (self->conns);
     free (self->dirty);
+    free (self->input);
     if (self->listener >= 0)
         close (self->listener);
     if (self->spare_fd >= 0)
@@ -1253,6 +1330,8 @@ static s_self_t *
 s_self_new (zsock_t *pipe, herd_gateway_args_t *args)
 {
     s_self_t *self = (s_self_t *) zmalloc (sizeof (s_self_t));
+    self->input = (char *) malloc (HERD_GW_READ_CHUNK);
+    assert (self->input);
     self->pipe = pipe;
     self->node = args->node;
     self->log = args->log;
@@ -1517,6 +1596,42 @@ herd_gateway_test (bool verbose)
     HERD_CHECK (buffer[0] == '?' && buffer[1] == ' ' && buffer[102] == '\n');
     close (fd2);
 
+    //  Lines split across reads: each read is parsed where it lies, only the
+    //  unfinished line kept; a line that grows past max_line over two reads
+    //  is still cut at 100 bytes
+    int fd6 = socket (AF_INET, SOCK_STREAM, 0);
+    HERD_CHECK_INT (connect (fd6, (struct sockaddr *) &addr, sizeof (addr)), 0);
+    setsockopt (fd6, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof (timeout));
+    const char *pieces[] = {"IAMAT sp", "lit +1+1 1\nIAMAT two +1+1 2\nIAM",
+                            "AT three +1+1 3\n", "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+                            "yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy\n"};
+    for (size_t i = 0; i < sizeof (pieces) / sizeof (pieces[0]); i++) {
+        HERD_CHECK_INT (write (fd6, pieces[i], strlen (pieces[i])), strlen (pieces[i]));
+        zclock_sleep (50);                      //  likely one read each
+    }
+    total = 0;
+    while ((got = read (fd6, buffer + total, sizeof (buffer) - 1 - total)) > 0)
+        total += (size_t) got;
+    HERD_CHECK_INT (got, 0);                    //  closed for the long line
+    buffer[total] = 0;
+    HERD_CHECK (strstr (buffer, " split +1+1 1\nAT Hill "));
+    HERD_CHECK (strstr (buffer, " two +1+1 2\nAT Hill "));
+    char *cut = strstr (buffer, " three +1+1 3\n? ");
+    HERD_CHECK (cut);
+    cut += strlen (" three +1+1 3\n? ");
+    HERD_CHECK_INT (strlen (cut), 100 + 1);
+    HERD_CHECK (cut[0] == 'x' && cut[49] == 'x' && cut[50] == 'y' && cut[99] == 'y');
+    close (fd6);
+    //  The bus got the update of kiwi2 (first client), then their three
+    for (int i = 0; i < 4; i++) {
+        msg = s_recv_request (bus);
+        HERD_CHECK (msg);
+        zmsg_first (msg);                       //  routing id
+        zframe_t *frame = zmsg_next (msg);
+        HERD_CHECK (zframe_streq (frame, HERD_MSG_UPDATE));
+        zmsg_destroy (&msg);
+    }
+
     //  An over-long line behind a pending WHATSAT: the WHATSAT is still
     //  answered before the "? " and the close
     int fd5 = socket (AF_INET, SOCK_STREAM, 0);
@@ -1525,9 +1640,6 @@ herd_gateway_test (bool verbose)
     const char *ask = "WHATSAT kiwi 10 1\n";
     HERD_CHECK_INT (write (fd5, ask, strlen (ask)), strlen (ask));
     HERD_CHECK_INT (write (fd5, longline, sizeof (longline)), sizeof (longline));
-    msg = s_recv_request (bus);          //  the update of kiwi2, from the first client
-    HERD_CHECK (msg);
-    zmsg_destroy (&msg);
     msg = s_recv_request (bus);
     HERD_CHECK (msg);
     zframe_destroy (&routing);
