@@ -31,6 +31,7 @@
 #define HERD_GW_FD_RESERVE  64              //  descriptors kept from clients (at most 1/8)
 #define HERD_GW_FD_MARGIN   1024            //  descriptors wanted beyond max_clients
 #define HERD_GW_TICK_MS     1000            //  longest sleep of the loop
+#define HERD_GW_AT_STACK    512             //  AT lines up to this long are built on the stack
 //  TCP keepalive: first probe after 60 s of silence, then every 10 s; 6
 //  unanswered probes (about 2 minutes in all) end a half-open connection
 #define HERD_GW_KEEPIDLE    60
@@ -367,9 +368,11 @@ s_conn_write (s_self_t *self, s_conn_t *conn)
 }
 
 //  Charge bytes a connection is about to hold (a response, a request line)
-//  to its output. When earlier output still waits unsent and this would take
-//  the total past max_output, first offer the socket what waits; if that is
-//  not enough the client is not reading: doom it. Returns false if doomed.
+//  to its output: to slot, or, with no slot, bytes about to be appended to
+//  the output buffer. When earlier output still waits unsent and this would
+//  take the total past max_output, first offer the socket what waits; if
+//  that is not enough the client is not reading: doom it. Returns false if
+//  doomed.
 static bool
 s_conn_charge (s_self_t *self, s_conn_t *conn, s_slot_t *slot, size_t bytes)
 {
@@ -386,8 +389,10 @@ s_conn_charge (s_self_t *self, s_conn_t *conn, s_slot_t *slot, size_t bytes)
         if (conn->doomed)
             return false;
     }
-    conn->held += bytes;
-    slot->held += bytes;
+    if (slot) {
+        conn->held += bytes;
+        slot->held += bytes;
+    }
     return true;
 }
 
@@ -511,17 +516,49 @@ s_send_frames (zsock_t *sock, const void *const *data, const size_t *size, int c
     return true;
 }
 
-//  Handle one complete line of a connection.
+//  Answer a line at once, nothing being pending before it: append parts
+//  straight to the output buffer, charged as a slot would be, and log them.
+static void
+s_conn_answer (s_self_t *self, s_conn_t *conn, const struct iovec *parts, int count)
+{
+    size_t total = 0;
+    for (int i = 0; i < count; i++)
+        total += parts[i].iov_len;
+    if (!s_conn_charge (self, conn, NULL, total))
+        return;
+    s_buffer_t *out = &conn->out;
+    if (!s_buffer_reserve (out, total)) {
+        s_conn_doom (self, conn, "out of memory");
+        return;
+    }
+    char *answer = out->data + out->size;
+    for (int i = 0; i < count; i++) {
+        memcpy (out->data + out->size, parts[i].iov_base, parts[i].iov_len);
+        out->size += parts[i].iov_len;
+    }
+    herd_log_data (self->log, "gateway", "out", answer, total);
+    s_conn_mark_dirty (self, conn);
+}
+
+//  Handle one complete line of a connection. An IAMAT or an invalid line
+//  with nothing pending before it is answered at once, without a slot;
+//  behind a pending WHATSAT its answer waits in a slot, in request order.
 static void
 s_conn_handle_line (s_self_t *self, s_conn_t *conn, const char *line, size_t size)
 {
     if (size > 0 && line[size - 1] == '\r')     //  "? line" drops a \r\n ending
         size--;
     herd_log_data (self->log, "gateway", "in", line, size);
-    s_slot_t *slot = s_conn_new_slot (conn);
+    bool direct = !conn->head;
     herd_cmd_t cmd;
     if (herd_proto_parse (line, size, &cmd) == -1) {
         self->invalids++;
+        if (direct) {
+            struct iovec parts[] = {S_PART ("? ", 2), S_PART (line, size), S_PART ("\n", 1)};
+            s_conn_answer (self, conn, parts, 3);
+            return;
+        }
+        s_slot_t *slot = s_conn_new_slot (conn);
         s_slot_invalid (self, conn, slot, line, size);
     }
     else
@@ -529,37 +566,51 @@ s_conn_handle_line (s_self_t *self, s_conn_t *conn, const char *line, size_t siz
         self->iamats++;
         struct timespec now;
         clock_gettime (CLOCK_REALTIME, &now);
-        size_t at_size;
-        char *at = herd_proto_at_line (self->node->name, &cmd, now.tv_sec,
-                                       (int32_t) now.tv_nsec, &at_size);
-        assert (at);
+        char stack[HERD_GW_AT_STACK];
+        char *at = stack;
+        size_t at_size = herd_proto_format_at (self->node->name, &cmd, now.tv_sec,
+                                               (int32_t) now.tv_nsec, stack, sizeof (stack));
+        if (at_size >= sizeof (stack)) {
+            at = (char *) malloc (at_size + 1);
+            assert (at);
+            herd_proto_format_at (self->node->name, &cmd, now.tv_sec, (int32_t) now.tv_nsec,
+                                  at, at_size + 1);
+        }
         const void *data[] = {HERD_MSG_UPDATE, at};
         size_t sizes[] = {strlen (HERD_MSG_UPDATE), at_size};
         if (!s_send_frames (self->bus, data, sizes, 2))
             herd_log_printf (self->log, "gateway", "bus channel full: update not stored");
         struct iovec parts[] = {S_PART (at, at_size), S_PART ("\n", 1)};
-        s_slot_fill (self, conn, slot, parts, 2);
-        free (at);
+        if (direct)
+            s_conn_answer (self, conn, parts, 2);
+        else
+            s_slot_fill (self, conn, s_conn_new_slot (conn), parts, 2);
+        if (at != stack)
+            free (at);
+        if (direct)
+            return;
     }
-    else
-    if (!s_conn_charge (self, conn, slot, size))
-        slot->ready = true;                     //  dropped: nothing to ask
     else {
-        //  WHATSAT: ask the bus for the location first
-        self->whatsats++;
-        slot->started = zclock_usecs ();
-        slot->line = (char *) malloc (size ? size : 1);
-        assert (slot->line);
-        memcpy (slot->line, line, size);
-        slot->line_size = size;
-        slot->radius = strndup (cmd.radius.data, cmd.radius.size);
-        slot->bound = cmd.bound;
-        s_reqid_t reqid = {conn->serial, slot->seq, conn->fd, 0};
-        const void *data[] = {HERD_MSG_LOOKUP, &reqid, cmd.client.data};
-        size_t sizes[] = {strlen (HERD_MSG_LOOKUP), sizeof (reqid), cmd.client.size};
-        if (!s_send_frames (self->bus, data, sizes, 3)) {
-            herd_log_printf (self->log, "gateway", "bus channel full: look-up refused");
-            s_slot_invalid (self, conn, slot, slot->line, slot->line_size);
+        s_slot_t *slot = s_conn_new_slot (conn);
+        if (!s_conn_charge (self, conn, slot, size))
+            slot->ready = true;                 //  dropped: nothing to ask
+        else {
+            //  WHATSAT: ask the bus for the location first
+            self->whatsats++;
+            slot->started = zclock_usecs ();
+            slot->line = (char *) malloc (size ? size : 1);
+            assert (slot->line);
+            memcpy (slot->line, line, size);
+            slot->line_size = size;
+            slot->radius = strndup (cmd.radius.data, cmd.radius.size);
+            slot->bound = cmd.bound;
+            s_reqid_t reqid = {conn->serial, slot->seq, conn->fd, 0};
+            const void *data[] = {HERD_MSG_LOOKUP, &reqid, cmd.client.data};
+            size_t sizes[] = {strlen (HERD_MSG_LOOKUP), sizeof (reqid), cmd.client.size};
+            if (!s_send_frames (self->bus, data, sizes, 3)) {
+                herd_log_printf (self->log, "gateway", "bus channel full: look-up refused");
+                s_slot_invalid (self, conn, slot, slot->line, slot->line_size);
+            }
         }
     }
     s_conn_release (self, conn);
