@@ -16,12 +16,15 @@
 
 #define HERD_LOG_BUFFER  (64 * 1024)   //  bytes kept before a write
 #define HERD_LOG_DATA_MAX 1024         //  client bytes shown per event
+#define HERD_LOG_HEAD_MAX 160          //  a header is cut to this less one byte
+#define HERD_LOG_TAIL_MAX 64           //  " ...(N bytes in all)\n" and more
 
 struct _herd_log_t {
     pthread_mutex_t mutex;
     int fd;
     char *path;
     char *node;
+    size_t node_size;           //  strlen (node), once
     char *buffer;
     size_t size;                //  bytes in buffer
     int64_t oldest_usec;        //  when the oldest buffered line was logged
@@ -118,6 +121,7 @@ herd_log_new (const char *path, const char *node)
         return NULL;
     }
     self->fd = fd;
+    self->node_size = strlen (self->node);
     pthread_mutex_init (&self->mutex, NULL);
     return self;
 }
@@ -138,24 +142,27 @@ herd_log_destroy (herd_log_t **self_p)
     *self_p = NULL;
 }
 
-//  Write "TIMESTAMP NODE ROLE " into out (at least 96 bytes); returns length.
+//  Write "TIMESTAMP NODE ROLE " into out (room for HERD_LOG_HEAD_MAX
+//  bytes); returns its length, and the time in *usec_p.
 static size_t
-s_header (herd_log_t *self, const char *role, char *out, size_t max)
+s_header (herd_log_t *self, const char *role, char *out, int64_t *usec_p)
 {
     //  The date and time change once a second: format them then, not per
     //  line (the profile of a node under load put strftime at a quarter of
     //  the gateway's time). One cache per thread, so no lock.
     static _Thread_local time_t cached_secs = -1;
     static _Thread_local char cached[32];
+    static _Thread_local size_t cached_size;
     int64_t usec = s_now_usec ();
+    *usec_p = usec;
     time_t secs = (time_t) (usec / 1000000);
     if (secs != cached_secs) {
         struct tm tm;
         gmtime_r (&secs, &tm);
-        strftime (cached, sizeof (cached), "%Y-%m-%dT%H:%M:%S", &tm);
+        cached_size = strftime (cached, sizeof (cached), "%Y-%m-%dT%H:%M:%S", &tm);
         cached_secs = secs;
     }
-    size_t len = strlen (cached);
+    size_t len = cached_size;
     memcpy (out, cached, len);
     //  ".uuuuuuZ " by hand, then node and role
     unsigned micro = (unsigned) (usec % 1000000);
@@ -166,10 +173,23 @@ s_header (herd_log_t *self, const char *role, char *out, size_t max)
     }
     len += 6;
     out[len++] = 'Z';
-    int rc = snprintf (out + len, max - len, " %s %s ", self->node, role);
-    if (rc < 0)
-        return len;
-    len += (size_t) rc < max - len ? (size_t) rc : max - len - 1;
+    size_t room = HERD_LOG_HEAD_MAX - 1 - len;
+    size_t role_size = strlen (role);
+    if (self->node_size + role_size + 3 <= room) {
+        out[len++] = ' ';
+        memcpy (out + len, self->node, self->node_size);
+        len += self->node_size;
+        out[len++] = ' ';
+        memcpy (out + len, role, role_size);
+        len += role_size;
+        out[len++] = ' ';
+    }
+    else {
+        //  A name too long: cut, as the header always was
+        int rc = snprintf (out + len, HERD_LOG_HEAD_MAX - len, " %s %s ", self->node, role);
+        if (rc > 0)
+            len += (size_t) rc < room + 1 ? (size_t) rc : room;
+    }
     return len;
 }
 
@@ -179,7 +199,8 @@ herd_log_printf (herd_log_t *self, const char *role, const char *format, ...)
     if (!self)
         return;
     char stack[1024];
-    size_t head = s_header (self, role, stack, 160);
+    int64_t usec;
+    size_t head = s_header (self, role, stack, &usec);
     va_list args, again;
     va_start (args, format);
     va_copy (again, args);
@@ -209,6 +230,79 @@ herd_log_printf (herd_log_t *self, const char *role, const char *format, ...)
         free (line);
 }
 
+//  True for each byte herd_log_data writes as \xHH.
+static inline bool
+s_must_escape (unsigned char c)
+{
+    return c < 0x20 || c == 0x7f || c == '\\';
+}
+
+//  A word with every byte set to byte.
+#define S_BYTES(byte) ((uint64_t) 0x0101010101010101ULL * (byte))
+
+//  True if any byte of word must be escaped: is below 0x20, or is 0x7f
+//  or '\\' (the classic has-less and has-zero bit tricks, exact as a whole).
+static inline bool
+s_word_must_escape (uint64_t word)
+{
+    uint64_t below = (word - S_BYTES (0x20)) & ~word;
+    uint64_t del = word ^ S_BYTES (0x7f);
+    uint64_t slash = word ^ S_BYTES ('\\');
+    del = (del - S_BYTES (0x01)) & ~del;
+    slash = (slash - S_BYTES (0x01)) & ~slash;
+    return ((below | del | slash) & S_BYTES (0x80)) != 0;
+}
+
+//  Write data into out with the bytes that would break a line as \xHH;
+//  returns the bytes written (at most 4 per byte). Runs of plain bytes are
+//  copied eight at a time.
+static size_t
+s_escape (char *out, const char *data, size_t size)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t len = 0, at = 0;
+    while (at < size) {
+        if (at + 8 <= size) {
+            uint64_t word;
+            memcpy (&word, data + at, 8);
+            if (!s_word_must_escape (word)) {
+                memcpy (out + len, &word, 8);
+                len += 8;
+                at += 8;
+                continue;
+            }
+        }
+        unsigned char c = (unsigned char) data[at++];
+        if (s_must_escape (c)) {
+            out[len++] = '\\';
+            out[len++] = 'x';
+            out[len++] = hex[c >> 4];
+            out[len++] = hex[c & 15];
+        }
+        else
+            out[len++] = (char) c;
+    }
+    return len;
+}
+
+//  Write a whole data event, "\n" included, into line (room for cap bytes,
+//  see herd_log_data); returns its length, and its time in *usec_p.
+static size_t
+s_format_data (herd_log_t *self, const char *role, const char *prefix, size_t prefix_size,
+               const char *data, size_t size, char *line, size_t cap, int64_t *usec_p)
+{
+    size_t shown = size < HERD_LOG_DATA_MAX ? size : HERD_LOG_DATA_MAX;
+    size_t len = s_header (self, role, line, usec_p);
+    memcpy (line + len, prefix, prefix_size);
+    len += prefix_size;
+    line[len++] = ' ';
+    len += s_escape (line + len, data, shown);
+    if (shown < size)
+        len += (size_t) snprintf (line + len, cap - len, " ...(%zu bytes in all)", size);
+    line[len++] = '\n';
+    return len;
+}
+
 void
 herd_log_data (herd_log_t *self, const char *role, const char *prefix, const char *data,
                size_t size)
@@ -216,34 +310,32 @@ herd_log_data (herd_log_t *self, const char *role, const char *prefix, const cha
     if (!self)
         return;
     size_t shown = size < HERD_LOG_DATA_MAX ? size : HERD_LOG_DATA_MAX;
-    //  header + prefix + 4 bytes per escaped byte + tail
-    size_t cap = 160 + strlen (prefix) + 1 + shown * 4 + 64;
-    char stack[1024];
-    char *line = cap <= sizeof (stack) ? stack : malloc (cap);      //  most lines are short
-    if (!line)
-        return;
-    size_t len = s_header (self, role, line, 160);
-    len += (size_t) snprintf (line + len, cap - len, "%s ", prefix);
-    static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < shown; i++) {
-        unsigned char c = (unsigned char) data[i];
-        if (c < 0x20 || c == 0x7f || c == '\\') {
-            line[len++] = '\\';
-            line[len++] = 'x';
-            line[len++] = hex[c >> 4];
-            line[len++] = hex[c & 15];
-        }
-        else
-            line[len++] = (char) c;
-    }
-    if (shown < size)
-        len += (size_t) snprintf (line + len, cap - len, " ...(%zu bytes in all)", size);
-    line[len++] = '\n';
+    size_t prefix_size = strlen (prefix);
+    //  The longest the line can be: header, prefix, every byte escaped, tail
+    size_t cap = HERD_LOG_HEAD_MAX + prefix_size + 1 + shown * 4 + HERD_LOG_TAIL_MAX;
+    int64_t usec;
     pthread_mutex_lock (&self->mutex);
-    s_append_locked (self, line, len);
+    if (self->size + cap > HERD_LOG_BUFFER)
+        s_flush_locked (self);
+    if (cap <= HERD_LOG_BUFFER) {
+        //  Straight into the buffer
+        size_t len = s_format_data (self, role, prefix, prefix_size, data, size,
+                                    self->buffer + self->size, cap, &usec);
+        if (self->size == 0)
+            self->oldest_usec = usec;
+        self->size += len;
+    }
+    else {
+        //  Longer than the buffer (a huge prefix): written on its own
+        char *line = malloc (cap);
+        if (line) {
+            size_t len = s_format_data (self, role, prefix, prefix_size, data, size, line, cap,
+                                        &usec);
+            s_write_all (self->fd, line, len);
+            free (line);
+        }
+    }
     pthread_mutex_unlock (&self->mutex);
-    if (line != stack)
-        free (line);
 }
 
 void
@@ -368,6 +460,61 @@ herd_log_test (bool verbose)
     HERD_CHECK_CONTAINS (text, "after rotation");
     free (text);
     unlink (rotated);
+
+    //  Escaping, against a byte-at-a-time reference: every byte value at
+    //  every offset in a word, among plain bytes
+    log = herd_log_new (path, "Hill");
+    char data[256 * 9];
+    char expected[sizeof (data) * 4 + 1];
+    size_t data_size = 0, expected_size = 0;
+    for (int value = 0; value < 256; value++) {
+        for (int pad = 0; pad < value % 9; pad++)
+            data[data_size++] = 'a';
+        data[data_size++] = (char) value;
+    }
+    for (size_t i = 0; i < data_size; i++) {
+        unsigned char c = (unsigned char) data[i];
+        if (c < 0x20 || c == 0x7f || c == '\\')
+            expected_size += (size_t) sprintf (expected + expected_size, "\\x%02x", c);
+        else
+            expected[expected_size++] = (char) c;
+    }
+    expected[expected_size] = 0;
+    HERD_CHECK (data_size < HERD_LOG_DATA_MAX * 2);
+    for (size_t from = 0; from < data_size; from += HERD_LOG_DATA_MAX)
+        herd_log_data (log, "gateway", "bytes", data + from,
+                       data_size - from < HERD_LOG_DATA_MAX ? data_size - from
+                                                            : HERD_LOG_DATA_MAX);
+    herd_log_destroy (&log);
+    text = s_slurp (path);
+    char *joined = malloc (strlen (text) + 1);
+    size_t joined_size = 0;
+    for (char *at = strstr (text, " bytes "); at; at = strstr (at, " bytes ")) {
+        at += 7;
+        char *end = strchr (at, '\n');
+        memcpy (joined + joined_size, at, (size_t) (end - at));
+        joined_size += (size_t) (end - at);
+    }
+    joined[joined_size] = 0;
+    HERD_CHECK_STR (joined, expected);
+    free (joined);
+    free (text);
+    unlink (path);
+
+    //  A very long node name: the header is cut at 159 bytes, as it always was
+    char name[201];
+    memset (name, 'n', sizeof (name) - 1);
+    name[sizeof (name) - 1] = 0;
+    log = herd_log_new (path, name);
+    herd_log_printf (log, "main", "x");
+    herd_log_data (log, "gateway", "in", "y", 1);
+    herd_log_destroy (&log);
+    text = s_slurp (path);
+    HERD_CHECK_INT (strlen (text), 2 * 159 + 2 + 5);
+    HERD_CHECK (memcmp (text + 159, "x\n", 2) == 0);
+    HERD_CHECK (memcmp (text + 2 * 159 + 2, "in y\n", 5) == 0);
+    free (text);
+    unlink (path);
 
     //  A log that cannot be opened is reported, not crashed on
     HERD_CHECK (herd_log_new ("/proc/no/such/dir/x.log", "Hill") == NULL);

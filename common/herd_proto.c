@@ -218,9 +218,9 @@ herd_proto_format_diff (int64_t now_sec, int32_t now_nsec, int64_t sec, int32_t 
     return len > 0 ? (size_t) len : 0;
 }
 
-char *
-herd_proto_at_line (const char *server, const herd_cmd_t *iamat, int64_t now_sec,
-                    int32_t now_nsec, size_t *size_p)
+size_t
+herd_proto_format_at (const char *server, const herd_cmd_t *iamat, int64_t now_sec,
+                      int32_t now_nsec, char *buffer, size_t max)
 {
     char diff[HERD_PROTO_DIFF_MAX];
     size_t diff_size =
@@ -228,10 +228,9 @@ herd_proto_at_line (const char *server, const herd_cmd_t *iamat, int64_t now_sec
     size_t server_size = strlen (server);
     size_t size = 3 + server_size + 1 + diff_size + 1 + iamat->client.size + 1
                   + iamat->position.size + 1 + iamat->time.size;
-    char *line = malloc (size + 1);
-    if (!line)
-        return NULL;
-    char *at = line;
+    if (size >= max)
+        return size;
+    char *at = buffer;
     memcpy (at, "AT ", 3);
     at += 3;
     memcpy (at, server, server_size);
@@ -249,6 +248,18 @@ herd_proto_at_line (const char *server, const herd_cmd_t *iamat, int64_t now_sec
     memcpy (at, iamat->time.data, iamat->time.size);
     at += iamat->time.size;
     *at = 0;
+    return size;
+}
+
+char *
+herd_proto_at_line (const char *server, const herd_cmd_t *iamat, int64_t now_sec,
+                    int32_t now_nsec, size_t *size_p)
+{
+    size_t size = herd_proto_format_at (server, iamat, now_sec, now_nsec, NULL, 0);
+    char *line = malloc (size + 1);
+    if (!line)
+        return NULL;
+    herd_proto_format_at (server, iamat, now_sec, now_nsec, line, size + 1);
     *size_p = size;
     return line;
 }
@@ -290,6 +301,16 @@ herd_proto_test (bool verbose)
     HERD_CHECK_STR (at, "AT Hill +0.263873386 kiwi.cs.ucla.edu +34.068930-118.445127 "
                         "1621464827.959498503");
     HERD_CHECK_INT (size, strlen (at));
+    //  The same into a caller's buffer: written only when it fits
+    char small[128];
+    memset (small, '#', sizeof (small));
+    HERD_CHECK_INT (herd_proto_format_at ("Hill", &cmd, 1621464828, 223371889, small, size),
+                    size);
+    HERD_CHECK (small[0] == '#');
+    HERD_CHECK_INT (herd_proto_format_at ("Hill", &cmd, 1621464828, 223371889, small, size + 1),
+                    size);
+    HERD_CHECK_STR (small, at);
+    HERD_CHECK_INT (herd_proto_format_at ("Hill", &cmd, 1621464828, 223371889, NULL, 0), size);
     free (at);
 
     //  White space: tabs, CR, FF, VT, leading and trailing

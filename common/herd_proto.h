@@ -68,6 +68,13 @@ char *
     herd_proto_at_line (const char *server, const herd_cmd_t *iamat, int64_t now_sec,
                         int32_t now_nsec, size_t *size_p);
 
+//  Write the same AT line, NUL-terminated, into buffer of max bytes, if it
+//  fits (like snprintf). Returns its length; when that is max or more,
+//  nothing was written: call again with a bigger buffer.
+size_t
+    herd_proto_format_at (const char *server, const herd_cmd_t *iamat, int64_t now_sec,
+                          int32_t now_nsec, char *buffer, size_t max);
+
 //  Self test of this class.
 void
     herd_proto_test (bool verbose);
