@@ -39,9 +39,10 @@ Modes (global; --mode, or GET /_standin/mode?mode=X&latency_ms=N at run time):
     hang              never answer; hold until the client goes or 120 s pass
     blanklines        normal body with "\\n\\n" inserted between results/places
 
-Latency: an answer is built as soon as its request is read and sent latency_ms
-after that, so its CPU time overlaps the wait: concurrent requests (one thread
-per connection) each take about the latency while their building fits in it.
+Latency: an answer is built as soon as its request is read (by one builder
+thread, in arrival order) and sent latency_ms after that, so its CPU time
+overlaps the wait: concurrent requests (one thread per connection) each take
+about the latency while their building fits in it.
 
 Control: /_standin/mode, /_standin/stats, /_standin/reset (plain JSON answers).
 Stats count Places requests in all and per path, and show the last query (key
@@ -57,6 +58,7 @@ import http.server
 import json
 import math
 import os
+import queue
 import re
 import select
 import signal
@@ -676,6 +678,41 @@ class State:
                     "failures_left": self.failures_left}
 
 
+class Builder:
+    """One thread that builds every answer, in the order asked.
+
+    Building is CPU work under the GIL: done in the handler threads, 200 of
+    them at once made the accepting and reading threads wait behind whole
+    builds, so requests were read (and their latency started) one build
+    after another. With one builder, reading a request waits at most for
+    the GIL's switch interval."""
+
+    def __init__(self):
+        """Start the thread (a daemon: it holds nothing that must be finished)."""
+        self.jobs = queue.SimpleQueue()
+        threading.Thread(target=self.serve, name="builder", daemon=True).start()
+
+    def serve(self):
+        """Run jobs forever: each is (function, arguments, [outcome], done event)."""
+        while True:
+            function, args, outcome, done = self.jobs.get()
+            try:
+                outcome.append((True, function(*args)))
+            except BaseException as error:          # noqa: BLE001 - handed back to the caller
+                outcome.append((False, error))
+            done.set()
+
+    def run(self, function, *args):
+        """function(*args) on the builder thread: its value, or its exception raised here."""
+        outcome, done = [], threading.Event()
+        self.jobs.put((function, args, outcome, done))
+        done.wait()
+        ok, value = outcome[0]
+        if not ok:
+            raise value
+        return value
+
+
 class StandinServer(http.server.ThreadingHTTPServer):
     """Threaded HTTP server (daemon threads) that keeps quiet about vanished clients."""
 
@@ -687,6 +724,7 @@ class StandinServer(http.server.ThreadingHTTPServer):
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         self.state = state
+        self.builder = Builder()
         super().__init__(address, Handler)
 
     def handle_error(self, request, client_address):
@@ -770,7 +808,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if mode == "hang":
             self.hang()
             return
-        code, body = self.search_nearby_reply(mode, params, request)
+        code, body = self.server.builder.run(self.search_nearby_reply, mode, params, request)
         if self.hold(started, latency_ms):
             self.send(code, body)
 
@@ -815,7 +853,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if mode == "hang":
             self.hang()
             return
-        code, body, content_type = self.nearby_reply(mode, params)
+        code, body, content_type = self.server.builder.run(self.nearby_reply, mode, params)
         if self.hold(started, latency_ms):
             self.send(code, body, content_type)
 
@@ -928,13 +966,15 @@ def parse_args(argv):
 def main(argv=None):
     """Start the server, announce it, serve until SIGTERM or SIGINT, then exit 0."""
     args = parse_args(argv)
+    # Threads reading requests take the GIL from the builder within 1 ms, not 5
+    sys.setswitchinterval(0.001)
+    # Block the stop signals before any thread starts (threads inherit the mask;
+    # the server starts its builder) so that only the sigwait below receives them.
+    stop_signals = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
     state = State(args.mode, args.latency_ms, args.failures)
     server = StandinServer((args.host, args.port), state)
     port = server.server_address[1]
-    # Block the stop signals before any thread starts (threads inherit the mask)
-    # so that only the sigwait below receives them.
-    stop_signals = {signal.SIGTERM, signal.SIGINT}
-    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
 
     #  A short poll interval: shutdown() waits for the loop to notice (tests stop us often)
     serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
