@@ -203,9 +203,12 @@ want () {
     [[ "$only" == *" $1 "* ]]
 }
 
-#  Start the stand-in Places server with latency ms; prints its URL.
+#  Start the stand-in Places server with latency ms, on the servers' CPUs
+#  like every other server (unpinned, its threads hop between CPUs and pass
+#  the GIL across them: 200 concurrent requests took ~1.5x as long); prints
+#  its URL.
 start_standin () {
-    "$python" tests/places_standin.py --port 0 --port-file "$tmp/standin$1.port" \
+    "${pin[@]}" "$python" tests/places_standin.py --port 0 --port-file "$tmp/standin$1.port" \
         --latency-ms "$1" > /dev/null 2>&1 &
     pids+=($!)
     echo "http://127.0.0.1:$(wait_port_file "$tmp/standin$1.port")/maps/api/place/nearbysearch/json"
