@@ -28,7 +28,7 @@
 //          key_env = GOOGLE_API_KEY       #  the key itself never sits in the file
 //          timeout_ms = 3000
 //          connect_timeout_ms = 1000
-//          concurrency = 64
+//          concurrency = 256
 //          retries = 2                    #  5xx, 429, resets; backoff inside timeout_ms
 //          enterprise_fields = false      #  new: rating, price, open now (Enterprise SKU)
 //          cache_ttl_ms = 0               #  0: no cache

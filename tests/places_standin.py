@@ -39,6 +39,11 @@ Modes (global; --mode, or GET /_standin/mode?mode=X&latency_ms=N at run time):
     hang              never answer; hold until the client goes or 120 s pass
     blanklines        normal body with "\\n\\n" inserted between results/places
 
+Latency: an answer is built as soon as its request is read (by one builder
+thread, in arrival order) and sent latency_ms after that, so its CPU time
+overlaps the wait: concurrent requests (one thread per connection) each take
+about the latency while their building fits in it.
+
 Control: /_standin/mode, /_standin/stats, /_standin/reset (plain JSON answers).
 Stats count Places requests in all and per path, and show the last query (key
 hidden), the last New request's field mask, its SKU, its headers (the key
@@ -53,6 +58,7 @@ import http.server
 import json
 import math
 import os
+import queue
 import re
 import select
 import signal
@@ -65,6 +71,7 @@ import urllib.parse
 
 NEARBY_PATH = "/maps/api/place/nearbysearch/json"
 NEW_PATH = "/v1/places:searchNearby"
+JSON_TYPE = "application/json; charset=UTF-8"     # Content-Type of Places answers
 MODES = ("ok", "zero", "request_denied", "over_query_limit", "invalid_request", "http500",
          "flaky500", "malformed", "truncated", "hang", "blanklines")
 HANG_MAX_S = 120.0
@@ -134,20 +141,22 @@ PHOTO_SIZES = ((4032, 3024), (3024, 4032), (1080, 608), (4000, 3000), (1920, 108
 
 # ---------------------------------------------------------------- Google JSON
 
+G_ESCAPED_RE = re.compile(r'["\\<>&\x00-\x1f\u2028\u2029]')   # what g_string escapes
+G_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def g_escape(match):
+    """The escape of one character g_string must not print raw."""
+    ch = match.group()
+    return G_ESCAPES.get(ch) or "\\u%04x" % ord(ch)
+
+
 def g_string(text):
-    """Quote a string the way Google does: <, > and & as \\u escapes, UTF-8 kept raw."""
-    out = ['"']
-    for ch in text:
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch in "<>&" or ord(ch) < 0x20 or ch in "\u2028\u2029":
-            out.append({"\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(ch, "\\u%04x" % ord(ch)))
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
+    """Quote a string the way Google does: <, > and & as \\u escapes, UTF-8 kept raw.
+
+    One regular-expression pass, not a loop per character: an answer of 20
+    results holds some 1000 strings, and the loop cost milliseconds per answer."""
+    return '"' + G_ESCAPED_RE.sub(g_escape, text) + '"'
 
 
 def g_scalar(value):
@@ -169,25 +178,81 @@ def g_scalar(value):
     return g_string(value)
 
 
+G_KEY_LINES = [{} for _ in range(16)]   # per level: key -> "\n" + indent + quoted key + " : "
+
+
+def g_float(value):
+    """g_scalar of a float."""
+    if value.is_integer():
+        return str(int(value)) if abs(value) < 1e15 else repr(value)
+    if not math.isfinite(value):
+        raise ValueError("JSON has no NaN or infinity")
+    return repr(value)
+
+
+def g_write(value, level, out):
+    """Append the printed value to the list out (see g_dumps), piece by piece.
+
+    Pieces in one list, quoted keys remembered per level, scalars printed
+    without a call per value: an answer of 20 results prints some 900 values,
+    and 200 concurrent answers share one core (and the GIL)."""
+    kind = type(value)
+    if kind is dict or (kind is not list and isinstance(value, dict)):
+        if not value:
+            out.append("{}")
+            return
+        key_lines = G_KEY_LINES[level] if level < len(G_KEY_LINES) else {}
+        separator = "{"
+        for key in sorted(value):
+            line = key_lines.get(key)
+            if line is None:
+                line = "\n" + "   " * (level + 1) + g_string(key) + " : "
+                if len(key_lines) < 1024:
+                    key_lines[key] = line
+            item = value[key]
+            kind = type(item)
+            if kind is str:                         # scalars here: no call to g_write
+                out.append(separator + line + g_string(item))
+            elif kind is float:
+                out.append(separator + line + g_float(item))
+            elif kind is dict or kind is list or isinstance(item, (dict, list)):
+                out.append(separator + line)
+                g_write(item, level + 1, out)
+            else:
+                out.append(separator + line + g_scalar(item))
+            separator = ","
+        out.append("\n" + "   " * level + "}")
+    elif kind is list or isinstance(value, list):
+        if not value:
+            out.append("[]")
+            return
+        if not any(isinstance(v, (dict, list)) for v in value):
+            scalars = [g_scalar(v) for v in value]
+            inline = "[ " + ", ".join(scalars) + " ]"
+            if len(inline) <= INLINE_LIST_MAX:
+                out.append(inline)
+            else:
+                inner = "\n" + "   " * (level + 1)
+                out.append("[" + inner + ("," + inner).join(scalars) + "\n" + "   " * level + "]")
+            return
+        inner = "\n" + "   " * (level + 1)
+        head = "[" + inner
+        for item in value:
+            out.append(head)
+            g_write(item, level + 1, out)
+            head = "," + inner
+        out.append("\n" + "   " * level + "]")
+    elif kind is str:
+        out.append(g_string(value))
+    else:
+        out.append(g_scalar(value))
+
+
 def g_dumps(value, level=0):
     """Print a value in Google's layout: 3-space indent, " : ", sorted keys, short scalar lists inline."""
-    pad, inner = "   " * level, "   " * (level + 1)
-    if isinstance(value, dict):
-        if not value:
-            return "{}"
-        items = [inner + g_string(k) + " : " + g_dumps(value[k], level + 1)
-                 for k in sorted(value)]
-        return "{\n" + ",\n".join(items) + "\n" + pad + "}"
-    if isinstance(value, list):
-        if not value:
-            return "[]"
-        if not any(isinstance(v, (dict, list)) for v in value):
-            inline = "[ " + ", ".join(g_scalar(v) for v in value) + " ]"
-            if len(inline) <= INLINE_LIST_MAX:
-                return inline
-        items = [inner + g_dumps(v, level + 1) for v in value]
-        return "[\n" + ",\n".join(items) + "\n" + pad + "]"
-    return g_scalar(value)
+    out = []
+    g_write(value, level, out)
+    return "".join(out)
 
 
 def g_body(document):
@@ -205,11 +270,11 @@ def h_int(seed, label, modulo):
 
 def h_token(seed, label, length):
     """Deterministic base64url text of the given length derived from seed and a label."""
-    raw, n = b"", 0
-    while len(raw) * 4 // 3 < length + 4:
-        raw += hashlib.sha1(("%s|%s|%d" % (seed, label, n)).encode("utf-8")).digest()
-        n += 1
-    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")[:length]
+    prefix = ("%s|%s|" % (seed, label)).encode("utf-8")
+    digests = []                            # of "seed|label|n" for n = 0, 1, ...: 20 bytes each
+    while len(digests) * 20 * 4 // 3 < length + 4:
+        digests.append(hashlib.sha1(prefix + b"%d" % len(digests)).digest())
+    return base64.urlsafe_b64encode(b"".join(digests)).decode("ascii").rstrip("=")[:length]
 
 
 def plus_code(lat, lng):
@@ -613,17 +678,53 @@ class State:
                     "failures_left": self.failures_left}
 
 
+class Builder:
+    """One thread that builds every answer, in the order asked.
+
+    Building is CPU work under the GIL: done in the handler threads, 200 of
+    them at once made the accepting and reading threads wait behind whole
+    builds, so requests were read (and their latency started) one build
+    after another. With one builder, reading a request waits at most for
+    the GIL's switch interval."""
+
+    def __init__(self):
+        """Start the thread (a daemon: it holds nothing that must be finished)."""
+        self.jobs = queue.SimpleQueue()
+        threading.Thread(target=self.serve, name="builder", daemon=True).start()
+
+    def serve(self):
+        """Run jobs forever: each is (function, arguments, [outcome], done event)."""
+        while True:
+            function, args, outcome, done = self.jobs.get()
+            try:
+                outcome.append((True, function(*args)))
+            except BaseException as error:          # noqa: BLE001 - handed back to the caller
+                outcome.append((False, error))
+            done.set()
+
+    def run(self, function, *args):
+        """function(*args) on the builder thread: its value, or its exception raised here."""
+        outcome, done = [], threading.Event()
+        self.jobs.put((function, args, outcome, done))
+        done.wait()
+        ok, value = outcome[0]
+        if not ok:
+            raise value
+        return value
+
+
 class StandinServer(http.server.ThreadingHTTPServer):
     """Threaded HTTP server (daemon threads) that keeps quiet about vanished clients."""
 
     daemon_threads = True
-    request_queue_size = 128
+    request_queue_size = 1024    # a herd opens up to places/concurrency (256) connections at once
 
     def __init__(self, address, state):
         """Bind to address (IPv4 or IPv6) and keep the shared state."""
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         self.state = state
+        self.builder = Builder()
         super().__init__(address, Handler)
 
     def handle_error(self, request, client_address):
@@ -647,10 +748,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, format, *args):
         """Stay quiet: no line per request."""
 
-    def send(self, code, body, content_type="application/json; charset=UTF-8"):
+    def send(self, code, body, content_type=None):
         """Send a complete response with Content-Length so the connection can be reused."""
         self.send_response(code)
-        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Type", content_type or JSON_TYPE)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -695,6 +796,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_search_nearby(self, params, raw):
         """Answer a Places API (New) searchNearby request according to the mode in force."""
+        started = time.monotonic()
         state = self.server.state
         try:
             request = json.loads(raw.decode("utf-8"))
@@ -706,25 +808,24 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if mode == "hang":
             self.hang()
             return
-        if latency_ms > 0 and state.stopping.wait(latency_ms / 1000.0):
-            self.close_connection = True
-            return
+        code, body = self.server.builder.run(self.search_nearby_reply, mode, params, request)
+        if self.hold(started, latency_ms):
+            self.send(code, body)
+
+    def search_nearby_reply(self, mode, params, request):
+        """The (HTTP code, body) of a New request in a mode other than hang."""
         key = self.headers.get("X-Goog-Api-Key") or params.get("key")
         mask = self.headers.get("X-Goog-FieldMask") or params.get("$fields") or params.get("fields")
         if not key:
-            self.send(*new_error(403, "PERMISSION_DENIED", MSG_NEW_NO_KEY))
-            return
+            return new_error(403, "PERMISSION_DENIED", MSG_NEW_NO_KEY)
         if not mask:
-            self.send(*new_error(400, "INVALID_ARGUMENT", MSG_NEW_NO_MASK))
-            return
+            return new_error(400, "INVALID_ARGUMENT", MSG_NEW_NO_MASK)
         try:
             paths = parse_field_mask(mask)
         except ValueError as error:
-            self.send(*new_error(400, "INVALID_ARGUMENT", str(error)))
-            return
+            return new_error(400, "INVALID_ARGUMENT", str(error))
         if request is None:
-            self.send(*new_error(400, "INVALID_ARGUMENT", "Invalid JSON payload received."))
-            return
+            return new_error(400, "INVALID_ARGUMENT", "Invalid JSON payload received.")
         failures = {
             "request_denied": (403, "PERMISSION_DENIED", MSG_NEW_DISABLED, "SERVICE_DISABLED"),
             "over_query_limit": (429, "RESOURCE_EXHAUSTED", MSG_NEW_QUOTA, "RATE_LIMIT_EXCEEDED"),
@@ -732,11 +833,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             "http500": (500, "INTERNAL", MSG_NEW_INTERNAL, None),
         }
         if mode in failures:
-            self.send(*new_error(*failures[mode]))
-            return
+            return new_error(*failures[mode])
         if mode == "malformed":
-            self.send(200, MALFORMED_BODY)
-            return
+            return 200, MALFORMED_BODY
         code, body, count = search_nearby_answer(request, paths)
         if mode == "zero" and code == 200:
             body = new_body({})
@@ -744,24 +843,27 @@ class Handler(http.server.BaseHTTPRequestHandler):
             body = body[:len(body) // 2]
         elif mode == "blanklines":
             body = insert_blank_new_lines(body)
-        self.send(code, body)
+        return code, body
 
     def do_nearby(self, params):
         """Answer a Legacy Nearby Search request according to the mode in force."""
+        started = time.monotonic()
         state = self.server.state
         mode, latency_ms = state.record(NEARBY_PATH, params)
         if mode == "hang":
             self.hang()
             return
-        if latency_ms > 0 and state.stopping.wait(latency_ms / 1000.0):
-            self.close_connection = True
-            return
+        code, body, content_type = self.server.builder.run(self.nearby_reply, mode, params)
+        if self.hold(started, latency_ms):
+            self.send(code, body, content_type)
+
+    @staticmethod
+    def nearby_reply(mode, params):
+        """The (HTTP code, body, content type) of a legacy answer in a mode other than hang."""
         if mode == "http500":
-            self.send(500, HTML_500, "text/html; charset=UTF-8")
-            return
+            return 500, HTML_500, "text/html; charset=UTF-8"
         if mode == "malformed":
-            self.send(200, MALFORMED_BODY)
-            return
+            return 200, MALFORMED_BODY, JSON_TYPE
         if mode == "request_denied":
             body = g_body(status_document("REQUEST_DENIED", MSG_LEGACY))
         elif mode == "invalid_request":
@@ -776,7 +878,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
             body = body[:len(body) // 2]
         elif mode == "blanklines":
             body = insert_blank_lines(body)
-        self.send(200, body)
+        return 200, body, JSON_TYPE
+
+    def hold(self, started, latency_ms):
+        """Wait until latency_ms after started (the answer is built by then: its CPU
+        time overlaps the wait instead of adding to it, so many concurrent requests
+        still take the latency); False, and the connection to close, on shutdown."""
+        if latency_ms > 0:
+            left = started + latency_ms / 1000.0 - time.monotonic()
+            if self.server.state.stopping.wait(max(left, 0.0)):
+                self.close_connection = True
+                return False
+        return True
 
     def hang(self):
         """Hold the request without answering until the client leaves, 120 s pass, or shutdown."""
@@ -853,13 +966,15 @@ def parse_args(argv):
 def main(argv=None):
     """Start the server, announce it, serve until SIGTERM or SIGINT, then exit 0."""
     args = parse_args(argv)
+    # Threads reading requests take the GIL from the builder within 1 ms, not 5
+    sys.setswitchinterval(0.001)
+    # Block the stop signals before any thread starts (threads inherit the mask;
+    # the server starts its builder) so that only the sigwait below receives them.
+    stop_signals = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
     state = State(args.mode, args.latency_ms, args.failures)
     server = StandinServer((args.host, args.port), state)
     port = server.server_address[1]
-    # Block the stop signals before any thread starts (threads inherit the mask)
-    # so that only the sigwait below receives them.
-    stop_signals = {signal.SIGTERM, signal.SIGINT}
-    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
 
     #  A short poll interval: shutdown() waits for the loop to notice (tests stop us often)
     serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
