@@ -27,7 +27,7 @@ endif
 COMMON  := common/herd_config.c common/herd_log.c common/herd_proto.c common/herd_record.c \
            common/herd_hist.c
 GATEWAY := gateway/herd_gateway.c
-BUS     := bus/herd_bus.c bus/herd_journal.c bus/herd_monitor.c
+BUS     := bus/herd_bus.c bus/herd_journal.c bus/herd_monitor.c bus/herd_table.c
 PLACES  := places/herd_places.c places/herd_placesbody.c
 LIBSRC  := $(COMMON) $(GATEWAY) $(BUS) $(PLACES) cli/herd_node.c cli/herd_client.c cli/herd_watch.c
 LIBOBJ  := $(LIBSRC:%.c=$(BUILD)/%.o)

@@ -3,6 +3,7 @@
 #include "herd_bus.h"
 #include "herd_journal.h"
 #include "herd_monitor.h"
+#include "herd_table.h"
 #include "../common/herd_check.h"
 #include "../common/herd_msg.h"
 #include "../common/herd_record.h"
@@ -16,15 +17,7 @@
 #define HERD_BUS_SYNC_RETRY 5000    //  ms before an unanswered ICANHAZ is retried
 
 //  One stored location, on the table and on the list in change order.
-typedef struct _s_entry_t {
-    struct _s_entry_t *prev, *next;
-    uint64_t seq;                   //  our sequence number when it was applied
-    uint64_t hash;                  //  herd_record_hash of the line
-    int64_t time_sec;
-    int32_t time_nsec;
-    size_t size;
-    char line[];
-} s_entry_t;
+typedef herd_entry_t s_entry_t;
 
 //  What this bus knows of one neighbour (the zyre pattern: per-peer state
 //  in its own small structure).
@@ -55,7 +48,7 @@ typedef struct {
     zactor_t *auth;                 //  CURVE: zauth with the herd's public keys
     zcert_t *cert;                  //  CURVE: this node's certificate
     zpoller_t *poller;
-    zhashx_t *table;                //  client id -> s_entry_t
+    herd_table_t *table;            //  client id -> s_entry_t
     s_entry_t *head, *tail;         //  entries, oldest change first
     uint64_t instance;              //  random at each start
     uint64_t seq;                   //  last sequence number given
@@ -103,14 +96,6 @@ s_get_u64 (const byte *in)
     for (int i = 7; i >= 0; i--)
         value = (value << 8) | in[i];
     return value;
-}
-
-//  Free a table entry (zhashx destructor); the caller unlinked it.
-static void
-s_entry_destroy (void **item_p)
-{
-    free (*item_p);
-    *item_p = NULL;
 }
 
 //  Unlink an entry from the change list.
@@ -226,7 +211,7 @@ s_self_request_sync (s_self_t *self, s_peer_t *peer, const char *why)
     byte meta[HERD_MSG_META_SIZE], digest[16];
     s_put_u64 (meta, peer->instance);
     s_put_u64 (meta + 8, peer->seq);
-    s_put_u64 (digest, zhashx_size (self->table));
+    s_put_u64 (digest, herd_table_size (self->table));
     s_put_u64 (digest + 8, self->digest);
     zmsg_t *msg = zmsg_new ();
     zmsg_addstr (msg, HERD_MSG_ICANHAZ);
@@ -336,14 +321,7 @@ s_self_apply (s_self_t *self, const char *line, size_t size, const char *from)
         s_self_drop (self, line, size, from);
         return false;
     }
-    char stack_key[256];
-    char *key = record.client.size < sizeof (stack_key) ? stack_key
-                                                        : (char *) malloc (record.client.size + 1);
-    assert (key);
-    memcpy (key, record.client.data, record.client.size);
-    key[record.client.size] = 0;
-
-    s_entry_t *current = (s_entry_t *) zhashx_lookup (self->table, key);
+    s_entry_t *current = herd_table_lookup (self->table, record.client.data, record.client.size);
     if (current) {
         herd_record_t stored = {
             .line = {current->line, current->size},
@@ -352,36 +330,27 @@ s_self_apply (s_self_t *self, const char *line, size_t size, const char *from)
         };
         if (!herd_record_newer (&record, &stored)) {
             self->stale++;
-            if (key != stack_key)
-                free (key);
             return false;
         }
     }
     if (herd_record_parse (line, size, &record) == -1) {
         s_self_drop (self, line, size, from);
-        if (key != stack_key)
-            free (key);
         return false;
     }
     if (current) {
         s_self_unlink (self, current);
         self->digest ^= current->hash;
     }
-    s_entry_t *entry = (s_entry_t *) malloc (sizeof (s_entry_t) + size);
-    assert (entry);
+    s_entry_t *entry = herd_entry_new (line, size, record.client);
     if (!self->loading)
         s_self_make_room (self, size);
     entry->seq = ++self->seq;
     entry->hash = herd_record_hash (line, size);
     entry->time_sec = record.time_sec;
     entry->time_nsec = record.time_nsec;
-    entry->size = size;
-    memcpy (entry->line, line, size);
-    zhashx_update (self->table, key, entry);       //  frees current
+    herd_table_put (self->table, entry);        //  frees current
     s_self_link (self, entry);
     self->digest ^= entry->hash;
-    if (key != stack_key)
-        free (key);
     if (self->loading)
         return true;
     self->applied++;
@@ -406,7 +375,7 @@ s_self_load_record (const char *line, size_t size, void *arg)
 static void
 s_self_compact (s_self_t *self)
 {
-    size_t live = zhashx_size (self->table);
+    size_t live = herd_table_size (self->table);
     if (!self->journal || herd_journal_records (self->journal) < 2 * live + 10000)
         return;
     int64_t start = s_now_ms ();
@@ -444,12 +413,8 @@ s_self_handle_router (s_self_t *self)
     if (command && streq (command, HERD_MSG_LOOKUP) && zmsg_size (msg) == 2) {
         zframe_t *reqid = zmsg_pop (msg);
         zframe_t *client = zmsg_pop (msg);
-        char *key = (char *) malloc (zframe_size (client) + 1);
-        assert (key);
-        memcpy (key, zframe_data (client), zframe_size (client));
-        key[zframe_size (client)] = 0;
-        s_entry_t *entry = (s_entry_t *) zhashx_lookup (self->table, key);
-        free (key);
+        s_entry_t *entry = herd_table_lookup (self->table, (char *) zframe_data (client),
+                                              zframe_size (client));
         zframe_destroy (&client);
 
         zmsg_t *reply = zmsg_new ();
@@ -591,7 +556,7 @@ s_self_handle_icanhaz (s_self_t *self, zframe_t *routing, zmsg_t *msg)
     if (instance == self->instance && since <= self->seq)
         s_self_send_records (self, routing, since);
     else
-    if (count == zhashx_size (self->table) && hash == self->digest)
+    if (count == herd_table_size (self->table) && hash == self->digest)
         s_self_send_records (self, routing, UINT64_MAX);    //  same table: nothing
     else
         s_self_send_records (self, routing, 0);             //  everything
@@ -656,7 +621,7 @@ s_self_handle_sync (s_self_t *self)
         zmsg_append (reply, (zframe_t *[]){zframe_dup (routing)});
         zmsg_addstr (reply, HERD_MSG_DIGEST);
         zmsg_addstr (reply, self->node->name);
-        zmsg_addstrf (reply, "%zu", zhashx_size (self->table));
+        zmsg_addstrf (reply, "%zu", herd_table_size (self->table));
         zmsg_addstrf (reply, "%016" PRIx64, self->digest);
         zmsg_addstrf (reply, "%" PRIu64, self->applied);
         zmsg_addstrf (reply, "%" PRIu64, self->stale);
@@ -773,7 +738,7 @@ s_self_publish_stats (s_self_t *self)
     if (!self->monitor_out)
         return;
     cJSON *stats = cJSON_CreateObject ();
-    cJSON_AddNumberToObject (stats, "clients", (double) zhashx_size (self->table));
+    cJSON_AddNumberToObject (stats, "clients", (double) herd_table_size (self->table));
     char digest[17];
     snprintf (digest, sizeof (digest), "%016" PRIx64, self->digest);
     cJSON_AddStringToObject (stats, "digest", digest);
@@ -827,7 +792,7 @@ s_self_destroy (s_self_t **self_p)
     zsock_destroy (&self->sub);
     zsock_destroy (&self->pub);
     zsock_destroy (&self->router);
-    zhashx_destroy (&self->table);
+    herd_table_destroy (&self->table);
     herd_journal_destroy (&self->journal);
     zactor_destroy (&self->auth);
     zcert_destroy (&self->cert);
@@ -871,7 +836,7 @@ s_self_open_journal (s_self_t *self)
         return -1;
     }
     herd_log_printf (self->log, "bus", "journal loaded: %zu records, %zu clients in %" PRId64
-                     " ms", stats.records, zhashx_size (self->table), s_now_ms () - start);
+                     " ms", stats.records, herd_table_size (self->table), s_now_ms () - start);
     if (stats.discarded)
         herd_log_printf (self->log, "bus",
                          "journal damaged: %zu bytes after %zu good records discarded (%s)",
@@ -943,8 +908,7 @@ s_self_new (zsock_t *pipe, herd_bus_args_t *args)
     self->config = args->config;
     self->node = args->node;
     self->log = args->log;
-    self->table = zhashx_new ();
-    zhashx_set_destructor (self->table, s_entry_destroy);
+    self->table = herd_table_new ();
     //  A fresh instance id: neighbours then know our sequence numbers restarted
     while (self->instance == 0)
         self->instance = ((uint64_t) randof (0x7fffffff) << 32) ^ (uint64_t) randof (0x7fffffff)
@@ -1085,7 +1049,7 @@ herd_bus_actor (zsock_t *pipe, void *args)
     }
     herd_log_printf (self->log, "bus", "serving: bus %s, sync %s, %zu neighbours, %zu clients",
                      self->node->bus, self->node->sync ? self->node->sync : "none",
-                     self->peer_count, zhashx_size (self->table));
+                     self->peer_count, herd_table_size (self->table));
     s_self_heartbeat (self);
     while (!self->terminated) {
         int64_t wait = self->next_heartbeat - s_now_ms ();
@@ -1134,7 +1098,7 @@ herd_bus_actor (zsock_t *pipe, void *args)
     }
     herd_log_printf (self->log, "bus", "stopped: %zu clients, %" PRIu64 " applied, %" PRIu64
                      " stale, %" PRIu64 " dropped, %" PRIu64 " published in %" PRIu64
-                     " messages", zhashx_size (self->table), self->applied, self->stale,
+                     " messages", herd_table_size (self->table), self->applied, self->stale,
                      self->dropped, self->published, self->messages);
     s_self_destroy (&self);
 }

@@ -18,6 +18,7 @@
 #define HERD_JOURNAL_MAGIC_SIZE 8
 #define HERD_JOURNAL_HEAD       12              //  length (4) + checksum (8)
 #define HERD_JOURNAL_MAX_RECORD (64u << 20)     //  a record larger is corruption
+#define HERD_JOURNAL_WRITE      (1u << 20)      //  buffered bytes written at once
 
 struct _herd_journal_t {
     char *path;                 //  DIR/journal
@@ -271,11 +272,23 @@ herd_journal_append (herd_journal_t *self, const char *line, size_t size)
     herd_journal_append_hashed (self, line, size, herd_record_hash (line, size));
 }
 
-void
-herd_journal_append_hashed (herd_journal_t *self, const char *line, size_t size, uint64_t hash)
+//  Encode one record into the buffer, and count it.
+static void
+s_append (herd_journal_t *self, const char *line, size_t size, uint64_t hash)
 {
     s_encode (&self->buffer, &self->size, &self->capacity, line, size, hash);
     self->records++;
+}
+
+void
+herd_journal_append_hashed (herd_journal_t *self, const char *line, size_t size, uint64_t hash)
+{
+    s_append (self, line, size, hash);
+    //  A loop turn may apply tens of thousands of records (batches of 64 KB
+    //  from the gateway and the neighbours): write them out as they come,
+    //  not in one buffer that grows to the turn's size and stays that big
+    if (self->size >= HERD_JOURNAL_WRITE)
+        herd_journal_flush (self);
 }
 
 int
@@ -321,8 +334,9 @@ void
 herd_journal_compact_add (herd_journal_t *self, const char *line, size_t size,
                           uint64_t hash)
 {
-    herd_journal_append_hashed (self, line, size, hash);
-    if (self->size >= (1 << 20) && s_write_all (self->compact_fd, self->buffer, self->size) == 0)
+    s_append (self, line, size, hash);
+    if (self->size >= HERD_JOURNAL_WRITE
+        && s_write_all (self->compact_fd, self->buffer, self->size) == 0)
         self->size = 0;
 }
 

@@ -17,6 +17,7 @@
 #include "../../common/herd_record.h"
 #include "../../bus/herd_bus.h"
 #include "../../bus/herd_journal.h"
+#include "../../bus/herd_table.h"
 #include "../../bus/herd_monitor.h"
 #include "../../gateway/herd_gateway.h"
 #include "../../places/herd_places.h"
@@ -36,6 +37,7 @@ static test_item_t s_tests[] = {
     {"herd_config", herd_config_test},
     {"herd_placesbody", herd_placesbody_test},
     {"herd_places", herd_places_test},
+    {"herd_table", herd_table_test},
     {"herd_journal", herd_journal_test},
     {"herd_monitor", herd_monitor_test},
     {"herd_bus", herd_bus_test},
