@@ -1134,6 +1134,15 @@ s_lookup (zsock_t *dealer, const char *client)
     return line;
 }
 
+//  Check that the bus holds expected for client.
+static void
+s_expect (zsock_t *dealer, const char *client, const char *expected)
+{
+    char *line = s_lookup (dealer, client);
+    HERD_CHECK_STR (line, expected);
+    zstr_free (&line);
+}
+
 //  Publish an update as neighbour B would.
 static void
 s_publish_as_b (zsock_t *pub, const char *line, uint64_t seq)
@@ -1240,12 +1249,8 @@ herd_bus_test (bool verbose)
     zstr_sendx (gateway, HERD_MSG_UPDATE,
                 "AT A +0.100000000 fig +1+1 10\nAT A +0.1 bad +1+1 10\n"
                 "AT A +0.100000000 date +2+2 20\nAT A +0.100000000 fig +3+3 30", NULL);
-    line = s_lookup (gateway, "fig");
-    HERD_CHECK_STR (line, "AT A +0.100000000 fig +3+3 30");
-    zstr_free (&line);
-    line = s_lookup (gateway, "date");
-    HERD_CHECK_STR (line, "AT A +0.100000000 date +2+2 20");
-    zstr_free (&line);
+    s_expect (gateway, "fig", "AT A +0.100000000 fig +3+3 30");
+    s_expect (gateway, "date", "AT A +0.100000000 date +2+2 20");
     HERD_CHECK (s_lookup (gateway, "bad") == NULL);
 
     //  Updates applied are published to neighbours with A's name and a
@@ -1342,9 +1347,7 @@ herd_bus_test (bool verbose)
     }
     HERD_CHECK_STR (line, "AT B +0.000000000 lime +1+1 1");
     zstr_free (&line);
-    line = s_lookup (gateway, "pear");
-    HERD_CHECK_STR (line, "AT B +0.000000000 pear +1+1 1");
-    zstr_free (&line);
+    s_expect (gateway, "pear", "AT B +0.000000000 pear +1+1 1");
 
     //  A malformed gateway message is dropped; the bus keeps serving
     zstr_sendx (gateway, "BOGUS", NULL);
