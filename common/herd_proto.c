@@ -213,9 +213,26 @@ herd_proto_format_diff (int64_t now_sec, int32_t now_nsec, int64_t sec, int32_t 
     bool negative = dsec < 0 || (dsec == 0 && dnsec < 0);
     uint64_t abs_sec = negative ? (uint64_t) 0 - (uint64_t) dsec : (uint64_t) dsec;
     int64_t abs_nsec = dnsec < 0 ? -dnsec : dnsec;
-    int len = snprintf (buffer, HERD_PROTO_DIFF_MAX, "%c%" PRIu64 ".%09" PRId64,
-                        negative ? '-' : '+', abs_sec, abs_nsec);
-    return len > 0 ? (size_t) len : 0;
+    //  "%c%llu.%09lld" by hand: this runs for every IAMAT, and snprintf
+    //  showed in the gateway's profile
+    char digits[24];
+    size_t count = 0;
+    do {
+        digits[count++] = (char) ('0' + abs_sec % 10);
+        abs_sec /= 10;
+    } while (abs_sec > 0);
+    size_t len = 0;
+    buffer[len++] = negative ? '-' : '+';
+    while (count > 0)
+        buffer[len++] = digits[--count];
+    buffer[len++] = '.';
+    for (int i = 8; i >= 0; i--) {
+        buffer[len + (size_t) i] = (char) ('0' + abs_nsec % 10);
+        abs_nsec /= 10;
+    }
+    len += 9;
+    buffer[len] = 0;
+    return len;
 }
 
 size_t
