@@ -41,14 +41,24 @@ herd_table_t *
 void
     herd_table_destroy (herd_table_t **self_p);
 
-//  A new entry holding a copy of line; client must lie within line. The
-//  caller fills in seq, hash and the time, then stores it.
+//  A new entry holding a copy of line; client must lie within line, key is
+//  its herd_table_key. The caller fills in seq, hash and the time, then
+//  stores it.
 herd_entry_t *
-    herd_entry_new (const char *line, size_t size, herd_span_t client);
+    herd_entry_new (const char *line, size_t size, herd_span_t client, uint32_t key);
+
+//  The index's hash of a client id, for herd_entry_new and herd_table_find
+//  (a caller that looks a client up, then stores it, hashes it once).
+uint32_t
+    herd_table_key (const char *client, size_t size);
 
 //  The entry of a client id, or NULL.
 herd_entry_t *
     herd_table_lookup (herd_table_t *self, const char *client, size_t size);
+
+//  The same, with the client id's herd_table_key.
+herd_entry_t *
+    herd_table_find (herd_table_t *self, uint32_t key, const char *client, size_t size);
 
 //  Store an entry, taking ownership; an entry of the same client is replaced
 //  and freed (the caller has unlinked it from any list of its own).
