@@ -2459,32 +2459,20 @@ main (int argc, char *argv[])
     const char *mode = argv[i];
     int rest = argc - i - 1;
     char **args = argv + i + 1;
-    int rc;
-    if (strcmp (mode, "iamat") == 0)
-        rc = s_mode_iamat (rest, args);
-    else
-    if (strcmp (mode, "fleet") == 0)
-        rc = s_mode_fleet (rest, args);
-    else
-    if (strcmp (mode, "flood") == 0)
-        rc = s_mode_flood (rest, args);
-    else
-    if (strcmp (mode, "propagation") == 0)
-        rc = s_mode_propagation (rest, args);
-    else
-    if (strcmp (mode, "whatsat") == 0)
-        rc = s_mode_whatsat (rest, args);
-    else
-    if (strcmp (mode, "memory") == 0)
-        rc = s_mode_memory (rest, args);
-    else
-    if (strcmp (mode, "ports") == 0)
-        rc = s_mode_ports (rest, args);
-    else
-    if (strcmp (mode, "places") == 0)
-        rc = s_mode_places (rest, args);
-    else
-        rc = s_usage ();
+    static const struct {
+        const char *name;
+        int (*run) (int argc, char *argv[]);
+    } modes[] = {
+        {"iamat", s_mode_iamat},         {"fleet", s_mode_fleet},
+        {"flood", s_mode_flood},         {"propagation", s_mode_propagation},
+        {"whatsat", s_mode_whatsat},     {"memory", s_mode_memory},
+        {"ports", s_mode_ports},         {"places", s_mode_places},
+    };
+    int (*run) (int argc, char *argv[]) = NULL;
+    for (size_t m = 0; m < sizeof (modes) / sizeof (modes[0]); m++)
+        if (strcmp (mode, modes[m].name) == 0)
+            run = modes[m].run;
+    int rc = run ? run (rest, args) : s_usage ();
     if (s_csv)
         fclose (s_csv);
     return rc;
