@@ -142,10 +142,10 @@ herd_log_destroy (herd_log_t **self_p)
     *self_p = NULL;
 }
 
-//  Write "TIMESTAMP NODE ROLE " into out (room for HERD_LOG_HEAD_MAX
-//  bytes); returns its length, and the time in *usec_p.
+//  Write "TIMESTAMP NODE ROLE " for time usec into out (room for
+//  HERD_LOG_HEAD_MAX bytes); returns its length.
 static size_t
-s_header (herd_log_t *self, const char *role, char *out, int64_t *usec_p)
+s_header (herd_log_t *self, const char *role, char *out, int64_t usec)
 {
     //  The date and time change once a second: format them then, not per
     //  line (the profile of a node under load put strftime at a quarter of
@@ -153,8 +153,6 @@ s_header (herd_log_t *self, const char *role, char *out, int64_t *usec_p)
     static _Thread_local time_t cached_secs = -1;
     static _Thread_local char cached[32];
     static _Thread_local size_t cached_size;
-    int64_t usec = s_now_usec ();
-    *usec_p = usec;
     time_t secs = (time_t) (usec / 1000000);
     if (secs != cached_secs) {
         struct tm tm;
@@ -199,8 +197,7 @@ herd_log_printf (herd_log_t *self, const char *role, const char *format, ...)
     if (!self)
         return;
     char stack[1024];
-    int64_t usec;
-    size_t head = s_header (self, role, stack, &usec);
+    size_t head = s_header (self, role, stack, s_now_usec ());
     va_list args, again;
     va_start (args, format);
     va_copy (again, args);
@@ -285,14 +282,14 @@ s_escape (char *out, const char *data, size_t size)
     return len;
 }
 
-//  Write a whole data event, "\n" included, into line (room for cap bytes,
-//  see herd_log_data); returns its length, and its time in *usec_p.
+//  Write a whole data event of time usec, "\n" included, into line (room
+//  for cap bytes, see s_log_data); returns its length.
 static size_t
-s_format_data (herd_log_t *self, const char *role, const char *prefix, size_t prefix_size,
-               const char *data, size_t size, char *line, size_t cap, int64_t *usec_p)
+s_format_data (herd_log_t *self, int64_t usec, const char *role, const char *prefix,
+               size_t prefix_size, const char *data, size_t size, char *line, size_t cap)
 {
     size_t shown = size < HERD_LOG_DATA_MAX ? size : HERD_LOG_DATA_MAX;
-    size_t len = s_header (self, role, line, usec_p);
+    size_t len = s_header (self, role, line, usec);
     memcpy (line + len, prefix, prefix_size);
     len += prefix_size;
     line[len++] = ' ';
@@ -303,24 +300,23 @@ s_format_data (herd_log_t *self, const char *role, const char *prefix, size_t pr
     return len;
 }
 
-void
-herd_log_data (herd_log_t *self, const char *role, const char *prefix, const char *data,
-               size_t size)
+//  Log a data event of time usec (0: now); see herd_log_data.
+static void
+s_log_data (herd_log_t *self, int64_t usec, const char *role, const char *prefix,
+            size_t prefix_size, const char *data, size_t size)
 {
-    if (!self)
-        return;
+    if (usec == 0)
+        usec = s_now_usec ();
     size_t shown = size < HERD_LOG_DATA_MAX ? size : HERD_LOG_DATA_MAX;
-    size_t prefix_size = strlen (prefix);
     //  The longest the line can be: header, prefix, every byte escaped, tail
     size_t cap = HERD_LOG_HEAD_MAX + prefix_size + 1 + shown * 4 + HERD_LOG_TAIL_MAX;
-    int64_t usec;
     pthread_mutex_lock (&self->mutex);
     if (self->size + cap > HERD_LOG_BUFFER)
         s_flush_locked (self);
     if (cap <= HERD_LOG_BUFFER) {
         //  Straight into the buffer
-        size_t len = s_format_data (self, role, prefix, prefix_size, data, size,
-                                    self->buffer + self->size, cap, &usec);
+        size_t len = s_format_data (self, usec, role, prefix, prefix_size, data, size,
+                                    self->buffer + self->size, cap);
         if (self->size == 0)
             self->oldest_usec = usec;
         self->size += len;
@@ -329,13 +325,47 @@ herd_log_data (herd_log_t *self, const char *role, const char *prefix, const cha
         //  Longer than the buffer (a huge prefix): written on its own
         char *line = malloc (cap);
         if (line) {
-            size_t len = s_format_data (self, role, prefix, prefix_size, data, size, line, cap,
-                                        &usec);
+            size_t len = s_format_data (self, usec, role, prefix, prefix_size, data, size,
+                                        line, cap);
             s_write_all (self->fd, line, len);
             free (line);
         }
     }
     pthread_mutex_unlock (&self->mutex);
+}
+
+void
+herd_log_data (herd_log_t *self, const char *role, const char *prefix, const char *data,
+               size_t size)
+{
+    if (self)
+        s_log_data (self, 0, role, prefix, strlen (prefix), data, size);
+}
+
+void
+herd_log_conn (herd_log_t *self, const char *role, uint64_t conn, const char *dir,
+               int64_t usec, const char *data, size_t size)
+{
+    if (!self)
+        return;
+    //  "conn=N dir", N by hand: this runs twice per request
+    char prefix[64] = "conn=";
+    char digits[20];
+    size_t count = 0;
+    do {
+        digits[count++] = (char) ('0' + conn % 10);
+        conn /= 10;
+    } while (conn > 0);
+    size_t len = 5;
+    while (count > 0)
+        prefix[len++] = digits[--count];
+    prefix[len++] = ' ';
+    size_t dir_size = strnlen (dir, sizeof (prefix) - len);
+    memcpy (prefix + len, dir, dir_size);
+    len += dir_size;
+    if (size > 0 && data[size - 1] == '\n')
+        size--;                 //  the line's own end, not part of what it says
+    s_log_data (self, usec, role, prefix, len, data, size);
 }
 
 void
@@ -417,7 +447,16 @@ herd_log_test (bool verbose)
     HERD_CHECK (text[4] == '-' && text[10] == 'T' && text[19] == '.' && text[26] == 'Z');
     HERD_CHECK_CONTAINS (text, "Z Hill gateway conn=7 opened from 127.0.0.1:5555\n");
     HERD_CHECK_CONTAINS (text, "Hill gateway conn=7 in IAMAT a\\x0d\\x01\\x5c b\n");
+
+    //  Client lines: "conn=N in|out", one ending "\n" not shown, the time
+    //  given (2026-11-23T00:43:33.000042Z)
+    herd_log_conn (log, "gateway", 18446744073709551615ULL, "in", 0, "IAMAT x", 7);
+    herd_log_conn (log, "gateway", 0, "out", 1795394613000042LL, "AT x\n\n", 6);
+    herd_log_flush (log);
     free (text);
+    text = s_slurp (path);
+    HERD_CHECK_CONTAINS (text, "Z Hill gateway conn=18446744073709551615 in IAMAT x\n");
+    HERD_CHECK_CONTAINS (text, "2026-11-23T00:43:33.000042Z Hill gateway conn=0 out AT x\\x0a\n");
 
     //  Long data is shown in part, with its full size
     char *big = malloc (100000);
@@ -440,7 +479,7 @@ herd_log_test (bool verbose)
     int lines = 0;
     for (char *c = text; *c; c++)
         lines += *c == '\n';
-    HERD_CHECK_INT (lines, 4);
+    HERD_CHECK_INT (lines, 6);
     free (text);
 
     //  Reopen after a rotation: new lines go to a new file at the same path

@@ -15,6 +15,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct _herd_log_t herd_log_t;
 
@@ -38,6 +39,15 @@ void
 void
     herd_log_data (herd_log_t *self, const char *role, const char *prefix,
                    const char *data, size_t size);
+
+//  Log a line received on (dir "in") or sent to (dir "out") client
+//  connection conn, as "conn=N in DATA", escaped as herd_log_data does, less
+//  one "\n" that ends data. usec is the event's time in microseconds since
+//  the epoch, or 0 for now (a loop that reads the clock once per turn passes
+//  that time).
+void
+    herd_log_conn (herd_log_t *self, const char *role, uint64_t conn, const char *dir,
+                   int64_t usec, const char *data, size_t size);
 
 //  Write buffered lines if the oldest is a second old; call from each loop.
 void

@@ -142,6 +142,8 @@ typedef struct {
     int64_t timeouts[TIMER_COUNT];  //  idle_timeout_ms, line_timeout_ms
     s_timer_list_t timers[TIMER_COUNT];
     int64_t now;                    //  ms, monotonic, read once per turn
+    struct timespec wall;           //  real time, read at most once per turn
+    bool wall_valid;                //  wall was read this turn
     int64_t accept_resume;          //  accepting paused until then; 0 = not paused
     int64_t pause_reported;         //  when a pause was last logged
     size_t refused;                 //  connections refused since the last report
@@ -230,6 +232,37 @@ s_clock_ms (void)
     struct timespec now;
     clock_gettime (CLOCK_MONOTONIC, &now);
     return (int64_t) now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+//  Start a loop turn's clocks: the monotonic one now, the real-time one
+//  when first asked for (s_self_wall).
+static void
+s_self_tick (s_self_t *self)
+{
+    self->now = s_clock_ms ();
+    self->wall_valid = false;
+}
+
+//  The real time of this loop turn: what the AT line's time difference is
+//  measured from, and the log's time for the lines in and out. One read of
+//  the clock per turn, not three per request; a turn's lines were all
+//  received by its start.
+static const struct timespec *
+s_self_wall (s_self_t *self)
+{
+    if (!self->wall_valid) {
+        clock_gettime (CLOCK_REALTIME, &self->wall);
+        self->wall_valid = true;
+    }
+    return &self->wall;
+}
+
+//  The same, in microseconds since the epoch, for the log.
+static int64_t
+s_self_wall_usec (s_self_t *self)
+{
+    const struct timespec *wall = s_self_wall (self);
+    return (int64_t) wall->tv_sec * 1000000 + wall->tv_nsec / 1000;
 }
 
 //  Take a connection off a time-out list, if it is on it.
@@ -414,7 +447,8 @@ s_conn_release (s_self_t *self, s_conn_t *conn)
     while (conn->head && conn->head->ready) {
         s_slot_t *slot = conn->head;
         if (!conn->doomed) {
-            herd_log_data (self->log, "gateway", "out", slot->data, slot->size);
+            herd_log_conn (self->log, "gateway", conn->serial, "out", s_self_wall_usec (self),
+                           slot->data, slot->size);
             if (!s_buffer_append (&conn->out, slot->data, slot->size))
                 s_conn_doom (self, conn, "out of memory");
         }
@@ -588,7 +622,8 @@ s_conn_answer (s_self_t *self, s_conn_t *conn, const struct iovec *parts, int co
         memcpy (out->data + out->size, parts[i].iov_base, parts[i].iov_len);
         out->size += parts[i].iov_len;
     }
-    herd_log_data (self->log, "gateway", "out", answer, total);
+    herd_log_conn (self->log, "gateway", conn->serial, "out", s_self_wall_usec (self), answer,
+                   total);
     s_conn_mark_dirty (self, conn);
 }
 
@@ -600,7 +635,8 @@ s_conn_handle_line (s_self_t *self, s_conn_t *conn, const char *line, size_t siz
 {
     if (size > 0 && line[size - 1] == '\r')     //  "? line" drops a \r\n ending
         size--;
-    herd_log_data (self->log, "gateway", "in", line, size);
+    herd_log_conn (self->log, "gateway", conn->serial, "in", s_self_wall_usec (self), line,
+                   size);
     bool direct = !conn->head;
     herd_cmd_t cmd;
     if (herd_proto_parse (line, size, &cmd) == -1) {
@@ -616,16 +652,15 @@ s_conn_handle_line (s_self_t *self, s_conn_t *conn, const char *line, size_t siz
     else
     if (cmd.kind == HERD_CMD_IAMAT) {
         self->iamats++;
-        struct timespec now;
-        clock_gettime (CLOCK_REALTIME, &now);
+        const struct timespec *now = s_self_wall (self);
         char stack[HERD_GW_AT_STACK];
         char *at = stack;
-        size_t at_size = herd_proto_format_at (self->node->name, &cmd, now.tv_sec,
-                                               (int32_t) now.tv_nsec, stack, sizeof (stack));
+        size_t at_size = herd_proto_format_at (self->node->name, &cmd, now->tv_sec,
+                                               (int32_t) now->tv_nsec, stack, sizeof (stack));
         if (at_size >= sizeof (stack)) {
             at = (char *) malloc (at_size + 1);
             assert (at);
-            herd_proto_format_at (self->node->name, &cmd, now.tv_sec, (int32_t) now.tv_nsec,
+            herd_proto_format_at (self->node->name, &cmd, now->tv_sec, (int32_t) now->tv_nsec,
                                   at, at_size + 1);
         }
         s_self_queue_update (self, at, at_size);
@@ -1512,7 +1547,7 @@ herd_gateway_actor (zsock_t *pipe, void *args)
     herd_log_printf (self->log, "gateway", "serving clients on %s", self->node->client);
     struct epoll_event events[256];
     while (!self->terminated) {
-        self->now = s_clock_ms ();
+        s_self_tick (self);
         s_self_send_updates (self);
         s_self_drain_zmq (self);
         s_self_handle_timers (self);
@@ -1523,7 +1558,7 @@ herd_gateway_actor (zsock_t *pipe, void *args)
         if (self->terminated)
             break;
         int count = epoll_wait (self->epoll, events, 256, s_self_sleep_ms (self));
-        self->now = s_clock_ms ();
+        s_self_tick (self);
         for (int i = 0; i < count; i++) {
             uint32_t tag = (uint32_t) (events[i].data.u64 >> 32);
             int fd = (int) (events[i].data.u64 & 0xffffffffu);

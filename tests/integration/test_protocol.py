@@ -1,6 +1,7 @@
 """The client protocol of PROTOCOL.md on real herds: replies, errors, framing, load."""
 
 import json
+import re
 import socket
 import threading
 import time
@@ -271,8 +272,16 @@ def test_log_file(make_herd, standin):
     log = herd.log("Hill")
     assert b" Hill gateway " in log
     assert b"opened from 127.0.0.1:" in log
-    assert b"in IAMAT logged +1+1 5" in log
-    assert b"out AT Hill " in log
+    #  Each line in and out names its connection; an answer's own "\n" is
+    #  not shown
+    got_in = re.search(rb" Hill gateway conn=(\d+) in IAMAT logged \+1\+1 5\n", log)
+    assert got_in, log[-2000:]
+    got_out = re.search(rb" Hill gateway conn=(\d+) out (AT Hill \S+ logged \+1\+1 5)(.*)\n", log)
+    assert got_out and got_out.group(1) == got_in.group(1) and got_out.group(3) == b"", log[-2000:]
+    asked = re.search(rb" Hill gateway conn=(\d+) in WHATSAT logged 10 2\n", log)
+    answered = re.search(rb" Hill gateway conn=(\d+) out AT Hill \S+ logged \+1\+1 5\\x0a\{", log)
+    assert asked and answered and asked.group(1) == answered.group(1), log[-2000:]
+    assert asked.group(1) != got_in.group(1)
     assert b"bus link up Smith " in log
     assert b" Hill places " in log
     assert b"sekret-key-XYZ" not in log
