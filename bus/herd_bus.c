@@ -1101,7 +1101,6 @@ herd_bus_actor (zsock_t *pipe, void *args)
                 herd_log_printf (self->log, "bus", "journal write failed: %s", strerror (errno));
             herd_journal_tick (self->journal);
         }
-        herd_log_tick (self->log);
     }
     herd_log_printf (self->log, "bus", "stopped: %zu clients, %" PRIu64 " applied, %" PRIu64
                      " stale, %" PRIu64 " dropped, %" PRIu64 " published in %" PRIu64

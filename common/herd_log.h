@@ -5,9 +5,10 @@
 //      2026-11-23T00:43:33.123456Z Hill gateway conn=7 in IAMAT kiwi ...
 //
 //  Writes are buffered in memory and reach the file as whole lines (the file
-//  is opened O_APPEND, so the roles of a split node can share one file), at
-//  the latest one second after they were logged (herd_log_tick) and at
-//  destroy. Thread-safe: the three actors of one process share one log.
+//  is opened O_APPEND, so the roles of a split node can share one file),
+//  written by the log's own thread when a 64 KB buffer fills, at the latest
+//  one second after they were logged, and at flush and destroy. Thread-safe:
+//  the three actors of one process share one log.
 
 #ifndef HERD_LOG_H_INCLUDED
 #define HERD_LOG_H_INCLUDED
@@ -48,10 +49,6 @@ void
 void
     herd_log_conn (herd_log_t *self, const char *role, uint64_t conn, const char *dir,
                    int64_t usec, const char *data, size_t size);
-
-//  Write buffered lines if the oldest is a second old; call from each loop.
-void
-    herd_log_tick (herd_log_t *self);
 
 //  Write buffered lines, then close and reopen the file by its path (after
 //  logrotate moved it away). Returns 0, or -1 (errno set) when the file

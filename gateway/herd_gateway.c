@@ -1554,7 +1554,6 @@ herd_gateway_actor (zsock_t *pipe, void *args)
         s_self_send_stats (self);
         s_self_send_updates (self);     //  what the last steps queued, before answers go out
         s_self_flush_dirty (self);
-        herd_log_tick (self->log);
         if (self->terminated)
             break;
         int count = epoll_wait (self->epoll, events, 256, s_self_sleep_ms (self));

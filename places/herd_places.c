@@ -1317,7 +1317,6 @@ herd_places_actor (zsock_t *pipe, void *args)
             s_self_handle_router (self);
         s_self_handle_curl (self);
         long retry_in = s_self_handle_retries (self);
-        herd_log_tick (self->log);
         if (s_readable (self->pipe) || s_readable (self->router))
             continue;
         //  Sleep until curl's next timer, the next retry, or a message
