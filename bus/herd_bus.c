@@ -843,7 +843,8 @@ s_self_open_journal (s_self_t *self)
         return -1;
     }
     herd_log_printf (self->log, "bus", "journal loaded: %zu records, %zu clients in %" PRId64
-                     " ms", stats.records, herd_table_size (self->table), s_now_ms () - start);
+                     " ms%s", stats.records, herd_table_size (self->table), s_now_ms () - start,
+                     stats.upgraded ? " (converted from format HERDJ001 to HERDJ002)" : "");
     if (stats.discarded)
         herd_log_printf (self->log, "bus",
                          "journal damaged: %zu bytes after %zu good records discarded (%s)",

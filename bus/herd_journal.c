@@ -14,7 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define HERD_JOURNAL_MAGIC      "HERDJ001"
+#define HERD_JOURNAL_MAGIC      "HERDJ002"      //  checksums: herd_record_hash
+#define HERD_JOURNAL_MAGIC_V1   "HERDJ001"      //  checksums: s_hash_v1; converted
 #define HERD_JOURNAL_MAGIC_SIZE 8
 #define HERD_JOURNAL_HEAD       12              //  length (4) + checksum (8)
 #define HERD_JOURNAL_MAX_RECORD (64u << 20)     //  a record larger is corruption
@@ -32,6 +33,42 @@ struct _herd_journal_t {
     bool unsynced;              //  writes since the last fsync
     int64_t last_sync_ms;
 };
+
+//  A record checksum function.
+typedef uint64_t (s_checksum_fn) (const char *line, size_t size);
+
+//  The checksum of HERDJ001 journals: herd_record_hash as it was until
+//  HERDJ002, FNV-1a a byte a step, then a splitmix64 finaliser. Kept only to
+//  read (and convert) journals written before.
+static uint64_t
+s_hash_v1 (const char *line, size_t size)
+{
+    uint64_t hash = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < size; i++) {
+        hash ^= (unsigned char) line[i];
+        hash *= 0x100000001b3ULL;
+    }
+    hash ^= hash >> 30;
+    hash *= 0xbf58476d1ce4e5b9ULL;
+    hash ^= hash >> 27;
+    hash *= 0x94d049bb133111ebULL;
+    hash ^= hash >> 31;
+    return hash;
+}
+
+//  The checksum function of a journal's records, by its magic; NULL when
+//  data does not start with a known one.
+static s_checksum_fn *
+s_checksum_of (const char *data, size_t size)
+{
+    if (size < HERD_JOURNAL_MAGIC_SIZE)
+        return NULL;
+    if (memcmp (data, HERD_JOURNAL_MAGIC, HERD_JOURNAL_MAGIC_SIZE) == 0)
+        return herd_record_hash;
+    if (memcmp (data, HERD_JOURNAL_MAGIC_V1, HERD_JOURNAL_MAGIC_SIZE) == 0)
+        return s_hash_v1;
+    return NULL;
+}
 
 //  Little-endian encoders, so journals move between machines.
 static void
@@ -129,13 +166,14 @@ s_read_file (int fd, size_t *size_p)
     return data;
 }
 
-//  Replay the records of data; fills stats, returns the good length.
+//  Replay the records of data, checking each with checksum_fn (the
+//  function of data's magic; NULL when it has none); fills stats, returns
+//  the good length.
 static size_t
-s_replay (const char *data, size_t size, herd_journal_fn *fn, void *arg,
-          herd_journal_stats_t *stats)
+s_replay (const char *data, size_t size, s_checksum_fn *checksum_fn, herd_journal_fn *fn,
+          void *arg, herd_journal_stats_t *stats)
 {
-    if (size < HERD_JOURNAL_MAGIC_SIZE
-        || memcmp (data, HERD_JOURNAL_MAGIC, HERD_JOURNAL_MAGIC_SIZE) != 0) {
+    if (!checksum_fn) {
         if (size > 0)
             snprintf (stats->reason, sizeof (stats->reason), "no journal header");
         return 0;
@@ -158,7 +196,7 @@ s_replay (const char *data, size_t size, herd_journal_fn *fn, void *arg,
             break;
         }
         const char *line = data + at + HERD_JOURNAL_HEAD;
-        if (herd_record_hash (line, length) != checksum) {
+        if (checksum_fn (line, length) != checksum) {
             snprintf (stats->reason, sizeof (stats->reason), "checksum mismatch");
             break;
         }
@@ -168,6 +206,23 @@ s_replay (const char *data, size_t size, herd_journal_fn *fn, void *arg,
         at += HERD_JOURNAL_HEAD + length;
     }
     return at;
+}
+
+//  Passes each record of a HERDJ001 journal to the caller's function, and
+//  to the compaction that rewrites it with HERDJ002 checksums.
+typedef struct {
+    herd_journal_t *self;
+    herd_journal_fn *fn;
+    void *arg;
+} s_convert_t;
+
+static void
+s_convert_record (const char *line, size_t size, void *arg)
+{
+    s_convert_t *convert = (s_convert_t *) arg;
+    if (convert->fn)
+        convert->fn (line, size, convert->arg);
+    herd_journal_compact_add (convert->self, line, size, herd_record_hash (line, size));
 }
 
 herd_journal_t *
@@ -217,10 +272,36 @@ herd_journal_open (const char *dir, herd_journal_fn *fn, void *arg, herd_journal
         herd_journal_destroy (&self);
         return NULL;
     }
-    size_t good = s_replay (data, size, fn, arg, stats);
+    s_checksum_fn *checksum_fn = s_checksum_of (data, size);
+    //  A HERDJ001 journal is converted as it is replayed: its good records,
+    //  with HERDJ002 checksums, go to journal.compact, which replaces it the
+    //  way a compaction does (fsync, rename). A crash meanwhile leaves the
+    //  old journal, converted again at the next start
+    bool upgrade = checksum_fn == s_hash_v1;
+    if (upgrade && herd_journal_compact_begin (self) == -1) {
+        snprintf (error, 256, "cannot convert %s: cannot write %s: %s", self->path,
+                  self->compact_path, strerror (errno));
+        free (data);
+        herd_journal_destroy (&self);
+        return NULL;
+    }
+    s_convert_t convert = {self, fn, arg};
+    size_t good = upgrade ? s_replay (data, size, checksum_fn, s_convert_record, &convert, stats)
+                          : s_replay (data, size, checksum_fn, fn, arg, stats);
     free (data);
     stats->bytes = good;
     stats->discarded = size - good;
+    if (upgrade) {
+        if (herd_journal_compact_commit (self) == -1) {
+            snprintf (error, 256, "cannot convert %s: cannot replace it with %s: %s",
+                      self->path, self->compact_path, strerror (errno));
+            herd_journal_destroy (&self);
+            return NULL;
+        }
+        stats->upgraded = true;
+        self->records = stats->records;
+        return self;                    //  self->fd is at the end of the new file
+    }
     self->records = stats->records;
     if (good == 0) {
         //  New (or unreadable) journal: start it with the header
@@ -369,6 +450,7 @@ herd_journal_compact_commit (herd_journal_t *self)
 //  Collects replayed lines for the self test.
 typedef struct {
     int count;
+    char first[128];
     char last[128];
 } s_seen_t;
 
@@ -376,7 +458,8 @@ static void
 s_collect (const char *line, size_t size, void *arg)
 {
     s_seen_t *seen = (s_seen_t *) arg;
-    seen->count++;
+    if (seen->count++ == 0)
+        snprintf (seen->first, sizeof (seen->first), "%.*s", (int) size, line);
     snprintf (seen->last, sizeof (seen->last), "%.*s", (int) size, line);
 }
 
@@ -386,6 +469,40 @@ s_file_size (const char *path)
 {
     struct stat st;
     return stat (path, &st) == 0 ? st.st_size : -1;
+}
+
+//  True if the file at path starts with magic, for the self test.
+static bool
+s_file_starts (const char *path, const char *magic)
+{
+    char head[HERD_JOURNAL_MAGIC_SIZE] = "";
+    int fd = open (path, O_RDONLY);
+    bool starts = fd >= 0 && read (fd, head, sizeof (head)) == (ssize_t) sizeof (head)
+                  && memcmp (head, magic, sizeof (head)) == 0;
+    if (fd >= 0)
+        close (fd);
+    return starts;
+}
+
+//  Write a HERDJ001 journal by hand, as a node before HERDJ002 did: its
+//  magic, then count records "AT Hill +0.000000000 oldN +1+1 N" with
+//  s_hash_v1 checksums. For the self test.
+static void
+s_write_v1 (const char *path, int count)
+{
+    char *data = NULL;
+    size_t size = 0, capacity = 0;
+    for (int i = 0; i < count; i++) {
+        char line[64];
+        int len = snprintf (line, sizeof (line), "AT Hill +0.000000000 old%d +1+1 %d", i, i);
+        s_encode (&data, &size, &capacity, line, (size_t) len, s_hash_v1 (line, (size_t) len));
+    }
+    int fd = open (path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    HERD_CHECK (fd >= 0);
+    HERD_CHECK_INT (s_write_all (fd, HERD_JOURNAL_MAGIC_V1, HERD_JOURNAL_MAGIC_SIZE), 0);
+    HERD_CHECK_INT (s_write_all (fd, data ? data : "", size), 0);
+    close (fd);
+    free (data);
 }
 
 void
@@ -399,7 +516,7 @@ herd_journal_test (bool verbose)
     snprintf (path, sizeof (path), "%s/journal", sub);
     char error[256] = "";
     herd_journal_stats_t stats;
-    s_seen_t seen = {0, ""};
+    s_seen_t seen = {0, "", ""};
 
     //  A new journal in a new directory
     herd_journal_t *journal = herd_journal_open (sub, s_collect, &seen, &stats, error);
@@ -416,6 +533,7 @@ herd_journal_test (bool verbose)
     HERD_CHECK_INT (herd_journal_records (journal), 100);
     herd_journal_destroy (&journal);
     HERD_CHECK (journal == NULL);
+    HERD_CHECK (s_file_starts (path, "HERDJ002"));
 
     //  Reopen: everything replays, in order
     journal = herd_journal_open (sub, s_collect, &seen, &stats, error);
@@ -473,6 +591,88 @@ herd_journal_test (bool verbose)
     HERD_CHECK_INT (stats.records, 2);
     HERD_CHECK_STR (seen.last, "AT Hill +0.000000000 after +1+1 2");
     herd_journal_destroy (&journal);
+
+    //  A HERDJ001 journal (checksums: the hash before HERDJ002) loads, and is
+    //  converted to HERDJ002 in place
+    char compact[192];
+    snprintf (compact, sizeof (compact), "%s.compact", path);
+    s_write_v1 (path, 50);
+    memset (&seen, 0, sizeof (seen));
+    journal = herd_journal_open (sub, s_collect, &seen, &stats, error);
+    HERD_CHECK (journal);
+    HERD_CHECK (stats.upgraded);
+    HERD_CHECK_INT (stats.records, 50);
+    HERD_CHECK_INT (stats.discarded, 0);
+    HERD_CHECK_INT (seen.count, 50);
+    HERD_CHECK_STR (seen.first, "AT Hill +0.000000000 old0 +1+1 0");
+    HERD_CHECK_STR (seen.last, "AT Hill +0.000000000 old49 +1+1 49");
+    HERD_CHECK_INT (herd_journal_records (journal), 50);
+    HERD_CHECK (s_file_starts (path, "HERDJ002"));
+    HERD_CHECK (s_file_size (compact) == -1);
+    //  ...appends go after the converted records...
+    herd_journal_append (journal, "AT Hill +0.000000000 after +1+1 3", 33);
+    herd_journal_destroy (&journal);
+    //  ...and a reopen replays the same records, with the new checksums
+    memset (&seen, 0, sizeof (seen));
+    journal = herd_journal_open (sub, s_collect, &seen, &stats, error);
+    HERD_CHECK (journal);
+    HERD_CHECK (!stats.upgraded);
+    HERD_CHECK_INT (stats.records, 51);
+    HERD_CHECK_INT (stats.discarded, 0);
+    HERD_CHECK_STR (seen.first, "AT Hill +0.000000000 old0 +1+1 0");
+    HERD_CHECK_STR (seen.last, "AT Hill +0.000000000 after +1+1 3");
+    herd_journal_destroy (&journal);
+    memset (&seen, 0, sizeof (seen));
+    journal = herd_journal_open (sub, s_collect, &seen, &stats, error);
+    HERD_CHECK_INT (stats.records, 51);
+    herd_journal_destroy (&journal);
+
+    //  A HERDJ001 journal with a torn tail: the good prefix is converted
+    s_write_v1 (path, 50);
+    HERD_CHECK (truncate (path, s_file_size (path) - 5) == 0);
+    memset (&seen, 0, sizeof (seen));
+    journal = herd_journal_open (sub, s_collect, &seen, &stats, error);
+    HERD_CHECK (journal);
+    HERD_CHECK (stats.upgraded);
+    HERD_CHECK_INT (stats.records, 49);
+    HERD_CHECK_STR (stats.reason, "truncated record");
+    HERD_CHECK (stats.discarded > 0);
+    herd_journal_destroy (&journal);
+    memset (&seen, 0, sizeof (seen));
+    journal = herd_journal_open (sub, s_collect, &seen, &stats, error);
+    HERD_CHECK (!stats.upgraded);
+    HERD_CHECK_INT (stats.records, 49);
+    HERD_CHECK_INT (stats.discarded, 0);
+    HERD_CHECK_STR (seen.last, "AT Hill +0.000000000 old48 +1+1 48");
+    herd_journal_destroy (&journal);
+
+    //  An empty HERDJ001 journal becomes an empty HERDJ002 one
+    s_write_v1 (path, 0);
+    journal = herd_journal_open (sub, NULL, NULL, &stats, error);
+    HERD_CHECK (journal);
+    HERD_CHECK (stats.upgraded);
+    HERD_CHECK_INT (stats.records, 0);
+    herd_journal_append (journal, "AT Hill +0.000000000 one +1+1 1", 31);
+    herd_journal_destroy (&journal);
+    HERD_CHECK (s_file_starts (path, "HERDJ002"));
+    memset (&seen, 0, sizeof (seen));
+    journal = herd_journal_open (sub, s_collect, &seen, &stats, error);
+    HERD_CHECK_INT (stats.records, 1);
+    HERD_CHECK_STR (seen.last, "AT Hill +0.000000000 one +1+1 1");
+    herd_journal_destroy (&journal);
+
+    //  An unknown magic is no journal: started afresh
+    int bad = open (path, O_WRONLY | O_TRUNC);
+    HERD_CHECK (bad >= 0);
+    HERD_CHECK_INT (s_write_all (bad, "HERDJ999 whatever", 17), 0);
+    close (bad);
+    journal = herd_journal_open (sub, NULL, NULL, &stats, error);
+    HERD_CHECK (journal);
+    HERD_CHECK (!stats.upgraded);
+    HERD_CHECK_INT (stats.records, 0);
+    HERD_CHECK_STR (stats.reason, "no journal header");
+    herd_journal_destroy (&journal);
+    HERD_CHECK (s_file_starts (path, "HERDJ002"));
 
     //  A directory that cannot be made is reported
     HERD_CHECK (herd_journal_open ("/proc/herd/nope", NULL, NULL, &stats, error) == NULL);

@@ -1,10 +1,16 @@
 //  herd_journal.h - a bus's table on disk: an append-only journal of records.
 //
-//  The journal is DATA_DIR/journal: an 8-byte header "HERDJ001", then one
+//  The journal is DATA_DIR/journal: an 8-byte header "HERDJ002", then one
 //  entry per applied record: length (4 bytes, little-endian), checksum
 //  (herd_record_hash, 8 bytes, little-endian), the AT line. Replaying it in
 //  any order rebuilds the table, since the newest record of each client wins
 //  (herd_record_newer), so duplicates and superseded records are harmless.
+//
+//  "HERDJ001" journals (the same layout, checksums by the hash before
+//  HERDJ002: FNV-1a, a byte a step, then a splitmix64 finaliser) are read
+//  and converted at open: their good records are rewritten with HERDJ002
+//  checksums and swapped in as a compaction is (stats->upgraded). A file
+//  with neither header is no journal: it is started afresh.
 //
 //  Durability (like Redis's appendfsync everysec): appended records are
 //  written to the file (the kernel's page cache) at the end of every bus
@@ -33,11 +39,13 @@ typedef struct {
     size_t bytes;               //  bytes of good records, header included
     size_t discarded;           //  bytes cut off after the last good record
     char reason[128];           //  why they were cut off ("" when none)
+    bool upgraded;              //  a HERDJ001 journal, converted to HERDJ002
 } herd_journal_stats_t;
 
 //  Open (creating dir and file as needed) the journal in dir, replay every
-//  good record through fn, and cut off a bad tail. Returns NULL and sets
-//  error (at least 256 bytes) when the directory or file cannot be used.
+//  good record through fn, cut off a bad tail, and convert a HERDJ001
+//  journal to HERDJ002. Returns NULL and sets error (at least 256 bytes)
+//  when the directory or file cannot be used or converted.
 herd_journal_t *
     herd_journal_open (const char *dir, herd_journal_fn *fn, void *arg,
                        herd_journal_stats_t *stats, char *error);

@@ -2,6 +2,7 @@
 
 #include "herd_table.h"
 #include "../common/herd_check.h"
+#include "../common/herd_record.h"
 
 #include <assert.h>
 #include <stdio.h>
@@ -16,31 +17,12 @@ struct _herd_table_t {
     size_t count;                       //  entries stored
 };
 
-//  The index's hash of a client id: eight bytes a step, then a splitmix64
-//  finaliser (FNV-1a, a byte a step, was a tenth of a node's profile; this
-//  hash is never stored or sent, so it is free to differ from
-//  herd_record_hash).
-static uint32_t
+//  The index's hash of a client id: herd_record_hash (eight bytes a step),
+//  cut to 32 bits, so the project has one hash to keep fast and correct.
+static inline uint32_t
 s_key_hash (const char *client, size_t size)
 {
-    uint64_t hash = 0x9e3779b97f4a7c15ULL ^ size;
-    while (size >= 8) {
-        uint64_t word;
-        memcpy (&word, client, 8);
-        hash = (hash ^ word) * 0xff51afd7ed558ccdULL;
-        hash ^= hash >> 32;
-        client += 8;
-        size -= 8;
-    }
-    uint64_t tail = 0;
-    memcpy (&tail, client, size);
-    hash ^= tail;
-    hash ^= hash >> 30;
-    hash *= 0xbf58476d1ce4e5b9ULL;
-    hash ^= hash >> 27;
-    hash *= 0x94d049bb133111ebULL;
-    hash ^= hash >> 31;
-    return (uint32_t) hash;
+    return (uint32_t) herd_record_hash (client, size);
 }
 
 uint32_t
@@ -223,6 +205,8 @@ herd_table_test (bool verbose)
     HERD_CHECK (herd_table_key ("abcdefgh1", 9) != herd_table_key ("abcdefgh2", 9));
     HERD_CHECK (herd_table_key ("abcdefgh", 8) != herd_table_key ("abcdefgi", 8));
     HERD_CHECK (herd_table_key ("a", 1) != herd_table_key ("a\0", 2));
+    HERD_CHECK (herd_table_key ("kiwi.cs.ucla.edu", 16)
+                == (uint32_t) herd_record_hash ("kiwi.cs.ucla.edu", 16));
     HERD_CHECK (herd_table_find (table, herd_table_key ("ab", 2), "ab", 2)->time_sec == 6);
     herd_table_destroy (&table);
     HERD_CHECK (table == NULL);

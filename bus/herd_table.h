@@ -47,8 +47,9 @@ void
 herd_entry_t *
     herd_entry_new (const char *line, size_t size, herd_span_t client, uint32_t key);
 
-//  The index's hash of a client id, for herd_entry_new and herd_table_find
-//  (a caller that looks a client up, then stores it, hashes it once).
+//  The index's hash of a client id (herd_record_hash cut to 32 bits), for
+//  herd_entry_new and herd_table_find (a caller that looks a client up, then
+//  stores it, hashes it once).
 uint32_t
     herd_table_key (const char *client, size_t size);
 

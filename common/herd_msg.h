@@ -93,7 +93,8 @@
 //
 //  When meta names the responder's current instance, it sends only the
 //  records it changed after that sequence number (a delta); otherwise its
-//  whole table, in chunks, unless the digests already agree.
+//  whole table, in chunks, unless the digests already agree (digests of
+//  nodes of different hash versions never do; see the next section).
 //
 //  ## control   (on the same sync ROUTER; herd digest and tests use it)
 //
@@ -103,6 +104,9 @@
 //  count, applied and stale are decimal strings; digest-hex is 16 hex
 //  digits: the XOR of herd_record_hash over every stored record, so two
 //  tables with the same records have the same digest whatever their history.
+//  herd_record_hash reads little-endian words, so the digest is the same on
+//  every host; it changed with journal format HERDJ002 (it was FNV-1a), so
+//  nodes of older versions report other digests for the same table.
 //  LINK takes the bus's subscription to a neighbour down or up again
 //  (maintenance, and partition tests).
 

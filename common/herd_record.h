@@ -39,8 +39,12 @@ int
 bool
     herd_record_newer (const herd_record_t *candidate, const herd_record_t *current);
 
-//  A 64-bit hash of an AT line (FNV-1a, then a splitmix64 finaliser so every
-//  bit depends on every byte). Used for journal checksums and table digests.
+//  A 64-bit hash of an AT line: eight bytes a step, read as little-endian
+//  words on every host, the length in the seed, then a splitmix64 finaliser
+//  so every bit depends on every byte. Used for journal checksums and table
+//  digests (sent between nodes), so its values must never change: a new
+//  function needs a new journal magic (herd_journal.h) and makes old and new
+//  nodes report different digests. The table's index uses it too.
 uint64_t
     herd_record_hash (const char *line, size_t size);
 

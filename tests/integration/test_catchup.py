@@ -4,6 +4,7 @@ import os
 import re
 import signal
 import socket
+import struct
 import time
 
 from herdlib import SANITIZED, Client, iamat, wait_for, whatsat
@@ -132,6 +133,69 @@ def test_damaged_journal_keeps_its_good_prefix(make_herd):
     assert b"checksum mismatch" in herd.log("Hill")
     #  And the node serves as usual
     assert iamat(herd.port("Hill"), "fresh", "+1+1", 9).startswith(b"AT Hill ")
+
+
+MASK64 = (1 << 64) - 1
+
+
+def splitmix64_finish(h):
+    h ^= h >> 30
+    h = (h * 0xbf58476d1ce4e5b9) & MASK64
+    h ^= h >> 27
+    h = (h * 0x94d049bb133111eb) & MASK64
+    return h ^ (h >> 31)
+
+
+def record_hash_v1(line):
+    """The checksum of HERDJ001 journals: FNV-1a, then the finaliser."""
+    h = 0xcbf29ce484222325
+    for byte in line:
+        h = ((h ^ byte) * 0x100000001b3) & MASK64
+    return splitmix64_finish(h)
+
+
+def record_hash(line):
+    """herd_record_hash, written from its description: little-endian words,
+    the length in the seed, the last 0..7 bytes zero-padded, the finaliser."""
+    h = 0x9e3779b97f4a7c15 ^ len(line)
+    whole = len(line) - len(line) % 8
+    for at in range(0, whole, 8):
+        h = ((h ^ int.from_bytes(line[at:at + 8], "little")) * 0xff51afd7ed558ccd) & MASK64
+        h ^= h >> 32
+    h ^= int.from_bytes(line[whole:].ljust(8, b"\0"), "little")
+    return splitmix64_finish(h)
+
+
+def test_v1_journal_is_converted(make_herd):
+    herd = make_herd(names=["Hill"], edges=[])
+    #  A journal as a node before HERDJ002 wrote it
+    lines = [f"AT Hill +0.000000000 old{i} +10-20 1800000000.{i:09d}".encode()
+             for i in range(100)]
+    data = os.path.join(herd.tmp, "data", "Hill")
+    os.makedirs(data)
+    journal = os.path.join(data, "journal")
+    with open(journal, "wb") as f:
+        f.write(b"HERDJ001")
+        for line in lines:
+            f.write(struct.pack("<IQ", len(line), record_hash_v1(line)) + line)
+    herd.start()
+    #  Every record loads; the digest (sent between nodes, so the same on
+    #  every host) is the XOR of the new hash of each
+    digest = 0
+    for line in lines:
+        digest ^= record_hash(line)
+    assert herd.digests()["Hill"] == f"100 {digest:016x}"
+    assert b"(converted from format HERDJ001 to HERDJ002)" in herd.log("Hill")
+    with open(journal, "rb") as f:
+        assert f.read(8) == b"HERDJ002"
+    first, _ = whatsat(herd.port("Hill"), "old42", 1, 1)
+    assert first.endswith(b" old42 +10-20 1800000000.000000042")
+    #  A restart reads the converted journal, and what came after it
+    assert iamat(herd.port("Hill"), "fresh", "+1+1", 9).startswith(b"AT Hill ")
+    herd.stop("Hill")
+    herd.start("Hill")
+    assert herd.digests()["Hill"].startswith("101 ")
+    assert herd.log("Hill").count(b"converted from format") == 1
 
 
 def test_cyclic_flood_is_bounded(make_herd):
