@@ -1046,6 +1046,7 @@ s_self_drain (s_self_t *self, bool (*handler) (s_self_t *))
 void
 herd_bus_actor (zsock_t *pipe, void *args)
 {
+    pthread_setname_np (pthread_self (), "herd-bus");    //  for top -H, perf, gdb
     zsock_signal (pipe, 0);
     s_self_t *self = s_self_new (pipe, (herd_bus_args_t *) args);
     zsock_signal (pipe, self ? 0 : (byte) -1);

@@ -14,6 +14,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -1536,6 +1537,7 @@ s_self_new (zsock_t *pipe, herd_gateway_args_t *args)
 void
 herd_gateway_actor (zsock_t *pipe, void *args)
 {
+    pthread_setname_np (pthread_self (), "herd-gateway");    //  for top -H, perf, gdb
     zsock_signal (pipe, 0);
     s_self_t *self = s_self_new (pipe, (herd_gateway_args_t *) args);
     zsock_signal (pipe, self ? 0 : (byte) -1);

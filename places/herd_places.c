@@ -1296,6 +1296,7 @@ s_readable (zsock_t *sock)
 void
 herd_places_actor (zsock_t *pipe, void *args)
 {
+    pthread_setname_np (pthread_self (), "herd-places");    //  for top -H, perf, gdb
     zsock_signal (pipe, 0);
     s_self_t *self = s_self_new (pipe, (const herd_places_args_t *) args);
     zsock_signal (pipe, self ? 0 : (byte) -1);

@@ -1,6 +1,7 @@
 """The client protocol of PROTOCOL.md on real herds: replies, errors, framing, load."""
 
 import json
+import os
 import re
 import socket
 import threading
@@ -259,6 +260,18 @@ def test_places_failures_give_a_clear_reply(make_herd, standin, failure, status)
     standin.mode("ok")
     first, body = whatsat(herd.port("Hill"), "victim", 10, 5)
     assert len(json.loads(body)["results"]) == 5
+
+
+def test_threads_are_named_by_role(make_herd):
+    """top -H, perf and gdb show each thread's role: herd-gateway, herd-bus,
+    herd-places and herd-log, in one process or across the split ones."""
+    herd = make_herd(names=["Hill"], edges=[]).start()
+    names = set()
+    for proc in herd.procs["Hill"]:
+        for task in os.listdir(f"/proc/{proc.pid}/task"):
+            with open(f"/proc/{proc.pid}/task/{task}/comm") as comm:
+                names.add(comm.read().strip())
+    assert {"herd-gateway", "herd-bus", "herd-places", "herd-log"} <= names, names
 
 
 def test_log_file(make_herd, standin):
