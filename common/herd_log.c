@@ -189,7 +189,11 @@ s_writer (void *arg)
         }
         if (sem_timedwait (&self->work, &until) == -1 && errno == ETIMEDOUT) {
             pthread_mutex_lock (&self->mutex);
-            if (self->size > 0 && s_now_usec () - self->oldest_usec >= 750000)
+            //  Only when other is free: a logger may have handed it over
+            //  since we looked, and waiting here for it to be written
+            //  would wait for ourselves
+            if (self->size > 0 && atomic_load (&self->other_size) == 0
+                && s_now_usec () - self->oldest_usec >= 750000)
                 s_hand_over_locked (self);
             pthread_mutex_unlock (&self->mutex);
         }
