@@ -266,12 +266,22 @@ def test_threads_are_named_by_role(make_herd):
     """top -H, perf and gdb show each thread's role: herd-gateway, herd-bus,
     herd-places and herd-log, in one process or across the split ones."""
     herd = make_herd(names=["Hill"], edges=[]).start()
-    names = set()
-    for proc in herd.procs["Hill"]:
-        for task in os.listdir(f"/proc/{proc.pid}/task"):
-            with open(f"/proc/{proc.pid}/task/{task}/comm") as comm:
-                names.add(comm.read().strip())
-    assert {"herd-gateway", "herd-bus", "herd-places", "herd-log"} <= names, names
+    wanted = {"herd-gateway", "herd-bus", "herd-places", "herd-log"}
+
+    def names():
+        found = set()
+        for proc in herd.procs["Hill"]:
+            for task in os.listdir(f"/proc/{proc.pid}/task"):
+                try:
+                    with open(f"/proc/{proc.pid}/task/{task}/comm") as comm:
+                        found.add(comm.read().strip())
+                except FileNotFoundError:
+                    pass        # a thread that ended meanwhile
+        return found
+
+    #  Split, the places and bus processes may still be starting when the
+    #  gateway accepts clients
+    wait_for(lambda: wanted <= names(), 10, what=f"threads named {sorted(wanted)}")
 
 
 def test_log_file(make_herd, standin):
