@@ -2,6 +2,7 @@
 
 #include "herd_log.h"
 #include "herd_check.h"
+#include "herd_proto.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -504,15 +505,8 @@ herd_log_conn (herd_log_t *self, const char *role, uint64_t conn, const char *di
         return;
     //  "conn=N dir", N by hand: this runs twice per request
     char prefix[64] = "conn=";
-    char digits[20];
-    size_t count = 0;
-    do {
-        digits[count++] = (char) ('0' + conn % 10);
-        conn /= 10;
-    } while (conn > 0);
     size_t len = 5;
-    while (count > 0)
-        prefix[len++] = digits[--count];
+    len += herd_proto_format_u64 (conn, prefix + len);
     prefix[len++] = ' ';
     size_t dir_size = strnlen (dir, sizeof (prefix) - len);
     memcpy (prefix + len, dir, dir_size);

@@ -3,6 +3,7 @@
 #include "herd_proto.h"
 #include "herd_check.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -195,6 +196,20 @@ herd_proto_parse (const char *line, size_t size, herd_cmd_t *cmd)
 }
 
 size_t
+herd_proto_format_u64 (uint64_t value, char *out)
+{
+    char digits[20];
+    size_t count = 0;
+    do {
+        digits[count++] = (char) ('0' + value % 10);
+        value /= 10;
+    } while (value > 0);
+    for (size_t i = 0; i < count; i++)
+        out[i] = digits[count - 1 - i];
+    return count;
+}
+
+size_t
 herd_proto_format_diff (int64_t now_sec, int32_t now_nsec, int64_t sec, int32_t nsec,
                         char *buffer)
 {
@@ -215,16 +230,9 @@ herd_proto_format_diff (int64_t now_sec, int32_t now_nsec, int64_t sec, int32_t 
     int64_t abs_nsec = dnsec < 0 ? -dnsec : dnsec;
     //  "%c%llu.%09lld" by hand: this runs for every IAMAT, and snprintf
     //  showed in the gateway's profile
-    char digits[24];
-    size_t count = 0;
-    do {
-        digits[count++] = (char) ('0' + abs_sec % 10);
-        abs_sec /= 10;
-    } while (abs_sec > 0);
     size_t len = 0;
     buffer[len++] = negative ? '-' : '+';
-    while (count > 0)
-        buffer[len++] = digits[--count];
+    len += herd_proto_format_u64 (abs_sec, buffer + len);
     buffer[len++] = '.';
     for (int i = 8; i >= 0; i--) {
         buffer[len + (size_t) i] = (char) ('0' + abs_nsec % 10);
@@ -302,6 +310,16 @@ herd_proto_test (bool verbose)
 {
     (void) verbose;
     herd_cmd_t cmd;
+
+    //  Decimal formatting, against snprintf, at the edges
+    uint64_t values[] = {0, 7, 10, 999, 1000000007, UINT64_MAX};
+    for (size_t i = 0; i < sizeof (values) / sizeof (values[0]); i++) {
+        char got[24] = "", want[24];
+        size_t size = herd_proto_format_u64 (values[i], got);
+        snprintf (want, sizeof (want), "%" PRIu64, values[i]);
+        HERD_CHECK_INT (size, strlen (want));
+        HERD_CHECK_STR (got, want);
+    }
 
     //  IAMAT, the example of PROTOCOL.md
     const char *line = "IAMAT kiwi.cs.ucla.edu +34.068930-118.445127 1621464827.959498503";
