@@ -69,9 +69,10 @@ static int
 
 static const char *const s_top_keys[] = {"herd", "node", "edges", "places", "security", NULL};
 static const char *const s_security_keys[] = {"curve", NULL};
-static const char *const s_herd_keys[] = {"run_dir",         "max_line",        "max_output",
-                                           "max_pending",     "max_clients",     "idle_timeout_ms",
-                                           "line_timeout_ms", NULL};
+static const char *const s_herd_keys[] = {
+    "run_dir",         "max_line",         "max_output",     "max_output_total", "max_pending",
+    "max_clients",     "idle_timeout_ms",  "line_timeout_ms", "max_time_ahead_s", "fsync",
+    "ack_timeout_ms",  NULL};
 static const char *const s_node_keys[] = {"client", "bus", "log", NULL};
 static const char *const s_node_allowed[] = {"client", "bus", "sync", "log", "data", "cert",
                                              "monitor", "metrics", NULL};
@@ -694,25 +695,45 @@ s_load_herd (s_loader_t *self, zconfig_t *section, herd_config_t *config)
 {
     if (section && s_check_keys (self, section, "herd", s_herd_keys, false))
         return -1;
-    long max_line = 0, max_output = 0, max_pending = 0, max_clients = 0;
-    long idle_timeout_ms = 0, line_timeout_ms = 0;
+    long max_line = 0, max_output = 0, max_output_total = 0, max_pending = 0, max_clients = 0;
+    long idle_timeout_ms = 0, line_timeout_ms = 0, max_time_ahead_s = 0, ack_timeout_ms = 0;
+    char *fsync = NULL;
     if (s_get_string (self, section, "herd", "run_dir", "run", &config->run_dir)
-        || s_get_int (self, section, "herd", "max_line", 64, 1073741824L, 1048576L, &max_line)
+        || s_get_int (self, section, "herd", "max_line", 64, HERD_CONFIG_MAX_LINE, 1048576L,
+                      &max_line)
         || s_get_int (self, section, "herd", "max_output", 1024, 1073741824L, 1048576L,
                       &max_output)
+        || s_get_int (self, section, "herd", "max_output_total", 1048576L, 68719476736L,
+                      268435456L, &max_output_total)
         || s_get_int (self, section, "herd", "max_pending", 1, 1000000L, 64, &max_pending)
         || s_get_int (self, section, "herd", "max_clients", 1, 1000000L, 10000, &max_clients)
         || s_get_int (self, section, "herd", "idle_timeout_ms", 100, 86400000L, 300000L,
                       &idle_timeout_ms)
         || s_get_int (self, section, "herd", "line_timeout_ms", 100, 86400000L, 30000L,
-                      &line_timeout_ms))
+                      &line_timeout_ms)
+        || s_get_int (self, section, "herd", "max_time_ahead_s", 0, 315360000L, 86400L,
+                      &max_time_ahead_s)
+        || s_get_int (self, section, "herd", "ack_timeout_ms", 100, 600000L, 5000L,
+                      &ack_timeout_ms)
+        || s_get_string (self, section, "herd", "fsync", "everysec", &fsync))
         return -1;
+    bool always = strcmp (fsync, "always") == 0;
+    if (!always && strcmp (fsync, "everysec") != 0) {
+        free (fsync);
+        return s_key_fail (self, s_locate (section, "fsync"), "herd",
+                           "'%s' is not everysec or always", s_value (s_locate (section, "fsync")));
+    }
+    free (fsync);
+    config->fsync_always = always;
     config->max_line = (size_t) max_line;
     config->max_output = (size_t) max_output;
+    config->max_output_total = (size_t) max_output_total;
     config->max_pending = (size_t) max_pending;
     config->max_clients = (size_t) max_clients;
     config->idle_timeout_ms = (int) idle_timeout_ms;
     config->line_timeout_ms = (int) line_timeout_ms;
+    config->max_time_ahead_s = (int64_t) max_time_ahead_s;
+    config->ack_timeout_ms = (int) ack_timeout_ms;
 
     //  "run/" and "run" name the same directory; keep endpoints tidy
     size_t size = strlen (config->run_dir);
@@ -1365,8 +1386,12 @@ static const s_test_case_t s_test_errors[] = {
     {"", "t.cfg: ", "no nodes"},
     //  herd
     {"herd\n    dir = x\n" S_TEST_NODE_A, "t.cfg:2: herd: unknown key 'dir'",
-     "(allowed: run_dir, max_line, max_output, max_pending, max_clients, idle_timeout_ms, "
-     "line_timeout_ms)"},
+     "(allowed: run_dir, max_line, max_output, max_output_total, max_pending, max_clients, "
+     "idle_timeout_ms, line_timeout_ms, max_time_ahead_s, fsync, ack_timeout_ms)"},
+    {"herd\n    fsync = sometimes\n" S_TEST_NODE_A, "t.cfg:2: herd: key 'fsync'",
+     "'sometimes' is not everysec or always"},
+    {"herd\n    max_time_ahead_s = -5\n" S_TEST_NODE_A, "t.cfg:2: herd: key 'max_time_ahead_s'",
+     "not an integer"},
     {"herd\n    max_output = 1023\n" S_TEST_NODE_A, "t.cfg:2: herd: key 'max_output'",
      "'1023' is not an integer in 1024..1073741824"},
     {"herd\n    max_pending = 0\n" S_TEST_NODE_A, "t.cfg:2: herd: key 'max_pending'",
@@ -1383,15 +1408,15 @@ static const s_test_case_t s_test_errors[] = {
     {"herd\n    run_dir = a\n        sub = b\n" S_TEST_NODE_A, "t.cfg:3: herd: key 'run_dir'",
      "unexpected child key 'sub'"},
     {"herd\n    max_line = 12abc\n" S_TEST_NODE_A, "t.cfg:2: herd: key 'max_line'",
-     "'12abc' is not an integer in 64..1073741824"},
+     "'12abc' is not an integer in 64..33554432"},
     {"herd\n    max_line =\n" S_TEST_NODE_A, "t.cfg:2: herd: key 'max_line'",
-     "'' is not an integer in 64..1073741824"},
+     "'' is not an integer in 64..33554432"},
     {"herd\n    max_line = -1\n" S_TEST_NODE_A, "t.cfg:2: ", "'-1' is not an integer"},
     {"herd\n    max_line = +100\n" S_TEST_NODE_A, "t.cfg:2: ", "'+100' is not an integer"},
     {"herd\n    max_line = 63\n" S_TEST_NODE_A, "t.cfg:2: ", "'63' is not an integer"},
-    {"herd\n    max_line = 1073741825\n" S_TEST_NODE_A, "t.cfg:2: ", "not an integer"},
+    {"herd\n    max_line = 33554433\n" S_TEST_NODE_A, "t.cfg:2: ", "not an integer"},
     {"herd\n    max_line = 99999999999999999999999\n" S_TEST_NODE_A, "t.cfg:2: ",
-     "not an integer in 64..1073741824"},
+     "not an integer in 64..33554432"},
     //  node
     {"node\n    client = h:1\n    bus = tcp://h:2\n    log = l\n", "t.cfg:1: ",
      "node: name is empty"},
@@ -1570,6 +1595,10 @@ herd_config_test (bool verbose)
     HERD_CHECK_STR (config->run_dir, "run");
     HERD_CHECK_INT (config->max_line, 1048576);
     HERD_CHECK_INT (config->max_output, 1048576);
+    HERD_CHECK_INT (config->max_output_total, 268435456);
+    HERD_CHECK_INT (config->max_time_ahead_s, 86400);
+    HERD_CHECK_INT (config->ack_timeout_ms, 5000);
+    HERD_CHECK (!config->fsync_always);
     HERD_CHECK_INT (config->max_pending, 64);
     HERD_CHECK_INT (config->max_clients, 10000);
     HERD_CHECK_INT (config->idle_timeout_ms, 300000);

@@ -14,6 +14,10 @@
 //          max_clients = 10000            #  client connections at once
 //          idle_timeout_ms = 300000       #  close a silent client
 //          line_timeout_ms = 30000        #  close a client trickling a line
+//          max_output_total = 268435456   #  unsent answers of all clients, bytes
+//          max_time_ahead_s = 86400       #  IAMAT times further ahead are refused
+//          fsync = everysec               #  or always: ack only after fdatasync
+//          ack_timeout_ms = 5000          #  an unstored IAMAT's connection is closed after
 //      node = Hill
 //          client = 127.0.0.1:12000       #  TCP address clients connect to
 //          bus = tcp://127.0.0.1:13000    #  PUB endpoint neighbours subscribe to
@@ -39,6 +43,13 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+
+//  The longest client line a node takes (herd/max_line's upper bound): an
+//  AT line of it, with the longest node name and fields around it, stays
+//  well inside the journal's record cap (HERD_JOURNAL_MAX_RECORD, 64 MiB)
+//  and the bus's frame cap, so anything acknowledged can be stored.
+#define HERD_CONFIG_MAX_LINE 33554432L
 
 typedef struct {
     char *name;                 //  node name, as in AT lines
@@ -74,13 +85,17 @@ typedef struct {
 typedef struct {
     char *path;                 //  file it was loaded from
     char *run_dir;              //  directory for ipc:// endpoints
-    size_t max_line;            //  client line cap in bytes, 64..1 GiB
+    size_t max_line;            //  client line cap in bytes, 64..HERD_CONFIG_MAX_LINE
     bool curve;                 //  security/curve: CURVE on every bus socket
     size_t max_output;          //  unsent output per client, 1 KiB..1 GiB
+    size_t max_output_total;    //  unsent output of all clients together, 1 MiB..64 GiB
     size_t max_pending;         //  unanswered requests per client, 1..1000000
     size_t max_clients;         //  client connections at once, 1..1000000
     int idle_timeout_ms;        //  silent client closed after, 100..86400000
     int line_timeout_ms;        //  unfinished line closed after, 100..86400000
+    int64_t max_time_ahead_s;   //  IAMAT client time ahead of ours refused past it; 0: no bound
+    bool fsync_always;          //  fsync = always: ack after fdatasync; else everysec
+    int ack_timeout_ms;         //  an IAMAT's answer waits this long to be stored, 100..600000
     herd_node_t *nodes;
     size_t node_count;
     herd_places_options_t places;

@@ -82,7 +82,7 @@ s_check_config (const herd_config_t *config)
     S_ORACLE (config->run_dir && *config->run_dir);
     size_t run_dir_size = strlen (config->run_dir);
     S_ORACLE (run_dir_size == 1 || config->run_dir[run_dir_size - 1] != '/');
-    S_ORACLE (config->max_line >= 64 && config->max_line <= 1073741824);
+    S_ORACLE (config->max_line >= 64 && config->max_line <= HERD_CONFIG_MAX_LINE);
     S_ORACLE (config->node_count >= 1 && config->nodes);
     for (size_t i = 0; i < config->node_count; i++) {
         const herd_node_t *node = &config->nodes[i];
