@@ -15,6 +15,7 @@
 #define HERD_BUS_CHUNK      1000    //  records per KVSYNC message
 #define HERD_BUS_HEARTBEAT  1000    //  ms between heartbeats on the PUB
 #define HERD_BUS_SYNC_RETRY 5000    //  ms before an unanswered ICANHAZ is retried
+#define HERD_BUS_STORE_RETRY 100    //  ms between tries to store when the journal fails
 
 //  One stored location, on the table and on the list in change order.
 typedef herd_entry_t s_entry_t;
@@ -36,6 +37,13 @@ typedef struct {
     char serverkey[41];             //  its public CURVE key (Z85), when CURVE is on
 } s_peer_t;
 
+//  Batches of updates a gateway handed over that wait to be stored: the
+//  gateway holds their AT answers until it hears STORED first..last.
+typedef struct {
+    zframe_t *routing;              //  the gateway's routing id
+    uint64_t first, last;           //  batch numbers, consecutive
+} s_ack_t;
+
 typedef struct {
     zsock_t *pipe;                  //  actor command pipe
     zsock_t *router;                //  gateway channel
@@ -56,6 +64,11 @@ typedef struct {
     s_peer_t *peers;
     size_t peer_count;
     herd_journal_t *journal;        //  or NULL: table in memory only
+    bool fsync_always;              //  herd/fsync = always: STORED only after fdatasync
+    s_ack_t *acks;                  //  batches applied, not yet confirmed stored
+    size_t ack_count, ack_capacity;
+    int64_t store_failed_at;        //  when storing began to fail, ms; 0 = it works
+    uint64_t store_failures;        //  journal writes that failed
     herd_monitor_t *monitor_out;    //  events and counters, or NULL
     uint64_t catchups;              //  catch-ups completed
     const herd_config_t *config;
@@ -377,12 +390,15 @@ s_self_load_record (const char *line, size_t size, void *arg)
 }
 
 //  Rewrite the journal from the table when it holds mostly superseded
-//  records.
+//  records, or when it had to drop records it could not write (so the
+//  table, which has them, is what the journal holds again).
 static void
 s_self_compact (s_self_t *self)
 {
     size_t live = herd_table_size (self->table);
-    if (!self->journal || herd_journal_records (self->journal) < 2 * live + 10000)
+    if (!self->journal
+        || (herd_journal_records (self->journal) < 2 * live + 10000
+            && !herd_journal_lost (self->journal)))
         return;
     int64_t start = s_now_ms ();
     size_t before = herd_journal_records (self->journal);
@@ -399,6 +415,76 @@ s_self_compact (s_self_t *self)
                          " ms", before, live, s_now_ms () - start);
 }
 
+//  Remember that a gateway's batch was applied: STORED goes back once the
+//  journal has it (s_self_confirm). Consecutive batches of one gateway
+//  share one entry. Takes the routing frame.
+static void
+s_self_hold_ack (s_self_t *self, zframe_t **routing_p, uint64_t batch)
+{
+    s_ack_t *last = self->ack_count ? &self->acks[self->ack_count - 1] : NULL;
+    if (last && last->last + 1 == batch && zframe_eq (last->routing, *routing_p)) {
+        last->last = batch;
+        zframe_destroy (routing_p);
+        return;
+    }
+    if (self->ack_count == self->ack_capacity) {
+        self->ack_capacity = self->ack_capacity ? self->ack_capacity * 2 : 8;
+        self->acks = (s_ack_t *) realloc (self->acks, self->ack_capacity * sizeof (s_ack_t));
+        assert (self->acks);
+    }
+    self->acks[self->ack_count++] = (s_ack_t){*routing_p, batch, batch};
+    *routing_p = NULL;
+}
+
+//  Store what this turn applied and tell each gateway which of its batches
+//  are stored. Without a journal, held by the bus is stored. With one, the
+//  records must be written (fsync = everysec) or written and fdatasync'd
+//  (always); when that fails nothing is confirmed, and the next turns try
+//  again (the journal paces its retries) until it works or the gateway's
+//  ack_timeout_ms closes the waiting clients' connections.
+static void
+s_self_store (s_self_t *self)
+{
+    if (self->journal) {
+        int rc = herd_journal_flush (self->journal);
+        if (rc == 0 && herd_journal_lost (self->journal))
+            rc = -1;            //  records were dropped: only a rewrite restores them
+        if (rc == 0 && self->fsync_always && self->ack_count > 0)
+            rc = herd_journal_sync (self->journal);
+        if (rc == -1) {
+            if (!self->store_failed_at) {
+                self->store_failed_at = s_now_ms ();
+                herd_log_printf (self->log, "bus", "journal write failed: %s; updates are not "
+                                 "acknowledged until it works again", strerror (errno));
+                herd_monitor_event (self->monitor_out, "bus", "journal failing", NULL,
+                                    strerror (errno));
+            }
+            self->store_failures++;
+            return;
+        }
+        if (self->store_failed_at) {
+            herd_log_printf (self->log, "bus", "journal writing again after %" PRId64 " ms",
+                             s_now_ms () - self->store_failed_at);
+            herd_monitor_event (self->monitor_out, "bus", "journal writing", NULL, "recovered");
+            self->store_failed_at = 0;
+        }
+        herd_journal_tick (self->journal);
+    }
+    for (size_t i = 0; i < self->ack_count; i++) {
+        s_ack_t *ack = &self->acks[i];
+        byte first[8], last[8];
+        s_put_u64 (first, ack->first);
+        s_put_u64 (last, ack->last);
+        zmsg_t *reply = zmsg_new ();
+        zmsg_append (reply, &ack->routing);
+        zmsg_addstr (reply, HERD_MSG_STORED);
+        zmsg_addmem (reply, first, sizeof (first));
+        zmsg_addmem (reply, last, sizeof (last));
+        s_send (self->router, &reply);
+    }
+    self->ack_count = 0;
+}
+
 //  -------------------------------------------------------------------------
 //  Handlers
 
@@ -411,10 +497,13 @@ s_self_handle_router (s_self_t *self)
         return false;
     zframe_t *routing = zmsg_pop (msg);
     char *command = zmsg_popstr (msg);
-    if (command && streq (command, HERD_MSG_UPDATE) && zmsg_size (msg) == 1) {
-        zframe_t *line = zmsg_first (msg);
+    if (command && streq (command, HERD_MSG_UPDATE) && zmsg_size (msg) == 2
+        && zframe_size (zmsg_first (msg)) == 8) {
+        uint64_t batch = s_get_u64 (zframe_data (zmsg_first (msg)));
+        zframe_t *line = zmsg_next (msg);
         s_self_apply_all (self, (char *) zframe_data (line), zframe_size (line), "gateway",
                           true);
+        s_self_hold_ack (self, &routing, batch);
     }
     else
     if (command && streq (command, HERD_MSG_LOOKUP) && zmsg_size (msg) == 2) {
@@ -795,6 +884,9 @@ s_self_destroy (s_self_t **self_p)
         zsock_destroy (&self->peers[i].sync);
     free (self->peers);
     free (self->outbox);
+    for (size_t i = 0; i < self->ack_count; i++)
+        zframe_destroy (&self->acks[i].routing);
+    free (self->acks);
     zsock_destroy (&self->sync);
     zsock_destroy (&self->sub);
     zsock_destroy (&self->pub);
@@ -916,6 +1008,7 @@ s_self_new (zsock_t *pipe, herd_bus_args_t *args)
     self->config = args->config;
     self->node = args->node;
     self->log = args->log;
+    self->fsync_always = args->config->fsync_always;
     self->table = herd_table_new ();
     //  A fresh instance id: neighbours then know our sequence numbers restarted
     while (self->instance == 0)
@@ -1062,6 +1155,8 @@ herd_bus_actor (zsock_t *pipe, void *args)
     s_self_heartbeat (self);
     while (!self->terminated) {
         int64_t wait = self->next_heartbeat - s_now_ms ();
+        if (self->ack_count > 0 && wait > HERD_BUS_STORE_RETRY)
+            wait = HERD_BUS_STORE_RETRY;        //  storing failed: try again soon
         void *which = zpoller_wait (self->poller, (int) (wait < 0 ? 0 : wait));
         if (which == self->pipe)
             s_self_handle_pipe (self);
@@ -1098,11 +1193,7 @@ herd_bus_actor (zsock_t *pipe, void *args)
             s_self_publish_stats (self);
             s_self_compact (self);
         }
-        if (self->journal) {
-            if (herd_journal_flush (self->journal) == -1)
-                herd_log_printf (self->log, "bus", "journal write failed: %s", strerror (errno));
-            herd_journal_tick (self->journal);
-        }
+        s_self_store (self);
     }
     herd_log_printf (self->log, "bus", "stopped: %zu clients, %" PRIu64 " applied, %" PRIu64
                      " stale, %" PRIu64 " dropped, %" PRIu64 " published in %" PRIu64
@@ -1140,6 +1231,34 @@ s_lookup (zsock_t *dealer, const char *client)
     zstr_free (&reqid);
     zmsg_destroy (&reply);
     return line;
+}
+
+//  Hand records to the bus as the gateway does, and wait until the bus says
+//  they are stored: ["STORED", n, n] for our batch n.
+static void
+s_update_mem (zsock_t *dealer, const char *records, size_t size)
+{
+    static uint64_t batch = 0;
+    byte number[8];
+    s_put_u64 (number, ++batch);
+    zmsg_t *msg = zmsg_new ();
+    zmsg_addstr (msg, HERD_MSG_UPDATE);
+    zmsg_addmem (msg, number, sizeof (number));
+    zmsg_addmem (msg, records, size);
+    zmsg_send (&msg, dealer);
+    zmsg_t *reply = s_recv_bounded (dealer, 5000);
+    HERD_CHECK (reply);
+    HERD_CHECK_INT (zmsg_size (reply), 3);
+    HERD_CHECK (zframe_streq (zmsg_first (reply), HERD_MSG_STORED));
+    HERD_CHECK (s_get_u64 (zframe_data (zmsg_next (reply))) == batch);
+    HERD_CHECK (s_get_u64 (zframe_data (zmsg_next (reply))) == batch);
+    zmsg_destroy (&reply);
+}
+
+static void
+s_update (zsock_t *dealer, const char *records)
+{
+    s_update_mem (dealer, records, strlen (records));
 }
 
 //  Check that the bus holds expected for client.
@@ -1241,13 +1360,13 @@ herd_bus_test (bool verbose)
 
     //  An update from the gateway is stored and read back
     const char *first = "AT A +0.100000000 kiwi +34.068930-118.445127 1621464827.959498503";
-    zstr_sendx (gateway, HERD_MSG_UPDATE, first, NULL);
+    s_update (gateway, first);
     char *line = s_lookup (gateway, "kiwi");
     HERD_CHECK_STR (line, first);
     zstr_free (&line);
 
     //  An older one never replaces it
-    zstr_sendx (gateway, HERD_MSG_UPDATE, "AT A +0.100000000 kiwi +1+1 1621464827.9", NULL);
+    s_update (gateway, "AT A +0.100000000 kiwi +1+1 1621464827.9");
     line = s_lookup (gateway, "kiwi");
     HERD_CHECK_STR (line, first);
     zstr_free (&line);
@@ -1256,9 +1375,8 @@ herd_bus_test (bool verbose)
     //  them is dropped alone (the gateway's records are trusted to be well
     //  formed, being made from validated fields, but one without a client
     //  and time cannot be stored)
-    zstr_sendx (gateway, HERD_MSG_UPDATE,
-                "AT A +0.100000000 fig +1+1 10\nAT A +0.1 bad 10\n"
-                "AT A +0.100000000 date +2+2 20\nAT A +0.100000000 fig +3+3 30", NULL);
+    s_update (gateway, "AT A +0.100000000 fig +1+1 10\nAT A +0.1 bad 10\n"
+                "AT A +0.100000000 date +2+2 20\nAT A +0.100000000 fig +3+3 30");
     s_expect (gateway, "fig", "AT A +0.100000000 fig +3+3 30");
     s_expect (gateway, "date", "AT A +0.100000000 date +2+2 20");
     HERD_CHECK (s_lookup (gateway, "bad") == NULL);
@@ -1269,7 +1387,7 @@ herd_bus_test (bool verbose)
     for (int i = 0; i < 100 && !flooded; i++) {
         char update[128];
         snprintf (update, sizeof (update), "AT A +0.100000000 flood +1+1 %d", 1000 + i);
-        zstr_sendx (gateway, HERD_MSG_UPDATE, update, NULL);
+        s_update (gateway, update);
         flooded = s_recv_bounded (b_sub, 100);
     }
     HERD_CHECK (flooded);
@@ -1292,10 +1410,7 @@ herd_bus_test (bool verbose)
         used += (size_t) snprintf (batch + used, batch_size - used, "%sAT A +0.100000000 "
                                    "many-%04d.example.org +34.068930-118.445127 %d",
                                    i ? "\n" : "", i, 1000 + i);
-    zmsg_t *big = zmsg_new ();
-    zmsg_addstr (big, HERD_MSG_UPDATE);
-    zmsg_addmem (big, batch, used);
-    zmsg_send (&big, gateway);
+    s_update_mem (gateway, batch, used);
     free (batch);
     size_t seen = 0, messages = 0;
     uint64_t last_seq = 0;
@@ -1393,7 +1508,7 @@ herd_bus_test (bool verbose)
     HERD_CHECK_INT (records, atoi (digest));
     zstr_free (&digest);
 
-    zstr_sendx (gateway, HERD_MSG_UPDATE, "AT A +0.100000000 late +1+1 5", NULL);
+    s_update (gateway, "AT A +0.100000000 late +1+1 5");
     line = s_lookup (gateway, "late");
     zstr_free (&line);
     ask = zmsg_new ();

@@ -394,6 +394,25 @@ herd_journal_tick (herd_journal_t *self)
     }
 }
 
+int
+herd_journal_sync (herd_journal_t *self)
+{
+    if (!self->unsynced)
+        return 0;
+    if (fdatasync (self->fd) == -1)
+        return -1;
+    self->unsynced = false;
+    self->last_sync_ms = zclock_mono ();
+    return 0;
+}
+
+bool
+herd_journal_lost (herd_journal_t *self)
+{
+    (void) self;
+    return false;
+}
+
 size_t
 herd_journal_records (herd_journal_t *self)
 {

@@ -74,6 +74,17 @@ int
 void
     herd_journal_tick (herd_journal_t *self);
 
+//  fdatasync now if anything was written since the last sync (herd/fsync =
+//  always: the bus confirms updates only after it). 0, or -1 (errno set).
+int
+    herd_journal_sync (herd_journal_t *self);
+
+//  True when buffered records had to be dropped (storage failed too long):
+//  nothing new is durable until the bus rewrites the journal from its table
+//  (a compaction), which clears it.
+bool
+    herd_journal_lost (herd_journal_t *self);
+
 //  Records in the file now (good ones loaded plus appended since).
 size_t
     herd_journal_records (herd_journal_t *self);

@@ -35,6 +35,7 @@
 #define HERD_GW_TICK_MS     1000            //  longest sleep of the loop
 #define HERD_GW_UPDATES_MAX (64 * 1024)     //  bytes of updates sent to the bus at once
 #define HERD_GW_AT_STACK    512             //  AT lines up to this long are built on the stack
+#define HERD_GW_BACKLOG_MS  5               //  retry sending to a bus that was full this often
 //  TCP keepalive: first probe after 60 s of silence, then every 10 s; 6
 //  unanswered probes (about 2 minutes in all) end a half-open connection
 #define HERD_GW_KEEPIDLE    60
@@ -60,6 +61,7 @@ typedef struct _s_slot_t {
     struct _s_slot_t *next;
     uint64_t seq;
     bool ready;
+    bool unstored;                  //  an IAMAT's answer: waits for the bus to store it
     size_t held;                    //  bytes charged to the connection's output
     char *data;                     //  ready: the whole response
     size_t size;
@@ -72,6 +74,16 @@ typedef struct _s_slot_t {
     size_t at_size;
     int64_t started;                //  WHATSAT: when the line came, usec
 } s_slot_t;
+
+//  An IAMAT answer waiting for its update to be stored: which connection
+//  and slot, and the batch (UPDATE message) the update went in.
+typedef struct {
+    uint64_t serial;
+    uint64_t seq;
+    uint64_t batch;
+    int64_t since;                  //  when the answer was ready, ms (monotonic)
+    int32_t fd;
+} s_waiter_t;
 
 //  A growable byte buffer with a read cursor.
 typedef struct {
@@ -154,12 +166,18 @@ typedef struct {
     char *updates;                  //  this turn's AT lines for the bus, '\n'-separated
     size_t updates_size;
     size_t updates_count;
+    uint64_t batch;                 //  number of the UPDATE being filled (from 1)
+    s_waiter_t *waiters;            //  answers waiting to be stored, oldest first (a ring)
+    size_t waiter_head, waiter_count, waiter_capacity;
+    int ack_timeout_ms;             //  a waiter older than this closes its connection
+    zlist_t *backlog;               //  messages the bus could not take yet, in order (zmsg_t)
     bool check_pipe;                //  its ZMQ_FD fired: ask ZMQ_EVENTS
     bool check_places;              //  its ZMQ_FD fired, or we sent to it
     char *input;                    //  every read lands here (HERD_GW_READ_CHUNK bytes);
                                     //  connections keep only what they cannot parse now
     //  Counters for the monitor (STATS to the bus once a second)
     uint64_t iamats, whatsats, invalids, opened;
+    uint64_t unstored;              //  connections closed: an update not stored in time
     uint64_t last_iamats, last_whatsats;
     herd_hist_t whatsat_latency;    //  line in to answer ready, since last STATS
     int64_t stats_at;               //  when STATS were last sent, ms
@@ -445,7 +463,7 @@ static void
 static void
 s_conn_release (s_self_t *self, s_conn_t *conn)
 {
-    while (conn->head && conn->head->ready) {
+    while (conn->head && conn->head->ready && !conn->head->unstored) {
         s_slot_t *slot = conn->head;
         if (!conn->doomed) {
             herd_log_conn (self->log, "gateway", conn->serial, "out", s_self_wall_usec (self),
@@ -545,60 +563,210 @@ static bool
 s_send_frames (zsock_t *sock, const void *const *data, const size_t *size, int count)
 {
     void *handle = zsock_resolve (sock);
-    //  To the bus, a full queue waits (up to the socket's send time-out):
-    //  that stalls this loop and so every client, which is the back-pressure
-    //  an overloaded node needs; dropping would lose updates already
-    //  acknowledged. To places, a full queue answers at once (places busy).
-    int dontwait = zsock_sndtimeo (sock) > 0 ? 0 : ZMQ_DONTWAIT;
     for (int i = 0; i < count; i++) {
-        int flags = dontwait | (i + 1 < count ? ZMQ_SNDMORE : 0);
+        int flags = ZMQ_DONTWAIT | (i + 1 < count ? ZMQ_SNDMORE : 0);
         if (zmq_send (handle, data[i], size[i], flags) == -1)
             return false;       //  only the first frame can fail: sends are atomic
     }
     return true;
 }
 
+//  Send a message the bus could not take before; false (kept) if it still
+//  cannot.
+static bool
+s_self_send_backlogged (s_self_t *self, zmsg_t *msg)
+{
+    void *handle = zsock_resolve (self->bus);
+    size_t left = zmsg_size (msg);
+    for (zframe_t *frame = zmsg_first (msg); frame; frame = zmsg_next (msg)) {
+        int more = --left > 0 ? ZFRAME_MORE : 0;
+        if (zframe_send (&frame, handle, ZFRAME_REUSE | ZFRAME_DONTWAIT | more) == -1)
+            return false;       //  only the first frame can fail: sends are atomic
+    }
+    return true;
+}
+
+//  Send what waits for the bus, oldest first, as far as it takes it now.
+static void
+s_self_flush_backlog (s_self_t *self)
+{
+    zmsg_t *msg;
+    while ((msg = (zmsg_t *) zlist_first (self->backlog))
+           && s_self_send_backlogged (self, msg)) {
+        zlist_remove (self->backlog, msg);
+        zmsg_destroy (&msg);
+    }
+}
+
+//  Send frames to the bus, never blocking and never dropping: when its
+//  queue is full (the bus is busy, stopped or restarting) the message waits
+//  in the backlog, behind anything already there, so the bus sees every
+//  message in order. The backlog is bounded by the clients: an IAMAT or a
+//  WHATSAT holds a slot of its connection until the bus answers, and a
+//  connection stops reading at max_pending slots.
+static void
+s_self_to_bus (s_self_t *self, const void *const *data, const size_t *size, int count)
+{
+    if (zlist_size (self->backlog) == 0 && s_send_frames (self->bus, data, size, count))
+        return;
+    zmsg_t *msg = zmsg_new ();
+    for (int i = 0; i < count; i++)
+        zmsg_addmem (msg, data[i], size[i]);
+    zlist_append (self->backlog, msg);
+}
+
+//  Little-endian 64-bit encoding of a batch number (herd_msg.h).
+static void
+s_put_u64 (byte *out, uint64_t value)
+{
+    for (int i = 0; i < 8; i++)
+        out[i] = (byte) (value >> (8 * i));
+}
+
+static uint64_t
+s_get_u64 (const byte *in)
+{
+    uint64_t value = 0;
+    for (int i = 7; i >= 0; i--)
+        value = (value << 8) | in[i];
+    return value;
+}
+
 //  Hand the updates queued this turn to the bus, as one UPDATE message of
-//  records (herd_msg.h). Called before anything else goes to the bus (so a
-//  client's WHATSAT follows its IAMAT) and before answers are written (so
-//  an update is with the bus before its client sees the AT line).
+//  records with the batch's number (herd_msg.h); the bus answers STORED
+//  once they are in its journal. Called before anything else goes to the
+//  bus (so a client's WHATSAT follows its IAMAT).
 static void
 s_self_send_updates (s_self_t *self)
 {
     if (self->updates_size == 0)
         return;
-    const void *data[] = {HERD_MSG_UPDATE, self->updates};
-    size_t sizes[] = {strlen (HERD_MSG_UPDATE), self->updates_size};
-    if (!s_send_frames (self->bus, data, sizes, 2))
-        herd_log_printf (self->log, "gateway", "bus channel full: %zu updates not stored",
-                         self->updates_count);
+    byte batch[8];
+    s_put_u64 (batch, self->batch++);
+    const void *data[] = {HERD_MSG_UPDATE, batch, self->updates};
+    size_t sizes[] = {strlen (HERD_MSG_UPDATE), sizeof (batch), self->updates_size};
+    s_self_to_bus (self, data, sizes, 3);
     self->updates_size = 0;
     self->updates_count = 0;
 }
 
-//  Queue an AT line for the bus; sent with the rest of the turn's.
-static void
+//  Queue an AT line for the bus; sent with the rest of the turn's. Returns
+//  the number of the batch it goes in.
+static uint64_t
 s_self_queue_update (s_self_t *self, const char *at, size_t size)
 {
-    if (self->updates_size + 1 + size > HERD_GW_UPDATES_MAX)
+    if (self->updates_size > 0 && self->updates_size + 1 + size > HERD_GW_UPDATES_MAX)
         s_self_send_updates (self);
     if (!self->updates) {
         self->updates = (char *) malloc (HERD_GW_UPDATES_MAX + 1);
         assert (self->updates);
     }
     if (size > HERD_GW_UPDATES_MAX) {
-        //  One AT line alone: bounded by max_line, so never this big
-        const void *data[] = {HERD_MSG_UPDATE, at};
-        size_t sizes[] = {strlen (HERD_MSG_UPDATE), size};
-        if (!s_send_frames (self->bus, data, sizes, 2))
-            herd_log_printf (self->log, "gateway", "bus channel full: update not stored");
-        return;
+        //  A long line (max_line allows it) goes alone, as its own batch
+        byte batch[8];
+        uint64_t number = self->batch++;
+        s_put_u64 (batch, number);
+        const void *data[] = {HERD_MSG_UPDATE, batch, at};
+        size_t sizes[] = {strlen (HERD_MSG_UPDATE), sizeof (batch), size};
+        s_self_to_bus (self, data, sizes, 3);
+        return number;
     }
     if (self->updates_size > 0)
         self->updates[self->updates_size++] = '\n';
     memcpy (self->updates + self->updates_size, at, size);
     self->updates_size += size;
     self->updates_count++;
+    return self->batch;
+}
+
+//  The connection at fd if it is still the one of serial, and not doomed.
+static s_conn_t *
+s_self_conn (s_self_t *self, int32_t fd, uint64_t serial)
+{
+    if (fd < 0 || (size_t) fd >= self->conn_capacity)
+        return NULL;
+    s_conn_t *conn = self->conns[fd];
+    return conn && conn->serial == serial && !conn->doomed ? conn : NULL;
+}
+
+//  Hold a ready IAMAT answer until the bus says its batch is stored.
+static void
+s_self_wait_store (s_self_t *self, s_conn_t *conn, s_slot_t *slot, uint64_t batch)
+{
+    slot->unstored = true;
+    if (self->waiter_count == self->waiter_capacity) {
+        size_t capacity = self->waiter_capacity ? self->waiter_capacity * 2 : 256;
+        s_waiter_t *waiters = (s_waiter_t *) malloc (capacity * sizeof (s_waiter_t));
+        assert (waiters);
+        for (size_t i = 0; i < self->waiter_count; i++)
+            waiters[i] = self->waiters[(self->waiter_head + i) % self->waiter_capacity];
+        free (self->waiters);
+        self->waiters = waiters;
+        self->waiter_capacity = capacity;
+        self->waiter_head = 0;
+    }
+    size_t tail = (self->waiter_head + self->waiter_count) % self->waiter_capacity;
+    self->waiters[tail] = (s_waiter_t){conn->serial, slot->seq, batch, self->now, conn->fd};
+    self->waiter_count++;
+}
+
+//  The oldest waiter, or NULL.
+static s_waiter_t *
+s_self_oldest_waiter (s_self_t *self)
+{
+    return self->waiter_count ? &self->waiters[self->waiter_head] : NULL;
+}
+
+static void
+s_self_pop_waiter (s_self_t *self)
+{
+    self->waiter_head = (self->waiter_head + 1) % self->waiter_capacity;
+    self->waiter_count--;
+}
+
+//  The bus stored batches first..last: their answers may go out. A waiter
+//  of an earlier batch is one the bus never got (it restarted, or the
+//  message was lost with its connection): its update is not stored, so its
+//  client gets no AT; its connection is closed.
+static void
+s_self_stored (s_self_t *self, uint64_t first, uint64_t last)
+{
+    s_waiter_t *waiter;
+    while ((waiter = s_self_oldest_waiter (self)) && waiter->batch <= last) {
+        s_conn_t *conn = s_self_conn (self, waiter->fd, waiter->serial);
+        s_slot_t *slot = conn ? conn->head : NULL;
+        while (slot && slot->seq != waiter->seq)
+            slot = slot->next;
+        if (slot && waiter->batch < first) {
+            self->unstored++;
+            s_conn_doom (self, conn, "update not stored: the bus did not get it");
+        }
+        else
+        if (slot) {
+            slot->unstored = false;
+            s_conn_release (self, conn);
+        }
+        s_self_pop_waiter (self);
+    }
+}
+
+//  Close the connections of answers that waited ack_timeout_ms for their
+//  update to be stored (the journal cannot write, the bus is stopped): no
+//  AT goes out for an update that is not stored.
+static void
+s_self_expire_waiters (s_self_t *self)
+{
+    s_waiter_t *waiter;
+    while ((waiter = s_self_oldest_waiter (self))
+           && self->now - waiter->since >= self->ack_timeout_ms) {
+        s_conn_t *conn = s_self_conn (self, waiter->fd, waiter->serial);
+        if (conn) {
+            self->unstored++;
+            s_conn_doom (self, conn, "update not stored within %d ms: no AT sent",
+                         self->ack_timeout_ms);
+        }
+        s_self_pop_waiter (self);
+    }
 }
 
 //  Handle one complete line of a connection.
@@ -628,9 +796,10 @@ s_conn_answer (s_self_t *self, s_conn_t *conn, const struct iovec *parts, int co
     s_conn_mark_dirty (self, conn);
 }
 
-//  Handle one complete line of a connection. An IAMAT or an invalid line
-//  with nothing pending before it is answered at once, without a slot;
-//  behind a pending WHATSAT its answer waits in a slot, in request order.
+//  Handle one complete line of a connection. An invalid line with nothing
+//  pending before it is answered at once, without a slot; behind a pending
+//  request its answer waits in a slot, in request order. An IAMAT's answer
+//  always waits in a slot until the bus says the update is stored.
 static void
 s_conn_handle_line (s_self_t *self, s_conn_t *conn, const char *line, size_t size)
 {
@@ -664,16 +833,14 @@ s_conn_handle_line (s_self_t *self, s_conn_t *conn, const char *line, size_t siz
             herd_proto_format_at (self->node->name, &cmd, now->tv_sec, (int32_t) now->tv_nsec,
                                   at, at_size + 1);
         }
-        s_self_queue_update (self, at, at_size);
+        uint64_t batch = s_self_queue_update (self, at, at_size);
         struct iovec parts[] = {S_PART (at, at_size), S_PART ("\n", 1)};
-        if (direct)
-            s_conn_answer (self, conn, parts, 2);
-        else
-            s_slot_fill (self, conn, s_conn_new_slot (conn), parts, 2);
+        s_slot_t *slot = s_conn_new_slot (conn);
+        s_slot_fill (self, conn, slot, parts, 2);
+        if (!conn->doomed)
+            s_self_wait_store (self, conn, slot, batch);
         if (at != stack)
             free (at);
-        if (direct)
-            return;
     }
     else {
         s_slot_t *slot = s_conn_new_slot (conn);
@@ -693,10 +860,7 @@ s_conn_handle_line (s_self_t *self, s_conn_t *conn, const char *line, size_t siz
             s_self_send_updates (self);         //  this client's IAMAT first
             const void *data[] = {HERD_MSG_LOOKUP, &reqid, cmd.client.data};
             size_t sizes[] = {strlen (HERD_MSG_LOOKUP), sizeof (reqid), cmd.client.size};
-            if (!s_send_frames (self->bus, data, sizes, 3)) {
-                herd_log_printf (self->log, "gateway", "bus channel full: look-up refused");
-                s_slot_invalid (self, conn, slot, slot->line, slot->line_size);
-            }
+            s_self_to_bus (self, data, sizes, 3);
         }
     }
     s_conn_release (self, conn);
@@ -1164,6 +1328,7 @@ s_self_handle_timers (s_self_t *self)
                   self->timeouts[TIMER_LINE]);
         s_conn_close (self, conn, why);
     }
+    s_self_expire_waiters (self);
     if (self->refused && self->now - self->refused_reported >= HERD_GW_REPORT_MS)
         s_self_report_refused (self);
     if (self->accept_resume && self->now >= self->accept_resume) {
@@ -1187,6 +1352,13 @@ s_self_sleep_ms (s_self_t *self)
     }
     if (self->accept_resume && self->accept_resume < wake)
         wake = self->accept_resume;
+    s_waiter_t *waiter = s_self_oldest_waiter (self);
+    if (waiter && waiter->since + self->ack_timeout_ms < wake)
+        wake = waiter->since + self->ack_timeout_ms;
+    //  Messages wait for the bus: try again soon (its ZMQ_FD does not say
+    //  when it takes messages again)
+    if (zlist_size (self->backlog) > 0 && self->now + HERD_GW_BACKLOG_MS < wake)
+        wake = self->now + HERD_GW_BACKLOG_MS;
     if (self->refused && self->refused_reported + HERD_GW_REPORT_MS < wake)
         wake = self->refused_reported + HERD_GW_REPORT_MS;
     int64_t now = s_clock_ms ();
@@ -1211,6 +1383,15 @@ s_self_handle_bus (s_self_t *self)
     if (!msg)
         return;
     char *kind = zmsg_popstr (msg);
+    if (kind && streq (kind, HERD_MSG_STORED)) {
+        zframe_t *first = zmsg_first (msg);
+        zframe_t *last = zmsg_next (msg);
+        if (zmsg_size (msg) == 2 && zframe_size (first) == 8 && zframe_size (last) == 8)
+            s_self_stored (self, s_get_u64 (zframe_data (first)), s_get_u64 (zframe_data (last)));
+        zstr_free (&kind);
+        zmsg_destroy (&msg);
+        return;
+    }
     zframe_t *reqid = zmsg_pop (msg);
     s_conn_t *conn = NULL;
     s_slot_t *slot = s_self_find_slot (self, reqid, &conn);
@@ -1312,6 +1493,9 @@ s_self_send_stats (s_self_t *self)
     cJSON_AddNumberToObject (stats, "iamat_total", (double) self->iamats);
     cJSON_AddNumberToObject (stats, "whatsat_total", (double) self->whatsats);
     cJSON_AddNumberToObject (stats, "invalid_total", (double) self->invalids);
+    cJSON_AddNumberToObject (stats, "unstored_total", (double) self->unstored);
+    cJSON_AddNumberToObject (stats, "store_waiting", (double) self->waiter_count);
+    cJSON_AddNumberToObject (stats, "bus_backlog", (double) zlist_size (self->backlog));
     cJSON_AddNumberToObject (stats, "iamat_per_s", (double) (self->iamats - self->last_iamats) / seconds);
     cJSON_AddNumberToObject (stats, "whatsat_per_s",
                              (double) (self->whatsats - self->last_whatsats) / seconds);
@@ -1435,6 +1619,13 @@ s_self_destroy (s_self_t **self_p)
     if (self->epoll >= 0)
         close (self->epoll);
     s_self_send_updates (self);
+    s_self_flush_backlog (self);
+    while (zlist_size (self->backlog) > 0) {
+        zmsg_t *msg = (zmsg_t *) zlist_pop (self->backlog);
+        zmsg_destroy (&msg);
+    }
+    zlist_destroy (&self->backlog);
+    free (self->waiters);
     zsock_destroy (&self->bus);
     zsock_destroy (&self->places);
     free (self->updates);
@@ -1487,6 +1678,9 @@ s_self_new (zsock_t *pipe, herd_gateway_args_t *args)
     self->max_output = args->config->max_output;
     self->max_pending = args->config->max_pending;
     self->max_clients = args->config->max_clients;
+    self->ack_timeout_ms = args->config->ack_timeout_ms;
+    self->batch = 1;
+    self->backlog = zlist_new ();
     self->timeouts[TIMER_IDLE] = args->config->idle_timeout_ms;
     self->timeouts[TIMER_LINE] = args->config->line_timeout_ms;
     self->now = s_clock_ms ();
@@ -1511,10 +1705,9 @@ s_self_new (zsock_t *pipe, herd_gateway_args_t *args)
     assert (self->bus && self->places);
     zsock_set_sndhwm (self->bus, HERD_GW_BUS_HWM);      //  at most 64 MB waiting
     zsock_set_rcvhwm (self->bus, HERD_GW_ZMQ_HWM);
-    //  Updates already acknowledged to clients still reach the bus when the
-    //  gateway stops (czmq's default linger is 0: queued messages dropped)
+    //  Updates handed over still reach the bus when the gateway stops
+    //  (czmq's default linger is 0: queued messages dropped)
     zsock_set_linger (self->bus, 2000);
-    zsock_set_sndtimeo (self->bus, 2000);       //  back-pressure, bounded (see s_send_frames)
     zsock_set_sndhwm (self->places, HERD_GW_ZMQ_HWM);
     zsock_set_rcvhwm (self->places, HERD_GW_ZMQ_HWM);
     if (zsock_connect (self->bus, "%s", args->bus_endpoint) == -1
@@ -1550,6 +1743,7 @@ herd_gateway_actor (zsock_t *pipe, void *args)
     struct epoll_event events[256];
     while (!self->terminated) {
         s_self_tick (self);
+        s_self_flush_backlog (self);
         s_self_send_updates (self);
         s_self_drain_zmq (self);
         s_self_handle_timers (self);
@@ -1615,6 +1809,23 @@ s_recv_request (zsock_t *sock)
     }
 }
 
+//  Play the bus storing an UPDATE the test received (routing id first): send
+//  ["STORED", batch, batch], so the gateway may answer its IAMATs.
+static void
+s_store (zsock_t *bus, zmsg_t *update)
+{
+    zframe_t *routing = zmsg_first (update);
+    HERD_CHECK (zframe_streq (zmsg_next (update), HERD_MSG_UPDATE));
+    zframe_t *batch = zmsg_next (update);
+    HERD_CHECK_INT (zframe_size (batch), 8);
+    zmsg_t *reply = zmsg_new ();
+    zmsg_append (reply, (zframe_t *[]){zframe_dup (routing)});
+    zmsg_addstr (reply, HERD_MSG_STORED);
+    zmsg_append (reply, (zframe_t *[]){zframe_dup (batch)});
+    zmsg_append (reply, (zframe_t *[]){zframe_dup (batch)});
+    zmsg_send (&reply, bus);
+}
+
 void
 herd_gateway_test (bool verbose)
 {
@@ -1655,9 +1866,13 @@ herd_gateway_test (bool verbose)
     zsock_set_rcvtimeo (bus, 5000);
     zmsg_t *msg = s_recv_request (bus);
     HERD_CHECK (msg);
+    s_store (bus, msg);
     zframe_t *routing = zmsg_pop (msg);
     char *command = zmsg_popstr (msg);
     HERD_CHECK_STR (command, HERD_MSG_UPDATE);
+    zframe_t *batch = zmsg_pop (msg);
+    HERD_CHECK_INT (zframe_size (batch), 8);
+    zframe_destroy (&batch);
     char *at = zmsg_popstr (msg);
     HERD_CHECK (strncmp (at, "AT Hill +", 9) == 0);
     HERD_CHECK (strstr (at, " kiwi +34.068930-118.445127 1621464827.959498503"));
@@ -1721,6 +1936,13 @@ herd_gateway_test (bool verbose)
     zmsg_addstr (msg, "{\n   \"results\" : [],\n   \"status\" : \"ZERO_RESULTS\"\n}");
     zmsg_send (&msg, places);
 
+    //  The last line's IAMAT (kiwi2) went to the bus after the look-up: its
+    //  AT goes out once the bus stores it
+    msg = s_recv_request (bus);
+    HERD_CHECK (msg);
+    s_store (bus, msg);
+    zmsg_destroy (&msg);
+
     //  Now the rest arrives, in request order
     char expected[4096];
     snprintf (expected, sizeof (expected),
@@ -1766,6 +1988,24 @@ herd_gateway_test (bool verbose)
         HERD_CHECK_INT (write (fd6, pieces[i], strlen (pieces[i])), strlen (pieces[i]));
         zclock_sleep (50);                      //  likely one read each
     }
+    //  The bus gets their three updates (records of one read go in one
+    //  UPDATE: count records, not messages), and stores them
+    size_t updates = 0;
+    while (updates < 3) {
+        msg = s_recv_request (bus);
+        HERD_CHECK (msg);
+        s_store (bus, msg);
+        zmsg_first (msg);                       //  routing id
+        zframe_t *frame = zmsg_next (msg);
+        HERD_CHECK (zframe_streq (frame, HERD_MSG_UPDATE));
+        zmsg_next (msg);                        //  batch
+        frame = zmsg_next (msg);
+        updates++;
+        for (size_t i = 0; i < zframe_size (frame); i++)
+            updates += zframe_data (frame)[i] == '\n';
+        zmsg_destroy (&msg);
+    }
+    HERD_CHECK_INT (updates, 3);
     total = 0;
     while ((got = read (fd6, buffer + total, sizeof (buffer) - 1 - total)) > 0)
         total += (size_t) got;
@@ -1779,22 +2019,6 @@ herd_gateway_test (bool verbose)
     HERD_CHECK_INT (strlen (cut), 100 + 1);
     HERD_CHECK (cut[0] == 'x' && cut[49] == 'x' && cut[50] == 'y' && cut[99] == 'y');
     close (fd6);
-    //  The bus got the update of kiwi2 (first client), then their three
-    //  (records of one read go in one UPDATE: count records, not messages)
-    size_t updates = 0;
-    while (updates < 4) {
-        msg = s_recv_request (bus);
-        HERD_CHECK (msg);
-        zmsg_first (msg);                       //  routing id
-        zframe_t *frame = zmsg_next (msg);
-        HERD_CHECK (zframe_streq (frame, HERD_MSG_UPDATE));
-        frame = zmsg_next (msg);
-        updates++;
-        for (size_t i = 0; i < zframe_size (frame); i++)
-            updates += zframe_data (frame)[i] == '\n';
-        zmsg_destroy (&msg);
-    }
-    HERD_CHECK_INT (updates, 4);
 
     //  An over-long line behind a pending WHATSAT: the WHATSAT is still
     //  answered before the "? " and the close
@@ -1901,7 +2125,8 @@ herd_gateway_test (bool verbose)
     struct timeval short_timeout = {0, 100000};
     setsockopt (fd4, SOL_SOCKET, SO_SNDTIMEO, &short_timeout, sizeof (short_timeout));
     char lines[64 * 1024];
-    const char *iamat = "IAMAT a-never-reading-client +1+1 1\n";
+    //  (invalid lines: answered at once, with no bus in between)
+    const char *iamat = "a never reading client's line, invalid, answered at once: ? ...\n";
     size_t line_size = strlen (iamat), filled = 0;
     while (filled + line_size <= sizeof (lines)) {
         memcpy (lines + filled, iamat, line_size);
@@ -1930,17 +2155,10 @@ herd_gateway_test (bool verbose)
     HERD_CHECK (sent < 256 * 1024 * 1024);
     close (fd4);
 
-    //  Everyone else is still served
+    //  Everyone else is still served. The updates of one read go to the bus
+    //  as one UPDATE, in order
     const char *again = "IAMAT still +1+1 1\n";
     HERD_CHECK_INT (write (fd, again, strlen (again)), strlen (again));
-    got = read (fd, buffer, sizeof (buffer) - 1);
-    HERD_CHECK (got > 0);
-    buffer[got] = 0;
-    HERD_CHECK (strncmp (buffer, "AT Hill ", 8) == 0);
-    HERD_CHECK (strstr (buffer, " still +1+1 1\n"));
-    zframe_destroy (&routing);
-
-    //  The updates of one read go to the bus as one UPDATE, in order
     bool still = false;
     int64_t deadline = zclock_mono () + 10000;
     while (!still && zclock_mono () < deadline && (msg = s_recv_request (bus))) {
@@ -1948,15 +2166,25 @@ herd_gateway_test (bool verbose)
         still = zframe_streq (zmsg_next (msg), HERD_MSG_UPDATE)
                 && memmem (zframe_data (zmsg_last (msg)), zframe_size (zmsg_last (msg)),
                            " still ", 7);
+        if (still)
+            s_store (bus, msg);
         zmsg_destroy (&msg);
     }
     HERD_CHECK (still);
+    got = read (fd, buffer, sizeof (buffer) - 1);
+    HERD_CHECK (got > 0);
+    buffer[got] = 0;
+    HERD_CHECK (strncmp (buffer, "AT Hill ", 8) == 0);
+    HERD_CHECK (strstr (buffer, " still +1+1 1\n"));
+    zframe_destroy (&routing);
     const char *three = "IAMAT a +1+1 1\nIAMAT b +1+1 2\nIAMAT c +1+1 3\n";
     HERD_CHECK_INT (write (fd, three, strlen (three)), strlen (three));
     msg = s_recv_request (bus);
     HERD_CHECK (msg);
+    s_store (bus, msg);
     zmsg_first (msg);
     HERD_CHECK (zframe_streq (zmsg_next (msg), HERD_MSG_UPDATE));
+    zmsg_next (msg);                            //  batch
     char *records = zframe_strdup (zmsg_next (msg));
     HERD_CHECK (zmsg_next (msg) == NULL);
     zmsg_destroy (&msg);
