@@ -382,7 +382,10 @@ static void
 s_self_compact (s_self_t *self)
 {
     size_t live = herd_table_size (self->table);
-    if (!self->journal || herd_journal_records (self->journal) < 2 * live + 10000)
+    //  A lost journal (records dropped while writes failed) is rewritten
+    if (!self->journal
+        || (!herd_journal_lost (self->journal)
+            && herd_journal_records (self->journal) < 2 * live + 10000))
         return;
     int64_t start = s_now_ms ();
     size_t before = herd_journal_records (self->journal);
@@ -843,8 +846,16 @@ s_self_open_journal (s_self_t *self)
         return -1;
     }
     herd_log_printf (self->log, "bus", "journal loaded: %zu records, %zu clients in %" PRId64
-                     " ms%s", stats.records, herd_table_size (self->table), s_now_ms () - start,
-                     stats.upgraded ? " (converted from format HERDJ001 to HERDJ002)" : "");
+                     " ms%s%s%s", stats.records, herd_table_size (self->table),
+                     s_now_ms () - start, stats.upgraded ? " (converted from format " : "",
+                     stats.upgraded ? stats.format : "",
+                     stats.upgraded ? " to " HERD_JOURNAL_FORMAT ")" : "");
+    if (stats.skipped_bytes)
+        herd_log_printf (self->log, "bus",
+                         "journal damaged: %zu damaged record%s (%zu bytes) skipped, %zu good "
+                         "records kept (%s)",
+                         stats.skipped, stats.skipped == 1 ? "" : "s", stats.skipped_bytes,
+                         stats.records, stats.skip_reason);
     if (stats.discarded)
         herd_log_printf (self->log, "bus",
                          "journal damaged: %zu bytes after %zu good records discarded (%s)",
@@ -1099,8 +1110,18 @@ herd_bus_actor (zsock_t *pipe, void *args)
             s_self_compact (self);
         }
         if (self->journal) {
-            if (herd_journal_flush (self->journal) == -1)
-                herd_log_printf (self->log, "bus", "journal write failed: %s", strerror (errno));
+            //  Logged when writes start failing and when they resume, not
+            //  at every retry
+            bool failing = herd_journal_failing (self->journal);
+            if (herd_journal_flush (self->journal) == -1) {
+                if (!failing)
+                    herd_log_printf (self->log, "bus",
+                                     "journal write failed: %s (records kept buffered, "
+                                     "retried every 100 ms)", strerror (errno));
+            }
+            else
+            if (failing)
+                herd_log_printf (self->log, "bus", "journal writes resumed");
             herd_journal_tick (self->journal);
         }
     }
