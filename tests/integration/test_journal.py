@@ -3,6 +3,7 @@
 import os
 import re
 import signal
+import struct
 import subprocess
 
 import pytest
@@ -69,6 +70,30 @@ def test_flipped_byte_skips_one_record(make_herd):
     mark = restart_log(herd, "Hill")
     assert count(herd, "Hill") == 1000
     assert b"skipped" in herd.log("Hill")[mark:]
+
+
+def test_v2_journal_is_converted(make_herd):
+    from test_catchup import record_hash
+    herd = make_herd(names=["Hill"], edges=[])
+    #  A journal as a node before HERDJ003 wrote it: no record marks
+    lines = [f"AT Hill +0.000000000 two{i} +10-20 5".encode() for i in range(100)]
+    data = os.path.join(herd.tmp, "data", "Hill")
+    os.makedirs(data)
+    journal = os.path.join(data, "journal")
+    with open(journal, "wb") as f:
+        f.write(b"HERDJ002")
+        for line in lines:
+            f.write(struct.pack("<IQ", len(line), record_hash(line)) + line)
+    herd.start()
+    assert count(herd, "Hill") == 100
+    assert b"(converted from format HERDJ002 to HERDJ003)" in herd.log("Hill")
+    with open(journal, "rb") as f:
+        content = f.read()
+    assert content.startswith(b"HERDJ003") and content.count(b"\nHJ3") == 100
+    send_updates(herd.port("Hill"), ["after"], "6")
+    mark = restart_log(herd, "Hill", kill=False)
+    assert count(herd, "Hill") == 101
+    assert b"converted from format" not in herd.log("Hill")[mark:]
 
 
 def s_mount(path, size):
