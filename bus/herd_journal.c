@@ -853,7 +853,7 @@ s_limit_files (rlim_t bytes)
 {
     struct rlimit limit;
     HERD_CHECK (getrlimit (RLIMIT_FSIZE, &limit) == 0);
-    limit.rlim_cur = bytes;
+    limit.rlim_cur = bytes < limit.rlim_max ? bytes : limit.rlim_max;
     HERD_CHECK (setrlimit (RLIMIT_FSIZE, &limit) == 0);
 }
 
