@@ -396,9 +396,10 @@ static void
 s_self_compact (s_self_t *self)
 {
     size_t live = herd_table_size (self->table);
+    //  A lost journal (records dropped while writes failed) is rewritten
     if (!self->journal
-        || (herd_journal_records (self->journal) < 2 * live + 10000
-            && !herd_journal_lost (self->journal)))
+        || (!herd_journal_lost (self->journal)
+            && herd_journal_records (self->journal) < 2 * live + 10000))
         return;
     int64_t start = s_now_ms ();
     size_t before = herd_journal_records (self->journal);
@@ -935,8 +936,16 @@ s_self_open_journal (s_self_t *self)
         return -1;
     }
     herd_log_printf (self->log, "bus", "journal loaded: %zu records, %zu clients in %" PRId64
-                     " ms%s", stats.records, herd_table_size (self->table), s_now_ms () - start,
-                     stats.upgraded ? " (converted from format HERDJ001 to HERDJ002)" : "");
+                     " ms%s%s%s", stats.records, herd_table_size (self->table),
+                     s_now_ms () - start, stats.upgraded ? " (converted from format " : "",
+                     stats.upgraded ? stats.format : "",
+                     stats.upgraded ? " to " HERD_JOURNAL_FORMAT ")" : "");
+    if (stats.skipped_bytes)
+        herd_log_printf (self->log, "bus",
+                         "journal damaged: %zu damaged record%s (%zu bytes) skipped, %zu good "
+                         "records kept (%s)",
+                         stats.skipped, stats.skipped == 1 ? "" : "s", stats.skipped_bytes,
+                         stats.records, stats.skip_reason);
     if (stats.discarded)
         herd_log_printf (self->log, "bus",
                          "journal damaged: %zu bytes after %zu good records discarded (%s)",
@@ -1155,7 +1164,8 @@ herd_bus_actor (zsock_t *pipe, void *args)
     s_self_heartbeat (self);
     while (!self->terminated) {
         int64_t wait = self->next_heartbeat - s_now_ms ();
-        if (self->ack_count > 0 && wait > HERD_BUS_STORE_RETRY)
+        if ((self->ack_count > 0 || (self->journal && herd_journal_failing (self->journal)))
+            && wait > HERD_BUS_STORE_RETRY)
             wait = HERD_BUS_STORE_RETRY;        //  storing failed: try again soon
         void *which = zpoller_wait (self->poller, (int) (wait < 0 ? 0 : wait));
         if (which == self->pipe)
@@ -1195,6 +1205,10 @@ herd_bus_actor (zsock_t *pipe, void *args)
         }
         s_self_store (self);
     }
+    //  Records dropped while the journal could not write are in the table:
+    //  a last rewrite keeps them, if the disk takes it now
+    if (self->journal && herd_journal_lost (self->journal))
+        s_self_compact (self);
     herd_log_printf (self->log, "bus", "stopped: %zu clients, %" PRIu64 " applied, %" PRIu64
                      " stale, %" PRIu64 " dropped, %" PRIu64 " published in %" PRIu64
                      " messages", herd_table_size (self->table), self->applied, self->stale,
