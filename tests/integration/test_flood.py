@@ -140,6 +140,7 @@ def test_colliding_ids_stall_nothing(make_herd):
     for name, (spread, worst, replay) in (("ordinary", ordinary), ("colliding", colliding)):
         print(f"{COUNT} {name} ids: in every node after {spread * 1000:.0f} ms, bystander "
               f"at Charlie after at worst {worst * 1000:.0f} ms, journal replay {replay} ms")
-    assert colliding[1] < 1.0 * SLOW
+    #  Bounds relative to the ordinary flood, on a machine that may be busy
+    assert colliding[1] < 2 * ordinary[1] + 1.0 * SLOW
     assert colliding[0] < 3 * ordinary[0] + 1.0 * SLOW
     assert colliding[2] < 5 * ordinary[2] + 50 * SLOW
