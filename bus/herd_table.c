@@ -243,7 +243,7 @@ static void
 s_benchmark (size_t count)
 {
     herd_table_t *table = herd_table_new ();
-    char (*ids)[24] = malloc (count * sizeof (*ids));
+    char (*ids)[32] = malloc (count * sizeof (*ids));
     assert (ids);
     for (size_t i = 0; i < count; i++) {
         snprintf (ids[i], sizeof (ids[i]), "kiwi.cs.%08zu", i);
