@@ -2,7 +2,7 @@
 #  `make test` runs every test. Both install missing Debian packages first.
 
 CC      ?= cc
-PKGS    := libczmq libzmq libcurl libcjson libmicrohttpd
+PKGS    := libczmq libzmq libcurl libcjson libmicrohttpd libsodium
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread \
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)

@@ -6,6 +6,11 @@
 //  never removed, only replaced, so the index needs no tombstones. About 190
 //  bytes per client with AT lines of 95 bytes; zhashx took about 270 (an item
 //  and a copy of the key besides the entry).
+//
+//  Client ids come from anyone, so the index hashes them with a keyed hash
+//  (SipHash-2-4, libsodium's crypto_shorthash) under a key drawn at random
+//  once per process: nobody outside can choose ids that share a slot and
+//  make every insert walk a long run (a hash flood).
 
 #ifndef HERD_TABLE_H_INCLUDED
 #define HERD_TABLE_H_INCLUDED
@@ -24,7 +29,7 @@ typedef struct _herd_entry_t {
     uint64_t hash;                  //  herd_record_hash of the line
     int64_t time_sec;               //  client time, for herd_record_newer
     int32_t time_nsec;
-    uint32_t key_hash;              //  hash of the client id, for the index
+    uint32_t key_hash;              //  herd_table_key of the client id
     uint32_t size;                  //  bytes of line
     uint32_t client_at;             //  the client id: line + client_at ...
     uint32_t client_size;           //  ... for client_size bytes
@@ -47,9 +52,10 @@ void
 herd_entry_t *
     herd_entry_new (const char *line, size_t size, herd_span_t client, uint32_t key);
 
-//  The index's hash of a client id (herd_record_hash cut to 32 bits), for
-//  herd_entry_new and herd_table_find (a caller that looks a client up, then
-//  stores it, hashes it once).
+//  The index's hash of a client id (keyed SipHash-2-4 cut to 32 bits; the
+//  key is this process's, so values differ between runs and must not be
+//  stored or sent), for herd_entry_new and herd_table_find (a caller that
+//  looks a client up, then stores it, hashes it once). Thread-safe.
 uint32_t
     herd_table_key (const char *client, size_t size);
 

@@ -44,7 +44,8 @@ bool
 //  so every bit depends on every byte. Used for journal checksums and table
 //  digests (sent between nodes), so its values must never change: a new
 //  function needs a new journal magic (herd_journal.h) and makes old and new
-//  nodes report different digests. The table's index uses it too.
+//  nodes report different digests. Not for indexing ids a client chooses:
+//  it is unkeyed and invertible (the table's index uses a keyed hash).
 uint64_t
     herd_record_hash (const char *line, size_t size);
 

@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
     build-essential pkg-config
     libzmq3-dev libczmq-dev libcurl4-openssl-dev libcjson-dev libmicrohttpd-dev
+    libsodium-dev                   #   the table index's keyed hash (SipHash-2-4)
     libedit-dev                     #   herd client: line editing and history
     python3 python3-pytest python3-zmq
     clang
