@@ -140,6 +140,7 @@ typedef struct {
     size_t max_output;
     size_t max_pending;
     size_t max_clients;
+    int64_t max_time_ahead_s;       //  IAMAT times further ahead are refused; 0: no bound
     int64_t timeouts[TIMER_COUNT];  //  idle_timeout_ms, line_timeout_ms
     s_timer_list_t timers[TIMER_COUNT];
     int64_t now;                    //  ms, monotonic, read once per turn
@@ -628,6 +629,22 @@ s_conn_answer (s_self_t *self, s_conn_t *conn, const struct iovec *parts, int co
     s_conn_mark_dirty (self, conn);
 }
 
+//  True if cmd is an IAMAT whose client time is more than max_time_ahead_s
+//  ahead of this turn's clock. The latest client time wins everywhere, so
+//  such a time would pin the client's location until the clock caught up.
+//  Whole seconds first, then nanoseconds, as the AT line's difference is
+//  computed: client times have up to 18 digits, too many to scale.
+static bool
+s_iamat_too_far_ahead (s_self_t *self, const herd_cmd_t *cmd)
+{
+    if (cmd->kind != HERD_CMD_IAMAT || self->max_time_ahead_s <= 0)
+        return false;
+    const struct timespec *now = s_self_wall (self);
+    int64_t ahead = cmd->time_sec - (int64_t) now->tv_sec;
+    return ahead > self->max_time_ahead_s
+           || (ahead == self->max_time_ahead_s && cmd->time_nsec > (int32_t) now->tv_nsec);
+}
+
 //  Handle one complete line of a connection. An IAMAT or an invalid line
 //  with nothing pending before it is answered at once, without a slot;
 //  behind a pending WHATSAT its answer waits in a slot, in request order.
@@ -640,7 +657,7 @@ s_conn_handle_line (s_self_t *self, s_conn_t *conn, const char *line, size_t siz
                    size);
     bool direct = !conn->head;
     herd_cmd_t cmd;
-    if (herd_proto_parse (line, size, &cmd) == -1) {
+    if (herd_proto_parse (line, size, &cmd) == -1 || s_iamat_too_far_ahead (self, &cmd)) {
         self->invalids++;
         if (direct) {
             struct iovec parts[] = {S_PART ("? ", 2), S_PART (line, size), S_PART ("\n", 1)};
@@ -1487,6 +1504,7 @@ s_self_new (zsock_t *pipe, herd_gateway_args_t *args)
     self->max_output = args->config->max_output;
     self->max_pending = args->config->max_pending;
     self->max_clients = args->config->max_clients;
+    self->max_time_ahead_s = args->config->max_time_ahead_s;
     self->timeouts[TIMER_IDLE] = args->config->idle_timeout_ms;
     self->timeouts[TIMER_LINE] = args->config->line_timeout_ms;
     self->now = s_clock_ms ();
