@@ -131,8 +131,13 @@ def test_never_reading_clients_do_not_stall_others(make_herd, standin):
           f"after {after} kB")
     #  Asked of the node: far more than it may hold
     assert attackers * asks * answer > 1024 * MIB
-    assert worst < (1.5 if SANITIZED else 0.5) * SLOW, f"bystander waited {worst:.2f} s"
-    assert peak[0] - base < (96 if SANITIZED else 64) * 1024, \
+    #  Bound: a round trip waits at most for the WHATSATs in flight (256) and
+    #  one of each waiting connection; measured 0.3-0.5 s here, 6-10 s before
+    assert worst < 1.0 * SLOW, f"bystander waited {worst:.2f} s"
+    #  Bound: max_output_total (16 MiB) of unread answers, the 256 in flight
+    #  (10 MB), buffers' slack; measured +40-56 MB, +614 MB before
+    assert peak[0] - base < (160 if SANITIZED else 80) * 1024, \
         f"RSS peak {peak[0]} kB from {base} kB"
     assert after < base + 24 * 1024, f"RSS {after} kB after the attack, from {base} kB"
+    assert dropped >= attackers * 0.9
     bystander.close()
