@@ -138,6 +138,7 @@ def test_never_reading_clients_do_not_stall_others(make_herd, standin):
     #  (10 MB), buffers' slack; measured +40-56 MB, +614 MB before
     assert peak[0] - base < (160 if SANITIZED else 80) * 1024, \
         f"RSS peak {peak[0]} kB from {base} kB"
-    assert after < base + 24 * 1024, f"RSS {after} kB after the attack, from {base} kB"
+    assert after < base + (48 if SANITIZED else 24) * 1024, \
+        f"RSS {after} kB after the attack, from {base} kB"
     assert dropped >= attackers * 0.9
     bystander.close()
