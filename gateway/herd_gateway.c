@@ -40,7 +40,6 @@
 #define HERD_GW_ASKED_MAX   256             //  WHATSATs of all clients in flight at once
 #define HERD_GW_SNDBUF      (256 * 1024)    //  client socket send buffer (the kernel doubles it)
 #define HERD_GW_TRIM_BYTES  (8 * 1024 * 1024) //  answers freed before memory goes back (1 s tick)
-#define HERD_GW_MMAP_MIN    (256 * 1024)    //  allocations this big are mmap'd: freed, given back
 //  TCP keepalive: first probe after 60 s of silence, then every 10 s; 6
 //  unanswered probes (about 2 minutes in all) end a half-open connection
 #define HERD_GW_KEEPIDLE    60
