@@ -877,12 +877,14 @@ static void
 s_self_enqueue (s_self_t *self, s_conn_t *conn)
 {
     if (self->queue_head > 0 && self->queue_head + self->queue_size == self->queue_capacity) {
-        memmove (self->queue, self->queue + self->queue_head, self->queue_size * sizeof (s_reqid_t));
+        memmove (self->queue, self->queue + self->queue_head,
+                 self->queue_size * sizeof (s_reqid_t));
         self->queue_head = 0;
     }
     if (self->queue_size == self->queue_capacity) {
         self->queue_capacity = self->queue_capacity ? self->queue_capacity * 2 : 64;
-        self->queue = (s_reqid_t *) realloc (self->queue, self->queue_capacity * sizeof (s_reqid_t));
+        self->queue =
+            (s_reqid_t *) realloc (self->queue, self->queue_capacity * sizeof (s_reqid_t));
         assert (self->queue);
     }
     self->queue[self->queue_head + self->queue_size++] = (s_reqid_t){conn->serial, 0, conn->fd, 0};
@@ -896,8 +898,9 @@ s_self_enqueue (s_self_t *self, s_conn_t *conn)
 //  unfinished line. A WHATSAT waits its turn (s_self_enqueue) while
 //  HERD_GW_ASKED_MAX are in flight or other connections wait: then every
 //  connection gets one in turn, so clients that pipeline thousands cannot
-//  put them all ahead of a client that asks one. Returns the bytes used up: all of them once a line over
-//  the cap closes the connection. Caller sets conn->parsing.
+//  put them all ahead of a client that asks one. Returns the bytes used
+//  up: all of them once a line over the cap closes the connection. Caller
+//  sets conn->parsing.
 static size_t
 s_conn_parse (s_self_t *self, s_conn_t *conn, const char *data, size_t size, size_t scanned,
               bool *lines_p)
