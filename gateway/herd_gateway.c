@@ -11,6 +11,7 @@
 #include <cjson/cJSON.h>
 #include <sys/uio.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -36,6 +37,10 @@
 #define HERD_GW_UPDATES_MAX (64 * 1024)     //  bytes of updates sent to the bus at once
 #define HERD_GW_AT_STACK    512             //  AT lines up to this long are built on the stack
 #define HERD_GW_BACKLOG_MS  5               //  retry sending to a bus that was full this often
+#define HERD_GW_ZMQ_BATCH   256             //  replies from bus and places handled per turn
+#define HERD_GW_ASKED_MAX   256             //  WHATSATs of all clients in flight at once
+#define HERD_GW_SNDBUF      (256 * 1024)    //  client socket send buffer (the kernel doubles it)
+#define HERD_GW_TRIM_BYTES  (8 * 1024 * 1024) //  answers freed before memory goes back (1 s tick)
 //  TCP keepalive: first probe after 60 s of silence, then every 10 s; 6
 //  unanswered probes (about 2 minutes in all) end a half-open connection
 #define HERD_GW_KEEPIDLE    60
@@ -62,6 +67,7 @@ typedef struct _s_slot_t {
     uint64_t seq;
     bool ready;
     bool unstored;                  //  an IAMAT's answer: waits for the bus to store it
+    bool asked;                     //  a WHATSAT counted in self->asked
     size_t held;                    //  bytes charged to the connection's output
     char *data;                     //  ready: the whole response
     size_t size;
@@ -119,12 +125,17 @@ struct _s_conn_t {
     s_slot_t *head, *tail;          //  pending responses, oldest first
     size_t slot_count;              //  slots in that list
     size_t held;                    //  bytes the slots hold (charged to max_output)
+    size_t counted;                 //  held + unsent output, as in self->output_total
+    size_t counted_out;             //  the unsent output part of it
+    int64_t unread_since;           //  output waiting: when the client last read, ms
     uint64_t next_seq;
     bool eof;                       //  client shut its sending side
     bool closing;                   //  close once out is written
     bool draining;                  //  closing: output sent, reading to EOF
     size_t drained;                 //  bytes discarded while draining
     bool paused;                    //  max_pending requests in flight: not reading
+    bool waiting;                   //  paused, in the queue for a WHATSAT's turn
+    bool granted;                   //  may send its next WHATSAT out of turn
     bool parsing;                   //  in s_conn_handle_input (no re-entry)
     bool doomed;                    //  to be closed at once, for why
     char why[128];
@@ -132,6 +143,13 @@ struct _s_conn_t {
     bool dirty;                     //  on the dirty list
     s_timer_link_t timers[TIMER_COUNT];
 };
+
+//  A connection that may be dropped for max_output_total (s_self_shed).
+typedef struct {
+    s_conn_t *conn;
+    int64_t since;                  //  its unread clock; INT64_MAX: no output waits
+    size_t bytes;                   //  what it holds
+} s_shed_t;
 
 typedef struct {
     zsock_t *pipe;
@@ -150,8 +168,19 @@ typedef struct {
     const herd_node_t *node;
     size_t max_line;
     size_t max_output;
+    size_t max_output_total;        //  unread answers of all connections, bytes
+    size_t output_total;            //  what they hold now (the conns' counted)
+    size_t output_freed;            //  bytes of answers freed since the last trim
+    int64_t trimmed_at;             //  when memory was last given back, ms
+    s_shed_t *shed;                 //  connections to drop when over max_output_total
+    size_t shed_capacity;
     size_t max_pending;
+    size_t asked;                   //  WHATSATs in flight (s_slot_t.asked)
+    s_reqid_t *queue;               //  connections waiting for a WHATSAT's turn, FIFO
+    size_t queue_head, queue_size, queue_capacity;
+    size_t waiting;                 //  connections waiting (queue entries may be stale)
     size_t max_clients;
+    int64_t max_time_ahead_s;       //  IAMAT times further ahead are refused; 0: no bound
     int64_t timeouts[TIMER_COUNT];  //  idle_timeout_ms, line_timeout_ms
     s_timer_list_t timers[TIMER_COUNT];
     int64_t now;                    //  ms, monotonic, read once per turn
@@ -173,6 +202,7 @@ typedef struct {
     zlist_t *backlog;               //  messages the bus could not take yet, in order (zmsg_t)
     bool check_pipe;                //  its ZMQ_FD fired: ask ZMQ_EVENTS
     bool check_places;              //  its ZMQ_FD fired, or we sent to it
+    bool zmq_backlog;               //  replies left for the next turn: do not sleep
     char *input;                    //  every read lands here (HERD_GW_READ_CHUNK bytes);
                                     //  connections keep only what they cannot parse now
     //  Counters for the monitor (STATS to the bus once a second)
@@ -339,19 +369,63 @@ s_slot_destroy (s_slot_t **slot_p)
     *slot_p = NULL;
 }
 
+//  A WHATSAT's slot is answered or gone: no longer in flight.
+static void
+s_slot_done (s_self_t *self, s_slot_t *slot)
+{
+    if (slot->asked) {
+        slot->asked = false;
+        self->asked--;
+    }
+}
+
+//  Bring the node's total of unread answers up to date with what the
+//  connection holds now (its slots, and output the socket has not taken),
+//  after either changed. Output that starts to wait starts the connection's
+//  unread clock. A doomed connection no longer counts: it is about to go.
+static void
+s_conn_account (s_self_t *self, s_conn_t *conn)
+{
+    if (conn->doomed)
+        return;
+    size_t pending = s_buffer_pending (&conn->out);
+    size_t counted = conn->held + pending;
+    if (pending > 0 && conn->counted_out == 0)
+        conn->unread_since = self->now;
+    if (counted < conn->counted)
+        self->output_freed += conn->counted - counted;
+    self->output_total = self->output_total - conn->counted + counted;
+    conn->counted = counted;
+    conn->counted_out = pending;
+}
+
+//  Take the connection's bytes out of the node's total: it is going.
+static void
+s_conn_uncount (s_self_t *self, s_conn_t *conn)
+{
+    self->output_total -= conn->counted;
+    self->output_freed += conn->counted;
+    conn->counted = conn->counted_out = 0;
+}
+
 //  Close a connection now, forgetting whatever it still waits for.
 static void
 s_conn_close (s_self_t *self, s_conn_t *conn, const char *why)
 {
     herd_log_printf (self->log, "gateway", "conn=%" PRIu64 " closed (%s)", conn->serial, why);
+    s_conn_uncount (self, conn);
+    self->output_freed += conn->out.capacity;
     epoll_ctl (self->epoll, EPOLL_CTL_DEL, conn->fd, NULL);
     close (conn->fd);
     self->conns[conn->fd] = NULL;
     self->conn_count--;
     for (int kind = 0; kind < TIMER_COUNT; kind++)
         s_timer_unlink (self, conn, kind);
+    if (conn->waiting)
+        self->waiting--;
     while (conn->head) {
         s_slot_t *next = conn->head->next;
+        s_slot_done (self, conn->head);
         s_slot_destroy (&conn->head);
         conn->head = next;
     }
@@ -393,6 +467,7 @@ s_conn_doom (s_self_t *self, s_conn_t *conn, const char *format, ...)
     va_start (args, format);
     vsnprintf (conn->why, sizeof (conn->why), format, args);
     va_end (args);
+    s_conn_uncount (self, conn);
     conn->doomed = true;
     conn->closing = true;
     s_conn_mark_dirty (self, conn);
@@ -420,10 +495,59 @@ s_conn_write (s_self_t *self, s_conn_t *conn)
         else
             s_conn_doom (self, conn, "%s", rc < 0 ? strerror (errno) : "write failed");
     }
-    if (progress)
+    if (progress) {
         s_timer_start (self, conn, TIMER_IDLE);     //  the client is reading
+        conn->unread_since = self->now;
+    }
     if (s_buffer_pending (out) == 0)
         s_buffer_empty (out, HERD_GW_OUT_KEEP);
+    s_conn_account (self, conn);
+}
+
+//  Order connections to drop for max_output_total: the one whose output has
+//  waited unread the longest first (connections with no output waiting, only
+//  answers held behind a slow request, last), then the one holding most.
+static int
+s_shed_compare (const void *a, const void *b)
+{
+    const s_shed_t *x = (const s_shed_t *) a, *y = (const s_shed_t *) b;
+    if (x->since != y->since)
+        return x->since < y->since ? -1 : 1;
+    return x->bytes > y->bytes ? -1 : x->bytes < y->bytes;
+}
+
+//  The node's unread answers and bytes more would pass max_output_total:
+//  drop connections, the slowest readers first (s_shed_compare), until they
+//  fit. A connection holding nothing is never dropped, so a client that
+//  reads gets an answer of any size.
+static void
+s_self_shed (s_self_t *self, size_t bytes)
+{
+    size_t count = 0;
+    for (size_t fd = 0; fd < self->conn_capacity; fd++) {
+        s_conn_t *conn = self->conns[fd];
+        if (!conn || conn->doomed || conn->counted == 0)
+            continue;
+        if (count == self->shed_capacity) {
+            self->shed_capacity = self->shed_capacity ? self->shed_capacity * 2 : 64;
+            self->shed = (s_shed_t *) realloc (self->shed, self->shed_capacity * sizeof (s_shed_t));
+            assert (self->shed);
+        }
+        self->shed[count++] = (s_shed_t){conn, conn->counted_out ? conn->unread_since : INT64_MAX,
+                                         conn->counted};
+    }
+    qsort (self->shed, count, sizeof (s_shed_t), s_shed_compare);
+    for (size_t i = 0; i < count && self->output_total + bytes > self->max_output_total; i++) {
+        s_conn_t *conn = self->shed[i].conn;
+        if (conn->counted_out)
+            s_conn_doom (self, conn,
+                         "slow reader: %zu bytes of answers unread for %" PRId64
+                         " ms, max_output_total is %zu",
+                         conn->counted, self->now - conn->unread_since, self->max_output_total);
+        else
+            s_conn_doom (self, conn, "%zu bytes of answers held, max_output_total is %zu",
+                         conn->counted, self->max_output_total);
+    }
 }
 
 //  Charge bytes a connection is about to hold (a response, a request line)
@@ -437,20 +561,29 @@ s_conn_charge (s_self_t *self, s_conn_t *conn, s_slot_t *slot, size_t bytes)
 {
     if (conn->doomed)
         return false;
-    size_t unsent = conn->held + s_buffer_pending (&conn->out);
-    if (unsent > 0 && unsent + bytes > self->max_output) {
+    //  What this answer already holds (its request line, its AT line) is
+    //  not "earlier output": one answer alone never drops its client
+    size_t own = slot ? slot->held : 0;
+    size_t unsent = conn->held - own + s_buffer_pending (&conn->out);
+    if (unsent > 0 && unsent + own + bytes > self->max_output) {
         s_conn_write (self, conn);
-        unsent = conn->held + s_buffer_pending (&conn->out);
-        if (unsent > 0 && unsent + bytes > self->max_output && !conn->doomed)
+        unsent = conn->held - own + s_buffer_pending (&conn->out);
+        if (unsent > 0 && unsent + own + bytes > self->max_output && !conn->doomed)
             s_conn_doom (self, conn,
                          "slow reader: %zu bytes of answers unread, max_output is %zu",
-                         unsent + bytes, self->max_output);
+                         unsent + own + bytes, self->max_output);
+        if (conn->doomed)
+            return false;
+    }
+    if (self->output_total + bytes > self->max_output_total) {
+        s_self_shed (self, bytes);
         if (conn->doomed)
             return false;
     }
     if (slot) {
         conn->held += bytes;
         slot->held += bytes;
+        s_conn_account (self, conn);
     }
     return true;
 }
@@ -476,13 +609,15 @@ s_conn_release (s_self_t *self, s_conn_t *conn)
             conn->tail = NULL;
         conn->slot_count--;
         conn->held -= slot->held;
+        s_slot_done (self, slot);
         s_slot_destroy (&slot);
     }
-    if (conn->paused && !conn->parsing && !conn->closing
+    if (conn->paused && !conn->waiting && !conn->parsing && !conn->closing
         && conn->slot_count < self->max_pending) {
         conn->paused = false;
         s_conn_handle_input (self, conn);   //  lines read before the pause
     }
+    s_conn_account (self, conn);
     s_conn_mark_dirty (self, conn);
 }
 
@@ -511,9 +646,13 @@ s_slot_fill (s_self_t *self, s_conn_t *conn, s_slot_t *slot, const struct iovec 
     for (int i = 0; i < count; i++)
         total += parts[i].iov_len;
     slot->ready = true;
+    s_slot_done (self, slot);
     free (slot->data);
     slot->data = NULL;
     slot->size = 0;
+    //  The response replaces what the slot held for it
+    conn->held -= slot->held;
+    slot->held = 0;
     if (!s_conn_charge (self, conn, slot, total))
         return;
     slot->data = (char *) malloc (total ? total : 1);
@@ -523,6 +662,9 @@ s_slot_fill (s_self_t *self, s_conn_t *conn, s_slot_t *slot, const struct iovec 
             memcpy (slot->data + slot->size, parts[i].iov_base, parts[i].iov_len);
         slot->size += parts[i].iov_len;
     }
+    free (slot->line);                  //  parts may have pointed into these
+    free (slot->at_line);
+    slot->line = slot->at_line = NULL;
 }
 
 //  An iovec of constant bytes, for s_slot_fill.
@@ -793,7 +935,24 @@ s_conn_answer (s_self_t *self, s_conn_t *conn, const struct iovec *parts, int co
     }
     herd_log_conn (self->log, "gateway", conn->serial, "out", s_self_wall_usec (self), answer,
                    total);
+    s_conn_account (self, conn);
     s_conn_mark_dirty (self, conn);
+}
+
+//  True if cmd is an IAMAT whose client time is more than max_time_ahead_s
+//  ahead of this turn's clock. The latest client time wins everywhere, so
+//  such a time would pin the client's location until the clock caught up.
+//  Whole seconds first, then nanoseconds, as the AT line's difference is
+//  computed: client times have up to 18 digits, too many to scale.
+static bool
+s_iamat_too_far_ahead (s_self_t *self, const herd_cmd_t *cmd)
+{
+    if (cmd->kind != HERD_CMD_IAMAT || self->max_time_ahead_s <= 0)
+        return false;
+    const struct timespec *now = s_self_wall (self);
+    int64_t ahead = cmd->time_sec - (int64_t) now->tv_sec;
+    return ahead > self->max_time_ahead_s
+           || (ahead == self->max_time_ahead_s && cmd->time_nsec > (int32_t) now->tv_nsec);
 }
 
 //  Handle one complete line of a connection. An invalid line with nothing
@@ -809,7 +968,7 @@ s_conn_handle_line (s_self_t *self, s_conn_t *conn, const char *line, size_t siz
                    size);
     bool direct = !conn->head;
     herd_cmd_t cmd;
-    if (herd_proto_parse (line, size, &cmd) == -1) {
+    if (herd_proto_parse (line, size, &cmd) == -1 || s_iamat_too_far_ahead (self, &cmd)) {
         self->invalids++;
         if (direct) {
             struct iovec parts[] = {S_PART ("? ", 2), S_PART (line, size), S_PART ("\n", 1)};
@@ -866,11 +1025,46 @@ s_conn_handle_line (s_self_t *self, s_conn_t *conn, const char *line, size_t siz
     s_conn_release (self, conn);
 }
 
+//  True if line (without '\n') is a WHATSAT, valid or not: its first field.
+static bool
+s_line_is_whatsat (const char *line, size_t size)
+{
+    size_t at = 0;
+    while (at < size && (line[at] == ' ' || (line[at] >= '\t' && line[at] <= '\r')))
+        at++;
+    return size - at > 7 && memcmp (line + at, "WHATSAT", 7) == 0
+           && (line[at + 7] == ' ' || (line[at + 7] >= '\t' && line[at + 7] <= '\r'));
+}
+
+//  Put a connection in the queue for a WHATSAT's turn; it stops reading.
+static void
+s_self_enqueue (s_self_t *self, s_conn_t *conn)
+{
+    if (self->queue_head > 0 && self->queue_head + self->queue_size == self->queue_capacity) {
+        memmove (self->queue, self->queue + self->queue_head,
+                 self->queue_size * sizeof (s_reqid_t));
+        self->queue_head = 0;
+    }
+    if (self->queue_size == self->queue_capacity) {
+        self->queue_capacity = self->queue_capacity ? self->queue_capacity * 2 : 64;
+        self->queue =
+            (s_reqid_t *) realloc (self->queue, self->queue_capacity * sizeof (s_reqid_t));
+        assert (self->queue);
+    }
+    self->queue[self->queue_head + self->queue_size++] = (s_reqid_t){conn->serial, 0, conn->fd, 0};
+    conn->waiting = conn->paused = true;
+    self->waiting++;
+}
+
 //  Handle the complete lines at the front of data (size bytes, the first
 //  scanned of them known free of '\n'), enforcing the line cap; stop while
 //  max_pending requests are in flight (paused), when closing, or at an
-//  unfinished line. Returns the bytes used up: all of them once a line over
-//  the cap closes the connection. Caller sets conn->parsing.
+//  unfinished line. A WHATSAT waits its turn (s_self_enqueue) while
+//  HERD_GW_ASKED_MAX are in flight or other connections wait: then every
+//  connection gets one in turn, so clients that pipeline thousands cannot
+//  put them all ahead of a client that asks one. Returns the bytes used
+//  up: all of them once a line over the cap closes the connection. Caller
+//  sets conn->parsing.
 static size_t
 s_conn_parse (s_self_t *self, s_conn_t *conn, const char *data, size_t size, size_t scanned,
               bool *lines_p)
@@ -898,10 +1092,23 @@ s_conn_parse (s_self_t *self, s_conn_t *conn, const char *data, size_t size, siz
         }
         if (!newline)
             break;
+        bool whatsat = s_line_is_whatsat (start, line_size);
+        if (whatsat && !conn->granted && (self->asked >= HERD_GW_ASKED_MAX || self->waiting > 0)) {
+            s_self_enqueue (self, conn);
+            break;
+        }
+        if (whatsat)
+            conn->granted = false;
         used += line_size + 1;
         scanned = 0;
         *lines_p = true;
+        uint64_t seq = conn->next_seq;
         s_conn_handle_line (self, conn, start, line_size);
+        s_slot_t *slot = conn->tail;
+        if (whatsat && slot && slot->seq == seq && !slot->ready && !slot->asked) {
+            slot->asked = true;             //  sent to the bus: in flight
+            self->asked++;
+        }
     }
     return used;
 }
@@ -1236,6 +1443,11 @@ s_self_add_conn (s_self_t *self, int fd, struct sockaddr_storage *addr, socklen_
     setsockopt (fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof (idle));
     setsockopt (fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof (interval));
     setsockopt (fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof (count));
+    //  The kernel would let a client that never reads pin up to tcp_wmem's
+    //  maximum (4 MB) of answers and make us build them all; this much
+    //  still carries 40 Mbit/s at 100 ms round trip
+    int sndbuf = HERD_GW_SNDBUF;
+    setsockopt (fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof (sndbuf));
     s_conn_t *conn = (s_conn_t *) zmalloc (sizeof (s_conn_t));
     conn->fd = fd;
     conn->serial = ++self->next_serial;
@@ -1344,6 +1556,8 @@ s_self_handle_timers (s_self_t *self)
 static int
 s_self_sleep_ms (s_self_t *self)
 {
+    if (self->zmq_backlog)
+        return 0;
     int64_t wake = self->now + HERD_GW_TICK_MS;
     for (int kind = 0; kind < TIMER_COUNT; kind++) {
         s_conn_t *conn = self->timers[kind].head;
@@ -1534,15 +1748,43 @@ s_self_handle_pipe (s_self_t *self)
     zstr_free (&command);
 }
 
-//  Handle every message waiting on the zmq sockets. ZMQ_FD is edge-
-//  triggered, and any send may take the edge, so a socket is asked for
-//  ZMQ_EVENTS (a system call each) when its ZMQ_FD fired or we sent to
-//  it: the bus every turn (updates go to it every turn under load), the
-//  pipe and places only then. Drain until none has input.
+//  Give waiting connections their turn, oldest first, while fewer than
+//  HERD_GW_ASKED_MAX WHATSATs are in flight: each may send one, then queues
+//  again behind the others if it has more.
+static void
+s_self_grant (s_self_t *self)
+{
+    while (self->queue_size > 0 && self->asked < HERD_GW_ASKED_MAX) {
+        s_reqid_t entry = self->queue[self->queue_head++];
+        self->queue_size--;
+        if (self->queue_size == 0)
+            self->queue_head = 0;
+        s_conn_t *conn = self->conns[entry.fd];
+        if (!conn || conn->serial != entry.serial || !conn->waiting)
+            continue;                       //  closed meanwhile
+        conn->waiting = conn->paused = false;
+        self->waiting--;
+        conn->granted = true;
+        s_conn_handle_input (self, conn);
+        s_conn_mark_dirty (self, conn);     //  reading again, unless queued again
+    }
+}
+
+//  Handle the messages waiting on the zmq sockets, at most
+//  HERD_GW_ZMQ_BATCH replies from each of bus and places per turn: a flood
+//  of answers (thousands of WHATSATs pipelined by clients that never read)
+//  then cannot hold the loop for seconds while other clients' lines wait
+//  unread; what is left is handled next turn, which does not sleep. ZMQ_FD
+//  is edge-triggered, and any send may take the edge, so a socket is asked
+//  for ZMQ_EVENTS (a system call each) when its ZMQ_FD fired, we sent to
+//  it or replies were left: the bus every turn (updates go to it every turn
+//  under load), the pipe and places only then.
 static void
 s_self_drain_zmq (s_self_t *self)
 {
+    size_t bus_budget = HERD_GW_ZMQ_BATCH, places_budget = HERD_GW_ZMQ_BATCH;
     bool progress = true;
+    self->zmq_backlog = false;
     while (progress && !self->terminated) {
         progress = false;
         while (self->check_pipe && !self->terminated
@@ -1551,17 +1793,37 @@ s_self_drain_zmq (s_self_t *self)
             progress = true;
         }
         self->check_pipe = false;
-        while (zsock_events (self->bus) & ZMQ_POLLIN) {
+        while (bus_budget > 0 && (zsock_events (self->bus) & ZMQ_POLLIN)) {
             s_self_handle_bus (self);
+            bus_budget--;
             progress = true;
         }
         bool places = self->check_places;
         self->check_places = false;
-        while (places && (zsock_events (self->places) & ZMQ_POLLIN)) {
+        while (places && places_budget > 0 && (zsock_events (self->places) & ZMQ_POLLIN)) {
             s_self_handle_places (self);
+            places_budget--;
             progress = true;
         }
+        if (bus_budget == 0 || places_budget == 0) {
+            self->zmq_backlog = true;       //  look again next turn, at once
+            self->check_places = true;
+            break;
+        }
     }
+}
+
+//  Give memory back to the system once a tick after many answers were freed
+//  (never-reading clients dropped): glibc keeps freed memory in its arenas,
+//  and the gateway's arena holds what the answers grew it to.
+static void
+s_self_trim (s_self_t *self)
+{
+    if (self->output_freed < HERD_GW_TRIM_BYTES || self->now - self->trimmed_at < HERD_GW_TICK_MS)
+        return;
+    malloc_trim (0);
+    self->output_freed = 0;
+    self->trimmed_at = self->now;
 }
 
 //  -------------------------------------------------------------------------
@@ -1611,6 +1873,8 @@ s_self_destroy (s_self_t **self_p)
             s_conn_close (self, self->conns[fd], "node stopping");
     free (self->conns);
     free (self->dirty);
+    free (self->shed);
+    free (self->queue);
     free (self->input);
     if (self->listener >= 0)
         close (self->listener);
@@ -1676,11 +1940,13 @@ s_self_new (zsock_t *pipe, herd_gateway_args_t *args)
     self->log = args->log;
     self->max_line = args->config->max_line;
     self->max_output = args->config->max_output;
+    self->max_output_total = args->config->max_output_total;
     self->max_pending = args->config->max_pending;
     self->max_clients = args->config->max_clients;
     self->ack_timeout_ms = args->config->ack_timeout_ms;
     self->batch = 1;
     self->backlog = zlist_new ();
+    self->max_time_ahead_s = args->config->max_time_ahead_s;
     self->timeouts[TIMER_IDLE] = args->config->idle_timeout_ms;
     self->timeouts[TIMER_LINE] = args->config->line_timeout_ms;
     self->now = s_clock_ms ();
@@ -1746,10 +2012,12 @@ herd_gateway_actor (zsock_t *pipe, void *args)
         s_self_flush_backlog (self);
         s_self_send_updates (self);
         s_self_drain_zmq (self);
+        s_self_grant (self);
         s_self_handle_timers (self);
         s_self_send_stats (self);
         s_self_send_updates (self);     //  what the last steps queued, before answers go out
         s_self_flush_dirty (self);
+        s_self_trim (self);
         if (self->terminated)
             break;
         int count = epoll_wait (self->epoll, events, 256, s_self_sleep_ms (self));

@@ -494,3 +494,55 @@ def test_garbage_at_line_end_of_file_and_binary_flood(make_herd):
     assert not bad, bad[:3]
     c.close()
     assert_served(herd)
+
+
+# -- clock skew -----------------------------------------------------------------
+
+
+def test_far_future_iamat_is_refused(make_herd):
+    """An IAMAT whose time is further ahead of the node's clock than
+    max_time_ahead_s (default 86400) gets '? line' and is not stored, so it
+    cannot pin the client's location: a later honest IAMAT is the one
+    WHATSAT answers with. A time just inside the bound is an AT as usual."""
+    herd = make_herd(names=["Hill"], edges=[]).start()
+    c = Client(herd.port("Hill"))
+    far = "IAMAT phone +1+1 999999999999"
+    assert c.request(far) == b"? " + far.encode()
+    honest = c.request(f"IAMAT phone +2+2 {now_str()}")
+    assert honest.startswith(b"AT Hill +") and honest.endswith(b" phone +2+2 " + honest.split()[-1])
+    c.send("WHATSAT phone 10 1\n")
+    first, _ = c.read_whatsat()
+    assert first == honest
+    #  Just past the bound (one minute of slack for the test's own clock):
+    #  refused; just inside: an AT with a negative difference
+    past = f"IAMAT edge +3+3 {time.time() + 86400 + 60:.9f}"
+    assert c.request(past) == b"? " + past.encode()
+    inside = c.request(f"IAMAT edge +4+4 {time.time() + 86400 - 60:.9f}")
+    assert inside.startswith(b"AT Hill -86") and b" edge +4+4 " in inside, inside
+    c.send("WHATSAT edge 10 1\n")
+    first, _ = c.read_whatsat()
+    assert first == inside
+    c.close()
+
+
+def test_time_bound_is_exact_to_the_nanosecond(make_herd):
+    """The bound is compared in whole seconds and nanoseconds, like the AT
+    line's difference: with max_time_ahead_s = 2, a time 1.9 s ahead is an
+    AT and one 2.5 s ahead is refused (the node's clock only moves on)."""
+    herd = make_herd(names=["Hill"], edges=[], extra_herd="max_time_ahead_s = 2").start()
+    c = Client(herd.port("Hill"))
+    #  Sent at t, received at t + d (d >= 0): ahead by 1.9 - d < 2 always
+    near = c.request(f"IAMAT near +1+1 {time.time() + 1.9:.9f}")
+    assert near.startswith(b"AT Hill -1."), near
+    far = f"IAMAT far +1+1 {time.time() + 2.5 + 0.3 * SLOW:.9f}"
+    assert c.request(far) == b"? " + far.encode()
+    c.close()
+
+
+def test_time_bound_zero_accepts_any_time(make_herd):
+    """max_time_ahead_s = 0 turns the bound off: any valid time is taken."""
+    herd = make_herd(names=["Hill"], edges=[], extra_herd="max_time_ahead_s = 0").start()
+    c = Client(herd.port("Hill"))
+    line = c.request("IAMAT phone +1+1 999999999999")
+    assert line.startswith(b"AT Hill -") and line.endswith(b" phone +1+1 999999999999"), line
+    c.close()
