@@ -846,6 +846,9 @@ s_self_publish_stats (s_self_t *self)
     cJSON_AddNumberToObject (stats, "catchups_total", (double) self->catchups);
     cJSON_AddNumberToObject (stats, "journal_records",
                              self->journal ? (double) herd_journal_records (self->journal) : 0);
+    cJSON_AddNumberToObject (stats, "journal_failing",
+                             self->journal && herd_journal_failing (self->journal) ? 1 : 0);
+    cJSON_AddNumberToObject (stats, "store_failures_total", (double) self->store_failures);
     cJSON *links = cJSON_AddObjectToObject (stats, "links");
     for (size_t i = 0; i < self->peer_count; i++)
         cJSON_AddStringToObject (links, self->peers[i].node->name,

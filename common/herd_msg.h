@@ -21,18 +21,31 @@
 //  One ordered channel carries updates and look-ups, so a client that sends
 //  IAMAT then WHATSAT on one connection always sees its own update.
 //
-//      ["UPDATE", records]            apply each record if newer; no reply
+//      ["UPDATE", batch, records]     apply each record if newer; STORED follows
 //      ["LOOKUP", reqid, client-id]   reply below
 //
 //  records is one AT line, or several separated by '\n' (an AT line holds
 //  no '\n'), no trailing newline: the gateway sends the updates of one loop
 //  turn as one message, so the bus is woken and pays per-message costs once
-//  per turn, not once per IAMAT. The bus applies them in order.
+//  per turn, not once per IAMAT. The bus applies them in order. batch is
+//  the gateway's number for the message (8 bytes, little-endian, from 1,
+//  one more each message): the gateway holds the IAMATs' AT answers until
+//  the bus reports the batch stored.
 //
 //  ## bus -> gateway
 //
 //      ["FOUND", reqid, at-line]      the stored record for client-id
 //      ["NONE", reqid]                no server has told this bus of client-id
+//      ["STORED", first, last]        batches first..last (8 bytes each, little-
+//                                     endian) are stored: in the journal, after
+//                                     the write (herd/fsync = everysec) or the
+//                                     fdatasync (always), or held by a bus that
+//                                     keeps no journal
+//
+//  The bus sends STORED at the end of the loop turn that wrote the batches,
+//  one message per gateway for all of them (group commit), and nothing while
+//  its journal cannot write. A batch the gateway sent that falls before a
+//  STORED's first was lost with a bus that restarted: never stored.
 //
 //  ## gateway -> places   (gateway DEALER connects, places ROUTER binds)
 //
