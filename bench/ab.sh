@@ -4,15 +4,17 @@
 #  herd_bench in interleaved runs, so that noise on a shared machine hits
 #  every target alike. For changes too small for make bench's ratios to show.
 #
-#    bash bench/ab.sh SHAPE RUNS NAME=BINARY[@LOG] ...
+#    bash bench/ab.sh SHAPE RUNS NAME=BINARY[@LOG][#KEY=VALUE...] ...
 #
 #  LOG is the node's log file (default: a file in the temporary directory;
-#  /dev/null measures a node without log I/O). Example, before and after a
+#  /dev/null measures a node without log I/O). Each #KEY=VALUE is put in the
+#  node's herd section (e.g. #fsync=always). Example, before and after a
 #  change, and the cost of the log:
 #
 #    git stash && make bin/herd && cp bin/herd /tmp/herd-before && git stash pop
 #    make bin/herd
 #    bash bench/ab.sh 50x32 7 before=/tmp/herd-before after=bin/herd after-nolog=bin/herd@/dev/null
+#    bash bench/ab.sh 1x1 7 everysec=bin/herd always=bin/herd#fsync=always
 #
 #  Settings (environment): AB_SERVER_CPUS (default 0), AB_CPU (the load
 #  generator's, default the last), AB_SECONDS (2), AB_WARMUP (0.5).
@@ -49,6 +51,14 @@ for spec in "$@"; do
     name=${spec%%=*}
     binary=${spec#*=}
     log=$tmp/$name/node.log
+    extra=""
+    if [[ $binary == *#* ]]; then
+        IFS='#' read -r -a keys <<< "${binary#*#}"
+        for key in "${keys[@]}"; do
+            extra+="    ${key%%=*} = ${key#*=}"$'\n'
+        done
+        binary=${binary%%#*}
+    fi
     if [[ $binary == *@* ]]; then
         log=${binary#*@}
         binary=${binary%@*}
@@ -59,6 +69,7 @@ for spec in "$@"; do
     cat > "$tmp/$name/herd.cfg" << EOF
 herd
     run_dir = $tmp/$name/run
+$extra
 node = Hill
     client = 127.0.0.1:$client
     bus = tcp://127.0.0.1:$bus

@@ -96,7 +96,7 @@ def test_whole_herd_sigkill_loses_nothing(make_herd):
     herd = make_herd().start()
     herd.wait_links()
     clients = [f"durable{i}" for i in range(500)]
-    send_updates(herd.port("Singleton"), clients, "1800000000")
+    send_updates(herd.port("Singleton"), clients, "1790000000")
     before = wait_for(lambda: herd.converged(), 10, what="the herd to agree")
     for n in herd.names:
         herd.kill(n, signal.SIGKILL)
@@ -105,7 +105,7 @@ def test_whole_herd_sigkill_loses_nothing(make_herd):
     #  neighbour's help needed
     assert herd.converged() == before
     first, _ = whatsat(herd.port("Hill"), "durable123", 1, 1)
-    assert first.endswith(b" durable123 +10-20 1800000000")
+    assert first.endswith(b" durable123 +10-20 1790000000")
 
 
 def test_damaged_journal_keeps_its_good_records(make_herd):
