@@ -1,0 +1,115 @@
+"""Liveness: every actor's loop proves it turns; a node logs and shows one that stops.
+
+A role whose loop has not turned (in a split node: whose STATS have not
+reached the bus) for more than the bound, 5 s, is stalled: the node's log
+says "ROLE stalled: ..." once, its metrics show herd_actor_stalled 1, and
+when it turns again the log says "ROLE turning again after N ms".
+"""
+
+import json
+import signal
+import time
+import urllib.request
+
+import pytest
+
+from herdlib import wait_for
+
+BOUND = 5.0         #  HERD_ALIVE_BOUND_MS
+ROLES = {"gateway", "bus", "places", "log"}
+
+
+def alive(herd, name):
+    """{role: (age in seconds, stalled)} from the node's metrics page."""
+    url = f"http://127.0.0.1:{herd.metrics_port[name]}/metrics"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            text = reply.read().decode()
+    except OSError:
+        return {}
+    ages, stalled = {}, {}
+    for line in text.splitlines():
+        for metric, into in (("herd_actor_last_turn_age_seconds", ages),
+                             ("herd_actor_stalled", stalled)):
+            prefix = f'{metric}{{node="{name}",role="'
+            if line.startswith(prefix):
+                role, value = line[len(prefix):].split('"} ')
+                into[role] = float(value)
+    return {role: (ages[role], stalled[role] == 1) for role in ages}
+
+
+def test_an_idle_node_never_stalls(make_herd):
+    """Every loop of an idle node wakes at least once a second: across more
+    than the bound, each role's last turn stays young and none is stalled."""
+    herd = make_herd(names=["Hill"], edges=[]).start()
+    wait_for(lambda: set(alive(herd, "Hill")) == ROLES, 10, what="every role in metrics")
+    oldest = {}
+    deadline = time.monotonic() + BOUND + 1.5
+    while time.monotonic() < deadline:
+        for role, (age, stalled) in alive(herd, "Hill").items():
+            assert not stalled, (role, age)
+            oldest[role] = max(age, oldest.get(role, 0))
+        time.sleep(0.1)
+    assert set(oldest) == ROLES
+    assert max(oldest.values()) < BOUND / 2, oldest
+    print("oldest last turn seen:", oldest)
+    assert b" stalled" not in herd.log("Hill")
+
+
+def test_monitor_stats_carry_liveness(make_herd):
+    zmq = pytest.importorskip("zmq")
+    herd = make_herd(names=["Hill"], edges=[]).start()
+    ctx = zmq.Context()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"STATS")
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.connect(f"tcp://127.0.0.1:{herd.monitor_port['Hill']}")
+    try:
+        def stats_with_every_role():
+            if not sub.poll(500):
+                return None
+            _, _, body = sub.recv_multipart()
+            snapshot = json.loads(body)
+            return set(snapshot.get("alive", {})) == ROLES and snapshot
+        snapshot = wait_for(stats_with_every_role, 10, interval=0,
+                            what="STATS with every role alive")
+        for role, entry in snapshot["alive"].items():
+            assert entry["stalled"] is False and 0 <= entry["last_turn_age_ms"] < 2500, (role, entry)
+    finally:
+        sub.close()
+        ctx.term()
+
+
+@pytest.mark.parametrize("mode", ["split"])
+@pytest.mark.parametrize("stopped, also", [("gateway", {"places"}), ("places", set())])
+def test_a_stopped_process_shows_stalled_then_turning(make_herd, stopped, also):
+    """SIGSTOP a split node's gateway (or places) process: within the bound
+    and a margin the bus's metrics show that role stalled (a stopped gateway
+    also stops the places STATS it relays), the log says so once; after
+    SIGCONT the role turns again and the log says that too."""
+    herd = make_herd(names=["Hill"], edges=[]).start()
+    proc = herd.procs["Hill"][["places", "bus", "gateway"].index(stopped)]
+    wait_for(lambda: set(alive(herd, "Hill")) == ROLES, 10, what="every role in metrics")
+    stalled_roles = {stopped} | also
+    proc.send_signal(signal.SIGSTOP)
+    started = time.monotonic()
+    try:
+        shown = wait_for(lambda: (lambda a: all(a[r][1] for r in stalled_roles) and a)(
+            alive(herd, "Hill")), BOUND + 3, interval=0.1, what=f"{stopped} stalled")
+        took = time.monotonic() - started
+        #  Not before the bound: the last STATS came at most a second or two
+        #  before the stop
+        assert took > BOUND - 2.5, took
+        assert {r for r, (_, s) in shown.items() if s} == stalled_roles, shown
+        line = f"Hill main {stopped} stalled: no STATS reached the bus for ".encode()
+        wait_for(lambda: line in herd.log("Hill"), 3, what="the stall logged")
+    finally:
+        proc.send_signal(signal.SIGCONT)
+    wait_for(lambda: (lambda a: a and not any(s for _, s in a.values()))(alive(herd, "Hill")),
+             5, interval=0.1, what=f"{stopped} turning again")
+    line = f"Hill main {stopped} turning again after ".encode()
+    wait_for(lambda: line in herd.log("Hill"), 3, what="the recovery logged")
+    log = herd.log("Hill")
+    assert log.count(b" stalled: ") == len(stalled_roles), log
+    print(b"".join(l + b"\n" for l in log.splitlines() if b" main " in l).decode())
+    print(f"{stopped} shown stalled {took:.1f} s after SIGSTOP")
