@@ -38,9 +38,11 @@ s_handle_http (void *cls, struct MHD_Connection *connection, const char *url, co
     bool found = streq (method, "GET") && (streq (url, "/metrics") || streq (url, "/"));
     pthread_mutex_lock (&self->mutex);
     char *body = strdup (found && self->metrics ? self->metrics : "not found\n");
-    found = found && self->metrics != NULL;
+    bool published = self->metrics != NULL;
     pthread_mutex_unlock (&self->mutex);
-    char *alive = body && found ? herd_monitor_alive (self->node->name, herd_alive_now_ms ()) : NULL;
+    char *alive = body && found && published
+                    ? herd_monitor_alive (self->node->name, herd_alive_now_ms ())
+                    : NULL;
     if (alive) {
         //  Liveness as of this request, not of the last STATS: a stalled
         //  bus publishes none, and must still show
