@@ -8,12 +8,13 @@ when it turns again the log says "ROLE turning again after N ms".
 
 import json
 import signal
+import subprocess
 import time
 import urllib.request
 
 import pytest
 
-from herdlib import wait_for
+from herdlib import HERD_BIN, wait_for
 
 BOUND = 5.0         #  HERD_ALIVE_BOUND_MS
 ROLES = {"gateway", "bus", "places", "log"}
@@ -103,6 +104,10 @@ def test_a_stopped_process_shows_stalled_then_turning(make_herd, stopped, also):
         assert {r for r, (_, s) in shown.items() if s} == stalled_roles, shown
         line = f"Hill main {stopped} stalled: no STATS reached the bus for ".encode()
         wait_for(lambda: line in herd.log("Hill"), 3, what="the stall logged")
+        #  herd monitor shows the node stalled, and is not content
+        r = subprocess.run([HERD_BIN, "monitor", "-c", herd.config, "--once"],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 1 and "\nHill         STALL" in r.stdout, r.stdout
     finally:
         proc.send_signal(signal.SIGCONT)
     wait_for(lambda: (lambda a: a and not any(s for _, s in a.values()))(alive(herd, "Hill")),
