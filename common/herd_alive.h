@@ -73,7 +73,9 @@ bool
     herd_alive_stalled (herd_alive_role_t role, int64_t now_ms);
 
 //  Log each role that stalled or turns again since the last call (one
-//  thread calls it: the node's main thread). Returns the roles stalled now.
+//  thread calls it: the node's main thread, once a second). Returns the
+//  roles stalled now. The first call, and one that comes more than half
+//  the bound after the last (this process was stopped), judge nothing.
 int
     herd_alive_check (herd_log_t *log, int64_t now_ms);
 
