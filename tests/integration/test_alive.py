@@ -6,15 +6,19 @@ says "ROLE stalled: ..." once, its metrics show herd_actor_stalled 1, and
 when it turns again the log says "ROLE turning again after N ms".
 """
 
+import fcntl
 import json
+import os
+import select
 import signal
 import subprocess
+import threading
 import time
 import urllib.request
 
 import pytest
 
-from herdlib import HERD_BIN, wait_for
+from herdlib import HERD_BIN, Client, wait_for
 
 BOUND = 5.0         #  HERD_ALIVE_BOUND_MS
 ROLES = {"gateway", "bus", "places", "log"}
@@ -118,3 +122,64 @@ def test_a_stopped_process_shows_stalled_then_turning(make_herd, stopped, also):
     assert log.count(b" stalled: ") == len(stalled_roles), log
     print(b"".join(l + b"\n" for l in log.splitlines() if b" main " in l).decode())
     print(f"{stopped} shown stalled {took:.1f} s after SIGSTOP")
+
+
+@pytest.mark.parametrize("mode", ["inproc"])
+def test_a_blocked_log_writer_shows_stalled_in_one_process(make_herd, tmp_path):
+    """One actor of a one-process node stalls for real: its log is a FIFO
+    whose reader stops reading (a hung disk), so the log's writer thread
+    blocks in write() while the gateway, bus and places keep turning. The
+    metrics show the log role stalled and only it; once the reader reads
+    again the log holds both the stall and the recovery."""
+    herd = make_herd(names=["Hill"], edges=[])
+    path = herd.log_path("Hill")
+    os.makedirs(os.path.dirname(path))
+    os.mkfifo(path)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, 4096)       #  fills with a few lines
+    text = bytearray()
+    reading = threading.Event()
+    reading.set()
+    done = threading.Event()
+
+    def drain():
+        while not done.is_set():
+            if reading.is_set() and select.select([fd], [], [], 0.05)[0]:
+                try:
+                    text.extend(os.read(fd, 65536))
+                except BlockingIOError:
+                    pass
+            else:
+                time.sleep(0.05)
+    reader = threading.Thread(target=drain)
+    reader.start()
+    try:
+        herd.start()
+        wait_for(lambda: set(alive(herd, "Hill")) == ROLES, 10, what="every role in metrics")
+        reading.clear()
+        #  Client lines are logged: enough of them fill the pipe
+        client = Client(herd.port("Hill"))
+        for i in range(100):
+            assert client.request(b"hello %d" % i) == b"? hello %d" % i
+        client.close()
+        shown = wait_for(lambda: (lambda a: a["log"][1] and a)(alive(herd, "Hill")), BOUND + 5,
+                         interval=0.1, what="the log writer stalled")
+        assert {r for r, (_, s) in shown.items() if s} == {"log"}, shown
+        #  The main thread looks once a second: past the bound by 2 s, it
+        #  has seen the stall (its line waits in the log's buffer)
+        wait_for(lambda: alive(herd, "Hill")["log"][0] > BOUND + 2, 5, interval=0.1,
+                 what="the stall seen by the main thread")
+        reading.set()
+        wait_for(lambda: not alive(herd, "Hill")["log"][1], 5, interval=0.1,
+                 what="the log writer turning again")
+        wait_for(lambda: b" Hill main log turning again after " in text, 5,
+                 what="the recovery logged")
+        assert b" Hill main log stalled: no loop turn for " in text
+        assert text.count(b" stalled: ") == 1
+    finally:
+        reading.set()
+        codes = herd.stop()         #  the last lines still drain
+        done.set()
+        reader.join()
+        os.close(fd)
+    assert codes == {"Hill": [0]}, codes
