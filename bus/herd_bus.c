@@ -4,6 +4,7 @@
 #include "herd_journal.h"
 #include "herd_monitor.h"
 #include "herd_table.h"
+#include "../common/herd_alive.h"
 #include "../common/herd_check.h"
 #include "../common/herd_msg.h"
 #include "../common/herd_record.h"
@@ -1166,6 +1167,7 @@ herd_bus_actor (zsock_t *pipe, void *args)
                      self->peer_count, herd_table_size (self->table));
     s_self_heartbeat (self);
     while (!self->terminated) {
+        herd_alive_beat (HERD_ALIVE_BUS, s_now_ms ());          //  this loop turns
         int64_t wait = self->next_heartbeat - s_now_ms ();
         if ((self->ack_count > 0 || (self->journal && herd_journal_failing (self->journal)))
             && wait > HERD_BUS_STORE_RETRY)

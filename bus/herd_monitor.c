@@ -1,6 +1,7 @@
 //  herd_monitor.c - a node's events and counters for operators.
 
 #include "herd_monitor.h"
+#include "../common/herd_alive.h"
 #include "../common/herd_check.h"
 
 #include <microhttpd.h>
@@ -37,7 +38,22 @@ s_handle_http (void *cls, struct MHD_Connection *connection, const char *url, co
     bool found = streq (method, "GET") && (streq (url, "/metrics") || streq (url, "/"));
     pthread_mutex_lock (&self->mutex);
     char *body = strdup (found && self->metrics ? self->metrics : "not found\n");
+    bool published = self->metrics != NULL;
     pthread_mutex_unlock (&self->mutex);
+    char *alive = body && found && published
+                    ? herd_monitor_alive (self->node->name, herd_alive_now_ms ())
+                    : NULL;
+    if (alive) {
+        //  Liveness as of this request, not of the last STATS: a stalled
+        //  bus publishes none, and must still show
+        size_t have = strlen (body), add = strlen (alive);
+        char *grown = (char *) realloc (body, have + add + 1);
+        if (grown) {
+            memcpy (grown + have, alive, add + 1);
+            body = grown;
+        }
+        free (alive);
+    }
     if (!body)
         return MHD_NO;
     struct MHD_Response *response =
@@ -155,6 +171,9 @@ herd_monitor_event (herd_monitor_t *self, const char *role, const char *event, c
 void
 herd_monitor_set (herd_monitor_t *self, const char *role, cJSON *stats)
 {
+    int alive = herd_alive_role (role);
+    if (alive != -1)
+        herd_alive_heard ((herd_alive_role_t) alive, herd_alive_now_ms ());
     if (!self) {
         cJSON_Delete (stats);
         return;
@@ -204,7 +223,8 @@ herd_monitor_prometheus (const cJSON *snapshot)
     size_t size = 0;
     const cJSON *role;
     cJSON_ArrayForEach (role, snapshot) {
-        if (!cJSON_IsObject (role) || !s_metric_name (role->string))
+        if (!cJSON_IsObject (role) || !s_metric_name (role->string)
+            || streq (role->string, "alive"))
             continue;
         const cJSON *item;
         cJSON_ArrayForEach (item, role) {
@@ -226,12 +246,48 @@ herd_monitor_prometheus (const cJSON *snapshot)
     return text;
 }
 
+char *
+herd_monitor_alive (const char *node, int64_t now_ms)
+{
+    char *text = strdup ("");
+    size_t size = 0;
+    for (int role = 0; role < HERD_ALIVE_ROLES; role++) {
+        int64_t age = herd_alive_age_ms ((herd_alive_role_t) role, now_ms);
+        if (age >= 0)
+            s_append (&text, &size, "herd_actor_last_turn_age_seconds{node=\"%s\",role=\"%s\"} "
+                      "%.3f\nherd_actor_stalled{node=\"%s\",role=\"%s\"} %d\n", node,
+                      herd_alive_name ((herd_alive_role_t) role), (double) age / 1000.0, node,
+                      herd_alive_name ((herd_alive_role_t) role),
+                      age > HERD_ALIVE_BOUND_MS ? 1 : 0);
+    }
+    return text;
+}
+
+//  {"bus": {"last_turn_age_ms": 3, "stalled": false}, ...} of every role
+//  present, as of now.
+static cJSON *
+s_alive_json (void)
+{
+    cJSON *alive = cJSON_CreateObject ();
+    int64_t now = herd_alive_now_ms ();
+    for (int role = 0; role < HERD_ALIVE_ROLES; role++) {
+        int64_t age = herd_alive_age_ms ((herd_alive_role_t) role, now);
+        if (age < 0)
+            continue;
+        cJSON *entry = cJSON_AddObjectToObject (alive, herd_alive_name ((herd_alive_role_t) role));
+        cJSON_AddNumberToObject (entry, "last_turn_age_ms", (double) age);
+        cJSON_AddBoolToObject (entry, "stalled", age > HERD_ALIVE_BOUND_MS);
+    }
+    return alive;
+}
+
 void
 herd_monitor_publish (herd_monitor_t *self)
 {
     if (!self)
         return;
     cJSON *snapshot = cJSON_Duplicate (self->roles, true);
+    cJSON_AddItemToObject (snapshot, "alive", s_alive_json ());
     cJSON_AddNumberToObject (snapshot, "time", s_now ());
     cJSON_AddStringToObject (snapshot, "node", self->node->name);
     s_send (self, "STATS", snapshot);
@@ -252,7 +308,8 @@ herd_monitor_test (bool verbose)
     cJSON *snapshot = cJSON_Parse (
         "{\"node\": \"Hill\", \"time\": 1.5, \"bus\": {\"clients\": 3, \"digest\": \"ab\", "
         "\"links\": {\"Smith\": \"up\", \"Jaquez\": \"down\"}}, \"gateway\": {\"connections\": "
-        "7, \"whatsat_p99_ms\": 1.25, \"bad-name\": 1}}");
+        "7, \"whatsat_p99_ms\": 1.25, \"bad-name\": 1}, \"alive\": {\"bus\": "
+        "{\"last_turn_age_ms\": 3, \"stalled\": false}}}");
     HERD_CHECK (snapshot);
     char *text = herd_monitor_prometheus (snapshot);
     HERD_CHECK_CONTAINS (text, "herd_bus_clients{node=\"Hill\"} 3\n");
@@ -261,6 +318,24 @@ herd_monitor_test (bool verbose)
     HERD_CHECK_CONTAINS (text, "herd_gateway_whatsat_p99_ms{node=\"Hill\"} 1.25\n");
     HERD_CHECK (!strstr (text, "digest"));
     HERD_CHECK (!strstr (text, "bad-name"));
+    HERD_CHECK (!strstr (text, "alive") && !strstr (text, "last_turn"));
     free (text);
     cJSON_Delete (snapshot);
+
+    //  Liveness: the roles present, by their loops' turns here or their
+    //  STATS from another process; the absent ones not at all
+    int64_t now = herd_alive_now_ms ();
+    herd_alive_beat (HERD_ALIVE_GATEWAY, now - 6000);
+    herd_alive_beat (HERD_ALIVE_BUS, now - 250);
+    text = herd_monitor_alive ("Hill", now);
+    HERD_CHECK_CONTAINS (text, "herd_actor_last_turn_age_seconds{node=\"Hill\",role=\"gateway\"} "
+                               "6.000\nherd_actor_stalled{node=\"Hill\",role=\"gateway\"} 1\n");
+    HERD_CHECK_CONTAINS (text, "herd_actor_last_turn_age_seconds{node=\"Hill\",role=\"bus\"} "
+                               "0.250\nherd_actor_stalled{node=\"Hill\",role=\"bus\"} 0\n");
+    HERD_CHECK (!strstr (text, "places"));
+    free (text);
+    herd_monitor_set (NULL, "places", cJSON_CreateObject ());
+    HERD_CHECK (!herd_alive_local (HERD_ALIVE_PLACES));
+    HERD_CHECK (herd_alive_age_ms (HERD_ALIVE_PLACES, herd_alive_now_ms ()) < 1000);
+    HERD_CHECK (herd_alive_age_ms (HERD_ALIVE_PLACES, herd_alive_now_ms ()) >= 0);
 }

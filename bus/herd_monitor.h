@@ -8,14 +8,22 @@
 //                               "event": "link up", "peer": "Smith",
 //                               "detail": "tcp://127.0.0.1:13002"}
 //      ["STATS", node, json]   once a second: {"time": ..., "node": "Hill",
-//                               "bus": {...}, "gateway": {...}, "places": {...}}
+//                               "bus": {...}, "gateway": {...}, "places": {...},
+//                               "alive": {"gateway": {"last_turn_age_ms": 12,
+//                                         "stalled": false}, ...}}
 //
 //  Each role's object holds its counters (numbers) and, for the bus, its
-//  "links" ({"Smith": "up", ...}) and "digest". When the node names a
-//  metrics address, the same counters are served as Prometheus text on
+//  "links" ({"Smith": "up", ...}) and "digest". "alive" holds, for each
+//  role present (herd_alive: gateway, bus, places, log), how old its loop's
+//  last turn is (a split node's gateway and places: its last STATS) and
+//  whether that passed the bound. When the node names a metrics address,
+//  the same counters are served as Prometheus text on
 //  http://ADDRESS/metrics (libmicrohttpd), each number as
-//  herd_<role>_<name>{node="NAME"} and each link as
-//  herd_bus_link_up{node="NAME",peer="PEER"} 0|1.
+//  herd_<role>_<name>{node="NAME"}, each link as
+//  herd_bus_link_up{node="NAME",peer="PEER"} 0|1, and each role's liveness,
+//  taken when the page is asked for, as
+//  herd_actor_last_turn_age_seconds{node="NAME",role="ROLE"} and
+//  herd_actor_stalled{node="NAME",role="ROLE"} 0|1.
 
 #ifndef HERD_MONITOR_H_INCLUDED
 #define HERD_MONITOR_H_INCLUDED
@@ -42,7 +50,9 @@ void
     herd_monitor_event (herd_monitor_t *self, const char *role, const char *event,
                         const char *peer, const char *detail);
 
-//  Replace a role's counters with stats (taken over).
+//  Replace a role's counters with stats (taken over). STATS of a role in
+//  another process (a split node's gateway or places) are its sign of life:
+//  herd_alive_heard. self may be NULL (nothing served): only that then.
 void
     herd_monitor_set (herd_monitor_t *self, const char *role, cJSON *stats);
 
@@ -53,6 +63,11 @@ void
 //  The Prometheus text for a STATS snapshot; caller frees.
 char *
     herd_monitor_prometheus (const cJSON *snapshot);
+
+//  The Prometheus text of every role's liveness at now_ms (herd_alive):
+//  herd_actor_last_turn_age_seconds and herd_actor_stalled; caller frees.
+char *
+    herd_monitor_alive (const char *node, int64_t now_ms);
 
 //  Self test of this class.
 void

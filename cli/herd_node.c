@@ -1,6 +1,10 @@
 //  herd_node.c - runs one node, or one role of it, until SIGINT or SIGTERM.
+//
+//  The main thread starts the actors, then waits for signals and, once a
+//  second, checks that every actor's loop still turns (herd_alive).
 
 #include "herd_node.h"
+#include "../common/herd_alive.h"
 #include "../bus/herd_bus.h"
 #include "../gateway/herd_gateway.h"
 #include "../places/herd_places.h"
@@ -79,12 +83,21 @@ herd_node_run (const herd_config_t *config, const herd_node_t *node, const char 
         fflush (stdout);
         herd_log_flush (log);
         int signo = 0;
-        //  SIGHUP reopens the log (logrotate); SIGINT or SIGTERM stops
-        while (sigwait (&signals, &signo) == 0 && signo == SIGHUP) {
-            if (herd_log_reopen (log) == -1)
-                fprintf (stderr, "herd: %s: cannot reopen log file %s: %s\n", node->name,
-                         node->log, strerror (errno));
-            herd_log_printf (log, "main", "log reopened on SIGHUP");
+        //  SIGHUP reopens the log (logrotate); SIGINT or SIGTERM stops; and
+        //  at least once a second, a look at the actors' last turns
+        while (true) {
+            struct timespec second = {1, 0};
+            signo = sigtimedwait (&signals, NULL, &second);
+            herd_alive_check (log, herd_alive_now_ms ());
+            if (signo == SIGHUP) {
+                if (herd_log_reopen (log) == -1)
+                    fprintf (stderr, "herd: %s: cannot reopen log file %s: %s\n", node->name,
+                             node->log, strerror (errno));
+                herd_log_printf (log, "main", "log reopened on SIGHUP");
+            }
+            else
+            if (signo != -1)
+                break;
         }
         herd_log_printf (log, "main", "stopping on %s", strsignal (signo));
     }

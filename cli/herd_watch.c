@@ -68,6 +68,17 @@ s_edge_state (const cJSON *nodes, const char *a, const char *b)
     return up_a && up_b ? "up" : up_a || up_b ? "half" : "down";
 }
 
+//  True when a node's snapshot shows a role whose loop stalled (herd_alive).
+static bool
+s_stalled (const cJSON *snapshot)
+{
+    const cJSON *role;
+    cJSON_ArrayForEach (role, cJSON_GetObjectItemCaseSensitive (snapshot, "alive"))
+        if (cJSON_IsTrue (cJSON_GetObjectItemCaseSensitive (role, "stalled")))
+            return true;
+    return false;
+}
+
 //  Add "edges" and "digests_agree" to a collection; true when all is well.
 static bool
 s_judge (const herd_config_t *config, cJSON *nodes, cJSON *report)
@@ -76,6 +87,7 @@ s_judge (const herd_config_t *config, cJSON *nodes, cJSON *report)
     char *digest = NULL;
     bool agree = true;
     for (size_t i = 0; i < config->node_count; i++) {
+        healthy &= !s_stalled (cJSON_GetObjectItemCaseSensitive (nodes, config->nodes[i].name));
         const cJSON *d = s_field (cJSON_GetObjectItemCaseSensitive (nodes, config->nodes[i].name),
                                   "bus", "digest");
         const cJSON *c = s_field (cJSON_GetObjectItemCaseSensitive (nodes, config->nodes[i].name),
@@ -135,7 +147,8 @@ s_print_table (const herd_config_t *config, const cJSON *nodes, const cJSON *rep
         const herd_node_t *node = &config->nodes[i];
         const cJSON *snapshot = cJSON_GetObjectItemCaseSensitive (nodes, node->name);
         bool up = cJSON_IsObject (snapshot);
-        printf ("%-12s %-5s", node->name, !node->monitor ? "?" : up ? "up" : "DOWN");
+        printf ("%-12s %-5s", node->name,
+                !node->monitor ? "?" : !up ? "DOWN" : s_stalled (snapshot) ? "STALL" : "up");
         s_print_number (snapshot, "bus", "clients", 10, "%*.0f");
         const cJSON *digest = s_field (snapshot, "bus", "digest");
         printf (" %-17s", cJSON_IsString (digest) ? digest->valuestring : "-");

@@ -1,6 +1,7 @@
 //  herd_log.c - a node's log file: buffered whole lines, microsecond timestamps.
 
 #include "herd_log.h"
+#include "herd_alive.h"
 #include "herd_check.h"
 #include "herd_proto.h"
 
@@ -166,6 +167,7 @@ s_writer (void *arg)
     pthread_sigmask (SIG_BLOCK, &all, NULL);    //  signals are the main thread's
     pthread_setname_np (pthread_self (), "herd-log");
     while (true) {
+        herd_alive_beat (HERD_ALIVE_LOG, herd_alive_now_ms ());
         size_t size = atomic_load (&self->other_size);
         if (size > 0) {
             //  fd changes only under the mutex while other is free

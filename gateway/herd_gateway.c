@@ -1,6 +1,7 @@
 //  herd_gateway.c - the gateway actor: an epoll loop serving client lines.
 
 #include "herd_gateway.h"
+#include "../common/herd_alive.h"
 #include "../common/herd_check.h"
 #include "../common/herd_hist.h"
 #include "../common/herd_msg.h"
@@ -2009,6 +2010,7 @@ herd_gateway_actor (zsock_t *pipe, void *args)
     struct epoll_event events[256];
     while (!self->terminated) {
         s_self_tick (self);
+        herd_alive_beat (HERD_ALIVE_GATEWAY, self->now);        //  this loop turns
         s_self_flush_backlog (self);
         s_self_send_updates (self);
         s_self_drain_zmq (self);

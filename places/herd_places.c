@@ -27,6 +27,7 @@
 #include "herd_places.h"
 #include "../common/herd_hist.h"
 #include "herd_placesbody.h"
+#include "../common/herd_alive.h"
 #include "../common/herd_check.h"
 #include "../common/herd_msg.h"
 
@@ -1309,6 +1310,7 @@ herd_places_actor (zsock_t *pipe, void *args)
         return;
     }
     while (!self->terminated) {
+        herd_alive_beat (HERD_ALIVE_PLACES, s_now_usec () / 1000);     //  this loop turns
         while (!self->terminated && s_readable (self->pipe))
             s_self_handle_pipe (self);
         if (self->terminated)

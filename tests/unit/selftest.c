@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../../common/herd_alive.h"
 #include "../../common/herd_config.h"
 #include "../../common/herd_hist.h"
 #include "../../common/herd_log.h"
@@ -34,6 +35,7 @@ static test_item_t s_tests[] = {
     {"herd_record", herd_record_test},
     {"herd_hist", herd_hist_test},
     {"herd_log", herd_log_test},
+    {"herd_alive", herd_alive_test},
     {"herd_config", herd_config_test},
     {"herd_placesbody", herd_placesbody_test},
     {"herd_places", herd_places_test},
