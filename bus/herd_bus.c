@@ -17,7 +17,7 @@
 #define HERD_BUS_SYNC_RETRY 5000    //  ms a catch-up may go without a message before it is
                                     //  given up: its connection rebuilt, and asked again
 #define HERD_BUS_CHUNK_BYTES (64 * 1024) //  bytes of records per KVSYNC (or one record)
-#define HERD_BUS_SYNC_HWM   16      //  KVSYNCs queued per requester: about 1 MB
+#define HERD_BUS_SYNC_HWM   4       //  KVSYNCs queued per requester (each <= 1000 records)
 #define HERD_BUS_TRANSFERS  16      //  catch-ups served at once; more requests wait for a retry
 #define HERD_BUS_STALL      10000   //  ms a catch-up served may wait on its requester
 #define HERD_BUS_PUMP_MS    5       //  ms between tries to send a waiting catch-up on
