@@ -292,7 +292,7 @@ s_self_reconnect_sub (s_self_t *self, s_peer_t *peer)
     s_self_secure_client (self, self->sub, peer);
     zsock_connect (self->sub, "%s", peer->node->bus);
     peer->sub_dead = false;
-    herd_log_printf (self->log, "bus", "bus link to %s connecting again", peer->node->name);
+    herd_log_printf (self->log, "bus", "link to %s connecting again", peer->node->name);
 }
 
 //  Ask a neighbour for what we miss of its table.
