@@ -15,7 +15,18 @@
 #define HERD_BUS_OUTBOX     (64 * 1024) //  bytes of applied records published at once
 #define HERD_BUS_CHUNK      1000    //  records per KVSYNC message
 #define HERD_BUS_HEARTBEAT  1000    //  ms between heartbeats on the PUB
-#define HERD_BUS_SYNC_RETRY 5000    //  ms before an unanswered ICANHAZ is retried
+#define HERD_BUS_SYNC_RETRY 5000    //  ms a catch-up may go without a message before it is
+                                    //  given up: its connection rebuilt, and asked again
+#define HERD_BUS_CHUNK_BYTES (64 * 1024) //  bytes of records per KVSYNC (or one record)
+#define HERD_BUS_SYNC_HWM   4       //  KVSYNCs queued per requester (each <= 1000 records)
+#define HERD_BUS_TRANSFERS  16      //  catch-ups served at once; more requests wait for a retry
+#define HERD_BUS_STALL      10000   //  ms a catch-up served may wait on its requester
+#define HERD_BUS_PUMP_MS    5       //  ms between tries to send a waiting catch-up on
+#define HERD_BUS_HANDSHAKE  3000    //  ms a connection may take for its ZMTP handshake
+#define HERD_BUS_BACKOFF_MIN 250    //  ms before a peer's connection is rebuilt, doubling...
+#define HERD_BUS_BACKOFF_MAX 4000   //  ...up to this while it keeps failing
+#define HERD_BUS_CONTROL_MAX 4096   //  largest frame in on the PUB (subscriptions) and sync
+#define HERD_BUS_PREFIX_MAX 4096    //  an AT line's bytes beyond the client's line (name, diff)
 #define HERD_BUS_STORE_RETRY 100    //  ms between tries to store when the journal fails
 
 //  One stored location, on the table and on the list in change order.
@@ -33,8 +44,15 @@ typedef struct {
     int64_t sync_started;           //  when, monotonic ms
     uint64_t instance;              //  the neighbour's instance we follow
     uint64_t seq;                   //  its sequence number we have up to
+    int64_t sync_heard;             //  last catch-up message from it, monotonic ms
     size_t sync_records;            //  records received in this catch-up
     size_t sync_bytes;
+    bool retry;                     //  an ICANHAZ could not be sent: send it when we can
+    int64_t rebuild_at;             //  sync DEALER: not rebuilt again before, monotonic ms
+    int64_t backoff;                //  ...and the wait after the next rebuild
+    bool sub_dead;                  //  SUB connection refused for good: connect it again...
+    int64_t sub_retry_at;           //  ...at this time
+    int64_t sub_backoff;
     char serverkey[41];             //  its public CURVE key (Z85), when CURVE is on
 } s_peer_t;
 
@@ -44,6 +62,18 @@ typedef struct {
     zframe_t *routing;              //  the gateway's routing id
     uint64_t first, last;           //  batch numbers, consecutive
 } s_ack_t;
+
+//  A catch-up being served: resumed where the requester's queue stopped it
+//  (at most HERD_BUS_SYNC_HWM messages wait for one requester), so a
+//  requester that reads slowly, or never, costs a bounded queue, not a
+//  copy of the table.
+typedef struct {
+    zframe_t *routing;              //  the requester, on the sync ROUTER
+    s_entry_t *next;                //  next entry to send, or NULL: look after sent
+    uint64_t sent;                  //  sequence number sent up to
+    size_t count;                   //  records sent
+    int64_t progress;               //  last message queued, monotonic ms
+} s_transfer_t;
 
 typedef struct {
     zsock_t *pipe;                  //  actor command pipe
@@ -64,6 +94,9 @@ typedef struct {
     uint64_t digest;                //  XOR of every entry's hash
     s_peer_t *peers;
     size_t peer_count;
+    s_transfer_t transfers[HERD_BUS_TRANSFERS];
+    size_t transfer_count;          //  the first so many are being served
+    int frame_max;                  //  largest record frame a neighbour may send
     herd_journal_t *journal;        //  or NULL: table in memory only
     bool fsync_always;              //  herd/fsync = always: STORED only after fdatasync
     s_ack_t *acks;                  //  batches applied, not yet confirmed stored
@@ -116,6 +149,11 @@ s_get_u64 (const byte *in)
 static void
 s_self_unlink (s_self_t *self, s_entry_t *entry)
 {
+    //  A catch-up about to send it goes on with the next (its new version
+    //  comes at the tail, with a sequence number after the catch-up's)
+    for (size_t i = 0; i < self->transfer_count; i++)
+        if (self->transfers[i].next == entry)
+            self->transfers[i].next = entry->next;
     if (entry->prev)
         entry->prev->next = entry->next;
     else
@@ -161,14 +199,27 @@ s_self_peer_by_endpoint (s_self_t *self, const char *endpoint)
     return NULL;
 }
 
-//  Send a message of frames without blocking; drops (and counts) when full.
-static void
+//  Send a message of frames without ever blocking: a message that cannot be
+//  queued at once (no connection, queue full, requester gone) is dropped.
+//  Nothing is sent when the first frame cannot be: a DEALER and a ROUTER
+//  refuse a message at its first frame. 0, or -1 (errno says why).
+static int
 s_send (zsock_t *sock, zmsg_t **msg_p)
 {
     zmsg_t *msg = *msg_p;
-    if (zmsg_send (&msg, sock) == -1)
-        zmsg_destroy (&msg);
     *msg_p = NULL;
+    int rc = 0;
+    zframe_t *frame = zmsg_pop (msg);
+    while (frame && rc == 0) {
+        int flags = ZFRAME_DONTWAIT | (zmsg_size (msg) ? ZFRAME_MORE : 0);
+        rc = zframe_send (&frame, sock, flags);
+        zframe_destroy (&frame);        //  left to us when not sent
+        frame = rc == 0 ? zmsg_pop (msg) : NULL;
+    }
+    int error = zmq_errno ();
+    zmsg_destroy (&msg);
+    errno = error;
+    return rc;
 }
 
 //  Meta frame: our instance and current sequence number.
@@ -202,6 +253,62 @@ s_self_secure_client (s_self_t *self, zsock_t *sock, s_peer_t *peer)
     zsock_set_curve_serverkey (sock, peer->serverkey);
 }
 
+//  Open the DEALER to a neighbour's sync ROUTER, a new socket each time:
+//  libzmq gives up on a connection whose handshake failed (a stranger on
+//  the port, a wrong key) and never reconnects it, so a link that failed is
+//  rebuilt rather than waited on.
+static void
+s_self_open_peer (s_self_t *self, s_peer_t *peer)
+{
+    peer->sync = zsock_new (ZMQ_DEALER);
+    assert (peer->sync);
+    s_self_secure_client (self, peer->sync, peer);
+    zsock_set_rcvhwm (peer->sync, 0);
+    zsock_set_rcvtimeo (peer->sync, 0);
+    zsock_set_sndtimeo (peer->sync, 0);
+    //  ICANHAZs only, one at a time: while connecting, a few wait for it
+    zsock_set_sndhwm (peer->sync, 16);
+    zsock_set_maxmsgsize (peer->sync, self->frame_max);
+    zsock_set_handshake_ivl (peer->sync, HERD_BUS_HANDSHAKE);
+    zsock_set_heartbeat_ivl (peer->sync, 1000);
+    zsock_set_heartbeat_timeout (peer->sync, 3000);
+    zsock_set_connect_timeout (peer->sync, 1000);
+    zsock_set_reconnect_ivl_max (peer->sync, 1000);
+    zsock_connect (peer->sync, "%s", peer->node->sync);
+    zpoller_add (self->poller, peer->sync);
+}
+
+//  Replace a neighbour's sync DEALER by a new one, unless it was rebuilt
+//  less than its back-off ago. Returns true if rebuilt.
+static bool
+s_self_rebuild_peer (s_self_t *self, s_peer_t *peer, const char *why)
+{
+    int64_t now = s_now_ms ();
+    if (!peer->sync || now < peer->rebuild_at)
+        return false;
+    zpoller_remove (self->poller, peer->sync);
+    zsock_destroy (&peer->sync);        //  linger 0 (czmq's default): never waits
+    s_self_open_peer (self, peer);
+    peer->backoff = peer->backoff ? peer->backoff * 2 : HERD_BUS_BACKOFF_MIN;
+    if (peer->backoff > HERD_BUS_BACKOFF_MAX)
+        peer->backoff = HERD_BUS_BACKOFF_MAX;
+    peer->rebuild_at = now + peer->backoff;
+    peer->syncing = false;
+    herd_log_printf (self->log, "bus", "catch-up link to %s rebuilt (%s)", peer->node->name, why);
+    return true;
+}
+
+//  Connect the SUB to a neighbour's PUB again after libzmq gave up on it.
+static void
+s_self_reconnect_sub (s_self_t *self, s_peer_t *peer)
+{
+    zsock_disconnect (self->sub, "%s", peer->node->bus);
+    s_self_secure_client (self, self->sub, peer);
+    zsock_connect (self->sub, "%s", peer->node->bus);
+    peer->sub_dead = false;
+    herd_log_printf (self->log, "bus", "link to %s connecting again", peer->node->name);
+}
+
 //  Ask a neighbour for what we miss of its table.
 static void
 s_self_request_sync (s_self_t *self, s_peer_t *peer, const char *why)
@@ -219,19 +326,28 @@ s_self_request_sync (s_self_t *self, s_peer_t *peer, const char *why)
                 return;
             }
     peer->deferred = false;
-    peer->syncing = true;
-    peer->sync_started = s_now_ms ();
-    peer->sync_records = peer->sync_bytes = 0;
     byte meta[HERD_MSG_META_SIZE], digest[16];
     s_put_u64 (meta, peer->instance);
     s_put_u64 (meta + 8, peer->seq);
     s_put_u64 (digest, herd_table_size (self->table));
     s_put_u64 (digest + 8, self->digest);
-    zmsg_t *msg = zmsg_new ();
-    zmsg_addstr (msg, HERD_MSG_ICANHAZ);
-    zmsg_addmem (msg, meta, sizeof (meta));
-    zmsg_addmem (msg, digest, sizeof (digest));
-    s_send (peer->sync, &msg);
+    //  The DEALER queues while it connects; it refuses only when its
+    //  connection is gone for good (a failed handshake) or many requests
+    //  wait: then a new connection, now or after its back-off
+    for (int attempt = 0; attempt < 2; attempt++) {
+        zmsg_t *msg = zmsg_new ();
+        zmsg_addstr (msg, HERD_MSG_ICANHAZ);
+        zmsg_addmem (msg, meta, sizeof (meta));
+        zmsg_addmem (msg, digest, sizeof (digest));
+        peer->retry = s_send (peer->sync, &msg) == -1;
+        if (!peer->retry || !s_self_rebuild_peer (self, peer, "catch-up request refused"))
+            break;
+    }
+    if (peer->retry)
+        return;                 //  s_self_tend_peer asks again
+    peer->syncing = true;
+    peer->sync_started = peer->sync_heard = s_now_ms ();
+    peer->sync_records = peer->sync_bytes = 0;
     herd_log_printf (self->log, "bus", "catch-up from %s requested (%s; since %" PRIu64 ")",
                      peer->node->name, why, peer->instance ? peer->seq : 0);
 }
@@ -552,15 +668,9 @@ s_self_track (s_self_t *self, s_peer_t *peer, zframe_t *meta, size_t records)
 {
     uint64_t instance = s_get_u64 (zframe_data (meta));
     uint64_t seq = s_get_u64 (zframe_data (meta) + 8);
-    if (peer->syncing) {
-        if (s_now_ms () - peer->sync_started > HERD_BUS_SYNC_RETRY) {
-            herd_log_printf (self->log, "bus", "catch-up from %s unanswered: asking again",
-                             peer->node->name);
-            peer->syncing = false;
-        }
-        else
-            return;             //  KTHXBAI will set where we are
-    }
+    if (peer->syncing)
+        return;                 //  KTHXBAI will set where we are (or s_self_tend_peer
+                                //  gives up on it)
     if (instance != peer->instance)
         s_self_request_sync (self, peer, peer->instance ? "neighbour restarted" : "first contact");
     else
@@ -603,37 +713,120 @@ s_self_handle_sub (s_self_t *self)
     return true;
 }
 
-//  Send every record changed after since (all when since is 0) to a
-//  requester, in chunks, then KTHXBAI.
+//  The first entry changed after seq, or NULL. Walks back from the tail:
+//  the list is in sequence order.
+static s_entry_t *
+s_self_first_after (s_self_t *self, uint64_t seq)
+{
+    s_entry_t *entry = self->tail;
+    while (entry && entry->prev && entry->prev->seq > seq)
+        entry = entry->prev;
+    return entry && entry->seq > seq ? entry : NULL;
+}
+
+//  End a catch-up being served; frees its slot.
+static void
+s_self_end_transfer (s_self_t *self, s_transfer_t *transfer)
+{
+    zframe_destroy (&transfer->routing);
+    *transfer = self->transfers[--self->transfer_count];
+    memset (&self->transfers[self->transfer_count], 0, sizeof (s_transfer_t));
+}
+
+//  Send a catch-up on until its requester's queue is full: chunks of
+//  records, then KTHXBAI. Never blocks. Returns true when the catch-up is
+//  over (done, requester gone, or stalled too long), false when it waits.
+static bool
+s_self_pump (s_self_t *self, s_transfer_t *transfer)
+{
+    void *sync = zsock_resolve (self->sync);
+    while (true) {
+        if (!transfer->next)
+            transfer->next = s_self_first_after (self, transfer->sent);
+        s_entry_t *batch[HERD_BUS_CHUNK];
+        size_t count = 0, bytes = 0;
+        for (s_entry_t *entry = transfer->next;
+             entry && count < HERD_BUS_CHUNK
+             && (count == 0 || bytes + entry->size <= HERD_BUS_CHUNK_BYTES);
+             entry = entry->next) {
+            batch[count++] = entry;
+            bytes += entry->size;
+        }
+        //  What the KTHXBAI's sequence number covers must be on the wire first
+        if (count == 0)
+            s_self_publish (self);
+        //  The ROUTER takes or refuses a message at its first frame: the
+        //  requester's queue is full (EAGAIN), or it is gone
+        if (zmq_send (sync, zframe_data (transfer->routing), zframe_size (transfer->routing),
+                      ZMQ_SNDMORE | ZMQ_DONTWAIT)
+            == -1) {
+            if (zmq_errno () == EAGAIN
+                && s_now_ms () - transfer->progress <= HERD_BUS_STALL)
+                return false;
+            herd_log_printf (self->log, "bus", "catch-up abandoned after %zu records: %s",
+                             transfer->count,
+                             zmq_errno () == EAGAIN ? "requester stopped reading"
+                                                    : "requester gone");
+            return true;
+        }
+        transfer->progress = s_now_ms ();
+        if (count == 0) {
+            byte meta[HERD_MSG_META_SIZE];
+            s_put_u64 (meta, self->instance);
+            s_put_u64 (meta + 8, self->seq);
+            zmq_send (sync, HERD_MSG_KTHXBAI, strlen (HERD_MSG_KTHXBAI),
+                      ZMQ_SNDMORE | ZMQ_DONTWAIT);
+            zmq_send (sync, meta, sizeof (meta), ZMQ_DONTWAIT);
+            if (self->verbose)
+                zsys_debug ("bus %s: sent %zu records", self->node->name, transfer->count);
+            return true;
+        }
+        zmq_send (sync, HERD_MSG_KVSYNC, strlen (HERD_MSG_KVSYNC), ZMQ_SNDMORE | ZMQ_DONTWAIT);
+        for (size_t i = 0; i < count; i++)
+            zmq_send (sync, batch[i]->line, batch[i]->size,
+                      (i + 1 < count ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT);
+        transfer->next = batch[count - 1]->next;
+        transfer->sent = batch[count - 1]->seq;
+        transfer->count += count;
+    }
+}
+
+//  Send every record changed after since (all when since is 0; none when
+//  UINT64_MAX) to a requester, in chunks, then KTHXBAI: as much as its
+//  queue takes now, the rest as it reads (s_self_pump_all).
 static void
 s_self_send_records (s_self_t *self, zframe_t *routing, uint64_t since)
 {
-    //  What the KTHXBAI's sequence number covers must be on the wire first
-    s_self_publish (self);
-    //  Walk back to the first entry changed after since
-    s_entry_t *entry = self->tail;
-    while (entry && entry->prev && entry->prev->seq > since)
-        entry = entry->prev;
-    if (entry && entry->seq <= since)
-        entry = NULL;
-    size_t count = 0;
-    while (entry) {
-        zmsg_t *chunk = zmsg_new ();
-        zmsg_append (chunk, (zframe_t *[]){zframe_dup (routing)});
-        zmsg_addstr (chunk, HERD_MSG_KVSYNC);
-        for (int i = 0; i < HERD_BUS_CHUNK && entry; i++, entry = entry->next) {
-            zmsg_addmem (chunk, entry->line, entry->size);
-            count++;
+    s_transfer_t *transfer = NULL;
+    for (size_t i = 0; i < self->transfer_count && !transfer; i++)
+        if (zframe_eq (self->transfers[i].routing, routing))
+            transfer = &self->transfers[i];         //  it asks again: start over
+    if (!transfer) {
+        if (self->transfer_count == HERD_BUS_TRANSFERS) {
+            herd_log_printf (self->log, "bus", "catch-up request refused: %d being served",
+                             HERD_BUS_TRANSFERS);
+            return;                                 //  it asks again after its time-out
         }
-        s_send (self->sync, &chunk);
+        transfer = &self->transfers[self->transfer_count++];
+        transfer->routing = zframe_dup (routing);
     }
-    zmsg_t *done = zmsg_new ();
-    zmsg_append (done, (zframe_t *[]){zframe_dup (routing)});
-    zmsg_addstr (done, HERD_MSG_KTHXBAI);
-    zmsg_append (done, (zframe_t *[]){s_self_meta (self)});
-    s_send (self->sync, &done);
-    if (self->verbose)
-        zsys_debug ("bus %s: sent %zu records since %" PRIu64, self->node->name, count, since);
+    transfer->next = NULL;
+    transfer->sent = since;
+    transfer->count = 0;
+    transfer->progress = s_now_ms ();
+    if (s_self_pump (self, transfer))
+        s_self_end_transfer (self, transfer);
+}
+
+//  Send the waiting catch-ups on.
+static void
+s_self_pump_all (s_self_t *self)
+{
+    for (size_t i = 0; i < self->transfer_count;)
+        if (s_self_pump (self, &self->transfers[i]))
+            s_self_end_transfer (self, &self->transfers[i]);
+        else
+            i++;
 }
 
 //  Handle ICANHAZ: send what the requester misses.
@@ -676,6 +869,8 @@ s_self_handle_link (s_self_t *self, zframe_t *routing, zmsg_t *msg)
         zsock_disconnect (self->sub, "%s", peer->node->bus);
         peer->linked = false;
         peer->up = false;
+        peer->sub_dead = false;
+        peer->retry = false;
         herd_monitor_event (self->monitor_out, "bus", "link down", name, "by command");
         peer->syncing = false;
         herd_log_printf (self->log, "bus", "link to %s taken down by command", name);
@@ -742,6 +937,7 @@ s_self_handle_peer_sync (s_self_t *self, s_peer_t *peer)
     if (!msg)
         return false;
     zframe_t *command = zmsg_first (msg);
+    peer->sync_heard = s_now_ms ();
     if (command && zframe_streq (command, HERD_MSG_KVSYNC)) {
         for (zframe_t *line = zmsg_next (msg); line; line = zmsg_next (msg)) {
             s_self_apply (self, (char *) zframe_data (line), zframe_size (line),
@@ -767,6 +963,7 @@ s_self_handle_peer_sync (s_self_t *self, s_peer_t *peer)
         herd_monitor_event (self->monitor_out, "bus", "caught up", peer->node->name, detail);
         self->catchups++;
         peer->syncing = false;
+        peer->backoff = 0;          //  the link works: rebuild at once if it fails again
         for (size_t i = 0; i < self->peer_count; i++)
             if (self->peers[i].deferred)
                 s_self_request_sync (self, &self->peers[i], "after another catch-up");
@@ -790,11 +987,13 @@ s_self_handle_monitor (s_self_t *self)
         if (streq (event, "HANDSHAKE_SUCCEEDED")) {
             herd_log_printf (self->log, "bus", "link up %s %s", name, endpoint);
             herd_monitor_event (self->monitor_out, "bus", "link up", name, endpoint);
-            if (peer)
+            if (peer) {
                 peer->up = true;
+                peer->sub_backoff = 0;
+            }
             //  Subscribed first, then sync: nothing falls between the two
             if (peer && peer->syncing
-                && s_now_ms () - peer->sync_started > HERD_BUS_SYNC_RETRY)
+                && s_now_ms () - peer->sync_heard > HERD_BUS_SYNC_RETRY)
                 peer->syncing = false;      //  an old request, lost with the link
             if (peer)
                 s_self_request_sync (self, peer, "link up");
@@ -806,13 +1005,54 @@ s_self_handle_monitor (s_self_t *self)
             if (peer)
                 peer->up = false;
         }
-        else
+        else {
             herd_log_printf (self->log, "bus", "link to %s %s refused: %s (%s)", name, endpoint,
                              event, value);
+            //  After a refused handshake libzmq never reconnects: we do, and
+            //  back off while the refusals go on
+            if (peer && peer->linked && !streq (event, "HANDSHAKE_FAILED_NO_DETAIL")
+                && !peer->sub_dead) {
+                peer->sub_backoff = peer->sub_backoff ? peer->sub_backoff * 2
+                                                      : HERD_BUS_BACKOFF_MIN;
+                if (peer->sub_backoff > HERD_BUS_BACKOFF_MAX)
+                    peer->sub_backoff = HERD_BUS_BACKOFF_MAX;
+                peer->sub_dead = true;
+                peer->sub_retry_at = s_now_ms () + peer->sub_backoff;
+            }
+        }
     }
     zstr_free (&event);
     zstr_free (&value);
     zstr_free (&endpoint);
+}
+
+//  Look after one neighbour's links: give up on a catch-up that went quiet
+//  (its connection rebuilt, the request sent again), send a request that
+//  could not go, connect a refused SUB connection again.
+static void
+s_self_tend_peer (s_self_t *self, s_peer_t *peer)
+{
+    int64_t now = s_now_ms ();
+    if (peer->syncing && now - peer->sync_heard > HERD_BUS_SYNC_RETRY) {
+        herd_log_printf (self->log, "bus", "catch-up from %s unanswered for %d ms",
+                         peer->node->name, HERD_BUS_SYNC_RETRY);
+        peer->syncing = false;
+        peer->retry = peer->up;
+        s_self_rebuild_peer (self, peer, "catch-up unanswered");
+    }
+    if (peer->retry && now >= peer->rebuild_at)
+        s_self_request_sync (self, peer, "asking again");
+    if (peer->sub_dead && peer->linked && now >= peer->sub_retry_at)
+        s_self_reconnect_sub (self, peer);
+}
+
+//  Keep every link moving: catch-ups served, catch-ups asked for.
+static void
+s_self_tend_links (s_self_t *self)
+{
+    s_self_pump_all (self);
+    for (size_t i = 0; i < self->peer_count; i++)
+        s_self_tend_peer (self, &self->peers[i]);
 }
 
 //  Handle a command on the actor pipe.
@@ -887,6 +1127,8 @@ s_self_destroy (s_self_t **self_p)
     zactor_destroy (&self->sync_monitor);
     for (size_t i = 0; i < self->peer_count; i++)
         zsock_destroy (&self->peers[i].sync);
+    while (self->transfer_count)
+        s_self_end_transfer (self, &self->transfers[0]);
     free (self->peers);
     free (self->outbox);
     for (size_t i = 0; i < self->ack_count; i++)
@@ -1054,6 +1296,17 @@ s_self_new (zsock_t *pipe, herd_bus_args_t *args)
     zsock_set_rcvtimeo (self->router, 0);       //  see s_self_drain
     zsock_set_rcvtimeo (self->sub, 0);
     zsock_set_sndhwm (self->router, HERD_BUS_HWM);
+    //  Sockets facing the network take no frame larger than their messages
+    //  can be (ZMTP says how big a frame is before it comes: a larger one
+    //  drops the connection, unread), and no stranger may sit on a
+    //  handshake for long
+    self->frame_max = (int) (self->config->max_line + HERD_BUS_PREFIX_MAX);
+    if (self->frame_max < HERD_BUS_OUTBOX)
+        self->frame_max = HERD_BUS_OUTBOX;
+    zsock_set_maxmsgsize (self->pub, HERD_BUS_CONTROL_MAX);
+    zsock_set_maxmsgsize (self->sub, self->frame_max);
+    zsock_set_handshake_ivl (self->pub, HERD_BUS_HANDSHAKE);
+    zsock_set_handshake_ivl (self->sub, HERD_BUS_HANDSHAKE);
     s_self_secure_server (self, self->pub);
     if (s_self_bind (self, self->router, args->endpoint, "gateway channel") == -1
         || s_self_bind (self, self->pub, self->node->bus, "bus") == -1) {
@@ -1062,9 +1315,15 @@ s_self_new (zsock_t *pipe, herd_bus_args_t *args)
     }
     if (self->node->sync) {
         self->sync = zsock_new (ZMQ_ROUTER);
-        zsock_set_sndhwm (self->sync, 0);       //  a catch-up is bounded by the table
+        //  A catch-up goes out as its requester reads (s_self_pump): what
+        //  waits for one requester is bounded, and mandatory routing tells
+        //  us when it is full or gone
+        zsock_set_sndhwm (self->sync, HERD_BUS_SYNC_HWM);
         zsock_set_router_mandatory (self->sync, 1);
+        zsock_set_sndtimeo (self->sync, 0);
         zsock_set_rcvtimeo (self->sync, 0);
+        zsock_set_maxmsgsize (self->sync, HERD_BUS_CONTROL_MAX);
+        zsock_set_handshake_ivl (self->sync, HERD_BUS_HANDSHAKE);
         s_self_secure_server (self, self->sync);
         if (s_self_bind (self, self->sync, self->node->sync, "sync") == -1) {
             s_self_destroy (&self);
@@ -1116,18 +1375,8 @@ s_self_new (zsock_t *pipe, herd_bus_args_t *args)
                 zcert_destroy (&public);
             }
         }
-        if (peer->node->sync) {
-            peer->sync = zsock_new (ZMQ_DEALER);
-            s_self_secure_client (self, peer->sync, peer);
-            zsock_set_rcvhwm (peer->sync, 0);
-            zsock_set_rcvtimeo (peer->sync, 0);
-            zsock_set_heartbeat_ivl (peer->sync, 1000);
-            zsock_set_heartbeat_timeout (peer->sync, 3000);
-            zsock_set_connect_timeout (peer->sync, 1000);
-            zsock_set_reconnect_ivl_max (peer->sync, 1000);
-            zsock_connect (peer->sync, "%s", peer->node->sync);
-            zpoller_add (self->poller, peer->sync);
-        }
+        if (peer->node->sync)
+            s_self_open_peer (self, peer);
         s_self_secure_client (self, self->sub, peer);      //  its key for this connect
         if (zsock_connect (self->sub, "%s", peer->node->bus) == -1) {
             herd_log_printf (self->log, "bus", "cannot connect to %s at %s: %s",
@@ -1172,6 +1421,8 @@ herd_bus_actor (zsock_t *pipe, void *args)
         if ((self->ack_count > 0 || (self->journal && herd_journal_failing (self->journal)))
             && wait > HERD_BUS_STORE_RETRY)
             wait = HERD_BUS_STORE_RETRY;        //  storing failed: try again soon
+        if (self->transfer_count && wait > HERD_BUS_PUMP_MS)
+            wait = HERD_BUS_PUMP_MS;        //  a catch-up waits on its requester
         void *which = zpoller_wait (self->poller, (int) (wait < 0 ? 0 : wait));
         if (which == self->pipe)
             s_self_handle_pipe (self);
@@ -1202,6 +1453,7 @@ herd_bus_actor (zsock_t *pipe, void *args)
         else
         if (zpoller_terminated (self->poller))
             break;
+        s_self_tend_links (self);
         s_self_publish (self);      //  what this turn applied, in one message
         if (s_now_ms () >= self->next_heartbeat) {
             s_self_heartbeat (self);

@@ -101,6 +101,9 @@ herd_monitor_new (const herd_node_t *node, herd_log_t *log)
     pthread_mutex_init (&self->mutex, NULL);
     if (node->monitor) {
         self->pub = zsock_new (ZMQ_PUB);
+        //  Subscribers send only subscriptions: no stranger's frame of any size
+        zsock_set_maxmsgsize (self->pub, 4096);
+        zsock_set_handshake_ivl (self->pub, 3000);
         if (zsock_bind (self->pub, "%s", node->monitor) == -1) {
             herd_log_printf (log, "bus", "cannot bind monitor %s: %s", node->monitor,
                              zmq_strerror (zmq_errno ()));

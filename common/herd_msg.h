@@ -101,13 +101,23 @@
 //                                     and sequence number of yours I last saw
 //                                     (zeros: none); digest: my table's count
 //                                     and digest (8 + 8 bytes, little-endian)
-//      ["KVSYNC", at-line, ...]       up to 1000 records a message
+//      ["KVSYNC", at-line, ...]       up to 1000 records and 64 KB a message
+//                                     (or one larger record)
 //      ["KTHXBAI", meta]              done: your view of me is now meta
 //
 //  When meta names the responder's current instance, it sends only the
 //  records it changed after that sequence number (a delta); otherwise its
 //  whole table, in chunks, unless the digests already agree (digests of
-//  nodes of different hash versions never do; see the next section).
+//  nodes of different hash versions never do; see the next section). The
+//  chunks go out as the requester reads them, records changed meanwhile
+//  after those already sent; KTHXBAI names the sequence number when the
+//  last went. A requester that gets nothing for 5 s asks again on a new
+//  connection.
+//
+//  Frame sizes: a frame larger than the largest of its kind drops the
+//  connection unread (ZMQ_MAXMSGSIZE): records frames (U, KVSYNC) at most
+//  herd/max_line + 4096 bytes (at least 64 KB); anything sent to a PUB or
+//  a sync socket at most 4096.
 //
 //  ## control   (on the same sync ROUTER; herd digest and tests use it)
 //
