@@ -358,10 +358,8 @@ s_self_request_sync (s_self_t *self, s_peer_t *peer, const char *why)
 //  record: the per-message cost (allocation, queueing, a wake-up at every
 //  neighbour) was most of a bus's time under load.
 static void
-s_self_publish (s_self_t *self)
+s_self_publish_records (s_self_t *self, const char *records, size_t size)
 {
-    if (self->outbox_size == 0)
-        return;
     byte meta[HERD_MSG_META_SIZE];
     s_put_u64 (meta, self->instance);
     s_put_u64 (meta + 8, self->seq);
@@ -369,31 +367,41 @@ s_self_publish (s_self_t *self)
     //  PUB never blocks: at its high-water mark it drops, and the
     //  neighbour's catch-up brings what was dropped
     zmq_send (pub, HERD_MSG_TOPIC_UPDATE, strlen (HERD_MSG_TOPIC_UPDATE), ZMQ_SNDMORE);
-    zmq_send (pub, self->outbox, self->outbox_size, ZMQ_SNDMORE);
+    zmq_send (pub, records, size, ZMQ_SNDMORE);
     zmq_send (pub, self->node->name, strlen (self->node->name), ZMQ_SNDMORE);
     zmq_send (pub, meta, sizeof (meta), 0);
     self->messages++;
+}
+
+static void
+s_self_publish (s_self_t *self)
+{
+    if (self->outbox_size == 0)
+        return;
+    s_self_publish_records (self, self->outbox, self->outbox_size);
     self->outbox_size = 0;
 }
 
 //  Queue an applied record for the next publish. The caller made room
 //  (s_self_make_room) before it gave the record its sequence number, so
-//  that a publish never names a record it does not carry.
+//  that a publish never names a record it does not carry. A record longer
+//  than the outbox (max_line allows 32 MiB) goes out at once, alone: the
+//  outbox was published when room was made, so its sequence number is the
+//  message's.
 static void
 s_self_queue (s_self_t *self, const char *line, size_t size)
 {
+    self->published++;
+    if (size > HERD_BUS_OUTBOX) {
+        s_self_publish_records (self, line, size);
+        return;
+    }
     if (!self->outbox) {
         self->outbox = (char *) malloc (HERD_BUS_OUTBOX + 1);
         assert (self->outbox);
     }
-    if (size > HERD_BUS_OUTBOX) {
-        //  Cannot happen (lines are bounded by max_line), but never overflow
-        self->outbox_size = 0;
-        return;
-    }
     if (self->outbox_size > 0)
         self->outbox[self->outbox_size++] = '\n';
-    self->published++;
     memcpy (self->outbox + self->outbox_size, line, size);
     self->outbox_size += size;
 }

@@ -245,3 +245,20 @@ def test_silently_dead_neighbour_is_noticed_and_caught_up(make_herd):
     first, _ = whatsat(herd.port("Smith"), "asleep42", 1, 1)
     assert first.endswith(b" asleep42 +10-20 7")
     print(f"frozen neighbour noticed after {noticed:.1f} s")
+
+
+def test_long_record_is_flooded_not_caught_up(make_herd, standin):
+    """A record longer than one flood message's 64 KB (max_line allows far
+    more) goes out alone; it was once dropped, and reached neighbours only
+    through the catch-up that the gap in the stream started."""
+    herd = make_herd(names=["Hill", "Jaquez"], edges=[("Hill", "Jaquez")],
+                     places_url=standin.url).start()
+    herd.wait_links()
+    client = "long" + "x" * 100000
+    at = iamat(herd.port("Hill"), client, "+10-20", f"{time.time():.9f}")
+    assert at.startswith(b"AT Hill ")
+    wait_for(lambda: whatsat(herd.port("Jaquez"), client, 1, 1)[0] == at, 10,
+             what="the long record at Jaquez")
+    herd.stop("Jaquez")                 #  its log is complete once it stops
+    log = herd.log("Jaquez")
+    assert b"gap in stream" not in log and b"behind its heartbeat" not in log
