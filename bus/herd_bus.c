@@ -870,7 +870,7 @@ s_self_handle_link (s_self_t *self, zframe_t *routing, zmsg_t *msg)
     char *state = zmsg_size (msg) == 4 ? zframe_strdup (zmsg_next (msg)) : NULL;
     s_peer_t *peer = name ? s_self_peer_by_name (self, name, strlen (name)) : NULL;
     const char *error = NULL;
-    if (!peer)
+    if (!peer || !state)
         error = "no such neighbour";
     else
     if (streq (state, "down") && peer->linked) {

@@ -941,7 +941,6 @@ herd_journal_test (bool verbose)
     off_t victim = s_file_find (path, " f10 ");
     HERD_CHECK (victim > 0);
     s_file_poke (path, victim + 2, "X", 1);
-    full = s_file_size (path);
     journal = s_reopen (sub, &seen, &stats);
     HERD_CHECK_INT (stats.records, 999);
     HERD_CHECK_INT (stats.skipped, 1);

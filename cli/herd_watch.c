@@ -63,8 +63,9 @@ s_edge_state (const cJSON *nodes, const char *a, const char *b)
     const cJSON *from_b = s_field (cJSON_GetObjectItemCaseSensitive (nodes, b), "bus", "links");
     const cJSON *a_sees = from_a ? cJSON_GetObjectItemCaseSensitive (from_a, b) : NULL;
     const cJSON *b_sees = from_b ? cJSON_GetObjectItemCaseSensitive (from_b, a) : NULL;
-    bool up_a = cJSON_IsString (a_sees) && streq (a_sees->valuestring, "up");
-    bool up_b = cJSON_IsString (b_sees) && streq (b_sees->valuestring, "up");
+    const char *a_state = cJSON_GetStringValue (a_sees), *b_state = cJSON_GetStringValue (b_sees);
+    bool up_a = a_state && streq (a_state, "up");
+    bool up_b = b_state && streq (b_state, "up");
     return up_a && up_b ? "up" : up_a || up_b ? "half" : "down";
 }
 

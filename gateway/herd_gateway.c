@@ -466,8 +466,10 @@ s_conn_doom (s_self_t *self, s_conn_t *conn, const char *format, ...)
         return;
     va_list args;
     va_start (args, format);
-    vsnprintf (conn->why, sizeof (conn->why), format, args);
+    char *why = zsys_vprintf (format, args);
     va_end (args);
+    snprintf (conn->why, sizeof (conn->why), "%s", why ? why : format);
+    zstr_free (&why);
     s_conn_uncount (self, conn);
     conn->doomed = true;
     conn->closing = true;
