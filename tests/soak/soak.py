@@ -3,8 +3,10 @@
 
     python3 tests/soak/soak.py [--seconds 600] [--split] [--seed N]
 
-Writers (client threads) send IAMATs for a fixed set of client ids with
-increasing client times to random nodes and record every AT they get back;
+Writers (client threads) send IAMATs with increasing client times to random
+nodes and record every AT they get back; each client id is written 1 to 4
+times and then retired, so its last acknowledged update is never overwritten
+and a lost write shows;
 a prober per node sends an IAMAT for its own id every 100 ms and records the
 longest gap between answers while the node is meant to be serving (alive,
 not SIGSTOPped, started and ready). Meanwhile one fault at a time, from a
@@ -385,6 +387,7 @@ class Ledger:
                 self.kill_after_ack, hook = None, self.kill_hook
         if hook:
             hook(node)
+        return hook is not None
 
     def set_serving(self, name, serving):
         with self.lock:
@@ -434,12 +437,24 @@ class Clock:
         return t
 
 
-def writer(cluster, ledger, stop, clients, rate, rng):
+def writer(cluster, ledger, stop, index, active, rate, rng):
+    """IAMATs for ACTIVE client ids at a time, each written 1 to 4 times and
+    then never again, so that every client's last write is one that must
+    survive: a lost write stays lost instead of being overwritten by the
+    next. The client whose AT triggered a kill -9 is retired at once."""
     conns, clock = {}, Clock()
     pause = 1.0 / rate
+    serial = 0
+
+    def fresh():
+        nonlocal serial
+        serial += 1
+        return [f"c{index}-{serial - 1}", rng.randint(1, 4)]
+    clients = [fresh() for _ in range(active)]
     while not stop.is_set():
         name = rng.choice(cluster.names)
-        client = rng.choice(clients)
+        slot = rng.randrange(len(clients))
+        client = clients[slot][0]
         try:
             if name not in conns:
                 conns[name] = [cluster.connect(name, 1.0), b""]
@@ -449,7 +464,11 @@ def writer(cluster, ledger, stop, clients, rate, rng):
             line, conns[name][1] = read_line(sock, buf, time.monotonic() + 2.0 * SLOW)
             m = AT_RE.match(line)
             if m and m.group(3).decode() == client and str_ns(m.group(5)) == t:
-                ledger.ack("writers", client, t, m.group(1).decode())
+                clients[slot][1] -= 1
+                if ledger.ack("writers", client, t, m.group(1).decode()):
+                    clients[slot][1] = 0
+                if clients[slot][1] <= 0:
+                    clients[slot] = fresh()
             else:
                 raise ValueError(f"unexpected answer {line[:120]!r}")
         except (OSError, EOFError, TimeoutError, ValueError):
@@ -556,7 +575,7 @@ class Faults:
         stop.wait(seconds)
 
     # -- the kinds --
-    def kill9(self, name, hold, stop, after_ack=None):
+    def kill9(self, name, hold, stop, after_ack=None, before_restart=None):
         if after_ack is None:
             after_ack = self.rng.random() < 0.5
         if after_ack:
@@ -573,6 +592,8 @@ class Faults:
         self.ledger.event(f"kill -9 {name}" + (" (the instant a writer got its AT)"
                                                 if after_ack else ""))
         self.sleep(self.rng.uniform(0.2, hold), stop)
+        if before_restart:
+            before_restart()
         self.restart(name)
         self.ledger.event(f"restarted {name}")
 
@@ -626,7 +647,8 @@ class Faults:
         if full:
             self.ledger.event(f"disk full on isolated {name}")
             self.sleep(hold * 0.3, stop)
-        self.kill9(name, hold * 0.3, stop, after_ack=True)
+        self.kill9(name, hold * 0.3, stop, after_ack=True,
+                   before_restart=self.heal_disk if full else None)
         self.heal_partition()
         self.ledger.event(f"{name} back in the herd")
 
@@ -940,7 +962,7 @@ def main():
     ap.add_argument("--split", action="store_true", help="one process per role")
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--writers", type=int, default=4)
-    ap.add_argument("--clients", type=int, default=25, help="client ids per writer")
+    ap.add_argument("--clients", type=int, default=25, help="client ids each writer has on the go")
     ap.add_argument("--rate", type=float, default=100, help="IAMATs per second per writer")
     ap.add_argument("--flood", type=int, default=None,
                     help="ids in a hash flood (default 20000; 5000 for runs under 120 s)")
@@ -988,9 +1010,9 @@ def main():
         ledger = Ledger(cluster.names)
         faults = Faults(cluster, ledger, rng, args)
         for w in range(args.writers):
-            clients = [f"c{w}-{i}" for i in range(args.clients)]
             threads.append(threading.Thread(target=writer, daemon=True, args=(
-                cluster, ledger, stop_load, clients, args.rate, random.Random(rng.random()))))
+                cluster, ledger, stop_load, w, args.clients, args.rate,
+                random.Random(rng.random()))))
         for n in cluster.names:
             threads.append(threading.Thread(target=prober, daemon=True,
                                             args=(cluster, ledger, stop_load, n)))
@@ -1032,13 +1054,19 @@ def main():
             f"{checked} clients checked at every node (flood: a sample of 100 per burst)")
         log(f"  lost: {len(lost)} clients' newest acknowledged update missing "
             f"({pairs} client-node pairs)")
-        for c, t, node, at, short in lost[:15]:
+        by_node = {}
+        for c, t, node, at, short in lost:
+            by_node.setdefault(node, []).append(at)
+        for node, ats in sorted(by_node.items()):
+            log(f"    acknowledged by {node}: {len(ats)}, acked between +{min(ats):.1f} s and "
+                f"+{max(ats):.1f} s (see the fault log above)")
+        for c, t, node, at, short in lost[:10]:
             held = ", ".join(f"{n}: {'none' if h is None else f'{(h - t) / 1e9:+.3f} s'}"
                              for n, h in short.items())
             cs = c.decode(errors="backslashreplace") if isinstance(c, bytes) else c
             log(f"    {cs} acked by {node} at +{at:.1f} s; held {held}")
-        if len(lost) > 15:
-            log(f"    ... and {len(lost) - 15} more")
+        if len(lost) > 10:
+            log(f"    ... and {len(lost) - 10} more")
         log("  faults injected: " + ", ".join(f"{k} {v}" for k, v in ledger.faults.items()))
         for note in sorted(set(ledger.notes)):
             log(f"    note: {note}")
