@@ -991,7 +991,8 @@ def main():
     tmp = tempfile.mkdtemp(prefix="herd-soak-")
     root = os.geteuid() == 0
     use_netns = root and not args.no_netns and netns.ip_command() is not None
-    cluster, threads, stop_faults, stop_load = None, [], threading.Event(), threading.Event()
+    cluster, faults, threads = None, None, []
+    stop_faults, stop_load = threading.Event(), threading.Event()
     status = 2
     try:
         try:
@@ -1026,6 +1027,7 @@ def main():
         fault_thread = threading.Thread(target=run_faults, daemon=True,
                                         args=(faults, plan, stop_faults, args))
         fault_thread.start()
+        threads.append(fault_thread)
         fault_thread.join(args.seconds + 120 * SLOW)
         if fault_thread.is_alive():
             ledger.errors.append("the fault schedule did not finish in time")
@@ -1094,7 +1096,8 @@ def main():
             problems.append("errors")
         if unclean:
             problems.append("unclean stop")
-        log(f"  logs: {tmp}/logs" if (problems or args.keep) else "")
+        if problems or args.keep:
+            log(f"  logs: {tmp}/logs")
         log("soak: " + ("FAILED (" + ", ".join(problems) + ")" if problems else "ok"))
         log(f"soak: {0 if problems else 1} passed, {1 if problems else 0} failed")
         status = 1 if problems else 0
@@ -1110,6 +1113,13 @@ def main():
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         stop_faults.set()
         stop_load.set()
+        for t in threads:               # each of their waits is bounded
+            t.join(15 * SLOW)
+        if faults:
+            for p in faults.rogues:
+                p.kill()
+                p.wait()
+            faults.heal_noread()
         if cluster:
             for e in cluster.cleanup():
                 log(f"soak: cleanup: {e}")
