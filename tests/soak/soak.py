@@ -7,8 +7,8 @@ Writers (client threads) send IAMATs with increasing client times to random
 nodes and record every AT they get back; each client id is written 1 to 4
 times and then retired, so its last acknowledged update is never overwritten
 and a lost write shows;
-a prober per node sends an IAMAT for its own id every 100 ms and records the
-longest gap between answers while the node is meant to be serving (alive,
+a prober per node sends an IAMAT for its own id every 100 ms (every fifth a
+WHATSAT, which needs the bus and the places worker) and records the longest gap between answers while the node is meant to be serving (alive,
 not SIGSTOPped, started and ready). Meanwhile one fault at a time, from a
 seeded schedule that holds every kind:
 
@@ -360,6 +360,7 @@ class Ledger:
         self.serving = {n: True for n in names}
         self.since = {n: time.monotonic() for n in names}  # serving since
         self.worst = (0.0, None, 0.0)     # (gap s, node, when)
+        self.slowest_restart = (0.0, None)
         self.faults = {k: 0 for k in KINDS}
         self.notes = []
         self.events = []
@@ -388,6 +389,11 @@ class Ledger:
         if hook:
             hook(node)
         return hook is not None
+
+    def restarted(self, name, seconds):
+        with self.lock:
+            if seconds > self.slowest_restart[0]:
+                self.slowest_restart = (seconds, name)
 
     def set_serving(self, name, serving):
         with self.lock:
@@ -480,23 +486,51 @@ def writer(cluster, ledger, stop, index, active, rate, rng):
         sock.close()
 
 
+def read_answer(sock, buffer, deadline):
+    """A whole answer: one line, or a WHATSAT's AT line, JSON and blank line."""
+    line, buffer = read_line(sock, buffer, deadline)
+    if line.startswith(b"AT ") and buffer is not None:
+        while b"\n\n" not in buffer:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("no end of the WHATSAT answer")
+            sock.settimeout(left)
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                raise EOFError("closed")
+            buffer += chunk
+        buffer = buffer.split(b"\n\n", 1)[1]
+    return line, buffer
+
+
 def prober(cluster, ledger, stop, name):
+    """Every 100 ms an IAMAT for the node's probe id; every fifth probe is a
+    WHATSAT for it instead, which goes through the bus and places worker."""
     client, clock = f"probe-{name}", Clock()
-    sock, buf, last = None, b"", time.monotonic()
+    sock, buf, last, count = None, b"", time.monotonic(), 0
     while not stop.is_set():
         tick = time.monotonic()
+        count += 1
         try:
             if sock is None:
                 sock, buf = cluster.connect(name, 1.0), b""
-            t = clock.next(client)
-            sock.sendall(f"IAMAT {client} {POSITION} {ns_str(t)}\n".encode())
-            line, buf = read_line(sock, buf, time.monotonic() + 1.0 * SLOW)
-            m = AT_RE.match(line)
-            if not (m and str_ns(m.group(5)) == t):
-                raise ValueError(line[:120])
+            if count % 5 == 0:
+                sock.sendall(f"WHATSAT {client} 1 1\n".encode())
+                line, buf = read_answer(sock, buf, time.monotonic() + 1.0 * SLOW)
+                if not (line.startswith(b"AT ") or line.startswith(b"? WHATSAT")):
+                    raise ValueError(line[:120])
+                t = None
+            else:
+                t = clock.next(client)
+                sock.sendall(f"IAMAT {client} {POSITION} {ns_str(t)}\n".encode())
+                line, buf = read_line(sock, buf, time.monotonic() + 1.0 * SLOW)
+                m = AT_RE.match(line)
+                if not (m and str_ns(m.group(5)) == t):
+                    raise ValueError(line[:120])
             now = time.monotonic()
             ledger.gap(name, last, now)
-            ledger.ack("probes", client, t, name)
+            if t is not None:
+                ledger.ack("probes", client, t, name)
             last = now
         except (OSError, EOFError, TimeoutError, ValueError):
             if sock:
@@ -551,17 +585,32 @@ class Faults:
         self.down.add(name)
 
     def restart(self, name):
+        """Start NAME again and wait (bounded) until it accepts clients. A node
+        that is still starting at the bound is killed and left for the
+        final heal; one that exits is tried again, three times in all."""
         for attempt in range(3):
+            begin = time.monotonic()
             self.cluster.start(name)
-            if self.cluster.ready(name):
+            ok = self.cluster.ready(name, self.args.restart_bound)
+            took = time.monotonic() - begin
+            if ok:
                 self.down.discard(name)
                 self.ledger.set_serving(name, True)
+                self.ledger.restarted(name, took)
+                if took > 5 * SLOW:
+                    self.ledger.event(f"{name} took {took:.1f} s to accept clients after restart")
                 return True
             codes = [p.poll() for p in self.cluster.procs.get(name, [])]
-            self.ledger.event(f"restart of {name} failed (attempt {attempt + 1}, exits {codes})")
             self.cluster.kill(name)
+            self.down.add(name)
+            if all(c is None for c in codes):
+                self.ledger.event(f"{name} not accepting clients {took:.0f} s after restart; killed")
+                self.ledger.errors.append(f"{name} did not accept clients within {took:.0f} s "
+                                          f"of a restart")
+                return False
+            self.ledger.event(f"restart of {name} failed (attempt {attempt + 1}, exits {codes})")
             time.sleep(1.0)
-        self.ledger.errors.append(f"{name} could not be restarted")
+        self.ledger.errors.append(f"{name} could not be restarted (it exits)")
         return False
 
     def link(self, a, b, state):
@@ -907,30 +956,22 @@ def converge(cluster, ledger, bound):
 
 
 def held_times(cluster, name, clients, timeout):
-    """{client: held time ns or None} at NAME, by pipelined WHATSATs."""
+    """{client: held time ns or None} at NAME, by WHATSATs pipelined 500 at a
+    time (the node reads no further than max_pending ahead of its answers)."""
     held = {}
     sock = cluster.connect(name, 5.0)
     try:
-        sock.sendall(b"".join(b"WHATSAT %s 1 1\n" % (c if isinstance(c, bytes) else c.encode())
-                              for c in clients))
-        buf, deadline = b"", time.monotonic() + timeout * SLOW
-        for c in clients:
-            line, buf = read_line(sock, buf, deadline)
-            m = AT_RE.match(line)
-            if m:
-                held[c] = str_ns(m.group(5))
-                while b"\n\n" not in buf:           # the JSON body and its blank line
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        raise TimeoutError("WHATSAT body")
-                    sock.settimeout(left)
-                    chunk = sock.recv(1 << 20)
-                    if not chunk:
-                        raise EOFError("closed")
-                    buf += chunk
-                buf = buf.split(b"\n\n", 1)[1]
-            else:
-                held[c] = None
+        buf = b""
+        for i in range(0, len(clients), 500):
+            chunk = clients[i:i + 500]
+            sock.settimeout(timeout * SLOW)
+            sock.sendall(b"".join(b"WHATSAT %s 1 1\n" % (c if isinstance(c, bytes) else c.encode())
+                                  for c in chunk))
+            deadline = time.monotonic() + timeout * SLOW
+            for c in chunk:
+                line, buf = read_answer(sock, buf, deadline)
+                m = AT_RE.match(line)
+                held[c] = str_ns(m.group(5)) if m else None
     finally:
         sock.close()
     return held
@@ -944,7 +985,7 @@ def check(cluster, ledger, faults):
     held = {}
     for n in cluster.names:
         try:
-            held[n] = held_times(cluster, n, clients, 60)
+            held[n] = held_times(cluster, n, clients, 30)
         except (OSError, EOFError, TimeoutError) as e:
             ledger.errors.append(f"could not read the records of {n}: {e}")
             held[n] = {}
@@ -973,6 +1014,8 @@ def main():
                     help="longest a serving node may go without answering, s (x3 under ASan)")
     ap.add_argument("--converge-bound", type=float, default=2.0,
                     help="digests must agree this long after healing, s (x3 under ASan)")
+    ap.add_argument("--restart-bound", type=float, default=60,
+                    help="a restarted node must accept clients within this, s (x3 under ASan)")
     ap.add_argument("--no-netns", action="store_true", help="run on loopback even as root")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     args = ap.parse_args()
@@ -1077,6 +1120,8 @@ def main():
             log(f"    note: {note}")
         gap, where, when = ledger.worst
         log(f"  worst stall: {gap:.2f} s at {where} (+{when:.1f} s); bound {stall_bound:.1f} s")
+        log(f"  slowest restart: {ledger.slowest_restart[0]:.1f} s"
+            + (f" ({ledger.slowest_restart[1]})" if ledger.slowest_restart[1] else ""))
         log("  convergence: " + (f"{took:.2f} s after healing" if took is not None else
                                  "none within 30 s") + f"; bound {converge_bound:.1f} s")
         if took is None:
