@@ -47,7 +47,6 @@ namespaces deleted, also on Ctrl-C or an exception.
 import argparse
 import os
 import random
-import re
 import select
 import shutil
 import signal
