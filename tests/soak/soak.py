@@ -642,8 +642,8 @@ class Faults:
         self.sleep(self.rng.uniform(0.2, hold), stop)
         if before_restart:
             before_restart()
-        self.restart(name)
-        self.ledger.event(f"restarted {name}")
+        if self.restart(name):
+            self.ledger.event(f"restarted {name}")
 
     def stop(self, name, hold, stop):
         self.ledger.set_serving(name, False)
@@ -758,8 +758,9 @@ class Faults:
             p.kill()
             p.wait()
         self.rogues.remove(p)
-        self.restart(name)
-        self.ledger.event(f"rogue gone, restarted {name}")
+        self.ledger.event(f"rogue gone, restarting {name}")
+        if self.restart(name):
+            self.ledger.event(f"restarted {name}")
 
     def hashflood(self, name, count, stop):
         ids = colliding_ids(count, self.rng)
@@ -986,12 +987,14 @@ def check(cluster, ledger, faults):
         try:
             held[n] = held_times(cluster, n, clients, 30)
         except (OSError, EOFError, TimeoutError) as e:
-            ledger.errors.append(f"could not read the records of {n}: {e}")
-            held[n] = {}
+            ledger.errors.append(f"could not read the records of {n} (not checked "
+                                 f"there): {e}")
+            held[n] = None
     missing_pairs = 0
+    readable = [n for n in cluster.names if held[n] is not None]
     for c in clients:
         t, node, at = newest[c]
-        short = {n: held[n].get(c) for n in cluster.names
+        short = {n: held[n].get(c) for n in readable
                  if held[n].get(c) is None or held[n][c] < t}
         if short:
             missing_pairs += len(short)
