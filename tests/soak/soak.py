@@ -6,11 +6,13 @@
 Writers (client threads) send IAMATs with increasing client times to random
 nodes and record every AT they get back; each client id is written 1 to 4
 times and then retired, so its last acknowledged update is never overwritten
-and a lost write shows;
-a prober per node sends an IAMAT for its own id every 100 ms (every fifth a
-WHATSAT, which needs the bus and the places worker) and records the longest gap between answers while the node is meant to be serving (alive,
-not SIGSTOPped, started and ready). Meanwhile one fault at a time, from a
-seeded schedule that holds every kind:
+and a lost write shows. A prober per node sends an IAMAT for its own id
+every 100 ms (every fifth a WHATSAT, which needs the bus and the places
+worker; only WHATSATs while the node's disk is full, as it may rightly refuse
+to acknowledge what it cannot store) and records the longest gap between
+answers while the node is meant to be serving (alive, not SIGSTOPped,
+started and ready). Meanwhile one fault at a time, from a seeded schedule
+that holds every kind:
 
     kill9       kill -9 a node (sometimes the instant a writer got an AT from
                 it), restart it after a random pause
@@ -357,6 +359,9 @@ class Ledger:
         self.newest = {}                  # client -> (time ns, acking node, at seconds)
         self.acks = {"writers": 0, "probes": 0, "flood": 0}
         self.serving = {n: True for n in names}
+        #  Disk full: a node may rightly refuse to acknowledge what it cannot
+        #  store, so its prober asks only WHATSATs, which it must still answer
+        self.read_only = {n: False for n in names}
         self.since = {n: time.monotonic() for n in names}  # serving since
         self.worst = (0.0, None, 0.0)     # (gap s, node, when)
         self.slowest_restart = (0.0, None)
@@ -513,7 +518,7 @@ def prober(cluster, ledger, stop, name):
         try:
             if sock is None:
                 sock, buf = cluster.connect(name, 1.0), b""
-            if count % 5 == 0:
+            if count % 5 == 0 or ledger.read_only[name]:
                 sock.sendall(f"WHATSAT {client} 1 1\n".encode())
                 line, buf = read_answer(sock, buf, time.monotonic() + 1.0 * SLOW)
                 if not (line.startswith(b"AT ") or line.startswith(b"? WHATSAT")):
@@ -738,6 +743,7 @@ class Faults:
             self.ledger.event(f"disk full skipped: remount failed: {r.stderr.strip()}")
             return False
         self.disk_small = True
+        self.ledger.read_only[self.cluster.tmpfs_node] = True
         return True
 
     def rogue(self, name, hold, stop):
@@ -853,6 +859,7 @@ class Faults:
                             self.cluster.data_dir(self.cluster.tmpfs_node)],
                            capture_output=True, timeout=20)
             self.disk_small = False
+            self.ledger.read_only[self.cluster.tmpfs_node] = False
 
     def heal_noread(self):
         for s, _, _ in self.noread_socks:
