@@ -38,7 +38,7 @@ SELFTEST := $(BUILD)/bin/herd_selftest
 PYTHON   := /usr/bin/python3
 
 .PHONY: all deps run test unit integration san-test clean tidy format install \
-        fuzz fuzz-short fuzz-build
+        fuzz fuzz-short fuzz-build soak
 
 #  make install [PREFIX=/usr/local] [DESTDIR=] [SYSCONFDIR=/etc]
 PREFIX     ?= /usr/local
@@ -101,6 +101,18 @@ unit: $(SELFTEST)
 
 integration: $(HERD) $(SELFTEST)
 	HERD_BIN=$(abspath $(HERD)) $(PYTHON) -m pytest -q tests/integration
+
+#  The fault soak (tests/soak/soak.py), not part of `make test` (which runs
+#  60 s of it): a five-node herd under writes through kill -9, SIGSTOP,
+#  link cuts, a partition, disk full, a rogue peer, a hash flood and
+#  never-reading clients, then the checker. As root the herd runs in network
+#  namespaces with a tmpfs journal. SOAK_SECONDS (600), SOAK_ARGS (--split,
+#  --seed N, --keep ...).
+SOAK_SECONDS ?= 600
+SOAK_ARGS    ?=
+
+soak: $(HERD)
+	HERD_BIN=$(abspath $(HERD)) $(PYTHON) tests/soak/soak.py --seconds $(SOAK_SECONDS) $(SOAK_ARGS)
 
 #  libFuzzer targets (clang, ASan+UBSan) in build/fuzz: `make fuzz` runs each
 #  for FUZZ_SECONDS, `make fuzz-short` (part of make test) for 30 s each.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 #  make test: build, then run the unit self-tests and the integration tests,
 #  on the release build and on the ASan+UBSan build, the unit self-tests
-#  under valgrind, and each libFuzzer target for 30 s. Prints one summary line
+#  under valgrind, each libFuzzer target for 30 s, and 60 s of the fault soak. Prints one summary line
 #  "herd: N passed, N failed" and exits non-zero if anything failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -51,6 +51,10 @@ step "integration (release)" env HERD_BIN="$PWD/build/release/bin/herd" \
 step "integration (asan+ubsan)" env HERD_BIN="$PWD/build/san/bin/herd" HERD_SAN=1 \
     /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
 step "fuzz (short)"         make -s -j"$jobs" fuzz-short
+#  The fault soak's schedule compressed into 60 s (every kind of fault once),
+#  seeded so every run injects the same faults on the same nodes
+step "soak (60 s)"          env HERD_BIN="$PWD/build/release/bin/herd" \
+    /usr/bin/python3 tests/soak/soak.py --seconds 60 --seed "${SOAK_SEED:-1}"
 
 echo
 for f in "${failures[@]}"; do echo "FAILED step: $f"; done

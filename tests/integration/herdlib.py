@@ -5,6 +5,7 @@ Every wait is a bounded poll; everything started is stopped by the fixtures.
 
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -40,16 +41,65 @@ def wait_for(predicate, timeout, interval=0.02, what="condition"):
         time.sleep(interval)
 
 
+#  Ports handed out in this process (a pytest session): never twice, so a
+#  restarted node never finds its port taken by an earlier test's leftovers
+_ports_given = set()
+_port_rng = random.Random()
+
+
+def _outgoing_port_range():
+    """The kernel's range of local ports for outgoing connections."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(x) for x in f.read().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def _port_pool():
+    """Ports to pick from: 20000 up to the kernel's outgoing range, or above
+    it when that leaves too few. Inside the range, a neighbour's ZeroMQ
+    reconnect can take a dead node's port as its own local port, and the
+    node cannot bind it again until that connection is gone (90 s and more
+    were seen)."""
+    low, high = _outgoing_port_range()
+    if low - 20000 >= 2000:
+        return range(20000, low)
+    if 65535 - high >= 2000:
+        return range(high + 1, 65536)
+    return range(1024, low)
+
+
 def free_ports(count):
-    """Ports the kernel picks as free on 127.0.0.1, distinct from each other."""
+    """COUNT distinct ports bindable on 127.0.0.1, outside the kernel's range
+    for outgoing connections (ip_local_port_range), none given out before in
+    this process."""
+    pool = _port_pool()
+    if len(pool) - len(_ports_given) < 4 * count:
+        _ports_given.clear()            # a very long session: start over
     socks, ports = [], []
-    for _ in range(count):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
+    try:
+        for _ in range(50 * count + 1000):
+            if len(ports) == count:
+                break
+            port = _port_rng.choice(pool)
+            if port in _ports_given:
+                continue
+            _ports_given.add(port)
+            s = socket.socket()
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                s.close()
+                continue
+            socks.append(s)
+            ports.append(port)
+    finally:
+        for s in socks:
+            s.close()
+    if len(ports) < count:
+        raise AssertionError(f"could not find {count} free ports in {pool}")
     return ports
 
 

@@ -304,6 +304,16 @@ def _open_fds(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def _fd_targets(pid):
+    targets = []
+    for fd in sorted(os.listdir(f"/proc/{pid}/fd"), key=int):
+        try:
+            targets.append(f"{fd}->{os.readlink(f'/proc/{pid}/fd/{fd}')}")
+        except OSError:
+            pass
+    return " ".join(targets)
+
+
 @pytest.mark.parametrize("headroom", [12, 0])
 def test_descriptor_exhaustion(make_herd, headroom):
     """With the descriptor limit lowered under the running gateway, extra
@@ -315,8 +325,16 @@ def test_descriptor_exhaustion(make_herd, headroom):
     pid = gateway_pid(herd)
     keep = Client(herd.port("Hill"))
     assert keep.request("IAMAT keep +1+1 1").endswith(b" keep +1+1 1")
+    #  A WHATSAT goes through the bus and the places worker: once it is
+    #  answered the gateway's links to both are up. A split gateway accepts
+    #  clients before ZeroMQ has connected its ipc socket to a role that
+    #  starts later (under ASan on a busy machine, seconds later); counted
+    #  after the limit below, that descriptor looked like one never freed
+    keep.send("WHATSAT keep 10 1\n")
+    assert keep.read_whatsat()[0].endswith(b" keep +1+1 1")
     wait_for(lambda: b"closed" in herd.log("Hill"), 5, what="readiness probe to close")
     old = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    before = _fd_targets(pid)
     limit = _open_fds(pid) + headroom
     resource.prlimit(pid, resource.RLIMIT_NOFILE, (limit, old[1]))
     try:
@@ -350,7 +368,10 @@ def test_descriptor_exhaustion(make_herd, headroom):
             s.close()
     finally:
         resource.prlimit(pid, resource.RLIMIT_NOFILE, old)
-    wait_for(lambda: _open_fds(pid) <= limit - headroom, 5, what="descriptors to be freed")
+    try:
+        wait_for(lambda: _open_fds(pid) <= limit - headroom, 5, what="descriptors to be freed")
+    except AssertionError as e:
+        raise AssertionError(f"{e}\nbefore: {before}\nnow:    {_fd_targets(pid)}") from None
     assert_served(herd)
     keep.close()
 
