@@ -128,23 +128,6 @@ s_now_ms (void)
     return zclock_mono ();
 }
 
-//  Little-endian 64-bit encoding of wire integers.
-static void
-s_put_u64 (byte *out, uint64_t value)
-{
-    for (int i = 0; i < 8; i++)
-        out[i] = (byte) (value >> (8 * i));
-}
-
-static uint64_t
-s_get_u64 (const byte *in)
-{
-    uint64_t value = 0;
-    for (int i = 7; i >= 0; i--)
-        value = (value << 8) | in[i];
-    return value;
-}
-
 //  Unlink an entry from the change list.
 static void
 s_self_unlink (s_self_t *self, s_entry_t *entry)
@@ -227,8 +210,8 @@ static zframe_t *
 s_self_meta (s_self_t *self)
 {
     byte meta[HERD_MSG_META_SIZE];
-    s_put_u64 (meta, self->instance);
-    s_put_u64 (meta + 8, self->seq);
+    herd_msg_put_u64 (meta, self->instance);
+    herd_msg_put_u64 (meta + 8, self->seq);
     return zframe_new (meta, sizeof (meta));
 }
 
@@ -327,10 +310,10 @@ s_self_request_sync (s_self_t *self, s_peer_t *peer, const char *why)
             }
     peer->deferred = false;
     byte meta[HERD_MSG_META_SIZE], digest[16];
-    s_put_u64 (meta, peer->instance);
-    s_put_u64 (meta + 8, peer->seq);
-    s_put_u64 (digest, herd_table_size (self->table));
-    s_put_u64 (digest + 8, self->digest);
+    herd_msg_put_u64 (meta, peer->instance);
+    herd_msg_put_u64 (meta + 8, peer->seq);
+    herd_msg_put_u64 (digest, herd_table_size (self->table));
+    herd_msg_put_u64 (digest + 8, self->digest);
     //  The DEALER queues while it connects; it refuses only when its
     //  connection is gone for good (a failed handshake) or many requests
     //  wait: then a new connection, now or after its back-off
@@ -361,8 +344,8 @@ static void
 s_self_publish_records (s_self_t *self, const char *records, size_t size)
 {
     byte meta[HERD_MSG_META_SIZE];
-    s_put_u64 (meta, self->instance);
-    s_put_u64 (meta + 8, self->seq);
+    herd_msg_put_u64 (meta, self->instance);
+    herd_msg_put_u64 (meta + 8, self->seq);
     void *pub = zsock_resolve (self->pub);
     //  PUB never blocks: at its high-water mark it drops, and the
     //  neighbour's catch-up brings what was dropped
@@ -599,8 +582,8 @@ s_self_store (s_self_t *self)
     for (size_t i = 0; i < self->ack_count; i++) {
         s_ack_t *ack = &self->acks[i];
         byte first[8], last[8];
-        s_put_u64 (first, ack->first);
-        s_put_u64 (last, ack->last);
+        herd_msg_put_u64 (first, ack->first);
+        herd_msg_put_u64 (last, ack->last);
         zmsg_t *reply = zmsg_new ();
         zmsg_append (reply, &ack->routing);
         zmsg_addstr (reply, HERD_MSG_STORED);
@@ -625,7 +608,7 @@ s_self_handle_router (s_self_t *self)
     char *command = zmsg_popstr (msg);
     if (command && streq (command, HERD_MSG_UPDATE) && zmsg_size (msg) == 2
         && zframe_size (zmsg_first (msg)) == 8) {
-        uint64_t batch = s_get_u64 (zframe_data (zmsg_first (msg)));
+        uint64_t batch = herd_msg_get_u64 (zframe_data (zmsg_first (msg)));
         zframe_t *line = zmsg_next (msg);
         s_self_apply_all (self, (char *) zframe_data (line), zframe_size (line), "gateway",
                           true);
@@ -674,8 +657,8 @@ s_self_handle_router (s_self_t *self)
 static void
 s_self_track (s_self_t *self, s_peer_t *peer, zframe_t *meta, size_t records)
 {
-    uint64_t instance = s_get_u64 (zframe_data (meta));
-    uint64_t seq = s_get_u64 (zframe_data (meta) + 8);
+    uint64_t instance = herd_msg_get_u64 (zframe_data (meta));
+    uint64_t seq = herd_msg_get_u64 (zframe_data (meta) + 8);
     if (peer->syncing)
         return;                 //  KTHXBAI will set where we are (or s_self_tend_peer
                                 //  gives up on it)
@@ -780,8 +763,8 @@ s_self_pump (s_self_t *self, s_transfer_t *transfer)
         transfer->progress = s_now_ms ();
         if (count == 0) {
             byte meta[HERD_MSG_META_SIZE];
-            s_put_u64 (meta, self->instance);
-            s_put_u64 (meta + 8, self->seq);
+            herd_msg_put_u64 (meta, self->instance);
+            herd_msg_put_u64 (meta + 8, self->seq);
             zmq_send (sync, HERD_MSG_KTHXBAI, strlen (HERD_MSG_KTHXBAI),
                       ZMQ_SNDMORE | ZMQ_DONTWAIT);
             zmq_send (sync, meta, sizeof (meta), ZMQ_DONTWAIT);
@@ -848,10 +831,10 @@ s_self_handle_icanhaz (s_self_t *self, zframe_t *routing, zmsg_t *msg)
         herd_log_printf (self->log, "bus", "dropped a malformed catch-up request");
         return;
     }
-    uint64_t instance = s_get_u64 (zframe_data (meta));
-    uint64_t since = s_get_u64 (zframe_data (meta) + 8);
-    uint64_t count = s_get_u64 (zframe_data (digest));
-    uint64_t hash = s_get_u64 (zframe_data (digest) + 8);
+    uint64_t instance = herd_msg_get_u64 (zframe_data (meta));
+    uint64_t since = herd_msg_get_u64 (zframe_data (meta) + 8);
+    uint64_t count = herd_msg_get_u64 (zframe_data (digest));
+    uint64_t hash = herd_msg_get_u64 (zframe_data (digest) + 8);
     if (instance == self->instance && since <= self->seq)
         s_self_send_records (self, routing, since);
     else
@@ -958,8 +941,8 @@ s_self_handle_peer_sync (s_self_t *self, s_peer_t *peer)
     if (command && zframe_streq (command, HERD_MSG_KTHXBAI) && zmsg_size (msg) == 2) {
         zframe_t *meta = zmsg_next (msg);
         if (zframe_size (meta) == HERD_MSG_META_SIZE) {
-            peer->instance = s_get_u64 (zframe_data (meta));
-            peer->seq = s_get_u64 (zframe_data (meta) + 8);
+            peer->instance = herd_msg_get_u64 (zframe_data (meta));
+            peer->seq = herd_msg_get_u64 (zframe_data (meta) + 8);
         }
         herd_log_printf (self->log, "bus",
                          "caught up with %s: %zu records, %zu bytes in %" PRId64 " ms",
@@ -1519,7 +1502,7 @@ s_update_mem (zsock_t *dealer, const char *records, size_t size)
 {
     static uint64_t batch = 0;
     byte number[8];
-    s_put_u64 (number, ++batch);
+    herd_msg_put_u64 (number, ++batch);
     zmsg_t *msg = zmsg_new ();
     zmsg_addstr (msg, HERD_MSG_UPDATE);
     zmsg_addmem (msg, number, sizeof (number));
@@ -1529,8 +1512,8 @@ s_update_mem (zsock_t *dealer, const char *records, size_t size)
     HERD_CHECK (reply);
     HERD_CHECK_INT (zmsg_size (reply), 3);
     HERD_CHECK (zframe_streq (zmsg_first (reply), HERD_MSG_STORED));
-    HERD_CHECK (s_get_u64 (zframe_data (zmsg_next (reply))) == batch);
-    HERD_CHECK (s_get_u64 (zframe_data (zmsg_next (reply))) == batch);
+    HERD_CHECK (herd_msg_get_u64 (zframe_data (zmsg_next (reply))) == batch);
+    HERD_CHECK (herd_msg_get_u64 (zframe_data (zmsg_next (reply))) == batch);
     zmsg_destroy (&reply);
 }
 
@@ -1554,8 +1537,8 @@ static void
 s_publish_as_b (zsock_t *pub, const char *line, uint64_t seq)
 {
     byte meta[HERD_MSG_META_SIZE];
-    s_put_u64 (meta, 42);
-    s_put_u64 (meta + 8, seq);
+    herd_msg_put_u64 (meta, 42);
+    herd_msg_put_u64 (meta + 8, seq);
     zmsg_t *msg = zmsg_new ();
     zmsg_addstr (msg, HERD_MSG_TOPIC_UPDATE);
     zmsg_addstr (msg, line);
@@ -1701,7 +1684,7 @@ herd_bus_test (bool verbose)
         for (size_t i = 0; i < zframe_size (records); i++)
             count += zframe_data (records)[i] == '\n';
         zmsg_next (flooded);
-        uint64_t seq = s_get_u64 (zframe_data (zmsg_next (flooded)) + 8);
+        uint64_t seq = herd_msg_get_u64 (zframe_data (zmsg_next (flooded)) + 8);
         if (messages > 0)
             HERD_CHECK (seq == last_seq + count);
         last_seq = seq;

@@ -159,4 +159,24 @@
 #define HERD_MSG_LINK    "LINK"
 #define HERD_MSG_META_SIZE 16
 
+#include <stdint.h>
+
+//  The wire's 64-bit integers (batch numbers, instance ids, sequence
+//  numbers, counts): 8 bytes, little-endian, whatever the host.
+static inline void
+herd_msg_put_u64 (unsigned char *out, uint64_t value)
+{
+    for (int i = 0; i < 8; i++)
+        out[i] = (unsigned char) (value >> (8 * i));
+}
+
+static inline uint64_t
+herd_msg_get_u64 (const unsigned char *in)
+{
+    uint64_t value = 0;
+    for (int i = 7; i >= 0; i--)
+        value = (value << 8) | in[i];
+    return value;
+}
+
 #endif

@@ -760,23 +760,6 @@ s_self_to_bus (s_self_t *self, const void *const *data, const size_t *size, int 
     zlist_append (self->backlog, msg);
 }
 
-//  Little-endian 64-bit encoding of a batch number (herd_msg.h).
-static void
-s_put_u64 (byte *out, uint64_t value)
-{
-    for (int i = 0; i < 8; i++)
-        out[i] = (byte) (value >> (8 * i));
-}
-
-static uint64_t
-s_get_u64 (const byte *in)
-{
-    uint64_t value = 0;
-    for (int i = 7; i >= 0; i--)
-        value = (value << 8) | in[i];
-    return value;
-}
-
 //  Hand the updates queued this turn to the bus, as one UPDATE message of
 //  records with the batch's number (herd_msg.h); the bus answers STORED
 //  once they are in its journal. Called before anything else goes to the
@@ -787,7 +770,7 @@ s_self_send_updates (s_self_t *self)
     if (self->updates_size == 0)
         return;
     byte batch[8];
-    s_put_u64 (batch, self->batch++);
+    herd_msg_put_u64 (batch, self->batch++);
     const void *data[] = {HERD_MSG_UPDATE, batch, self->updates};
     size_t sizes[] = {strlen (HERD_MSG_UPDATE), sizeof (batch), self->updates_size};
     s_self_to_bus (self, data, sizes, 3);
@@ -810,7 +793,7 @@ s_self_queue_update (s_self_t *self, const char *at, size_t size)
         //  A long line (max_line allows it) goes alone, as its own batch
         byte batch[8];
         uint64_t number = self->batch++;
-        s_put_u64 (batch, number);
+        herd_msg_put_u64 (batch, number);
         const void *data[] = {HERD_MSG_UPDATE, batch, at};
         size_t sizes[] = {strlen (HERD_MSG_UPDATE), sizeof (batch), size};
         s_self_to_bus (self, data, sizes, 3);
@@ -1604,7 +1587,7 @@ s_self_handle_bus (s_self_t *self)
         zframe_t *first = zmsg_first (msg);
         zframe_t *last = zmsg_next (msg);
         if (zmsg_size (msg) == 2 && zframe_size (first) == 8 && zframe_size (last) == 8)
-            s_self_stored (self, s_get_u64 (zframe_data (first)), s_get_u64 (zframe_data (last)));
+            s_self_stored (self, herd_msg_get_u64 (zframe_data (first)), herd_msg_get_u64 (zframe_data (last)));
         zstr_free (&kind);
         zmsg_destroy (&msg);
         return;
