@@ -306,6 +306,13 @@ class Herd:
             except OSError:
                 return False
         wait_for(accepts, 10, what=f"{name} to accept clients")
+        if self.split:
+            #  The gateway may accept before the other roles have started: a
+            #  role that is sent SIGTERM before it blocks signals dies of it.
+            #  Each logs "starting ROLE (pid N)" once its signals are blocked
+            for role, p in zip(["places", "bus", "gateway"], self.procs[name]):
+                line = f"starting {role} (pid {p.pid})".encode()
+                wait_for(lambda: line in self.log(name), 10, what=f"{name}'s {role} to start")
 
     def wait_links(self, name=None):
         """Wait until every bus link of the node(s) has been logged up."""
