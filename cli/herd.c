@@ -663,8 +663,8 @@ main (int argc, char *argv[])
         if (opt == 'c')
             config = optarg;
         else {
-            fprintf (stderr, "herd: %s '%s'\n(see herd --help)\n",
-                     opt == ':' ? "a value is missing after" : "unknown option",
+            fprintf (stderr, opt == ':' ? "herd: option '%s' needs a value\n(see herd --help)\n"
+                                        : "herd: unknown option '%s'\n(see herd --help)\n",
                      argv[optind - 1]);
             return 2;
         }
