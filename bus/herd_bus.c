@@ -92,6 +92,8 @@ typedef struct {
     uint64_t instance;              //  random at each start
     uint64_t seq;                   //  last sequence number given
     uint64_t digest;                //  XOR of every entry's hash
+    int64_t started_mono;           //  when the bus started: monotonic ms, and
+    int64_t started_wall;           //  ... wall clock ms (for GET's applied time)
     s_peer_t *peers;
     size_t peer_count;
     s_transfer_t transfers[HERD_BUS_TRANSFERS];
@@ -430,6 +432,29 @@ s_self_drop (s_self_t *self, const char *line, size_t size, const char *from)
     herd_log_printf (self->log, "bus", "dropped a malformed update from %s", from);
 }
 
+//  An entry's applied time: monotonic ms since the bus started, plus one
+//  (0: loaded from the journal), kept in 32 bits so herd_entry_t does not
+//  grow; it wraps after 49.7 days.
+static uint32_t
+s_self_applied_ms (s_self_t *self)
+{
+    uint32_t ms = (uint32_t) (s_now_ms () - self->started_mono) + 1;
+    return ms ? ms : 1;
+}
+
+//  Wall-clock microseconds when an entry was applied, or 0 when it was
+//  loaded from the journal: the latest time that fits its 32 bits (exact
+//  for records applied in the last 49.7 days).
+static uint64_t
+s_self_applied_usec (s_self_t *self, const s_entry_t *entry)
+{
+    if (entry->applied_ms == 0)
+        return 0;
+    int64_t since = s_now_ms () - self->started_mono;
+    uint32_t ago = (uint32_t) since + 1 - entry->applied_ms;
+    return (uint64_t) (self->started_wall + since - ago) * 1000;
+}
+
 //  Apply an AT line if it is newer than the stored one; journal and publish
 //  what was applied. from names where it came from, for the log; trusted
 //  when it is our own gateway, which made the line from fields it had
@@ -475,6 +500,7 @@ s_self_apply (s_self_t *self, const char *line, size_t size, const char *from, b
     entry->hash = herd_record_hash (line, size);
     entry->time_sec = record.time_sec;
     entry->time_nsec = record.time_nsec;
+    entry->applied_ms = self->loading ? 0 : s_self_applied_ms (self);
     herd_table_put (self->table, entry);        //  frees current
     s_self_link (self, entry);
     self->digest ^= entry->hash;
@@ -915,6 +941,21 @@ s_self_handle_sync (s_self_t *self)
     if (command && zframe_streq (command, HERD_MSG_LINK))
         s_self_handle_link (self, routing, msg);
     else
+    if (command && zframe_streq (command, HERD_MSG_GET) && zmsg_size (msg) == 3) {
+        zframe_t *client = zmsg_next (msg);
+        s_entry_t *entry = herd_table_lookup (self->table, (char *) zframe_data (client),
+                                              zframe_size (client));
+        zmsg_t *reply = zmsg_new ();
+        zmsg_append (reply, (zframe_t *[]){zframe_dup (routing)});
+        zmsg_addstr (reply, entry ? HERD_MSG_RECORD : HERD_MSG_NONE);
+        if (entry) {
+            zmsg_addmem (reply, entry->line, entry->size);
+            zmsg_addstrf (reply, "%" PRIu64, s_self_applied_usec (self, entry));
+            zmsg_addstrf (reply, "%" PRIu64, entry->seq);
+        }
+        s_send (self->sync, &reply);
+    }
+    else
         herd_log_printf (self->log, "bus", "dropped a malformed sync message");
     zmsg_destroy (&msg);
     return true;
@@ -1256,6 +1297,8 @@ s_self_new (zsock_t *pipe, herd_bus_args_t *args)
     self->log = args->log;
     self->fsync_always = args->config->fsync_always;
     self->table = herd_table_new ();
+    self->started_mono = s_now_ms ();
+    self->started_wall = zclock_time ();
     //  A fresh instance id: neighbours then know our sequence numbers restarted
     while (self->instance == 0)
         self->instance = ((uint64_t) randof (0x7fffffff) << 32) ^ (uint64_t) randof (0x7fffffff)

@@ -33,6 +33,8 @@ typedef struct _herd_entry_t {
     uint32_t size;                  //  bytes of line
     uint32_t client_at;             //  the client id: line + client_at ...
     uint32_t client_size;           //  ... for client_size bytes
+    uint32_t applied_ms;            //  the caller's (the bus: when it applied the
+                                    //  record); sits in what was padding
     char line[];
 } herd_entry_t;
 

@@ -7,6 +7,7 @@
 #include <cjson/cJSON.h>
 #include <czmq.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -87,11 +88,15 @@ typedef struct {
     bool closed;                //  the node closed the connection
 } s_client_t;
 
-//  Print a usage error; returns 2, the exit code.
+//  Print a usage error, the synopsis and where to read more; returns 2,
+//  the exit code.
 static int
 s_usage_error (const char *what, const char *arg)
 {
-    fprintf (stderr, "herd client: %s%s%s\n\n%s", what, arg ? " " : "", arg ? arg : "", s_usage);
+    fprintf (stderr,
+             "herd client: %s%s%s%s\nusage: herd client HOST:PORT|NAME [options] [LINE ...]\n"
+             "(see herd client --help)\n",
+             what, arg ? " '" : "", arg ? arg : "", arg ? "'" : "");
     return 2;
 }
 
@@ -108,59 +113,73 @@ s_parse_int (const char *text, long min, long max, int *value_p)
     return 0;
 }
 
+//  Options of herd client without a short letter.
+enum { S_OPT_IAMAT = 256, S_OPT_AT, S_OPT_PRETTY, S_OPT_TIMEOUT };
+
 //  Parse argv (argv[0] is "client"). 0 to go on, 1 when help was printed,
 //  2 after a usage error was printed.
 static int
 s_parse_options (int argc, char *argv[], s_options_t *opts)
 {
-    opts->config = "herd.cfg";
+    static const struct option options[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"iamat", required_argument, NULL, S_OPT_IAMAT},
+        {"at", required_argument, NULL, S_OPT_AT},
+        {"pretty", no_argument, NULL, S_OPT_PRETTY},
+        {"timeout", required_argument, NULL, S_OPT_TIMEOUT},
+        {"interactive", no_argument, NULL, 'i'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
     opts->at = HERD_CLIENT_POSITION;
     opts->timeout = HERD_CLIENT_TIMEOUT;
     opts->lines = (const char **) calloc ((size_t) argc, sizeof (char *));
-    bool only_lines = false;
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        bool valued = streq (arg, "-c") || streq (arg, "--config") || streq (arg, "--iamat")
-                      || streq (arg, "--at") || streq (arg, "--timeout");
-        if (!only_lines && valued && i + 1 >= argc)
-            return s_usage_error (arg, "needs a value");
-        if (only_lines || arg[0] != '-' || streq (arg, "-")) {
-            if (!opts->target)
-                opts->target = arg;
-            else
-                opts->lines[opts->line_count++] = arg;
-        }
+    optind = 0;                 //  glibc: start afresh, after argv[0]
+    opterr = 0;                 //  the messages are ours
+    int opt;
+    while ((opt = getopt_long (argc, argv, ":c:ih", options, NULL)) != -1) {
+        const char *text = argv[optind - 1];
+        if (opt == 'c')
+            opts->config = optarg;
         else
-        if (streq (arg, "--"))
-            only_lines = true;
+        if (opt == S_OPT_IAMAT)
+            opts->iamat = optarg;
         else
-        if (streq (arg, "-c") || streq (arg, "--config"))
-            opts->config = argv[++i];
+        if (opt == S_OPT_AT)
+            opts->at = optarg;
         else
-        if (streq (arg, "--iamat"))
-            opts->iamat = argv[++i];
-        else
-        if (streq (arg, "--at"))
-            opts->at = argv[++i];
-        else
-        if (streq (arg, "--timeout")) {
-            if (s_parse_int (argv[++i], 1, HERD_CLIENT_TIMEOUT_MAX, &opts->timeout))
+        if (opt == S_OPT_TIMEOUT) {
+            if (s_parse_int (optarg, 1, HERD_CLIENT_TIMEOUT_MAX, &opts->timeout))
                 return s_usage_error ("--timeout wants milliseconds from 1 to 86400000, not",
-                                      argv[i]);
+                                      optarg);
         }
         else
-        if (streq (arg, "--pretty"))
+        if (opt == S_OPT_PRETTY)
             opts->pretty = true;
         else
-        if (streq (arg, "-i") || streq (arg, "--interactive"))
+        if (opt == 'i')
             opts->interactive = true;
         else
-        if (streq (arg, "-h") || streq (arg, "--help")) {
+        if (opt == 'h') {
             printf ("%s", s_usage);
             return 1;
         }
         else
-            return s_usage_error ("unknown option", arg);
+        if (opt == ':')
+            return s_usage_error ("a value is missing after", text);
+        else {
+            char letter[3] = {'-', (char) optopt, 0};
+            return s_usage_error ("unknown option",
+                                  optopt > 0 && optopt < 256 && strncmp (text, "--", 2) != 0
+                                      ? letter
+                                      : text);
+        }
+    }
+    for (int i = optind; i < argc; i++) {
+        if (!opts->target)
+            opts->target = argv[i];
+        else
+            opts->lines[opts->line_count++] = argv[i];
     }
     if (!opts->target)
         return s_usage_error ("needs HOST:PORT or a node NAME", NULL);
@@ -797,9 +816,9 @@ s_iamat_line (const char *id, const char *position)
 }
 
 int
-herd_client_main (int argc, char *argv[])
+herd_client_main (int argc, char *argv[], const char *config)
 {
-    s_options_t opts = {0};
+    s_options_t opts = {.config = config};
     int rc = s_parse_options (argc, argv, &opts);
     if (rc == 1) {
         //  --help

@@ -10,11 +10,12 @@
 #ifndef HERD_CLIENT_H_INCLUDED
 #define HERD_CLIENT_H_INCLUDED
 
-//  Run `herd client` with argv[0] = "client". Returns the process exit code:
+//  Run `herd client` with argv[0] = "client"; config is the file NAME is
+//  looked up in unless -c names another (herd -c FILE client ...). Returns the process exit code:
 //  0 when every request got its answer, 1 when the connection failed, closed
 //  early or an answer timed out (the reason is printed on stderr), 2 for a
 //  usage error.
 int
-    herd_client_main (int argc, char *argv[]);
+    herd_client_main (int argc, char *argv[], const char *config);
 
 #endif

@@ -119,10 +119,11 @@
 //  herd/max_line + 4096 bytes (at least 64 KB); anything sent to a PUB or
 //  a sync socket at most 4096.
 //
-//  ## control   (on the same sync ROUTER; herd digest and tests use it)
+//  ## control   (on the same sync ROUTER; herd digest, get, link and tests)
 //
 //      ["DIGEST"]  ->  ["DIGEST", name, count, digest-hex, applied, stale]
 //      ["LINK", peer, "down"|"up"]  ->  ["OK"] | ["ERROR", reason]
+//      ["GET", client-id]  ->  ["RECORD", at-line, applied-usec, seq] | ["NONE"]
 //
 //  count, applied and stale are decimal strings; digest-hex is 16 hex
 //  digits: the XOR of herd_record_hash over every stored record, so two
@@ -131,7 +132,13 @@
 //  every host; it changed with journal format HERDJ002 (it was FNV-1a), so
 //  nodes of older versions report other digests for the same table.
 //  LINK takes the bus's subscription to a neighbour down or up again
-//  (maintenance, and partition tests).
+//  (maintenance, and partition tests). GET reads the stored record of one
+//  client, never calling Places: its AT line (the origin is its second
+//  field), when this bus applied it (wall-clock microseconds since the
+//  epoch, millisecond precision, decimal; 0 when it was loaded from the
+//  journal at start; the bus keeps 32 bits of milliseconds in the entry, so
+//  for a record applied more than 49.7 days ago the time is a multiple of
+//  49.7 days too late) and its sequence number in this bus's change order (decimal).
 
 //  ## Actor pipes (zactor)
 //
@@ -157,6 +164,8 @@
 #define HERD_MSG_KTHXBAI "KTHXBAI"
 #define HERD_MSG_DIGEST  "DIGEST"
 #define HERD_MSG_LINK    "LINK"
+#define HERD_MSG_GET     "GET"
+#define HERD_MSG_RECORD  "RECORD"
 #define HERD_MSG_META_SIZE 16
 
 #include <stdint.h>

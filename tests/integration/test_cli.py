@@ -1,6 +1,7 @@
 """The herd command: nodes, up, refusing bad configuration, help."""
 
 import os
+import re
 import signal
 import subprocess
 
@@ -108,3 +109,68 @@ def test_make_install_lays_out_program_unit_and_config(tmp_path):
     r = subprocess.run([str(dest / "usr/bin/herd"), "nodes", "-c", str(dest / "etc/herd/herd.cfg")],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 0 and r.stdout.startswith("Hill 127.0.0.1:12000")
+
+
+#  Each subcommand with the arguments it needs (parsing fails before the
+#  config is read, so a missing file keeps a broken parser from running it)
+COMMANDS = {
+    "node": ["Hill"], "up": [], "nodes": [], "digest": [], "get": ["kiwi", "Hill"],
+    "link": ["Hill", "Smith", "up"], "monitor": [], "graph": [], "keygen": ["Hill"],
+    "version": [], "help": ["node"],
+}
+NO_CONFIG = "/nonexistent/herd.cfg"
+
+
+def test_version():
+    for args in (["--version"], ["version"], ["-V"]):
+        r = run(*args)
+        assert r.returncode == 0, (args, r.stderr)
+        first, second = r.stdout.splitlines()
+        assert re.fullmatch(r"herd \S+", first), r.stdout
+        assert re.fullmatch(r"libzmq \d+\.\d+\.\d+, czmq \d+\.\d+\.\d+", second), r.stdout
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS) + ["client"])
+def test_every_command_has_its_own_help(command):
+    r = run(command, "--help")
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert r.stdout.startswith(f"usage: herd {command}"), r.stdout
+    #  Its own page, not the global one
+    others = [c for c in COMMANDS if c != command]
+    assert not any(f"herd {c} " in r.stdout for c in others), r.stdout
+    assert run("help", command).stdout == r.stdout
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_extra_argument_is_an_error(command, tmp_path):
+    r = run(command, *COMMANDS[command], "extra", "-c", NO_CONFIG, cwd=tmp_path)
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    assert f"herd {command}: unexpected argument 'extra'" in r.stderr, r.stderr
+    assert f"(see herd {command} --help)" in r.stderr and r.stdout == "", r.stderr
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS) + ["client"])
+def test_unknown_option_is_an_error(command, tmp_path):
+    args = COMMANDS.get(command, ["Hill"])
+    r = run(command, *args, "--bogus", "-c", NO_CONFIG, cwd=tmp_path)
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    assert f"herd {command}: unknown option '--bogus'" in r.stderr, r.stderr
+    assert f"(see herd {command} --help)" in r.stderr and r.stdout == "", r.stderr
+
+
+def test_digest_json_is_refused_and_options_are_where_they_were():
+    r = run("digest", "--json", "-c", NO_CONFIG)
+    assert r.returncode == 2 and "'--json'" in r.stderr, r.stderr
+    #  A missing value and a missing argument say what was meant
+    r = run("node", "Hill", "--role")
+    assert r.returncode == 2 and "--role" in r.stderr and "usage: herd node" in r.stderr
+    r = run("get")
+    assert r.returncode == 2 and "usage: herd get CLIENT" in r.stderr, r.stderr
+    r = run("link", "Hill", "Smith", "sideways", "-c", NO_CONFIG)
+    assert r.returncode == 2 and "sideways" in r.stderr, r.stderr
+    #  -c before the command, --config=FILE, and after positionals all work
+    cfg = os.path.join(ROOT, "herd.cfg")
+    for args in (["-c", cfg, "nodes"], ["nodes", f"--config={cfg}"], ["--config", cfg, "nodes"]):
+        r = run(*args)
+        assert r.returncode == 0 and r.stdout.startswith("Hill 127.0.0.1:12000"), (args, r)
+    assert run("frobnicate").returncode == 2 and "see herd --help" in run("frobnicate").stderr
