@@ -61,12 +61,11 @@ s_lock_take (const herd_node_t *node, const char *name)
                 zclock_sleep (10);
         }
         if (error != EWOULDBLOCK)
-            fprintf (stderr, "herd: %s: cannot lock %s: %s\n", node->name, path,
-                     strerror (error));
+            fprintf (stderr, "herd: %s: cannot lock %s: %s\n", node->name, path, strerror (error));
         else
         if (atoi (text) > 0)
-            fprintf (stderr, "herd: %s: data directory %s is in use by process %d\n",
-                     node->name, node->data, atoi (text));
+            fprintf (stderr, "herd: %s: data directory %s is in use by process %d\n", node->name,
+                     node->data, atoi (text));
         else
             fprintf (stderr, "herd: %s: data directory %s is in use by another process\n",
                      node->name, node->data);
