@@ -1,5 +1,11 @@
 #  herd - build, test, run. `make run` starts the five-node herd of herd.cfg;
-#  `make test` runs every test. Both install missing Debian packages first.
+#  `make test` runs every test. Both install missing Debian packages first
+#  (scripts/install-deps.sh: make run the run-time set, make test also the
+#  test tools); `make deps` installs the run-time set alone.
+
+#  A recipe that fails (or is interrupted) leaves no half-written target
+#  behind for the next make to take as up to date
+.DELETE_ON_ERROR:
 
 CC      ?= cc
 PKGS    := libczmq libzmq libcurl libcjson libmicrohttpd libsodium
@@ -7,6 +13,10 @@ CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread \
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread
+
+#  Libraries pkg-config cannot find: building stops before the first
+#  compile with a hint, not at the link with pages of undefined references
+PKGS_MISSING = $(shell for p in $(PKGS); do pkg-config --exists $$p 2>/dev/null || echo $$p; done)
 
 #  libedit, when installed, gives `herd client` line editing and history.
 ifeq ($(shell pkg-config --exists libedit 2>/dev/null && echo yes),yes)
@@ -37,8 +47,8 @@ HERD     := $(BUILD)/bin/herd
 SELFTEST := $(BUILD)/bin/herd_selftest
 PYTHON   := /usr/bin/python3
 
-.PHONY: all deps run test unit integration san-test clean tidy format install \
-        fuzz fuzz-short fuzz-build soak
+.PHONY: all deps test-deps check-libs run test unit integration san-test clean tidy format \
+        install fuzz fuzz-short fuzz-build soak
 
 #  make install [PREFIX=/usr/local] [DESTDIR=] [SYSCONFDIR=/etc]
 PREFIX     ?= /usr/local
@@ -50,18 +60,27 @@ UNITDIR     = $(PREFIX)/lib/systemd/system
 all: bin/herd
 
 deps:
-	@scripts/install-deps.sh
+	@scripts/install-deps.sh run
+
+test-deps:
+	@scripts/install-deps.sh test
+
+check-libs:
+	@if [ -n "$(strip $(PKGS_MISSING))" ]; then \
+	    echo "herd: missing libraries ($(strip $(PKGS_MISSING))): run 'make deps' (as root) first" >&2; \
+	    exit 1; \
+	fi
 
 #  bin/herd is the release build, the program users run.
 bin/herd: $(HERD)
 	@mkdir -p bin
 	cp $< $@
 
-$(BUILD)/%.o: %.c $(HEADERS)
+$(BUILD)/%.o: %.c $(HEADERS) | check-libs
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
-$(HERD): $(LIBOBJ) $(BUILD)/cli/herd.o
+$(HERD): $(LIBOBJ) $(BUILD)/cli/herd.o | check-libs
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
@@ -77,7 +96,7 @@ $(BUILD)/version: FORCE
 	@echo '$(GIT_VERSION)' | cmp -s - $@ || echo '$(GIT_VERSION)' > $@
 .PHONY: FORCE
 
-$(SELFTEST): $(LIBOBJ) $(BUILD)/tests/unit/selftest.o
+$(SELFTEST): $(LIBOBJ) $(BUILD)/tests/unit/selftest.o | check-libs
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
@@ -99,13 +118,14 @@ bench: bin/herd $(BENCH)
 	@bench/run.sh
 
 #  Start the five-node herd of herd.cfg in the foreground (Ctrl-C stops it).
+#  Installs the run-time packages only; the test tools come with make test.
 run: deps
 	@$(MAKE) --no-print-directory bin/herd
 	@scripts/run.sh
 
 #  Every test: unit self-tests and integration tests on the release build,
 #  then both again under ASan+UBSan. Prints a summary line; non-zero on failure.
-test: deps
+test: test-deps
 	@scripts/test.sh
 
 unit: $(SELFTEST)
@@ -140,7 +160,7 @@ FUZZ_SRC     := common/herd_proto.c common/herd_record.c common/herd_config.c \
 FUZZ_OBJ     := $(FUZZ_SRC:%.c=build/fuzz/obj/%.o)
 FUZZ_BINS    := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
 
-build/fuzz/obj/%.o: %.c $(HEADERS)
+build/fuzz/obj/%.o: %.c $(HEADERS) | check-libs
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined -c $< -o $@
 
@@ -163,12 +183,17 @@ format:
 	clang-format -i $(LIBSRC) cli/herd.c $(HEADERS) tests/unit/*.c
 
 #  Installs the program, an example config (kept if one exists), the
-#  systemd unit template herd@.service and a logrotate rule.
+#  systemd unit template herd@.service and a logrotate rule. The unit runs
+#  nodes in /var/lib/herd; the example config's relative log paths become
+#  /var/log/herd/NAME.log, where the unit may write and logrotate looks.
 install: bin/herd
 	install -D -m 755 bin/herd $(DESTDIR)$(BINDIR)/herd
 	install -d $(DESTDIR)$(SYSCONFDIR)/herd $(DESTDIR)$(DOCDIR) $(DESTDIR)$(UNITDIR)
-	test -e $(DESTDIR)$(SYSCONFDIR)/herd/herd.cfg || \
-	    install -m 644 herd.cfg $(DESTDIR)$(SYSCONFDIR)/herd/herd.cfg
+	test -e $(DESTDIR)$(SYSCONFDIR)/herd/herd.cfg || { \
+	    sed -E 's|^(    log = )([^/[:space:]][^[:space:]]*/)?([^/[:space:]]+)|\1/var/log/herd/\3|' \
+	        herd.cfg > $(DESTDIR)$(SYSCONFDIR)/herd/herd.cfg.new && \
+	    chmod 644 $(DESTDIR)$(SYSCONFDIR)/herd/herd.cfg.new && \
+	    mv $(DESTDIR)$(SYSCONFDIR)/herd/herd.cfg.new $(DESTDIR)$(SYSCONFDIR)/herd/herd.cfg; }
 	install -m 644 README.md PROTOCOL.md $(DESTDIR)$(DOCDIR)/
 	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
 	    -e 's|@DOCDIR@|$(DOCDIR)|g' dist/herd@.service.in > $(DESTDIR)$(UNITDIR)/herd@.service

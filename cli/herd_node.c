@@ -9,7 +9,9 @@
 #include "../gateway/herd_gateway.h"
 #include "../places/herd_places.h"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 
 //  Start an actor and wait for its set-up; NULL if it failed.
@@ -20,6 +22,73 @@ s_start (zactor_fn *task, void *args)
     if (actor && zsock_wait (actor) != 0)
         zactor_destroy (&actor);
     return actor;
+}
+
+//  Take the lock file DIR/NAME (flock, exclusive, not waiting) and write our
+//  pid into it. Returns its descriptor, to keep open while we run, or -1
+//  after saying on stderr who holds it. The kernel drops the lock when the
+//  process ends, however it ends; the file stays.
+static int
+s_lock_take (const herd_node_t *node, const char *name)
+{
+    //  mkdir -p the data directory (the journal would make it anyway)
+    char *dir = strdup (node->data);
+    assert (dir);
+    for (char *slash = strchr (dir + 1, '/'); slash; slash = strchr (slash + 1, '/')) {
+        *slash = 0;
+        mkdir (dir, 0755);              //  EEXIST is fine; open says what failed
+        *slash = '/';
+    }
+    mkdir (dir, 0755);
+    free (dir);
+    char path[4096];
+    snprintf (path, sizeof (path), "%s/%s", node->data, name);
+    int fd = open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd == -1) {
+        fprintf (stderr, "herd: %s: cannot open lock file %s: %s\n", node->name, path,
+                 strerror (errno));
+        return -1;
+    }
+    if (flock (fd, LOCK_EX | LOCK_NB) == -1) {
+        int error = errno;
+        //  The holder writes its pid right after it takes the lock: if we
+        //  came in between, the file is still empty for a moment
+        char text[32] = "";
+        for (int attempt = 0; attempt < 50 && atoi (text) <= 0; attempt++) {
+            ssize_t size = pread (fd, text, sizeof (text) - 1, 0);
+            text[size > 0 ? size : 0] = 0;
+            if (atoi (text) <= 0)
+                zclock_sleep (10);
+        }
+        if (error != EWOULDBLOCK)
+            fprintf (stderr, "herd: %s: cannot lock %s: %s\n", node->name, path, strerror (error));
+        else
+        if (atoi (text) > 0)
+            fprintf (stderr, "herd: %s: data directory %s is in use by process %d\n", node->name,
+                     node->data, atoi (text));
+        else
+            fprintf (stderr, "herd: %s: data directory %s is in use by another process\n",
+                     node->name, node->data);
+        close (fd);
+        return -1;
+    }
+    //  Always 12 bytes, written over the last holder's in place: no block
+    //  to allocate, so a full disk does not keep a node from restarting
+    char text[32];
+    int size = snprintf (text, sizeof (text), "%-11d\n", (int) getpid ());
+    if (pwrite (fd, text, (size_t) size, 0) != size || ftruncate (fd, size) == -1)
+        fprintf (stderr, "herd: %s: cannot write our pid into %s: %s\n", node->name, path,
+                 strerror (errno));
+    return fd;
+}
+
+//  Close the three role locks that are open.
+static void
+s_lock_release (int *locks)
+{
+    for (int i = 0; i < 3; i++)
+        if (locks[i] != -1)
+            close (locks[i]);
 }
 
 int
@@ -42,14 +111,29 @@ herd_node_run (const herd_config_t *config, const herd_node_t *node, const char 
     pthread_sigmask (SIG_BLOCK, &signals, NULL);
     signal (SIGPIPE, SIG_IGN);
 
+    //  One copy of each role of a node at a time: a lock in its data
+    //  directory per role (lock: the bus, which owns the journal), taken
+    //  before the journal is read or the log written, so a second copy
+    //  leaves both alone
+    static const char *lock_names[] = {"places.lock", "lock", "gateway.lock"};
+    bool lock_roles[] = {run_places, run_bus, run_gateway};
+    int locks[] = {-1, -1, -1};
+    for (int i = 0; i < 3; i++) {
+        if (node->data && lock_roles[i] && (locks[i] = s_lock_take (node, lock_names[i])) == -1) {
+            s_lock_release (locks);
+            return 1;
+        }
+    }
     if (run_places && herd_places_global_init () == -1) {
         fprintf (stderr, "herd: %s: cannot initialise libcurl\n", node->name);
+        s_lock_release (locks);
         return 1;
     }
     herd_log_t *log = herd_log_new (node->log, node->name);
     if (!log) {
         fprintf (stderr, "herd: %s: cannot open log file %s: %s\n", node->name, node->log,
                  strerror (errno));
+        s_lock_release (locks);
         return 1;
     }
     if (split)
@@ -111,5 +195,6 @@ herd_node_run (const herd_config_t *config, const herd_node_t *node, const char 
     herd_log_destroy (&log);
     free (bus_endpoint);
     free (places_endpoint);
+    s_lock_release (locks);
     return ok ? 0 : 1;
 }

@@ -11,7 +11,9 @@
 
 //  Run node's role ("gateway", "bus", "places", or NULL for all three) until
 //  a SIGINT or SIGTERM. Returns the process exit code: 0 after a clean stop,
-//  1 when the node could not start (the reason is printed on stderr).
+//  1 when the node could not start (the reason is printed on stderr), as
+//  when another process runs this node or role: each role holds a lock in
+//  the node's data directory, taken before the journal or the log is opened.
 int
     herd_node_run (const herd_config_t *config, const herd_node_t *node, const char *role);
 
