@@ -28,13 +28,16 @@ LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(?:,|$)')
 
 
 def get(herd, name, path):
-    """(status, body) of GET path on the node's metrics address."""
+    """(status, body) of GET path on the node's metrics address; status 0
+    when nothing answers (yet)."""
     url = f"http://127.0.0.1:{herd.metrics_port[name]}{path}"
     try:
         with urllib.request.urlopen(url, timeout=5) as reply:
             return reply.status, reply.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode()
+    except OSError as error:
+        return 0, str(error)
 
 
 def check_format(text):
@@ -176,7 +179,7 @@ def test_livez_names_a_stopped_gateway(make_herd):
     gateway = herd.procs["Hill"][2]
     gateway.send_signal(signal.SIGSTOP)
     try:
-        status, body = wait_for(lambda: (lambda r: r[0] != 200 and r)(get(herd, "Hill", "/livez")),
+        status, body = wait_for(lambda: (lambda r: r[0] == 503 and r)(get(herd, "Hill", "/livez")),
                                 BOUND + 3, interval=0.1, what="not live")
         assert status == 503 and "gateway stalled: no STATS reached the bus for " in body, body
         status, body = get(herd, "Hill", "/readyz")
@@ -195,7 +198,7 @@ def test_readyz_follows_a_link(make_herd):
     wait_for(lambda: get(herd, "Hill", "/readyz") == (200, "ok\n"), 10, what="ready")
     assert get(herd, "Hill", "/nothing")[0] == 404
     herd.link("Hill", "Smith", "down")
-    status, body = wait_for(lambda: (lambda r: r[0] != 200 and r)(get(herd, "Hill", "/readyz")),
+    status, body = wait_for(lambda: (lambda r: r[0] == 503 and r)(get(herd, "Hill", "/readyz")),
                             5 * SLOW, interval=0.1, what="not ready")
     assert status == 503 and body == "link to Smith down\n", body
     assert get(herd, "Hill", "/livez") == (200, "ok\n")
