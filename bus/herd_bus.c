@@ -1304,17 +1304,18 @@ s_self_new (zsock_t *pipe, herd_bus_args_t *args)
         self->instance = ((uint64_t) randof (0x7fffffff) << 32) ^ (uint64_t) randof (0x7fffffff)
                          ^ ((uint64_t) getpid () << 16) ^ (uint64_t) zclock_usecs ();
 
-    if (s_self_open_journal (self) == -1
-        || (self->config->curve && s_self_start_curve (self) == -1)) {
-        s_self_destroy (&self);
-        return NULL;
-    }
+    //  The monitor first: while a large journal loads, /readyz says so
     if (self->node->monitor || self->node->metrics) {
         self->monitor_out = herd_monitor_new (self->node, self->log);
         if (!self->monitor_out) {
             s_self_destroy (&self);
             return NULL;
         }
+    }
+    if (s_self_open_journal (self) == -1
+        || (self->config->curve && s_self_start_curve (self) == -1)) {
+        s_self_destroy (&self);
+        return NULL;
     }
     self->router = zsock_new (ZMQ_ROUTER);
     self->pub = zsock_new (ZMQ_PUB);

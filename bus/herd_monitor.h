@@ -16,14 +16,27 @@
 //  "links" ({"Smith": "up", ...}) and "digest". "alive" holds, for each
 //  role present (herd_alive: gateway, bus, places, log), how old its loop's
 //  last turn is (a split node's gateway and places: its last STATS) and
-//  whether that passed the bound. When the node names a metrics address,
-//  the same counters are served as Prometheus text on
-//  http://ADDRESS/metrics (libmicrohttpd), each number as
-//  herd_<role>_<name>{node="NAME"}, each link as
-//  herd_bus_link_up{node="NAME",peer="PEER"} 0|1, and each role's liveness,
-//  taken when the page is asked for, as
-//  herd_actor_last_turn_age_seconds{node="NAME",role="ROLE"} and
-//  herd_actor_stalled{node="NAME",role="ROLE"} 0|1.
+//  whether that passed the bound. Rates (*_per_s) and percentiles (*_ms)
+//  are for `herd monitor`; a role's latency histogram since start is an
+//  object {"bucket": {"0.0001": n, ..., "+Inf": n}, "sum": s, "count": n}.
+//
+//  When the node names a metrics address, libmicrohttpd serves on it:
+//
+//      /metrics    Prometheus text (format 0.0.4), every family with # HELP
+//                  and # TYPE: each number of a role as herd_<role>_<name>
+//                  {node="NAME"}, a counter when the name ends in _total,
+//                  else a gauge (rates and _ms percentiles left out); each
+//                  *_seconds object as a histogram; each link as
+//                  herd_bus_link_up{node,peer} 0|1; herd_build_info{node,
+//                  version,journal,zmq} 1; herd_process_start_time_seconds;
+//                  and each role's liveness as of the request,
+//                  herd_actor_last_turn_age_seconds{node,role} and
+//                  herd_actor_stalled{node,role} 0|1.
+//      /livez      200 "ok", or 503 with a line for each stalled role.
+//      /readyz     200 "ok", or 503 with a line for each thing not ready:
+//                  a stalled role, the journal still loading (no STATS
+//                  yet), no gateway STATS yet (not listening), the journal
+//                  failing, a link to a neighbour not up.
 
 #ifndef HERD_MONITOR_H_INCLUDED
 #define HERD_MONITOR_H_INCLUDED
@@ -68,6 +81,17 @@ char *
 //  herd_actor_last_turn_age_seconds and herd_actor_stalled; caller frees.
 char *
     herd_monitor_alive (const char *node, int64_t now_ms);
+
+//  The Prometheus text of herd_build_info and
+//  herd_process_start_time_seconds (started: wall-clock s); caller frees.
+char *
+    herd_monitor_build (const char *node, double started);
+
+//  What a STATS snapshot shows not ready, a line each ("" when ready):
+//  no gateway STATS yet (not listening), no bus STATS (journal loading),
+//  the journal failing, a link not up. Caller frees.
+char *
+    herd_monitor_unready (const cJSON *snapshot);
 
 //  Self test of this class.
 void

@@ -3,7 +3,10 @@
 #include "herd_hist.h"
 #include "herd_check.h"
 
+#include <stdio.h>
 #include <string.h>
+
+static const uint64_t s_bounds_usec[HERD_HIST_BOUNDS] = HERD_HIST_BOUNDS_USEC;
 
 //  Bucket of a value: exact below 16, then 8 buckets per power of two.
 static int
@@ -35,6 +38,43 @@ herd_hist_add (herd_hist_t *self, uint64_t usec)
     self->total++;
     if (usec > self->max_usec)
         self->max_usec = usec;
+    self->sum_usec += usec;
+    for (int i = 0; i < HERD_HIST_BOUNDS; i++)
+        if (usec <= s_bounds_usec[i]) {
+            self->bounded[i]++;
+            break;
+        }
+}
+
+void
+herd_hist_merge (herd_hist_t *self, const herd_hist_t *other)
+{
+    for (int i = 0; i < HERD_HIST_BUCKETS; i++)
+        self->counts[i] += other->counts[i];
+    for (int i = 0; i < HERD_HIST_BOUNDS; i++)
+        self->bounded[i] += other->bounded[i];
+    self->total += other->total;
+    self->sum_usec += other->sum_usec;
+    if (other->max_usec > self->max_usec)
+        self->max_usec = other->max_usec;
+}
+
+cJSON *
+herd_hist_json (const herd_hist_t *self)
+{
+    cJSON *json = cJSON_CreateObject ();
+    cJSON *bucket = cJSON_AddObjectToObject (json, "bucket");
+    uint64_t seen = 0;
+    for (int i = 0; i < HERD_HIST_BOUNDS; i++) {
+        char bound[32];
+        snprintf (bound, sizeof (bound), "%g", (double) s_bounds_usec[i] / 1e6);
+        seen += self->bounded[i];
+        cJSON_AddNumberToObject (bucket, bound, (double) seen);
+    }
+    cJSON_AddNumberToObject (bucket, "+Inf", (double) self->total);
+    cJSON_AddNumberToObject (json, "sum", (double) self->sum_usec / 1e6);
+    cJSON_AddNumberToObject (json, "count", (double) self->total);
+    return json;
 }
 
 double
@@ -86,4 +126,26 @@ herd_hist_test (bool verbose)
     //  Every bucket's bound covers the values that land in it
     for (uint64_t v = 1; v < 5000000; v = v * 3 / 2 + 1)
         HERD_CHECK (s_upper (s_bucket (v)) >= v);
+
+    //  Prometheus buckets: exact at their bounds, cumulative, kept by a
+    //  merged copy across resets
+    herd_hist_t all;
+    herd_hist_reset (&all);
+    herd_hist_reset (&hist);
+    herd_hist_add (&hist, 100);             //  le 0.0001 exactly
+    herd_hist_add (&hist, 101);             //  le 0.00025
+    herd_hist_add (&hist, 1000000);         //  le 1
+    herd_hist_merge (&all, &hist);
+    herd_hist_reset (&hist);
+    herd_hist_add (&hist, 20000000);        //  past 10 s: +Inf only
+    herd_hist_merge (&all, &hist);
+    HERD_CHECK (all.total == 4 && all.max_usec == 20000000);
+    HERD_CHECK (herd_hist_percentile_ms (&all, 100) == 20000);
+    cJSON *json = herd_hist_json (&all);
+    char *text = cJSON_PrintUnformatted (json);
+    HERD_CHECK_CONTAINS (text, "{\"bucket\":{\"0.0001\":1,\"0.00025\":2,\"0.0005\":2,");
+    HERD_CHECK_CONTAINS (text, "\"0.5\":2,\"1\":3,\"2.5\":3,\"5\":3,\"10\":3,\"+Inf\":4},");
+    HERD_CHECK_CONTAINS (text, "\"sum\":21.000201,\"count\":4}");
+    free (text);
+    cJSON_Delete (json);
 }

@@ -211,6 +211,7 @@ typedef struct {
     uint64_t unstored;              //  connections closed: an update not stored in time
     uint64_t last_iamats, last_whatsats;
     herd_hist_t whatsat_latency;    //  line in to answer ready, since last STATS
+    herd_hist_t whatsat_latency_all;    //  the same since start, for metrics
     int64_t stats_at;               //  when STATS were last sent, ms
     bool verbose;
     bool terminated;
@@ -1703,6 +1704,8 @@ s_self_send_stats (s_self_t *self)
                              herd_hist_percentile_ms (&self->whatsat_latency, 50));
     cJSON_AddNumberToObject (stats, "whatsat_p99_ms",
                              herd_hist_percentile_ms (&self->whatsat_latency, 99));
+    herd_hist_merge (&self->whatsat_latency_all, &self->whatsat_latency);
+    cJSON_AddItemToObject (stats, "whatsat_seconds", herd_hist_json (&self->whatsat_latency_all));
     herd_hist_reset (&self->whatsat_latency);
     self->last_iamats = self->iamats;
     self->last_whatsats = self->whatsats;

@@ -140,6 +140,7 @@ typedef struct {
     uint64_t shared;
     uint64_t cache_hits;
     herd_hist_t latency;        //  answer latencies since the last STATS
+    herd_hist_t latency_all;    //  the same since start, for metrics
     int64_t stats_since;        //  when the last STATS was taken, usec
     bool terminated;            //  did the caller ask us to quit?
     bool verbose;               //  trace to stderr too
@@ -943,6 +944,8 @@ s_self_send_stats (s_self_t *self, zframe_t *routing_id)
                              seconds > 0 ? (double) self->latency.total / seconds : 0);
     cJSON_AddNumberToObject (stats, "latency_p50_ms", herd_hist_percentile_ms (&self->latency, 50));
     cJSON_AddNumberToObject (stats, "latency_p99_ms", herd_hist_percentile_ms (&self->latency, 99));
+    herd_hist_merge (&self->latency_all, &self->latency);
+    cJSON_AddItemToObject (stats, "latency_seconds", herd_hist_json (&self->latency_all));
     herd_hist_reset (&self->latency);
     self->stats_since = now;
     char *text = cJSON_PrintUnformatted (stats);

@@ -88,7 +88,10 @@ def test_prometheus_metrics(make_herd, standin):
                     10, what="places counters")
     assert 'herd_gateway_whatsat_total{node="Smith"} 1\n' in text
     assert 'herd_gateway_iamat_total{node="Smith"} 0\n' in text
-    assert "herd_places_latency_p99_ms" in text and "herd_gateway_whatsat_p99_ms" in text
+    #  Latencies as histograms in seconds, not percentiles in ms
+    assert "# TYPE herd_places_latency_seconds histogram\n" in text
+    assert "# TYPE herd_gateway_whatsat_seconds histogram\n" in text
+    assert "_p99_ms" not in text and "_per_s" not in text
 
 
 def test_monitor_endpoint_speaks_to_any_zeromq_tool(make_herd):
