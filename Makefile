@@ -85,12 +85,12 @@ $(HERD): $(LIBOBJ) $(BUILD)/cli/herd.o | check-libs
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
 #  The version `herd --version` prints: git describe of this checkout, else
-#  cli/herd_version.h's. $(BUILD)/version changes only when it does.
+#  common/herd_version.h's. $(BUILD)/version changes only when it does.
 GIT_VERSION := $(shell git describe --always --dirty 2>/dev/null)
 ifneq ($(GIT_VERSION),)
-$(BUILD)/cli/herd.o: CFLAGS += -DHERD_VERSION='"$(GIT_VERSION)"'
+$(BUILD)/cli/herd.o $(BUILD)/bus/herd_monitor.o: CFLAGS += -DHERD_VERSION='"$(GIT_VERSION)"'
 endif
-$(BUILD)/cli/herd.o: $(BUILD)/version
+$(BUILD)/cli/herd.o $(BUILD)/bus/herd_monitor.o: $(BUILD)/version
 $(BUILD)/version: FORCE
 	@mkdir -p $(dir $@)
 	@echo '$(GIT_VERSION)' | cmp -s - $@ || echo '$(GIT_VERSION)' > $@

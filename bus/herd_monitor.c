@@ -9,10 +9,7 @@
 #include <microhttpd.h>
 #include <pthread.h>
 
-//  The version herd_build_info shows; the build may say better
-#ifndef HERD_VERSION
-#define HERD_VERSION "dev"
-#endif
+#include "../common/herd_version.h"      //  herd_build_info's version, as herd --version
 
 struct _herd_monitor_t {
     const herd_node_t *node;

@@ -2,7 +2,7 @@
 
 #include "herd_client.h"
 #include "herd_node.h"
-#include "herd_version.h"
+#include "../common/herd_version.h"
 #include "herd_watch.h"
 #include "../common/herd_msg.h"
 

@@ -1,4 +1,4 @@
-//  herd_version.h - the version `herd --version` prints.
+//  herd_version.h - the version `herd --version` prints and herd_build_info reports.
 //
 //  The Makefile defines HERD_VERSION from `git describe --always --dirty`
 //  when it builds from a git checkout; otherwise this release number.
