@@ -36,6 +36,11 @@
 //  request: on one core each collision cost a futex sleep and a context
 //  switch, nine thousand a second at 50x32.)
 struct _herd_log_t {
+    herd_log_head_t head;       //  first: read inline by herd_log_wants_conn
+    atomic_int level;           //  events under it are dropped
+    atomic_bool json;           //  one JSON object a line
+    char *node_json;            //  node, escaped for a JSON string
+    size_t node_json_size;
     pthread_mutex_t mutex;      //  guards buffer, size, oldest_usec, fd
     pthread_cond_t written;     //  from the writer: other is free again
     sem_t work;                 //  to the writer: a buffer to write, or stop
@@ -222,6 +227,9 @@ s_append_locked (herd_log_t *self, const char *line, size_t size)
     self->size += size;
 }
 
+static size_t
+    s_escape_json (char *out, const char *data, size_t size);
+
 herd_log_t *
 herd_log_new (const char *path, const char *node)
 {
@@ -234,14 +242,17 @@ herd_log_new (const char *path, const char *node)
         self->buffer = malloc (HERD_LOG_BUFFER);
         self->other = malloc (HERD_LOG_BUFFER);
         self->node = strdup (node);
+        self->node_json = malloc (strlen (node) * 5 + 1);
         self->path = strdup (path);
     }
-    if (!self || !self->buffer || !self->other || !self->node || !self->path) {
+    if (!self || !self->buffer || !self->other || !self->node || !self->node_json
+        || !self->path) {
         if (self) {
             free (self->buffer);
             free (self->other);
             free (self->path);
             free (self->node);
+            free (self->node_json);
             free (self);
         }
         close (fd);
@@ -250,6 +261,10 @@ herd_log_new (const char *path, const char *node)
     }
     self->fd = fd;
     self->node_size = strlen (self->node);
+    self->node_json_size = s_escape_json (self->node_json, self->node, self->node_size);
+    atomic_init (&self->head.requests_every, 1);
+    atomic_init (&self->level, HERD_LOG_INFO);
+    atomic_init (&self->json, false);
     pthread_mutex_init (&self->mutex, NULL);
     pthread_cond_init (&self->written, NULL);
     sem_init (&self->work, 0, 0);
@@ -266,6 +281,7 @@ herd_log_new (const char *path, const char *node)
         free (self->other);
         free (self->path);
         free (self->node);
+        free (self->node_json);
         free (self);
         errno = rc;
         return NULL;
@@ -293,14 +309,15 @@ herd_log_destroy (herd_log_t **self_p)
     free (self->other);
     free (self->path);
     free (self->node);
+    free (self->node_json);
     free (self);
     *self_p = NULL;
 }
 
-//  Write "TIMESTAMP NODE ROLE " for time usec into out (room for
-//  HERD_LOG_HEAD_MAX bytes); returns its length.
+//  Write "2026-11-23T00:43:33.123456Z" for time usec into out; returns its
+//  length (27).
 static size_t
-s_header (herd_log_t *self, const char *role, char *out, int64_t usec)
+s_stamp (char *out, int64_t usec)
 {
     //  The date and time change once a second: format them then, not per
     //  line (the profile of a node under load put strftime at a quarter of
@@ -326,6 +343,15 @@ s_header (herd_log_t *self, const char *role, char *out, int64_t usec)
     }
     len += 6;
     out[len++] = 'Z';
+    return len;
+}
+
+//  Write "TIMESTAMP NODE ROLE " for time usec into out (room for
+//  HERD_LOG_HEAD_MAX bytes); returns its length.
+static size_t
+s_header (herd_log_t *self, const char *role, char *out, int64_t usec)
+{
+    size_t len = s_stamp (out, usec);
     size_t room = HERD_LOG_HEAD_MAX - 1 - len;
     size_t role_size = strlen (role);
     if (self->node_size + role_size + 3 <= room) {
@@ -344,42 +370,6 @@ s_header (herd_log_t *self, const char *role, char *out, int64_t usec)
             len += (size_t) rc < room + 1 ? (size_t) rc : room;
     }
     return len;
-}
-
-void
-herd_log_printf (herd_log_t *self, const char *role, const char *format, ...)
-{
-    if (!self)
-        return;
-    char stack[1024];
-    size_t head = s_header (self, role, stack, s_now_usec ());
-    va_list args, again;
-    va_start (args, format);
-    va_copy (again, args);
-    int rc = vsnprintf (stack + head, sizeof (stack) - head - 1, format, args);
-    va_end (args);
-    if (rc < 0) {
-        va_end (again);
-        return;
-    }
-    char *line = stack;
-    if ((size_t) rc >= sizeof (stack) - head - 1) {
-        line = malloc (head + (size_t) rc + 2);
-        if (line) {
-            memcpy (line, stack, head);
-            vsnprintf (line + head, (size_t) rc + 1, format, again);
-        }
-    }
-    va_end (again);
-    if (!line)
-        return;
-    size_t size = head + (size_t) rc;
-    line[size++] = '\n';
-    pthread_mutex_lock (&self->mutex);
-    s_append_locked (self, line, size);
-    pthread_mutex_unlock (&self->mutex);
-    if (line != stack)
-        free (line);
 }
 
 //  True for each byte herd_log_data writes as \xHH.
@@ -437,6 +427,207 @@ s_escape (char *out, const char *data, size_t size)
     return len;
 }
 
+//  Length of the valid UTF-8 sequence of two or more bytes at data (left
+//  bytes there), or 0 when the byte there does not start one.
+static size_t
+s_utf8_size (const unsigned char *data, size_t left)
+{
+    unsigned char c = data[0];
+    unsigned char low = 0x80, high = 0xbf;   //  range of the second byte
+    size_t size;
+    if (c >= 0xc2 && c <= 0xdf)
+        size = 2;
+    else
+    if (c >= 0xe0 && c <= 0xef) {
+        size = 3;
+        if (c == 0xe0)
+            low = 0xa0;                     //  no overlong forms
+        if (c == 0xed)
+            high = 0x9f;                    //  no surrogates
+    }
+    else
+    if (c >= 0xf0 && c <= 0xf4) {
+        size = 4;
+        if (c == 0xf0)
+            low = 0x90;
+        if (c == 0xf4)
+            high = 0x8f;                    //  nothing past U+10FFFF
+    }
+    else
+        return 0;
+    if (left < size || data[1] < low || data[1] > high)
+        return 0;
+    for (size_t i = 2; i < size; i++)
+        if (data[i] < 0x80 || data[i] > 0xbf)
+            return 0;
+    return size;
+}
+
+//  Write data into out as the inside of a JSON string: the bytes
+//  s_must_escape names and those not part of valid UTF-8 as \xHH (its
+//  backslash escaped for JSON: \\xHH), '"' as \"; returns the bytes written
+//  (at most 5 per byte). Runs of plain ASCII are copied eight at a time.
+static size_t
+s_escape_json (char *out, const char *data, size_t size)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *bytes = (const unsigned char *) data;
+    size_t len = 0, at = 0;
+    while (at < size) {
+        if (at + 8 <= size) {
+            uint64_t word;
+            memcpy (&word, data + at, 8);
+            uint64_t quote = word ^ S_BYTES ('"');
+            quote = (quote - S_BYTES (0x01)) & ~quote;
+            if (!s_word_must_escape (word) && ((word | quote) & S_BYTES (0x80)) == 0) {
+                memcpy (out + len, &word, 8);
+                len += 8;
+                at += 8;
+                continue;
+            }
+        }
+        unsigned char c = bytes[at];
+        size_t utf8 = c >= 0x80 ? s_utf8_size (bytes + at, size - at) : 0;
+        if (utf8 > 0) {
+            memcpy (out + len, bytes + at, utf8);
+            len += utf8;
+            at += utf8;
+            continue;
+        }
+        at++;
+        if (s_must_escape (c) || c >= 0x80) {
+            memcpy (out + len, "\\\\x", 3);
+            len += 3;
+            out[len++] = hex[c >> 4];
+            out[len++] = hex[c & 15];
+        }
+        else
+        if (c == '"') {
+            out[len++] = '\\';
+            out[len++] = '"';
+        }
+        else
+            out[len++] = (char) c;
+    }
+    return len;
+}
+
+//  Room s_json_header needs for role.
+static size_t
+s_json_header_max (herd_log_t *self, const char *role)
+{
+    return 96 + self->node_json_size + strlen (role);
+}
+
+//  Write '{"time":"...","node":"...","role":"...","level":"...",' for time
+//  usec into out (room for s_json_header_max); returns its length.
+static size_t
+s_json_header (herd_log_t *self, const char *role, herd_log_level_t level, char *out,
+               int64_t usec)
+{
+    size_t len = 0;
+#define S_PUT(text, text_size) (memcpy (out + len, (text), (text_size)), len += (text_size))
+    S_PUT ("{\"time\":\"", 9);
+    len += s_stamp (out + len, usec);
+    S_PUT ("\",\"node\":\"", 10);
+    S_PUT (self->node_json, self->node_json_size);
+    S_PUT ("\",\"role\":\"", 10);
+    S_PUT (role, strlen (role));
+    S_PUT ("\",\"level\":\"", 11);
+    const char *name = herd_log_level_name (level);
+    S_PUT (name, strlen (name));
+    S_PUT ("\",", 2);
+#undef S_PUT
+    return len;
+}
+
+const char *
+herd_log_level_name (herd_log_level_t level)
+{
+    static const char *names[] = {"debug", "info", "warning", "error"};
+    return level >= HERD_LOG_DEBUG && level <= HERD_LOG_ERROR ? names[level] : "info";
+}
+
+void
+herd_log_configure (herd_log_t *self, uint64_t requests_every, herd_log_level_t level, bool json)
+{
+    if (!self)
+        return;
+    atomic_store (&self->head.requests_every, requests_every);
+    atomic_store (&self->level, (int) level);
+    atomic_store (&self->json, json);
+}
+
+//  Log one event at level; see herd_log_printf.
+static void
+s_vlog (herd_log_t *self, herd_log_level_t level, const char *role, const char *format,
+        va_list args)
+{
+    if (!self || (int) level < atomic_load_explicit (&self->level, memory_order_relaxed))
+        return;
+    bool json = atomic_load_explicit (&self->json, memory_order_relaxed);
+    char stack[1024];
+    int64_t usec = s_now_usec ();
+    size_t head = json ? 0 : s_header (self, role, stack, usec);
+    va_list again;
+    va_copy (again, args);
+    int rc = vsnprintf (stack + head, sizeof (stack) - head - 1, format, args);
+    if (rc < 0) {
+        va_end (again);
+        return;
+    }
+    char *line = stack;
+    if ((size_t) rc >= sizeof (stack) - head - 1) {
+        line = malloc (head + (size_t) rc + 2);
+        if (line) {
+            memcpy (line, stack, head);
+            vsnprintf (line + head, (size_t) rc + 1, format, again);
+        }
+    }
+    va_end (again);
+    if (!line)
+        return;
+    size_t size = head + (size_t) rc;
+    if (json) {
+        //  The event as a JSON string, after the header
+        char *object = malloc (s_json_header_max (self, role) + 16 + size * 5);
+        if (object) {
+            size_t len = s_json_header (self, role, level, object, usec);
+            memcpy (object + len, "\"event\":\"", 9);
+            len += 9;
+            len += s_escape_json (object + len, line, size);
+            memcpy (object + len, "\"}\n", 3);
+            len += 3;
+            pthread_mutex_lock (&self->mutex);
+            s_append_locked (self, object, len);
+            pthread_mutex_unlock (&self->mutex);
+            free (object);
+        }
+    }
+    else {
+        line[size++] = '\n';
+        pthread_mutex_lock (&self->mutex);
+        s_append_locked (self, line, size);
+        pthread_mutex_unlock (&self->mutex);
+    }
+    if (line != stack)
+        free (line);
+}
+
+#define S_LOG_AT(name, level)                                                       \
+    void name (herd_log_t *self, const char *role, const char *format, ...)        \
+    {                                                                               \
+        va_list args;                                                               \
+        va_start (args, format);                                                    \
+        s_vlog (self, level, role, format, args);                                   \
+        va_end (args);                                                              \
+    }
+S_LOG_AT (herd_log_printf, HERD_LOG_INFO)
+S_LOG_AT (herd_log_debug, HERD_LOG_DEBUG)
+S_LOG_AT (herd_log_warning, HERD_LOG_WARNING)
+S_LOG_AT (herd_log_error, HERD_LOG_ERROR)
+#undef S_LOG_AT
+
 //  Write a whole data event of time usec, "\n" included, into line (room
 //  for cap bytes, see s_log_data); returns its length.
 static size_t
@@ -455,23 +646,65 @@ s_format_data (herd_log_t *self, int64_t usec, const char *role, const char *pre
     return len;
 }
 
-//  Log a data event of time usec (0: now); see herd_log_data.
+//  The JSON form of s_format_data: a client line of connection conn when
+//  dir is not NULL, else an event of prefix, a space and data.
+static size_t
+s_format_data_json (herd_log_t *self, int64_t usec, const char *role, const char *prefix,
+                    size_t prefix_size, uint64_t conn, const char *dir, const char *data,
+                    size_t size, char *line, size_t cap)
+{
+    size_t shown = size < HERD_LOG_DATA_MAX ? size : HERD_LOG_DATA_MAX;
+    size_t len = s_json_header (self, role, HERD_LOG_INFO, line, usec);
+    if (dir) {
+        memcpy (line + len, "\"conn\":", 7);
+        len += 7;
+        len += herd_proto_format_u64 (conn, line + len);
+        memcpy (line + len, ",\"dir\":\"", 8);
+        len += 8;
+        len += s_escape_json (line + len, dir, strlen (dir));
+        memcpy (line + len, "\",\"line\":\"", 10);
+        len += 10;
+    }
+    else {
+        memcpy (line + len, "\"event\":\"", 9);
+        len += 9;
+        len += s_escape_json (line + len, prefix, prefix_size);
+        line[len++] = ' ';
+    }
+    len += s_escape_json (line + len, data, shown);
+    line[len++] = '"';
+    if (shown < size)
+        len += (size_t) snprintf (line + len, cap - len, ",\"bytes\":%zu", size);
+    line[len++] = '}';
+    line[len++] = '\n';
+    return len;
+}
+
+//  Log a data event of time usec (0: now); see herd_log_data. dir, when
+//  not NULL, makes it client line of connection conn (for JSON; prefix
+//  says the same for text).
 static void
 s_log_data (herd_log_t *self, int64_t usec, const char *role, const char *prefix,
-            size_t prefix_size, const char *data, size_t size)
+            size_t prefix_size, uint64_t conn, const char *dir, const char *data, size_t size)
 {
     if (usec == 0)
         usec = s_now_usec ();
+    bool json = atomic_load_explicit (&self->json, memory_order_relaxed);
     size_t shown = size < HERD_LOG_DATA_MAX ? size : HERD_LOG_DATA_MAX;
     //  The longest the line can be: header, prefix, every byte escaped, tail
-    size_t cap = HERD_LOG_HEAD_MAX + prefix_size + 1 + shown * 4 + HERD_LOG_TAIL_MAX;
+    size_t cap = json ? s_json_header_max (self, role) + prefix_size * 5 + 48 + shown * 5
+                            + HERD_LOG_TAIL_MAX
+                      : HERD_LOG_HEAD_MAX + prefix_size + 1 + shown * 4 + HERD_LOG_TAIL_MAX;
     pthread_mutex_lock (&self->mutex);
     if (self->size + cap > HERD_LOG_BUFFER)
         s_hand_over_locked (self);
     if (cap <= HERD_LOG_BUFFER) {
         //  Straight into the buffer
-        size_t len = s_format_data (self, usec, role, prefix, prefix_size, data, size,
-                                    self->buffer + self->size, cap);
+        char *into = self->buffer + self->size;
+        size_t len = json ? s_format_data_json (self, usec, role, prefix, prefix_size, conn,
+                                                dir, data, size, into, cap)
+                          : s_format_data (self, usec, role, prefix, prefix_size, data, size,
+                                           into, cap);
         if (self->size == 0)
             self->oldest_usec = usec;
         self->size += len;
@@ -482,8 +715,10 @@ s_log_data (herd_log_t *self, int64_t usec, const char *role, const char *prefix
         s_drain_locked (self);
         char *line = malloc (cap);
         if (line) {
-            size_t len = s_format_data (self, usec, role, prefix, prefix_size, data, size,
-                                        line, cap);
+            size_t len = json ? s_format_data_json (self, usec, role, prefix, prefix_size,
+                                                    conn, dir, data, size, line, cap)
+                              : s_format_data (self, usec, role, prefix, prefix_size, data,
+                                               size, line, cap);
             s_write_all (self->fd, line, len);
             free (line);
         }
@@ -496,14 +731,14 @@ herd_log_data (herd_log_t *self, const char *role, const char *prefix, const cha
                size_t size)
 {
     if (self)
-        s_log_data (self, 0, role, prefix, strlen (prefix), data, size);
+        s_log_data (self, 0, role, prefix, strlen (prefix), 0, NULL, data, size);
 }
 
 void
 herd_log_conn (herd_log_t *self, const char *role, uint64_t conn, const char *dir,
                int64_t usec, const char *data, size_t size)
 {
-    if (!self)
+    if (!herd_log_wants_conn (self, conn))
         return;
     //  "conn=N dir", N by hand: this runs twice per request
     char prefix[64] = "conn=";
@@ -515,7 +750,7 @@ herd_log_conn (herd_log_t *self, const char *role, uint64_t conn, const char *di
     len += dir_size;
     if (size > 0 && data[size - 1] == '\n')
         size--;                 //  the line's own end, not part of what it says
-    s_log_data (self, usec, role, prefix, len, data, size);
+    s_log_data (self, usec, role, prefix, len, conn, dir, data, size);
 }
 
 int
@@ -760,6 +995,63 @@ herd_log_test (bool verbose)
     fclose (file);
     for (int t = 0; t < 4; t++)
         HERD_CHECK_INT (next[t], S_TEST_LINES);
+    unlink (path);
+
+    //  Sized: no client lines, sampled by serial, events under the level
+    //  dropped
+    log = herd_log_new (path, "Hill");
+    herd_log_configure (log, 0, HERD_LOG_WARNING, false);
+    HERD_CHECK (!herd_log_wants_conn (log, 1));
+    herd_log_conn (log, "gateway", 1, "in", 0, "IAMAT off", 9);
+    herd_log_printf (log, "gateway", "conn=1 opened");
+    herd_log_debug (log, "bus", "debug line");
+    herd_log_warning (log, "bus", "link down X");
+    herd_log_error (log, "bus", "cannot bind Y");
+    herd_log_configure (log, 3, HERD_LOG_DEBUG, false);
+    for (uint64_t conn = 1; conn <= 6; conn++)
+        herd_log_conn (log, "gateway", conn, "in", 0, "IAMAT s", 7);
+    herd_log_debug (log, "bus", "debug shown");
+    herd_log_destroy (&log);
+    text = s_slurp (path);
+    HERD_CHECK (!strstr (text, "IAMAT off") && !strstr (text, "opened"));
+    HERD_CHECK (!strstr (text, "debug line"));
+    HERD_CHECK_CONTAINS (text, "Z Hill bus link down X\n");
+    HERD_CHECK_CONTAINS (text, "Z Hill bus cannot bind Y\n");
+    HERD_CHECK_CONTAINS (text, "debug shown\n");
+    HERD_CHECK_CONTAINS (text, "conn=3 in IAMAT s\n");
+    HERD_CHECK_CONTAINS (text, "conn=6 in IAMAT s\n");
+    HERD_CHECK (!strstr (text, "conn=1 in") && !strstr (text, "conn=2 in")
+                && !strstr (text, "conn=4 in") && !strstr (text, "conn=5 in"));
+    free (text);
+    unlink (path);
+
+    //  JSON: one object a line; client bytes as \xHH where the text log
+    //  escapes them and where they are not UTF-8, '"' quoted, UTF-8 kept
+    log = herd_log_new (path, "H\"ill");
+    herd_log_configure (log, 1, HERD_LOG_INFO, true);
+    const char client[] = "IAMAT \"q\" \x01\\ caf\xc3\xa9 \xff\xc3 \xed\xa0\x80 abcdefgh\n";
+    herd_log_conn (log, "gateway", 7, "in", 1795394613000042LL, client, sizeof (client) - 1);
+    herd_log_warning (log, "bus", "link down %s", "A\tB");
+    herd_log_debug (log, "bus", "dropped");
+    big = malloc (2000);
+    memset (big, 'z', 2000);
+    herd_log_conn (log, "gateway", 8, "out", 1795394613000042LL, big, 2000);
+    free (big);
+    herd_log_destroy (&log);
+    text = s_slurp (path);
+    HERD_CHECK_CONTAINS (text,
+        "{\"time\":\"2026-11-23T00:43:33.000042Z\",\"node\":\"H\\\"ill\",\"role\":\"gateway\","
+        "\"level\":\"info\",\"conn\":7,\"dir\":\"in\",\"line\":\"IAMAT \\\"q\\\" \\\\x01\\\\x5c "
+        "caf\xc3\xa9 \\\\xff\\\\xc3 \\\\xed\\\\xa0\\\\x80 abcdefgh\"}\n");
+    HERD_CHECK_CONTAINS (text, "\"role\":\"bus\",\"level\":\"warning\",\"event\":\"link down "
+                               "A\\\\x09B\"}\n");
+    HERD_CHECK (!strstr (text, "dropped"));
+    HERD_CHECK_CONTAINS (text, "zzz\",\"bytes\":2000}\n");
+    lines = 0;
+    for (char *c = text; *c; c++)
+        lines += *c == '\n';
+    HERD_CHECK_INT (lines, 3);
+    free (text);
     unlink (path);
 
     //  A log that cannot be opened is reported, not crashed on
