@@ -429,7 +429,7 @@ s_self_drop (s_self_t *self, const char *line, size_t size, const char *from)
 {
     self->dropped++;
     herd_log_data (self->log, "bus", from, line, size);
-    herd_log_printf (self->log, "bus", "dropped a malformed update from %s", from);
+    herd_log_warning (self->log, "bus", "dropped a malformed update from %s", from);
 }
 
 //  An entry's applied time: monotonic ms since the bus started, plus one
@@ -538,13 +538,13 @@ s_self_compact (s_self_t *self)
     int64_t start = s_now_ms ();
     size_t before = herd_journal_records (self->journal);
     if (herd_journal_compact_begin (self->journal) == -1) {
-        herd_log_printf (self->log, "bus", "journal compaction failed: %s", strerror (errno));
+        herd_log_warning (self->log, "bus", "journal compaction failed: %s", strerror (errno));
         return;
     }
     for (s_entry_t *entry = self->head; entry; entry = entry->next)
         herd_journal_compact_add (self->journal, entry->line, entry->size, entry->hash);
     if (herd_journal_compact_commit (self->journal) == -1)
-        herd_log_printf (self->log, "bus", "journal compaction failed: %s", strerror (errno));
+        herd_log_warning (self->log, "bus", "journal compaction failed: %s", strerror (errno));
     else
         herd_log_printf (self->log, "bus", "journal compacted: %zu records to %zu in %" PRId64
                          " ms", before, live, s_now_ms () - start);
@@ -589,8 +589,8 @@ s_self_store (s_self_t *self)
         if (rc == -1) {
             if (!self->store_failed_at) {
                 self->store_failed_at = s_now_ms ();
-                herd_log_printf (self->log, "bus", "journal write failed: %s; updates are not "
-                                 "acknowledged until it works again", strerror (errno));
+                herd_log_warning (self->log, "bus", "journal write failed: %s; updates are not "
+                                  "acknowledged until it works again", strerror (errno));
                 herd_monitor_event (self->monitor_out, "bus", "journal failing", NULL,
                                     strerror (errno));
             }
@@ -670,8 +670,8 @@ s_self_handle_router (s_self_t *self)
         zstr_free (&json);
     }
     else
-        herd_log_printf (self->log, "bus", "dropped a malformed gateway message (%s)",
-                         command ? command : "empty");
+        herd_log_warning (self->log, "bus", "dropped a malformed gateway message (%s)",
+                          command ? command : "empty");
     zstr_free (&command);
     zframe_destroy (&routing);
     zmsg_destroy (&msg);
@@ -717,8 +717,8 @@ s_self_handle_sub (s_self_t *self)
                          : NULL;
     if (!peer) {
         self->dropped++;
-        herd_log_printf (self->log, "bus", "dropped a malformed bus message of %zu frames",
-                         zmsg_size (msg));
+        herd_log_warning (self->log, "bus", "dropped a malformed bus message of %zu frames",
+                          zmsg_size (msg));
     }
     else {
         size_t records = update ? s_self_apply_all (self, (char *) zframe_data (line),
@@ -780,10 +780,10 @@ s_self_pump (s_self_t *self, s_transfer_t *transfer)
             if (zmq_errno () == EAGAIN
                 && s_now_ms () - transfer->progress <= HERD_BUS_STALL)
                 return false;
-            herd_log_printf (self->log, "bus", "catch-up abandoned after %zu records: %s",
-                             transfer->count,
-                             zmq_errno () == EAGAIN ? "requester stopped reading"
-                                                    : "requester gone");
+            herd_log_warning (self->log, "bus", "catch-up abandoned after %zu records: %s",
+                              transfer->count,
+                              zmq_errno () == EAGAIN ? "requester stopped reading"
+                                                     : "requester gone");
             return true;
         }
         transfer->progress = s_now_ms ();
@@ -820,8 +820,8 @@ s_self_send_records (s_self_t *self, zframe_t *routing, uint64_t since)
             transfer = &self->transfers[i];         //  it asks again: start over
     if (!transfer) {
         if (self->transfer_count == HERD_BUS_TRANSFERS) {
-            herd_log_printf (self->log, "bus", "catch-up request refused: %d being served",
-                             HERD_BUS_TRANSFERS);
+            herd_log_warning (self->log, "bus", "catch-up request refused: %d being served",
+                              HERD_BUS_TRANSFERS);
             return;                                 //  it asks again after its time-out
         }
         transfer = &self->transfers[self->transfer_count++];
@@ -854,7 +854,7 @@ s_self_handle_icanhaz (s_self_t *self, zframe_t *routing, zmsg_t *msg)
     zframe_t *digest = zmsg_next (msg);
     if (zmsg_size (msg) != 4 || zframe_size (meta) != HERD_MSG_META_SIZE
         || zframe_size (digest) != 16) {
-        herd_log_printf (self->log, "bus", "dropped a malformed catch-up request");
+        herd_log_warning (self->log, "bus", "dropped a malformed catch-up request");
         return;
     }
     uint64_t instance = herd_msg_get_u64 (zframe_data (meta));
@@ -956,7 +956,7 @@ s_self_handle_sync (s_self_t *self)
         s_send (self->sync, &reply);
     }
     else
-        herd_log_printf (self->log, "bus", "dropped a malformed sync message");
+        herd_log_warning (self->log, "bus", "dropped a malformed sync message");
     zmsg_destroy (&msg);
     return true;
 }
@@ -1001,8 +1001,8 @@ s_self_handle_peer_sync (s_self_t *self, s_peer_t *peer)
                 s_self_request_sync (self, &self->peers[i], "after another catch-up");
     }
     else
-        herd_log_printf (self->log, "bus", "dropped a malformed catch-up message from %s",
-                         peer->node->name);
+        herd_log_warning (self->log, "bus", "dropped a malformed catch-up message from %s",
+                          peer->node->name);
     zmsg_destroy (&msg);
     return true;
 }
@@ -1032,14 +1032,14 @@ s_self_handle_monitor (s_self_t *self)
         }
         else
         if (streq (event, "DISCONNECTED")) {
-            herd_log_printf (self->log, "bus", "link down %s %s", name, endpoint);
+            herd_log_warning (self->log, "bus", "link down %s %s", name, endpoint);
             herd_monitor_event (self->monitor_out, "bus", "link down", name, endpoint);
             if (peer)
                 peer->up = false;
         }
         else {
-            herd_log_printf (self->log, "bus", "link to %s %s refused: %s (%s)", name, endpoint,
-                             event, value);
+            herd_log_warning (self->log, "bus", "link to %s %s refused: %s (%s)", name, endpoint,
+                              event, value);
             //  After a refused handshake libzmq never reconnects: we do, and
             //  back off while the refusals go on
             if (peer && peer->linked && !streq (event, "HANDSHAKE_FAILED_NO_DETAIL")
@@ -1066,8 +1066,8 @@ s_self_tend_peer (s_self_t *self, s_peer_t *peer)
 {
     int64_t now = s_now_ms ();
     if (peer->syncing && now - peer->sync_heard > HERD_BUS_SYNC_RETRY) {
-        herd_log_printf (self->log, "bus", "catch-up from %s unanswered for %d ms",
-                         peer->node->name, HERD_BUS_SYNC_RETRY);
+        herd_log_warning (self->log, "bus", "catch-up from %s unanswered for %d ms",
+                          peer->node->name, HERD_BUS_SYNC_RETRY);
         peer->syncing = false;
         peer->retry = peer->up;
         s_self_rebuild_peer (self, peer, "catch-up unanswered");
@@ -1189,8 +1189,8 @@ s_self_bind (s_self_t *self, zsock_t *sock, const char *endpoint, const char *wh
     zstr_free (&numeric);
     if (rc != -1)
         return 0;
-    herd_log_printf (self->log, "bus", "cannot bind %s %s: %s", what, endpoint,
-                     zmq_strerror (zmq_errno ()));
+    herd_log_error (self->log, "bus", "cannot bind %s %s: %s", what, endpoint,
+                    zmq_strerror (zmq_errno ()));
     fprintf (stderr, "herd: %s: cannot bind %s %s: %s\n", self->node->name, what, endpoint,
              zmq_strerror (zmq_errno ()));
     return -1;
@@ -1209,7 +1209,7 @@ s_self_open_journal (s_self_t *self)
     self->journal = herd_journal_open (self->node->data, s_self_load_record, self, &stats, error);
     self->loading = false;
     if (!self->journal) {
-        herd_log_printf (self->log, "bus", "cannot use the journal: %s", error);
+        herd_log_error (self->log, "bus", "cannot use the journal: %s", error);
         fprintf (stderr, "herd: %s: cannot use the journal: %s\n", self->node->name, error);
         return -1;
     }
@@ -1219,15 +1219,15 @@ s_self_open_journal (s_self_t *self)
                      stats.upgraded ? stats.format : "",
                      stats.upgraded ? " to " HERD_JOURNAL_FORMAT ")" : "");
     if (stats.skipped_bytes)
-        herd_log_printf (self->log, "bus",
-                         "journal damaged: %zu damaged record%s (%zu bytes) skipped, %zu good "
-                         "records kept (%s)",
-                         stats.skipped, stats.skipped == 1 ? "" : "s", stats.skipped_bytes,
-                         stats.records, stats.skip_reason);
+        herd_log_warning (self->log, "bus",
+                          "journal damaged: %zu damaged record%s (%zu bytes) skipped, %zu good "
+                          "records kept (%s)",
+                          stats.skipped, stats.skipped == 1 ? "" : "s", stats.skipped_bytes,
+                          stats.records, stats.skip_reason);
     if (stats.discarded)
-        herd_log_printf (self->log, "bus",
-                         "journal damaged: %zu bytes after %zu good records discarded (%s)",
-                         stats.discarded, stats.records, stats.reason);
+        herd_log_warning (self->log, "bus",
+                          "journal damaged: %zu bytes after %zu good records discarded (%s)",
+                          stats.discarded, stats.records, stats.reason);
     return 0;
 }
 
@@ -1240,7 +1240,7 @@ s_self_start_curve (s_self_t *self)
     char *secret = zsys_sprintf ("%s_secret", self->node->cert);
     self->cert = zcert_load (secret);
     if (!self->cert) {
-        herd_log_printf (self->log, "bus", "cannot load the secret certificate %s", secret);
+        herd_log_error (self->log, "bus", "cannot load the secret certificate %s", secret);
         fprintf (stderr, "herd: %s: cannot load the secret certificate %s\n", self->node->name,
                  secret);
         zstr_free (&secret);
@@ -1276,8 +1276,8 @@ s_self_handle_refusal (s_self_t *self, zactor_t *monitor)
 {
     char *event = NULL, *value = NULL, *endpoint = NULL;
     if (zstr_recvx (monitor, &event, &value, &endpoint, NULL) == 3) {
-        herd_log_printf (self->log, "bus", "refused a connection on %s: %s (%s)", endpoint,
-                         event, value);
+        herd_log_warning (self->log, "bus", "refused a connection on %s: %s (%s)", endpoint,
+                          event, value);
         herd_monitor_event (self->monitor_out, "bus", "refused", NULL, event);
     }
     zstr_free (&event);
@@ -1414,8 +1414,8 @@ s_self_new (zsock_t *pipe, herd_bus_args_t *args)
             s_self_open_peer (self, peer);
         s_self_secure_client (self, self->sub, peer);      //  its key for this connect
         if (zsock_connect (self->sub, "%s", peer->node->bus) == -1) {
-            herd_log_printf (self->log, "bus", "cannot connect to %s at %s: %s",
-                             peer->node->name, peer->node->bus, zmq_strerror (zmq_errno ()));
+            herd_log_error (self->log, "bus", "cannot connect to %s at %s: %s",
+                            peer->node->name, peer->node->bus, zmq_strerror (zmq_errno ()));
             s_self_destroy (&self);
             return NULL;
         }

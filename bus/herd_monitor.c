@@ -181,8 +181,8 @@ herd_monitor_new (const herd_node_t *node, herd_log_t *log)
         zsock_set_maxmsgsize (self->pub, 4096);
         zsock_set_handshake_ivl (self->pub, 3000);
         if (zsock_bind (self->pub, "%s", node->monitor) == -1) {
-            herd_log_printf (log, "bus", "cannot bind monitor %s: %s", node->monitor,
-                             zmq_strerror (zmq_errno ()));
+            herd_log_error (log, "bus", "cannot bind monitor %s: %s", node->monitor,
+                            zmq_strerror (zmq_errno ()));
             fprintf (stderr, "herd: %s: cannot bind monitor %s: %s\n", node->name,
                      node->monitor, zmq_strerror (zmq_errno ()));
             herd_monitor_destroy (&self);
@@ -190,7 +190,7 @@ herd_monitor_new (const herd_node_t *node, herd_log_t *log)
         }
     }
     if (node->metrics && s_start_http (self) == -1) {
-        herd_log_printf (log, "bus", "cannot serve metrics on %s", node->metrics);
+        herd_log_error (log, "bus", "cannot serve metrics on %s", node->metrics);
         fprintf (stderr, "herd: %s: cannot serve metrics on %s\n", node->name, node->metrics);
         herd_monitor_destroy (&self);
         return NULL;

@@ -136,6 +136,8 @@ herd_node_run (const herd_config_t *config, const herd_node_t *node, const char 
         s_lock_release (locks);
         return 1;
     }
+    herd_log_configure (log, config->log_requests_every, (herd_log_level_t) config->log_level,
+                        config->log_json);
     if (split)
         mkdir (config->run_dir, 0755);
     char *bus_endpoint = herd_config_endpoint (config, node, "bus", split);

@@ -114,11 +114,11 @@ herd_alive_check (herd_log_t *log, int64_t now_ms)
         if (!entry->stalled_last) {
             entry->stalled_last = last;
             if (log)
-                herd_log_printf (log, "main", "%s stalled: no %s for %" PRId64 " ms",
-                                 s_names[role],
-                                 herd_alive_local (role) ? "loop turn"
-                                                         : "STATS reached the bus",
-                                 now_ms - last);
+                herd_log_warning (log, "main", "%s stalled: no %s for %" PRId64 " ms",
+                                  s_names[role],
+                                  herd_alive_local (role) ? "loop turn"
+                                                          : "STATS reached the bus",
+                                  now_ms - last);
         }
     }
     return stalled;

@@ -72,7 +72,7 @@ static const char *const s_security_keys[] = {"curve", NULL};
 static const char *const s_herd_keys[] = {
     "run_dir",         "max_line",         "max_output",     "max_output_total", "max_pending",
     "max_clients",     "idle_timeout_ms",  "line_timeout_ms", "max_time_ahead_s", "fsync",
-    "ack_timeout_ms",  NULL};
+    "ack_timeout_ms",  "log_requests",     "log_level",      "log_format",       NULL};
 static const char *const s_node_keys[] = {"client", "bus", "log", NULL};
 static const char *const s_node_allowed[] = {"client", "bus", "sync", "log", "data", "cert",
                                              "monitor", "metrics", NULL};
@@ -689,6 +689,57 @@ s_load_security (s_loader_t *self, zconfig_t *section, herd_config_t *config)
     return 0;
 }
 
+//  The log's keys of the herd section: log_requests = on | off | sample:N,
+//  log_level = debug | info | warning | error, log_format = text | json.
+static int
+s_load_log (s_loader_t *self, zconfig_t *section, herd_config_t *config)
+{
+    char *requests = NULL, *level = NULL, *format = NULL;
+    int rc = -1;
+    if (s_get_string (self, section, "herd", "log_requests", "on", &requests)
+        || s_get_string (self, section, "herd", "log_level", "info", &level)
+        || s_get_string (self, section, "herd", "log_format", "text", &format))
+        goto done;
+    if (strcmp (requests, "on") == 0)
+        config->log_requests_every = 1;
+    else
+    if (strcmp (requests, "off") == 0)
+        config->log_requests_every = 0;
+    else {
+        const char *digits = strncmp (requests, "sample:", 7) == 0 ? requests + 7 : "";
+        char *end = NULL;
+        unsigned long every = *digits >= '1' && *digits <= '9' ? strtoul (digits, &end, 10) : 0;
+        if (!end || *end || every > 1000000) {
+            s_key_fail (self, s_locate (section, "log_requests"), "herd",
+                        "'%s' is not on, off or sample:N (N in 1..1000000)", requests);
+            goto done;
+        }
+        config->log_requests_every = every;
+    }
+    static const char *const levels[] = {"debug", "info", "warning", "error", NULL};
+    config->log_level = -1;
+    for (int i = 0; levels[i]; i++)
+        if (strcmp (level, levels[i]) == 0)
+            config->log_level = i;
+    if (config->log_level < 0) {
+        s_key_fail (self, s_locate (section, "log_level"), "herd",
+                    "'%s' is not debug, info, warning or error", level);
+        goto done;
+    }
+    config->log_json = strcmp (format, "json") == 0;
+    if (!config->log_json && strcmp (format, "text") != 0) {
+        s_key_fail (self, s_locate (section, "log_format"), "herd", "'%s' is not text or json",
+                    format);
+        goto done;
+    }
+    rc = 0;
+done:
+    free (requests);
+    free (level);
+    free (format);
+    return rc;
+}
+
 //  The herd section (optional): run_dir, and the gateway's caps and time-outs.
 static int
 s_load_herd (s_loader_t *self, zconfig_t *section, herd_config_t *config)
@@ -698,6 +749,8 @@ s_load_herd (s_loader_t *self, zconfig_t *section, herd_config_t *config)
     long max_line = 0, max_output = 0, max_output_total = 0, max_pending = 0, max_clients = 0;
     long idle_timeout_ms = 0, line_timeout_ms = 0, max_time_ahead_s = 0, ack_timeout_ms = 0;
     char *fsync = NULL;
+    if (s_load_log (self, section, config))
+        return -1;
     if (s_get_string (self, section, "herd", "run_dir", "run", &config->run_dir)
         || s_get_int (self, section, "herd", "max_line", 64, HERD_CONFIG_MAX_LINE, 1048576L,
                       &max_line)
@@ -1387,7 +1440,24 @@ static const s_test_case_t s_test_errors[] = {
     //  herd
     {"herd\n    dir = x\n" S_TEST_NODE_A, "t.cfg:2: herd: unknown key 'dir'",
      "(allowed: run_dir, max_line, max_output, max_output_total, max_pending, max_clients, "
-     "idle_timeout_ms, line_timeout_ms, max_time_ahead_s, fsync, ack_timeout_ms)"},
+     "idle_timeout_ms, line_timeout_ms, max_time_ahead_s, fsync, ack_timeout_ms, log_requests, "
+     "log_level, log_format)"},
+    {"herd\n    log_requests = sometimes\n" S_TEST_NODE_A, "t.cfg:2: herd: key 'log_requests'",
+     "'sometimes' is not on, off or sample:N (N in 1..1000000)"},
+    {"herd\n    log_requests = sample:0\n" S_TEST_NODE_A, "t.cfg:2: herd: key 'log_requests'",
+     "'sample:0' is not on, off or sample:N (N in 1..1000000)"},
+    {"herd\n    log_requests = sample:2x\n" S_TEST_NODE_A, "t.cfg:2: herd: key 'log_requests'",
+     "'sample:2x' is not on, off or sample:N"},
+    {"herd\n    log_requests = sample:1000001\n" S_TEST_NODE_A,
+     "t.cfg:2: herd: key 'log_requests'", "'sample:1000001' is not on, off or sample:N"},
+    {"herd\n    log_requests = sample:\n" S_TEST_NODE_A, "t.cfg:2: herd: key 'log_requests'",
+     "'sample:' is not on, off or sample:N"},
+    {"herd\n    log_level = warn\n" S_TEST_NODE_A, "t.cfg:2: herd: key 'log_level'",
+     "'warn' is not debug, info, warning or error"},
+    {"herd\n    log_format = JSON\n" S_TEST_NODE_A, "t.cfg:2: herd: key 'log_format'",
+     "'JSON' is not text or json"},
+    {"herd\n    log_format =\n" S_TEST_NODE_A, "t.cfg:2: herd: key 'log_format'",
+     "value is empty"},
     {"herd\n    fsync = sometimes\n" S_TEST_NODE_A, "t.cfg:2: herd: key 'fsync'",
      "'sometimes' is not everysec or always"},
     {"herd\n    max_time_ahead_s = -5\n" S_TEST_NODE_A, "t.cfg:2: herd: key 'max_time_ahead_s'",
@@ -1603,6 +1673,9 @@ herd_config_test (bool verbose)
     HERD_CHECK_INT (config->max_clients, 10000);
     HERD_CHECK_INT (config->idle_timeout_ms, 300000);
     HERD_CHECK_INT (config->line_timeout_ms, 30000);
+    HERD_CHECK_INT (config->log_requests_every, 1);
+    HERD_CHECK_INT (config->log_level, 1);
+    HERD_CHECK (!config->log_json);
     HERD_CHECK_INT (config->node_count, 5);
     const char *order[] = {"Hill", "Jaquez", "Smith", "Singleton", "Campbell"};
     for (size_t i = 0; i < 5; i++) {
@@ -1641,6 +1714,21 @@ herd_config_test (bool verbose)
     free (endpoint);
     herd_config_destroy (&config);
     HERD_CHECK (config == NULL);
+    herd_config_destroy (&config);
+
+    //  The log's keys
+    config = herd_config_load_string ("herd\n    log_requests = sample:5\n    log_level = warning\n"
+                                      "    log_format = json\n" S_TEST_NODE_A, "t.cfg", &error);
+    s_test_ok (config, error);
+    HERD_CHECK_INT (config->log_requests_every, 5);
+    HERD_CHECK_INT (config->log_level, 2);
+    HERD_CHECK (config->log_json);
+    herd_config_destroy (&config);
+    config = herd_config_load_string ("herd\n    log_requests = off\n    log_level = debug\n"
+                                      S_TEST_NODE_A, "t.cfg", &error);
+    s_test_ok (config, error);
+    HERD_CHECK_INT (config->log_requests_every, 0);
+    HERD_CHECK_INT (config->log_level, 0);
     herd_config_destroy (&config);
 
     //  Defaults, quoting, trailing slashes, a node without edges, CRLF

@@ -18,6 +18,9 @@
 //          max_time_ahead_s = 86400       #  IAMAT times further ahead are refused
 //          fsync = everysec               #  or always: ack only after fdatasync
 //          ack_timeout_ms = 5000          #  an unstored IAMAT's connection is closed after
+//          log_requests = on              #  client lines in the log: on, off, sample:N
+//          log_level = info               #  events logged: debug, info, warning, error
+//          log_format = text              #  or json: one object a line
 //      node = Hill
 //          client = 127.0.0.1:12000       #  TCP address clients connect to
 //          bus = tcp://127.0.0.1:13000    #  PUB endpoint neighbours subscribe to
@@ -96,6 +99,9 @@ typedef struct {
     int64_t max_time_ahead_s;   //  IAMAT client time ahead of ours refused past it; 0: no bound
     bool fsync_always;          //  fsync = always: ack after fdatasync; else everysec
     int ack_timeout_ms;         //  an IAMAT's answer waits this long to be stored, 100..600000
+    uint64_t log_requests_every;    //  log_requests: 0 off, 1 on, N: every Nth connection's lines
+    int log_level;              //  log_level: herd_log_level_t (herd_log.h), 0 debug..3 error
+    bool log_json;              //  log_format = json
     herd_node_t *nodes;
     size_t node_count;
     herd_places_options_t places;

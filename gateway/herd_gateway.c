@@ -603,8 +603,9 @@ s_conn_release (s_self_t *self, s_conn_t *conn)
     while (conn->head && conn->head->ready && !conn->head->unstored) {
         s_slot_t *slot = conn->head;
         if (!conn->doomed) {
-            herd_log_conn (self->log, "gateway", conn->serial, "out", s_self_wall_usec (self),
-                           slot->data, slot->size);
+            if (herd_log_wants_conn (self->log, conn->serial))
+                herd_log_conn (self->log, "gateway", conn->serial, "out", s_self_wall_usec (self),
+                               slot->data, slot->size);
             if (!s_buffer_append (&conn->out, slot->data, slot->size))
                 s_conn_doom (self, conn, "out of memory");
         }
@@ -920,8 +921,9 @@ s_conn_answer (s_self_t *self, s_conn_t *conn, const struct iovec *parts, int co
         memcpy (out->data + out->size, parts[i].iov_base, parts[i].iov_len);
         out->size += parts[i].iov_len;
     }
-    herd_log_conn (self->log, "gateway", conn->serial, "out", s_self_wall_usec (self), answer,
-                   total);
+    if (herd_log_wants_conn (self->log, conn->serial))
+        herd_log_conn (self->log, "gateway", conn->serial, "out", s_self_wall_usec (self), answer,
+                       total);
     s_conn_account (self, conn);
     s_conn_mark_dirty (self, conn);
 }
@@ -951,8 +953,9 @@ s_conn_handle_line (s_self_t *self, s_conn_t *conn, const char *line, size_t siz
 {
     if (size > 0 && line[size - 1] == '\r')     //  "? line" drops a \r\n ending
         size--;
-    herd_log_conn (self->log, "gateway", conn->serial, "in", s_self_wall_usec (self), line,
-                   size);
+    if (herd_log_wants_conn (self->log, conn->serial))
+        herd_log_conn (self->log, "gateway", conn->serial, "in", s_self_wall_usec (self), line,
+                       size);
     bool direct = !conn->head;
     herd_cmd_t cmd;
     if (herd_proto_parse (line, size, &cmd) == -1 || s_iamat_too_far_ahead (self, &cmd)) {
@@ -1332,8 +1335,8 @@ s_self_report_refused (s_self_t *self)
 {
     if (self->refused == 0)
         return;
-    herd_log_printf (self->log, "gateway", "refused %zu connection%s: %s", self->refused,
-                     self->refused == 1 ? "" : "s", self->refused_why);
+    herd_log_warning (self->log, "gateway", "refused %zu connection%s: %s", self->refused,
+                      self->refused == 1 ? "" : "s", self->refused_why);
     self->refused = 0;
     self->refused_reported = self->now;
 }
@@ -1361,8 +1364,8 @@ s_self_pause_accept (s_self_t *self, const char *why)
     epoll_ctl (self->epoll, EPOLL_CTL_MOD, self->listener, &event);
     self->accept_resume = self->now + HERD_GW_ACCEPT_PAUSE_MS;
     if (self->now - self->pause_reported >= HERD_GW_REPORT_MS) {
-        herd_log_printf (self->log, "gateway", "accept failed (%s): not accepting for %d ms",
-                         why, HERD_GW_ACCEPT_PAUSE_MS);
+        herd_log_warning (self->log, "gateway", "accept failed (%s): not accepting for %d ms",
+                          why, HERD_GW_ACCEPT_PAUSE_MS);
         self->pause_reported = self->now;
     }
 }
@@ -1622,7 +1625,7 @@ s_self_handle_bus (s_self_t *self)
                               strlen (slot->radius), strlen (bound)};
             self->check_places = true;      //  a send may take its ZMQ_FD's edge
             if (!s_send_frames (self->places, data, sizes, 6)) {
-                herd_log_printf (self->log, "gateway", "places channel full");
+                herd_log_warning (self->log, "gateway", "places channel full");
                 struct iovec parts[] = {S_PART (slot->at_line, slot->at_size),
                                         S_PART ("\n", 1),
                                         S_PART (s_places_busy, strlen (s_places_busy))};
@@ -1912,9 +1915,9 @@ s_self_raise_fd_limit (s_self_t *self)
     }
     size_t fds = s_fd_limit ();
     if (fds < self->max_clients + s_fd_reserve (fds))
-        herd_log_printf (self->log, "gateway",
-                         "file descriptor limit %zu: fewer than max_clients %zu clients fit",
-                         fds, self->max_clients);
+        herd_log_warning (self->log, "gateway",
+                          "file descriptor limit %zu: fewer than max_clients %zu clients fit",
+                          fds, self->max_clients);
 }
 
 //  Build the gateway; NULL (logged, printed) on failure.
@@ -1947,7 +1950,7 @@ s_self_new (zsock_t *pipe, herd_gateway_args_t *args)
     char why[256] = "";
     self->listener = s_listen (args->node->client_host, args->node->client_port, why, sizeof (why));
     if (self->listener == -1) {
-        herd_log_printf (self->log, "gateway", "cannot listen on %s: %s", args->node->client, why);
+        herd_log_error (self->log, "gateway", "cannot listen on %s: %s", args->node->client, why);
         fprintf (stderr, "herd: %s: cannot listen on %s: %s\n", args->node->name,
                  args->node->client, why);
         s_self_destroy (&self);
@@ -1967,8 +1970,8 @@ s_self_new (zsock_t *pipe, herd_gateway_args_t *args)
     zsock_set_rcvhwm (self->places, HERD_GW_ZMQ_HWM);
     if (zsock_connect (self->bus, "%s", args->bus_endpoint) == -1
         || zsock_connect (self->places, "%s", args->places_endpoint) == -1) {
-        herd_log_printf (self->log, "gateway", "cannot connect to bus or places: %s",
-                         zmq_strerror (zmq_errno ()));
+        herd_log_error (self->log, "gateway", "cannot connect to bus or places: %s",
+                        zmq_strerror (zmq_errno ()));
         s_self_destroy (&self);
         return NULL;
     }
