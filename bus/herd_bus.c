@@ -890,7 +890,7 @@ s_self_handle_link (s_self_t *self, zframe_t *routing, zmsg_t *msg)
         peer->retry = false;
         herd_monitor_event (self->monitor_out, "bus", "link down", name, "by command");
         peer->syncing = false;
-        herd_log_printf (self->log, "bus", "link to %s taken down by command", name);
+        herd_log_warning (self->log, "bus", "link to %s taken down by command", name);
     }
     else
     if (streq (state, "up") && !peer->linked) {
