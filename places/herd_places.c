@@ -1973,6 +1973,32 @@ herd_places_test (bool verbose)
         printf ("\n");
 
     //  @selftest
+    //  Flavour auto: the New URL that goes with the legacy one
+    const char *derived[][2] = {
+        {"https://maps.googleapis.com/maps/api/place/nearbysearch/json",
+         "https://places.googleapis.com/v1/places:searchNearby"},
+        {"http://127.0.0.1:8080/maps/api/place/nearbysearch/json?x=1",
+         "http://127.0.0.1:8080/v1/places:searchNearby"},
+        {"https://proxy.example/google/maps/api/place/nearbysearch/json",
+         "https://proxy.example/google/v1/places:searchNearby"},
+        {"http://127.0.0.1:9/nearbysearch/json", "http://127.0.0.1:9/v1/places:searchNearby"},
+        {"https://maps.googleapis.com.evil/maps/api/place/nearbysearch/json",
+         "https://maps.googleapis.com.evil/v1/places:searchNearby"},
+    };
+    for (size_t i = 0; i < sizeof (derived) / sizeof (derived[0]); i++) {
+        char *url_new = s_new_url (derived[i][0]);
+        HERD_CHECK_STR (url_new, derived[i][1]);
+        zstr_free (&url_new);
+    }
+    HERD_CHECK (s_is_legacy_refusal ("You're calling a legacy API, which is not enabled for "
+                                     "your project. To get newer features and more, migrate "
+                                     "to the Places API: https://example"));
+    HERD_CHECK (s_is_legacy_refusal ("... https://developers.google.com/maps/legacy"
+                                     "#LegacyApiNotActivatedMapError"));
+    HERD_CHECK (!s_is_legacy_refusal ("The provided API key is invalid."));
+    HERD_CHECK (!s_is_legacy_refusal ("This API project is not authorized to use this API."));
+    HERD_CHECK (!s_is_legacy_refusal (NULL));
+
     s_server_t *server = s_server_new ();
     char directory[] = "/tmp/herd-places-test-XXXXXX";
     HERD_CHECK (mkdtemp (directory));
