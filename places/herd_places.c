@@ -1244,6 +1244,15 @@ static void
 s_self_switch (s_self_t *self, s_fetch_t *fetch, const s_outcome_t *refusal, long http,
                CURLcode result, double attempt_ms)
 {
+    char error_text[512] = "";
+    s_self_sanitise (self, refusal->error ? refusal->error : "-", error_text,
+                     sizeof (error_text));
+    s_self_log (self,
+                "fetch=%lu attempt=%d/%d waiting=%zu status=%s http=%ld curl=%d ms=%.1f url=%s "
+                "error=\"%s\" -> ask the Places API (New)",
+                fetch->id, fetch->attempts, self->options->retries + 1, fetch->waiter_count,
+                refusal->status ? refusal->status : "-", http, (int) result, attempt_ms,
+                fetch->url_logged, error_text);
     if (!self->is_new) {
         free (self->url);
         self->url = self->url_new;
@@ -1255,15 +1264,6 @@ s_self_switch (s_self_t *self, s_fetch_t *fetch, const s_outcome_t *refusal, lon
                           "(New) url=%s",
                     url_logged);
     }
-    char error_text[512] = "";
-    s_self_sanitise (self, refusal->error ? refusal->error : "-", error_text,
-                     sizeof (error_text));
-    s_self_log (self,
-                "fetch=%lu attempt=%d/%d waiting=%zu status=%s http=%ld curl=%d ms=%.1f url=%s "
-                "error=\"%s\" -> ask the Places API (New)",
-                fetch->id, fetch->attempts, self->options->retries + 1, fetch->waiter_count,
-                refusal->status ? refusal->status : "-", http, (int) result, attempt_ms,
-                fetch->url_logged, error_text);
     s_fetch_reset (fetch, self->multi);
     s_self_fetch_new (self, fetch);
     fetch->attempts = 0;            //  the New API gets its own retries
