@@ -1044,12 +1044,16 @@ s_load_places (s_loader_t *self, zconfig_t *section, herd_config_t *config)
     if (section && s_check_keys (self, section, "places", s_places_keys, false))
         return -1;
 
-    if (s_get_string (self, section, "places", "flavour", "legacy", &places->flavour))
+    //  auto: legacy until Google refuses the key for it, then Places API
+    //  (New); url is the legacy URL and the New one is derived from it
+    if (s_get_string (self, section, "places", "flavour", "auto", &places->flavour))
         return -1;
     bool is_new = strcmp (places->flavour, "new") == 0;
-    if (strcmp (places->flavour, "legacy") != 0 && !is_new)
+    if (strcmp (places->flavour, "legacy") != 0 && strcmp (places->flavour, "auto") != 0
+        && !is_new)
         return s_key_fail (self, s_locate (section, "flavour"), "places",
-                           "flavour '%s' is not supported (legacy or new)", places->flavour);
+                           "flavour '%s' is not supported (auto, legacy or new)",
+                           places->flavour);
 
     if (s_get_string (self, section, "places", "url",
                       is_new ? "https://places.googleapis.com/v1/places:searchNearby"
@@ -1559,7 +1563,7 @@ static const s_test_case_t s_test_errors[] = {
      "t.cfg:11: edges: key 'edge'", "unexpected child key 'weight'"},
     //  places
     {S_TEST_NODE_A "places\n    flavour = New\n", "t.cfg:6: places: key 'flavour'",
-     "flavour 'New' is not supported (legacy or new)"},
+     "flavour 'New' is not supported (auto, legacy or new)"},
     {S_TEST_NODE_A "places\n    retries = 11\n", "t.cfg:6: places: key 'retries'",
      "'11' is not an integer in 0..10"},
     {S_TEST_NODE_A "places\n    cache_ttl_ms = -1\n", "t.cfg:6: places: key 'cache_ttl_ms'",
@@ -1755,7 +1759,7 @@ herd_config_test (bool verbose)
     HERD_CHECK_STR (solo->log, "logs/solo #1.log");
     HERD_CHECK_INT (solo->neighbour_count, 0);
     HERD_CHECK (solo->neighbours == NULL);
-    HERD_CHECK_STR (config->places.flavour, "legacy");
+    HERD_CHECK_STR (config->places.flavour, "auto");
     HERD_CHECK_STR (config->places.url,
                     "https://maps.googleapis.com/maps/api/place/nearbysearch/json");
     HERD_CHECK_STR (config->places.key_env, "GOOGLE_API_KEY");
@@ -1816,6 +1820,14 @@ herd_config_test (bool verbose)
     s_test_ok (config, error);
     HERD_CHECK_STR (config->places.url, "http://127.0.0.1:9/v1/places:searchNearby");
     HERD_CHECK (!config->places.enterprise_fields);
+    herd_config_destroy (&config);
+    //  auto (the default, also when said): the legacy URL by default
+    config = herd_config_load_string (S_TEST_NODE_A "places\n    flavour = auto\n", "t.cfg",
+                                      &error);
+    s_test_ok (config, error);
+    HERD_CHECK_STR (config->places.flavour, "auto");
+    HERD_CHECK_STR (config->places.url,
+                    "https://maps.googleapis.com/maps/api/place/nearbysearch/json");
     herd_config_destroy (&config);
 
     //  Every error case

@@ -30,7 +30,7 @@
 //      edges
 //          edge = Hill Jaquez             #  bidirectional
 //      places
-//          flavour = legacy               #  or new: Places API (New)
+//          flavour = auto                 #  or legacy, or new: Places API (New)
 //          url = https://maps.googleapis.com/maps/api/place/nearbysearch/json
 //          key_env = GOOGLE_API_KEY       #  the key itself never sits in the file
 //          timeout_ms = 3000
@@ -73,7 +73,7 @@ typedef struct {
 } herd_node_t;
 
 typedef struct {
-    char *flavour;              //  "legacy" (Nearby Search) or "new" (Places API (New))
+    char *flavour;              //  "auto", "legacy" (Nearby Search) or "new" (Places API (New))
     char *url;                  //  full Nearby Search URL, without query
     char *key_env;              //  name of the environment variable with the key
     int timeout_ms;             //  whole request, retries included, 1..600000

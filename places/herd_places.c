@@ -54,6 +54,10 @@
 #define HERD_PLACES_CACHE_BYTES ((size_t) 64 * 1024 * 1024)    //  cached bodies at most
 #define HERD_PLACES_USER_AGENT  "herd/0.1"
 #define HERD_PLACES_REDACTED    "<redacted>"
+#define HERD_PLACES_LEGACY_HOST "maps.googleapis.com"
+#define HERD_PLACES_LEGACY_PATH "/maps/api/place/nearbysearch/json"
+#define HERD_PLACES_NEW_HOST    "places.googleapis.com"
+#define HERD_PLACES_NEW_PATH    "/v1/places:searchNearby"
 
 //  One NEARBY request waiting for its fetch.
 typedef struct s_waiter_t s_waiter_t;
@@ -76,7 +80,8 @@ struct s_fetch_t {
     struct curl_slist *headers; //  of the attempt in flight
     char *url;                  //  the request URL (legacy: with the key)
     char *url_logged;           //  the URL with the key redacted
-    char *post;                 //  JSON request body (new), or NULL
+    char *post;                 //  JSON request body (new, or auto), or NULL
+    bool is_new;                //  asks the Places API (New), else legacy
     int bound;
     int attempts;               //  attempts started
     int64_t started;            //  monotonic microseconds
@@ -113,6 +118,7 @@ typedef struct {
     char *error;                //  for the log: our message or Google's
     bool retryable;
     long retry_delay_ms;        //  Google's RetryInfo, or -1
+    bool legacy_refused;        //  the legacy API is not enabled for the key
 } s_outcome_t;
 
 //  The actor's state.
@@ -123,8 +129,10 @@ typedef struct {
     herd_log_t *log;            //  shared, not owned; may be NULL
     const herd_places_options_t *options;
     bool is_new;                //  Places API (New), else legacy
+    bool is_auto;               //  flavour auto: legacy until the key is refused
     const char *field_mask;     //  X-Goog-FieldMask (new)
-    char *url;                  //  Nearby Search URL, without our query
+    char *url;                  //  Nearby Search URL in use, without our query
+    char *url_new;              //  auto, before the switch: the New URL
     const char *key;            //  raw key
     char *key_escaped;          //  URL-escaped key; NULL if there is none
     s_fetch_t *fetches;         //  in flight or waiting to retry
@@ -572,10 +580,39 @@ s_self_destroy (s_self_t **self_p)
             curl_multi_cleanup (self->multi);
         zsock_destroy (&self->router);
         free (self->url);
+        free (self->url_new);
         free (self->key_escaped);
         free (self);
         *self_p = NULL;
     }
+}
+
+//  Flavour auto: the Places API (New) URL that goes with a legacy Nearby
+//  Search URL. Google's own host maps.googleapis.com becomes
+//  places.googleapis.com; a URL whose path ends in the legacy path (a proxy,
+//  the stand-in) keeps what comes before it; any other path is dropped. The
+//  query, if any, goes. Returns a new string.
+static char *
+s_new_url (const char *legacy)
+{
+    const char *host = strstr (legacy, "://");
+    host = host ? host + 3 : legacy;
+    size_t host_size = strcspn (host, "/?#");
+    const char *path = host + host_size;
+    size_t path_size = strcspn (path, "?#");
+    size_t suffix_size = strlen (HERD_PLACES_LEGACY_PATH);
+    if (path_size >= suffix_size
+        && memcmp (path + path_size - suffix_size, HERD_PLACES_LEGACY_PATH, suffix_size) == 0)
+        path_size -= suffix_size;
+    else
+        path_size = 0;
+    bool google = host_size == strlen (HERD_PLACES_LEGACY_HOST)
+                  && memcmp (host, HERD_PLACES_LEGACY_HOST, host_size) == 0;
+    char *url = zsys_sprintf ("%.*s%.*s%.*s" HERD_PLACES_NEW_PATH, (int) (host - legacy), legacy,
+                              google ? (int) strlen (HERD_PLACES_NEW_HOST) : (int) host_size,
+                              google ? HERD_PLACES_NEW_HOST : host, (int) path_size, path);
+    assert (url);
+    return url;
 }
 
 //  Set up: curl, the multi handle, the ROUTER. Logs why and returns NULL on
@@ -602,6 +639,7 @@ s_self_new (zsock_t *pipe, const herd_places_args_t *args)
     self->options = args->options;
     self->key = args->key;
     self->is_new = self->options->flavour && streq (self->options->flavour, "new");
+    self->is_auto = self->options->flavour && streq (self->options->flavour, "auto");
     self->field_mask = self->options->enterprise_fields ? HERD_PLACESBODY_MASK_ENTERPRISE
                                                         : HERD_PLACESBODY_MASK_PRO;
     const char *url = args->url ? args->url : args->options->url;
@@ -612,6 +650,8 @@ s_self_new (zsock_t *pipe, const herd_places_args_t *args)
     }
     self->url = strdup (url);
     assert (self->url);
+    if (self->is_auto)
+        self->url_new = s_new_url (self->url);
     for (const char *scan = self->key; scan && *scan; scan++)
         if ((unsigned char) *scan < 0x20 || *scan == 0x7F) {
             s_self_log (self, "cannot start: the API key holds a control character");
@@ -662,14 +702,17 @@ s_self_new (zsock_t *pipe, const herd_places_args_t *args)
         s_self_destroy (&self);
         return NULL;
     }
-    char url_logged[512];
+    char url_logged[512], url_new_logged[512] = "";
     s_self_sanitise (self, self->url, url_logged, sizeof (url_logged));
-    s_self_log (self, "serving %s flavour=%s url=%s key=%s%s timeout_ms=%d "
+    if (self->url_new)
+        s_self_sanitise (self, self->url_new, url_new_logged, sizeof (url_new_logged));
+    s_self_log (self, "serving %s flavour=%s url=%s%s%s key=%s%s timeout_ms=%d "
                       "connect_timeout_ms=%d concurrency=%d retries=%d cache_ttl_ms=%d "
                       "cache_max=%d",
-                args->endpoint, self->is_new ? "new" : "legacy", url_logged,
+                args->endpoint, self->is_auto ? "auto" : self->is_new ? "new" : "legacy",
+                url_logged, self->url_new ? " url_new=" : "", url_new_logged,
                 self->key_escaped ? "set" : "none",
-                !self->is_new                   ? ""
+                !self->is_new && !self->is_auto    ? ""
                 : self->options->enterprise_fields ? " fields=enterprise"
                                                    : " fields=pro",
                 self->options->timeout_ms, self->options->connect_timeout_ms,
@@ -787,7 +830,7 @@ s_self_attempt (s_self_t *self, s_fetch_t *fetch, s_outcome_t *outcome)
 #else
         curl_easy_setopt (easy, CURLOPT_PROTOCOLS, (long) (CURLPROTO_HTTP | CURLPROTO_HTTPS));
 #endif
-        if (self->is_new) {
+        if (fetch->is_new) {
             //  The key goes in a header, never in the URL
             char *mask = zsys_sprintf ("X-Goog-FieldMask: %s", self->field_mask);
             fetch->headers = curl_slist_append (NULL, "Content-Type: application/json");
@@ -820,6 +863,20 @@ s_self_attempt (s_self_t *self, s_fetch_t *fetch, s_outcome_t *outcome)
     return -1;
 }
 
+//  Point a fetch at the Places API (New): the URL in use, its body already
+//  in fetch->post.
+static void
+s_self_fetch_new (s_self_t *self, s_fetch_t *fetch)
+{
+    free (fetch->url);
+    free (fetch->url_logged);
+    fetch->is_new = true;
+    fetch->url = strdup (self->url);
+    fetch->url_logged = (char *) malloc (strlen (self->url) + 1);
+    assert (fetch->url && fetch->url_logged && fetch->post);
+    s_self_sanitise (self, self->url, fetch->url_logged, strlen (self->url) + 1);
+}
+
 //  Take a valid request: answer it from the cache, or add it to the
 //  identical fetch in flight, or start a fetch for it. Takes the frames.
 static void
@@ -840,8 +897,10 @@ s_self_request (s_self_t *self, zframe_t **routing_id_p, zframe_t **reqid_p, con
     s_format_metres (radius_km, metres, sizeof (metres));
     s_format_degrees (latitude, lat_json, sizeof (lat_json));
     s_format_degrees (longitude, lon_json, sizeof (lon_json));
-    char *key = zsys_sprintf ("%s|%s|%s|%s|%d", self->is_new ? "new" : "legacy", lat_json,
-                              lon_json, metres, bound);
+    //  Under auto, fetches before and after the switch share answers
+    char *key = zsys_sprintf ("%s|%s|%s|%s|%d",
+                              self->is_auto ? "auto" : self->is_new ? "new" : "legacy",
+                              lat_json, lon_json, metres, bound);
     assert (key);
 
     //  A fresh cached answer
@@ -881,17 +940,17 @@ s_self_request (s_self_t *self, zframe_t **routing_id_p, zframe_t **reqid_p, con
     fetch->waiter_count = 1;
     fetch->started = waiter->arrived;
     fetch->deadline = fetch->started + (int64_t) self->options->timeout_ms * 1000;
-    if (self->is_new) {
-        fetch->url = strdup (self->url);
+    fetch->is_new = self->is_new;
+    if (self->is_new || self->is_auto) {
+        //  Auto keeps the New body at hand for a switch mid-fetch
         fetch->post = zsys_sprintf ("{\"maxResultCount\":%d,\"locationRestriction\":"
                                     "{\"circle\":{\"center\":{\"latitude\":%s,"
                                     "\"longitude\":%s},\"radius\":%s}}}",
                                     bound, lat_json, lon_json, metres);
-        assert (fetch->url && fetch->post);
-        fetch->url_logged = (char *) malloc (strlen (self->url) + 1);
-        assert (fetch->url_logged);
-        s_self_sanitise (self, self->url, fetch->url_logged, strlen (self->url) + 1);
+        assert (fetch->post);
     }
+    if (self->is_new)
+        s_self_fetch_new (self, fetch);
     else {
         //  A '+' in a query is a space: drop it, as the sign is optional
         char separator = strchr (self->url, '?') ? '&' : '?';
@@ -1031,6 +1090,19 @@ s_is_reset (CURLcode result)
            || result == CURLE_HTTP2 || result == CURLE_HTTP2_STREAM;
 }
 
+//  True for Google's error_message when the key's project has the Places API
+//  (New) only: "You're calling a legacy API, which is not enabled for your
+//  project. ... Learn more: https://developers.google.com/maps/legacy#
+//  LegacyApiNotActivatedMapError". Not for other REQUEST_DENIED (an invalid
+//  key, a key restricted to other APIs).
+static bool
+s_is_legacy_refusal (const char *text)
+{
+    return text
+           && (strstr (text, "LegacyApiNotActivatedMapError")
+               || strstr (text, "calling a legacy API, which is not enabled"));
+}
+
 //  What an ended attempt came to: the answer to give, and whether a retry
 //  may give a better one.
 static void
@@ -1073,7 +1145,7 @@ s_self_judge (s_self_t *self, s_fetch_t *fetch, CURLcode result, long http,
         outcome->retryable = s_is_reset (result);
     }
     else
-    if (self->is_new) {
+    if (fetch->is_new) {
         //  Places API (New): 200 with places, or a google.rpc.Status
         const char *status = NULL;
         char *google_message = NULL;
@@ -1121,6 +1193,7 @@ s_self_judge (s_self_t *self, s_fetch_t *fetch, CURLcode result, long http,
             const char *text = cJSON_GetStringValue (cJSON_GetObjectItem (root, "error_message"));
             if (text)
                 outcome->error = strdup (text);
+            outcome->legacy_refused = streq (status, "REQUEST_DENIED") && s_is_legacy_refusal (text);
             cJSON_Delete (root);
             outcome->retryable = streq (status, "OVER_QUERY_LIMIT")
                                  || streq (status, "UNKNOWN_ERROR") || http >= 500 || http == 429;
@@ -1164,6 +1237,45 @@ s_self_random (s_self_t *self)
     return (double) ((self->random * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
 }
 
+//  Flavour auto, and the legacy API refused the key: from now on use the
+//  Places API (New) (said once in the log), and ask it this fetch's query at
+//  once, inside the same deadline, so its requests get a real answer.
+static void
+s_self_switch (s_self_t *self, s_fetch_t *fetch, const s_outcome_t *refusal, long http,
+               CURLcode result, double attempt_ms)
+{
+    char error_text[512] = "";
+    s_self_sanitise (self, refusal->error ? refusal->error : "-", error_text,
+                     sizeof (error_text));
+    s_self_log (self,
+                "fetch=%lu attempt=%d/%d waiting=%zu status=%s http=%ld curl=%d ms=%.1f url=%s "
+                "error=\"%s\" -> ask the Places API (New)",
+                fetch->id, fetch->attempts, self->options->retries + 1, fetch->waiter_count,
+                refusal->status ? refusal->status : "-", http, (int) result, attempt_ms,
+                fetch->url_logged, error_text);
+    if (!self->is_new) {
+        free (self->url);
+        self->url = self->url_new;
+        self->url_new = NULL;
+        self->is_new = true;
+        char url_logged[512];
+        s_self_sanitise (self, self->url, url_logged, sizeof (url_logged));
+        s_self_log (self, "legacy Places API refused for this key: switching to Places API "
+                          "(New) url=%s",
+                    url_logged);
+    }
+    s_fetch_reset (fetch, self->multi);
+    s_self_fetch_new (self, fetch);
+    fetch->attempts = 0;            //  the New API gets its own retries
+    s_outcome_t outcome = {0};
+    if (s_self_attempt (self, fetch, &outcome)) {
+        s_self_log (self, "fetch=%lu attempt=%d/%d error=\"%s\" -> answered", fetch->id,
+                    fetch->attempts, self->options->retries + 1, outcome.error);
+        s_self_answer (self, fetch, &outcome, 0, 0);
+    }
+    s_outcome_free (&outcome);
+}
+
 //  An attempt ended: retry it later if that is allowed and fits before the
 //  deadline, else answer every request waiting on the fetch.
 static void
@@ -1174,6 +1286,11 @@ s_self_finish (s_self_t *self, s_fetch_t *fetch, CURLcode result)
     double attempt_ms = (double) (s_now_usec () - fetch->attempt_started) / 1000.0;
     s_outcome_t outcome = {0};
     s_self_judge (self, fetch, result, http, &outcome);
+    if (outcome.legacy_refused && self->is_auto && !fetch->is_new) {
+        s_self_switch (self, fetch, &outcome, http, result, attempt_ms);
+        s_outcome_free (&outcome);
+        return;
+    }
 
     //  Backoff before retry n: BACKOFF_MS x BACKOFF_X^(n-1), jittered by
     //  x[0.5, 1.5), or Google's RetryInfo delay if longer
@@ -1856,6 +1973,32 @@ herd_places_test (bool verbose)
         printf ("\n");
 
     //  @selftest
+    //  Flavour auto: the New URL that goes with the legacy one
+    const char *derived[][2] = {
+        {"https://maps.googleapis.com/maps/api/place/nearbysearch/json",
+         "https://places.googleapis.com/v1/places:searchNearby"},
+        {"http://127.0.0.1:8080/maps/api/place/nearbysearch/json?x=1",
+         "http://127.0.0.1:8080/v1/places:searchNearby"},
+        {"https://proxy.example/google/maps/api/place/nearbysearch/json",
+         "https://proxy.example/google/v1/places:searchNearby"},
+        {"http://127.0.0.1:9/nearbysearch/json", "http://127.0.0.1:9/v1/places:searchNearby"},
+        {"https://maps.googleapis.com.evil/maps/api/place/nearbysearch/json",
+         "https://maps.googleapis.com.evil/v1/places:searchNearby"},
+    };
+    for (size_t i = 0; i < sizeof (derived) / sizeof (derived[0]); i++) {
+        char *url_new = s_new_url (derived[i][0]);
+        HERD_CHECK_STR (url_new, derived[i][1]);
+        zstr_free (&url_new);
+    }
+    HERD_CHECK (s_is_legacy_refusal ("You're calling a legacy API, which is not enabled for "
+                                     "your project. To get newer features and more, migrate "
+                                     "to the Places API: https://example"));
+    HERD_CHECK (s_is_legacy_refusal ("... https://developers.google.com/maps/legacy"
+                                     "#LegacyApiNotActivatedMapError"));
+    HERD_CHECK (!s_is_legacy_refusal ("The provided API key is invalid."));
+    HERD_CHECK (!s_is_legacy_refusal ("This API project is not authorized to use this API."));
+    HERD_CHECK (!s_is_legacy_refusal (NULL));
+
     s_server_t *server = s_server_new ();
     char directory[] = "/tmp/herd-places-test-XXXXXX";
     HERD_CHECK (mkdtemp (directory));

@@ -7,7 +7,10 @@
 //  delays another. options->flavour picks the API: "legacy" Nearby Search
 //  (GET, key in the query) or "new", Places API (New) searchNearby (POST,
 //  key in X-Goog-Api-Key, X-Goog-FieldMask), whose answers and errors are
-//  translated into the legacy shape (herd_placesbody.h). Identical requests
+//  translated into the legacy shape (herd_placesbody.h); "auto" is legacy
+//  until Google refuses the key for the legacy API, then new for good (the
+//  New URL derived from the legacy one, the refused query asked again at
+//  once inside its deadline, the switch logged once). Identical requests
 //  in flight share one HTTP request; an optional cache answers repeats;
 //  retryable failures are retried with jittered backoff inside the
 //  deadline. Each attempt and each request is logged with its latency,

@@ -24,11 +24,17 @@ radius in (0, 50000]) and may carry maxResultCount (1..20, default 20). The
 answer is {"places": [...]} with min(available, maxResultCount) places holding
 only the masked fields, or {} when there are none.
 
-Modes (global; --mode, or GET /_standin/mode?mode=X&latency_ms=N at run time):
+Modes (global; --mode, or GET /_standin/mode?mode=X&latency_ms=N at run time;
+a "-" in a mode's name reads as "_", so new-only is new_only):
     ok                normal answers (default)
     zero              status ZERO_RESULTS (legacy) or {} (New) for valid requests
     request_denied    legacy: HTTP 200 REQUEST_DENIED (legacy API not enabled);
                       New: HTTP 403 PERMISSION_DENIED (API not enabled)
+    new_only          a key made today (its project has Places API (New) only):
+                      legacy: HTTP 200 REQUEST_DENIED "You're calling a legacy API,
+                      which is not enabled..."; New: normal answers
+    invalid_key       legacy: HTTP 200 REQUEST_DENIED "The provided API key is
+                      invalid."; New: HTTP 400 INVALID_ARGUMENT (API_KEY_INVALID)
     over_query_limit  legacy: HTTP 200 OVER_QUERY_LIMIT; New: 429 RESOURCE_EXHAUSTED
     invalid_request   legacy: HTTP 200 INVALID_REQUEST; New: 400 INVALID_ARGUMENT
     http500           legacy: HTTP 500, small HTML body; New: 500 INTERNAL
@@ -72,8 +78,8 @@ import urllib.parse
 NEARBY_PATH = "/maps/api/place/nearbysearch/json"
 NEW_PATH = "/v1/places:searchNearby"
 JSON_TYPE = "application/json; charset=UTF-8"     # Content-Type of Places answers
-MODES = ("ok", "zero", "request_denied", "over_query_limit", "invalid_request", "http500",
-         "flaky500", "malformed", "truncated", "hang", "blanklines")
+MODES = ("ok", "zero", "request_denied", "new_only", "invalid_key", "over_query_limit",
+         "invalid_request", "http500", "flaky500", "malformed", "truncated", "hang", "blanklines")
 HANG_MAX_S = 120.0
 RESULTS_PER_PAGE = 20
 METRES_PER_RESULT = 500
@@ -86,6 +92,8 @@ MSG_LEGACY = ("You're calling a legacy API, which is not enabled for your projec
               "(New) or Routes API. Learn more: "
               "https://developers.google.com/maps/legacy#LegacyApiNotActivatedMapError")
 MSG_QUOTA = "You have exceeded your daily request quota for this API."
+MSG_INVALID_KEY = "The provided API key is invalid."
+MSG_NEW_INVALID_KEY = "API key not valid. Please pass a valid API key."
 MSG_NEW_NO_KEY = "The request is missing a valid API key."
 MSG_NEW_NO_MASK = ("FieldMask is a required parameter. See "
                    "https://cloud.google.com/apis/docs/system-parameters#definitions.")
@@ -828,6 +836,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return new_error(400, "INVALID_ARGUMENT", "Invalid JSON payload received.")
         failures = {
             "request_denied": (403, "PERMISSION_DENIED", MSG_NEW_DISABLED, "SERVICE_DISABLED"),
+            "invalid_key": (400, "INVALID_ARGUMENT", MSG_NEW_INVALID_KEY, "API_KEY_INVALID"),
             "over_query_limit": (429, "RESOURCE_EXHAUSTED", MSG_NEW_QUOTA, "RATE_LIMIT_EXCEEDED"),
             "invalid_request": (400, "INVALID_ARGUMENT", MSG_NEW_INVALID, None),
             "http500": (500, "INTERNAL", MSG_NEW_INTERNAL, None),
@@ -864,8 +873,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return 500, HTML_500, "text/html; charset=UTF-8"
         if mode == "malformed":
             return 200, MALFORMED_BODY, JSON_TYPE
-        if mode == "request_denied":
+        if mode in ("request_denied", "new_only"):
             body = g_body(status_document("REQUEST_DENIED", MSG_LEGACY))
+        elif mode == "invalid_key":
+            body = g_body(status_document("REQUEST_DENIED", MSG_INVALID_KEY))
         elif mode == "invalid_request":
             body = g_body(status_document("INVALID_REQUEST"))
         elif mode == "over_query_limit":
@@ -912,6 +923,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_mode(self, params):
         """GET /_standin/mode?mode=X&latency_ms=N: change either, answer the settings."""
         mode = params.get("mode")
+        if mode is not None:
+            mode = mode.replace("-", "_")
         if mode is not None and mode not in MODES:
             self.send_json(400, {"error": "unknown mode", "mode": mode, "modes": list(MODES)})
             return
@@ -951,7 +964,7 @@ def parse_args(argv):
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--latency-ms", type=int, default=0, help="delay before each Places answer")
-    parser.add_argument("--mode", choices=MODES, default="ok")
+    parser.add_argument("--mode", choices=MODES, default="ok", type=lambda m: m.replace("-", "_"))
     parser.add_argument("--failures", type=int, default=1,
                         help="requests that fail first in mode flaky500")
     parser.add_argument("--port-file", help="write the bound port here once listening")

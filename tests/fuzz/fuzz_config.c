@@ -124,7 +124,8 @@ s_check_config (const herd_config_t *config)
     }
     const herd_places_options_t *places = &config->places;
     S_ORACLE (places->flavour && places->url && places->key_env);
-    S_ORACLE (strcmp (places->flavour, "legacy") == 0 || strcmp (places->flavour, "new") == 0);
+    S_ORACLE (strcmp (places->flavour, "auto") == 0 || strcmp (places->flavour, "legacy") == 0
+              || strcmp (places->flavour, "new") == 0);
     S_ORACLE (places->retries >= 0 && places->retries <= 10);
     S_ORACLE (places->cache_ttl_ms >= 0 && places->cache_ttl_ms <= 3600000);
     S_ORACLE (places->cache_max >= 1 && places->cache_max <= 1000000);
