@@ -194,3 +194,19 @@ def test_a_stalled_actor_holds_back_the_watchdog(make_herd, manager_factory, tmp
         reader.join()
         os.close(fd)
     assert codes == {"Hill": [0]}, codes
+
+
+def test_unit_is_type_notify_with_a_watchdog_above_the_stall_bound():
+    """The unit asks for what the node sends: Type=notify, messages from the
+    main process only, and a watchdog long enough that a healthy node's
+    pings (every half of it, held back only by a stall past the bound)
+    never miss it."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(os.path.join(root, "dist", "herd@.service.in")) as f:
+        service = dict(l.strip().split("=", 1) for l in f
+                       if "=" in l and not l.startswith("#"))
+    assert service["Type"] == "notify"
+    assert service["NotifyAccess"] == "main"
+    assert service["Restart"] in ("on-failure", "always")
+    watchdog = float(service["WatchdogSec"])
+    assert watchdog / 2 + BOUND + 1 < watchdog, watchdog
