@@ -211,11 +211,12 @@ herd_node_run (const herd_config_t *config, const herd_node_t *node, const char 
         //  watchdog is pinged every half of its interval, but only while no
         //  actor is stalled: a node whose actor stays stuck is restarted
         while (true) {
-            int64_t wait_ms = 1000;
-            if (watchdog_ms) {
-                int64_t due_ms = pinged_at + watchdog_ms - herd_alive_now_ms ();
-                wait_ms = due_ms < 1 ? 1 : due_ms < wait_ms ? due_ms : wait_ms;
-            }
+            //  A second, or less when the next ping is due sooner; one
+            //  overdue (held back by a stall) waits no less than the rest
+            int64_t wait_ms = watchdog_ms && watchdog_ms < 1000 ? watchdog_ms : 1000;
+            int64_t due_ms = pinged_at + watchdog_ms - herd_alive_now_ms ();
+            if (watchdog_ms && due_ms > 0 && due_ms < wait_ms)
+                wait_ms = due_ms;
             struct timespec wait = {wait_ms / 1000, (long) (wait_ms % 1000) * 1000000};
             signo = sigtimedwait (&signals, NULL, &wait);
             int64_t now_ms = herd_alive_now_ms ();

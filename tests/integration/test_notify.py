@@ -82,6 +82,15 @@ def manager_factory(tmp_path):
         m.close()
 
 
+def wakeups(pid):
+    """How many times the process's main thread has slept and woken."""
+    with open(f"/proc/{pid}/task/{pid}/status") as f:
+        for line in f:
+            if line.startswith("voluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    raise AssertionError("no voluntary_ctxt_switches")
+
+
 def notified(herd, manager, watchdog=True):
     herd.env["NOTIFY_SOCKET"] = manager.address
     herd.env.pop("WATCHDOG_PID", None)
@@ -180,6 +189,13 @@ def test_a_stalled_actor_holds_back_the_watchdog(make_herd, manager_factory, tmp
         last = wait_for(held_back, BOUND + 8, interval=0.1, what="the pings to stop")
         assert last - blocked < BOUND + 2.5, last - blocked
         assert any("stalled" in s and "log" in s for s in manager.statuses()), manager.statuses()
+        #  Held back, the main thread still wakes once a second, no more:
+        #  an overdue ping does not make it spin
+        pid = herd.procs["Hill"][0].pid
+        before, since = wakeups(pid), time.monotonic()
+        wait_for(lambda: time.monotonic() - since > 2, 5, interval=0.1, what="two seconds")
+        woke = wakeups(pid) - before
+        assert woke < 20, f"the main thread woke {woke} times in 2 s"
         reading.set()
         resumed = time.monotonic()
         first = wait_for(lambda: (lambda p: p and p[0])(manager.pings(resumed)), 4,
