@@ -1,10 +1,14 @@
 //  herd_node.c - runs one node, or one role of it, until SIGINT or SIGTERM.
 //
 //  The main thread starts the actors, then waits for signals and, once a
-//  second, checks that every actor's loop still turns (herd_alive).
+//  second, checks that every actor's loop still turns (herd_alive). Run by
+//  systemd (Type=notify) it says READY=1 once they have all started, pings
+//  the watchdog only while none is stalled, and says STOPPING=1 on the way
+//  out (herd_notify).
 
 #include "herd_node.h"
 #include "../common/herd_alive.h"
+#include "../common/herd_notify.h"
 #include "../bus/herd_bus.h"
 #include "../gateway/herd_gateway.h"
 #include "../places/herd_places.h"
@@ -82,6 +86,28 @@ s_lock_take (const herd_node_t *node, const char *name)
     return fd;
 }
 
+//  What the node says in systemctl status: what it serves, or which roles
+//  are stalled (the watchdog is then held back).
+static void
+s_status (char *status, size_t size, const herd_node_t *node, const char *role, int stalled,
+          int64_t now_ms)
+{
+    if (stalled) {
+        int used = snprintf (status, size, "stalled:");
+        for (int index = 0; index < HERD_ALIVE_ROLES && used > 0 && (size_t) used < size; index++)
+            if (herd_alive_stalled (index, now_ms))
+                used += snprintf (status + used, size - (size_t) used, " %s",
+                                  herd_alive_name (index));
+        if (used > 0 && (size_t) used < size)
+            snprintf (status + used, size - (size_t) used, "; watchdog held back");
+    }
+    else
+    if (role && !streq (role, "gateway"))
+        snprintf (status, size, "%s ready", role);
+    else
+        snprintf (status, size, "serving clients on %s", node->client);
+}
+
 //  Close the three role locks that are open.
 static void
 s_lock_release (int *locks)
@@ -110,6 +136,9 @@ herd_node_run (const herd_config_t *config, const herd_node_t *node, const char 
     sigaddset (&signals, SIGHUP);
     pthread_sigmask (SIG_BLOCK, &signals, NULL);
     signal (SIGPIPE, SIG_IGN);
+    //  Before any thread starts: it unsets NOTIFY_SOCKET and the watchdog's
+    //  variables, which no other thread may be reading
+    herd_notify_t *notify = herd_notify_new ();
 
     //  One copy of each role of a node at a time: a lock in its data
     //  directory per role (lock: the bus, which owns the journal), taken
@@ -121,12 +150,14 @@ herd_node_run (const herd_config_t *config, const herd_node_t *node, const char 
     for (int i = 0; i < 3; i++) {
         if (node->data && lock_roles[i] && (locks[i] = s_lock_take (node, lock_names[i])) == -1) {
             s_lock_release (locks);
+            herd_notify_destroy (&notify);
             return 1;
         }
     }
     if (run_places && herd_places_global_init () == -1) {
         fprintf (stderr, "herd: %s: cannot initialise libcurl\n", node->name);
         s_lock_release (locks);
+        herd_notify_destroy (&notify);
         return 1;
     }
     herd_log_t *log = herd_log_new (node->log, node->name);
@@ -134,6 +165,7 @@ herd_node_run (const herd_config_t *config, const herd_node_t *node, const char 
         fprintf (stderr, "herd: %s: cannot open log file %s: %s\n", node->name, node->log,
                  strerror (errno));
         s_lock_release (locks);
+        herd_notify_destroy (&notify);
         return 1;
     }
     herd_log_configure (log, config->log_requests_every, (herd_log_level_t) config->log_level,
@@ -168,13 +200,42 @@ herd_node_run (const herd_config_t *config, const herd_node_t *node, const char 
             printf ("herd: %s %s ready (log %s)\n", node->name, role, node->log);
         fflush (stdout);
         herd_log_flush (log);
+        //  Every actor has started (the gateway listens): ready
+        char status[256], said[256];
+        s_status (status, sizeof (status), node, role, 0, 0);
+        herd_notify_send (notify, "READY=1\nSTATUS=%s", status);
+        memcpy (said, status, sizeof (said));
+        int64_t watchdog_ms = herd_notify_watchdog_ms (notify);
+        int64_t pinged_at = herd_alive_now_ms ();
         int signo = 0;
         //  SIGHUP reopens the log (logrotate); SIGINT or SIGTERM stops; and
-        //  at least once a second, a look at the actors' last turns
+        //  at least once a second, a look at the actors' last turns. The
+        //  watchdog is pinged every half of its interval, but only while no
+        //  actor is stalled: a node whose actor stays stuck is restarted
         while (true) {
-            struct timespec second = {1, 0};
-            signo = sigtimedwait (&signals, NULL, &second);
-            herd_alive_check (log, herd_alive_now_ms ());
+            //  A second, or less when the next ping is due sooner; one
+            //  overdue (held back by a stall) waits no less than the rest
+            int64_t wait_ms = watchdog_ms && watchdog_ms < 1000 ? watchdog_ms : 1000;
+            int64_t due_ms = pinged_at + watchdog_ms - herd_alive_now_ms ();
+            if (watchdog_ms && due_ms > 0 && due_ms < wait_ms)
+                wait_ms = due_ms;
+            struct timespec wait = {wait_ms / 1000, (long) (wait_ms % 1000) * 1000000};
+            signo = sigtimedwait (&signals, NULL, &wait);
+            int64_t now_ms = herd_alive_now_ms ();
+            int stalled = herd_alive_check (log, now_ms);
+            if (notify) {
+                //  A tenth early rather than one wake-up (a second) late
+                bool due = watchdog_ms && now_ms - pinged_at >= watchdog_ms - watchdog_ms / 10;
+                if (due && !stalled) {
+                    herd_notify_send (notify, "WATCHDOG=1");
+                    pinged_at = now_ms;
+                }
+                s_status (status, sizeof (status), node, role, stalled, now_ms);
+                if (!streq (status, said)) {
+                    herd_notify_send (notify, "STATUS=%s", status);
+                    memcpy (said, status, sizeof (said));
+                }
+            }
             if (signo == SIGHUP) {
                 if (herd_log_reopen (log) == -1)
                     fprintf (stderr, "herd: %s: cannot reopen log file %s: %s\n", node->name,
@@ -185,6 +246,7 @@ herd_node_run (const herd_config_t *config, const herd_node_t *node, const char 
             if (signo != -1)
                 break;
         }
+        herd_notify_send (notify, "STOPPING=1\nSTATUS=stopping on %s", strsignal (signo));
         herd_log_printf (log, "main", "stopping on %s", strsignal (signo));
     }
     else
@@ -198,5 +260,6 @@ herd_node_run (const herd_config_t *config, const herd_node_t *node, const char 
     free (bus_endpoint);
     free (places_endpoint);
     s_lock_release (locks);
+    herd_notify_destroy (&notify);
     return ok ? 0 : 1;
 }

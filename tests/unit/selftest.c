@@ -14,6 +14,7 @@
 #include "../../common/herd_config.h"
 #include "../../common/herd_hist.h"
 #include "../../common/herd_log.h"
+#include "../../common/herd_notify.h"
 #include "../../common/herd_proto.h"
 #include "../../common/herd_record.h"
 #include "../../bus/herd_bus.h"
@@ -36,6 +37,7 @@ static test_item_t s_tests[] = {
     {"herd_hist", herd_hist_test},
     {"herd_log", herd_log_test},
     {"herd_alive", herd_alive_test},
+    {"herd_notify", herd_notify_test},
     {"herd_config", herd_config_test},
     {"herd_placesbody", herd_placesbody_test},
     {"herd_places", herd_places_test},
