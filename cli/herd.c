@@ -468,7 +468,7 @@ s_get_one (const herd_config_t *config, const herd_node_t *node, const char *cli
 static int
 s_get (const herd_config_t *config, const char *client, const char *which)
 {
-    if (!*client || strpbrk (client, " \t\r\n\f\v")) {
+    if (!client || !*client || strpbrk (client, " \t\r\n\f\v")) {
         fprintf (stderr, "herd get: a client id has no white space: '%s'\n", client);
         return 2;
     }
@@ -708,8 +708,8 @@ main (int argc, char *argv[])
         && !streq (args.role, "places"))
         return s_usage_error (command, "--role must be gateway, bus or places, not '%s'",
                               args.role);
-    if (streq (command->name, "link") && !streq (args.arg[2], "up")
-        && !streq (args.arg[2], "down"))
+    if (streq (command->name, "link")
+        && (!args.arg[2] || (!streq (args.arg[2], "up") && !streq (args.arg[2], "down"))))
         return s_usage_error (command, "the state must be up or down, not '%s'", args.arg[2]);
     if (streq (command->name, "node") || streq (command->name, "up")) {
         //  Block the stop signals from the start: a SIGTERM that comes while

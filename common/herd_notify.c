@@ -180,7 +180,7 @@ herd_notify_test (bool verbose)
     unlink (path);
     manager = socket (AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     address = (struct sockaddr_un){.sun_family = AF_UNIX};
-    strcpy (address.sun_path, path);
+    snprintf (address.sun_path, sizeof (address.sun_path), "%s", path);
     HERD_CHECK (bind (manager, (struct sockaddr *) &address, sizeof (address)) == 0);
     setenv ("NOTIFY_SOCKET", path, 1);
     setenv ("WATCHDOG_USEC", "30000000", 1);

@@ -191,7 +191,7 @@ s_self_log (s_self_t *self, const char *format, ...)
     char line[2048];
     va_list args;
     va_start (args, format);
-    vsnprintf (line, sizeof (line), format, args);
+    vsnprintf (line, sizeof (line), format, args); // NOLINT(clang-analyzer-valist.Uninitialized): a false positive of clang-analyzer 14
     va_end (args);
     if (self->log)
         herd_log_printf (self->log, "places", "%s", line);
