@@ -96,7 +96,7 @@ herd_notify_send (herd_notify_t *self, const char *format, ...)
     char text[1024];
     va_list args;
     va_start (args, format);
-    int size = vsnprintf (text, sizeof (text), format, args);
+    int size = vsnprintf (text, sizeof (text), format, args); // NOLINT(clang-analyzer-valist.Uninitialized): a false positive of clang-analyzer 14
     va_end (args);
     if (size < 0)
         return -1;
