@@ -863,6 +863,20 @@ s_self_attempt (s_self_t *self, s_fetch_t *fetch, s_outcome_t *outcome)
     return -1;
 }
 
+//  Start the next attempt of a fetch; if curl refuses it, answer every
+//  request waiting on the fetch with why, at once.
+static void
+s_self_attempt_or_answer (s_self_t *self, s_fetch_t *fetch)
+{
+    s_outcome_t outcome = {0};
+    if (s_self_attempt (self, fetch, &outcome)) {
+        s_self_log (self, "fetch=%lu attempt=%d/%d error=\"%s\" -> answered", fetch->id,
+                    fetch->attempts, self->options->retries + 1, outcome.error);
+        s_self_answer (self, fetch, &outcome, 0, 0);
+    }
+    s_outcome_free (&outcome);
+}
+
 //  Point a fetch at the Places API (New): the URL in use, its body already
 //  in fetch->post.
 static void
@@ -975,13 +989,7 @@ s_self_request (s_self_t *self, zframe_t **routing_id_p, zframe_t **reqid_p, con
     self->fetches = fetch;
     zhashx_insert (self->fetch_index, fetch->key, fetch);
 
-    s_outcome_t outcome = {0};
-    if (s_self_attempt (self, fetch, &outcome)) {
-        s_self_log (self, "fetch=%lu attempt=%d/%d error=\"%s\" -> answered", fetch->id,
-                    fetch->attempts, self->options->retries + 1, outcome.error);
-        s_self_answer (self, fetch, &outcome, 0, 0);
-    }
-    s_outcome_free (&outcome);
+    s_self_attempt_or_answer (self, fetch);
 }
 
 //  Handle one message on the ROUTER: ["NEARBY", reqid, lat, lon, radius-km,
@@ -1267,13 +1275,7 @@ s_self_switch (s_self_t *self, s_fetch_t *fetch, const s_outcome_t *refusal, lon
     s_fetch_reset (fetch, self->multi);
     s_self_fetch_new (self, fetch);
     fetch->attempts = 0;            //  the New API gets its own retries
-    s_outcome_t outcome = {0};
-    if (s_self_attempt (self, fetch, &outcome)) {
-        s_self_log (self, "fetch=%lu attempt=%d/%d error=\"%s\" -> answered", fetch->id,
-                    fetch->attempts, self->options->retries + 1, outcome.error);
-        s_self_answer (self, fetch, &outcome, 0, 0);
-    }
-    s_outcome_free (&outcome);
+    s_self_attempt_or_answer (self, fetch);
 }
 
 //  An attempt ended: retry it later if that is allowed and fits before the
@@ -1353,13 +1355,7 @@ s_self_handle_retries (s_self_t *self)
         s_fetch_t *following = fetch->next;
         if (fetch->retry_at && fetch->retry_at <= now) {
             self->retries_waiting--;
-            s_outcome_t outcome = {0};
-            if (s_self_attempt (self, fetch, &outcome)) {
-                s_self_log (self, "fetch=%lu attempt=%d/%d error=\"%s\" -> answered", fetch->id,
-                            fetch->attempts, self->options->retries + 1, outcome.error);
-                s_self_answer (self, fetch, &outcome, 0, 0);
-            }
-            s_outcome_free (&outcome);
+            s_self_attempt_or_answer (self, fetch);
         }
         else
         if (fetch->retry_at && (next == 0 || fetch->retry_at < next))
