@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 #  make test: build, then run the unit self-tests and the integration tests,
 #  on the release build and on the ASan+UBSan build, the unit self-tests
-#  under valgrind, each libFuzzer target for 30 s, and 60 s of the fault soak. Prints one summary line
+#  under valgrind, each libFuzzer target for 30 s, and 60 s of the fault soak
+#  (the two integration runs side by side). Prints one summary line
 #  "herd: N passed, N failed" and exits non-zero if anything failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -37,6 +38,40 @@ step () {
     done
 }
 
+#  Start a step in the background, its output kept aside; finish_steps waits
+#  for them and reports each as step does, in the order they were started.
+#  The two integration runs go together: their tests mostly wait on sockets
+#  and timers (a run keeps one core a quarter busy), and each keeps to its
+#  own slice of the port pool (HERD_PORT_SLICE, herdlib.free_ports).
+bg_names=()
+bg_pids=()
+bg_outs=()
+bg_step () {
+    local name=$1; shift
+    local file
+    file=$(mktemp)
+    "$@" >"$file" 2>&1 &
+    bg_names+=("$name")
+    bg_pids+=($!)
+    bg_outs+=("$file")
+}
+finish_steps () {
+    local i
+    for i in "${!bg_pids[@]}"; do
+        local status=0
+        wait "${bg_pids[$i]}" || status=$?
+        step "${bg_names[$i]}" s_replay "${bg_outs[$i]}" "$status"
+        rm -f "${bg_outs[$i]}"
+    done
+    bg_names=()
+    bg_pids=()
+    bg_outs=()
+}
+s_replay () {
+    cat "$1"
+    return "$2"
+}
+
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 export LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp
@@ -46,10 +81,11 @@ step "build (asan+ubsan)"   make -s -j"$jobs" SAN=1 build
 step "unit (release)"       build/release/bin/herd_selftest
 step "unit (asan+ubsan)"    build/san/bin/herd_selftest
 step "unit (valgrind)"      tests/valgrind.sh build/release/bin/herd_selftest
-step "integration (release)" env HERD_BIN="$PWD/build/release/bin/herd" \
+bg_step "integration (release)" env HERD_BIN="$PWD/build/release/bin/herd" HERD_PORT_SLICE=0/2 \
     /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
-step "integration (asan+ubsan)" env HERD_BIN="$PWD/build/san/bin/herd" HERD_SAN=1 \
+bg_step "integration (asan+ubsan)" env HERD_BIN="$PWD/build/san/bin/herd" HERD_SAN=1 HERD_PORT_SLICE=1/2 \
     /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
+finish_steps
 step "fuzz (short)"         make -s -j"$jobs" fuzz-short
 #  The fault soak's schedule compressed into 60 s (every kind of fault once),
 #  seeded so every run injects the same faults on the same nodes

@@ -62,13 +62,20 @@ def _port_pool():
     it when that leaves too few. Inside the range, a neighbour's ZeroMQ
     reconnect can take a dead node's port as its own local port, and the
     node cannot bind it again until that connection is gone (90 s and more
-    were seen)."""
+    were seen). HERD_PORT_SLICE=i/n keeps to the i-th of n equal slices, so
+    test sessions running at once (make test runs two) never pick the same
+    port between its check and the node's bind."""
     low, high = _outgoing_port_range()
     if low - 20000 >= 2000:
-        return range(20000, low)
-    if 65535 - high >= 2000:
-        return range(high + 1, 65536)
-    return range(1024, low)
+        pool = range(20000, low)
+    elif 65535 - high >= 2000:
+        pool = range(high + 1, 65536)
+    else:
+        pool = range(1024, low)
+    index, _, count = os.environ.get("HERD_PORT_SLICE", "0/1").partition("/")
+    index, count = int(index), int(count)
+    size = len(pool) // count
+    return pool[index * size:(index + 1) * size]
 
 
 def free_ports(count):
