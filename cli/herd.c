@@ -22,7 +22,8 @@ static const char s_usage[] =
     "                                      in one process (--role: one role of it)\n"
     "  herd up [--split]                   run every node of FILE that lives on this\n"
     "                                      host, one process per node (--split: one\n"
-    "                                      per role), until SIGINT or SIGTERM\n"
+    "                                      per role), restarting one that dies, until\n"
+    "                                      SIGINT or SIGTERM\n"
     "  herd nodes                          print 'NAME HOST:PORT' for every node\n"
     "  herd digest                         print 'NAME CLIENTS DIGEST' for every node (or\n"
     "                                      'NAME unreachable'); exit 0 when all agree\n"
@@ -98,7 +99,10 @@ static const s_command_t s_commands[] = {
     {"up", "[--split] [-c FILE]",
      "Runs every node of FILE that lives on this host (its client address is\n"
      "loopback, a wildcard or an address of this machine), one process per node,\n"
-     "until SIGINT or SIGTERM.\n\n"
+     "until SIGINT or SIGTERM, which stop them all; SIGHUP is passed on to each.\n"
+     "A process that ends on its own is said on stderr (node, pid, exit status or\n"
+     "signal) and started again after a back-off: 250 ms, doubled at each death\n"
+     "within a minute of its start, up to 30 s; it keeps trying at 30 s.\n\n"
      "  --split             one process per role of each node\n" S_CONFIG_TEXT S_HELP_TEXT,
      "hc:", s_opts_up, 0, 0},
     {"nodes", "[-c FILE]",
@@ -513,10 +517,25 @@ s_keygen (const char *name, const char *dir)
     return rc == 0 ? 0 : 1;
 }
 
+//  herd up restarts a child that ends on its own after a back-off: 250 ms,
+//  doubled at each death of a child that had run less than a minute, up to
+//  30 s, and back to 250 ms once it has run a minute. It never gives up:
+//  what makes a node fail at start (its port taken, its data dir locked, the
+//  config file edited into a bad one) is mostly fixed outside herd up, and
+//  the next try, at most 30 s later, then succeeds; each failure is said.
+#define S_RESTART_FIRST_MS  250
+#define S_RESTART_MAX_MS    30000
+#define S_RESTART_RESET_MS  60000
+
 //  One child process of `herd up`.
 typedef struct {
-    pid_t pid;
-    char label[128];
+    const char *name;           //  the node
+    const char *role;           //  --split: its role, else NULL
+    pid_t pid;                  //  0 while not running
+    char label[128];            //  "NAME" or "NAME ROLE"
+    int64_t started;            //  when it was started (zclock_mono)
+    int64_t delay;              //  the back-off before its next restart
+    int64_t restart_at;         //  when to restart it, 0 when not pending
 } s_child_t;
 
 //  Start `herd node NAME [--role ROLE] -c FILE` as a child; its pid or -1.
@@ -540,7 +559,60 @@ s_spawn (const char *config, const char *name, const char *role)
     return pid;
 }
 
-//  herd up: every local node, one process each, until SIGINT or SIGTERM.
+//  How a child ended, as "status N" or "signal SIGNAME".
+static void
+s_ended (int wstatus, char *text, size_t size)
+{
+    if (WIFEXITED (wstatus))
+        snprintf (text, size, "status %d", WEXITSTATUS (wstatus));
+    else {
+        const char *abbrev = sigabbrev_np (WTERMSIG (wstatus));
+        if (abbrev)
+            snprintf (text, size, "signal SIG%s", abbrev);
+        else
+            snprintf (text, size, "signal %d", WTERMSIG (wstatus));
+    }
+}
+
+//  Start a child; when fork fails, its restart is put off as if it had died.
+static void
+s_start (s_child_t *child, const char *path)
+{
+    child->restart_at = 0;
+    child->started = zclock_mono ();
+    child->pid = s_spawn (path, child->name, child->role);
+    if (child->pid < 0) {
+        child->pid = 0;
+        fprintf (stderr, "herd: cannot start %s: %s; trying again in %" PRId64 " ms\n",
+                 child->label, strerror (errno), child->delay);
+        child->restart_at = zclock_mono () + child->delay;
+        child->delay = child->delay * 2 > S_RESTART_MAX_MS ? S_RESTART_MAX_MS : child->delay * 2;
+    }
+}
+
+//  A child ended on its own: say so, and when to restart it.
+static void
+s_died (s_child_t *child, int wstatus)
+{
+    int64_t now = zclock_mono ();
+    if (now - child->started >= S_RESTART_RESET_MS)
+        child->delay = S_RESTART_FIRST_MS;
+    char ended[32];
+    s_ended (wstatus, ended, sizeof (ended));
+    char in[32];
+    if (child->delay < 1000)
+        snprintf (in, sizeof (in), "%" PRId64 " ms", child->delay);
+    else
+        snprintf (in, sizeof (in), "%" PRId64 " s", child->delay / 1000);
+    fprintf (stderr, "herd: %s %s (pid %d, %s); restarting it in %s\n", child->label,
+             WIFEXITED (wstatus) ? "exited" : "died", (int) child->pid, ended, in);
+    child->pid = 0;
+    child->restart_at = now + child->delay;
+    child->delay = child->delay * 2 > S_RESTART_MAX_MS ? S_RESTART_MAX_MS : child->delay * 2;
+}
+
+//  herd up: every local node, one process each, until SIGINT or SIGTERM;
+//  a node that dies is started again.
 static int
 s_up (const herd_config_t *config, const char *path, bool split)
 {
@@ -564,9 +636,12 @@ s_up (const herd_config_t *config, const char *path, bool split)
                 node->bus);
         for (size_t r = 0; r < (split ? 3u : 1u); r++) {
             s_child_t *child = &children[count++];
-            child->pid = s_spawn (path, node->name, split ? roles[r] : NULL);
+            child->name = node->name;
+            child->role = split ? roles[r] : NULL;
+            child->delay = S_RESTART_FIRST_MS;
             snprintf (child->label, sizeof (child->label), "%s%s%s", node->name,
                       split ? " " : "", split ? roles[r] : "");
+            s_start (child, path);
         }
     }
     fflush (stdout);
@@ -576,38 +651,62 @@ s_up (const herd_config_t *config, const char *path, bool split)
         return 1;
     }
 
-    //  Wait for a signal; report children that end on their own
-    size_t running = count;
+    //  Wait for a signal or the next restart that is due: restart children
+    //  that end on their own, until SIGINT or SIGTERM
     int status = 0;
-    while (running > 0) {
-        int signo = 0;
-        sigwait (&signals, &signo);
+    while (true) {
+        int64_t next = 0;
+        for (size_t i = 0; i < count; i++)
+            if (children[i].restart_at && (!next || children[i].restart_at < next))
+                next = children[i].restart_at;
+        int signo;
+        if (next) {
+            int64_t wait = next - zclock_mono ();
+            if (wait < 0)
+                wait = 0;
+            struct timespec timeout = {wait / 1000, (wait % 1000) * 1000000};
+            signo = sigtimedwait (&signals, NULL, &timeout);
+        }
+        else
+            signo = sigwaitinfo (&signals, NULL);
+        if (signo == SIGINT || signo == SIGTERM)
+            break;
         if (signo == SIGHUP) {
             //  Every node reopens its log (logrotate)
             for (size_t i = 0; i < count; i++)
                 if (children[i].pid > 0)
                     kill (children[i].pid, SIGHUP);
-            continue;
         }
-        if (signo != SIGCHLD)
-            break;
-        pid_t pid;
-        int wstatus;
-        while ((pid = waitpid (-1, &wstatus, WNOHANG)) > 0)
-            for (size_t i = 0; i < count; i++)
-                if (children[i].pid == pid) {
-                    fprintf (stderr, "herd: %s exited (%s %d)\n", children[i].label,
-                             WIFEXITED (wstatus) ? "status" : "signal",
-                             WIFEXITED (wstatus) ? WEXITSTATUS (wstatus) : WTERMSIG (wstatus));
-                    children[i].pid = 0;
-                    running--;
-                    status = 1;
-                }
+        else
+        if (signo == SIGCHLD) {
+            pid_t pid;
+            int wstatus;
+            while ((pid = waitpid (-1, &wstatus, WNOHANG)) > 0)
+                for (size_t i = 0; i < count; i++)
+                    if (children[i].pid == pid)
+                        s_died (&children[i], wstatus);
+        }
+        int64_t now = zclock_mono ();
+        bool started = false;
+        for (size_t i = 0; i < count; i++)
+            if (children[i].restart_at && children[i].restart_at <= now) {
+                s_start (&children[i], path);
+                if (children[i].pid > 0)
+                    printf ("herd: restarted %s (pid %d)\n", children[i].label,
+                            (int) children[i].pid);
+                started = true;
+            }
+        if (started)
+            fflush (stdout);
     }
     //  Stop the rest, last started first (a split node's gateway before its
     //  bus, so what the gateway acknowledged reaches the bus): SIGTERM, then
-    //  SIGKILL when one has not stopped within 5 s
+    //  SIGKILL when one has not stopped within 5 s. A child waiting for its
+    //  restart stays stopped
     printf ("herd: stopping\n");
+    for (size_t i = 0; i < count; i++)
+        if (children[i].restart_at)
+            printf ("herd: not restarting %s\n", children[i].label);
     fflush (stdout);
     for (size_t i = count; i-- > 0;) {
         if (children[i].pid <= 0)
@@ -619,9 +718,10 @@ s_up (const herd_config_t *config, const char *path, bool split)
             pid_t pid = waitpid (children[i].pid, &wstatus, WNOHANG);
             if (pid == children[i].pid
                 && !(WIFEXITED (wstatus) && WEXITSTATUS (wstatus) == 0)) {
-                fprintf (stderr, "herd: %s did not stop cleanly (%s %d)\n", children[i].label,
-                         WIFEXITED (wstatus) ? "status" : "signal",
-                         WIFEXITED (wstatus) ? WEXITSTATUS (wstatus) : WTERMSIG (wstatus));
+                char ended[32];
+                s_ended (wstatus, ended, sizeof (ended));
+                fprintf (stderr, "herd: %s did not stop cleanly (%s)\n", children[i].label,
+                         ended);
                 status = 1;
             }
             if (pid == children[i].pid || pid == -1)
