@@ -594,15 +594,12 @@ s_keygen_all (const char *config_path, const char *dir)
     char *fallback = NULL;
     for (size_t i = 0; !dir && !fallback && i < config->node_count; i++)
         if (config->nodes[i].cert) {
-            fallback = strdup (config->nodes[i].cert);
+            const char *cert = config->nodes[i].cert;
+            const char *slash = strrchr (cert, '/');
+            fallback = slash ? strndup (cert, (size_t) (slash - cert)) : strdup (".");
             assert (fallback);
-            char *slash = strrchr (fallback, '/');
-            if (slash)
-                *slash = 0;
-            else
-                strcpy (fallback, ".");
         }
-    char **paths = (char **) calloc (config->node_count, sizeof (char *));
+    char **paths = (char **) calloc (config->node_count + 1, sizeof (char *));
     assert (paths);
     int rc = 0;
     for (size_t i = 0; i < config->node_count; i++) {

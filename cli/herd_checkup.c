@@ -216,16 +216,10 @@ s_check_port (s_check_t *self, const herd_node_t *node, const char *key, const c
 static void
 s_check_log (s_check_t *self, const herd_node_t *node)
 {
-    char *dir = strdup (node->log);
+    const char *slash = strrchr (node->log, '/');
+    char *dir = !slash ? strdup (".")
+                       : strndup (node->log, slash == node->log ? 1 : (size_t) (slash - node->log));
     assert (dir);
-    char *slash = strrchr (dir, '/');
-    if (!slash)
-        strcpy (dir, ".");
-    else
-    if (slash == dir)
-        slash[1] = 0;
-    else
-        *slash = 0;
     if (s_probe_dir (dir, true))
         s_report (self, true, node, "key 'log': cannot write in directory %s: %s", dir,
                   strerror (errno));
