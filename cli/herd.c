@@ -1,5 +1,6 @@
 //  herd.c - the herd command: run a node or a role, start a whole herd, ask it.
 
+#include "herd_checkup.h"
 #include "herd_client.h"
 #include "herd_node.h"
 #include "../common/herd_version.h"
@@ -25,6 +26,8 @@ static const char s_usage[] =
     "                                      per role), restarting one that dies, until\n"
     "                                      SIGINT or SIGTERM\n"
     "  herd nodes                          print 'NAME HOST:PORT' for every node\n"
+    "  herd check [NODE]                   test FILE and this host's nodes: paths,\n"
+    "                                      ports, certificates (nginx -t)\n"
     "  herd digest                         print 'NAME CLIENTS DIGEST' for every node (or\n"
     "                                      'NAME unreachable'); exit 0 when all agree\n"
     "  herd get CLIENT [NODE|all]          print each node's stored record of CLIENT\n"
@@ -34,7 +37,8 @@ static const char s_usage[] =
     "                                      answers\n"
     "  herd monitor [--once] [--json]      live view of every node and edge\n"
     "  herd graph                          the topology as Graphviz DOT, with live state\n"
-    "  herd keygen NAME [-d DIR]           write a CURVE certificate pair for node NAME\n"
+    "  herd keygen NAME|--all [-d DIR]     write a CURVE certificate pair for node NAME,\n"
+    "                                      or for every node of FILE\n"
     "  herd version                        the version of herd and its libraries\n"
     "  herd help [COMMAND]                 this text, or a command's\n"
     "\n"
@@ -46,7 +50,7 @@ static const char s_usage[] =
     "places/url.\n";
 
 //  Options that take no short letter.
-enum { S_OPT_ROLE = 256, S_OPT_SPLIT, S_OPT_ONCE, S_OPT_JSON };
+enum { S_OPT_ROLE = 256, S_OPT_SPLIT, S_OPT_ONCE, S_OPT_JSON, S_OPT_ALL };
 
 #define S_OPT_HELP   {"help", no_argument, NULL, 'h'}
 #define S_OPT_CONFIG {"config", required_argument, NULL, 'c'}
@@ -62,6 +66,7 @@ typedef struct {
     bool split;                 //  up: one process per role
     bool once;                  //  monitor: one snapshot
     bool json;                  //  monitor: as JSON
+    bool all;                   //  keygen: every node of the config
     const char *arg[3];         //  positional arguments
     int arg_count;
 } s_args_t;
@@ -86,7 +91,8 @@ static const struct option s_opts_monitor[] = {
     S_OPT_HELP, S_OPT_CONFIG, {"once", no_argument, NULL, S_OPT_ONCE},
     {"json", no_argument, NULL, S_OPT_JSON}, S_OPT_END};
 static const struct option s_opts_keygen[] = {
-    S_OPT_HELP, S_OPT_CONFIG, {"dir", required_argument, NULL, 'd'}, S_OPT_END};
+    S_OPT_HELP, S_OPT_CONFIG, {"dir", required_argument, NULL, 'd'},
+    {"all", no_argument, NULL, S_OPT_ALL}, S_OPT_END};
 
 static const s_command_t s_commands[] = {
     {"node", "NAME [--role gateway|bus|places] [-c FILE]",
@@ -109,6 +115,16 @@ static const s_command_t s_commands[] = {
      "Prints 'NAME HOST:PORT' (the client address) for every node of FILE.\n\n" S_CONFIG_TEXT
          S_HELP_TEXT,
      "hc:", s_opts_config, 0, 0},
+    {"check", "[NODE] [-c FILE]",
+     "Tests FILE as a node would load it (the same refusals, the same message),\n"
+     "then, for each node this host runs (the ones 'herd up' starts) or NODE,\n"
+     "tries what the node will do: make and write its log and data directories\n"
+     "and run_dir, bind each TCP port it listens on (client, bus, sync, monitor,\n"
+     "metrics), read its secret certificate when CURVE is on. Prints a line per\n"
+     "problem or warning ('herd: check: FILE: node 'NAME': ...') and a verdict;\n"
+     "exits 0 when there is no problem (warnings, such as an open bus said with\n"
+     "security/curve = off, do not count), 1 otherwise.\n\n" S_CONFIG_TEXT S_HELP_TEXT,
+     "hc:", s_opts_config, 0, 1},
     {"digest", "[-c FILE]",
      "Asks every node over its sync endpoint for its client count and table\n"
      "digest and prints 'NAME CLIENTS DIGEST', or 'NAME unreachable'. Exits 0\n"
@@ -139,12 +155,17 @@ static const s_command_t s_commands[] = {
      "Prints the topology of FILE as Graphviz DOT with live node and link state\n"
      "(herd graph | dot -Tpng > herd.png).\n\n" S_CONFIG_TEXT S_HELP_TEXT,
      "hc:", s_opts_config, 0, 0},
-    {"keygen", "NAME [-d DIR]",
+    {"keygen", "NAME|--all [-d DIR] [-c FILE]",
      "Writes a CURVE certificate pair for node NAME: DIR/NAME.cert (public: copy\n"
      "it to every host) and DIR/NAME.cert_secret (mode 600: keep it on NAME's host\n"
-     "only).\n\n"
-     "  -d, --dir DIR       where to write them (default certs)\n" S_HELP_TEXT,
-     "hc:d:", s_opts_keygen, 1, 1},
+     "only). A pair that exists is kept, never overwritten.\n\n"
+     "  --all               a pair for every node of FILE, each where its cert key\n"
+     "                      points (or DIR/NAME.cert); then prints the lines to\n"
+     "                      paste into FILE (cert = ..., security/curve = on)\n"
+     "  -d, --dir DIR       where to write them (default certs; with --all, the\n"
+     "                      directory of FILE's cert paths, else certs)\n" S_CONFIG_TEXT
+         S_HELP_TEXT,
+     "hc:d:", s_opts_keygen, 0, 1},
     {"version", "",
      "Prints 'herd VERSION', then the libzmq and czmq versions it runs with.\n\n" S_HELP_TEXT,
      "hc:", s_opts_config, 0, 0},
@@ -217,6 +238,9 @@ s_parse_command (const s_command_t *command, int argc, char *argv[], s_args_t *a
         else
         if (opt == S_OPT_JSON)
             args->json = true;
+        else
+        if (opt == S_OPT_ALL)
+            args->all = true;
         else
         if (opt == ':')
             return s_usage_error (command, "option '%s' needs a value", text);
@@ -489,32 +513,118 @@ s_get (const herd_config_t *config, const char *client, const char *which)
     return rc;
 }
 
+//  mkdir -p the directory part of path.
+static void
+s_make_parents (const char *path)
+{
+    char *copy = strdup (path);
+    assert (copy);
+    for (char *slash = strchr (copy + 1, '/'); slash; slash = strchr (slash + 1, '/')) {
+        *slash = 0;
+        mkdir (copy, 0755);             //  EEXIST is fine; saving says what failed
+        *slash = '/';
+    }
+    free (copy);
+}
+
+//  A CURVE certificate pair for node name: path (public, mode 644) and
+//  path_secret (mode 600 from the start: written under umask 077), as the
+//  bus loads them. An existing file is never overwritten. 0 written, 1
+//  kept, -1 failed (said on stderr).
+static int
+s_keygen_pair (const char *name, const char *path)
+{
+    char *secret = zsys_sprintf ("%s_secret", path);
+    int rc = 0;
+    if (zsys_file_exists (secret)) {
+        printf ("herd: keygen: %s exists: kept, not overwritten (to make a new pair for %s, "
+                "remove it and %s)\n", secret, name, path);
+        rc = 1;
+    }
+    else
+    if (zsys_file_exists (path)) {
+        printf ("herd: keygen: %s exists without its secret: kept, not overwritten (make the "
+                "herd's pairs on one host and copy them)\n", path);
+        rc = 1;
+    }
+    else {
+        s_make_parents (path);
+        zcert_t *cert = zcert_new ();
+        zcert_set_meta (cert, "name", "%s", name);
+        mode_t mask = umask (077);
+        int saved = cert ? zcert_save (cert, path) : -1;
+        umask (mask);
+        if (saved == 0)
+            saved = chmod (path, 0644);
+        if (saved == 0)
+            printf ("herd: keygen: wrote %s (public: give it to every host) and %s (secret: "
+                    "keep it on %s's host only)\n", path, secret, name);
+        else {
+            fprintf (stderr, "herd: keygen: cannot write %s: %s\n", path, strerror (errno));
+            rc = -1;
+        }
+        zcert_destroy (&cert);
+    }
+    zstr_free (&secret);
+    return rc;
+}
+
 //  herd keygen NAME: a CURVE certificate pair for node NAME.
 static int
 s_keygen (const char *name, const char *dir)
 {
-    if (!name) {
-        fprintf (stderr, "herd: keygen needs a NAME\n");
-        return 2;
-    }
-    zsys_dir_create ("%s", dir);
-    zcert_t *cert = zcert_new ();
-    zcert_set_meta (cert, "name", "%s", name);
     char *path = zsys_sprintf ("%s/%s.cert", dir, name);
-    char *secret = zsys_sprintf ("%s_secret", path);
-    int rc = zcert_save (cert, path);
-    if (rc == 0)
-        rc = chmod (secret, 0600);
-    if (rc == 0)
-        printf ("herd: wrote %s (public: give it to every host) and %s (secret: keep it on "
-                "%s's host only)\nherd: add to node %s in herd.cfg:  cert = %s\n",
-                path, secret, name, name, path);
-    else
-        fprintf (stderr, "herd: cannot write %s: %s\n", path, strerror (errno));
+    int rc = s_keygen_pair (name, path);
+    if (rc >= 0)
+        printf ("herd: add to node %s in herd.cfg:  cert = %s\n", name, path);
     zstr_free (&path);
-    zstr_free (&secret);
-    zcert_destroy (&cert);
-    return rc == 0 ? 0 : 1;
+    return rc < 0 ? 1 : 0;
+}
+
+//  herd keygen --all: a pair for every node of the config, where its cert
+//  key points (or DIR/NAME.cert), then the lines to paste into the config.
+static int
+s_keygen_all (const char *config_path, const char *dir)
+{
+    //  The checks of cert and the protected bus are what this makes true
+    char *error = NULL;
+    herd_config_t *config = herd_config_load_without_security (config_path, &error);
+    if (!config) {
+        fprintf (stderr, "herd: bad configuration: %s\n", error ? error : config_path);
+        free (error);
+        return 1;
+    }
+    //  Nodes without a cert key go where the others' point, else to certs
+    char *fallback = NULL;
+    for (size_t i = 0; !dir && !fallback && i < config->node_count; i++)
+        if (config->nodes[i].cert) {
+            const char *cert = config->nodes[i].cert;
+            const char *slash = strrchr (cert, '/');
+            fallback = slash ? strndup (cert, (size_t) (slash - cert)) : strdup (".");
+            assert (fallback);
+        }
+    char **paths = (char **) calloc (config->node_count + 1, sizeof (char *));
+    assert (paths);
+    int rc = 0;
+    for (size_t i = 0; i < config->node_count; i++) {
+        const herd_node_t *node = &config->nodes[i];
+        paths[i] = !dir && node->cert
+                       ? strdup (node->cert)
+                       : zsys_sprintf ("%s/%s.cert", dir ? dir : fallback ? fallback : "certs",
+                                       node->name);
+        if (s_keygen_pair (node->name, paths[i]) < 0)
+            rc = 1;
+    }
+    printf ("# %s: a cert line in each node's section, and CURVE on\n", config_path);
+    for (size_t i = 0; i < config->node_count; i++) {
+        printf ("node = %s\n    cert = %s\n", config->nodes[i].name, paths[i]);
+        free (paths[i]);
+    }
+    printf ("security\n    curve = on\n");
+    free (paths);
+    free (fallback);
+    herd_config_destroy (&config);
+    return rc;
 }
 
 //  herd up restarts a child that ends on its own after a back-off: 250 ms,
@@ -802,8 +912,18 @@ main (int argc, char *argv[])
     }
     if (streq (command->name, "version"))
         return s_version ();
-    if (streq (command->name, "keygen"))
+    if (streq (command->name, "keygen")) {
+        if (args.all && args.arg_count)
+            return s_usage_error (command, "--all makes every node's pair: no NAME ('%s')",
+                                  args.arg[0]);
+        if (!args.all && !args.arg_count)
+            return s_usage_error (command, "%s", "give a node NAME, or --all");
+        if (args.all)
+            return s_keygen_all (args.config, args.dir);
         return s_keygen (args.arg[0], args.dir ? args.dir : "certs");
+    }
+    if (streq (command->name, "check"))
+        return herd_checkup_run (args.config, args.arg_count ? args.arg[0] : NULL, s_is_local);
     if (args.role && !streq (args.role, "gateway") && !streq (args.role, "bus")
         && !streq (args.role, "places"))
         return s_usage_error (command, "--role must be gateway, bus or places, not '%s'",

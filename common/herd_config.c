@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <sys/un.h>
@@ -55,6 +56,7 @@ typedef struct {
     zhash_t *clients;           //  "[host]:port" -> herd_node_t * with that client
     zhash_t *buses;             //  "[host]:port" -> herd_node_t * with that bus
     zhash_t *logs;              //  log path -> herd_node_t *
+    bool skip_security;         //  no certificate loaded, no protected-bus check
 } s_loader_t;
 
 //  printf-like helpers, declared so the compiler checks their formats
@@ -667,12 +669,13 @@ s_load_security (s_loader_t *self, zconfig_t *section, herd_config_t *config)
         return -1;
     zconfig_t *key = section ? s_locate (section, "curve") : NULL;
     const char *value = key ? s_value (key) : "off";
+    config->curve_said = key != NULL;
     if (strcmp (value, "on") == 0)
         config->curve = true;
     else
     if (strcmp (value, "off") != 0)
         return s_key_fail (self, key, "security", "'%s' is not on or off", value);
-    for (size_t i = 0; config->curve && i < config->node_count; i++) {
+    for (size_t i = 0; config->curve && !self->skip_security && i < config->node_count; i++) {
         herd_node_t *node = &config->nodes[i];
         if (!node->cert)
             return s_loader_fail (self, 0,
@@ -685,6 +688,48 @@ s_load_security (s_loader_t *self, zconfig_t *section, herd_config_t *config)
                                   "node '%s': key 'cert': cannot load a certificate from '%s'",
                                   node->name, node->cert);
         zcert_destroy (&cert);
+    }
+    return 0;
+}
+
+//  The protected bus (Redis's protected mode): unless CURVE is on, every
+//  node's bus and sync endpoint must bind a loopback address, or the file
+//  must say security/curve = off. Checked for every node of the file, not
+//  only the ones this host runs: the herd shares the file, and one open bus
+//  opens the whole herd (a node applies whatever its neighbours publish).
+//  The monitor is not covered: CURVE does not protect it either (herd
+//  check warns about it).
+static int
+s_load_protected (s_loader_t *self, zconfig_t *root, herd_config_t *config)
+{
+    if (config->curve || config->curve_said || self->skip_security)
+        return 0;
+    static const char *const keys[] = {"bus", "sync"};
+    size_t index = 0;
+    for (zconfig_t *section = zconfig_child (root); section; section = zconfig_next (section)) {
+        if (strcmp (zconfig_name (section), "node") != 0)
+            continue;
+        const herd_node_t *node = &config->nodes[index++];
+        for (size_t i = 0; i < 2; i++) {
+            zconfig_t *key = zconfig_locate (section, keys[i]);
+            char *host = NULL;
+            int port = 0;
+            const char *reason = NULL;
+            if (!key || s_split_address (s_value (key) + strlen ("tcp://"), &host, &port, &reason))
+                continue;       //  absent (sync), or refused already
+            int rc = 0;
+            if (!herd_config_is_loopback (host)) {
+                char *context = s_sprintf ("node '%s'", node->name);
+                rc = s_key_fail (self, key, context,
+                                 "binds %s without CURVE: set security/curve = on, or "
+                                 "security/curve = off to accept an open bus",
+                                 host);
+                free (context);
+            }
+            free (host);
+            if (rc)
+                return rc;
+        }
     }
     return 0;
 }
@@ -1135,7 +1180,8 @@ s_load_tree (s_loader_t *self, zconfig_t *root, herd_config_t *config)
             if (s_load_edge (self, key, config))
                 return -1;
     }
-    if (s_load_security (self, sections[4], config))
+    if (s_load_security (self, sections[4], config)
+        || s_load_protected (self, root, config))
         return -1;
     return s_load_places (self, sections[3], config);
 }
@@ -1144,15 +1190,15 @@ s_load_tree (s_loader_t *self, zconfig_t *root, herd_config_t *config)
 //  Public API
 
 //  Load and validate a config from text; name stands for the file.
-herd_config_t *
-herd_config_load_string (const char *text, const char *name, char **error_p)
+static herd_config_t *
+s_load_text (const char *text, const char *name, bool skip_security, char **error_p)
 {
     assert (text);
     assert (name);
     if (error_p)
         *error_p = NULL;
 
-    s_loader_t loader = {.file = name};
+    s_loader_t loader = {.file = name, .skip_security = skip_security};
     loader.names = (zhash_t *) s_checked (zhash_new ());
     loader.clients = (zhash_t *) s_checked (zhash_new ());
     loader.buses = (zhash_t *) s_checked (zhash_new ());
@@ -1181,6 +1227,13 @@ herd_config_load_string (const char *text, const char *name, char **error_p)
     else
         free (loader.error);
     return self;
+}
+
+//  Load and validate a config from text; name stands for the file.
+herd_config_t *
+herd_config_load_string (const char *text, const char *name, char **error_p)
+{
+    return s_load_text (text, name, false, error_p);
 }
 
 //  Read a whole file into a string; NULL with *error_p set on failure.
@@ -1233,22 +1286,53 @@ s_read_file (const char *path, char **error_p)
     return text;
 }
 
-//  Load and validate a config file.
-herd_config_t *
-herd_config_load (const char *path, char **error_p)
+//  Load a config file, with or without its security checks.
+static herd_config_t *
+s_load_path (const char *path, bool skip_security, char **error_p)
 {
     assert (path);
     char *error = NULL;
     herd_config_t *self = NULL;
     char *text = s_read_file (path, &error);
     if (text)
-        self = herd_config_load_string (text, path, &error);
+        self = s_load_text (text, path, skip_security, &error);
     free (text);
     if (error_p)
         *error_p = error;
     else
         free (error);
     return self;
+}
+
+//  Load and validate a config file.
+herd_config_t *
+herd_config_load (const char *path, char **error_p)
+{
+    return s_load_path (path, false, error_p);
+}
+
+//  Load a config file without its security checks, for herd keygen --all.
+herd_config_t *
+herd_config_load_without_security (const char *path, char **error_p)
+{
+    return s_load_path (path, true, error_p);
+}
+
+//  True if host, as written, is a loopback address.
+bool
+herd_config_is_loopback (const char *host)
+{
+    assert (host);
+    if (strcasecmp (host, "localhost") == 0)
+        return true;
+    struct in_addr v4;
+    struct in6_addr v6;
+    if (inet_pton (AF_INET, host, &v4) == 1)
+        return (ntohl (v4.s_addr) >> 24) == 127;
+    if (inet_pton (AF_INET6, host, &v6) == 1)
+        return IN6_IS_ADDR_LOOPBACK (&v6)
+               || (IN6_IS_ADDR_V4MAPPED (&v6) && v6.s6_addr[12] == 127);
+    return false;
 }
 
 //  Destroy a config; nulls the caller's pointer.
@@ -1595,6 +1679,20 @@ static const s_test_case_t s_test_errors[] = {
      "enterprise_fields, cache_ttl_ms, cache_max)"},
     {S_TEST_NODE_A "places\n    url = http://a\n    url = http://b\n",
      "t.cfg:7: places: key 'url'", "is given twice (first at line 6)"},
+    //  The protected bus: off loopback without CURVE, unless curve = off is said
+    {"node = A\n    client = 10.0.0.1:1\n    bus = tcp://10.0.0.1:2\n    log = l\n",
+     "t.cfg:3: node 'A': key 'bus': binds 10.0.0.1 without CURVE: ",
+     "set security/curve = on, or security/curve = off to accept an open bus"},
+    {S_TEST_NODE_A "    sync = tcp://0.0.0.0:5\n", "t.cfg:5: node 'A': key 'sync'",
+     "binds 0.0.0.0 without CURVE"},
+    {S_TEST_NODE_A S_TEST_NODE_B "    sync = tcp://[::]:5\n", "t.cfg:9: node 'B': key 'sync'",
+     "binds :: without CURVE"},
+    {"node = A\n    client = 127.0.0.1:1\n    bus = tcp://eth0:2\n    log = l\n",
+     "t.cfg:3: node 'A': key 'bus'", "binds eth0 without CURVE"},
+    {"node = A\n    client = 127.0.0.1:1\n    bus = tcp://herd-a.example:2\n    log = l\n",
+     "t.cfg:3: node 'A': key 'bus'", "binds herd-a.example without CURVE"},
+    {"node = A\n    client = 127.0.0.1:1\n    bus = tcp://10.1.1.1:2\n    log = l\nsecurity\n",
+     "t.cfg:3: node 'A': key 'bus'", "binds 10.1.1.1 without CURVE"},
 };
 
 //  Names of a node's neighbours, space-separated, for checks.
@@ -1830,6 +1928,55 @@ herd_config_test (bool verbose)
                     "https://maps.googleapis.com/maps/api/place/nearbysearch/json");
     herd_config_destroy (&config);
 
+    //  The protected bus: loopback as written, or an explicit curve = off
+    HERD_CHECK (herd_config_is_loopback ("127.0.0.1"));
+    HERD_CHECK (herd_config_is_loopback ("127.255.0.9"));
+    HERD_CHECK (herd_config_is_loopback ("::1"));
+    HERD_CHECK (herd_config_is_loopback ("::ffff:127.0.0.1"));
+    HERD_CHECK (herd_config_is_loopback ("localhost"));
+    HERD_CHECK (herd_config_is_loopback ("LocalHost"));
+    HERD_CHECK (!herd_config_is_loopback ("128.0.0.1"));
+    HERD_CHECK (!herd_config_is_loopback ("10.0.0.1"));
+    HERD_CHECK (!herd_config_is_loopback ("0.0.0.0"));
+    HERD_CHECK (!herd_config_is_loopback ("::"));
+    HERD_CHECK (!herd_config_is_loopback ("*"));
+    HERD_CHECK (!herd_config_is_loopback ("lo"));
+    HERD_CHECK (!herd_config_is_loopback ("eth0"));
+    HERD_CHECK (!herd_config_is_loopback ("localhost.example"));
+    config = herd_config_load_string ("node = A\n    client = 10.0.0.1:1\n"
+                                      "    bus = tcp://127.3.2.1:2\n    sync = tcp://localhost:3\n"
+                                      "    monitor = tcp://10.0.0.1:4\n    log = l\n"
+                                      "node = B\n    client = 10.0.0.2:1\n"
+                                      "    bus = tcp://[::1]:5\n    log = m\n",
+                                      "t.cfg", &error);
+    s_test_ok (config, error);
+    HERD_CHECK (!config->curve && !config->curve_said);
+    herd_config_destroy (&config);
+    const char *open_bus = "node = A\n    client = 10.0.0.1:1\n    bus = tcp://10.0.0.1:2\n"
+                           "    sync = tcp://10.0.0.1:3\n    log = l\n"
+                           "security\n    curve = off\n";
+    config = herd_config_load_string (open_bus, "t.cfg", &error);
+    s_test_ok (config, error);
+    HERD_CHECK (!config->curve && config->curve_said);
+    herd_config_destroy (&config);
+    //  Without its security checks (keygen --all): neither the protected
+    //  bus nor the certificates are looked at
+    const char *unmade = "node = A\n    client = 10.0.0.1:1\n    bus = tcp://10.0.0.1:2\n"
+                        "    log = l\n    cert = /nonexistent-herd-dir/A.cert\n"
+                        "security\n    curve = on\n";
+    char *path = s_test_write (unmade, strlen (unmade));
+    config = herd_config_load (path, &error);
+    HERD_CHECK (config == NULL);
+    HERD_CHECK_CONTAINS (error, "cannot load a certificate from '/nonexistent-herd-dir/A.cert'");
+    free (error);
+    config = herd_config_load_without_security (path, &error);
+    s_test_ok (config, error);
+    HERD_CHECK (config->curve && config->curve_said);
+    HERD_CHECK_STR (config->nodes[0].cert, "/nonexistent-herd-dir/A.cert");
+    herd_config_destroy (&config);
+    unlink (path);
+    free (path);
+
     //  Every error case
     size_t cases = sizeof (s_test_errors) / sizeof (s_test_errors[0]);
     for (size_t i = 0; i < cases; i++) {
@@ -1863,7 +2010,7 @@ herd_config_test (bool verbose)
     free (long_text);
 
     //  From files: the path as given appears in config and messages
-    char *path = s_test_write (S_TEST_DEFAULT, strlen (S_TEST_DEFAULT));
+    path = s_test_write (S_TEST_DEFAULT, strlen (S_TEST_DEFAULT));
     config = herd_config_load (path, &error);
     s_test_ok (config, error);
     HERD_CHECK_STR (config->path, path);

@@ -29,6 +29,9 @@
 //          data = data/Hill               #  journal directory (optional)
 //      edges
 //          edge = Hill Jaquez             #  bidirectional
+//      security
+//          curve = on                     #  off by default; bus or sync off loopback
+//                                         #  needs on, or an explicit off
 //      places
 //          flavour = auto                 #  or legacy, or new: Places API (New)
 //          url = https://maps.googleapis.com/maps/api/place/nearbysearch/json
@@ -90,6 +93,7 @@ typedef struct {
     char *run_dir;              //  directory for ipc:// endpoints
     size_t max_line;            //  client line cap in bytes, 64..HERD_CONFIG_MAX_LINE
     bool curve;                 //  security/curve: CURVE on every bus socket
+    bool curve_said;            //  security/curve is in the file (on, or an explicit off)
     size_t max_output;          //  unsent output per client, 1 KiB..1 GiB
     size_t max_output_total;    //  unsent output of all clients together, 1 MiB..64 GiB
     size_t max_pending;         //  unanswered requests per client, 1..1000000
@@ -117,6 +121,18 @@ herd_config_t *
 //  messages.
 herd_config_t *
     herd_config_load_string (const char *text, const char *name, char **error_p);
+
+//  Same as herd_config_load without the security checks: no certificate is
+//  loaded and the protected bus is not enforced. For herd keygen --all,
+//  which makes the certificates those checks look for.
+herd_config_t *
+    herd_config_load_without_security (const char *path, char **error_p);
+
+//  True if host, as written (no name is resolved), is a loopback address:
+//  127.0.0.0/8, ::1 (or ::ffff:127.x.x.x) or "localhost". Any other name,
+//  an interface name or a wildcard may be reached from other hosts.
+bool
+    herd_config_is_loopback (const char *host);
 
 //  Destroy a config; nulls the caller's pointer.
 void

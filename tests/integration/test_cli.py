@@ -118,6 +118,7 @@ def test_make_install_lays_out_program_unit_and_config(tmp_path):
 COMMANDS = {
     "node": ["Hill"], "up": [], "nodes": [], "digest": [], "get": ["kiwi", "Hill"],
     "link": ["Hill", "Smith", "up"], "monitor": [], "graph": [], "keygen": ["Hill"],
+    "check": ["Hill"],
     "version": [], "help": ["node"],
 }
 NO_CONFIG = "/nonexistent/herd.cfg"
