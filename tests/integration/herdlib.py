@@ -3,14 +3,17 @@
 Every wait is a bounded poll; everything started is stopped by the fixtures.
 """
 
+import fcntl
 import json
 import os
 import random
 import re
+import select
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -178,6 +181,47 @@ def whatsat(port, client, radius=10, bound=5):
         return c.read_whatsat()
     finally:
         c.close()
+
+
+class PipeLog:
+    """A node's log file made a FIFO with a small pipe, read by a thread of
+    the test that can stop reading (a hung disk): once the pipe is full the
+    node's log writer blocks in write(). text is what was read. Made before
+    the node starts; close() after it stopped."""
+
+    def __init__(self, path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        os.mkfifo(path)
+        self.fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        fcntl.fcntl(self.fd, fcntl.F_SETPIPE_SZ, 4096)     # fills with a few lines
+        self.text = bytearray()
+        self.reading = threading.Event()
+        self.reading.set()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._drain)
+        self.thread.start()
+
+    def _drain(self):
+        while not self.done.is_set():
+            if self.reading.is_set() and select.select([self.fd], [], [], 0.05)[0]:
+                try:
+                    self.text.extend(os.read(self.fd, 65536))
+                except BlockingIOError:
+                    pass
+            else:
+                time.sleep(0.05)
+
+    def pause(self):
+        self.reading.clear()
+
+    def resume(self):
+        self.reading.set()
+
+    def close(self):
+        self.reading.set()
+        self.done.set()
+        self.thread.join()
+        os.close(self.fd)
 
 
 class Standin:

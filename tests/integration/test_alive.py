@@ -6,19 +6,15 @@ says "ROLE stalled: ..." once, its metrics show herd_actor_stalled 1, and
 when it turns again the log says "ROLE turning again after N ms".
 """
 
-import fcntl
 import json
-import os
-import select
 import signal
 import subprocess
-import threading
 import time
 import urllib.request
 
 import pytest
 
-from herdlib import HERD_BIN, Client, wait_for
+from herdlib import HERD_BIN, Client, PipeLog, wait_for
 
 BOUND = 5.0         #  HERD_ALIVE_BOUND_MS
 ROLES = {"gateway", "bus", "places", "log"}
@@ -132,31 +128,11 @@ def test_a_blocked_log_writer_shows_stalled_in_one_process(make_herd, tmp_path):
     metrics show the log role stalled and only it; once the reader reads
     again the log holds both the stall and the recovery."""
     herd = make_herd(names=["Hill"], edges=[])
-    path = herd.log_path("Hill")
-    os.makedirs(os.path.dirname(path))
-    os.mkfifo(path)
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, 4096)       #  fills with a few lines
-    text = bytearray()
-    reading = threading.Event()
-    reading.set()
-    done = threading.Event()
-
-    def drain():
-        while not done.is_set():
-            if reading.is_set() and select.select([fd], [], [], 0.05)[0]:
-                try:
-                    text.extend(os.read(fd, 65536))
-                except BlockingIOError:
-                    pass
-            else:
-                time.sleep(0.05)
-    reader = threading.Thread(target=drain)
-    reader.start()
+    log = PipeLog(herd.log_path("Hill"))
     try:
         herd.start()
         wait_for(lambda: set(alive(herd, "Hill")) == ROLES, 10, what="every role in metrics")
-        reading.clear()
+        log.pause()
         #  Client lines are logged: enough of them fill the pipe
         client = Client(herd.port("Hill"))
         for i in range(100):
@@ -169,17 +145,15 @@ def test_a_blocked_log_writer_shows_stalled_in_one_process(make_herd, tmp_path):
         #  has seen the stall (its line waits in the log's buffer)
         wait_for(lambda: alive(herd, "Hill")["log"][0] > BOUND + 2, 5, interval=0.1,
                  what="the stall seen by the main thread")
-        reading.set()
+        log.resume()
         wait_for(lambda: not alive(herd, "Hill")["log"][1], 5, interval=0.1,
                  what="the log writer turning again")
-        wait_for(lambda: b" Hill main log turning again after " in text, 5,
+        wait_for(lambda: b" Hill main log turning again after " in log.text, 5,
                  what="the recovery logged")
-        assert b" Hill main log stalled: no loop turn for " in text
-        assert text.count(b" stalled: ") == 1
+        assert b" Hill main log stalled: no loop turn for " in log.text
+        assert log.text.count(b" stalled: ") == 1
     finally:
-        reading.set()
+        log.resume()
         codes = herd.stop()         #  the last lines still drain
-        done.set()
-        reader.join()
-        os.close(fd)
+        log.close()
     assert codes == {"Hill": [0]}, codes

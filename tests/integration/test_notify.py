@@ -8,7 +8,6 @@ what arrives. WATCHDOG_PID stays unset, which the protocol allows (systemd
 sets it to the main pid; a node whose pid differs must not ping).
 """
 
-import fcntl
 import os
 import select
 import signal
@@ -18,7 +17,7 @@ import time
 
 import pytest
 
-from herdlib import Client, wait_for
+from herdlib import Client, PipeLog, wait_for
 
 BOUND = 5.0         #  HERD_ALIVE_BOUND_MS
 WATCHDOG_S = 2.0    #  WATCHDOG_USEC below: the node pings every 1 s
@@ -149,32 +148,13 @@ def test_a_stalled_actor_holds_back_the_watchdog(make_herd, manager_factory, tmp
     restart the node. Once the reader reads again, the pings resume."""
     manager = manager_factory()
     herd = notified(make_herd(names=["Hill"], edges=[]), manager)
-    path = herd.log_path("Hill")
-    os.makedirs(os.path.dirname(path))
-    os.mkfifo(path)
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, 4096)       #  fills with a few lines
-    reading = threading.Event()
-    reading.set()
-    done = threading.Event()
-
-    def drain():
-        while not done.is_set():
-            if reading.is_set() and select.select([fd], [], [], 0.05)[0]:
-                try:
-                    os.read(fd, 65536)
-                except BlockingIOError:
-                    pass
-            else:
-                time.sleep(0.05)
-    reader = threading.Thread(target=drain)
-    reader.start()
+    log = PipeLog(herd.log_path("Hill"))
     try:
         herd.start()
         ready = wait_for(lambda: manager.seen("READY=1"), 10, what="READY=1")
         wait_for(lambda: len(manager.pings(ready)) >= 2, 3 * WATCHDOG_S, interval=0.1,
                  what="watchdog pings")
-        reading.clear()
+        log.pause()
         client = Client(herd.port("Hill"))
         for i in range(100):
             assert client.request(b"hello %d" % i) == b"? hello %d" % i
@@ -196,7 +176,7 @@ def test_a_stalled_actor_holds_back_the_watchdog(make_herd, manager_factory, tmp
         wait_for(lambda: time.monotonic() - since > 2, 5, interval=0.1, what="two seconds")
         woke = wakeups(pid) - before
         assert woke < 20, f"the main thread woke {woke} times in 2 s"
-        reading.set()
+        log.resume()
         resumed = time.monotonic()
         first = wait_for(lambda: (lambda p: p and p[0])(manager.pings(resumed)), 4,
                          interval=0.1, what="the pings to resume")
@@ -204,11 +184,9 @@ def test_a_stalled_actor_holds_back_the_watchdog(make_herd, manager_factory, tmp
         print(f"last ping {last - blocked:.1f} s after the writer blocked; "
               f"first again {first - resumed:.1f} s after it could write")
     finally:
-        reading.set()
+        log.resume()
         codes = herd.stop()
-        done.set()
-        reader.join()
-        os.close(fd)
+        log.close()
     assert codes == {"Hill": [0]}, codes
 
 
