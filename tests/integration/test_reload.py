@@ -147,3 +147,29 @@ def test_herd_up_forwards_sighup(make_herd, split):
         err = proc.stderr.read()
         proc.stderr.close()
     assert code == 0, err
+
+
+@pytest.mark.parametrize("mode", ["inproc"])
+def test_sd_notify_reloading_then_ready(make_herd, tmp_path):
+    """RELOADING=1 with MONOTONIC_USEC (the monotonic clock, in usec, of when
+    the reload began), then READY=1 once it is done: refused or not."""
+    from test_notify import Manager, notified
+    manager = Manager(tmp_path, abstract=False)
+    try:
+        herd = notified(make_herd(names=["Hill"], edges=[]), manager, watchdog=False).start()
+        wait_for(lambda: manager.seen("READY=1"), 10, what="READY=1")
+        before = time.monotonic()
+        herd.rewrite(extra_herd="max_pending = 5")
+        herd.send_signal("Hill")
+        wait_for(lambda: reloads(herd, "Hill"), 10, what="Hill to reload")
+        wait_for(lambda: len([l for _, l in manager.lines if l == "READY=1"]) == 2, 10,
+                 what="the second READY=1")
+        with manager.lock:
+            lines = [l for _, l in manager.lines]
+        at = lines.index("RELOADING=1")
+        assert lines[at + 1].startswith("MONOTONIC_USEC=")
+        usec = int(lines[at + 1].split("=")[1])
+        assert before * 1e6 <= usec <= time.monotonic() * 1e6
+        assert "READY=1" in lines[at + 2:]
+    finally:
+        manager.close()
