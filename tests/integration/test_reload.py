@@ -173,3 +173,26 @@ def test_sd_notify_reloading_then_ready(make_herd, tmp_path):
         assert "READY=1" in lines[at + 2:]
     finally:
         manager.close()
+
+
+@pytest.mark.parametrize("mode", ["inproc"])
+def test_max_line_raised_relinks_the_bus(make_herd):
+    """A larger max_line also raises the largest frame a neighbour may send,
+    which libzmq takes only on a new connection: the links are made again,
+    and a record longer than the old cap then crosses them."""
+    herd = make_herd(names=["Hill", "Jaquez"], edges=[("Hill", "Jaquez")],
+                     extra_herd="max_line = 30000").start()
+    herd.wait_links()
+    herd.rewrite(extra_herd="max_line = 100000")
+    for n in herd.names:
+        herd.send_signal(n)
+    for n in herd.names:
+        wait_for(lambda: reloads(herd, n), 10, what=f"{n} to reload")
+    assert b"bus link to Jaquez added on reload" in herd.log("Hill")
+    wait_for(lambda: herd.log("Hill").count(b"bus link up Jaquez ") >= 2, 10,
+             what="Hill's link to Jaquez made again")
+    big = "b" * 90000       # over the old frame cap (64 KiB), under the new
+    at = iamat(herd.port("Jaquez"), big, "+1+1", f"{time.time():.9f}")
+    assert at.startswith(b"AT Jaquez ")
+    #  (herd get cannot ask for it: the sync socket takes 4 KiB frames)
+    wait_for(lambda: (herd.converged() or "").startswith("1 "), 10, what="the long record at Hill")
