@@ -4,7 +4,8 @@
 //  second, checks that every actor's loop still turns (herd_alive). Run by
 //  systemd (Type=notify) it says READY=1 once they have all started, pings
 //  the watchdog only while none is stalled, and says STOPPING=1 on the way
-//  out (herd_notify).
+//  out (herd_notify). SIGHUP reopens the log and reloads the config file:
+//  the actors switch to it in their own threads (s_reload).
 
 #include "herd_node.h"
 #include "../common/herd_alive.h"
@@ -274,7 +275,7 @@ herd_node_run (const herd_config_t *config, const herd_node_t *node, const char 
         int64_t watchdog_ms = herd_notify_watchdog_ms (notify);
         int64_t pinged_at = herd_alive_now_ms ();
         int signo = 0;
-        //  SIGHUP reopens the log (logrotate); SIGINT or SIGTERM stops; and
+        //  SIGHUP reopens the log and reloads; SIGINT or SIGTERM stops; and
         //  at least once a second, a look at the actors' last turns. The
         //  watchdog is pinged every half of its interval, but only while no
         //  actor is stalled: a node whose actor stays stuck is restarted

@@ -1499,8 +1499,6 @@ herd_config_reload_changes (const herd_config_t *running, const herd_config_t *n
         {"ack_timeout_ms", running->ack_timeout_ms, next->ack_timeout_ms},
         {"log_requests", (int64_t) running->log_requests_every,
          (int64_t) next->log_requests_every},
-        {"log_level", running->log_level, next->log_level},
-        {"log_format json", running->log_json, next->log_json},
         {"places timeout_ms", running->places.timeout_ms, next->places.timeout_ms},
         {"places connect_timeout_ms", running->places.connect_timeout_ms,
          next->places.connect_timeout_ms},
@@ -1515,6 +1513,14 @@ herd_config_reload_changes (const herd_config_t *running, const herd_config_t *n
         if (numbers[i].before != numbers[i].after)
             s_append (&text, "%s %" PRId64 " -> %" PRId64, numbers[i].key, numbers[i].before,
                       numbers[i].after);
+    static const char *levels[] = {"debug", "info", "warning", "error"};
+    if (running->log_level != next->log_level && running->log_level >= 0
+        && running->log_level <= 3 && next->log_level >= 0 && next->log_level <= 3)
+        s_append (&text, "log_level %s -> %s", levels[running->log_level],
+                  levels[next->log_level]);
+    if (running->log_json != next->log_json)
+        s_append (&text, "log_format %s -> %s", running->log_json ? "json" : "text",
+                  next->log_json ? "json" : "text");
     if (s_differ (running->places.flavour, next->places.flavour))
         s_append (&text, "places flavour %s -> %s", running->places.flavour,
                   next->places.flavour);
@@ -1862,7 +1868,7 @@ s_test_reload (void)
     HERD_CHECK_INT (herd_config_reload_check (running, next, "A", &why), 0);
     changes = herd_config_reload_changes (running, next, "A");
     HERD_CHECK_STR (changes, "neighbours +C -B; nodes +C; max_pending 64 -> 128; "
-                             "log_level 1 -> 0; places timeout_ms 3000 -> 900");
+                             "places timeout_ms 3000 -> 900; log_level info -> debug");
     free (changes);
     changes = herd_config_reload_changes (running, next, "B");
     HERD_CHECK_CONTAINS (changes, "neighbours -A; nodes +C");
