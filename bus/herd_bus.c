@@ -1087,17 +1087,30 @@ s_self_tend_links (s_self_t *self)
         s_self_tend_peer (self, &self->peers[i]);
 }
 
+static void
+    s_self_reload (s_self_t *self, const herd_config_t *config);
+
 //  Handle a command on the actor pipe.
 static void
 s_self_handle_pipe (s_self_t *self)
 {
-    char *command = zstr_recv (self->pipe);
+    zmsg_t *msg = zmsg_recv (self->pipe);
+    char *command = msg ? zmsg_popstr (msg) : NULL;
     if (!command || streq (command, "$TERM"))
         self->terminated = true;
     else
     if (streq (command, "VERBOSE"))
         self->verbose = true;
+    else
+    if (streq (command, HERD_MSG_RELOAD) && zmsg_size (msg) == 1
+        && zframe_size (zmsg_first (msg)) == sizeof (void *)) {
+        const herd_config_t *config;
+        memcpy (&config, zframe_data (zmsg_first (msg)), sizeof (config));
+        s_self_reload (self, config);
+        zsock_signal (self->pipe, 0);
+    }
     zstr_free (&command);
+    zmsg_destroy (&msg);
 }
 
 //  Publish our counters, with the gateway's and places' latest, to the
@@ -1285,6 +1298,40 @@ s_self_handle_refusal (s_self_t *self, zactor_t *monitor)
     zstr_free (&endpoint);
 }
 
+//  True if two optional strings differ.
+static bool
+s_differ (const char *left, const char *right)
+{
+    return (left == NULL) != (right == NULL) || (left && strcmp (left, right) != 0);
+}
+
+//  Start following a neighbour: its key (CURVE), a catch-up DEALER to its
+//  sync, our SUB connected to its PUB. 0, or -1 (logged) if the SUB cannot
+//  connect (a malformed endpoint).
+static int
+s_self_peer_start (s_self_t *self, s_peer_t *peer, const herd_node_t *node)
+{
+    memset (peer, 0, sizeof (*peer));
+    peer->node = node;
+    peer->linked = true;
+    if (self->cert) {
+        zcert_t *public = zcert_load (peer->node->cert);
+        if (public) {
+            snprintf (peer->serverkey, sizeof (peer->serverkey), "%s", zcert_public_txt (public));
+            zcert_destroy (&public);
+        }
+    }
+    s_self_secure_client (self, self->sub, peer);      //  its key for this connect
+    if (zsock_connect (self->sub, "%s", peer->node->bus) == -1) {
+        herd_log_error (self->log, "bus", "cannot connect to %s at %s: %s", peer->node->name,
+                        peer->node->bus, zmq_strerror (zmq_errno ()));
+        return -1;
+    }
+    if (peer->node->sync)
+        s_self_open_peer (self, peer);
+    return 0;
+}
+
 //  Build the bus: load the journal, bind the gateway channel, PUB and sync,
 //  connect to every neighbour, start the monitor. NULL (logged) on failure.
 static s_self_t *
@@ -1398,29 +1445,82 @@ s_self_new (zsock_t *pipe, herd_bus_args_t *args)
         zpoller_add (self->poller, self->sync_monitor);
     self->peer_count = self->node->neighbour_count;
     self->peers = (s_peer_t *) zmalloc ((self->peer_count + 1) * sizeof (s_peer_t));
-    for (size_t i = 0; i < self->peer_count; i++) {
-        s_peer_t *peer = &self->peers[i];
-        peer->node = &self->config->nodes[self->node->neighbours[i]];
-        peer->linked = true;
-        if (self->cert) {
-            zcert_t *public = zcert_load (peer->node->cert);
-            if (public) {
-                snprintf (peer->serverkey, sizeof (peer->serverkey), "%s",
-                          zcert_public_txt (public));
-                zcert_destroy (&public);
-            }
-        }
-        if (peer->node->sync)
-            s_self_open_peer (self, peer);
-        s_self_secure_client (self, self->sub, peer);      //  its key for this connect
-        if (zsock_connect (self->sub, "%s", peer->node->bus) == -1) {
-            herd_log_error (self->log, "bus", "cannot connect to %s at %s: %s",
-                            peer->node->name, peer->node->bus, zmq_strerror (zmq_errno ()));
+    for (size_t i = 0; i < self->peer_count; i++)
+        if (s_self_peer_start (self, &self->peers[i],
+                               &self->config->nodes[self->node->neighbours[i]]) == -1) {
             s_self_destroy (&self);
             return NULL;
         }
-    }
     return self;
+}
+
+//  Take a reloaded config (RELOAD, herd_msg.h; herd_config_reload_check
+//  passed it): neighbours no longer in it are unlinked and forgotten (their
+//  catch-up, their row in the links, readiness and metrics), new ones are
+//  linked as at start, and one at another endpoint or certificate is both.
+//  A new max_line changes the largest frame a neighbour may send, which
+//  libzmq takes only on a new connection: every link is then made again
+//  (catch-up brings what passed meanwhile). What the other links were
+//  doing goes on untouched.
+static void
+s_self_reload (s_self_t *self, const herd_config_t *config)
+{
+    const herd_node_t *node = herd_config_node (config, self->node->name);
+    assert (node);
+    int frame_max = (int) (config->max_line + HERD_BUS_PREFIX_MAX);
+    if (frame_max < HERD_BUS_OUTBOX)
+        frame_max = HERD_BUS_OUTBOX;
+    bool relink = frame_max != self->frame_max;
+    self->frame_max = frame_max;
+    zsock_set_maxmsgsize (self->sub, self->frame_max);
+    s_peer_t *peers = (s_peer_t *) zmalloc ((node->neighbour_count + 1) * sizeof (s_peer_t));
+    size_t count = 0;
+    //  Keep the neighbours that stay as they were
+    for (size_t i = 0; i < self->peer_count; i++) {
+        s_peer_t *peer = &self->peers[i];
+        const herd_node_t *now = herd_config_node (config, peer->node->name);
+        bool kept = !relink && now && !s_differ (now->bus, peer->node->bus)
+                    && !s_differ (now->sync, peer->node->sync)
+                    && !s_differ (now->cert, peer->node->cert);
+        for (size_t n = 0; kept && n < node->neighbour_count; n++)
+            if (&config->nodes[node->neighbours[n]] == now) {
+                peers[count] = *peer;
+                peers[count++].node = now;
+                peer->node = NULL;          //  moved
+                break;
+            }
+        if (peer->node) {
+            if (peer->linked)
+                zsock_disconnect (self->sub, "%s", peer->node->bus);
+            if (peer->sync) {
+                zpoller_remove (self->poller, peer->sync);
+                zsock_destroy (&peer->sync);
+            }
+            herd_log_printf (self->log, "bus", "link to %s dropped on reload", peer->node->name);
+            herd_monitor_event (self->monitor_out, "bus", "link down", peer->node->name,
+                                "reload");
+        }
+    }
+    //  Link the new ones (or the ones made again)
+    for (size_t n = 0; n < node->neighbour_count; n++) {
+        const herd_node_t *now = &config->nodes[node->neighbours[n]];
+        bool have = false;
+        for (size_t i = 0; i < count && !have; i++)
+            have = peers[i].node == now;
+        if (!have && s_self_peer_start (self, &peers[count], now) == 0) {
+            herd_log_printf (self->log, "bus", "link to %s added on reload", now->name);
+            count++;
+        }
+    }
+    free (self->peers);
+    self->peers = peers;
+    self->peer_count = count;
+    self->config = config;
+    self->node = node;
+    //  A catch-up deferred behind one that went may go now
+    for (size_t i = 0; i < self->peer_count; i++)
+        if (self->peers[i].deferred)
+            s_self_request_sync (self, &self->peers[i], "after a reload");
 }
 
 //  Handle up to a batch of messages waiting on sock with handler.

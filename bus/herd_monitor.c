@@ -12,7 +12,7 @@
 #include "../common/herd_version.h"      //  herd_build_info's version, as herd --version
 
 struct _herd_monitor_t {
-    const herd_node_t *node;
+    char *name;                     //  the node's (a copy: the config may be reloaded)
     herd_log_t *log;
     zsock_t *pub;                   //  events and STATS, or NULL
     struct MHD_Daemon *http;        //  metrics and health, or NULL
@@ -78,8 +78,8 @@ s_answer (herd_monitor_t *self, const char *url, unsigned int *status)
         pthread_mutex_unlock (&self->mutex);
         //  Liveness as of this request, not of the last STATS: a stalled
         //  bus publishes none, and must still show
-        char *build = herd_monitor_build (self->node->name, self->started);
-        char *alive = herd_monitor_alive (self->node->name, herd_alive_now_ms ());
+        char *build = herd_monitor_build (self->name, self->started);
+        char *alive = herd_monitor_alive (self->name, herd_alive_now_ms ());
         char *body = stats && build && alive ? zsys_sprintf ("%s%s%s", build, stats, alive) : NULL;
         free (stats);
         free (build);
@@ -142,12 +142,12 @@ s_handle_http (void *cls, struct MHD_Connection *connection, const char *url, co
 
 //  Start the metrics HTTP server on node->metrics; 0 or -1.
 static int
-s_start_http (herd_monitor_t *self)
+s_start_http (herd_monitor_t *self, const herd_node_t *node)
 {
-    const char *colon = strrchr (self->node->metrics, ':');
-    size_t host_size = (size_t) (colon - self->node->metrics);
+    const char *colon = strrchr (node->metrics, ':');
+    size_t host_size = (size_t) (colon - node->metrics);
     char host[256];
-    snprintf (host, sizeof (host), "%.*s", (int) host_size, self->node->metrics);
+    snprintf (host, sizeof (host), "%.*s", (int) host_size, node->metrics);
     if (host[0] == '[') {           //  [v6]: strip the brackets
         memmove (host, host + 1, strlen (host));
         host[strlen (host) - 1] = 0;
@@ -159,7 +159,7 @@ s_start_http (herd_monitor_t *self)
     self->http = MHD_start_daemon (
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG
             | (found->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0),
-        (uint16_t) self->node->metrics_port, NULL, NULL, s_handle_http, self,
+        (uint16_t) node->metrics_port, NULL, NULL, s_handle_http, self,
         MHD_OPTION_SOCK_ADDR, found->ai_addr, MHD_OPTION_CONNECTION_LIMIT, (unsigned int) 64,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) 10, MHD_OPTION_END);
     freeaddrinfo (found);
@@ -170,7 +170,8 @@ herd_monitor_t *
 herd_monitor_new (const herd_node_t *node, herd_log_t *log)
 {
     herd_monitor_t *self = (herd_monitor_t *) zmalloc (sizeof (herd_monitor_t));
-    self->node = node;
+    self->name = strdup (node->name);
+    assert (self->name);
     self->log = log;
     self->roles = cJSON_CreateObject ();
     self->started = s_now ();
@@ -189,7 +190,7 @@ herd_monitor_new (const herd_node_t *node, herd_log_t *log)
             return NULL;
         }
     }
-    if (node->metrics && s_start_http (self) == -1) {
+    if (node->metrics && s_start_http (self, node) == -1) {
         herd_log_error (log, "bus", "cannot serve metrics on %s", node->metrics);
         fprintf (stderr, "herd: %s: cannot serve metrics on %s\n", node->name, node->metrics);
         herd_monitor_destroy (&self);
@@ -210,6 +211,7 @@ herd_monitor_destroy (herd_monitor_t **self_p)
     cJSON_Delete (self->roles);
     free (self->metrics);
     free (self->unready);
+    free (self->name);
     pthread_mutex_destroy (&self->mutex);
     free (self);
     *self_p = NULL;
@@ -223,7 +225,7 @@ s_send (herd_monitor_t *self, const char *kind, cJSON *json)
     if (text && self->pub) {
         zmsg_t *msg = zmsg_new ();
         zmsg_addstr (msg, kind);
-        zmsg_addstr (msg, self->node->name);
+        zmsg_addstr (msg, self->name);
         zmsg_addstr (msg, text);
         zmsg_send (&msg, self->pub);
     }
@@ -487,7 +489,7 @@ herd_monitor_publish (herd_monitor_t *self)
     cJSON *snapshot = cJSON_Duplicate (self->roles, true);
     cJSON_AddItemToObject (snapshot, "alive", s_alive_json ());
     cJSON_AddNumberToObject (snapshot, "time", s_now ());
-    cJSON_AddStringToObject (snapshot, "node", self->node->name);
+    cJSON_AddStringToObject (snapshot, "node", self->name);
     s_send (self, "STATS", snapshot);
     if (self->http) {
         char *metrics = herd_monitor_prometheus (snapshot);

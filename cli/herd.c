@@ -97,7 +97,7 @@ static const struct option s_opts_keygen[] = {
 static const s_command_t s_commands[] = {
     {"node", "NAME [--role gateway|bus|places] [-c FILE]",
      "Runs node NAME of FILE until SIGINT or SIGTERM: gateway, bus and places in\n"
-     "one process, joined over inproc://; SIGHUP reopens its log.\n\n"
+     "one process, joined over inproc://; SIGHUP reopens its log and reloads FILE.\n\n"
      "  --role ROLE         run one role (gateway, bus or places) of node NAME,\n"
      "                      joined to the others over ipc:// in run_dir\n" S_CONFIG_TEXT
          S_HELP_TEXT,

@@ -4,10 +4,12 @@
 //  second, checks that every actor's loop still turns (herd_alive). Run by
 //  systemd (Type=notify) it says READY=1 once they have all started, pings
 //  the watchdog only while none is stalled, and says STOPPING=1 on the way
-//  out (herd_notify).
+//  out (herd_notify). SIGHUP reopens the log and reloads the config file:
+//  the actors switch to it in their own threads (s_reload).
 
 #include "herd_node.h"
 #include "../common/herd_alive.h"
+#include "../common/herd_msg.h"
 #include "../common/herd_notify.h"
 #include "../bus/herd_bus.h"
 #include "../gateway/herd_gateway.h"
@@ -117,6 +119,68 @@ s_lock_release (int *locks)
             close (locks[i]);
 }
 
+//  Hand the actors a reloaded config, one after the other, and wait for
+//  each to take it (RELOAD, herd_msg.h). True if all did; an actor that
+//  does not answer within 10 s may still read the old config, which then
+//  must stay (said in the log).
+static bool
+s_reload_actors (zactor_t **actors, const char **names, size_t count,
+                 const herd_config_t *config, herd_log_t *log)
+{
+    bool all = true;
+    for (size_t i = 0; i < count; i++) {
+        if (!actors[i])
+            continue;
+        zsock_send (actors[i], "sp", HERD_MSG_RELOAD, (void *) config);
+        zpoller_t *poller = zpoller_new (actors[i], NULL);
+        bool answered = zpoller_wait (poller, 10000) != NULL;
+        zpoller_destroy (&poller);
+        if (answered)
+            zsock_wait (actors[i]);
+        else {
+            herd_log_error (log, "main", "reload: the %s did not take the new configuration "
+                                         "within 10 s; the old one is kept in memory",
+                            names[i]);
+            all = false;
+        }
+    }
+    return all;
+}
+
+//  SIGHUP: load the config file again and, if every change can apply
+//  while the node runs (herd_config_reload_check), hand it to the actors;
+//  else say why in the log and change nothing. Returns the new config, now
+//  in use (the caller frees the one it replaced, unless *keep_old_p: an
+//  actor did not answer), or NULL when refused.
+static herd_config_t *
+s_reload (const herd_config_t *running, const char *name, zactor_t **actors,
+          const char **names, size_t count, herd_log_t *log, bool *keep_old_p)
+{
+    *keep_old_p = false;
+    char *error = NULL;
+    herd_config_t *next = herd_config_load (running->path, &error);
+    if (!next) {
+        herd_log_error (log, "main", "reload refused: %s; keeping the running configuration",
+                        error);
+        free (error);
+        return NULL;
+    }
+    if (herd_config_reload_check (running, next, name, &error) == -1) {
+        herd_log_error (log, "main", "reload refused: %s; keeping the running configuration",
+                        error);
+        free (error);
+        herd_config_destroy (&next);
+        return NULL;
+    }
+    char *changes = herd_config_reload_changes (running, next, name);
+    herd_log_configure (log, next->log_requests_every, (herd_log_level_t) next->log_level,
+                        next->log_json);
+    *keep_old_p = !s_reload_actors (actors, names, count, next, log);
+    herd_log_printf (log, "main", "reloaded configuration: %s", changes);
+    free (changes);
+    return next;
+}
+
 int
 herd_node_run (const herd_config_t *config, const herd_node_t *node, const char *role)
 {
@@ -125,6 +189,7 @@ herd_node_run (const herd_config_t *config, const herd_node_t *node, const char 
     bool run_gateway = all || streq (role, "gateway");
     bool run_bus = all || streq (role, "bus");
     bool run_places = all || streq (role, "places");
+    herd_config_t *owned = NULL;        //  the config of the last reload, if any
 
     //  Signals are taken by this thread alone, with sigwait: block them
     //  before any actor thread starts, so every thread inherits the mask
@@ -205,10 +270,12 @@ herd_node_run (const herd_config_t *config, const herd_node_t *node, const char 
         s_status (status, sizeof (status), node, role, 0, 0);
         herd_notify_send (notify, "READY=1\nSTATUS=%s", status);
         memcpy (said, status, sizeof (said));
+        zactor_t *actors[] = {gateway, bus, places};
+        const char *actor_names[] = {"gateway", "bus", "places"};
         int64_t watchdog_ms = herd_notify_watchdog_ms (notify);
         int64_t pinged_at = herd_alive_now_ms ();
         int signo = 0;
-        //  SIGHUP reopens the log (logrotate); SIGINT or SIGTERM stops; and
+        //  SIGHUP reopens the log and reloads; SIGINT or SIGTERM stops; and
         //  at least once a second, a look at the actors' last turns. The
         //  watchdog is pinged every half of its interval, but only while no
         //  actor is stalled: a node whose actor stays stuck is restarted
@@ -237,10 +304,26 @@ herd_node_run (const herd_config_t *config, const herd_node_t *node, const char 
                 }
             }
             if (signo == SIGHUP) {
+                //  The log first: logrotate's postrotate sends SIGHUP
                 if (herd_log_reopen (log) == -1)
                     fprintf (stderr, "herd: %s: cannot reopen log file %s: %s\n", node->name,
                              node->log, strerror (errno));
                 herd_log_printf (log, "main", "log reopened on SIGHUP");
+                herd_notify_reloading (notify);
+                bool keep_old;
+                herd_config_t *next = s_reload (config, node->name, actors, actor_names, 3,
+                                                log, &keep_old);
+                if (next) {
+                    node = herd_config_node (next, node->name);
+                    config = next;
+                    if (keep_old)
+                        owned = NULL;       //  leaked on purpose: an actor may read it
+                    herd_config_destroy (&owned);
+                    owned = next;
+                }
+                s_status (status, sizeof (status), node, role, 0, 0);
+                herd_notify_send (notify, "READY=1\nSTATUS=%s", status);
+                memcpy (said, status, sizeof (said));
             }
             else
             if (signo != -1)
@@ -257,6 +340,7 @@ herd_node_run (const herd_config_t *config, const herd_node_t *node, const char 
     zactor_destroy (&places);
     herd_log_printf (log, "main", "stopped");
     herd_log_destroy (&log);
+    herd_config_destroy (&owned);
     free (bus_endpoint);
     free (places_endpoint);
     s_lock_release (locks);

@@ -156,6 +156,22 @@ char *
 char *
     herd_config_resolve_endpoint (const char *endpoint);
 
+//  Reload (SIGHUP): 0 if next can replace running in node name's process
+//  without a restart, else -1 with *why_p (caller frees) naming every
+//  change that cannot apply live: the node gone, its client, bus, sync,
+//  log, data, monitor, metrics or cert; run_dir, fsync, security/curve,
+//  places/key_env; with CURVE, nodes or certificates added or removed.
+int
+    herd_config_reload_check (const herd_config_t *running, const herd_config_t *next,
+                              const char *name, char **why_p);
+
+//  What a reload from running to next changes for node name, for the log:
+//  "neighbours +Campbell -Smith; max_pending 64 -> 128; ...", or "no
+//  change". Caller frees.
+char *
+    herd_config_reload_changes (const herd_config_t *running, const herd_config_t *next,
+                                const char *name);
+
 //  Self test of this class.
 void
     herd_config_test (bool verbose);

@@ -144,6 +144,14 @@
 //
 //      "$TERM"                        stop the actor (czmq convention)
 //      "VERBOSE"                      trace to stderr
+//      "RELOAD", config               switch to a new config (SIGHUP)
+//
+//  RELOAD's second frame is a const herd_config_t * (zsock_send "sp"),
+//  already checked by herd_config_reload_check. The actor takes from it
+//  what it caches (limits, places options, neighbours), points its
+//  herd_config_t and herd_node_t pointers at it and answers with a signal
+//  (zsock_signal 0). The main thread frees the old config only after every
+//  actor it runs has answered.
 
 #ifndef HERD_MSG_H_INCLUDED
 #define HERD_MSG_H_INCLUDED
@@ -167,6 +175,7 @@
 #define HERD_MSG_GET     "GET"
 #define HERD_MSG_RECORD  "RECORD"
 #define HERD_MSG_META_SIZE 16
+#define HERD_MSG_RELOAD "RELOAD"
 
 #include <stdint.h>
 

@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <sys/un.h>
+#include <time.h>
 
 struct _herd_notify_t {
     int fd;                         //  unbound AF_UNIX datagram socket
@@ -108,6 +109,18 @@ herd_notify_send (herd_notify_t *self, const char *format, ...)
     return sent == size ? 0 : -1;
 }
 
+int
+herd_notify_reloading (herd_notify_t *self)
+{
+    if (!self)
+        return 0;
+    struct timespec now;
+    clock_gettime (CLOCK_MONOTONIC, &now);
+    return herd_notify_send (self, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading",
+                             (unsigned long long) now.tv_sec * 1000000ULL
+                                 + (unsigned long long) now.tv_nsec / 1000ULL);
+}
+
 int64_t
 herd_notify_watchdog_ms (herd_notify_t *self)
 {
@@ -170,8 +183,20 @@ herd_notify_test (bool verbose)
     HERD_CHECK_STR (s_receive (manager), "READY=1\nSTATUS=serving x:1");
     HERD_CHECK_INT (herd_notify_send (notify, "WATCHDOG=1"), 0);
     HERD_CHECK_STR (s_receive (manager), "WATCHDOG=1");
+    //  A reload: RELOADING=1 with the monotonic clock of when it began
+    struct timespec before;
+    clock_gettime (CLOCK_MONOTONIC, &before);
+    HERD_CHECK_INT (herd_notify_reloading (notify), 0);
+    const char *reloading = s_receive (manager);
+    HERD_CHECK (strncmp (reloading, "RELOADING=1\nMONOTONIC_USEC=", 27) == 0);
+    unsigned long long usec = strtoull (reloading + 27, NULL, 10);
+    unsigned long long since = (unsigned long long) before.tv_sec * 1000000ULL
+                               + (unsigned long long) before.tv_nsec / 1000ULL;
+    HERD_CHECK (usec >= since && usec < since + 5000000ULL);
+    HERD_CHECK (strstr (reloading, "\nSTATUS=reloading"));
     herd_notify_destroy (&notify);
     HERD_CHECK (notify == NULL);
+    HERD_CHECK_INT (herd_notify_reloading (NULL), 0);
     close (manager);
 
     //  A path; the watchdog is meant for another process: no pings

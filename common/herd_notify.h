@@ -35,6 +35,12 @@ int
     herd_notify_send (herd_notify_t *self, const char *format, ...)
     __attribute__ ((format (printf, 2, 3)));
 
+//  Say a reload began (SIGHUP): "RELOADING=1" with "MONOTONIC_USEC=" of
+//  now, as systemd asks of Type=notify-reload services; "READY=1" ends it.
+//  0, or -1 as herd_notify_send.
+int
+    herd_notify_reloading (herd_notify_t *self);
+
 //  How often to send "WATCHDOG=1", in ms (half of $WATCHDOG_USEC, at
 //  least 1); 0 when no watchdog is asked of this process.
 int64_t

@@ -1727,17 +1727,54 @@ s_self_send_stats (s_self_t *self)
     self->check_places = true;
 }
 
+static void
+    s_self_raise_fd_limit (s_self_t *self);
+
+//  Take the limits of a reloaded config (RELOAD, herd_msg.h). They apply
+//  from the next check on, to the connections open too: a line is held to
+//  the max_line of when it is read, a silent client to the idle_timeout_ms
+//  of when it is looked at.
+static void
+s_self_reload (s_self_t *self, const herd_config_t *config)
+{
+    const herd_node_t *node = herd_config_node (config, self->node->name);
+    assert (node);          //  herd_config_reload_check refused a config without it
+    self->node = node;
+    self->max_line = config->max_line;
+    self->max_output = config->max_output;
+    self->max_output_total = config->max_output_total;
+    self->max_pending = config->max_pending;
+    self->ack_timeout_ms = config->ack_timeout_ms;
+    self->max_time_ahead_s = config->max_time_ahead_s;
+    self->timeouts[TIMER_IDLE] = config->idle_timeout_ms;
+    self->timeouts[TIMER_LINE] = config->line_timeout_ms;
+    if (config->max_clients != self->max_clients) {
+        self->max_clients = config->max_clients;
+        s_self_raise_fd_limit (self);
+    }
+}
+
 //  Handle a command on the actor pipe.
 static void
 s_self_handle_pipe (s_self_t *self)
 {
-    char *command = zstr_recv (self->pipe);
+    zmsg_t *msg = zmsg_recv (self->pipe);
+    char *command = msg ? zmsg_popstr (msg) : NULL;
     if (!command || streq (command, "$TERM"))
         self->terminated = true;
     else
     if (streq (command, "VERBOSE"))
         self->verbose = true;
+    else
+    if (streq (command, HERD_MSG_RELOAD) && zmsg_size (msg) == 1
+        && zframe_size (zmsg_first (msg)) == sizeof (void *)) {
+        const herd_config_t *config;
+        memcpy (&config, zframe_data (zmsg_first (msg)), sizeof (config));
+        s_self_reload (self, config);
+        zsock_signal (self->pipe, 0);
+    }
     zstr_free (&command);
+    zmsg_destroy (&msg);
 }
 
 //  Give waiting connections their turn, oldest first, while fewer than

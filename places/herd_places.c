@@ -133,6 +133,7 @@ typedef struct {
     const char *field_mask;     //  X-Goog-FieldMask (new)
     char *url;                  //  Nearby Search URL in use, without our query
     char *url_new;              //  auto, before the switch: the New URL
+    char *url_env;              //  HERD_PLACES_URL, or NULL: a reload keeps it
     const char *key;            //  raw key
     char *key_escaped;          //  URL-escaped key; NULL if there is none
     s_fetch_t *fetches;         //  in flight or waiting to retry
@@ -581,6 +582,7 @@ s_self_destroy (s_self_t **self_p)
         zsock_destroy (&self->router);
         free (self->url);
         free (self->url_new);
+        free (self->url_env);
         free (self->key_escaped);
         free (self);
         *self_p = NULL;
@@ -650,6 +652,7 @@ s_self_new (zsock_t *pipe, const herd_places_args_t *args)
     }
     self->url = strdup (url);
     assert (self->url);
+    self->url_env = args->url ? strdup (args->url) : NULL;
     if (self->is_auto)
         self->url_new = s_new_url (self->url);
     for (const char *scan = self->key; scan && *scan; scan++)
@@ -1387,19 +1390,58 @@ s_self_handle_curl (s_self_t *self)
     }
 }
 
+//  Take the options of a reloaded config (RELOAD, herd_msg.h): timeouts,
+//  retries, cache and fields apply to requests from now on (and the cache's
+//  answers keep the time they were given); concurrency to the connections
+//  opened from now on. A new flavour or url starts over: auto is legacy
+//  again until the key is refused. HERD_PLACES_URL, when set, still wins.
+static void
+s_self_reload (s_self_t *self, const herd_places_options_t *options)
+{
+    const herd_places_options_t *old = self->options;
+    self->options = options;
+    self->field_mask = options->enterprise_fields ? HERD_PLACESBODY_MASK_ENTERPRISE
+                                                  : HERD_PLACESBODY_MASK_PRO;
+    if (options->concurrency > 0) {
+        long concurrency = options->concurrency;
+        curl_multi_setopt (self->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, concurrency);
+        curl_multi_setopt (self->multi, CURLMOPT_MAXCONNECTS, concurrency);
+    }
+    bool url_changed = !self->url_env && !streq (old->url, options->url);
+    if (!url_changed && streq (old->flavour, options->flavour))
+        return;
+    self->is_new = streq (options->flavour, "new");
+    self->is_auto = streq (options->flavour, "auto");
+    free (self->url);
+    self->url = strdup (self->url_env ? self->url_env : options->url);
+    assert (self->url);
+    free (self->url_new);
+    self->url_new = self->is_auto ? s_new_url (self->url) : NULL;
+}
+
 //  Handle a command on the actor pipe.
 static void
 s_self_handle_pipe (s_self_t *self)
 {
-    char *command = zstr_recv (self->pipe);
+    zmsg_t *msg = zmsg_recv (self->pipe);
+    char *command = msg ? zmsg_popstr (msg) : NULL;
     if (!command || streq (command, "$TERM"))
         self->terminated = true;
     else
     if (streq (command, "VERBOSE"))
         self->verbose = true;
     else
+    if (streq (command, HERD_MSG_RELOAD) && zmsg_size (msg) == 1
+        && zframe_size (zmsg_first (msg)) == sizeof (void *)) {
+        const herd_config_t *config;
+        memcpy (&config, zframe_data (zmsg_first (msg)), sizeof (config));
+        s_self_reload (self, &config->places);
+        zsock_signal (self->pipe, 0);
+    }
+    else
         s_self_log (self, "unknown pipe command ignored");
     zstr_free (&command);
+    zmsg_destroy (&msg);
 }
 
 //  True if a ZeroMQ socket has a message waiting. Its file descriptor is

@@ -270,21 +270,41 @@ class Herd:
         self.names = list(names or DEFAULT_NAMES)
         self.edges = list(DEFAULT_EDGES if edges is None else edges)
         self.split = split
-        ports = free_ports(5 * len(self.names))
-        self.client_port = {n: ports[5 * i] for i, n in enumerate(self.names)}
-        self.bus_port = {n: ports[5 * i + 1] for i, n in enumerate(self.names)}
-        self.sync_port = {n: ports[5 * i + 2] for i, n in enumerate(self.names)}
-        self.monitor_port = {n: ports[5 * i + 3] for i, n in enumerate(self.names)}
-        self.metrics_port = {n: ports[5 * i + 4] for i, n in enumerate(self.names)}
+        self.client_port, self.bus_port, self.sync_port = {}, {}, {}
+        self.monitor_port, self.metrics_port = {}, {}
+        self._give_ports(self.names)
         self.procs = {}
         self.certs = os.path.join(self.tmp, "certs")
+        self.curve = curve
         if curve:
             for n in self.names:
                 r = subprocess.run([HERD_BIN, "keygen", n, "-d", self.certs],
                                    capture_output=True, text=True, timeout=30)
                 assert r.returncode == 0, r.stderr
+        self.extra_herd, self.places_extra = extra_herd, places_extra
+        self.config = os.path.join(self.tmp, "herd.cfg")
+        self.write_config()
+        self.env = dict(os.environ)
+        self.env.pop("GOOGLE_API_KEY", None)
+        if key is not None:
+            self.env["GOOGLE_API_KEY"] = key
+        if places_url:
+            self.env["HERD_PLACES_URL"] = places_url
+        else:
+            #  Nothing listens on port 9 (discard): Places calls fail fast
+            self.env["HERD_PLACES_URL"] = "http://127.0.0.1:9/nearbysearch/json"
+
+    def _give_ports(self, names):
+        ports = free_ports(5 * len(names))
+        for i, n in enumerate(names):
+            self.client_port[n], self.bus_port[n], self.sync_port[n], \
+                self.monitor_port[n], self.metrics_port[n] = ports[5 * i:5 * i + 5]
+
+    def write_config(self):
+        """(Re)write herd.cfg from names, edges, ports and the extra text."""
+        curve = self.curve
         lines = ["herd", f"    run_dir = {self.tmp}/run"]
-        lines += ["    " + l for l in extra_herd.splitlines() if l.strip()]
+        lines += ["    " + l for l in self.extra_herd.splitlines() if l.strip()]
         for n in self.names:
             lines += [f"node = {n}", f"    client = 127.0.0.1:{self.client_port[n]}",
                       f"    bus = tcp://127.0.0.1:{self.bus_port[n]}",
@@ -301,21 +321,28 @@ class Herd:
             lines.append("edges")
             lines += [f"    edge = {a} {b}" for a, b in self.edges]
         lines += ["places"]
-        if "timeout_ms" not in places_extra:
+        if "timeout_ms" not in self.places_extra:
             lines.append("    timeout_ms = 2000")
-        lines += ["    " + l for l in places_extra.splitlines() if l.strip()]
-        self.config = os.path.join(self.tmp, "herd.cfg")
-        with open(self.config, "w") as f:
+        lines += ["    " + l for l in self.places_extra.splitlines() if l.strip()]
+        with open(self.config + ".new", "w") as f:
             f.write("\n".join(lines) + "\n")
-        self.env = dict(os.environ)
-        self.env.pop("GOOGLE_API_KEY", None)
-        if key is not None:
-            self.env["GOOGLE_API_KEY"] = key
-        if places_url:
-            self.env["HERD_PLACES_URL"] = places_url
-        else:
-            #  Nothing listens on port 9 (discard): Places calls fail fast
-            self.env["HERD_PLACES_URL"] = "http://127.0.0.1:9/nearbysearch/json"
+        os.replace(self.config + ".new", self.config)       # never half-written
+
+    def rewrite(self, names=None, edges=None, extra_herd=None):
+        """Change the herd in herd.cfg (new names get free ports); nodes see it on SIGHUP."""
+        if names is not None:
+            self._give_ports([n for n in names if n not in self.client_port])
+            self.names = list(names)
+        if edges is not None:
+            self.edges = list(edges)
+        if extra_herd is not None:
+            self.extra_herd = extra_herd
+        self.write_config()
+
+    def send_signal(self, name, sig=signal.SIGHUP):
+        """Send sig to every process of node name (all its roles)."""
+        for p in self.procs[name]:
+            p.send_signal(sig)
 
     def log_path(self, name):
         return os.path.join(self.tmp, "logs", f"{name}.log")
