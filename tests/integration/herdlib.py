@@ -26,6 +26,16 @@ DEFAULT_NAMES = ["Hill", "Jaquez", "Smith", "Singleton", "Campbell"]
 DEFAULT_EDGES = [("Hill", "Jaquez"), ("Hill", "Smith"), ("Singleton", "Jaquez"),
                  ("Singleton", "Smith"), ("Singleton", "Campbell"), ("Smith", "Campbell")]
 
+#  The wire version of this build's bus (common/herd_msg.h)
+WIRE_VERSION = 2
+
+
+def envelope(herd_name="test", version=WIRE_VERSION):
+    """The envelope frame every bus message and control request carries
+    after its command frame: version byte, then the herd's name."""
+    return bytes([version]) + herd_name.encode()
+
+
 AT_RE = re.compile(rb"^AT (\S+) ([+-]\d+\.\d{9}) (\S+) (\S+) (\S+)$")
 
 
@@ -214,7 +224,8 @@ class Herd:
     """A herd of real nodes on loopback, from a generated config."""
 
     def __init__(self, tmp_path, names=None, edges=None, split=False, places_url=None,
-                 key="test-key-123", extra_herd="", places_extra="", curve=False):
+                 key="test-key-123", extra_herd="", places_extra="", curve=False,
+                 herd_name="test"):
         self.tmp = str(tmp_path)
         self.names = list(names or DEFAULT_NAMES)
         self.edges = list(DEFAULT_EDGES if edges is None else edges)
@@ -232,7 +243,8 @@ class Herd:
                 r = subprocess.run([HERD_BIN, "keygen", n, "-d", self.certs],
                                    capture_output=True, text=True, timeout=30)
                 assert r.returncode == 0, r.stderr
-        lines = ["herd", f"    run_dir = {self.tmp}/run"]
+        self.herd_name = herd_name
+        lines = ["herd", f"    name = {herd_name}", f"    run_dir = {self.tmp}/run"]
         lines += ["    " + l for l in extra_herd.splitlines() if l.strip()]
         for n in self.names:
             lines += [f"node = {n}", f"    client = 127.0.0.1:{self.client_port[n]}",
