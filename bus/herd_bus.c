@@ -1269,7 +1269,9 @@ s_self_publish_stats (s_self_t *self)
     cJSON *links = cJSON_AddObjectToObject (stats, "links");
     for (size_t i = 0; i < self->peer_count; i++)
         cJSON_AddStringToObject (links, self->peers[i].node->name,
-                                 self->peers[i].up ? "up" : "down");
+                                 self->peers[i].refused ? "refused"
+                                 : self->peers[i].up    ? "up"
+                                                        : "down");
     herd_monitor_set (self->monitor_out, "bus", stats);
     herd_monitor_publish (self->monitor_out);
 }

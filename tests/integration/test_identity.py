@@ -8,6 +8,7 @@ test runs in one."""
 import re
 import struct
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -45,6 +46,16 @@ def refused(herd, name):
         return -1
     m = re.search(r'^herd_bus_refused_messages_total\{node="%s"\} (\S+)$' % name, text, re.M)
     return float(m.group(1)) if m else -1
+
+
+def readyz(herd, name):
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{herd.metrics_port[name]}/readyz", timeout=2)
+        return b"ok"
+    except urllib.error.HTTPError as e:
+        return e.read()
+    except OSError:
+        return b""
 
 
 def record(herd, client, node):
@@ -107,6 +118,8 @@ def test_two_herds_on_shared_ports_never_mix(make_herd, mode):
              what="b's catch-up refused by a")
     wait_for(lambda: b"refused ICANHAZ request from '127.0.0.1': herd 'b', ours 'a'"
              in a.log("Jaquez"), 5, what="b's catch-up request refused in a's log")
+    #  A neighbour that refuses us is no working link: not ready
+    wait_for(lambda: b"link to Smith refused" in readyz(a, "Jaquez"), 5, what="a's /readyz")
     #  A flood of refusals writes one line per sender and reason: Smith's
     #  flood, and the catch-up requests from Smith's address
     assert a.log("Jaquez").count(b"herd 'b', ours 'a'") == 2
