@@ -28,6 +28,8 @@
 #define HERD_BUS_CONTROL_MAX 4096   //  largest frame in on the PUB (subscriptions) and sync
 #define HERD_BUS_PREFIX_MAX 4096    //  an AT line's bytes beyond the client's line (name, diff)
 #define HERD_BUS_STORE_RETRY 100    //  ms between tries to store when the journal fails
+#define HERD_BUS_REFUSALS   64      //  senders and reasons of refusals logged, each once...
+#define HERD_BUS_REFUSAL_QUIET 60000 //  ...then at most one line a minute for others
 
 //  One stored location, on the table and on the list in change order.
 typedef herd_entry_t s_entry_t;
@@ -54,6 +56,7 @@ typedef struct {
     int64_t sub_retry_at;           //  ...at this time
     int64_t sub_backoff;
     char serverkey[41];             //  its public CURVE key (Z85), when CURVE is on
+    bool refused;                   //  it refused our last catch-up request (REFUSED)
 } s_peer_t;
 
 //  Batches of updates a gateway handed over that wait to be stored: the
@@ -121,6 +124,12 @@ typedef struct {
     uint64_t dropped;
     uint64_t published;             //  records published
     uint64_t messages;              //  ...in so many messages
+    byte envelope[HERD_MSG_ENVELOPE_MAX];   //  our herd and wire version (herd_msg.h)
+    size_t envelope_size;
+    uint64_t refused;               //  messages of another herd or wire version refused
+    uint64_t refusals_logged[HERD_BUS_REFUSALS];    //  hashes of sender and reason logged
+    size_t refusals_logged_count;
+    int64_t refusals_quiet_until;   //  all slots taken: next line not before, monotonic ms
 } s_self_t;
 
 //  Monotonic milliseconds.
@@ -215,6 +224,74 @@ s_self_meta (s_self_t *self)
     herd_msg_put_u64 (meta, self->instance);
     herd_msg_put_u64 (meta + 8, self->seq);
     return zframe_new (meta, sizeof (meta));
+}
+
+//  Add our envelope frame (herd name and wire version) to a message.
+static void
+s_self_add_envelope (s_self_t *self, zmsg_t *msg)
+{
+    zmsg_addmem (msg, self->envelope, self->envelope_size);
+}
+
+//  Check a message's envelope frame (NULL: it has none); 0 when it is of
+//  our herd and wire version, else -1 with reason set.
+static int
+s_self_check_envelope (s_self_t *self, zframe_t *envelope, char *reason)
+{
+    return herd_msg_envelope_check (envelope ? zframe_data (envelope) : NULL,
+                                    envelope ? zframe_size (envelope) : 0, self->config->name,
+                                    reason, HERD_MSG_REASON_MAX);
+}
+
+//  A frame as text fit for the log: printable ASCII, at most 64 bytes.
+static void
+s_printable (zframe_t *frame, char *out, size_t out_size)
+{
+    size_t size = frame ? zframe_size (frame) : 0, used = 0;
+    for (size_t i = 0; i < size && used + 1 < out_size && i < 64; i++) {
+        byte c = zframe_data (frame)[i];
+        out[used++] = c >= 0x20 && c < 0x7f ? (char) c : '?';
+    }
+    out[used] = 0;
+    if (used == 0)
+        snprintf (out, out_size, "?");
+}
+
+//  Whether to log a refusal from this sender for this reason: each pair
+//  once (a flood of refused messages writes one line), and when
+//  HERD_BUS_REFUSALS pairs were logged, at most one line a minute more.
+static bool
+s_self_refusal_new (s_self_t *self, const char *from, const char *reason)
+{
+    uint64_t hash = 14695981039346656037ULL;
+    for (const char *c = from; *c; c++)
+        hash = (hash ^ (byte) *c) * 1099511628211ULL;
+    hash = (hash ^ 0xff) * 1099511628211ULL;
+    for (const char *c = reason; *c; c++)
+        hash = (hash ^ (byte) *c) * 1099511628211ULL;
+    for (size_t i = 0; i < self->refusals_logged_count; i++)
+        if (self->refusals_logged[i] == hash)
+            return false;
+    if (self->refusals_logged_count < HERD_BUS_REFUSALS) {
+        self->refusals_logged[self->refusals_logged_count++] = hash;
+        return true;
+    }
+    int64_t now = s_now_ms ();
+    if (now < self->refusals_quiet_until)
+        return false;
+    self->refusals_quiet_until = now + HERD_BUS_REFUSAL_QUIET;
+    return true;
+}
+
+//  Count and log (once per sender and reason) a message refused: of another
+//  herd or wire version. what names the message, from its sender.
+static void
+s_self_refuse (s_self_t *self, const char *what, const char *from, const char *reason)
+{
+    self->refused++;
+    if (s_self_refusal_new (self, from, reason))
+        herd_log_warning (self->log, "bus", "refused %s from '%s': %s (logged once)", what, from,
+                          reason);
 }
 
 //  CURVE server side of a socket (PUB, sync ROUTER): our key, ZAP checks.
@@ -322,6 +399,7 @@ s_self_request_sync (s_self_t *self, s_peer_t *peer, const char *why)
     for (int attempt = 0; attempt < 2; attempt++) {
         zmsg_t *msg = zmsg_new ();
         zmsg_addstr (msg, HERD_MSG_ICANHAZ);
+        s_self_add_envelope (self, msg);
         zmsg_addmem (msg, meta, sizeof (meta));
         zmsg_addmem (msg, digest, sizeof (digest));
         peer->retry = s_send (peer->sync, &msg) == -1;
@@ -333,12 +411,13 @@ s_self_request_sync (s_self_t *self, s_peer_t *peer, const char *why)
     peer->syncing = true;
     peer->sync_started = peer->sync_heard = s_now_ms ();
     peer->sync_records = peer->sync_bytes = 0;
-    herd_log_printf (self->log, "bus", "catch-up from %s requested (%s; since %" PRIu64 ")",
-                     peer->node->name, why, peer->instance ? peer->seq : 0);
+    if (!peer->refused)         //  asking again a neighbour that refuses us: quietly
+        herd_log_printf (self->log, "bus", "catch-up from %s requested (%s; since %" PRIu64 ")",
+                         peer->node->name, why, peer->instance ? peer->seq : 0);
 }
 
 //  Publish every record applied since the last publish as one message:
-//  ["U", records, sender, meta], meta naming our sequence number after the
+//  ["U", envelope, records, sender, meta], meta naming our sequence number after the
 //  last of them (herd_msg.h). One message per loop turn instead of one per
 //  record: the per-message cost (allocation, queueing, a wake-up at every
 //  neighbour) was most of a bus's time under load.
@@ -352,6 +431,7 @@ s_self_publish_records (s_self_t *self, const char *records, size_t size)
     //  PUB never blocks: at its high-water mark it drops, and the
     //  neighbour's catch-up brings what was dropped
     zmq_send (pub, HERD_MSG_TOPIC_UPDATE, strlen (HERD_MSG_TOPIC_UPDATE), ZMQ_SNDMORE);
+    zmq_send (pub, self->envelope, self->envelope_size, ZMQ_SNDMORE);
     zmq_send (pub, records, size, ZMQ_SNDMORE);
     zmq_send (pub, self->node->name, strlen (self->node->name), ZMQ_SNDMORE);
     zmq_send (pub, meta, sizeof (meta), 0);
@@ -706,8 +786,26 @@ s_self_handle_sub (s_self_t *self)
     if (!msg)
         return false;
     zframe_t *topic = zmsg_first (msg);
-    bool update = zmsg_size (msg) == 4 && zframe_streq (topic, HERD_MSG_TOPIC_UPDATE);
-    bool heartbeat = zmsg_size (msg) == 3 && zframe_streq (topic, HERD_MSG_TOPIC_HEARTBEAT);
+    //  Another herd's or wire version's message is never read further
+    bool known = zframe_streq (topic, HERD_MSG_TOPIC_UPDATE)
+                 || zframe_streq (topic, HERD_MSG_TOPIC_HEARTBEAT);
+    char reason[HERD_MSG_REASON_MAX];
+    if (known && s_self_check_envelope (self, zmsg_next (msg), reason) == -1) {
+        //  The sender is the last frame but one, in this wire and the last
+        zframe_t *sender = NULL;
+        size_t index = 0;
+        for (zframe_t *frame = zmsg_first (msg); frame; frame = zmsg_next (msg))
+            if (zmsg_size (msg) >= 3 && index++ == zmsg_size (msg) - 2)
+                sender = frame;
+        char from[80];
+        s_printable (sender, from, sizeof (from));
+        s_self_refuse (self, zframe_streq (topic, HERD_MSG_TOPIC_UPDATE) ? "update" : "heartbeat",
+                       from, reason);
+        zmsg_destroy (&msg);
+        return true;
+    }
+    bool update = zmsg_size (msg) == 5 && zframe_streq (topic, HERD_MSG_TOPIC_UPDATE);
+    bool heartbeat = zmsg_size (msg) == 4 && zframe_streq (topic, HERD_MSG_TOPIC_HEARTBEAT);
     zframe_t *line = update ? zmsg_next (msg) : NULL;
     zframe_t *sender = zmsg_next (msg);
     zframe_t *meta = zmsg_next (msg);
@@ -793,12 +891,14 @@ s_self_pump (s_self_t *self, s_transfer_t *transfer)
             herd_msg_put_u64 (meta + 8, self->seq);
             zmq_send (sync, HERD_MSG_KTHXBAI, strlen (HERD_MSG_KTHXBAI),
                       ZMQ_SNDMORE | ZMQ_DONTWAIT);
+            zmq_send (sync, self->envelope, self->envelope_size, ZMQ_SNDMORE | ZMQ_DONTWAIT);
             zmq_send (sync, meta, sizeof (meta), ZMQ_DONTWAIT);
             if (self->verbose)
                 zsys_debug ("bus %s: sent %zu records", self->node->name, transfer->count);
             return true;
         }
         zmq_send (sync, HERD_MSG_KVSYNC, strlen (HERD_MSG_KVSYNC), ZMQ_SNDMORE | ZMQ_DONTWAIT);
+        zmq_send (sync, self->envelope, self->envelope_size, ZMQ_SNDMORE | ZMQ_DONTWAIT);
         for (size_t i = 0; i < count; i++)
             zmq_send (sync, batch[i]->line, batch[i]->size,
                       (i + 1 < count ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT);
@@ -852,7 +952,7 @@ s_self_handle_icanhaz (s_self_t *self, zframe_t *routing, zmsg_t *msg)
 {
     zframe_t *meta = zmsg_next (msg);
     zframe_t *digest = zmsg_next (msg);
-    if (zmsg_size (msg) != 4 || zframe_size (meta) != HERD_MSG_META_SIZE
+    if (zmsg_size (msg) != 5 || zframe_size (meta) != HERD_MSG_META_SIZE
         || zframe_size (digest) != 16) {
         herd_log_warning (self->log, "bus", "dropped a malformed catch-up request");
         return;
@@ -874,9 +974,9 @@ s_self_handle_icanhaz (s_self_t *self, zframe_t *routing, zmsg_t *msg)
 static void
 s_self_handle_link (s_self_t *self, zframe_t *routing, zmsg_t *msg)
 {
-    //  Frames: routing id, LINK, peer, state
-    char *name = zmsg_size (msg) == 4 ? zframe_strdup (zmsg_next (msg)) : NULL;
-    char *state = zmsg_size (msg) == 4 ? zframe_strdup (zmsg_next (msg)) : NULL;
+    //  Frames: routing id, LINK, envelope, peer, state
+    char *name = zmsg_size (msg) == 5 ? zframe_strdup (zmsg_next (msg)) : NULL;
+    char *state = zmsg_size (msg) == 5 ? zframe_strdup (zmsg_next (msg)) : NULL;
     s_peer_t *peer = name ? s_self_peer_by_name (self, name, strlen (name)) : NULL;
     const char *error = NULL;
     if (!peer || !state)
@@ -923,6 +1023,23 @@ s_self_handle_sync (s_self_t *self)
     zframe_t *command = zmsg_next (msg);
     if (self->verbose)
         zsys_debug ("bus %s: sync message of %zu frames", self->node->name, zmsg_size (msg));
+    //  Nothing is served or obeyed for another herd or wire version: the
+    //  requester is told why
+    char reason[HERD_MSG_REASON_MAX];
+    if (command && s_self_check_envelope (self, zmsg_next (msg), reason) == -1) {
+        char what[80], from[80];
+        s_printable (command, what, sizeof (what) - 8);
+        strcat (what, " request");
+        const char *address = zframe_meta (command, "Peer-Address");
+        snprintf (from, sizeof (from), "%s", address ? address : "?");
+        s_self_refuse (self, what, from, reason);
+        zmsg_t *reply = zmsg_new ();
+        zmsg_append (reply, (zframe_t *[]){zframe_dup (routing)});
+        zmsg_addstr (reply, HERD_MSG_REFUSED);
+        zmsg_addstr (reply, reason);
+        s_send (self->sync, &reply);
+    }
+    else
     if (command && zframe_streq (command, HERD_MSG_ICANHAZ))
         s_self_handle_icanhaz (self, routing, msg);
     else
@@ -941,7 +1058,7 @@ s_self_handle_sync (s_self_t *self)
     if (command && zframe_streq (command, HERD_MSG_LINK))
         s_self_handle_link (self, routing, msg);
     else
-    if (command && zframe_streq (command, HERD_MSG_GET) && zmsg_size (msg) == 3) {
+    if (command && zframe_streq (command, HERD_MSG_GET) && zmsg_size (msg) == 4) {
         zframe_t *client = zmsg_next (msg);
         s_entry_t *entry = herd_table_lookup (self->table, (char *) zframe_data (client),
                                               zframe_size (client));
@@ -970,6 +1087,31 @@ s_self_handle_peer_sync (s_self_t *self, s_peer_t *peer)
         return false;
     zframe_t *command = zmsg_first (msg);
     peer->sync_heard = s_now_ms ();
+    char reason[HERD_MSG_REASON_MAX] = "";
+    bool refused = command && zframe_streq (command, HERD_MSG_REFUSED);
+    if (refused) {
+        zframe_t *why = zmsg_next (msg);
+        s_printable (why, reason, sizeof (reason));
+        if (s_self_refusal_new (self, peer->node->name, reason))
+            herd_log_warning (self->log, "bus", "catch-up refused by %s: %s (logged once)",
+                              peer->node->name, reason);
+    }
+    else
+    if (command && s_self_check_envelope (self, zmsg_next (msg), reason) == -1) {
+        s_self_refuse (self, "catch-up", peer->node->name, reason);
+        refused = true;
+    }
+    if (refused) {
+        //  Asked again after a back-off, as a catch-up that failed
+        peer->refused = true;
+        peer->syncing = false;
+        peer->backoff = peer->backoff ? peer->backoff * 2 : HERD_BUS_BACKOFF_MIN;
+        if (peer->backoff > HERD_BUS_BACKOFF_MAX)
+            peer->backoff = HERD_BUS_BACKOFF_MAX;
+        peer->rebuild_at = s_now_ms () + peer->backoff;
+        peer->retry = true;
+    }
+    else
     if (command && zframe_streq (command, HERD_MSG_KVSYNC)) {
         for (zframe_t *line = zmsg_next (msg); line; line = zmsg_next (msg)) {
             s_self_apply (self, (char *) zframe_data (line), zframe_size (line),
@@ -979,7 +1121,7 @@ s_self_handle_peer_sync (s_self_t *self, s_peer_t *peer)
         }
     }
     else
-    if (command && zframe_streq (command, HERD_MSG_KTHXBAI) && zmsg_size (msg) == 2) {
+    if (command && zframe_streq (command, HERD_MSG_KTHXBAI) && zmsg_size (msg) == 3) {
         zframe_t *meta = zmsg_next (msg);
         if (zframe_size (meta) == HERD_MSG_META_SIZE) {
             peer->instance = herd_msg_get_u64 (zframe_data (meta));
@@ -995,6 +1137,7 @@ s_self_handle_peer_sync (s_self_t *self, s_peer_t *peer)
         herd_monitor_event (self->monitor_out, "bus", "caught up", peer->node->name, detail);
         self->catchups++;
         peer->syncing = false;
+        peer->refused = false;
         peer->backoff = 0;          //  the link works: rebuild at once if it fails again
         for (size_t i = 0; i < self->peer_count; i++)
             if (self->peers[i].deferred)
@@ -1128,6 +1271,7 @@ s_self_publish_stats (s_self_t *self)
     cJSON_AddNumberToObject (stats, "applied_total", (double) self->applied);
     cJSON_AddNumberToObject (stats, "stale_total", (double) self->stale);
     cJSON_AddNumberToObject (stats, "dropped_total", (double) self->dropped);
+    cJSON_AddNumberToObject (stats, "refused_messages_total", (double) self->refused);
     cJSON_AddNumberToObject (stats, "sequence", (double) self->seq);
     cJSON_AddNumberToObject (stats, "catchups_total", (double) self->catchups);
     cJSON_AddNumberToObject (stats, "journal_records",
@@ -1138,7 +1282,9 @@ s_self_publish_stats (s_self_t *self)
     cJSON *links = cJSON_AddObjectToObject (stats, "links");
     for (size_t i = 0; i < self->peer_count; i++)
         cJSON_AddStringToObject (links, self->peers[i].node->name,
-                                 self->peers[i].up ? "up" : "down");
+                                 self->peers[i].refused ? "refused"
+                                 : self->peers[i].up    ? "up"
+                                                        : "down");
     herd_monitor_set (self->monitor_out, "bus", stats);
     herd_monitor_publish (self->monitor_out);
 }
@@ -1150,6 +1296,7 @@ s_self_heartbeat (s_self_t *self)
     s_self_publish (self);      //  a heartbeat must not run ahead of the stream
     zmsg_t *msg = zmsg_new ();
     zmsg_addstr (msg, HERD_MSG_TOPIC_HEARTBEAT);
+    s_self_add_envelope (self, msg);
     zmsg_addstr (msg, self->node->name);
     zmsg_append (msg, (zframe_t *[]){s_self_meta (self)});
     s_send (self->pub, &msg);
@@ -1344,6 +1491,7 @@ s_self_new (zsock_t *pipe, herd_bus_args_t *args)
     self->log = args->log;
     self->fsync_always = args->config->fsync_always;
     self->table = herd_table_new ();
+    self->envelope_size = herd_msg_envelope (self->envelope, self->config->name);
     self->started_mono = s_now_ms ();
     self->started_wall = zclock_time ();
     //  A fresh instance id: neighbours then know our sequence numbers restarted
@@ -1676,19 +1824,57 @@ s_expect (zsock_t *dealer, const char *client, const char *expected)
     zstr_free (&line);
 }
 
-//  Publish an update as neighbour B would.
+//  Add an envelope of herd name and wire version to a message.
 static void
-s_publish_as_b (zsock_t *pub, const char *line, uint64_t seq)
+s_add_envelope (zmsg_t *msg, const char *name, byte version)
+{
+    byte envelope[HERD_MSG_ENVELOPE_MAX];
+    size_t size = herd_msg_envelope (envelope, name);
+    envelope[0] = version;
+    zmsg_addmem (msg, envelope, size);
+}
+
+//  Publish an update as neighbour B of herd "herd" (the default) would.
+static void
+s_publish_as (zsock_t *pub, const char *line, uint64_t seq, const char *herd, byte version)
 {
     byte meta[HERD_MSG_META_SIZE];
     herd_msg_put_u64 (meta, 42);
     herd_msg_put_u64 (meta + 8, seq);
     zmsg_t *msg = zmsg_new ();
     zmsg_addstr (msg, HERD_MSG_TOPIC_UPDATE);
+    s_add_envelope (msg, herd, version);
     zmsg_addstr (msg, line);
     zmsg_addstr (msg, "B");
     zmsg_addmem (msg, meta, sizeof (meta));
     zmsg_send (&msg, pub);
+}
+
+static void
+s_publish_as_b (zsock_t *pub, const char *line, uint64_t seq)
+{
+    s_publish_as (pub, line, seq, "herd", HERD_MSG_WIRE_VERSION);
+}
+
+//  Send a control request with an envelope of herd and version (version 0:
+//  no envelope, as wire version 1) and return the first two frames of the
+//  reply as "KIND REASON-OR-NAME".
+static char *
+s_control (zsock_t *control, const char *command, const char *herd, byte version)
+{
+    zmsg_t *request = zmsg_new ();
+    zmsg_addstr (request, command);
+    if (version)
+        s_add_envelope (request, herd, version);
+    zmsg_send (&request, control);
+    zmsg_t *reply = s_recv_bounded (control, 5000);
+    HERD_CHECK (reply);
+    char *kind = zmsg_popstr (reply), *what = zmsg_popstr (reply);
+    char *result = zsys_sprintf ("%s %s", kind, what ? what : "");
+    zstr_free (&kind);
+    zstr_free (&what);
+    zmsg_destroy (&reply);
+    return result;
 }
 
 //  Ask a bus's sync socket for its digest; returns "count digest". Asks
@@ -1699,7 +1885,10 @@ s_digest (zsock_t *control)
 {
     zmsg_t *reply = NULL;
     for (int attempt = 0; attempt < 20 && !reply; attempt++) {
-        zstr_send (control, HERD_MSG_DIGEST);
+        zmsg_t *request = zmsg_new ();
+        zmsg_addstr (request, HERD_MSG_DIGEST);
+        s_add_envelope (request, "herd", HERD_MSG_WIRE_VERSION);
+        zmsg_send (&request, control);
         reply = s_recv_bounded (control, 250);
     }
     HERD_CHECK (reply);
@@ -1797,8 +1986,12 @@ herd_bus_test (bool verbose)
         flooded = s_recv_bounded (b_sub, 100);
     }
     HERD_CHECK (flooded);
-    HERD_CHECK_INT (zmsg_size (flooded), 4);
+    HERD_CHECK_INT (zmsg_size (flooded), 5);
     zmsg_first (flooded);
+    char reason[HERD_MSG_REASON_MAX];
+    zframe_t *envelope = zmsg_next (flooded);
+    HERD_CHECK_INT (herd_msg_envelope_check (zframe_data (envelope), zframe_size (envelope),
+                                             "herd", reason, sizeof (reason)), 0);
     zmsg_next (flooded);
     zframe_t *sender = zmsg_next (flooded);
     HERD_CHECK (zframe_streq (sender, "A"));
@@ -1822,6 +2015,7 @@ herd_bus_test (bool verbose)
     uint64_t last_seq = 0;
     while (seen < 2000 && (flooded = s_recv_bounded (b_sub, 5000))) {
         HERD_CHECK (zframe_streq (zmsg_first (flooded), HERD_MSG_TOPIC_UPDATE));
+        zmsg_next (flooded);
         zframe_t *records = zmsg_next (flooded);
         HERD_CHECK (zframe_size (records) <= 64 * 1024);
         size_t count = 1;
@@ -1853,11 +2047,19 @@ herd_bus_test (bool verbose)
     zstr_free (&line);
 
     //  Malformed bus input is dropped, never applied
-    zstr_sendx (b_pub, HERD_MSG_TOPIC_UPDATE, "AT B +1 evil", "B", "0123456789abcdef", NULL);
-    zstr_sendx (b_pub, HERD_MSG_TOPIC_UPDATE, "AT B +0.000000000 evil +1+1 1", NULL);
-    zstr_sendx (b_pub, HERD_MSG_TOPIC_UPDATE, "AT B +0.000000000 evil +1+1 1", "Nobody",
+    const char *ours = "\x02herd";
+    zstr_sendx (b_pub, HERD_MSG_TOPIC_UPDATE, ours, "AT B +1 evil", "B", "0123456789abcdef",
+                NULL);
+    zstr_sendx (b_pub, HERD_MSG_TOPIC_UPDATE, ours, "AT B +0.000000000 evil +1+1 1", NULL);
+    zstr_sendx (b_pub, HERD_MSG_TOPIC_UPDATE, ours, "AT B +0.000000000 evil +1+1 1", "Nobody",
                 "0123456789abcdef", NULL);
     zstr_sendx (b_pub, HERD_MSG_TOPIC_UPDATE, NULL);
+    //  ...and so is another herd's, or another wire version's, well formed
+    //  as it may be: the old wire's ["U", records, sender, meta] among them
+    s_publish_as (b_pub, "AT B +0.000000000 stranger +1+1 1", 3, "other", HERD_MSG_WIRE_VERSION);
+    s_publish_as (b_pub, "AT B +0.000000000 stranger +1+1 1", 3, "herd", 3);
+    zstr_sendx (b_pub, HERD_MSG_TOPIC_UPDATE, "AT B +0.000000000 stranger +1+1 1", "B",
+                "0123456789abcdef", NULL);
     //  A later good message proves the bad ones were consumed first
     const char *marker = "AT B +0.000000000 marker +1+1 1";
     line = NULL;
@@ -1868,6 +2070,22 @@ herd_bus_test (bool verbose)
     HERD_CHECK_STR (line, marker);
     zstr_free (&line);
     HERD_CHECK (s_lookup (gateway, "evil") == NULL);
+    HERD_CHECK (s_lookup (gateway, "stranger") == NULL);
+
+    //  Control requests of another herd or wire version are refused, and
+    //  the requester is told why
+    char *answer = s_control (control, HERD_MSG_DIGEST, "other", HERD_MSG_WIRE_VERSION);
+    HERD_CHECK_STR (answer, "REFUSED herd 'other', ours 'herd'");
+    zstr_free (&answer);
+    answer = s_control (control, HERD_MSG_DIGEST, "herd", 0);
+    HERD_CHECK_STR (answer, "REFUSED wire version 1 (no envelope), ours 2");
+    zstr_free (&answer);
+    answer = s_control (control, HERD_MSG_ICANHAZ, "herd", 1);
+    HERD_CHECK_STR (answer, "REFUSED wire version 1, ours 2");
+    zstr_free (&answer);
+    answer = s_control (control, HERD_MSG_DIGEST, "herd", HERD_MSG_WIRE_VERSION);
+    HERD_CHECK_STR (answer, "DIGEST A");
+    zstr_free (&answer);
 
     //  A neighbour's update may carry several records
     line = NULL;
@@ -1891,6 +2109,7 @@ herd_bus_test (bool verbose)
     digest = s_digest (control);
     zmsg_t *ask = zmsg_new ();
     zmsg_addstr (ask, HERD_MSG_ICANHAZ);
+    s_add_envelope (ask, "herd", HERD_MSG_WIRE_VERSION);
     byte zeros[16] = {0};
     zmsg_addmem (ask, zeros, 16);
     zmsg_addmem (ask, zeros, 16);
@@ -1900,6 +2119,10 @@ herd_bus_test (bool verbose)
     byte meta[HERD_MSG_META_SIZE];
     while ((reply = s_recv_bounded (control, 5000))) {
         char *kind = zmsg_popstr (reply);
+        zframe_t *envelope = zmsg_pop (reply);
+        HERD_CHECK_INT (herd_msg_envelope_check (zframe_data (envelope), zframe_size (envelope),
+                                                 "herd", reason, sizeof (reason)), 0);
+        zframe_destroy (&envelope);
         bool done = streq (kind, HERD_MSG_KTHXBAI);
         if (done)
             memcpy (meta, zframe_data (zmsg_first (reply)), sizeof (meta));
@@ -1919,6 +2142,7 @@ herd_bus_test (bool verbose)
     zstr_free (&line);
     ask = zmsg_new ();
     zmsg_addstr (ask, HERD_MSG_ICANHAZ);
+    s_add_envelope (ask, "herd", HERD_MSG_WIRE_VERSION);
     zmsg_addmem (ask, meta, sizeof (meta));
     zmsg_addmem (ask, zeros, 16);
     zmsg_send (&ask, control);
@@ -1926,8 +2150,9 @@ herd_bus_test (bool verbose)
     HERD_CHECK (reply);
     char *kind = zmsg_popstr (reply);
     HERD_CHECK_STR (kind, HERD_MSG_KVSYNC);
-    HERD_CHECK_INT (zmsg_size (reply), 1);
-    HERD_CHECK (zframe_streq (zmsg_first (reply), "AT A +0.100000000 late +1+1 5"));
+    HERD_CHECK_INT (zmsg_size (reply), 2);
+    zmsg_first (reply);
+    HERD_CHECK (zframe_streq (zmsg_next (reply), "AT A +0.100000000 late +1+1 5"));
     zstr_free (&kind);
     zmsg_destroy (&reply);
     reply = s_recv_bounded (control, 5000);
@@ -1983,7 +2208,12 @@ herd_bus_test (bool verbose)
     fclose (file);
     HERD_CHECK_CONTAINS (text_log, "bus link up B tcp://127.0.0.1:");
     HERD_CHECK_CONTAINS (text_log, "dropped a malformed update from B");
-    HERD_CHECK_CONTAINS (text_log, "dropped a malformed bus message of 2 frames");
+    HERD_CHECK_CONTAINS (text_log, "dropped a malformed bus message of 3 frames");
+    HERD_CHECK_CONTAINS (text_log, "refused update from 'B': herd 'other', ours 'herd'");
+    HERD_CHECK_CONTAINS (text_log, "refused update from 'B': wire version 3, ours 2");
+    HERD_CHECK_CONTAINS (text_log, "refused update from 'B': wire version 1 (no envelope), "
+                                   "ours 2");
+    HERD_CHECK_CONTAINS (text_log, "refused DIGEST request from '127.0.0.1': herd 'other'");
     HERD_CHECK_CONTAINS (text_log, "journal loaded: ");
     free (text_log);
     herd_config_destroy (&config);

@@ -292,6 +292,8 @@ static const struct {
     {"herd_bus_applied_total", "Location records applied to the table."},
     {"herd_bus_stale_total", "Location records ignored: not newer than the one held."},
     {"herd_bus_dropped_total", "Malformed updates dropped."},
+    {"herd_bus_refused_messages_total", "Bus messages and requests of another herd or wire "
+                                        "version refused."},
     {"herd_bus_sequence", "The bus's last published sequence number."},
     {"herd_bus_catchups_total", "Catch-ups from a neighbour completed."},
     {"herd_bus_journal_records", "Records in the journal."},

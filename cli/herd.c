@@ -339,6 +339,30 @@ s_local_cert (const herd_config_t *config)
     return NULL;
 }
 
+//  A control request: command, then the envelope of the config's herd
+//  (herd_msg.h). The caller adds the arguments.
+static zmsg_t *
+s_request (const herd_config_t *config, const char *command)
+{
+    zmsg_t *request = zmsg_new ();
+    zmsg_addstr (request, command);
+    byte envelope[HERD_MSG_ENVELOPE_MAX];
+    zmsg_addmem (request, envelope, herd_msg_envelope (envelope, config->name));
+    return request;
+}
+
+//  True, and the reason printed, when a node refused a request (reply
+//  ["REFUSED", reason]): of another herd or wire version.
+static bool
+s_refused (const herd_node_t *node, const char *kind, const char *reason)
+{
+    if (!kind || !streq (kind, HERD_MSG_REFUSED))
+        return false;
+    fprintf (stderr, "herd: %s refused the request: %s\n", node->name,
+             reason ? reason : "no reason given");
+    return true;
+}
+
 //  Send a request to a node's sync endpoint; its reply, or NULL after
 //  timeout ms. With CURVE on, speak as a herd member.
 static zmsg_t *
@@ -385,8 +409,7 @@ s_digest (const herd_config_t *config)
             rc = 1;
             continue;
         }
-        zmsg_t *request = zmsg_new ();
-        zmsg_addstr (request, "DIGEST");
+        zmsg_t *request = s_request (config, HERD_MSG_DIGEST);
         zmsg_t *reply = s_ask (config, node, &request, 1000);
         char *kind = reply ? zmsg_popstr (reply) : NULL;
         char *name = reply ? zmsg_popstr (reply) : NULL;
@@ -404,7 +427,8 @@ s_digest (const herd_config_t *config)
             }
         }
         else {
-            printf ("%s unreachable\n", node->name);
+            printf ("%s %s\n", node->name, s_refused (node, kind, name) ? "refused"
+                                                                        : "unreachable");
             rc = 1;
         }
         zstr_free (&kind);
@@ -426,8 +450,7 @@ s_link (const herd_config_t *config, const char *name, const char *peer, const c
         fprintf (stderr, "herd: link needs NODE PEER up|down, and NODE needs a sync endpoint\n");
         return 2;
     }
-    zmsg_t *request = zmsg_new ();
-    zmsg_addstr (request, "LINK");
+    zmsg_t *request = s_request (config, HERD_MSG_LINK);
     zmsg_addstr (request, peer);
     zmsg_addstr (request, state);
     zmsg_t *reply = s_ask (config, node, &request, 2000);
@@ -435,7 +458,8 @@ s_link (const herd_config_t *config, const char *name, const char *peer, const c
     char *reason = reply ? zmsg_popstr (reply) : NULL;
     int rc = status && streq (status, "OK") ? 0 : 1;
     if (rc)
-        fprintf (stderr, "herd: link %s %s %s: %s\n", name, peer, state,
+        fprintf (stderr, "herd: link %s %s %s: %s%s\n", name, peer, state,
+                 status && streq (status, HERD_MSG_REFUSED) ? "refused: " : "",
                  reason ? reason : "no answer");
     zstr_free (&status);
     zstr_free (&reason);
@@ -452,8 +476,7 @@ s_get_one (const herd_config_t *config, const herd_node_t *node, const char *cli
         printf ("%s no-sync-endpoint\n", node->name);
         return false;
     }
-    zmsg_t *request = zmsg_new ();
-    zmsg_addstr (request, HERD_MSG_GET);
+    zmsg_t *request = s_request (config, HERD_MSG_GET);
     zmsg_addstr (request, client);
     zmsg_t *reply = s_ask (config, node, &request, 1000);
     char *kind = reply ? zmsg_popstr (reply) : NULL;
@@ -482,7 +505,7 @@ s_get_one (const herd_config_t *config, const herd_node_t *node, const char *cli
     if (kind && streq (kind, HERD_MSG_NONE))
         printf ("%s none\n", node->name);
     else
-        printf ("%s unreachable\n", node->name);
+        printf ("%s %s\n", node->name, s_refused (node, kind, line) ? "refused" : "unreachable");
     zstr_free (&kind);
     zstr_free (&line);
     zstr_free (&applied);

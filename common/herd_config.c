@@ -10,6 +10,7 @@
 
 #include "herd_config.h"
 #include "herd_check.h"
+#include "herd_msg.h"
 
 #include <czmq.h>
 #include <ctype.h>
@@ -72,7 +73,7 @@ static int
 static const char *const s_top_keys[] = {"herd", "node", "edges", "places", "security", NULL};
 static const char *const s_security_keys[] = {"curve", NULL};
 static const char *const s_herd_keys[] = {
-    "run_dir",         "max_line",         "max_output",     "max_output_total", "max_pending",
+    "name",            "run_dir",         "max_line",         "max_output",     "max_output_total", "max_pending",
     "max_clients",     "idle_timeout_ms",  "line_timeout_ms", "max_time_ahead_s", "fsync",
     "ack_timeout_ms",  "log_requests",     "log_level",      "log_format",       NULL};
 static const char *const s_node_keys[] = {"client", "bus", "log", NULL};
@@ -796,6 +797,12 @@ s_load_herd (s_loader_t *self, zconfig_t *section, herd_config_t *config)
     char *fsync = NULL;
     if (s_load_log (self, section, config))
         return -1;
+    if (s_get_string (self, section, "herd", "name", "herd", &config->name))
+        return -1;
+    if (!herd_msg_name_valid (config->name, strlen (config->name)))
+        return s_key_fail (self, s_locate (section, "name"), "herd",
+                           "'%s' is not 1..%d characters of A-Z a-z 0-9 . _ -", config->name,
+                           HERD_MSG_NAME_MAX);
     if (s_get_string (self, section, "herd", "run_dir", "run", &config->run_dir)
         || s_get_int (self, section, "herd", "max_line", 64, HERD_CONFIG_MAX_LINE, 1048576L,
                       &max_line)
@@ -1358,6 +1365,7 @@ herd_config_destroy (herd_config_t **self_p)
         }
         free (self->nodes);
         free (self->path);
+        free (self->name);
         free (self->run_dir);
         free (self->places.flavour);
         free (self->places.url);
@@ -1665,6 +1673,9 @@ herd_config_reload_changes (const herd_config_t *running, const herd_config_t *n
     "    connect_timeout_ms = 1000\n"                                                          \
     "    concurrency = 256               #   HTTP transfers in flight at once\n"
 
+//  A herd name one character too long.
+#define S_TEST_NAME_65 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+
 //  One node, lines 1-4, for error cases to build on.
 #define S_TEST_NODE_A                                                                          \
     "node = A\n"                                                                               \
@@ -1721,7 +1732,7 @@ static const s_test_case_t s_test_errors[] = {
     {"", "t.cfg: ", "no nodes"},
     //  herd
     {"herd\n    dir = x\n" S_TEST_NODE_A, "t.cfg:2: herd: unknown key 'dir'",
-     "(allowed: run_dir, max_line, max_output, max_output_total, max_pending, max_clients, "
+     "(allowed: name, run_dir, max_line, max_output, max_output_total, max_pending, max_clients, "
      "idle_timeout_ms, line_timeout_ms, max_time_ahead_s, fsync, ack_timeout_ms, log_requests, "
      "log_level, log_format)"},
     {"herd\n    log_requests = sometimes\n" S_TEST_NODE_A, "t.cfg:2: herd: key 'log_requests'",
@@ -1740,6 +1751,15 @@ static const s_test_case_t s_test_errors[] = {
      "'JSON' is not text or json"},
     {"herd\n    log_format =\n" S_TEST_NODE_A, "t.cfg:2: herd: key 'log_format'",
      "value is empty"},
+    {"herd\n    name = my herd\n" S_TEST_NODE_A, "t.cfg:2: herd: key 'name'",
+     "'my herd' is not 1..64 characters of A-Z a-z 0-9 . _ -"},
+    {"herd\n    name = caf\xC3\xA9\n" S_TEST_NODE_A, "t.cfg:2: herd: key 'name'",
+     "is not 1..64 characters"},
+    {"herd\n    name = " S_TEST_NAME_65 "\n" S_TEST_NODE_A, "t.cfg:2: herd: key 'name'",
+     "is not 1..64 characters"},
+    {"herd\n    name =\n" S_TEST_NODE_A, "t.cfg:2: herd: key 'name'", "value is empty"},
+    {"herd\n    name = a\n    name = b\n" S_TEST_NODE_A, "t.cfg:3: herd: ",
+     "key 'name' is given twice"},
     {"herd\n    fsync = sometimes\n" S_TEST_NODE_A, "t.cfg:2: herd: key 'fsync'",
      "'sometimes' is not everysec or always"},
     {"herd\n    max_time_ahead_s = -5\n" S_TEST_NODE_A, "t.cfg:2: herd: key 'max_time_ahead_s'",
@@ -2076,6 +2096,7 @@ herd_config_test (bool verbose)
     s_test_ok (config, error);
     HERD_CHECK_STR (config->path, "herd.cfg");
     HERD_CHECK_STR (config->run_dir, "run");
+    HERD_CHECK_STR (config->name, "herd");
     HERD_CHECK_INT (config->max_line, 1048576);
     HERD_CHECK_INT (config->max_output, 1048576);
     HERD_CHECK_INT (config->max_output_total, 268435456);
@@ -2138,8 +2159,9 @@ herd_config_test (bool verbose)
     HERD_CHECK (config->log_json);
     herd_config_destroy (&config);
     config = herd_config_load_string ("herd\n    log_requests = off\n    log_level = debug\n"
-                                      S_TEST_NODE_A, "t.cfg", &error);
+                                      "    name = Prod-eu_1.b\n" S_TEST_NODE_A, "t.cfg", &error);
     s_test_ok (config, error);
+    HERD_CHECK_STR (config->name, "Prod-eu_1.b");
     HERD_CHECK_INT (config->log_requests_every, 0);
     HERD_CHECK_INT (config->log_level, 0);
     herd_config_destroy (&config);

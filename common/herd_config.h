@@ -7,6 +7,7 @@
 //  File layout (every key documented in README.md):
 //
 //      herd
+//          name = herd                    #  the herd's name: its buses refuse others
 //          run_dir = run                  #  ipc:// sockets of split nodes
 //          max_line = 1048576             #  longest client line, bytes
 //          max_output = 1048576           #  unsent answers per client, bytes
@@ -90,6 +91,7 @@ typedef struct {
 
 typedef struct {
     char *path;                 //  file it was loaded from
+    char *name;                 //  herd/name: 1..64 of A-Z a-z 0-9 . _ - (herd_msg.h)
     char *run_dir;              //  directory for ipc:// endpoints
     size_t max_line;            //  client line cap in bytes, 64..HERD_CONFIG_MAX_LINE
     bool curve;                 //  security/curve: CURVE on every bus socket

@@ -74,10 +74,32 @@
 //  Either way the gateway answers the client with the AT line, the json, and
 //  an empty line. reqid is opaque to bus and places: they echo it unchanged.
 //
+//  ## Envelope: herd and wire version   (every bus -> bus and control message)
+//
+//  Every message between buses and every control request carries, right
+//  after its command frame, one envelope frame:
+//
+//      [version][herd]                version: 1 byte, HERD_MSG_WIRE_VERSION;
+//                                     herd: the sender's herd/name (1..64 of
+//                                     A-Z a-z 0-9 . _ -)
+//
+//  A bus never applies, serves or obeys a message whose envelope names
+//  another herd or another version: it counts it (refused_messages_total),
+//  logs it once per sender and reason, and answers a request on its sync
+//  socket with ["REFUSED", reason]. Version bytes are 1..31, now and in
+//  future versions, so a frame that starts with any other byte (text, or a
+//  missing frame) is no envelope: a message of wire version 1, the wire
+//  before envelopes, whose frame 1 was records, a name or meta. Such a
+//  message is refused too, never misread. The herd name is a guard against
+//  mistakes (a node started with another herd's ports), not against an
+//  attacker: that is CURVE's job (security/curve). The replies to control
+//  requests (DIGEST, OK, ERROR, RECORD, NONE) carry no envelope.
+//
 //  ## bus -> bus   (each bus binds a PUB; its SUB connects to every neighbour)
 //
-//      ["U", records, sender, meta]   location updates (records as in UPDATE)
-//      ["H", sender, meta]            heartbeat, once a second
+//      ["U", envelope, records, sender, meta]  location updates (records as
+//                                     in UPDATE)
+//      ["H", envelope, sender, meta]  heartbeat, once a second
 //
 //  sender is the publishing node's name; meta is 16 bytes: the sender bus's
 //  instance id (8 bytes, little-endian, random at each start) and the
@@ -97,13 +119,17 @@
 //  ## bus -> bus catch-up   (each bus binds a sync ROUTER; a DEALER of each
 //  neighbour connects to it)
 //
-//      ["ICANHAZ", meta, digest]      send me what I miss. meta: the instance
-//                                     and sequence number of yours I last saw
-//                                     (zeros: none); digest: my table's count
-//                                     and digest (8 + 8 bytes, little-endian)
-//      ["KVSYNC", at-line, ...]       up to 1000 records and 64 KB a message
-//                                     (or one larger record)
-//      ["KTHXBAI", meta]              done: your view of me is now meta
+//      ["ICANHAZ", envelope, meta, digest]  send me what I miss. meta: the
+//                                     instance and sequence number of yours I
+//                                     last saw (zeros: none); digest: my
+//                                     table's count and digest (8 + 8 bytes,
+//                                     little-endian)
+//      ["KVSYNC", envelope, at-line, ...]  up to 1000 records and 64 KB a
+//                                     message (or one larger record)
+//      ["KTHXBAI", envelope, meta]    done: your view of me is now meta
+//      ["REFUSED", reason]            not your herd or wire version: the
+//                                     requester logs it and asks again only
+//                                     after a back-off (up to 4 s)
 //
 //  When meta names the responder's current instance, it sends only the
 //  records it changed after that sequence number (a delta); otherwise its
@@ -121,9 +147,11 @@
 //
 //  ## control   (on the same sync ROUTER; herd digest, get, link and tests)
 //
-//      ["DIGEST"]  ->  ["DIGEST", name, count, digest-hex, applied, stale]
-//      ["LINK", peer, "down"|"up"]  ->  ["OK"] | ["ERROR", reason]
-//      ["GET", client-id]  ->  ["RECORD", at-line, applied-usec, seq] | ["NONE"]
+//      ["DIGEST", envelope]  ->  ["DIGEST", name, count, digest-hex, applied, stale]
+//      ["LINK", envelope, peer, "down"|"up"]  ->  ["OK"] | ["ERROR", reason]
+//      ["GET", envelope, client-id]  ->  ["RECORD", at-line, applied-usec, seq] | ["NONE"]
+//
+//  Any of them with another herd's or version's envelope  ->  ["REFUSED", reason].
 //
 //  count, applied and stale are decimal strings; digest-hex is 16 hex
 //  digits: the XOR of herd_record_hash over every stored record, so two
@@ -174,10 +202,20 @@
 #define HERD_MSG_LINK    "LINK"
 #define HERD_MSG_GET     "GET"
 #define HERD_MSG_RECORD  "RECORD"
+#define HERD_MSG_REFUSED "REFUSED"
 #define HERD_MSG_META_SIZE 16
 #define HERD_MSG_RELOAD "RELOAD"
 
+#define HERD_MSG_WIRE_VERSION 2     //  1: the wire before envelopes
+#define HERD_MSG_NAME_MAX     64    //  longest herd name
+#define HERD_MSG_ENVELOPE_MAX (1 + HERD_MSG_NAME_MAX)
+#define HERD_MSG_REASON_MAX   128   //  room for a refusal's reason
+
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <string.h>
 
 //  The wire's 64-bit integers (batch numbers, instance ids, sequence
 //  numbers, counts): 8 bytes, little-endian, whatever the host.
@@ -195,6 +233,63 @@ herd_msg_get_u64 (const unsigned char *in)
     for (int i = 7; i >= 0; i--)
         value = (value << 8) | in[i];
     return value;
+}
+
+//  True if name (size bytes) is a herd name: 1..64 of A-Z a-z 0-9 . _ -.
+static inline bool
+herd_msg_name_valid (const char *name, size_t size)
+{
+    if (size < 1 || size > HERD_MSG_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < size; i++) {
+        char c = name[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')
+              || c == '.' || c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+//  Write the envelope of herd name (a valid one) into out, which holds
+//  HERD_MSG_ENVELOPE_MAX bytes; returns its size.
+static inline size_t
+herd_msg_envelope (unsigned char *out, const char *name)
+{
+    size_t size = strnlen (name, HERD_MSG_NAME_MAX);
+    out[0] = HERD_MSG_WIRE_VERSION;
+    memcpy (out + 1, name, size);
+    return 1 + size;
+}
+
+//  Check an envelope frame (data NULL: the message has none) against our
+//  herd name. 0 when it is ours; else -1 and reason (reason_size bytes)
+//  says why, e.g. "herd 'other', ours 'herd'" or "wire version 1 (no
+//  envelope), ours 2".
+static inline int
+herd_msg_envelope_check (const unsigned char *data, size_t size, const char *name, char *reason,
+                         size_t reason_size)
+{
+    if (!data || size < 1 || data[0] < 1 || data[0] > 31) {
+        snprintf (reason, reason_size, "wire version 1 (no envelope), ours %d",
+                  HERD_MSG_WIRE_VERSION);
+        return -1;
+    }
+    if (data[0] != HERD_MSG_WIRE_VERSION) {
+        snprintf (reason, reason_size, "wire version %d, ours %d", data[0],
+                  HERD_MSG_WIRE_VERSION);
+        return -1;
+    }
+    const char *theirs = (const char *) data + 1;
+    size_t length = size - 1;
+    if (!herd_msg_name_valid (theirs, length)) {
+        snprintf (reason, reason_size, "malformed envelope, ours '%s'", name);
+        return -1;
+    }
+    if (length != strlen (name) || memcmp (theirs, name, length) != 0) {
+        snprintf (reason, reason_size, "herd '%.*s', ours '%s'", (int) length, theirs, name);
+        return -1;
+    }
+    return 0;
 }
 
 #endif

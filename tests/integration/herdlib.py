@@ -29,6 +29,16 @@ DEFAULT_NAMES = ["Hill", "Jaquez", "Smith", "Singleton", "Campbell"]
 DEFAULT_EDGES = [("Hill", "Jaquez"), ("Hill", "Smith"), ("Singleton", "Jaquez"),
                  ("Singleton", "Smith"), ("Singleton", "Campbell"), ("Smith", "Campbell")]
 
+#  The wire version of this build's bus (common/herd_msg.h)
+WIRE_VERSION = 2
+
+
+def envelope(herd_name="test", version=WIRE_VERSION):
+    """The envelope frame every bus message and control request carries
+    after its command frame: version byte, then the herd's name."""
+    return bytes([version]) + herd_name.encode()
+
+
 AT_RE = re.compile(rb"^AT (\S+) ([+-]\d+\.\d{9}) (\S+) (\S+) (\S+)$")
 
 
@@ -265,7 +275,8 @@ class Herd:
     """A herd of real nodes on loopback, from a generated config."""
 
     def __init__(self, tmp_path, names=None, edges=None, split=False, places_url=None,
-                 key="test-key-123", extra_herd="", places_extra="", curve=False):
+                 key="test-key-123", extra_herd="", places_extra="", curve=False,
+                 herd_name="test"):
         self.tmp = str(tmp_path)
         self.names = list(names or DEFAULT_NAMES)
         self.edges = list(DEFAULT_EDGES if edges is None else edges)
@@ -282,6 +293,7 @@ class Herd:
                                    capture_output=True, text=True, timeout=30)
                 assert r.returncode == 0, r.stderr
         self.extra_herd, self.places_extra = extra_herd, places_extra
+        self.herd_name = herd_name
         self.config = os.path.join(self.tmp, "herd.cfg")
         self.write_config()
         self.env = dict(os.environ)
@@ -303,7 +315,7 @@ class Herd:
     def write_config(self):
         """(Re)write herd.cfg from names, edges, ports and the extra text."""
         curve = self.curve
-        lines = ["herd", f"    run_dir = {self.tmp}/run"]
+        lines = ["herd", f"    name = {self.herd_name}", f"    run_dir = {self.tmp}/run"]
         lines += ["    " + l for l in self.extra_herd.splitlines() if l.strip()]
         for n in self.names:
             lines += [f"node = {n}", f"    client = 127.0.0.1:{self.client_port[n]}",

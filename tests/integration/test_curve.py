@@ -5,16 +5,17 @@ import time
 
 import pytest
 
-from herdlib import SLOW, iamat, wait_for, whatsat
+from herdlib import SLOW, envelope, iamat, wait_for, whatsat
 
 zmq = pytest.importorskip("zmq", reason="python3-zmq is needed to play a rogue peer")
 
 
 def rogue_update(client):
-    """A well-formed update as neighbour Smith would publish it."""
+    """A well-formed update as neighbour Smith would publish it, of the herd's
+    name and wire version: only CURVE keeps it out."""
     meta = struct.pack("<QQ", 42, 1)
     line = f"AT Smith +0.000000000 {client} +1+1 {time.time():.9f}".encode()
-    return [b"U", line, b"Smith", meta]
+    return [b"U", envelope(), line, b"Smith", meta]
 
 
 def test_curve_herd_propagates(make_herd):
@@ -69,8 +70,8 @@ def test_unknown_client_key_is_refused_and_logged(make_herd):
     dealer.curve_publickey, dealer.curve_secretkey = public, secret
     dealer.setsockopt(zmq.LINGER, 0)
     dealer.connect(f"tcp://127.0.0.1:{herd.sync_port['Hill']}")
-    dealer.send_multipart([b"LINK", b"Smith", b"down"])
-    dealer.send(b"DIGEST")
+    dealer.send_multipart([b"LINK", envelope(), b"Smith", b"down"])
+    dealer.send_multipart([b"DIGEST", envelope()])
     assert dealer.poll(1500) == 0
     #  Eavesdropping on the PUB as a stranger gets nothing either
     sub = ctx.socket(zmq.SUB)

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from herdlib import SANITIZED, SLOW, Client, iamat, wait_for, whatsat
+from herdlib import SANITIZED, SLOW, Client, envelope, iamat, wait_for, whatsat
 
 zmq = pytest.importorskip("zmq", reason="python3-zmq is needed to play a broken peer")
 
@@ -210,7 +210,7 @@ def test_requesters_that_never_read(make_herd):
         d.rcvhwm = 1
         d.setsockopt(zmq.RCVBUF, 4096)
         d.connect(f"tcp://127.0.0.1:{herd.sync_port['Hill']}")
-        d.send_multipart([b"ICANHAZ", bytes(16), bytes(16)])
+        d.send_multipart([b"ICANHAZ", envelope(), bytes(16), bytes(16)])
         readers.append(d)
     peak = before
     deadline = time.monotonic() + 3
@@ -234,7 +234,7 @@ def test_requesters_that_never_read(make_herd):
     reader = ctx.socket(zmq.DEALER)
     reader.linger = 0
     reader.connect(f"tcp://127.0.0.1:{herd.sync_port['Hill']}")
-    reader.send_multipart([b"ICANHAZ", bytes(16), bytes(16)])
+    reader.send_multipart([b"ICANHAZ", envelope(), bytes(16), bytes(16)])
     records = 0
     while True:
         assert reader.poll(5000 * SLOW), f"catch-up stopped after {records} records"
@@ -242,7 +242,7 @@ def test_requesters_that_never_read(make_herd):
         if frames[0] == b"KTHXBAI":
             break
         assert frames[0] == b"KVSYNC"
-        records += len(frames) - 1
+        records += len(frames) - 2          # command and envelope
     assert records == count
     reader.close()
     ctx.term()
