@@ -1495,6 +1495,10 @@ herd_config_reload_check (const herd_config_t *running, const herd_config_t *nex
                           keys[i].before ? keys[i].before : "(none)",
                           keys[i].after ? keys[i].after : "(none)");
     }
+    //  The name is the herd's identity on the wire: another name is another
+    //  herd, which the running neighbours would refuse
+    if (s_differ (running->name, next->name))
+        s_append (&why, "herd name %s -> %s", running->name, next->name);
     if (s_differ (running->run_dir, next->run_dir))
         s_append (&why, "herd run_dir %s -> %s", running->run_dir, next->run_dir);
     if (running->fsync_always != next->fsync_always)
@@ -2009,14 +2013,15 @@ s_test_reload (void)
                          "cannot change while the node runs");
     free (why);
     herd_config_destroy (&next);
-    next = herd_config_load_string (S_TEST_NODE_A "herd\n    fsync = always\n"
+    next = herd_config_load_string (S_TEST_NODE_A "herd\n    name = other\n    fsync = always\n"
                                     "    run_dir = elsewhere\nnode = B\n    client = 127.0.0.1:7\n"
                                     "    bus = tcp://127.0.0.1:4\n    log = b.log\n"
                                     "places\n    key_env = OTHER_KEY\n",
                                     "t.cfg", &error);
     s_test_ok (next, error);
     HERD_CHECK_INT (herd_config_reload_check (running, next, "B", &why), -1);
-    HERD_CHECK_STR (why, "node 'B' client 127.0.0.1:3 -> 127.0.0.1:7; herd run_dir run -> "
+    HERD_CHECK_STR (why, "node 'B' client 127.0.0.1:3 -> 127.0.0.1:7; herd name herd -> other; "
+                         "herd run_dir run -> "
                          "elsewhere; herd fsync everysec -> always; places key_env "
                          "GOOGLE_API_KEY -> OTHER_KEY: cannot change while the node runs");
     free (why);
