@@ -328,6 +328,30 @@ s_warn_open_bus (s_check_t *self)
     }
 }
 
+//  A herd across hosts keeps the default name: a node of another herd that
+//  also kept it, started by mistake on the same addresses, would join.
+static void
+s_warn_default_name (s_check_t *self)
+{
+    const herd_config_t *config = self->config;
+    if (!streq (config->name, "herd"))
+        return;
+    for (size_t i = 0; i < config->node_count; i++) {
+        const herd_node_t *node = &config->nodes[i];
+        char bus[256], sync[256];
+        int port = 0;
+        s_split (node->bus, bus, sizeof (bus), &port);
+        if (node->sync)
+            s_split (node->sync, sync, sizeof (sync), &port);
+        if (!herd_config_is_loopback (bus) || (node->sync && !herd_config_is_loopback (sync))) {
+            s_report (self, false, NULL,
+                      "herd/name is the default 'herd' and the bus leaves this host: give "
+                      "each herd its own name, so that nodes of another herd are refused");
+            return;
+        }
+    }
+}
+
 int
 herd_checkup_run (const char *path, const char *only, herd_checkup_local_fn *is_local)
 {
@@ -343,6 +367,7 @@ herd_checkup_run (const char *path, const char *only, herd_checkup_local_fn *is_
     }
     self.config = config;
     s_warn_open_bus (&self);
+    s_warn_default_name (&self);
     size_t checked = 0;
     if (only && !herd_config_node (config, only))
         s_report (&self, true, NULL, "no node '%s'", only);

@@ -69,6 +69,15 @@ def test_open_bus_said_explicitly_runs_and_check_warns(tmp_path):
     assert (f"herd: check: {herd.config}: node 'Hill': warning: key 'sync': binds 0.0.0.0 with "
             "security/curve = off") in check.stderr, check.stderr
     assert f"configuration OK (1 node, 1 checked here)" in check.stdout, check.stdout
+    assert "herd/name" not in check.stderr, check.stderr
+    #  The same with the default herd name: a stranger herd that kept it too
+    #  would join, so check says to name it
+    edit(herd, "    name = test\n", "")
+    check = run("check", "-c", herd.config)
+    assert check.returncode == 0, check
+    assert (f"herd: check: {herd.config}: warning: herd/name is the default 'herd' and the bus "
+            "leaves this host") in check.stderr, check.stderr
+    edit(herd, "herd\n", "herd\n    name = test\n")
     herd.start()
     try:
         assert herd.converged() is not None     # its sync answers on 0.0.0.0
