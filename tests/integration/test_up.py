@@ -56,6 +56,8 @@ class Up:
                         continue
             except FileNotFoundError:
                 continue
+            if len(argv) < 3 or argv[1] != "node":
+                continue        # between fork and exec: not yet the node's command line
             role = argv[argv.index("--role") + 1] if "--role" in argv else None
             found[(argv[2], role)] = child
         return found
