@@ -62,7 +62,7 @@ overlaps the wait: concurrent requests (one thread per connection) each take
 about the latency while their building fits in it.
 
 Control: /_standin/mode, /_standin/stats, /_standin/reset (plain JSON answers).
-Stats count Places requests in all and per path, connections accepted, and show the last query (key
+Stats count Places requests in all and per path, connections that carried them, and show the last query (key
 hidden), the last New request's field mask, its SKU, its headers (the key
 redacted) and body; keys appear only in keys_seen.
 """
@@ -687,7 +687,7 @@ class State:
             return mode, self.latency_ms
 
     def count_connection(self):
-        """Count one connection accepted."""
+        """Count one connection that carried Places requests."""
         with self.lock:
             self.connections += 1
 
@@ -779,11 +779,6 @@ class StandinServer(http.server.ThreadingHTTPServer):
         self.builder = Builder()
         super().__init__(address, Handler)
 
-    def process_request(self, request, client_address):
-        """Count the connection, then serve it on a thread of its own."""
-        self.state.count_connection()
-        super().process_request(request, client_address)
-
     def handle_error(self, request, client_address):
         """Ignore clients that hung up; report anything else on stderr."""
         if isinstance(sys.exc_info()[1], (ConnectionError, socket.timeout)):
@@ -859,6 +854,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         """Answer a Places API (New) searchNearby request according to the mode in force."""
         started = time.monotonic()
         state = self.server.state
+        self.count_connection()
         try:
             request = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
@@ -915,6 +911,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         """Answer a Legacy Nearby Search request according to the mode in force."""
         started = time.monotonic()
         state = self.server.state
+        self.count_connection()
         location = parse_location(params.get("location", ""))
         mode, latency_ms = state.record(NEARBY_PATH, params, lat=location and location[0])
         if mode == "hang":
@@ -950,6 +947,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         elif mode == "blanklines":
             body = insert_blank_lines(body)
         return 200, body, JSON_TYPE
+
+    def count_connection(self):
+        """Count this connection in the stats once, at its first Places request."""
+        if not getattr(self, "counted", False):
+            self.counted = True
+            self.server.state.count_connection()
 
     def hold(self, started, latency_ms):
         """Wait until latency_ms after started (the answer is built by then: its CPU
