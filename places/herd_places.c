@@ -26,6 +26,7 @@
 
 #include "herd_places.h"
 #include "../common/herd_hist.h"
+#include "herd_google.h"
 #include "herd_placesbody.h"
 #include "../common/herd_alive.h"
 #include "../common/herd_check.h"
@@ -56,10 +57,6 @@
 #define HERD_PLACES_CACHE_BYTES ((size_t) 64 * 1024 * 1024)    //  cached bodies at most
 #define HERD_PLACES_USER_AGENT  "herd/0.1"
 #define HERD_PLACES_REDACTED    "<redacted>"
-#define HERD_PLACES_LEGACY_HOST "maps.googleapis.com"
-#define HERD_PLACES_LEGACY_PATH "/maps/api/place/nearbysearch/json"
-#define HERD_PLACES_NEW_HOST    "places.googleapis.com"
-#define HERD_PLACES_NEW_PATH    "/v1/places:searchNearby"
 
 //  One NEARBY request waiting for its fetch.
 typedef struct s_waiter_t s_waiter_t;
@@ -110,18 +107,6 @@ struct s_entry_t {
     int64_t stored;             //  monotonic microseconds
     int64_t expires;
 };
-
-//  What one attempt came to.
-typedef struct {
-    bool ok;                    //  answer RESULT OK
-    char *body;                 //  legacy-shaped body to answer with
-    char *status;               //  legacy status
-    int results;
-    char *error;                //  for the log: our message or Google's
-    bool retryable;
-    long retry_delay_ms;        //  Google's RetryInfo, or -1
-    bool legacy_refused;        //  the legacy API is not enabled for the key
-} s_outcome_t;
 
 //  The actor's state.
 typedef struct {
@@ -445,16 +430,6 @@ s_entry_destroy (s_entry_t **self_p)
     }
 }
 
-//  Free what an outcome holds and clear it.
-static void
-s_outcome_free (s_outcome_t *self)
-{
-    free (self->body);
-    free (self->status);
-    free (self->error);
-    memset (self, 0, sizeof (*self));
-}
-
 //  -------------------------------------------------------------------------
 //  The actor
 
@@ -591,34 +566,6 @@ s_self_destroy (s_self_t **self_p)
     }
 }
 
-//  Flavour auto: the Places API (New) URL that goes with a legacy Nearby
-//  Search URL. Google's own host maps.googleapis.com becomes
-//  places.googleapis.com; a URL whose path ends in the legacy path (a proxy,
-//  the stand-in) keeps what comes before it; any other path is dropped. The
-//  query, if any, goes. Returns a new string.
-static char *
-s_new_url (const char *legacy)
-{
-    const char *host = strstr (legacy, "://");
-    host = host ? host + 3 : legacy;
-    size_t host_size = strcspn (host, "/?#");
-    const char *path = host + host_size;
-    size_t path_size = strcspn (path, "?#");
-    size_t suffix_size = strlen (HERD_PLACES_LEGACY_PATH);
-    if (path_size >= suffix_size
-        && memcmp (path + path_size - suffix_size, HERD_PLACES_LEGACY_PATH, suffix_size) == 0)
-        path_size -= suffix_size;
-    else
-        path_size = 0;
-    bool google = host_size == strlen (HERD_PLACES_LEGACY_HOST)
-                  && memcmp (host, HERD_PLACES_LEGACY_HOST, host_size) == 0;
-    char *url = zsys_sprintf ("%.*s%.*s%.*s" HERD_PLACES_NEW_PATH, (int) (host - legacy), legacy,
-                              google ? (int) strlen (HERD_PLACES_NEW_HOST) : (int) host_size,
-                              google ? HERD_PLACES_NEW_HOST : host, (int) path_size, path);
-    assert (url);
-    return url;
-}
-
 //  Set up: curl, the multi handle, the ROUTER. Logs why and returns NULL on
 //  failure.
 static s_self_t *
@@ -656,7 +603,7 @@ s_self_new (zsock_t *pipe, const herd_places_args_t *args)
     assert (self->url);
     self->url_env = args->url ? strdup (args->url) : NULL;
     if (self->is_auto)
-        self->url_new = s_new_url (self->url);
+        self->url_new = herd_google_new_url (self->url);
     for (const char *scan = self->key; scan && *scan; scan++)
         if ((unsigned char) *scan < 0x20 || *scan == 0x7F) {
             s_self_log (self, "cannot start: the API key holds a control character");
@@ -779,7 +726,7 @@ s_self_refuse (s_self_t *self, zframe_t *routing_id, zframe_t *reqid, const char
 //  Answer every request waiting on a fetch with the outcome, log each, keep
 //  a good answer in the cache, and forget the fetch.
 static void
-s_self_answer (s_self_t *self, s_fetch_t *fetch, const s_outcome_t *outcome, long http,
+s_self_answer (s_self_t *self, s_fetch_t *fetch, const herd_google_outcome_t *outcome, long http,
                int curl)
 {
     for (s_waiter_t *waiter = fetch->waiters; waiter; waiter = waiter->next) {
@@ -799,7 +746,7 @@ s_self_answer (s_self_t *self, s_fetch_t *fetch, const s_outcome_t *outcome, lon
 //  handle, with whatever is left of the fetch's deadline as its time-out.
 //  0, or -1 if curl refused it (outcome then says why).
 static int
-s_self_attempt (s_self_t *self, s_fetch_t *fetch, s_outcome_t *outcome)
+s_self_attempt (s_self_t *self, s_fetch_t *fetch, herd_google_outcome_t *outcome)
 {
     int64_t now = s_now_usec ();
     long left_ms = (long) ((fetch->deadline - now + 999) / 1000);
@@ -862,9 +809,7 @@ s_self_attempt (s_self_t *self, s_fetch_t *fetch, s_outcome_t *outcome)
         curl_easy_cleanup (fetch->easy);
         fetch->easy = NULL;
     }
-    outcome->body = herd_placesbody_error ("UNKNOWN_ERROR", message);
-    outcome->status = strdup ("UNKNOWN_ERROR");
-    outcome->error = strdup (message);
+    herd_google_fail (outcome, message, false);
     return -1;
 }
 
@@ -873,13 +818,13 @@ s_self_attempt (s_self_t *self, s_fetch_t *fetch, s_outcome_t *outcome)
 static void
 s_self_attempt_or_answer (s_self_t *self, s_fetch_t *fetch)
 {
-    s_outcome_t outcome = {0};
+    herd_google_outcome_t outcome = {0};
     if (s_self_attempt (self, fetch, &outcome)) {
         s_self_log (self, "fetch=%lu attempt=%d/%d error=\"%s\" -> answered", fetch->id,
                     fetch->attempts, self->options->retries + 1, outcome.error);
         s_self_answer (self, fetch, &outcome, 0, 0);
     }
-    s_outcome_free (&outcome);
+    herd_google_outcome_free (&outcome);
 }
 
 //  Point a fetch at the Places API (New): the URL in use, its body already
@@ -1103,24 +1048,12 @@ s_is_reset (CURLcode result)
            || result == CURLE_HTTP2 || result == CURLE_HTTP2_STREAM;
 }
 
-//  True for Google's error_message when the key's project has the Places API
-//  (New) only: "You're calling a legacy API, which is not enabled for your
-//  project. ... Learn more: https://developers.google.com/maps/legacy#
-//  LegacyApiNotActivatedMapError". Not for other REQUEST_DENIED (an invalid
-//  key, a key restricted to other APIs).
-static bool
-s_is_legacy_refusal (const char *text)
-{
-    return text
-           && (strstr (text, "LegacyApiNotActivatedMapError")
-               || strstr (text, "calling a legacy API, which is not enabled"));
-}
-
 //  What an ended attempt came to: the answer to give, and whether a retry
-//  may give a better one.
+//  may give a better one. The transfer is judged here; what Google
+//  answered, by herd_google_judge.
 static void
 s_self_judge (s_self_t *self, s_fetch_t *fetch, CURLcode result, long http,
-              s_outcome_t *outcome)
+              herd_google_outcome_t *outcome)
 {
     const herd_places_options_t *options = self->options;
     double attempt_ms = (double) (s_now_usec () - fetch->attempt_started) / 1000.0;
@@ -1153,91 +1086,12 @@ s_self_judge (s_self_t *self, s_fetch_t *fetch, CURLcode result, long http,
         snprintf (message, sizeof (message), "herd: could not reach the Places API: %s",
                   curl_error);
     else
-    if (result != CURLE_OK) {
+    if (result != CURLE_OK)
         snprintf (message, sizeof (message), "herd: Places request failed: %s", curl_error);
-        outcome->retryable = s_is_reset (result);
-    }
+    if (*message)
+        herd_google_fail (outcome, message, result != CURLE_OK && s_is_reset (result));
     else
-    if (fetch->is_new) {
-        //  Places API (New): 200 with places, or a google.rpc.Status
-        const char *status = NULL;
-        char *google_message = NULL;
-        int is_status = herd_placesbody_new_error (http, fetch->body, fetch->size, &status,
-                                                   &google_message, &outcome->retry_delay_ms);
-        if (http == 200 && is_status != 0) {
-            outcome->body = herd_placesbody_from_new (fetch->body, fetch->size, fetch->bound,
-                                                      &outcome->results);
-            if (outcome->body) {
-                outcome->ok = true;
-                outcome->status = strdup (outcome->results ? "OK" : "ZERO_RESULTS");
-            }
-            else
-                snprintf (message, sizeof (message), "herd: Places API sent invalid JSON");
-        }
-        else {
-            //  The legacy status for Google's, or for the HTTP status
-            char fallback[64];
-            snprintf (fallback, sizeof (fallback), "herd: Places API answered HTTP %ld", http);
-            const char *text = google_message ? google_message : fallback;
-            outcome->body = herd_placesbody_error (status, text);
-            outcome->status = strdup (status);
-            outcome->error = strdup (text);
-            outcome->retryable = http >= 500 || http == 429;
-        }
-        free (google_message);
-    }
-    else {
-        //  Legacy: Google's status decides, whatever the HTTP status
-        char *status = NULL;
-        char *shaped = herd_placesbody_shape (fetch->body, fetch->size, fetch->bound, &status,
-                                              &outcome->results);
-        bool success = status && (streq (status, "OK") || streq (status, "ZERO_RESULTS"));
-        if (shaped && success && http == 200) {
-            outcome->ok = true;
-            outcome->body = shaped;
-            outcome->status = status;
-            shaped = status = NULL;
-        }
-        else
-        if (shaped && status && !success) {
-            //  Google's own error body goes back as it is (REQUEST_DENIED
-            //  comes with 200 or 403)
-            cJSON *root = cJSON_ParseWithLength (fetch->body, fetch->size);
-            const char *text = cJSON_GetStringValue (cJSON_GetObjectItem (root, "error_message"));
-            if (text)
-                outcome->error = strdup (text);
-            outcome->legacy_refused = streq (status, "REQUEST_DENIED") && s_is_legacy_refusal (text);
-            cJSON_Delete (root);
-            outcome->retryable = streq (status, "OVER_QUERY_LIMIT")
-                                 || streq (status, "UNKNOWN_ERROR") || http >= 500 || http == 429;
-            outcome->body = shaped;
-            outcome->status = status;
-            outcome->results = 0;
-            shaped = status = NULL;
-        }
-        else
-        if (http != 200) {
-            snprintf (message, sizeof (message), "herd: Places API answered HTTP %ld", http);
-            outcome->retryable = http >= 500 || http == 429;
-        }
-        else
-        if (!shaped)
-            snprintf (message, sizeof (message), "herd: Places API sent invalid JSON");
-        else
-            snprintf (message, sizeof (message), "herd: Places API answer has no status");
-        free (shaped);
-        free (status);
-    }
-    if (*message) {
-        free (outcome->body);
-        free (outcome->status);
-        free (outcome->error);
-        outcome->ok = false;
-        outcome->results = 0;
-        outcome->body = herd_placesbody_error ("UNKNOWN_ERROR", message);
-        outcome->status = strdup ("UNKNOWN_ERROR");
-        outcome->error = strdup (message);
-    }
+        herd_google_judge (fetch->is_new, http, fetch->body, fetch->size, fetch->bound, outcome);
 }
 
 //  A random number in [0, 1) for the jitter (xorshift64*).
@@ -1254,7 +1108,7 @@ s_self_random (s_self_t *self)
 //  Places API (New) (said once in the log), and ask it this fetch's query at
 //  once, inside the same deadline, so its requests get a real answer.
 static void
-s_self_switch (s_self_t *self, s_fetch_t *fetch, const s_outcome_t *refusal, long http,
+s_self_switch (s_self_t *self, s_fetch_t *fetch, const herd_google_outcome_t *refusal, long http,
                CURLcode result, double attempt_ms)
 {
     char error_text[512] = "";
@@ -1291,11 +1145,11 @@ s_self_finish (s_self_t *self, s_fetch_t *fetch, CURLcode result)
     long http = 0;
     curl_easy_getinfo (fetch->easy, CURLINFO_RESPONSE_CODE, &http);
     double attempt_ms = (double) (s_now_usec () - fetch->attempt_started) / 1000.0;
-    s_outcome_t outcome = {0};
+    herd_google_outcome_t outcome = {0};
     s_self_judge (self, fetch, result, http, &outcome);
     if (outcome.legacy_refused && self->is_auto && !fetch->is_new) {
         s_self_switch (self, fetch, &outcome, http, result, attempt_ms);
-        s_outcome_free (&outcome);
+        herd_google_outcome_free (&outcome);
         return;
     }
 
@@ -1344,7 +1198,7 @@ s_self_finish (s_self_t *self, s_fetch_t *fetch, CURLcode result)
     s_fetch_reset (fetch, self->multi);
     if (!retry)
         s_self_answer (self, fetch, &outcome, http, (int) result);
-    s_outcome_free (&outcome);
+    herd_google_outcome_free (&outcome);
 }
 
 //  Start the retries that are due; returns ms until the next one, or -1.
@@ -1418,7 +1272,7 @@ s_self_reload (s_self_t *self, const herd_places_options_t *options)
     self->url = strdup (self->url_env ? self->url_env : options->url);
     assert (self->url);
     free (self->url_new);
-    self->url_new = self->is_auto ? s_new_url (self->url) : NULL;
+    self->url_new = self->is_auto ? herd_google_new_url (self->url) : NULL;
 }
 
 //  Handle a command on the actor pipe.
@@ -1580,8 +1434,8 @@ s_standin_new (void)
     zstr_free (&port_file);
     zstr_free (&script);
     self->base = zsys_sprintf ("http://127.0.0.1:%d", port);
-    self->legacy_url = zsys_sprintf ("%s" HERD_PLACES_LEGACY_PATH, self->base);
-    self->new_url = zsys_sprintf ("%s" HERD_PLACES_NEW_PATH, self->base);
+    self->legacy_url = zsys_sprintf ("%s" HERD_GOOGLE_LEGACY_PATH, self->base);
+    self->new_url = zsys_sprintf ("%s" HERD_GOOGLE_NEW_PATH, self->base);
     return self;
 }
 
@@ -1997,7 +1851,7 @@ s_test_new_ok (s_test_t *test, herd_places_options_t *options)
 
     cJSON *stats = s_standin_get (test->standin, "/_standin/stats");
     HERD_CHECK_INT (cJSON_GetNumberValue (cJSON_GetObjectItem (
-                        cJSON_GetObjectItem (stats, "requests_by_path"), HERD_PLACES_NEW_PATH)),
+                        cJSON_GetObjectItem (stats, "requests_by_path"), HERD_GOOGLE_NEW_PATH)),
                     1);
     HERD_CHECK (cJSON_IsFalse (
         cJSON_GetObjectItem (cJSON_GetObjectItem (stats, "last_query"), "key_present")));
