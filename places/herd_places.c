@@ -566,6 +566,48 @@ s_self_destroy (s_self_t **self_p)
     }
 }
 
+//  Set up curl: the multi handle with the concurrency limit, the escaped
+//  key. Logs why and returns -1 on failure, else 0.
+static int
+s_self_start_curl (s_self_t *self)
+{
+    pthread_once (&s_curl_once, s_curl_global_init);
+    if (s_curl_init_rc != CURLE_OK) {
+        s_self_log (self, "cannot start: curl_global_init: %s",
+                    curl_easy_strerror (s_curl_init_rc));
+        return -1;
+    }
+    self->multi = curl_multi_init ();
+    if (!self->multi) {
+        s_self_log (self, "cannot start: curl_multi_init failed");
+        return -1;
+    }
+    //  Transfers beyond the limit wait inside curl for a free connection;
+    //  finished connections stay open for the next request (keep-alive)
+    if (self->options->concurrency > 0) {
+        long concurrency = self->options->concurrency;
+        curl_multi_setopt (self->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, concurrency);
+        curl_multi_setopt (self->multi, CURLMOPT_MAXCONNECTS, concurrency);
+    }
+    if (self->key && *self->key) {
+        CURL *easy = curl_easy_init ();
+        char *escaped = easy ? curl_easy_escape (easy, self->key, 0) : NULL;
+        if (escaped)
+            self->key_escaped = strdup (escaped);
+        curl_free (escaped);
+        if (easy)
+            curl_easy_cleanup (easy);
+        if (!self->key_escaped) {
+            s_self_log (self, "cannot start: could not URL-escape the API key");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void
+s_self_log_serving (s_self_t *self, const char *endpoint);
+
 //  Set up: curl, the multi handle, the ROUTER. Logs why and returns NULL on
 //  failure.
 static s_self_t *
@@ -610,39 +652,9 @@ s_self_new (zsock_t *pipe, const herd_places_args_t *args)
             s_self_destroy (&self);
             return NULL;
         }
-    pthread_once (&s_curl_once, s_curl_global_init);
-    if (s_curl_init_rc != CURLE_OK) {
-        s_self_log (self, "cannot start: curl_global_init: %s",
-                    curl_easy_strerror (s_curl_init_rc));
+    if (s_self_start_curl (self)) {
         s_self_destroy (&self);
         return NULL;
-    }
-    self->multi = curl_multi_init ();
-    if (!self->multi) {
-        s_self_log (self, "cannot start: curl_multi_init failed");
-        s_self_destroy (&self);
-        return NULL;
-    }
-    //  Transfers beyond the limit wait inside curl for a free connection;
-    //  finished connections stay open for the next request (keep-alive)
-    if (self->options->concurrency > 0) {
-        long concurrency = self->options->concurrency;
-        curl_multi_setopt (self->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, concurrency);
-        curl_multi_setopt (self->multi, CURLMOPT_MAXCONNECTS, concurrency);
-    }
-    if (self->key && *self->key) {
-        CURL *easy = curl_easy_init ();
-        char *escaped = easy ? curl_easy_escape (easy, self->key, 0) : NULL;
-        if (escaped)
-            self->key_escaped = strdup (escaped);
-        curl_free (escaped);
-        if (easy)
-            curl_easy_cleanup (easy);
-        if (!self->key_escaped) {
-            s_self_log (self, "cannot start: could not URL-escape the API key");
-            s_self_destroy (&self);
-            return NULL;
-        }
     }
     self->router = zsock_new (ZMQ_ROUTER);
     assert (self->router);
@@ -654,6 +666,14 @@ s_self_new (zsock_t *pipe, const herd_places_args_t *args)
         s_self_destroy (&self);
         return NULL;
     }
+    s_self_log_serving (self, args->endpoint);
+    return self;
+}
+
+//  Log what the actor serves and how, the key redacted.
+static void
+s_self_log_serving (s_self_t *self, const char *endpoint)
+{
     char url_logged[512], url_new_logged[512] = "";
     s_self_sanitise (self, self->url, url_logged, sizeof (url_logged));
     if (self->url_new)
@@ -661,7 +681,7 @@ s_self_new (zsock_t *pipe, const herd_places_args_t *args)
     s_self_log (self, "serving %s flavour=%s url=%s%s%s key=%s%s timeout_ms=%d "
                       "connect_timeout_ms=%d concurrency=%d retries=%d cache_ttl_ms=%d "
                       "cache_max=%d",
-                args->endpoint, self->is_auto ? "auto" : self->is_new ? "new" : "legacy",
+                endpoint, self->is_auto ? "auto" : self->is_new ? "new" : "legacy",
                 url_logged, self->url_new ? " url_new=" : "", url_new_logged,
                 self->key_escaped ? "set" : "none",
                 !self->is_new && !self->is_auto    ? ""
@@ -670,7 +690,6 @@ s_self_new (zsock_t *pipe, const herd_places_args_t *args)
                 self->options->timeout_ms, self->options->connect_timeout_ms,
                 self->options->concurrency, self->options->retries,
                 self->options->cache_ttl_ms, self->options->cache_max);
-    return self;
 }
 
 //  Log the one line of a request: what was answered, and why. via is NULL
@@ -841,6 +860,11 @@ s_self_fetch_new (s_self_t *self, s_fetch_t *fetch)
     s_self_sanitise (self, self->url, fetch->url_logged, strlen (self->url) + 1);
 }
 
+static void
+s_self_fetch_start (s_self_t *self, s_waiter_t *waiter, char *key, const char *lat,
+                    const char *lon, const char *lat_json, const char *lon_json,
+                    const char *metres, int bound);
+
 //  Take a valid request: answer it from the cache, or add it to the
 //  identical fetch in flight, or start a fetch for it. Takes the frames.
 static void
@@ -895,7 +919,18 @@ s_self_request (s_self_t *self, zframe_t **routing_id_p, zframe_t **reqid_p, con
         return;
     }
 
-    fetch = (s_fetch_t *) zmalloc (sizeof (s_fetch_t));
+    s_self_fetch_start (self, waiter, key, lat, lon, lat_json, lon_json, metres, bound);
+}
+
+//  Start a fetch for a request no fetch in flight can answer: the Nearby
+//  Search URL (legacy) or the New body, then its first attempt. Takes the
+//  waiter and the key.
+static void
+s_self_fetch_start (s_self_t *self, s_waiter_t *waiter, char *key, const char *lat,
+                    const char *lon, const char *lat_json, const char *lon_json,
+                    const char *metres, int bound)
+{
+    s_fetch_t *fetch = (s_fetch_t *) zmalloc (sizeof (s_fetch_t));
     assert (fetch);
     fetch->id = ++self->fetch_ids;
     fetch->key = key;
