@@ -1538,11 +1538,12 @@ s_standin_reset (s_standin_t *self)
     cJSON_Delete (s_standin_get (self, "/_standin/reset"));
 }
 
-//  A number from the stand-in's stats: "requests" or "connections".
+//  A count from the stand-in: "requests" (its stats) or "connections".
 static int
 s_standin_count (s_standin_t *self, const char *name)
 {
-    cJSON *stats = s_standin_get (self, "/_standin/stats");
+    cJSON *stats = s_standin_get (self, streq (name, "connections") ? "/_standin/connections"
+                                                                     : "/_standin/stats");
     int count = (int) cJSON_GetNumberValue (cJSON_GetObjectItem (stats, name));
     cJSON_Delete (stats);
     return count;

@@ -61,8 +61,9 @@ thread, in arrival order) and sent latency_ms after that, so its CPU time
 overlaps the wait: concurrent requests (one thread per connection) each take
 about the latency while their building fits in it.
 
-Control: /_standin/mode, /_standin/stats, /_standin/reset (plain JSON answers).
-Stats count Places requests in all and per path, connections that carried them, and show the last query (key
+Control: /_standin/mode, /_standin/stats, /_standin/reset, /_standin/connections
+(connections that carried Places requests) (plain JSON answers).
+Stats count Places requests in all and per path, and show the last query (key
 hidden), the last New request's field mask, its SKU, its headers (the key
 redacted) and body; keys appear only in keys_seen.
 """
@@ -727,7 +728,12 @@ class State:
                     "last_sku": self.last_sku, "last_headers": self.last_headers,
                     "last_body": self.last_body, "keys_seen": list(self.keys_seen),
                     "mode": self.mode, "latency_ms": self.latency_ms,
-                    "failures_left": self.failures_left, "connections": self.connections}
+                    "failures_left": self.failures_left}
+
+    def connection_count(self):
+        """{"connections": N}: connections that carried Places requests."""
+        with self.lock:
+            return {"connections": self.connections}
 
 
 class Builder:
@@ -826,7 +832,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         for name, value in urllib.parse.parse_qsl(url.query, keep_blank_values=True):
             params.setdefault(name, value)                   # first value wins
         route = {NEARBY_PATH: self.do_nearby, "/_standin/mode": self.do_mode,
-                 "/_standin/stats": self.do_stats, "/_standin/reset": self.do_reset}
+                 "/_standin/stats": self.do_stats, "/_standin/reset": self.do_reset,
+                 "/_standin/connections": self.do_connections}
         handler = route.get(url.path)
         if handler is None:
             self.send_json(404, {"error": "not found", "path": url.path})
@@ -1015,6 +1022,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         """GET /_standin/stats: requests counted (in all, per path), last query (key hidden),
         last New field mask, SKU, headers (key redacted) and body, distinct keys seen."""
         self.send_json(200, self.server.state.stats())
+
+    def do_connections(self, params):
+        """GET /_standin/connections: connections that carried Places requests since reset."""
+        self.send_json(200, self.server.state.connection_count())
 
     def do_reset(self, params):
         """GET /_standin/reset: zero counters, mode ok, latency 0."""
