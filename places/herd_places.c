@@ -26,6 +26,7 @@
 
 #include "herd_places.h"
 #include "../common/herd_hist.h"
+#include "herd_google.h"
 #include "herd_placesbody.h"
 #include "../common/herd_alive.h"
 #include "../common/herd_check.h"
@@ -35,13 +36,15 @@
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -54,10 +57,6 @@
 #define HERD_PLACES_CACHE_BYTES ((size_t) 64 * 1024 * 1024)    //  cached bodies at most
 #define HERD_PLACES_USER_AGENT  "herd/0.1"
 #define HERD_PLACES_REDACTED    "<redacted>"
-#define HERD_PLACES_LEGACY_HOST "maps.googleapis.com"
-#define HERD_PLACES_LEGACY_PATH "/maps/api/place/nearbysearch/json"
-#define HERD_PLACES_NEW_HOST    "places.googleapis.com"
-#define HERD_PLACES_NEW_PATH    "/v1/places:searchNearby"
 
 //  One NEARBY request waiting for its fetch.
 typedef struct s_waiter_t s_waiter_t;
@@ -108,18 +107,6 @@ struct s_entry_t {
     int64_t stored;             //  monotonic microseconds
     int64_t expires;
 };
-
-//  What one attempt came to.
-typedef struct {
-    bool ok;                    //  answer RESULT OK
-    char *body;                 //  legacy-shaped body to answer with
-    char *status;               //  legacy status
-    int results;
-    char *error;                //  for the log: our message or Google's
-    bool retryable;
-    long retry_delay_ms;        //  Google's RetryInfo, or -1
-    bool legacy_refused;        //  the legacy API is not enabled for the key
-} s_outcome_t;
 
 //  The actor's state.
 typedef struct {
@@ -443,16 +430,6 @@ s_entry_destroy (s_entry_t **self_p)
     }
 }
 
-//  Free what an outcome holds and clear it.
-static void
-s_outcome_free (s_outcome_t *self)
-{
-    free (self->body);
-    free (self->status);
-    free (self->error);
-    memset (self, 0, sizeof (*self));
-}
-
 //  -------------------------------------------------------------------------
 //  The actor
 
@@ -589,33 +566,47 @@ s_self_destroy (s_self_t **self_p)
     }
 }
 
-//  Flavour auto: the Places API (New) URL that goes with a legacy Nearby
-//  Search URL. Google's own host maps.googleapis.com becomes
-//  places.googleapis.com; a URL whose path ends in the legacy path (a proxy,
-//  the stand-in) keeps what comes before it; any other path is dropped. The
-//  query, if any, goes. Returns a new string.
-static char *
-s_new_url (const char *legacy)
+//  Set up curl: the multi handle with the concurrency limit, the escaped
+//  key. Logs why and returns -1 on failure, else 0.
+static int
+s_self_start_curl (s_self_t *self)
 {
-    const char *host = strstr (legacy, "://");
-    host = host ? host + 3 : legacy;
-    size_t host_size = strcspn (host, "/?#");
-    const char *path = host + host_size;
-    size_t path_size = strcspn (path, "?#");
-    size_t suffix_size = strlen (HERD_PLACES_LEGACY_PATH);
-    if (path_size >= suffix_size
-        && memcmp (path + path_size - suffix_size, HERD_PLACES_LEGACY_PATH, suffix_size) == 0)
-        path_size -= suffix_size;
-    else
-        path_size = 0;
-    bool google = host_size == strlen (HERD_PLACES_LEGACY_HOST)
-                  && memcmp (host, HERD_PLACES_LEGACY_HOST, host_size) == 0;
-    char *url = zsys_sprintf ("%.*s%.*s%.*s" HERD_PLACES_NEW_PATH, (int) (host - legacy), legacy,
-                              google ? (int) strlen (HERD_PLACES_NEW_HOST) : (int) host_size,
-                              google ? HERD_PLACES_NEW_HOST : host, (int) path_size, path);
-    assert (url);
-    return url;
+    pthread_once (&s_curl_once, s_curl_global_init);
+    if (s_curl_init_rc != CURLE_OK) {
+        s_self_log (self, "cannot start: curl_global_init: %s",
+                    curl_easy_strerror (s_curl_init_rc));
+        return -1;
+    }
+    self->multi = curl_multi_init ();
+    if (!self->multi) {
+        s_self_log (self, "cannot start: curl_multi_init failed");
+        return -1;
+    }
+    //  Transfers beyond the limit wait inside curl for a free connection;
+    //  finished connections stay open for the next request (keep-alive)
+    if (self->options->concurrency > 0) {
+        long concurrency = self->options->concurrency;
+        curl_multi_setopt (self->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, concurrency);
+        curl_multi_setopt (self->multi, CURLMOPT_MAXCONNECTS, concurrency);
+    }
+    if (self->key && *self->key) {
+        CURL *easy = curl_easy_init ();
+        char *escaped = easy ? curl_easy_escape (easy, self->key, 0) : NULL;
+        if (escaped)
+            self->key_escaped = strdup (escaped);
+        curl_free (escaped);
+        if (easy)
+            curl_easy_cleanup (easy);
+        if (!self->key_escaped) {
+            s_self_log (self, "cannot start: could not URL-escape the API key");
+            return -1;
+        }
+    }
+    return 0;
 }
+
+static void
+s_self_log_serving (s_self_t *self, const char *endpoint);
 
 //  Set up: curl, the multi handle, the ROUTER. Logs why and returns NULL on
 //  failure.
@@ -654,46 +645,16 @@ s_self_new (zsock_t *pipe, const herd_places_args_t *args)
     assert (self->url);
     self->url_env = args->url ? strdup (args->url) : NULL;
     if (self->is_auto)
-        self->url_new = s_new_url (self->url);
+        self->url_new = herd_google_new_url (self->url);
     for (const char *scan = self->key; scan && *scan; scan++)
         if ((unsigned char) *scan < 0x20 || *scan == 0x7F) {
             s_self_log (self, "cannot start: the API key holds a control character");
             s_self_destroy (&self);
             return NULL;
         }
-    pthread_once (&s_curl_once, s_curl_global_init);
-    if (s_curl_init_rc != CURLE_OK) {
-        s_self_log (self, "cannot start: curl_global_init: %s",
-                    curl_easy_strerror (s_curl_init_rc));
+    if (s_self_start_curl (self)) {
         s_self_destroy (&self);
         return NULL;
-    }
-    self->multi = curl_multi_init ();
-    if (!self->multi) {
-        s_self_log (self, "cannot start: curl_multi_init failed");
-        s_self_destroy (&self);
-        return NULL;
-    }
-    //  Transfers beyond the limit wait inside curl for a free connection;
-    //  finished connections stay open for the next request (keep-alive)
-    if (self->options->concurrency > 0) {
-        long concurrency = self->options->concurrency;
-        curl_multi_setopt (self->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, concurrency);
-        curl_multi_setopt (self->multi, CURLMOPT_MAXCONNECTS, concurrency);
-    }
-    if (self->key && *self->key) {
-        CURL *easy = curl_easy_init ();
-        char *escaped = easy ? curl_easy_escape (easy, self->key, 0) : NULL;
-        if (escaped)
-            self->key_escaped = strdup (escaped);
-        curl_free (escaped);
-        if (easy)
-            curl_easy_cleanup (easy);
-        if (!self->key_escaped) {
-            s_self_log (self, "cannot start: could not URL-escape the API key");
-            s_self_destroy (&self);
-            return NULL;
-        }
     }
     self->router = zsock_new (ZMQ_ROUTER);
     assert (self->router);
@@ -705,6 +666,14 @@ s_self_new (zsock_t *pipe, const herd_places_args_t *args)
         s_self_destroy (&self);
         return NULL;
     }
+    s_self_log_serving (self, args->endpoint);
+    return self;
+}
+
+//  Log what the actor serves and how, the key redacted.
+static void
+s_self_log_serving (s_self_t *self, const char *endpoint)
+{
     char url_logged[512], url_new_logged[512] = "";
     s_self_sanitise (self, self->url, url_logged, sizeof (url_logged));
     if (self->url_new)
@@ -712,7 +681,7 @@ s_self_new (zsock_t *pipe, const herd_places_args_t *args)
     s_self_log (self, "serving %s flavour=%s url=%s%s%s key=%s%s timeout_ms=%d "
                       "connect_timeout_ms=%d concurrency=%d retries=%d cache_ttl_ms=%d "
                       "cache_max=%d",
-                args->endpoint, self->is_auto ? "auto" : self->is_new ? "new" : "legacy",
+                endpoint, self->is_auto ? "auto" : self->is_new ? "new" : "legacy",
                 url_logged, self->url_new ? " url_new=" : "", url_new_logged,
                 self->key_escaped ? "set" : "none",
                 !self->is_new && !self->is_auto    ? ""
@@ -721,7 +690,6 @@ s_self_new (zsock_t *pipe, const herd_places_args_t *args)
                 self->options->timeout_ms, self->options->connect_timeout_ms,
                 self->options->concurrency, self->options->retries,
                 self->options->cache_ttl_ms, self->options->cache_max);
-    return self;
 }
 
 //  Log the one line of a request: what was answered, and why. via is NULL
@@ -777,7 +745,7 @@ s_self_refuse (s_self_t *self, zframe_t *routing_id, zframe_t *reqid, const char
 //  Answer every request waiting on a fetch with the outcome, log each, keep
 //  a good answer in the cache, and forget the fetch.
 static void
-s_self_answer (s_self_t *self, s_fetch_t *fetch, const s_outcome_t *outcome, long http,
+s_self_answer (s_self_t *self, s_fetch_t *fetch, const herd_google_outcome_t *outcome, long http,
                int curl)
 {
     for (s_waiter_t *waiter = fetch->waiters; waiter; waiter = waiter->next) {
@@ -797,7 +765,7 @@ s_self_answer (s_self_t *self, s_fetch_t *fetch, const s_outcome_t *outcome, lon
 //  handle, with whatever is left of the fetch's deadline as its time-out.
 //  0, or -1 if curl refused it (outcome then says why).
 static int
-s_self_attempt (s_self_t *self, s_fetch_t *fetch, s_outcome_t *outcome)
+s_self_attempt (s_self_t *self, s_fetch_t *fetch, herd_google_outcome_t *outcome)
 {
     int64_t now = s_now_usec ();
     long left_ms = (long) ((fetch->deadline - now + 999) / 1000);
@@ -860,9 +828,7 @@ s_self_attempt (s_self_t *self, s_fetch_t *fetch, s_outcome_t *outcome)
         curl_easy_cleanup (fetch->easy);
         fetch->easy = NULL;
     }
-    outcome->body = herd_placesbody_error ("UNKNOWN_ERROR", message);
-    outcome->status = strdup ("UNKNOWN_ERROR");
-    outcome->error = strdup (message);
+    herd_google_fail (outcome, message, false);
     return -1;
 }
 
@@ -871,13 +837,13 @@ s_self_attempt (s_self_t *self, s_fetch_t *fetch, s_outcome_t *outcome)
 static void
 s_self_attempt_or_answer (s_self_t *self, s_fetch_t *fetch)
 {
-    s_outcome_t outcome = {0};
+    herd_google_outcome_t outcome = {0};
     if (s_self_attempt (self, fetch, &outcome)) {
         s_self_log (self, "fetch=%lu attempt=%d/%d error=\"%s\" -> answered", fetch->id,
                     fetch->attempts, self->options->retries + 1, outcome.error);
         s_self_answer (self, fetch, &outcome, 0, 0);
     }
-    s_outcome_free (&outcome);
+    herd_google_outcome_free (&outcome);
 }
 
 //  Point a fetch at the Places API (New): the URL in use, its body already
@@ -893,6 +859,11 @@ s_self_fetch_new (s_self_t *self, s_fetch_t *fetch)
     assert (fetch->url && fetch->url_logged && fetch->post);
     s_self_sanitise (self, self->url, fetch->url_logged, strlen (self->url) + 1);
 }
+
+static void
+s_self_fetch_start (s_self_t *self, s_waiter_t *waiter, char *key, const char *lat,
+                    const char *lon, const char *lat_json, const char *lon_json,
+                    const char *metres, int bound);
 
 //  Take a valid request: answer it from the cache, or add it to the
 //  identical fetch in flight, or start a fetch for it. Takes the frames.
@@ -948,7 +919,18 @@ s_self_request (s_self_t *self, zframe_t **routing_id_p, zframe_t **reqid_p, con
         return;
     }
 
-    fetch = (s_fetch_t *) zmalloc (sizeof (s_fetch_t));
+    s_self_fetch_start (self, waiter, key, lat, lon, lat_json, lon_json, metres, bound);
+}
+
+//  Start a fetch for a request no fetch in flight can answer: the Nearby
+//  Search URL (legacy) or the New body, then its first attempt. Takes the
+//  waiter and the key.
+static void
+s_self_fetch_start (s_self_t *self, s_waiter_t *waiter, char *key, const char *lat,
+                    const char *lon, const char *lat_json, const char *lon_json,
+                    const char *metres, int bound)
+{
+    s_fetch_t *fetch = (s_fetch_t *) zmalloc (sizeof (s_fetch_t));
     assert (fetch);
     fetch->id = ++self->fetch_ids;
     fetch->key = key;
@@ -1101,24 +1083,12 @@ s_is_reset (CURLcode result)
            || result == CURLE_HTTP2 || result == CURLE_HTTP2_STREAM;
 }
 
-//  True for Google's error_message when the key's project has the Places API
-//  (New) only: "You're calling a legacy API, which is not enabled for your
-//  project. ... Learn more: https://developers.google.com/maps/legacy#
-//  LegacyApiNotActivatedMapError". Not for other REQUEST_DENIED (an invalid
-//  key, a key restricted to other APIs).
-static bool
-s_is_legacy_refusal (const char *text)
-{
-    return text
-           && (strstr (text, "LegacyApiNotActivatedMapError")
-               || strstr (text, "calling a legacy API, which is not enabled"));
-}
-
 //  What an ended attempt came to: the answer to give, and whether a retry
-//  may give a better one.
+//  may give a better one. The transfer is judged here; what Google
+//  answered, by herd_google_judge.
 static void
 s_self_judge (s_self_t *self, s_fetch_t *fetch, CURLcode result, long http,
-              s_outcome_t *outcome)
+              herd_google_outcome_t *outcome)
 {
     const herd_places_options_t *options = self->options;
     double attempt_ms = (double) (s_now_usec () - fetch->attempt_started) / 1000.0;
@@ -1151,91 +1121,12 @@ s_self_judge (s_self_t *self, s_fetch_t *fetch, CURLcode result, long http,
         snprintf (message, sizeof (message), "herd: could not reach the Places API: %s",
                   curl_error);
     else
-    if (result != CURLE_OK) {
+    if (result != CURLE_OK)
         snprintf (message, sizeof (message), "herd: Places request failed: %s", curl_error);
-        outcome->retryable = s_is_reset (result);
-    }
+    if (*message)
+        herd_google_fail (outcome, message, result != CURLE_OK && s_is_reset (result));
     else
-    if (fetch->is_new) {
-        //  Places API (New): 200 with places, or a google.rpc.Status
-        const char *status = NULL;
-        char *google_message = NULL;
-        int is_status = herd_placesbody_new_error (http, fetch->body, fetch->size, &status,
-                                                   &google_message, &outcome->retry_delay_ms);
-        if (http == 200 && is_status != 0) {
-            outcome->body = herd_placesbody_from_new (fetch->body, fetch->size, fetch->bound,
-                                                      &outcome->results);
-            if (outcome->body) {
-                outcome->ok = true;
-                outcome->status = strdup (outcome->results ? "OK" : "ZERO_RESULTS");
-            }
-            else
-                snprintf (message, sizeof (message), "herd: Places API sent invalid JSON");
-        }
-        else {
-            //  The legacy status for Google's, or for the HTTP status
-            char fallback[64];
-            snprintf (fallback, sizeof (fallback), "herd: Places API answered HTTP %ld", http);
-            const char *text = google_message ? google_message : fallback;
-            outcome->body = herd_placesbody_error (status, text);
-            outcome->status = strdup (status);
-            outcome->error = strdup (text);
-            outcome->retryable = http >= 500 || http == 429;
-        }
-        free (google_message);
-    }
-    else {
-        //  Legacy: Google's status decides, whatever the HTTP status
-        char *status = NULL;
-        char *shaped = herd_placesbody_shape (fetch->body, fetch->size, fetch->bound, &status,
-                                              &outcome->results);
-        bool success = status && (streq (status, "OK") || streq (status, "ZERO_RESULTS"));
-        if (shaped && success && http == 200) {
-            outcome->ok = true;
-            outcome->body = shaped;
-            outcome->status = status;
-            shaped = status = NULL;
-        }
-        else
-        if (shaped && status && !success) {
-            //  Google's own error body goes back as it is (REQUEST_DENIED
-            //  comes with 200 or 403)
-            cJSON *root = cJSON_ParseWithLength (fetch->body, fetch->size);
-            const char *text = cJSON_GetStringValue (cJSON_GetObjectItem (root, "error_message"));
-            if (text)
-                outcome->error = strdup (text);
-            outcome->legacy_refused = streq (status, "REQUEST_DENIED") && s_is_legacy_refusal (text);
-            cJSON_Delete (root);
-            outcome->retryable = streq (status, "OVER_QUERY_LIMIT")
-                                 || streq (status, "UNKNOWN_ERROR") || http >= 500 || http == 429;
-            outcome->body = shaped;
-            outcome->status = status;
-            outcome->results = 0;
-            shaped = status = NULL;
-        }
-        else
-        if (http != 200) {
-            snprintf (message, sizeof (message), "herd: Places API answered HTTP %ld", http);
-            outcome->retryable = http >= 500 || http == 429;
-        }
-        else
-        if (!shaped)
-            snprintf (message, sizeof (message), "herd: Places API sent invalid JSON");
-        else
-            snprintf (message, sizeof (message), "herd: Places API answer has no status");
-        free (shaped);
-        free (status);
-    }
-    if (*message) {
-        free (outcome->body);
-        free (outcome->status);
-        free (outcome->error);
-        outcome->ok = false;
-        outcome->results = 0;
-        outcome->body = herd_placesbody_error ("UNKNOWN_ERROR", message);
-        outcome->status = strdup ("UNKNOWN_ERROR");
-        outcome->error = strdup (message);
-    }
+        herd_google_judge (fetch->is_new, http, fetch->body, fetch->size, fetch->bound, outcome);
 }
 
 //  A random number in [0, 1) for the jitter (xorshift64*).
@@ -1252,7 +1143,7 @@ s_self_random (s_self_t *self)
 //  Places API (New) (said once in the log), and ask it this fetch's query at
 //  once, inside the same deadline, so its requests get a real answer.
 static void
-s_self_switch (s_self_t *self, s_fetch_t *fetch, const s_outcome_t *refusal, long http,
+s_self_switch (s_self_t *self, s_fetch_t *fetch, const herd_google_outcome_t *refusal, long http,
                CURLcode result, double attempt_ms)
 {
     char error_text[512] = "";
@@ -1289,11 +1180,11 @@ s_self_finish (s_self_t *self, s_fetch_t *fetch, CURLcode result)
     long http = 0;
     curl_easy_getinfo (fetch->easy, CURLINFO_RESPONSE_CODE, &http);
     double attempt_ms = (double) (s_now_usec () - fetch->attempt_started) / 1000.0;
-    s_outcome_t outcome = {0};
+    herd_google_outcome_t outcome = {0};
     s_self_judge (self, fetch, result, http, &outcome);
     if (outcome.legacy_refused && self->is_auto && !fetch->is_new) {
         s_self_switch (self, fetch, &outcome, http, result, attempt_ms);
-        s_outcome_free (&outcome);
+        herd_google_outcome_free (&outcome);
         return;
     }
 
@@ -1342,7 +1233,7 @@ s_self_finish (s_self_t *self, s_fetch_t *fetch, CURLcode result)
     s_fetch_reset (fetch, self->multi);
     if (!retry)
         s_self_answer (self, fetch, &outcome, http, (int) result);
-    s_outcome_free (&outcome);
+    herd_google_outcome_free (&outcome);
 }
 
 //  Start the retries that are due; returns ms until the next one, or -1.
@@ -1416,7 +1307,7 @@ s_self_reload (s_self_t *self, const herd_places_options_t *options)
     self->url = strdup (self->url_env ? self->url_env : options->url);
     assert (self->url);
     free (self->url_new);
-    self->url_new = self->is_auto ? s_new_url (self->url) : NULL;
+    self->url_new = self->is_auto ? herd_google_new_url (self->url) : NULL;
 }
 
 //  Handle a command on the actor pipe.
@@ -1497,432 +1388,195 @@ herd_places_actor (zsock_t *pipe, void *args)
 }
 
 //  --------------------------------------------------------------------------
-//  Self test: a tiny HTTP server on loopback plays the Places API.
-//
-//  It answers by the latitude in the query (legacy GET) or in the JSON body
-//  (New POST): 1 OK (three results), 2 never (hangs), 3 HTTP 500, 4 invalid
-//  JSON, 5 OK after 200 ms, 6 REQUEST_DENIED (New: 403 PERMISSION_DENIED),
-//  7 REQUEST_DENIED with HTTP 403, 8 a 9 MiB body, 9 a JSON array, 10
-//  ZERO_RESULTS (New: {}), 11 HTTP 500 then OK, alternately, 12 New: 429
-//  RESOURCE_EXHAUSTED asking to retry in 30 s, 13 New: 400 API_KEY_INVALID,
-//  14 New: 400 INVALID_ARGUMENT, 15 legacy OVER_QUERY_LIMIT, 16 the
-//  connection broken in the middle of the body then OK, alternately, 17
-//  New: HTTP 403 with an HTML body; anything else OK. Connections are kept
-//  alive.
+//  Self test, against tests/places_standin.py: the project's stand-in for
+//  Google, started as the integration tests start it (a free port, learnt
+//  from its port file) and steered through /_standin/mode, which can give
+//  each latitude a mode of its own (a hung, a slow and a fast request at
+//  once). The script is found through HERD_STANDIN, else from the current
+//  directory (make test runs from the repository root), else from the
+//  binary (build/MODE/bin/herd_selftest). It dies with us (PDEATHSIG), even
+//  when a check aborts.
 
-#define S_SERVER_CONNS 32
-
-static const char s_body_ok[] = "{\n"
-                                "   \"html_attributions\" : [],\n"
-                                "   \"results\" : [\n"
-                                "      {\n"
-                                "         \"name\" : \"One \\\"results\\\" ]\"\n"
-                                "      },\n"
-                                "\n"
-                                "      {\n"
-                                "         \"name\" : \"Two\"\n"
-                                "      },\n"
-                                "      {\n"
-                                "         \"name\" : \"Three\"\n"
-                                "      }\n"
-                                "   ],\n"
-                                "   \"status\" : \"OK\"\n"
-                                "}\n\n";
-static const char s_body_denied[] =
-    "{\n   \"error_message\" : \"The provided API key is invalid.\",\n"
-    "   \"html_attributions\" : [],\n   \"results\" : [],\n   \"status\" : \"REQUEST_DENIED\"\n}\n";
-static const char s_body_zero[] =
-    "{\n   \"html_attributions\" : [],\n   \"results\" : [],\n   \"status\" : \"ZERO_RESULTS\"\n}\n";
-static const char s_body_over[] =
-    "{\n   \"error_message\" : \"You have exceeded your daily request quota for this API.\",\n"
-    "   \"html_attributions\" : [],\n   \"results\" : [],\n   \"status\" : \"OVER_QUERY_LIMIT\"\n}\n";
-//  Places API (New): three places, the first with every mapped field
-static const char s_new_ok[] =
-    "{\n  \"places\": [\n    {\n"
-    "      \"name\": \"places/ChIJi6C1MxquEmsR9-c-3O48ykI\",\n"
-    "      \"id\": \"ChIJi6C1MxquEmsR9-c-3O48ykI\",\n"
-    "      \"types\": [\"bar\", \"restaurant\", \"food\", \"point_of_interest\", "
-    "\"establishment\"],\n"
-    "      \"formattedAddress\": \"Circular Quay W, The Rocks NSW 2000, Australia\",\n"
-    "      \"shortFormattedAddress\": \"Circular Quay W, The Rocks\",\n"
-    "      \"location\": {\"latitude\": -33.8587323, \"longitude\": 151.2100055},\n"
-    "      \"viewport\": {\"low\": {\"latitude\": -33.86009812989271, \"longitude\": "
-    "151.2085439701072},\n"
-    "                   \"high\": {\"latitude\": -33.85739847010727, \"longitude\": "
-    "151.2112436298927}},\n"
-    "      \"rating\": 4,\n      \"userRatingCount\": 1269,\n"
-    "      \"priceLevel\": \"PRICE_LEVEL_MODERATE\",\n"
-    "      \"businessStatus\": \"OPERATIONAL\",\n"
-    "      \"iconMaskBaseUri\": \"https://maps.gstatic.com/mapfiles/place_api/icons/v2/bar_pinlet\",\n"
-    "      \"iconBackgroundColor\": \"#FF9E67\",\n"
-    "      \"displayName\": {\"text\": \"Cruise \\\"Bar\\\" & <Grill>\", \"languageCode\": \"en\"},\n"
-    "      \"currentOpeningHours\": {\"openNow\": false, \"weekdayDescriptions\": []},\n"
-    "      \"plusCode\": {\"globalCode\": \"4RRH46R6+G2\", \"compoundCode\": \"46R6+G2 The Rocks, "
-    "New South Wales\"},\n"
-    "      \"photos\": [{\"name\": \"places/ChIJi6C1MxquEmsR9-c-3O48ykI/photos/Aap_uE\", "
-    "\"widthPx\": 1080, \"heightPx\": 608,\n"
-    "                  \"authorAttributions\": [{\"displayName\": \"A Google User\", "
-    "\"uri\": \"https://maps.google.com/maps/contrib/1\", \"photoUri\": \"//lh3/a\"}]}]\n"
-    "    },\n"
-    "    {\"id\": \"Two\", \"displayName\": {\"text\": \"Two\"}, \"formattedAddress\": \"2 Long St\","
-    " \"location\": {\"longitude\": 1.5}, \"priceLevel\": \"PRICE_LEVEL_UNSPECIFIED\"},\n"
-    "    {\"id\": \"Three\"}\n"
-    "  ]\n}\n";
-static const char s_new_denied[] =
-    "{\n  \"error\": {\n    \"code\": 403,\n    \"message\": \"Places API (New) has not been used "
-    "in project 1 before or it is disabled.\",\n    \"status\": \"PERMISSION_DENIED\"\n  }\n}\n";
-static const char s_new_internal[] =
-    "{\"error\": {\"code\": 500, \"message\": \"Internal error encountered.\", "
-    "\"status\": \"INTERNAL\"}}";
-static const char s_new_quota[] =
-    "{\"error\": {\"code\": 429, \"message\": \"Quota exceeded.\", \"status\": "
-    "\"RESOURCE_EXHAUSTED\", \"details\": [{\"@type\": \"type.googleapis.com/google.rpc.RetryInfo\","
-    " \"retryDelay\": \"30s\"}]}}";
-static const char s_new_bad_key[] =
-    "{\"error\": {\"code\": 400, \"message\": \"API key not valid. Please pass a valid API key.\", "
-    "\"status\": \"INVALID_ARGUMENT\", \"details\": [{\"@type\": "
-    "\"type.googleapis.com/google.rpc.ErrorInfo\", \"reason\": \"API_KEY_INVALID\"}]}}";
-static const char s_new_invalid[] =
-    "{\"error\": {\"code\": 400, \"message\": \"Invalid radius.\", \"status\": "
-    "\"INVALID_ARGUMENT\"}}";
+#define S_STANDIN_SCRIPT "tests/places_standin.py"
 
 typedef struct {
-    int fd;
-    char buffer[8192];
-    size_t size;
-    int64_t reply_at;           //  monotonic usec; 0 none pending, -1 never
-    int behaviour;
-    bool is_post;               //  Places API (New)
-    bool fail;                  //  this time, 11 and 16 fail
-} s_conn_t;
+    pid_t pid;
+    char *base;                 //  http://127.0.0.1:PORT
+    char *legacy_url;           //  base + the legacy path
+    char *new_url;              //  base + the New path
+    char directory[64];         //  holds the port file
+} s_standin_t;
 
-typedef struct {
-    int listener;
-    int port;
-    int wake[2];                //  a byte here stops the thread
-    pthread_t thread;
-    pthread_mutex_t mutex;
-    pthread_cond_t cond;
-    int accepted;               //  connections accepted
-    int requests;               //  requests received
-    int seen[32];               //  requests received by behaviour
-    char target[1024];          //  request target of the last request
-    char head[4096];            //  head and body of the last request
-    s_conn_t conns[S_SERVER_CONNS];
-} s_server_t;
-
-//  Send all bytes; false if the peer went away.
-static bool
-s_send_all (int fd, const char *data, size_t size)
+//  The stand-in script's path. Caller frees.
+static char *
+s_standin_script (void)
 {
-    while (size > 0) {
-        ssize_t rc = send (fd, data, size, MSG_NOSIGNAL);
-        if (rc < 0 && errno == EINTR)
-            continue;
-        if (rc <= 0)
-            return false;
-        data += rc;
-        size -= (size_t) rc;
+    const char *env = getenv ("HERD_STANDIN");
+    if (env && *env)
+        return strdup (env);
+    if (access (S_STANDIN_SCRIPT, R_OK) == 0)
+        return strdup (S_STANDIN_SCRIPT);
+    char exe[4096];
+    ssize_t size = readlink ("/proc/self/exe", exe, sizeof (exe) - 1);
+    HERD_CHECK (size > 0);
+    exe[size] = 0;
+    //  build/MODE/bin/herd_selftest: the repository is three folders up
+    for (int up = 0; up < 4; up++) {
+        char *slash = strrchr (exe, '/');
+        HERD_CHECK (slash);
+        *slash = 0;
     }
-    return true;
+    return zsys_sprintf ("%s/%s", exe, S_STANDIN_SCRIPT);
 }
 
-//  The status and body of an answer to a Places API (New) request.
-static const char *
-s_server_new_body (s_conn_t *conn, int *code_p)
+//  Start the stand-in on a free port and wait (10 s at most) for its port.
+static s_standin_t *
+s_standin_new (void)
 {
-    switch (conn->behaviour) {
-        case 3: *code_p = 500; return s_new_internal;
-        case 6: *code_p = 403; return s_new_denied;
-        case 10: return "{}\n";
-        case 11: *code_p = conn->fail ? 500 : 200; return conn->fail ? s_new_internal : s_new_ok;
-        case 12: *code_p = 429; return s_new_quota;
-        case 13: *code_p = 400; return s_new_bad_key;
-        case 14: *code_p = 400; return s_new_invalid;
-        case 17: *code_p = 403; return "<html>Forbidden</html>";
-        default: return s_new_ok;
-    }
-}
-
-//  Send the answer the connection's request asked for.
-static void
-s_server_respond (s_conn_t *conn)
-{
-    int code = 200;
-    const char *body = s_body_ok;
-    if (conn->behaviour == 16 && conn->fail) {
-        //  The connection breaks in the middle of the body
-        const char *cut = "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n{\"results\"";
-        s_send_all (conn->fd, cut, strlen (cut));
-        close (conn->fd);
-        conn->fd = -1;
-        return;
-    }
-    if (conn->behaviour == 3 || (conn->behaviour == 11 && conn->fail)) {
-        code = 500;
-        body = "<html>Internal Server Error</html>";
-    }
-    else
-    if (conn->behaviour == 4)
-        body = "{\"results\" : [ {\"name\" : \"cut";
-    else
-    if (conn->behaviour == 6 || conn->behaviour == 7) {
-        code = conn->behaviour == 6 ? 200 : 403;
-        body = s_body_denied;
-    }
-    else
-    if (conn->behaviour == 9)
-        body = "[ \"not\", \"an\", \"object\" ]";
-    else
-    if (conn->behaviour == 10)
-        body = s_body_zero;
-    else
-    if (conn->behaviour == 15)
-        body = s_body_over;
-    if (conn->is_post && conn->behaviour != 4 && conn->behaviour != 8 && conn->behaviour != 9) {
-        code = 200;
-        body = s_server_new_body (conn, &code);
-    }
-    size_t size = conn->behaviour == 8 ? (size_t) 9 * 1024 * 1024 : strlen (body);
-    char head[256];
-    int head_size = snprintf (head, sizeof (head),
-                              "HTTP/1.1 %d %s\r\nContent-Type: application/json; "
-                              "charset=UTF-8\r\nContent-Length: %zu\r\n\r\n",
-                              code, code == 200 ? "OK" : "Error", size);
-    bool sent = s_send_all (conn->fd, head, (size_t) head_size);
-    if (conn->behaviour == 8) {
-        char *filler = (char *) malloc (65536);
-        assert (filler);
-        memset (filler, ' ', 65536);
-        for (size_t done = 0; sent && done < size; done += 65536)
-            sent = s_send_all (conn->fd, filler, 65536);
-        free (filler);
-    }
-    else
-    if (sent)
-        sent = s_send_all (conn->fd, body, size);
-    if (!sent) {
-        close (conn->fd);
-        conn->fd = -1;
-    }
-}
-
-//  Read from a connection; schedule the answer once a whole request (head
-//  and, for a POST, its Content-Length of body) is in.
-static void
-s_server_read (s_server_t *self, s_conn_t *conn)
-{
-    ssize_t rc = recv (conn->fd, conn->buffer + conn->size, sizeof (conn->buffer) - 1 - conn->size,
-                       0);
-    if (rc <= 0) {
-        close (conn->fd);
-        conn->fd = -1;
-        return;
-    }
-    conn->size += (size_t) rc;
-    conn->buffer[conn->size] = 0;
-    char *end = strstr (conn->buffer, "\r\n\r\n");
-    if (!end || conn->reply_at != 0)
-        return;
-    char *length = strcasestr (conn->buffer, "\r\nContent-Length: ");
-    size_t body_size = length && length < end ? strtoul (length + 18, NULL, 10) : 0;
-    size_t used = (size_t) (end + 4 - conn->buffer) + body_size;
-    if (conn->size < used)
-        return;
-    //  "GET /path?location=LAT,LNG&... HTTP/1.1" or "POST /path ..." with
-    //  {..."latitude":LAT...} after the head
-    conn->is_post = strncmp (conn->buffer, "POST ", 5) == 0;
-    char *space = strchr (conn->buffer, ' ');
-    char *target_end = space ? strchr (space + 1, ' ') : NULL;
-    const char *field = conn->is_post ? "\"latitude\":" : "location=";
-    char *location = strstr (conn->is_post ? end : conn->buffer, field);
-    conn->behaviour = location ? (int) strtol (location + strlen (field), NULL, 10) : 0;
-    pthread_mutex_lock (&self->mutex);
-    if (space && target_end)
-        snprintf (self->target, sizeof (self->target), "%.*s",
-                  (int) (target_end - space - 1), space + 1);
-    snprintf (self->head, sizeof (self->head), "%.*s", (int) used, conn->buffer);
-    self->requests++;
-    int seen = 0;
-    if (conn->behaviour >= 0 && conn->behaviour < 32)
-        seen = self->seen[conn->behaviour]++;
-    conn->fail = seen % 2 == 0;
-    pthread_cond_broadcast (&self->cond);
-    pthread_mutex_unlock (&self->mutex);
-    int64_t delay = conn->behaviour == 5 ? 200000 : 0;
-    conn->reply_at = conn->behaviour == 2 ? -1 : s_now_usec () + delay;
-    //  Keep what follows the request (nothing, as curl does not pipeline)
-    memmove (conn->buffer, conn->buffer + used, conn->size - used + 1);
-    conn->size -= used;
-}
-
-//  The server thread: accept, read, answer when due, until woken to stop.
-static void *
-s_server_run (void *args)
-{
-    s_server_t *self = (s_server_t *) args;
-    while (true) {
-        struct pollfd items[S_SERVER_CONNS + 2];
-        s_conn_t *owners[S_SERVER_CONNS + 2];
-        nfds_t count = 0;
-        items[count++] = (struct pollfd) {self->wake[0], POLLIN, 0};
-        items[count++] = (struct pollfd) {self->listener, POLLIN, 0};
-        int64_t now = s_now_usec ();
-        int timeout = -1;
-        for (int i = 0; i < S_SERVER_CONNS; i++) {
-            s_conn_t *conn = &self->conns[i];
-            if (conn->fd < 0)
-                continue;
-            if (conn->reply_at > 0) {
-                int64_t wait = (conn->reply_at - now) / 1000 + 1;
-                if (timeout < 0 || wait < timeout)
-                    timeout = wait < 0 ? 0 : (int) wait;
-            }
-            owners[count] = conn;
-            items[count++] = (struct pollfd) {conn->fd, POLLIN, 0};
-        }
-        if (poll (items, count, timeout) < 0 && errno != EINTR)
-            break;
-        if (items[0].revents)
-            break;
-        if (items[1].revents & POLLIN) {
-            int fd = accept (self->listener, NULL, NULL);
-            int slot = 0;
-            while (slot < S_SERVER_CONNS && self->conns[slot].fd >= 0)
-                slot++;
-            if (fd >= 0 && slot < S_SERVER_CONNS) {
-                int on = 1;
-                setsockopt (fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof (on));
-                memset (&self->conns[slot], 0, sizeof (s_conn_t));
-                self->conns[slot].fd = fd;
-                pthread_mutex_lock (&self->mutex);
-                self->accepted++;
-                pthread_mutex_unlock (&self->mutex);
-            }
-            else
-            if (fd >= 0)
-                close (fd);
-        }
-        for (nfds_t i = 2; i < count; i++)
-            if (items[i].revents && owners[i]->fd >= 0)
-                s_server_read (self, owners[i]);
-        now = s_now_usec ();
-        for (int i = 0; i < S_SERVER_CONNS; i++) {
-            s_conn_t *conn = &self->conns[i];
-            if (conn->fd >= 0 && conn->reply_at > 0 && now >= conn->reply_at) {
-                conn->reply_at = 0;
-                s_server_respond (conn);
-            }
-        }
-    }
-    return NULL;
-}
-
-//  Start the server on a free loopback port.
-static s_server_t *
-s_server_new (void)
-{
-    s_server_t *self = (s_server_t *) zmalloc (sizeof (s_server_t));
+    s_standin_t *self = (s_standin_t *) zmalloc (sizeof (s_standin_t));
     assert (self);
-    for (int i = 0; i < S_SERVER_CONNS; i++)
-        self->conns[i].fd = -1;
-    self->listener = socket (AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    HERD_CHECK (self->listener >= 0);
-    struct sockaddr_in address = {0};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
-    HERD_CHECK_INT (bind (self->listener, (struct sockaddr *) &address, sizeof (address)), 0);
-    HERD_CHECK_INT (listen (self->listener, 64), 0);
-    socklen_t length = sizeof (address);
-    HERD_CHECK_INT (getsockname (self->listener, (struct sockaddr *) &address, &length), 0);
-    self->port = ntohs (address.sin_port);
-    HERD_CHECK_INT (pipe (self->wake), 0);
-    pthread_mutex_init (&self->mutex, NULL);
-    pthread_cond_init (&self->cond, NULL);
-    HERD_CHECK_INT (pthread_create (&self->thread, NULL, s_server_run, self), 0);
+    snprintf (self->directory, sizeof (self->directory), "/tmp/herd-standin-XXXXXX");
+    HERD_CHECK (mkdtemp (self->directory));
+    char *port_file = zsys_sprintf ("%s/port", self->directory);
+    char *script = s_standin_script ();
+    const char *python = getenv ("HERD_PYTHON") ? getenv ("HERD_PYTHON") : "/usr/bin/python3";
+    char *argv[] = {(char *) python, script, "--port", "0", "--port-file", port_file, NULL};
+    pid_t parent = getpid ();
+    self->pid = fork ();
+    HERD_CHECK (self->pid >= 0);
+    if (self->pid == 0) {
+        //  Only system calls from here: the parent has threads
+        prctl (PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid () != parent)
+            _exit (1);
+        int null = open ("/dev/null", O_WRONLY);
+        if (null >= 0)
+            dup2 (null, STDOUT_FILENO);
+        execv (python, argv);
+        _exit (127);
+    }
+    int port = 0;
+    for (int tries = 0; tries < 1000 && port == 0; tries++) {
+        FILE *file = fopen (port_file, "r");
+        if (!file || fscanf (file, "%d", &port) != 1)
+            zclock_sleep (10);
+        if (file)
+            fclose (file);
+        HERD_CHECK (waitpid (self->pid, NULL, WNOHANG) == 0);
+    }
+    HERD_CHECK (port > 0);
+    unlink (port_file);
+    zstr_free (&port_file);
+    zstr_free (&script);
+    self->base = zsys_sprintf ("http://127.0.0.1:%d", port);
+    self->legacy_url = zsys_sprintf ("%s" HERD_GOOGLE_LEGACY_PATH, self->base);
+    self->new_url = zsys_sprintf ("%s" HERD_GOOGLE_NEW_PATH, self->base);
     return self;
 }
 
-//  Stop the server thread and close everything.
+//  Stop the stand-in (SIGTERM, it ends at once) and wait for it.
 static void
-s_server_destroy (s_server_t **self_p)
+s_standin_destroy (s_standin_t **self_p)
 {
-    s_server_t *self = *self_p;
-    HERD_CHECK_INT (write (self->wake[1], "x", 1), 1);
-    pthread_join (self->thread, NULL);
-    for (int i = 0; i < S_SERVER_CONNS; i++)
-        if (self->conns[i].fd >= 0)
-            close (self->conns[i].fd);
-    close (self->listener);
-    close (self->wake[0]);
-    close (self->wake[1]);
-    pthread_mutex_destroy (&self->mutex);
-    pthread_cond_destroy (&self->cond);
+    s_standin_t *self = *self_p;
+    HERD_CHECK_INT (kill (self->pid, SIGTERM), 0);
+    HERD_CHECK_INT (waitpid (self->pid, NULL, 0), self->pid);
+    rmdir (self->directory);
+    zstr_free (&self->base);
+    zstr_free (&self->legacy_url);
+    zstr_free (&self->new_url);
     free (self);
     *self_p = NULL;
 }
 
-//  Wait until the server has received count requests in all; false after
-//  timeout_ms.
-static bool
-s_server_wait_requests (s_server_t *self, int count, int timeout_ms)
+//  curl's write callback for s_standin_get: append to a zchunk.
+static size_t
+s_standin_write (char *data, size_t size, size_t count, void *userp)
 {
-    struct timespec deadline;
-    clock_gettime (CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += timeout_ms / 1000;
-    deadline.tv_nsec += (long) (timeout_ms % 1000) * 1000000;
-    if (deadline.tv_nsec >= 1000000000) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000;
-    }
-    pthread_mutex_lock (&self->mutex);
-    int rc = 0;
-    while (self->requests < count && rc == 0)
-        rc = pthread_cond_timedwait (&self->cond, &self->mutex, &deadline);
-    bool reached = self->requests >= count;
-    pthread_mutex_unlock (&self->mutex);
-    return reached;
+    zchunk_extend ((zchunk_t *) userp, data, size * count);
+    return size * count;
 }
 
-//  The target of the last request the server received. Caller frees.
-static char *
-s_server_target (s_server_t *self)
+//  GET a control path (/_standin/...), check it says 200, return its JSON.
+static cJSON *
+s_standin_get (s_standin_t *self, const char *path)
 {
-    pthread_mutex_lock (&self->mutex);
-    char *target = strdup (self->target);
-    pthread_mutex_unlock (&self->mutex);
-    return target;
+    char *url = zsys_sprintf ("%s%s", self->base, path);
+    zchunk_t *chunk = zchunk_new (NULL, 0);
+    CURL *easy = curl_easy_init ();
+    HERD_CHECK (easy && chunk && url);
+    curl_easy_setopt (easy, CURLOPT_URL, url);
+    curl_easy_setopt (easy, CURLOPT_WRITEFUNCTION, s_standin_write);
+    curl_easy_setopt (easy, CURLOPT_WRITEDATA, (void *) chunk);
+    curl_easy_setopt (easy, CURLOPT_TIMEOUT_MS, 5000L);
+    curl_easy_setopt (easy, CURLOPT_NOSIGNAL, 1L);
+    HERD_CHECK_INT (curl_easy_perform (easy), CURLE_OK);
+    long http = 0;
+    curl_easy_getinfo (easy, CURLINFO_RESPONSE_CODE, &http);
+    HERD_CHECK_INT (http, 200);
+    cJSON *root = cJSON_ParseWithLength ((const char *) zchunk_data (chunk), zchunk_size (chunk));
+    HERD_CHECK (root);
+    curl_easy_cleanup (easy);
+    zchunk_destroy (&chunk);
+    zstr_free (&url);
+    return root;
 }
 
-//  The head and body of the last request the server received. Caller frees.
-static char *
-s_server_head (s_server_t *self)
+//  Set a mode: query as /_standin/mode takes it ("mode=hang&lat=2").
+static void
+s_standin_mode (s_standin_t *self, const char *query)
 {
-    pthread_mutex_lock (&self->mutex);
-    char *head = strdup (self->head);
-    pthread_mutex_unlock (&self->mutex);
-    return head;
+    char *path = zsys_sprintf ("/_standin/mode?%s", query);
+    cJSON_Delete (s_standin_get (self, path));
+    zstr_free (&path);
 }
 
-//  Requests the server has received.
+//  Forget modes and counters between tests.
+static void
+s_standin_reset (s_standin_t *self)
+{
+    cJSON_Delete (s_standin_get (self, "/_standin/reset"));
+}
+
+//  A count from the stand-in: "requests" (its stats) or "connections".
 static int
-s_server_requests (s_server_t *self)
+s_standin_count (s_standin_t *self, const char *name)
 {
-    pthread_mutex_lock (&self->mutex);
-    int requests = self->requests;
-    pthread_mutex_unlock (&self->mutex);
-    return requests;
+    cJSON *stats = s_standin_get (self, streq (name, "connections") ? "/_standin/connections"
+                                                                     : "/_standin/stats");
+    int count = (int) cJSON_GetNumberValue (cJSON_GetObjectItem (stats, name));
+    cJSON_Delete (stats);
+    return count;
 }
 
-//  Connections the server has accepted.
-static int
-s_server_accepted (s_server_t *self)
+//  A string from the stand-in's stats: a top-level one, or one of an object
+//  member ("last_query", "location"). Caller frees; NULL if absent.
+static char *
+s_standin_stat (s_standin_t *self, const char *object, const char *name)
 {
-    pthread_mutex_lock (&self->mutex);
-    int accepted = self->accepted;
-    pthread_mutex_unlock (&self->mutex);
-    return accepted;
+    cJSON *stats = s_standin_get (self, "/_standin/stats");
+    cJSON *parent = object ? cJSON_GetObjectItem (stats, object) : stats;
+    const char *text = cJSON_GetStringValue (cJSON_GetObjectItem (parent, name));
+    char *copy = text ? strdup (text) : NULL;
+    cJSON_Delete (stats);
+    return copy;
 }
+
+//  What the tests share: the stand-in, the log, the requests sent.
+typedef struct {
+    s_standin_t *standin;
+    herd_log_t *log;
+    char *log_path;
+    char directory[64];
+    herd_places_options_t legacy;   //  the options most tests start from
+    const char *key;
+    int requests;                   //  NEARBY requests sent, each logged once
+    int actors;                     //  for a fresh inproc endpoint each
+    bool verbose;
+} s_test_t;
+
+#define S_TEST_KEY         "s3cr/et k+y"
+#define S_TEST_KEY_ESCAPED "s3cr%2Fet%20k%2By"
 
 //  A reply as the gateway sees it.
 typedef struct {
@@ -1931,13 +1585,45 @@ typedef struct {
     char *json;
 } s_reply_t;
 
+//  Start an actor with these options (url: the stand-in's legacy one unless
+//  given) and a DEALER talking to it, as the gateway does. A fresh endpoint
+//  each time: libzmq's reaper releases an old one a moment after its actor.
+static zactor_t *
+s_test_actor (s_test_t *test, const herd_places_options_t *options, const char *key,
+              zsock_t **dealer_p)
+{
+    char endpoint[64];
+    snprintf (endpoint, sizeof (endpoint), "inproc://herd-places-test-%d", ++test->actors);
+    herd_places_args_t args = {options, endpoint, NULL, key, test->log};
+    zactor_t *places = zactor_new (herd_places_actor, &args);
+    HERD_CHECK (places);
+    HERD_CHECK_INT (zsock_wait (places), 0);
+    if (test->verbose)
+        zstr_send (places, "VERBOSE");
+    char *connect = zsys_sprintf (">%s", endpoint);
+    *dealer_p = zsock_new_dealer (connect);
+    zstr_free (&connect);
+    HERD_CHECK (*dealer_p);
+    zsock_set_rcvtimeo (*dealer_p, 5000);
+    return places;
+}
+
+//  Stop an actor and its DEALER.
+static void
+s_test_stop (zactor_t **places_p, zsock_t **dealer_p)
+{
+    zactor_destroy (places_p);
+    zsock_destroy (dealer_p);
+}
+
 //  Send a NEARBY request as the gateway does.
 static void
-s_send_nearby (zsock_t *dealer, const char *reqid, const char *lat, const char *lon,
-               const char *radius, const char *bound)
+s_send_nearby (s_test_t *test, zsock_t *dealer, const char *reqid, const char *lat,
+               const char *lon, const char *radius, const char *bound)
 {
     HERD_CHECK_INT (zstr_sendx (dealer, HERD_MSG_NEARBY, reqid, lat, lon, radius, bound, NULL),
                     0);
+    test->requests++;
 }
 
 //  Receive one reply (5 s at most) and check its framing.
@@ -1967,6 +1653,22 @@ s_reply_free (s_reply_t *reply)
     zstr_free (&reply->reqid);
     zstr_free (&reply->status);
     zstr_free (&reply->json);
+}
+
+//  Receive a reply, check it is OK for reqid with this many results.
+static void
+s_expect_ok (zsock_t *dealer, const char *reqid, int results)
+{
+    s_reply_t reply = s_recv_reply (dealer);
+    HERD_CHECK_STR (reply.reqid, reqid);
+    HERD_CHECK_STR (reply.status, HERD_MSG_OK);
+    HERD_CHECK (strncmp (reply.json, "{\n   \"html_attributions\" : [],\n", 31) == 0);
+    cJSON *root = cJSON_Parse (reply.json);
+    HERD_CHECK_INT (cJSON_GetArraySize (cJSON_GetObjectItem (root, "results")), results);
+    HERD_CHECK_STR (cJSON_GetStringValue (cJSON_GetObjectItem (root, "status")),
+                    results ? "OK" : "ZERO_RESULTS");
+    cJSON_Delete (root);
+    s_reply_free (&reply);
 }
 
 //  Receive a reply and check it is ERR with this Places status and an
@@ -2003,147 +1705,72 @@ s_count_lines (const char *text, const char *needle)
     return count;
 }
 
-void
-herd_places_test (bool verbose)
+//  Check the last legacy query the stand-in saw: location and radius.
+static void
+s_expect_query (s_test_t *test, const char *location, const char *radius)
 {
-    printf (" * herd_places: ");
-    if (verbose)
-        printf ("\n");
+    char *seen = s_standin_stat (test->standin, "last_query", "location");
+    HERD_CHECK_STR (seen, location);
+    zstr_free (&seen);
+    seen = s_standin_stat (test->standin, "last_query", "radius");
+    HERD_CHECK_STR (seen, radius);
+    zstr_free (&seen);
+}
 
-    //  @selftest
-    //  Flavour auto: the New URL that goes with the legacy one
-    const char *derived[][2] = {
-        {"https://maps.googleapis.com/maps/api/place/nearbysearch/json",
-         "https://places.googleapis.com/v1/places:searchNearby"},
-        {"http://127.0.0.1:8080/maps/api/place/nearbysearch/json?x=1",
-         "http://127.0.0.1:8080/v1/places:searchNearby"},
-        {"https://proxy.example/google/maps/api/place/nearbysearch/json",
-         "https://proxy.example/google/v1/places:searchNearby"},
-        {"http://127.0.0.1:9/nearbysearch/json", "http://127.0.0.1:9/v1/places:searchNearby"},
-        {"https://maps.googleapis.com.evil/maps/api/place/nearbysearch/json",
-         "https://maps.googleapis.com.evil/v1/places:searchNearby"},
+//  Legacy answers: cut to the bound in Google's layout, blank lines gone;
+//  the key reaches Google escaped, the radius in metres; one connection
+//  kept alive for every request
+static void
+s_test_legacy_ok (s_test_t *test)
+{
+    s_standin_reset (test->standin);
+    zsock_t *dealer;
+    zactor_t *places = s_test_actor (test, &test->legacy, test->key, &dealer);
+    s_send_nearby (test, dealer, "r1", "+1", "-118.445127", "10", "2");
+    s_expect_ok (dealer, "r1", 2);
+    s_expect_query (test, "1,-118.445127", "10000");
+    cJSON *stats = s_standin_get (test->standin, "/_standin/stats");
+    cJSON *keys = cJSON_GetObjectItem (stats, "keys_seen");
+    HERD_CHECK_INT (cJSON_GetArraySize (keys), 1);
+    HERD_CHECK_STR (cJSON_GetStringValue (cJSON_GetArrayItem (keys, 0)), S_TEST_KEY);
+    cJSON_Delete (stats);
+
+    s_standin_mode (test->standin, "mode=blanklines");
+    s_send_nearby (test, dealer, "r2", "+34.068930", "+118.445127", "1.5", "20");
+    s_expect_ok (dealer, "r2", 3);
+    s_expect_query (test, "34.068930,118.445127", "1500");
+    s_send_nearby (test, dealer, "r3", "-1.5", "+0", "1.23456789", "1");
+    s_expect_ok (dealer, "r3", 1);
+    s_expect_query (test, "-1.5,0", "1234.568");
+    s_send_nearby (test, dealer, "r4", "+10", "+0", "0.4", "5");
+    s_expect_ok (dealer, "r4", 0);
+    HERD_CHECK_INT (s_standin_count (test->standin, "connections"), 1);
+    s_test_stop (&places, &dealer);
+}
+
+//  Failures of the API: ERR with a clear message or Google's own body; and
+//  requests refused before any HTTP
+static void
+s_test_legacy_errors (s_test_t *test)
+{
+    s_standin_reset (test->standin);
+    zsock_t *dealer;
+    zactor_t *places = s_test_actor (test, &test->legacy, test->key, &dealer);
+    const char *cases[][4] = {
+        //  mode, reqid, legacy status, message
+        {"http500", "e3", "UNKNOWN_ERROR", "herd: Places API answered HTTP 500"},
+        {"malformed", "e4", "UNKNOWN_ERROR", "herd: Places API sent invalid JSON"},
+        {"truncated", "e5", "UNKNOWN_ERROR", "herd: Places API sent invalid JSON"},
+        {"invalid_key", "e6", "REQUEST_DENIED", "The provided API key is invalid."},
+        {"huge", "e8", "UNKNOWN_ERROR", "herd: Places API sent more than 8 MiB"},
     };
-    for (size_t i = 0; i < sizeof (derived) / sizeof (derived[0]); i++) {
-        char *url_new = s_new_url (derived[i][0]);
-        HERD_CHECK_STR (url_new, derived[i][1]);
-        zstr_free (&url_new);
+    for (size_t i = 0; i < sizeof (cases) / sizeof (cases[0]); i++) {
+        char *query = zsys_sprintf ("mode=%s", cases[i][0]);
+        s_standin_mode (test->standin, query);
+        zstr_free (&query);
+        s_send_nearby (test, dealer, cases[i][1], "+1", "+0", "1", "5");
+        s_expect_error (dealer, cases[i][1], cases[i][2], cases[i][3]);
     }
-    HERD_CHECK (s_is_legacy_refusal ("You're calling a legacy API, which is not enabled for "
-                                     "your project. To get newer features and more, migrate "
-                                     "to the Places API: https://example"));
-    HERD_CHECK (s_is_legacy_refusal ("... https://developers.google.com/maps/legacy"
-                                     "#LegacyApiNotActivatedMapError"));
-    HERD_CHECK (!s_is_legacy_refusal ("The provided API key is invalid."));
-    HERD_CHECK (!s_is_legacy_refusal ("This API project is not authorized to use this API."));
-    HERD_CHECK (!s_is_legacy_refusal (NULL));
-
-    s_server_t *server = s_server_new ();
-    char directory[] = "/tmp/herd-places-test-XXXXXX";
-    HERD_CHECK (mkdtemp (directory));
-    char *log_path = zsys_sprintf ("%s/places.log", directory);
-    herd_log_t *log = herd_log_new (log_path, "Test");
-    HERD_CHECK (log);
-    char *url = zsys_sprintf ("http://127.0.0.1:%d/maps/api/place/nearbysearch/json",
-                              server->port);
-    char flavour[] = "legacy", key_env[] = "HERD_TEST_KEY";
-    herd_places_options_t options = {flavour, url, key_env, 500, 500, 8, 0, false, 0, 10000};
-    const char *key = "s3cr/et k+y";
-    const char *key_escaped = "s3cr%2Fet%20k%2By";
-    int requests = 0;           //  NEARBY requests sent, each logged once
-
-    //  Set-up failure: the second signal is not 0, the actor still stops
-    herd_places_args_t bad_args = {&options, "nonsense://nowhere", NULL, key, log};
-    zactor_t *places = zactor_new (herd_places_actor, &bad_args);
-    HERD_CHECK (places);
-    HERD_CHECK (zsock_wait (places) != 0);
-    zactor_destroy (&places);
-
-    herd_places_args_t args = {&options, "inproc://herd-places-test", NULL, key, log};
-    places = zactor_new (herd_places_actor, &args);
-    HERD_CHECK (places);
-    HERD_CHECK_INT (zsock_wait (places), 0);
-    if (verbose)
-        zstr_send (places, "VERBOSE");
-    zsock_t *dealer = zsock_new_dealer (">inproc://herd-places-test");
-    HERD_CHECK (dealer);
-    zsock_set_rcvtimeo (dealer, 5000);
-
-    //  OK, cut to the bound with Google's layout; the key reaches the
-    //  server, escaped, and the radius is in metres
-    s_send_nearby (dealer, "r1", "+1", "-118.445127", "10", "2");
-    requests++;
-    s_reply_t reply = s_recv_reply (dealer);
-    HERD_CHECK_STR (reply.reqid, "r1");
-    HERD_CHECK_STR (reply.status, HERD_MSG_OK);
-    HERD_CHECK_STR (reply.json, "{\n"
-                                "   \"html_attributions\" : [],\n"
-                                "   \"results\" : [\n"
-                                "      {\n"
-                                "         \"name\" : \"One \\\"results\\\" ]\"\n"
-                                "      },\n"
-                                "      {\n"
-                                "         \"name\" : \"Two\"\n"
-                                "      }\n"
-                                "   ],\n"
-                                "   \"status\" : \"OK\"\n"
-                                "}");
-    s_reply_free (&reply);
-    char *target = s_server_target (server);
-    char *expected = zsys_sprintf ("/maps/api/place/nearbysearch/json?location=1,-118.445127"
-                                   "&radius=10000&key=%s",
-                                   key_escaped);
-    HERD_CHECK_STR (target, expected);
-    zstr_free (&expected);
-    zstr_free (&target);
-
-    //  A second request reuses the connection (keep-alive)
-    s_send_nearby (dealer, "r2", "+34.068930", "+118.445127", "0.5", "20");
-    requests++;
-    reply = s_recv_reply (dealer);
-    HERD_CHECK_STR (reply.reqid, "r2");
-    HERD_CHECK_STR (reply.status, HERD_MSG_OK);
-    HERD_CHECK_CONTAINS (reply.json, "\"Three\"");
-    s_reply_free (&reply);
-    HERD_CHECK_INT (s_server_accepted (server), 1);
-    target = s_server_target (server);
-    HERD_CHECK_CONTAINS (target, "?location=34.068930,118.445127&radius=500&key=");
-    zstr_free (&target);
-    s_send_nearby (dealer, "r3", "-1.5", "+0", "1.23456789", "1");
-    requests++;
-    reply = s_recv_reply (dealer);
-    HERD_CHECK_STR (reply.status, HERD_MSG_OK);
-    HERD_CHECK (strstr (reply.json, "\"Two\"") == NULL);
-    s_reply_free (&reply);
-    target = s_server_target (server);
-    HERD_CHECK_CONTAINS (target, "?location=-1.5,0&radius=1234.568&key=");
-    zstr_free (&target);
-    s_send_nearby (dealer, "r4", "+10", "+0", "50", "5");
-    requests++;
-    reply = s_recv_reply (dealer);
-    HERD_CHECK_STR (reply.status, HERD_MSG_OK);
-    HERD_CHECK_CONTAINS (reply.json, "\"ZERO_RESULTS\"");
-    s_reply_free (&reply);
-
-    //  Failures of the API: ERR with a clear message or Google's own body
-    s_send_nearby (dealer, "e3", "+3", "+0", "1", "5");
-    requests++;
-    s_expect_error (dealer, "e3", "UNKNOWN_ERROR", "herd: Places API answered HTTP 500");
-    s_send_nearby (dealer, "e4", "+4", "+0", "1", "5");
-    requests++;
-    s_expect_error (dealer, "e4", "UNKNOWN_ERROR", "herd: Places API sent invalid JSON");
-    s_send_nearby (dealer, "e9", "+9", "+0", "1", "5");
-    requests++;
-    s_expect_error (dealer, "e9", "UNKNOWN_ERROR", "herd: Places API sent invalid JSON");
-    s_send_nearby (dealer, "e6", "+6", "+0", "1", "5");
-    requests++;
-    s_expect_error (dealer, "e6", "REQUEST_DENIED", "The provided API key is invalid.");
-    s_send_nearby (dealer, "e7", "+7", "+0", "1", "5");
-    requests++;
-    s_expect_error (dealer, "e7", "REQUEST_DENIED", "The provided API key is invalid.");
-    s_send_nearby (dealer, "e8", "+8", "+0", "1", "5");
-    requests++;
-    s_expect_error (dealer, "e8", "UNKNOWN_ERROR", "herd: Places API sent more than 8 MiB");
-
     //  Malformed requests: ERR INVALID_REQUEST, no HTTP
     const char *invalid[][4] = {
         {"abc", "+0", "1", "5"},  {"+91", "+0", "1", "5"},   {"+1", "-180.5", "1", "5"},
@@ -2152,212 +1779,203 @@ herd_places_test (bool verbose)
         {"+1", "+0", "1", "21"},  {"+1", "+0", "1", "2.0"},  {"+1", "+0", "1", ""},
         {"+1 ", "+0", "1", "5"},  {"+1", "+0", "1", "+5"},   {"+1", "+0&x=y", "1", "5"},
     };
-    int before = s_server_accepted (server);
+    int before = s_standin_count (test->standin, "requests");
     for (size_t i = 0; i < sizeof (invalid) / sizeof (invalid[0]); i++) {
-        s_send_nearby (dealer, "bad", invalid[i][0], invalid[i][1], invalid[i][2],
+        s_send_nearby (test, dealer, "bad", invalid[i][0], invalid[i][1], invalid[i][2],
                        invalid[i][3]);
-        requests++;
         s_expect_error (dealer, "bad", "INVALID_REQUEST", "herd: invalid NEARBY request: ");
     }
     HERD_CHECK_INT (zstr_sendx (dealer, HERD_MSG_NEARBY, "short", "+1", NULL), 0);
-    requests++;
     s_expect_error (dealer, "short", "INVALID_REQUEST", "got 3 frames");
     HERD_CHECK_INT (zstr_sendx (dealer, "NEARLY", "what", NULL), 0);
-    requests++;
     s_expect_error (dealer, "what", "INVALID_REQUEST", "not a NEARBY command");
     HERD_CHECK_INT (zstr_send (dealer, HERD_MSG_NEARBY), 0);
-    requests++;             //  logged, but nothing to answer it with
-    HERD_CHECK_INT (s_server_accepted (server), before);
+    test->requests += 3;        //  the last logged, but nothing to answer it with
+    HERD_CHECK_INT (s_standin_count (test->standin, "requests"), before);
+    s_test_stop (&places, &dealer);
+}
 
-    //  Requests in flight are independent: a fast one overtakes a slow one
-    //  and a hung one, and the hung one times out on time
+//  Requests in flight are independent: a fast one overtakes a slow one and
+//  a hung one, and the hung one times out on time; a request in flight when
+//  the actor stops is cleaned up
+static void
+s_test_independent (s_test_t *test)
+{
+    s_standin_reset (test->standin);
+    s_standin_mode (test->standin, "lat=2&mode=hang");
+    s_standin_mode (test->standin, "lat=5&latency_ms=200");
+    zsock_t *dealer;
+    zactor_t *places = s_test_actor (test, &test->legacy, test->key, &dealer);
     int64_t started = s_now_usec ();
-    s_send_nearby (dealer, "hang", "+2", "+0", "1", "5");
-    s_send_nearby (dealer, "slow", "+5", "+0", "1", "5");
-    s_send_nearby (dealer, "fast", "+1", "+0", "1", "1");
-    requests += 3;
-    reply = s_recv_reply (dealer);
-    HERD_CHECK_STR (reply.reqid, "fast");
-    HERD_CHECK_STR (reply.status, HERD_MSG_OK);
-    s_reply_free (&reply);
-    reply = s_recv_reply (dealer);
-    HERD_CHECK_STR (reply.reqid, "slow");
-    HERD_CHECK_STR (reply.status, HERD_MSG_OK);
+    s_send_nearby (test, dealer, "hang", "+2", "+0", "1", "5");
+    s_send_nearby (test, dealer, "slow", "+5", "+0", "1", "5");
+    s_send_nearby (test, dealer, "fast", "+1", "+0", "1", "1");
+    s_expect_ok (dealer, "fast", 1);
+    s_expect_ok (dealer, "slow", 2);
     HERD_CHECK (s_now_usec () - started >= 200000);
-    s_reply_free (&reply);
     s_expect_error (dealer, "hang", "UNKNOWN_ERROR", "herd: Places request timed out after 500 ms");
     //  curl counts in whole milliseconds from its own start: allow a little
     int64_t elapsed_ms = (s_now_usec () - started) / 1000;
-    if (verbose)
+    if (test->verbose)
         printf ("hung request answered after %" PRId64 " ms\n", elapsed_ms);
     HERD_CHECK_INT (elapsed_ms >= 450 && elapsed_ms < 2000 ? 0 : elapsed_ms, 0);
 
-    //  A request in flight when the actor stops is cleaned up
-    int received = s_server_requests (server);
-    s_send_nearby (dealer, "left", "+2", "+0", "1", "5");
-    requests++;
-    HERD_CHECK (s_server_wait_requests (server, received + 1, 5000));
-    zactor_destroy (&places);
-    zsock_destroy (&dealer);
+    int received = s_standin_count (test->standin, "requests");
+    s_send_nearby (test, dealer, "left", "+2", "+0", "1", "5");
+    for (int tries = 0; tries < 500 && s_standin_count (test->standin, "requests") == received;
+         tries++)
+        zclock_sleep (10);
+    HERD_CHECK_INT (s_standin_count (test->standin, "requests"), received + 1);
+    s_test_stop (&places, &dealer);
+}
 
-    //  No key: no key parameter. Nothing listening: ERR at once.
-    herd_places_args_t keyless_args = {&options, "inproc://herd-places-test-2", NULL, NULL, log};
-    places = zactor_new (herd_places_actor, &keyless_args);
-    HERD_CHECK_INT (zsock_wait (places), 0);
-    dealer = zsock_new_dealer (">inproc://herd-places-test-2");
-    zsock_set_rcvtimeo (dealer, 5000);
-    s_send_nearby (dealer, "k0", "+1", "+0", "1", "5");
-    requests++;
-    reply = s_recv_reply (dealer);
-    HERD_CHECK_STR (reply.status, HERD_MSG_OK);
-    s_reply_free (&reply);
-    target = s_server_target (server);
-    HERD_CHECK_STR (target, "/maps/api/place/nearbysearch/json?location=1,0&radius=1000");
-    zstr_free (&target);
-    zactor_destroy (&places);
-    zsock_destroy (&dealer);
+//  No key: no key parameter (and Google refuses). The concurrency limit:
+//  with one connection allowed, a request waits inside curl behind a slow
+//  one, then reuses its connection
+static void
+s_test_keyless_single (s_test_t *test)
+{
+    s_standin_reset (test->standin);
+    zsock_t *dealer;
+    zactor_t *places = s_test_actor (test, &test->legacy, NULL, &dealer);
+    s_send_nearby (test, dealer, "k0", "+1", "+0", "1", "5");
+    s_expect_error (dealer, "k0", "REQUEST_DENIED", "You must use an API key");
+    cJSON *stats = s_standin_get (test->standin, "/_standin/stats");
+    HERD_CHECK (cJSON_IsFalse (
+        cJSON_GetObjectItem (cJSON_GetObjectItem (stats, "last_query"), "key_present")));
+    HERD_CHECK_INT (cJSON_GetArraySize (cJSON_GetObjectItem (stats, "keys_seen")), 0);
+    cJSON_Delete (stats);
+    s_test_stop (&places, &dealer);
 
-    //  The concurrency limit: with one connection allowed, a fast request
-    //  waits inside curl behind a slow one, then reuses its connection
-    herd_places_options_t single = options;
+    herd_places_options_t single = test->legacy;
     single.concurrency = 1;
-    herd_places_args_t single_args = {&single, "inproc://herd-places-test-4", NULL, key, log};
-    places = zactor_new (herd_places_actor, &single_args);
-    HERD_CHECK_INT (zsock_wait (places), 0);
-    dealer = zsock_new_dealer (">inproc://herd-places-test-4");
-    zsock_set_rcvtimeo (dealer, 5000);
-    before = s_server_accepted (server);
-    s_send_nearby (dealer, "q1", "+5", "+0", "1", "5");
-    s_send_nearby (dealer, "q2", "+1", "+0", "1", "5");
-    requests += 2;
-    reply = s_recv_reply (dealer);
-    HERD_CHECK_STR (reply.reqid, "q1");
-    HERD_CHECK_STR (reply.status, HERD_MSG_OK);
-    s_reply_free (&reply);
-    reply = s_recv_reply (dealer);
-    HERD_CHECK_STR (reply.reqid, "q2");
-    HERD_CHECK_STR (reply.status, HERD_MSG_OK);
-    s_reply_free (&reply);
-    HERD_CHECK_INT (s_server_accepted (server), before + 1);
-    zactor_destroy (&places);
-    zsock_destroy (&dealer);
+    s_standin_reset (test->standin);
+    s_standin_mode (test->standin, "latency_ms=200");
+    places = s_test_actor (test, &single, test->key, &dealer);
+    s_send_nearby (test, dealer, "q1", "+5", "+0", "1", "5");
+    s_send_nearby (test, dealer, "q2", "+1", "+0", "1", "5");
+    s_expect_ok (dealer, "q1", 2);
+    s_expect_ok (dealer, "q2", 2);
+    HERD_CHECK_INT (s_standin_count (test->standin, "connections"), 1);
+    s_test_stop (&places, &dealer);
+}
 
-    //  Places API (New): a POST with the key and the field mask in headers,
-    //  never in the URL; the answer translated into the legacy shape
-    char *new_url = zsys_sprintf ("http://127.0.0.1:%d/v1/places:searchNearby", server->port);
-    char flavour_new[] = "new";
-    herd_places_options_t new_options = {flavour_new, new_url, key_env, 4000, 500, 8,
-                                         2,           false,   0,       10000};
-    herd_places_args_t new_args = {&new_options, "inproc://herd-places-test-5", NULL, key, log};
-    places = zactor_new (herd_places_actor, &new_args);
-    HERD_CHECK_INT (zsock_wait (places), 0);
-    dealer = zsock_new_dealer (">inproc://herd-places-test-5");
-    zsock_set_rcvtimeo (dealer, 5000);
-    int seen = s_server_requests (server);
-    s_send_nearby (dealer, "n1", "+1.0", "-0", "1.5", "2");
-    requests++;
-    reply = s_recv_reply (dealer);
-    HERD_CHECK_STR (reply.reqid, "n1");
+//  Places API (New): a POST with the key and the field mask in headers,
+//  never in the URL; the answer translated into the legacy shape; {} is
+//  ZERO_RESULTS
+static void
+s_test_new_ok (s_test_t *test, herd_places_options_t *options)
+{
+    s_standin_reset (test->standin);
+    zsock_t *dealer;
+    zactor_t *places = s_test_actor (test, options, test->key, &dealer);
+    s_send_nearby (test, dealer, "n1", "+1.0", "-0", "1.5", "2");
+    s_reply_t reply = s_recv_reply (dealer);
     HERD_CHECK_STR (reply.status, HERD_MSG_OK);
     HERD_CHECK_CONTAINS (reply.json, "{\n   \"html_attributions\" : [],\n   \"results\" : [\n"
                                      "      {\n         \"business_status\" : \"OPERATIONAL\",\n");
-    HERD_CHECK_CONTAINS (reply.json, "\n         \"name\" : \"Cruise \\\"Bar\\\" \\u0026 "
-                                     "\\u003cGrill\\u003e\",\n");
-    HERD_CHECK_CONTAINS (reply.json, "\n      },\n      {\n         \"geometry\" : {\n");
     HERD_CHECK_CONTAINS (reply.json, "\n   ],\n   \"status\" : \"OK\"\n}");
     cJSON *root = cJSON_Parse (reply.json);
-    cJSON *results = cJSON_GetObjectItem (root, "results");
-    HERD_CHECK_INT (cJSON_GetArraySize (results), 2);
-    cJSON *first = cJSON_GetArrayItem (results, 0);
-    HERD_CHECK_STR (cJSON_GetStringValue (cJSON_GetObjectItem (first, "place_id")),
-                    "ChIJi6C1MxquEmsR9-c-3O48ykI");
-    HERD_CHECK_STR (cJSON_GetStringValue (cJSON_GetObjectItem (first, "vicinity")),
-                    "Circular Quay W, The Rocks");
-    HERD_CHECK_INT (cJSON_GetObjectItem (first, "price_level")->valueint, 2);
-    HERD_CHECK_INT (cJSON_GetObjectItem (first, "user_ratings_total")->valueint, 1269);
-    HERD_CHECK (cJSON_IsFalse (
-        cJSON_GetObjectItem (cJSON_GetObjectItem (first, "opening_hours"), "open_now")));
+    cJSON *first = cJSON_GetArrayItem (cJSON_GetObjectItem (root, "results"), 0);
+    HERD_CHECK_INT (cJSON_GetArraySize (cJSON_GetObjectItem (root, "results")), 2);
+    HERD_CHECK (strncmp (cJSON_GetStringValue (cJSON_GetObjectItem (first, "place_id")), "ChIJ", 4)
+                == 0);
+    HERD_CHECK (cJSON_GetStringValue (cJSON_GetObjectItem (first, "vicinity")));
+    HERD_CHECK (cJSON_GetObjectItem (first, "rating") == NULL);     //  not in the Pro mask
     cJSON_Delete (root);
     s_reply_free (&reply);
-    HERD_CHECK_INT (s_server_requests (server), seen + 1);
-    target = s_server_target (server);
-    HERD_CHECK_STR (target, "/v1/places:searchNearby");
-    zstr_free (&target);
-    char *head = s_server_head (server);
-    HERD_CHECK (strncmp (head, "POST /v1/places:searchNearby HTTP/1.1\r\n", 39) == 0);
-    HERD_CHECK_CONTAINS (head, "\r\nX-Goog-Api-Key: s3cr/et k+y\r\n");
-    HERD_CHECK_CONTAINS (head, "\r\nX-Goog-FieldMask: " HERD_PLACESBODY_MASK_PRO "\r\n");
-    HERD_CHECK_CONTAINS (head, "\r\nContent-Type: application/json\r\n");
-    HERD_CHECK_CONTAINS (head, "\r\n\r\n{\"maxResultCount\":2,\"locationRestriction\":{\"circle\":"
-                               "{\"center\":{\"latitude\":1,\"longitude\":0},\"radius\":1500}}}");
-    HERD_CHECK (strstr (head, "key=") == NULL);
-    zstr_free (&head);
 
-    //  Nothing found: {} is ZERO_RESULTS
-    s_send_nearby (dealer, "n10", "+10", "+0", "1", "5");
-    requests++;
-    reply = s_recv_reply (dealer);
-    HERD_CHECK_STR (reply.status, HERD_MSG_OK);
-    HERD_CHECK_CONTAINS (reply.json, "\"results\" : [],\n   \"status\" : \"ZERO_RESULTS\"");
-    s_reply_free (&reply);
+    cJSON *stats = s_standin_get (test->standin, "/_standin/stats");
+    HERD_CHECK_INT (cJSON_GetNumberValue (cJSON_GetObjectItem (
+                        cJSON_GetObjectItem (stats, "requests_by_path"), HERD_GOOGLE_NEW_PATH)),
+                    1);
+    HERD_CHECK (cJSON_IsFalse (
+        cJSON_GetObjectItem (cJSON_GetObjectItem (stats, "last_query"), "key_present")));
+    HERD_CHECK_STR (cJSON_GetStringValue (cJSON_GetArrayItem (
+                        cJSON_GetObjectItem (stats, "keys_seen"), 0)),
+                    S_TEST_KEY);
+    HERD_CHECK_STR (cJSON_GetStringValue (cJSON_GetObjectItem (stats, "last_field_mask")),
+                    HERD_PLACESBODY_MASK_PRO);
+    cJSON *headers = cJSON_GetObjectItem (stats, "last_headers");
+    HERD_CHECK_STR (cJSON_GetStringValue (cJSON_GetObjectItem (headers, "Content-Type")),
+                    "application/json");
+    char *body = cJSON_PrintUnformatted (cJSON_GetObjectItem (stats, "last_body"));
+    HERD_CHECK_STR (body, "{\"maxResultCount\":2,\"locationRestriction\":{\"circle\":"
+                          "{\"center\":{\"latitude\":1,\"longitude\":0},\"radius\":1500}}}");
+    free (body);
+    cJSON_Delete (stats);
 
-    //  New API errors: the legacy status, Google's message; 4xx never
-    //  retried, nor a 429 whose RetryInfo (30 s) does not fit the deadline
-    seen = s_server_requests (server);
-    int64_t errors_started = s_now_usec ();
-    s_send_nearby (dealer, "n6", "+6", "+0", "1", "5");
-    s_expect_error (dealer, "n6", "REQUEST_DENIED", "Places API (New) has not been used");
-    s_send_nearby (dealer, "n14", "+14", "+0", "1", "5");
-    s_expect_error (dealer, "n14", "INVALID_REQUEST", "Invalid radius.");
-    s_send_nearby (dealer, "n13", "+13", "+0", "1", "5");
-    s_expect_error (dealer, "n13", "REQUEST_DENIED", "API key not valid.");
-    s_send_nearby (dealer, "n12", "+12", "+0", "1", "5");
-    s_expect_error (dealer, "n12", "OVER_QUERY_LIMIT", "Quota exceeded.");
-    s_send_nearby (dealer, "n17", "+17", "+0", "1", "5");
-    s_expect_error (dealer, "n17", "REQUEST_DENIED", "herd: Places API answered HTTP 403");
-    requests += 5;
-    HERD_CHECK_INT (s_server_requests (server), seen + 5);
-    HERD_CHECK ((s_now_usec () - errors_started) / 1000 < 3000);     //  not 30 s
+    s_standin_mode (test->standin, "mode=zero");
+    s_send_nearby (test, dealer, "n10", "+10", "+0", "1", "5");
+    s_expect_ok (dealer, "n10", 0);
+    s_test_stop (&places, &dealer);
+}
 
-    //  5xx: retried twice with backoff, inside the deadline, then answered
-    seen = s_server_requests (server);
+//  New API errors: the legacy status, Google's message; 4xx never retried,
+//  nor a 429 whose RetryInfo (30 s) does not fit the deadline; 5xx retried
+//  twice with backoff inside the deadline
+static void
+s_test_new_errors (s_test_t *test, herd_places_options_t *options)
+{
+    s_standin_reset (test->standin);
+    zsock_t *dealer;
+    zactor_t *places = s_test_actor (test, options, test->key, &dealer);
+    const char *cases[][4] = {
+        //  mode, reqid, legacy status, message
+        {"request_denied", "n6", "REQUEST_DENIED", "Places API (New) has not been used"},
+        {"invalid_request", "n14", "INVALID_REQUEST", "Invalid request: "},
+        {"invalid_key", "n13", "REQUEST_DENIED", "API key not valid."},
+        {"quota_retry", "n12", "OVER_QUERY_LIMIT", "Quota exceeded for quota metric"},
+        {"malformed", "n4", "UNKNOWN_ERROR", "herd: Places API sent invalid JSON"},
+    };
+    int64_t started = s_now_usec ();
+    for (size_t i = 0; i < sizeof (cases) / sizeof (cases[0]); i++) {
+        char *query = zsys_sprintf ("mode=%s", cases[i][0]);
+        s_standin_mode (test->standin, query);
+        zstr_free (&query);
+        s_send_nearby (test, dealer, cases[i][1], "+1", "+0", "1", "5");
+        s_expect_error (dealer, cases[i][1], cases[i][2], cases[i][3]);
+    }
+    HERD_CHECK_INT (s_standin_count (test->standin, "requests"), 5);
+    HERD_CHECK ((s_now_usec () - started) / 1000 < 3000);           //  not 30 s
+
+    s_standin_mode (test->standin, "mode=http500");
     started = s_now_usec ();
-    s_send_nearby (dealer, "n3", "+3", "+0", "1", "5");
-    requests++;
+    s_send_nearby (test, dealer, "n3", "+3", "+0", "1", "5");
     s_expect_error (dealer, "n3", "UNKNOWN_ERROR", "Internal error encountered.");
-    elapsed_ms = (s_now_usec () - started) / 1000;
-    if (verbose)
+    int64_t elapsed_ms = (s_now_usec () - started) / 1000;
+    if (test->verbose)
         printf ("three attempts answered after %" PRId64 " ms\n", elapsed_ms);
-    HERD_CHECK_INT (s_server_requests (server), seen + 3);
+    HERD_CHECK_INT (s_standin_count (test->standin, "requests"), 5 + 3);
     HERD_CHECK_INT (elapsed_ms >= 625 && elapsed_ms < 5000 ? 0 : elapsed_ms, 0);
+    s_test_stop (&places, &dealer);
+}
 
-    //  A 500 then an answer; a connection broken mid-body then an answer
-    seen = s_server_requests (server);
-    s_send_nearby (dealer, "n11", "+11", "+0", "1", "5");
-    requests++;
-    reply = s_recv_reply (dealer);
-    HERD_CHECK_STR (reply.status, HERD_MSG_OK);
-    HERD_CHECK_CONTAINS (reply.json, "\"Cruise \\\"Bar\\\"");
-    s_reply_free (&reply);
-    HERD_CHECK_INT (s_server_requests (server), seen + 2);
-    seen = s_server_requests (server);
-    s_send_nearby (dealer, "n16", "+16", "+0", "1", "5");
-    requests++;
-    reply = s_recv_reply (dealer);
-    HERD_CHECK_STR (reply.status, HERD_MSG_OK);
-    s_reply_free (&reply);
-    HERD_CHECK_INT (s_server_requests (server), seen + 2);
+//  Retried failures then an answer: a 500, a connection broken mid-body.
+//  Identical requests in flight share one HTTP request; another bound is
+//  another query
+static void
+s_test_new_retry_share (s_test_t *test, herd_places_options_t *options)
+{
+    s_standin_reset (test->standin);
+    zsock_t *dealer;
+    zactor_t *places = s_test_actor (test, options, test->key, &dealer);
+    s_standin_mode (test->standin, "mode=flaky500&failures=1");
+    s_send_nearby (test, dealer, "n11", "+11", "+0", "1", "5");
+    s_expect_ok (dealer, "n11", 2);
+    HERD_CHECK_INT (s_standin_count (test->standin, "requests"), 2);
+    s_standin_mode (test->standin, "mode=flaky_broken&failures=1");
+    s_send_nearby (test, dealer, "n16", "+16", "+0", "1", "5");
+    s_expect_ok (dealer, "n16", 2);
+    HERD_CHECK_INT (s_standin_count (test->standin, "requests"), 4);
 
-    //  Identical requests in flight share one HTTP request; another bound
-    //  is another query
-    seen = s_server_requests (server);
-    s_send_nearby (dealer, "s1", "+5", "+0", "1", "3");
-    s_send_nearby (dealer, "s2", "+5.00", "+0.0", "1.0", "3");
-    s_send_nearby (dealer, "s3", "+5", "+0", "1", "2");
-    requests += 3;
+    s_standin_mode (test->standin, "mode=ok&latency_ms=200");
+    s_send_nearby (test, dealer, "s1", "+5", "+0", "2", "3");
+    s_send_nearby (test, dealer, "s2", "+5.00", "+0.0", "2.0", "3");
+    s_send_nearby (test, dealer, "s3", "+5", "+0", "2", "2");
     char *bodies[3] = {NULL, NULL, NULL};
     for (int i = 0; i < 3; i++) {
-        reply = s_recv_reply (dealer);
+        s_reply_t reply = s_recv_reply (dealer);
         HERD_CHECK_STR (reply.status, HERD_MSG_OK);
         int index = reply.reqid[1] - '1';
         HERD_CHECK (index >= 0 && index < 3 && !bodies[index]);
@@ -2369,98 +1987,88 @@ herd_places_test (bool verbose)
     HERD_CHECK (strcmp (bodies[0], bodies[2]) != 0);
     for (int i = 0; i < 3; i++)
         zstr_free (&bodies[i]);
-    HERD_CHECK_INT (s_server_requests (server), seen + 2);
-    zactor_destroy (&places);
-    zsock_destroy (&dealer);
+    HERD_CHECK_INT (s_standin_count (test->standin, "requests"), 4 + 2);
+    s_test_stop (&places, &dealer);
+}
 
-    //  The cache: answers kept (errors are not), the oldest evicted when
-    //  full, none after the TTL; enterprise fields ask more
-    new_options.retries = 0;
-    new_options.cache_ttl_ms = 60000;
-    new_options.cache_max = 2;
-    new_options.enterprise_fields = true;
-    herd_places_args_t cache_args = {&new_options, "inproc://herd-places-test-6", NULL, key, log};
-    places = zactor_new (herd_places_actor, &cache_args);
-    HERD_CHECK_INT (zsock_wait (places), 0);
-    dealer = zsock_new_dealer (">inproc://herd-places-test-6");
-    zsock_set_rcvtimeo (dealer, 5000);
-    const char *cache_steps[][3] = {
+//  The cache: answers kept (errors are not), the oldest evicted when full,
+//  none after the TTL; enterprise fields ask more
+static void
+s_test_cache (s_test_t *test, herd_places_options_t *options)
+{
+    s_standin_reset (test->standin);
+    s_standin_mode (test->standin, "lat=6&mode=request_denied");
+    options->retries = 0;
+    options->cache_ttl_ms = 60000;
+    options->cache_max = 2;
+    options->enterprise_fields = true;
+    zsock_t *dealer;
+    zactor_t *places = s_test_actor (test, options, test->key, &dealer);
+    const char *steps[][3] = {
         //  reqid, latitude, HTTP requests it makes
         {"k1", "+1", "1"}, {"k1", "+1", "0"}, {"k2", "+20", "1"}, {"k1", "+1", "0"},
         {"k3", "+21", "1"}, {"k1", "+1", "1"}, {"k2", "+20", "1"}, {"k6", "+6", "1"},
         {"k6", "+6", "1"},
     };
     char *cached = NULL;
-    for (size_t i = 0; i < sizeof (cache_steps) / sizeof (cache_steps[0]); i++) {
-        seen = s_server_requests (server);
-        s_send_nearby (dealer, cache_steps[i][0], cache_steps[i][1], "+0", "1", "1");
-        requests++;
-        reply = s_recv_reply (dealer);
-        HERD_CHECK_STR (reply.reqid, cache_steps[i][0]);
+    for (size_t i = 0; i < sizeof (steps) / sizeof (steps[0]); i++) {
+        int seen = s_standin_count (test->standin, "requests");
+        s_send_nearby (test, dealer, steps[i][0], steps[i][1], "+0", "1", "1");
+        s_reply_t reply = s_recv_reply (dealer);
+        HERD_CHECK_STR (reply.reqid, steps[i][0]);
         if (streq (reply.reqid, "k1")) {
             if (!cached)
                 cached = strdup (reply.json);
             HERD_CHECK_STR (reply.json, cached);
+            HERD_CHECK_CONTAINS (reply.json, "\"user_ratings_total\" : ");
         }
         s_reply_free (&reply);
-        HERD_CHECK_INT (s_server_requests (server), seen + atoi (cache_steps[i][2]));
+        HERD_CHECK_INT (s_standin_count (test->standin, "requests"), seen + atoi (steps[i][2]));
     }
     free (cached);
-    head = s_server_head (server);
-    HERD_CHECK_CONTAINS (head, "\r\nX-Goog-FieldMask: " HERD_PLACESBODY_MASK_ENTERPRISE "\r\n");
-    zstr_free (&head);
-    zactor_destroy (&places);
-    zsock_destroy (&dealer);
-    new_options.cache_ttl_ms = 100;
-    //  A new endpoint: the old one is released by libzmq's reaper thread a
-    //  moment after the actor ends, so binding it again can fail
-    cache_args.endpoint = "inproc://herd-places-test-6b";
-    places = zactor_new (herd_places_actor, &cache_args);
-    HERD_CHECK_INT (zsock_wait (places), 0);
-    dealer = zsock_new_dealer (">inproc://herd-places-test-6b");
-    zsock_set_rcvtimeo (dealer, 5000);
-    seen = s_server_requests (server);
+    char *mask = s_standin_stat (test->standin, NULL, "last_field_mask");
+    HERD_CHECK_STR (mask, HERD_PLACESBODY_MASK_ENTERPRISE);
+    zstr_free (&mask);
+    s_test_stop (&places, &dealer);
+
+    options->cache_ttl_ms = 100;
+    places = s_test_actor (test, options, test->key, &dealer);
+    int seen = s_standin_count (test->standin, "requests");
     for (int i = 0; i < 3; i++) {
         if (i == 2)
             zclock_sleep (150);
-        s_send_nearby (dealer, "t1", "+1", "+0", "1", "1");
-        requests++;
-        reply = s_recv_reply (dealer);
-        HERD_CHECK_STR (reply.status, HERD_MSG_OK);
-        s_reply_free (&reply);
+        s_send_nearby (test, dealer, "t1", "+1", "+0", "1", "1");
+        s_expect_ok (dealer, "t1", 1);
     }
-    HERD_CHECK_INT (s_server_requests (server), seen + 2);
-    zactor_destroy (&places);
-    zsock_destroy (&dealer);
-    zstr_free (&new_url);
+    HERD_CHECK_INT (s_standin_count (test->standin, "requests"), seen + 2);
+    s_test_stop (&places, &dealer);
+}
 
-    //  Legacy retries: OVER_QUERY_LIMIT and HTTP 500 are retried, Google's
-    //  own REQUEST_DENIED is not
-    herd_places_options_t retry_options = options;
-    retry_options.retries = 1;
-    retry_options.timeout_ms = 4000;
-    herd_places_args_t retry_args = {&retry_options, "inproc://herd-places-test-7", NULL, key,
-                                     log};
-    places = zactor_new (herd_places_actor, &retry_args);
-    HERD_CHECK_INT (zsock_wait (places), 0);
-    dealer = zsock_new_dealer (">inproc://herd-places-test-7");
-    zsock_set_rcvtimeo (dealer, 5000);
-    seen = s_server_requests (server);
-    s_send_nearby (dealer, "l15", "+15", "+0", "1", "5");
+//  Legacy retries: OVER_QUERY_LIMIT and HTTP 500 are retried, Google's own
+//  REQUEST_DENIED is not. Nothing listening: ERR at once. A set-up failure:
+//  the second signal is not 0, the actor still stops
+static void
+s_test_legacy_retries (s_test_t *test)
+{
+    s_standin_reset (test->standin);
+    herd_places_options_t options = test->legacy;
+    options.retries = 1;
+    options.timeout_ms = 4000;
+    zsock_t *dealer;
+    zactor_t *places = s_test_actor (test, &options, test->key, &dealer);
+    s_standin_mode (test->standin, "mode=over_query_limit");
+    s_send_nearby (test, dealer, "l15", "+15", "+0", "1", "5");
     s_expect_error (dealer, "l15", "OVER_QUERY_LIMIT", "You have exceeded your daily");
-    HERD_CHECK_INT (s_server_requests (server), seen + 2);
-    s_send_nearby (dealer, "l7", "+7", "+0", "1", "5");
+    HERD_CHECK_INT (s_standin_count (test->standin, "requests"), 2);
+    s_standin_mode (test->standin, "mode=invalid_key");
+    s_send_nearby (test, dealer, "l7", "+7", "+0", "1", "5");
     s_expect_error (dealer, "l7", "REQUEST_DENIED", "The provided API key is invalid.");
-    HERD_CHECK_INT (s_server_requests (server), seen + 3);
-    s_send_nearby (dealer, "l11", "+11", "+0", "1", "5");
-    reply = s_recv_reply (dealer);
-    HERD_CHECK_STR (reply.status, HERD_MSG_OK);
-    HERD_CHECK_CONTAINS (reply.json, "\"Three\"");
-    s_reply_free (&reply);
-    HERD_CHECK_INT (s_server_requests (server), seen + 5);
-    requests += 3;
-    zactor_destroy (&places);
-    zsock_destroy (&dealer);
+    HERD_CHECK_INT (s_standin_count (test->standin, "requests"), 3);
+    s_standin_mode (test->standin, "mode=flaky500&failures=1");
+    s_send_nearby (test, dealer, "l11", "+11", "+0", "1", "5");
+    s_expect_ok (dealer, "l11", 2);
+    HERD_CHECK_INT (s_standin_count (test->standin, "requests"), 5);
+    s_test_stop (&places, &dealer);
 
     int closed = socket (AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in address = {0};
@@ -2469,70 +2077,137 @@ herd_places_test (bool verbose)
     socklen_t length = sizeof (address);
     HERD_CHECK_INT (bind (closed, (struct sockaddr *) &address, sizeof (address)), 0);
     HERD_CHECK_INT (getsockname (closed, (struct sockaddr *) &address, &length), 0);
-    char *closed_url = zsys_sprintf ("http://127.0.0.1:%d/json", ntohs (address.sin_port));
-    herd_places_args_t closed_args = {&options, "inproc://herd-places-test-3", closed_url, key,
-                                      log};
-    places = zactor_new (herd_places_actor, &closed_args);
-    HERD_CHECK_INT (zsock_wait (places), 0);
-    dealer = zsock_new_dealer (">inproc://herd-places-test-3");
-    zsock_set_rcvtimeo (dealer, 5000);
-    s_send_nearby (dealer, "c1", "+1", "+0", "1", "5");
-    requests++;
+    options = test->legacy;
+    options.url = zsys_sprintf ("http://127.0.0.1:%d/json", ntohs (address.sin_port));
+    places = s_test_actor (test, &options, test->key, &dealer);
+    s_send_nearby (test, dealer, "c1", "+1", "+0", "1", "5");
     s_expect_error (dealer, "c1", "UNKNOWN_ERROR", "herd: could not reach the Places API: ");
-    zactor_destroy (&places);
-    zsock_destroy (&dealer);
+    s_test_stop (&places, &dealer);
     close (closed);
-    zstr_free (&closed_url);
+    zstr_free (&options.url);
 
-    //  The log: one line a request, with the reqid in hex; never the key
-    herd_log_destroy (&log);
-    FILE *file = fopen (log_path, "r");
+    herd_places_args_t bad_args = {&test->legacy, "nonsense://nowhere", NULL, test->key,
+                                   test->log};
+    places = zactor_new (herd_places_actor, &bad_args);
+    HERD_CHECK (places);
+    HERD_CHECK (zsock_wait (places) != 0);
+    zactor_destroy (&places);
+}
+
+//  The log: one line a request, with the reqid in hex; never the key
+static void
+s_test_log (s_test_t *test)
+{
+    herd_log_destroy (&test->log);
+    FILE *file = fopen (test->log_path, "r");
     HERD_CHECK (file);
     size_t capacity = (size_t) 1024 * 1024;
     char *text = (char *) zmalloc (capacity);
     size_t size = fread (text, 1, capacity - 1, file);
     text[size] = 0;
     fclose (file);
-    if (verbose)
+    if (test->verbose)
         printf ("%s", text);
-    HERD_CHECK_INT (s_count_lines (text, " places req="), requests);
+    HERD_CHECK_INT (s_count_lines (text, " places req="), test->requests);
     HERD_CHECK (strstr (text, "s3cr") == NULL);
-    HERD_CHECK (strstr (text, key_escaped) == NULL);
-    HERD_CHECK_CONTAINS (text, " places req=7231 reply=OK status=OK results=2 http=200 curl=0 ms=");
-    HERD_CHECK_CONTAINS (text, "&radius=10000&key=<redacted>");
-    HERD_CHECK_CONTAINS (text, "reply=ERR status=UNKNOWN_ERROR results=0 http=500 curl=0");
-    HERD_CHECK_CONTAINS (text, "reply=ERR status=REQUEST_DENIED results=0 http=403");
-    HERD_CHECK_CONTAINS (text, "curl=28 ms=");
-    HERD_CHECK_CONTAINS (text, "req=6c656674 reply=- status=CANCELLED");
-    HERD_CHECK_CONTAINS (text, "stopped with 1 requests in flight, not answered");
-    HERD_CHECK_CONTAINS (text, "cannot start: cannot bind nonsense://nowhere");
-    HERD_CHECK_CONTAINS (text, " flavour=new url=http://127.0.0.1:");
-    HERD_CHECK_CONTAINS (text, " fields=pro timeout_ms=4000 ");
-    HERD_CHECK_CONTAINS (text, " fields=enterprise ");
-    HERD_CHECK_CONTAINS (text, " attempt=1/3 waiting=1 status=UNKNOWN_ERROR http=500 curl=0 ms=");
-    HERD_CHECK_CONTAINS (text, "error=\"Internal error encountered.\" -> retry in ");
-    HERD_CHECK_CONTAINS (text, " attempt=3/3 waiting=1 status=UNKNOWN_ERROR http=500 ");
-    HERD_CHECK_CONTAINS (text, "-> answered (no retries left)");
-    HERD_CHECK_CONTAINS (text, "status=REQUEST_DENIED http=403 curl=0 ");
-    HERD_CHECK_CONTAINS (text, "-> answered (not retryable)");
-    HERD_CHECK_CONTAINS (text, "-> answered (a retry in 30000 ms would not end before the "
-                               "deadline, ");
-    HERD_CHECK_CONTAINS (text, " http=200 curl=18 ms=");
-    HERD_CHECK_CONTAINS (text, "-> answered (done)");
-    HERD_CHECK_CONTAINS (text, " attempts=2 url=http://127.0.0.1:");
-    HERD_CHECK_CONTAINS (text, " req=7332 reply=OK status=OK results=3 http=200 curl=0 ms=");
-    HERD_CHECK_CONTAINS (text, " attempts=1 shared url=http://127.0.0.1:");
-    HERD_CHECK_CONTAINS (text, " req=6b31 reply=OK status=OK results=1 http=0 curl=0 ms=");
-    HERD_CHECK_CONTAINS (text, " cache hit age_ms=");
+    HERD_CHECK (strstr (text, S_TEST_KEY_ESCAPED) == NULL);
+    HERD_CHECK (strstr (text, "X-Goog") == NULL);
+    const char *expected[] = {
+        " places req=7231 reply=OK status=OK results=2 http=200 curl=0 ms=",
+        "&radius=10000&key=<redacted>",
+        "reply=ERR status=UNKNOWN_ERROR results=0 http=500 curl=0",
+        "reply=ERR status=REQUEST_DENIED results=0 http=403",
+        "curl=28 ms=",
+        "req=6c656674 reply=- status=CANCELLED",
+        "stopped with 1 requests in flight, not answered",
+        "cannot start: cannot bind nonsense://nowhere",
+        " flavour=new url=http://127.0.0.1:",
+        " fields=pro timeout_ms=4000 ",
+        " fields=enterprise ",
+        " attempt=1/3 waiting=1 status=UNKNOWN_ERROR http=500 curl=0 ms=",
+        "error=\"Internal error encountered.\" -> retry in ",
+        " attempt=3/3 waiting=1 status=UNKNOWN_ERROR http=500 ",
+        "-> answered (no retries left)",
+        "status=REQUEST_DENIED http=403 curl=0 ",
+        "-> answered (not retryable)",
+        "-> answered (a retry in 30000 ms would not end before the deadline, ",
+        " http=200 curl=18 ms=",
+        "-> answered (done)",
+        " attempts=2 url=http://127.0.0.1:",
+        " req=7332 reply=OK status=OK results=3 http=200 curl=0 ms=",
+        " attempts=1 shared url=http://127.0.0.1:",
+        " req=6b31 reply=OK status=OK results=1 http=0 curl=0 ms=",
+        " cache hit age_ms=",
+    };
+    for (size_t i = 0; i < sizeof (expected) / sizeof (expected[0]); i++)
+        HERD_CHECK_CONTAINS (text, expected[i]);
     HERD_CHECK_INT (s_count_lines (text, " cache hit "), 3);
     HERD_CHECK_INT (s_count_lines (text, " shared "), 1);
-    HERD_CHECK (strstr (text, "X-Goog") == NULL);
     free (text);
-    unlink (log_path);
-    rmdir (directory);
-    zstr_free (&log_path);
-    zstr_free (&url);
-    s_server_destroy (&server);
+}
+
+//  Pure helpers: the radius in metres and degrees as JSON numbers
+static void
+s_test_formats (void)
+{
+    const struct {
+        double value;
+        const char *metres, *degrees;
+    } cases[] = {
+        {10, "10000", "10"},           {0.5, "500", "0.5"},
+        {1.23456789, "1234.568", "1.23456789"}, {34.06893, "34068.93", "34.06893"},
+        {-1.5, "-1500", "-1.5"},       {0, "0", "0"},
+    };
+    for (size_t i = 0; i < sizeof (cases) / sizeof (cases[0]); i++) {
+        char text[64];
+        s_format_metres (cases[i].value, text, sizeof (text));
+        HERD_CHECK_STR (text, cases[i].metres);
+        s_format_degrees (cases[i].value, text, sizeof (text));
+        HERD_CHECK_STR (text, cases[i].degrees);
+    }
+}
+
+void
+herd_places_test (bool verbose)
+{
+    printf (" * herd_places: ");
+    if (verbose)
+        printf ("\n");
+
+    //  @selftest
+    s_test_formats ();
+    s_test_t test = {0};
+    test.verbose = verbose;
+    test.key = S_TEST_KEY;
+    test.standin = s_standin_new ();
+    snprintf (test.directory, sizeof (test.directory), "/tmp/herd-places-test-XXXXXX");
+    HERD_CHECK (mkdtemp (test.directory));
+    test.log_path = zsys_sprintf ("%s/places.log", test.directory);
+    test.log = herd_log_new (test.log_path, "Test");
+    HERD_CHECK (test.log);
+    char flavour[] = "legacy", key_env[] = "HERD_TEST_KEY";
+    herd_places_options_t legacy = {flavour, test.standin->legacy_url, key_env, 500, 500, 8, 0,
+                                    false, 0, 10000};
+    test.legacy = legacy;
+    s_test_legacy_ok (&test);
+    s_test_legacy_errors (&test);
+    s_test_independent (&test);
+    s_test_keyless_single (&test);
+
+    char flavour_new[] = "new";
+    herd_places_options_t new_options = {flavour_new, test.standin->new_url, key_env, 4000, 500,
+                                         8, 2, false, 0, 10000};
+    s_test_new_ok (&test, &new_options);
+    s_test_new_errors (&test, &new_options);
+    s_test_new_retry_share (&test, &new_options);
+    s_test_cache (&test, &new_options);
+    s_test_legacy_retries (&test);
+    s_test_log (&test);
+
+    unlink (test.log_path);
+    rmdir (test.directory);
+    zstr_free (&test.log_path);
+    s_standin_destroy (&test.standin);
     //  @end
 
     printf ("OK\n");

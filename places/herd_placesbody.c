@@ -1094,14 +1094,11 @@ s_check_shape (const char *body, int bound, const char *expected, const char *st
     free (got_status);
 }
 
-void
-herd_placesbody_test (bool verbose)
-{
-    printf (" * herd_placesbody: ");
-    if (verbose)
-        printf ("\n");
 
-    //  @selftest
+//  Shaping a body in Google's layout: cut to the bound, blank lines gone
+static void
+s_test_shape_cut (void)
+{
     //  Google's layout: html_attributions first, 3-space indent, blank
     //  lines and a trailing "\n\n" to collapse
     const char *google =
@@ -1169,6 +1166,12 @@ herd_placesbody_test (bool verbose)
         free (shaped);
     }
 
+}
+
+//  Shaping: other layouts, tricky keys; NULL for what is not a JSON object
+static void
+s_test_shape_edges (void)
+{
     //  CRLF lines, blank lines of white space, leading and trailing newlines
     s_check_shape ("\r\n\r\n{\r\n  \"results\" : [ 1,\r\n 2 ],\r\n \t \r\n"
                    "  \"status\" : \"OK\"\r\n}\r\n\r\n",
@@ -1224,6 +1227,12 @@ herd_placesbody_test (bool verbose)
         HERD_CHECK (herd_placesbody_shape (body, 10, 1, NULL, NULL) == NULL);
     }
 
+}
+
+//  Error bodies, and the shaper on them
+static void
+s_test_error_body (void)
+{
     //  Error bodies: Google's layout, valid JSON with the right fields
     char *error = herd_placesbody_error ("UNKNOWN_ERROR", "herd: Places request timed out");
     HERD_CHECK_STR (error, "{\n"
@@ -1263,104 +1272,114 @@ herd_placesbody_test (bool verbose)
     HERD_CHECK_CONTAINS (error, "\"status\" : \"UNKNOWN_ERROR\"");
     free (error);
 
-    //  Places API (New) -> legacy: every mapped field, Google's layout
-    //  (sorted keys, 3 spaces, short scalar lists inline, <>& escaped)
-    const char *new_body =
-        "{\"places\": [{\"id\": \"ChIJ1\", \"name\": \"places/ChIJ1\", \"displayName\": "
-        "{\"text\": \"Caf\xC3\xA9 \\\"A\\\" & <B>\", \"languageCode\": \"en\"}, "
-        "\"location\": {\"latitude\": -33.8587323, \"longitude\": 151.2100055}, "
-        "\"viewport\": {\"low\": {\"latitude\": -33.86, \"longitude\": 151.2}, "
-        "\"high\": {\"latitude\": -33.85, \"longitude\": 151.3}}, "
-        "\"types\": [\"cafe\", \"food\"], \"businessStatus\": \"OPERATIONAL\", "
-        "\"formattedAddress\": \"1 Long Rd, Sydney NSW 2000, Australia\", "
-        "\"shortFormattedAddress\": \"1 Long Rd, Sydney\", "
-        "\"plusCode\": {\"globalCode\": \"4RRH46R6+G2\", \"compoundCode\": \"46R6+G2 Sydney\"}, "
-        "\"iconMaskBaseUri\": \"https://x/cafe_pinlet\", \"iconBackgroundColor\": \"#FF9E67\", "
-        "\"photos\": [{\"name\": \"places/ChIJ1/photos/P1\", \"widthPx\": 4032, "
-        "\"heightPx\": 3024, \"authorAttributions\": [{\"displayName\": \"Jo & Al\", "
-        "\"uri\": \"https://maps.google.com/maps/contrib/7\"}, {\"displayName\": \"Anon\"}]}], "
-        "\"priceLevel\": \"PRICE_LEVEL_VERY_EXPENSIVE\", \"rating\": 4.5, "
-        "\"userRatingCount\": 12, \"currentOpeningHours\": {\"openNow\": true}, "
-        "\"websiteUri\": \"https://not.mapped\"}, "
-        "{\"id\": \"Two\", \"formattedAddress\": \"2 Rd\", \"location\": {\"longitude\": 1}, "
-        "\"priceLevel\": \"PRICE_LEVEL_UNSPECIFIED\", \"rating\": 0.1}, {}]}";
-    const char *new_first =
-        "{\n"
-        "   \"html_attributions\" : [],\n"
-        "   \"results\" : [\n"
-        "      {\n"
-        "         \"business_status\" : \"OPERATIONAL\",\n"
-        "         \"geometry\" : {\n"
-        "            \"location\" : {\n"
-        "               \"lat\" : -33.8587323,\n"
-        "               \"lng\" : 151.2100055\n"
-        "            },\n"
-        "            \"viewport\" : {\n"
-        "               \"northeast\" : {\n"
-        "                  \"lat\" : -33.85,\n"
-        "                  \"lng\" : 151.3\n"
-        "               },\n"
-        "               \"southwest\" : {\n"
-        "                  \"lat\" : -33.86,\n"
-        "                  \"lng\" : 151.2\n"
-        "               }\n"
-        "            }\n"
-        "         },\n"
-        "         \"icon_background_color\" : \"#FF9E67\",\n"
-        "         \"icon_mask_base_uri\" : \"https://x/cafe_pinlet\",\n"
-        "         \"name\" : \"Caf\xC3\xA9 \\\"A\\\" \\u0026 \\u003cB\\u003e\",\n"
-        "         \"opening_hours\" : {\n"
-        "            \"open_now\" : true\n"
-        "         },\n"
-        "         \"photos\" : [\n"
-        "            {\n"
-        "               \"height\" : 3024,\n"
-        "               \"html_attributions\" : [\n"
-        "                  \"\\u003ca href=\\\"https://maps.google.com/maps/contrib/7\\\"\\u003e"
-        "Jo \\u0026amp; Al\\u003c/a\\u003e\",\n"
-        "                  \"Anon\"\n"
-        "               ],\n"
-        "               \"photo_reference\" : \"places/ChIJ1/photos/P1\",\n"
-        "               \"width\" : 4032\n"
-        "            }\n"
-        "         ],\n"
-        "         \"place_id\" : \"ChIJ1\",\n"
-        "         \"plus_code\" : {\n"
-        "            \"compound_code\" : \"46R6+G2 Sydney\",\n"
-        "            \"global_code\" : \"4RRH46R6+G2\"\n"
-        "         },\n"
-        "         \"price_level\" : 4,\n"
-        "         \"rating\" : 4.5,\n"
-        "         \"types\" : [ \"cafe\", \"food\" ],\n"
-        "         \"user_ratings_total\" : 12,\n"
-        "         \"vicinity\" : \"1 Long Rd, Sydney\"\n"
-        "      }";
-    const char *new_rest =
-        ",\n"
-        "      {\n"
-        "         \"geometry\" : {\n"
-        "            \"location\" : {\n"
-        "               \"lat\" : 0,\n"
-        "               \"lng\" : 1\n"
-        "            }\n"
-        "         },\n"
-        "         \"place_id\" : \"Two\",\n"
-        "         \"rating\" : 0.1,\n"
-        "         \"vicinity\" : \"2 Rd\"\n"
-        "      },\n"
-        "      {}";
-    const char *new_tail = "\n"
-                           "   ],\n"
-                           "   \"status\" : \"OK\"\n"
-                           "}";
+}
+
+//  Places API (New) -> legacy: every mapped field, Google's layout
+//  (sorted keys, 3 spaces, short scalar lists inline, <>& escaped)
+static const char s_new_body[] =
+    "{\"places\": [{\"id\": \"ChIJ1\", \"name\": \"places/ChIJ1\", \"displayName\": "
+    "{\"text\": \"Caf\xC3\xA9 \\\"A\\\" & <B>\", \"languageCode\": \"en\"}, "
+    "\"location\": {\"latitude\": -33.8587323, \"longitude\": 151.2100055}, "
+    "\"viewport\": {\"low\": {\"latitude\": -33.86, \"longitude\": 151.2}, "
+    "\"high\": {\"latitude\": -33.85, \"longitude\": 151.3}}, "
+    "\"types\": [\"cafe\", \"food\"], \"businessStatus\": \"OPERATIONAL\", "
+    "\"formattedAddress\": \"1 Long Rd, Sydney NSW 2000, Australia\", "
+    "\"shortFormattedAddress\": \"1 Long Rd, Sydney\", "
+    "\"plusCode\": {\"globalCode\": \"4RRH46R6+G2\", \"compoundCode\": \"46R6+G2 Sydney\"}, "
+    "\"iconMaskBaseUri\": \"https://x/cafe_pinlet\", \"iconBackgroundColor\": \"#FF9E67\", "
+    "\"photos\": [{\"name\": \"places/ChIJ1/photos/P1\", \"widthPx\": 4032, "
+    "\"heightPx\": 3024, \"authorAttributions\": [{\"displayName\": \"Jo & Al\", "
+    "\"uri\": \"https://maps.google.com/maps/contrib/7\"}, {\"displayName\": \"Anon\"}]}], "
+    "\"priceLevel\": \"PRICE_LEVEL_VERY_EXPENSIVE\", \"rating\": 4.5, "
+    "\"userRatingCount\": 12, \"currentOpeningHours\": {\"openNow\": true}, "
+    "\"websiteUri\": \"https://not.mapped\"}, "
+    "{\"id\": \"Two\", \"formattedAddress\": \"2 Rd\", \"location\": {\"longitude\": 1}, "
+    "\"priceLevel\": \"PRICE_LEVEL_UNSPECIFIED\", \"rating\": 0.1}, {}]}";
+static const char s_new_first[] =
+    "{\n"
+    "   \"html_attributions\" : [],\n"
+    "   \"results\" : [\n"
+    "      {\n"
+    "         \"business_status\" : \"OPERATIONAL\",\n"
+    "         \"geometry\" : {\n"
+    "            \"location\" : {\n"
+    "               \"lat\" : -33.8587323,\n"
+    "               \"lng\" : 151.2100055\n"
+    "            },\n"
+    "            \"viewport\" : {\n"
+    "               \"northeast\" : {\n"
+    "                  \"lat\" : -33.85,\n"
+    "                  \"lng\" : 151.3\n"
+    "               },\n"
+    "               \"southwest\" : {\n"
+    "                  \"lat\" : -33.86,\n"
+    "                  \"lng\" : 151.2\n"
+    "               }\n"
+    "            }\n"
+    "         },\n"
+    "         \"icon_background_color\" : \"#FF9E67\",\n"
+    "         \"icon_mask_base_uri\" : \"https://x/cafe_pinlet\",\n"
+    "         \"name\" : \"Caf\xC3\xA9 \\\"A\\\" \\u0026 \\u003cB\\u003e\",\n"
+    "         \"opening_hours\" : {\n"
+    "            \"open_now\" : true\n"
+    "         },\n"
+    "         \"photos\" : [\n"
+    "            {\n"
+    "               \"height\" : 3024,\n"
+    "               \"html_attributions\" : [\n"
+    "                  \"\\u003ca href=\\\"https://maps.google.com/maps/contrib/7\\\"\\u003e"
+    "Jo \\u0026amp; Al\\u003c/a\\u003e\",\n"
+    "                  \"Anon\"\n"
+    "               ],\n"
+    "               \"photo_reference\" : \"places/ChIJ1/photos/P1\",\n"
+    "               \"width\" : 4032\n"
+    "            }\n"
+    "         ],\n"
+    "         \"place_id\" : \"ChIJ1\",\n"
+    "         \"plus_code\" : {\n"
+    "            \"compound_code\" : \"46R6+G2 Sydney\",\n"
+    "            \"global_code\" : \"4RRH46R6+G2\"\n"
+    "         },\n"
+    "         \"price_level\" : 4,\n"
+    "         \"rating\" : 4.5,\n"
+    "         \"types\" : [ \"cafe\", \"food\" ],\n"
+    "         \"user_ratings_total\" : 12,\n"
+    "         \"vicinity\" : \"1 Long Rd, Sydney\"\n"
+    "      }";
+static const char s_new_rest[] =
+    ",\n"
+    "      {\n"
+    "         \"geometry\" : {\n"
+    "            \"location\" : {\n"
+    "               \"lat\" : 0,\n"
+    "               \"lng\" : 1\n"
+    "            }\n"
+    "         },\n"
+    "         \"place_id\" : \"Two\",\n"
+    "         \"rating\" : 0.1,\n"
+    "         \"vicinity\" : \"2 Rd\"\n"
+    "      },\n"
+    "      {}";
+static const char s_new_tail[] = "\n"
+                       "   ],\n"
+                       "   \"status\" : \"OK\"\n"
+                       "}";
+
+//  Translating a New answer: cut to the bound, read back the same by the shaper
+static void
+s_test_from_new (void)
+{
+    char expected[4096];
+    int results = -1;
+    char *shaped = NULL, *status = NULL;
     results = -1;
-    shaped = herd_placesbody_from_new (new_body, strlen (new_body), 1, &results);
-    snprintf (expected, sizeof (expected), "%s%s", new_first, new_tail);
+    shaped = herd_placesbody_from_new (s_new_body, strlen (s_new_body), 1, &results);
+    snprintf (expected, sizeof (expected), "%s%s", s_new_first, s_new_tail);
     HERD_CHECK_STR (shaped, expected);
     HERD_CHECK_INT (results, 1);
     free (shaped);
-    shaped = herd_placesbody_from_new (new_body, strlen (new_body), 20, &results);
-    snprintf (expected, sizeof (expected), "%s%s%s", new_first, new_rest, new_tail);
+    shaped = herd_placesbody_from_new (s_new_body, strlen (s_new_body), 20, &results);
+    snprintf (expected, sizeof (expected), "%s%s%s", s_new_first, s_new_rest, s_new_tail);
     HERD_CHECK_STR (shaped, expected);
     HERD_CHECK_INT (results, 3);
     //  What the shaper makes of it: the same bytes, valid JSON
@@ -1385,6 +1404,14 @@ herd_placesbody_test (bool verbose)
                                  "            \"bar\"\n"
                                  "         ]\n");
     free (shaped);
+}
+
+//  New answers without places, and what is not a New answer
+static void
+s_test_from_new_empty (void)
+{
+    int results = -1;
+    char *shaped = NULL;
     //  No places: ZERO_RESULTS
     const char *zero_bodies[] = {"{}", "{\n}\n", "{\"places\": []}"};
     for (size_t i = 0; i < 3; i++) {
@@ -1408,6 +1435,12 @@ herd_placesbody_test (bool verbose)
         HERD_CHECK_INT (results, 0);
     }
 
+}
+
+//  Places API (New) errors: legacy status, Google's message, RetryInfo
+static void
+s_test_new_error (bool verbose)
+{
     //  Places API (New) errors: legacy status, Google's message, RetryInfo
     struct {
         long http;
@@ -1469,6 +1502,22 @@ herd_placesbody_test (bool verbose)
         HERD_CHECK_INT (delay, errors[i].delay);
         free (message_text);
     }
+}
+
+void
+herd_placesbody_test (bool verbose)
+{
+    printf (" * herd_placesbody: ");
+    if (verbose)
+        printf ("\n");
+
+    //  @selftest
+    s_test_shape_cut ();
+    s_test_shape_edges ();
+    s_test_error_body ();
+    s_test_from_new ();
+    s_test_from_new_empty ();
+    s_test_new_error (verbose);
     //  @end
 
     printf ("OK\n");

@@ -44,13 +44,25 @@ a "-" in a mode's name reads as "_", so new-only is new_only):
     truncated         HTTP 200, the normal body cut in half (Content-Length fits)
     hang              never answer; hold until the client goes or 120 s pass
     blanklines        normal body with "\\n\\n" inserted between results/places
+    broken            HTTP 200 and the normal Content-Length, half the body, then the
+                      connection closes (a connection broken under an answer)
+    flaky_broken      the next N Places requests (failures=N) answer as broken,
+                      then every one as ok
+    huge              HTTP 200 with a 9 MiB body of spaces (more than herd takes)
+    quota_retry       as over_query_limit; New: the 429 carries a RetryInfo of 30 s
+
+Per latitude (GET /_standin/mode?lat=N&mode=X&latency_ms=M): requests whose
+latitude's whole part (truncated) is N take mode X (default ok) and latency M
+(default 0) instead of the global ones, so one server can hang, answer slowly
+and answer at once at the same time; /_standin/reset drops them.
 
 Latency: an answer is built as soon as its request is read (by one builder
 thread, in arrival order) and sent latency_ms after that, so its CPU time
 overlaps the wait: concurrent requests (one thread per connection) each take
 about the latency while their building fits in it.
 
-Control: /_standin/mode, /_standin/stats, /_standin/reset (plain JSON answers).
+Control: /_standin/mode, /_standin/stats, /_standin/reset, /_standin/connections
+(connections that carried Places requests) (plain JSON answers).
 Stats count Places requests in all and per path, and show the last query (key
 hidden), the last New request's field mask, its SKU, its headers (the key
 redacted) and body; keys appear only in keys_seen.
@@ -79,7 +91,10 @@ NEARBY_PATH = "/maps/api/place/nearbysearch/json"
 NEW_PATH = "/v1/places:searchNearby"
 JSON_TYPE = "application/json; charset=UTF-8"     # Content-Type of Places answers
 MODES = ("ok", "zero", "request_denied", "new_only", "invalid_key", "over_query_limit",
-         "invalid_request", "http500", "flaky500", "malformed", "truncated", "hang", "blanklines")
+         "invalid_request", "http500", "flaky500", "malformed", "truncated", "hang", "blanklines",
+         "broken", "flaky_broken", "huge", "quota_retry")
+FLAKY = {"flaky500": "http500", "flaky_broken": "broken"}     # what a flaky mode fails as
+HUGE_SIZE = 9 * 1024 * 1024
 HANG_MAX_S = 120.0
 RESULTS_PER_PAGE = 20
 METRES_PER_RESULT = 500
@@ -557,14 +572,26 @@ def new_body(document):
     return (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
-def new_error(code, status, message, reason=None):
-    """A google.rpc.Status error answer: (HTTP code, body)."""
+def new_error(code, status, message, reason=None, retry_delay=None):
+    """A google.rpc.Status error answer: (HTTP code, body); retry_delay ("30s") adds a RetryInfo."""
     error = {"code": code, "message": message, "status": status}
     if reason:
         error["details"] = [{"@type": "type.googleapis.com/google.rpc.ErrorInfo",
                              "reason": reason, "domain": "googleapis.com",
                              "metadata": {"service": "places.googleapis.com"}}]
+    if retry_delay:
+        error["details"].append({"@type": "type.googleapis.com/google.rpc.RetryInfo",
+                                 "retryDelay": retry_delay})
     return code, new_body({"error": error})
+
+
+def request_latitude(request):
+    """The center latitude of a searchNearby body, or None."""
+    try:
+        latitude = request["locationRestriction"]["circle"]["center"]["latitude"]
+    except (KeyError, TypeError):
+        return None
+    return latitude if isinstance(latitude, (int, float)) and math.isfinite(latitude) else None
 
 
 def search_nearby_answer(request, paths):
@@ -613,20 +640,23 @@ class State:
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.mode, self.latency_ms = mode, latency_ms
-        self.failures_left = failures if mode == "flaky500" else 0
+        self.failures_left = failures if mode in FLAKY else 0
+        self.overrides = {}         # whole latitude -> (mode, latency_ms)
         self.clear()
 
     def clear(self):
         """Empty the counters (lock held or not yet shared)."""
         self.requests, self.last_query, self.keys_seen = 0, None, []
         self.requests_by_path = {}
+        self.connections = 0
         self.last_field_mask = self.last_sku = self.last_headers = self.last_body = None
 
-    def record(self, path, params, headers=None, body=None):
+    def record(self, path, params, headers=None, body=None, lat=None):
         """Count one Places request; return (mode, latency_ms) in force for it.
 
         headers (New only) is the request's header message (names match in any case);
-        flaky500 answers as http500 while failures are left, then as ok."""
+        flaky500 answers as http500 while failures are left, then as ok (flaky_broken
+        as broken); lat, the request's latitude, may pick a per-latitude mode."""
         with self.lock:
             self.requests += 1
             self.requests_by_path[path] = self.requests_by_path.get(path, 0) + 1
@@ -648,23 +678,37 @@ class State:
             for key in keys:
                 if key and key not in self.keys_seen:
                     self.keys_seen.append(key)
+            override = self.overrides.get(int(lat)) if lat is not None else None
+            if override:
+                return override
             mode = self.mode
-            if mode == "flaky500":
-                mode = "http500" if self.failures_left > 0 else "ok"
+            if mode in FLAKY:
+                mode = FLAKY[mode] if self.failures_left > 0 else "ok"
                 self.failures_left = max(0, self.failures_left - 1)
             return mode, self.latency_ms
+
+    def count_connection(self):
+        """Count one connection that carried Places requests."""
+        with self.lock:
+            self.connections += 1
+
+    def set_override(self, lat, mode, latency_ms):
+        """Requests whose latitude's whole part is lat take mode and latency_ms from now on."""
+        with self.lock:
+            self.overrides[lat] = (mode or "ok", latency_ms or 0)
+            return {"lat": lat, "mode": mode or "ok", "latency_ms": latency_ms or 0}
 
     def set(self, mode=None, latency_ms=None, failures=None):
         """Change mode and/or latency; return the settings now in force."""
         with self.lock:
             if mode is not None:
                 self.mode = mode
-                if mode == "flaky500":
+                if mode in FLAKY:
                     self.failures_left = 1 if failures is None else failures
             if latency_ms is not None:
                 self.latency_ms = latency_ms
             settings = {"mode": self.mode, "latency_ms": self.latency_ms}
-            if self.mode == "flaky500":
+            if self.mode in FLAKY:
                 settings["failures_left"] = self.failures_left
             return settings
 
@@ -672,6 +716,7 @@ class State:
         """Zero the counters and go back to mode ok, latency 0."""
         with self.lock:
             self.mode, self.latency_ms, self.failures_left = "ok", 0, 0
+            self.overrides = {}
             self.clear()
             return {"mode": self.mode, "latency_ms": self.latency_ms, "requests": 0}
 
@@ -684,6 +729,11 @@ class State:
                     "last_body": self.last_body, "keys_seen": list(self.keys_seen),
                     "mode": self.mode, "latency_ms": self.latency_ms,
                     "failures_left": self.failures_left}
+
+    def connection_count(self):
+        """{"connections": N}: connections that carried Places requests."""
+        with self.lock:
+            return {"connections": self.connections}
 
 
 class Builder:
@@ -756,12 +806,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, format, *args):
         """Stay quiet: no line per request."""
 
-    def send(self, code, body, content_type=None):
-        """Send a complete response with Content-Length so the connection can be reused."""
+    def send(self, code, body, content_type=None, broken=False):
+        """Send a complete response with Content-Length so the connection can be reused;
+        broken: only the first half of the body, then close the connection."""
         self.send_response(code)
         self.send_header("Content-Type", content_type or JSON_TYPE)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
+        if broken:
+            self.close_connection = True
+            body = body[:len(body) // 2]
         self.wfile.write(body)
 
     def send_json(self, code, document):
@@ -778,7 +832,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         for name, value in urllib.parse.parse_qsl(url.query, keep_blank_values=True):
             params.setdefault(name, value)                   # first value wins
         route = {NEARBY_PATH: self.do_nearby, "/_standin/mode": self.do_mode,
-                 "/_standin/stats": self.do_stats, "/_standin/reset": self.do_reset}
+                 "/_standin/stats": self.do_stats, "/_standin/reset": self.do_reset,
+                 "/_standin/connections": self.do_connections}
         handler = route.get(url.path)
         if handler is None:
             self.send_json(404, {"error": "not found", "path": url.path})
@@ -806,19 +861,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
         """Answer a Places API (New) searchNearby request according to the mode in force."""
         started = time.monotonic()
         state = self.server.state
+        self.count_connection()
         try:
             request = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
             request = None
         mode, latency_ms = state.record(NEW_PATH, params, self.headers,
                                         request if request is not None
-                                        else raw.decode("utf-8", "replace"))
+                                        else raw.decode("utf-8", "replace"),
+                                        request_latitude(request))
         if mode == "hang":
             self.hang()
             return
         code, body = self.server.builder.run(self.search_nearby_reply, mode, params, request)
         if self.hold(started, latency_ms):
-            self.send(code, body)
+            self.send(code, body, broken=mode == "broken")
 
     def search_nearby_reply(self, mode, params, request):
         """The (HTTP code, body) of a New request in a mode other than hang."""
@@ -838,6 +895,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             "request_denied": (403, "PERMISSION_DENIED", MSG_NEW_DISABLED, "SERVICE_DISABLED"),
             "invalid_key": (400, "INVALID_ARGUMENT", MSG_NEW_INVALID_KEY, "API_KEY_INVALID"),
             "over_query_limit": (429, "RESOURCE_EXHAUSTED", MSG_NEW_QUOTA, "RATE_LIMIT_EXCEEDED"),
+            "quota_retry": (429, "RESOURCE_EXHAUSTED", MSG_NEW_QUOTA, "RATE_LIMIT_EXCEEDED", "30s"),
             "invalid_request": (400, "INVALID_ARGUMENT", MSG_NEW_INVALID, None),
             "http500": (500, "INTERNAL", MSG_NEW_INTERNAL, None),
         }
@@ -845,6 +903,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return new_error(*failures[mode])
         if mode == "malformed":
             return 200, MALFORMED_BODY
+        if mode == "huge":
+            return 200, b" " * HUGE_SIZE
         code, body, count = search_nearby_answer(request, paths)
         if mode == "zero" and code == 200:
             body = new_body({})
@@ -858,13 +918,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
         """Answer a Legacy Nearby Search request according to the mode in force."""
         started = time.monotonic()
         state = self.server.state
-        mode, latency_ms = state.record(NEARBY_PATH, params)
+        self.count_connection()
+        location = parse_location(params.get("location", ""))
+        mode, latency_ms = state.record(NEARBY_PATH, params, lat=location and location[0])
         if mode == "hang":
             self.hang()
             return
         code, body, content_type = self.server.builder.run(self.nearby_reply, mode, params)
         if self.hold(started, latency_ms):
-            self.send(code, body, content_type)
+            self.send(code, body, content_type, broken=mode == "broken")
 
     @staticmethod
     def nearby_reply(mode, params):
@@ -873,13 +935,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return 500, HTML_500, "text/html; charset=UTF-8"
         if mode == "malformed":
             return 200, MALFORMED_BODY, JSON_TYPE
+        if mode == "huge":
+            return 200, b" " * HUGE_SIZE, JSON_TYPE
         if mode in ("request_denied", "new_only"):
             body = g_body(status_document("REQUEST_DENIED", MSG_LEGACY))
         elif mode == "invalid_key":
             body = g_body(status_document("REQUEST_DENIED", MSG_INVALID_KEY))
         elif mode == "invalid_request":
             body = g_body(status_document("INVALID_REQUEST"))
-        elif mode == "over_query_limit":
+        elif mode in ("over_query_limit", "quota_retry"):
             body = g_body(status_document("OVER_QUERY_LIMIT", MSG_QUOTA))
         else:
             status, body = nearby_answer(params)
@@ -890,6 +954,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         elif mode == "blanklines":
             body = insert_blank_lines(body)
         return 200, body, JSON_TYPE
+
+    def count_connection(self):
+        """Count this connection in the stats once, at its first Places request."""
+        if not getattr(self, "counted", False):
+            self.counted = True
+            self.server.state.count_connection()
 
     def hold(self, started, latency_ms):
         """Wait until latency_ms after started (the answer is built by then: its CPU
@@ -921,7 +991,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.close_connection = True
 
     def do_mode(self, params):
-        """GET /_standin/mode?mode=X&latency_ms=N: change either, answer the settings."""
+        """GET /_standin/mode?mode=X&latency_ms=N: change either, answer the settings;
+        with lat=L, set them for requests at latitude L only."""
         mode = params.get("mode")
         if mode is not None:
             mode = mode.replace("-", "_")
@@ -936,6 +1007,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if failures is not None and not failures.isdigit():
             self.send_json(400, {"error": "failures must be a whole number", "failures": failures})
             return
+        lat = params.get("lat")
+        if lat is not None:
+            if not re.match(r"^-?\d+$", lat) or mode in FLAKY:
+                self.send_json(400, {"error": "lat must be a whole number, mode not flaky", "lat": lat})
+                return
+            self.send_json(200, self.server.state.set_override(
+                int(lat), mode, None if latency is None else int(latency)))
+            return
         self.send_json(200, self.server.state.set(mode, None if latency is None else int(latency),
                                                   None if failures is None else int(failures)))
 
@@ -943,6 +1022,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         """GET /_standin/stats: requests counted (in all, per path), last query (key hidden),
         last New field mask, SKU, headers (key redacted) and body, distinct keys seen."""
         self.send_json(200, self.server.state.stats())
+
+    def do_connections(self, params):
+        """GET /_standin/connections: connections that carried Places requests since reset."""
+        self.send_json(200, self.server.state.connection_count())
 
     def do_reset(self, params):
         """GET /_standin/reset: zero counters, mode ok, latency 0."""

@@ -23,6 +23,7 @@
 #include "../../bus/herd_monitor.h"
 #include "../../gateway/herd_gateway.h"
 #include "../../places/herd_places.h"
+#include "../../places/herd_google.h"
 #include "../../places/herd_placesbody.h"
 
 typedef struct {
@@ -40,6 +41,7 @@ static test_item_t s_tests[] = {
     {"herd_notify", herd_notify_test},
     {"herd_config", herd_config_test},
     {"herd_placesbody", herd_placesbody_test},
+    {"herd_google", herd_google_test},
     {"herd_places", herd_places_test},
     {"herd_table", herd_table_test},
     {"herd_journal", herd_journal_test},

@@ -1,0 +1,69 @@
+//  herd_google.h - Google's rules: what a Places answer means to the herd.
+//
+//  Pure functions, no I/O. Given what Google sent back for one attempt (the
+//  HTTP status and the body), decide the answer the gateway gets (a
+//  legacy-shaped body and status), whether a retry may do better, and
+//  whether it is the refusal that makes flavour auto switch to the Places
+//  API (New); and derive the New URL that goes with a legacy one. The bytes
+//  are shaped by herd_placesbody.h; the transfer itself (time-outs, resets,
+//  size) is judged by the places worker.
+
+#ifndef HERD_GOOGLE_H_INCLUDED
+#define HERD_GOOGLE_H_INCLUDED
+
+#include <stdbool.h>
+#include <stddef.h>
+
+//  What one attempt came to.
+typedef struct {
+    bool ok;                    //  answer RESULT OK
+    char *body;                 //  legacy-shaped body to answer with
+    char *status;               //  legacy status
+    int results;
+    char *error;                //  for the log: our message or Google's
+    bool retryable;             //  a retry may give a better answer
+    long retry_delay_ms;        //  Google's RetryInfo, or -1
+    bool legacy_refused;        //  the legacy API is not enabled for the key
+} herd_google_outcome_t;
+
+//  Judge an HTTP answer to a Nearby Search, legacy (is_new false) or Places
+//  API (New), into outcome (which must be zeroed or freed first):
+//  - legacy: Google's status decides. OK or ZERO_RESULTS with HTTP 200 is
+//    the answer, cut to bound; any other status goes back as Google's own
+//    body, retryable if OVER_QUERY_LIMIT, UNKNOWN_ERROR, HTTP 5xx or 429,
+//    and legacy_refused if it is the REQUEST_DENIED of a key whose project
+//    has the Places API (New) only. Without a status: UNKNOWN_ERROR.
+//  - New: HTTP 200 with places (or {}) is the answer, translated; a
+//    google.rpc.Status or another HTTP status maps to the legacy status
+//    (herd_placesbody_new_error) with Google's message, retryable if HTTP
+//    5xx or 429, with the RetryInfo delay.
+//  Every error body is legacy-shaped (herd_placesbody_error when it is ours).
+void
+    herd_google_judge (bool is_new, long http, const char *body, size_t size, int bound,
+                       herd_google_outcome_t *outcome);
+
+//  Make outcome (zeroed or freed first) an UNKNOWN_ERROR with our message
+//  ("herd: ..."), for failures before Google answered.
+void
+    herd_google_fail (herd_google_outcome_t *outcome, const char *message, bool retryable);
+
+//  Free what an outcome holds and zero it.
+void
+    herd_google_outcome_free (herd_google_outcome_t *self);
+
+//  Flavour auto: the Places API (New) URL that goes with a legacy Nearby
+//  Search URL. Google's own host maps.googleapis.com becomes
+//  places.googleapis.com; a URL whose path ends in the legacy path (a proxy,
+//  the stand-in) keeps what comes before it; any other path is dropped. The
+//  query, if any, goes. Returns a new string.
+char *
+    herd_google_new_url (const char *legacy);
+
+#define HERD_GOOGLE_LEGACY_PATH "/maps/api/place/nearbysearch/json"
+#define HERD_GOOGLE_NEW_PATH    "/v1/places:searchNearby"
+
+//  Self test of this class.
+void
+    herd_google_test (bool verbose);
+
+#endif
