@@ -1027,9 +1027,9 @@ s_self_handle_sync (s_self_t *self)
     //  requester is told why
     char reason[HERD_MSG_REASON_MAX];
     if (command && s_self_check_envelope (self, zmsg_next (msg), reason) == -1) {
-        char what[80], from[80];
-        s_printable (command, what, sizeof (what) - 8);
-        strcat (what, " request");
+        char command_text[72], what[80], from[80];
+        s_printable (command, command_text, sizeof (command_text));
+        snprintf (what, sizeof (what), "%s request", command_text);
         const char *address = zframe_meta (command, "Peer-Address");
         snprintf (from, sizeof (from), "%s", address ? address : "?");
         s_self_refuse (self, what, from, reason);
