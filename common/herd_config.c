@@ -9,6 +9,7 @@
 //  error naming the file, the line (when known), the section and the key.
 
 #include "herd_config.h"
+#include "herd_decimal.h"
 #include "herd_check.h"
 #include "herd_msg.h"
 
@@ -164,27 +165,6 @@ s_is_namechar (char byte)
     return byte != 0 && (isalnum ((unsigned char) byte) || strchr ("$-_@.&+/", byte) != NULL);
 }
 
-//  Parse a plain decimal integer (digits only) in min..max; 0 or -1.
-static int
-s_parse_decimal (const char *text, long min, long max, long *value_p)
-{
-    if (!*text)
-        return -1;
-    long value = 0;
-    for (const char *digit = text; *digit; digit++) {
-        if (*digit < '0' || *digit > '9')
-            return -1;
-        long add = *digit - '0';
-        if (value > (max - add) / 10)
-            return -1;          //  above max, and stops before any overflow
-        value = value * 10 + add;
-    }
-    if (value < min)
-        return -1;
-    *value_p = value;
-    return 0;
-}
-
 //  Split "host:port" at its last colon; "[v6]:port" loses its brackets.
 //  Returns 0, or -1 with *reason_p saying why.
 static int
@@ -196,7 +176,7 @@ s_split_address (const char *text, char **host_p, int *port_p, const char **reas
         return -1;
     }
     long port = 0;
-    if (s_parse_decimal (colon + 1, 1, 65535, &port)) {
+    if (herd_decimal_parse_long (colon + 1, 1, 65535, &port)) {
         *reason_p = "PORT must be a decimal number in 1..65535";
         return -1;
     }
@@ -609,7 +589,7 @@ s_get_int (s_loader_t *self, zconfig_t *section, const char *context, const char
 {
     *value_p = default_value;
     zconfig_t *key = s_locate (section, name);
-    if (key && s_parse_decimal (s_value (key), min, max, value_p)) {
+    if (key && herd_decimal_parse_long (s_value (key), min, max, value_p)) {
         s_key_fail (self, key, context, "'%s' is not an integer in %ld..%ld", s_value (key), min,
                     max);
         return -1;

@@ -12,6 +12,7 @@
 
 #include "../../common/herd_alive.h"
 #include "../../common/herd_config.h"
+#include "../../common/herd_decimal.h"
 #include "../../common/herd_hist.h"
 #include "../../common/herd_log.h"
 #include "../../common/herd_notify.h"
@@ -32,6 +33,7 @@ typedef struct {
 
 //  The registry: one line a class, in dependency order.
 static test_item_t s_tests[] = {
+    {"herd_decimal", herd_decimal_test},
     {"herd_proto", herd_proto_test},
     {"herd_record", herd_record_test},
     {"herd_hist", herd_hist_test},
