@@ -273,7 +273,7 @@ herd_node_run (const herd_config_t *config, const herd_node_t *node, const char 
         zactor_t *actors[] = {gateway, bus, places};
         const char *actor_names[] = {"gateway", "bus", "places"};
         int64_t watchdog_ms = herd_notify_watchdog_ms (notify);
-        int64_t pinged_at = herd_alive_now_ms ();
+        int64_t pinged_at = zclock_mono ();
         int signo = 0;
         //  SIGHUP reopens the log and reloads; SIGINT or SIGTERM stops; and
         //  at least once a second, a look at the actors' last turns. The
@@ -283,12 +283,12 @@ herd_node_run (const herd_config_t *config, const herd_node_t *node, const char 
             //  A second, or less when the next ping is due sooner; one
             //  overdue (held back by a stall) waits no less than the rest
             int64_t wait_ms = watchdog_ms && watchdog_ms < 1000 ? watchdog_ms : 1000;
-            int64_t due_ms = pinged_at + watchdog_ms - herd_alive_now_ms ();
+            int64_t due_ms = pinged_at + watchdog_ms - zclock_mono ();
             if (watchdog_ms && due_ms > 0 && due_ms < wait_ms)
                 wait_ms = due_ms;
             struct timespec wait = {wait_ms / 1000, (long) (wait_ms % 1000) * 1000000};
             signo = sigtimedwait (&signals, NULL, &wait);
-            int64_t now_ms = herd_alive_now_ms ();
+            int64_t now_ms = zclock_mono ();
             int stalled = herd_alive_check (log, now_ms);
             if (notify) {
                 //  A tenth early rather than one wake-up (a second) late

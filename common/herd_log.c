@@ -5,6 +5,7 @@
 #include "herd_check.h"
 #include "herd_proto.h"
 
+#include <czmq.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -172,7 +173,7 @@ s_writer (void *arg)
     pthread_sigmask (SIG_BLOCK, &all, NULL);    //  signals are the main thread's
     pthread_setname_np (pthread_self (), "herd-log");
     while (true) {
-        herd_alive_beat (HERD_ALIVE_LOG, herd_alive_now_ms ());
+        herd_alive_beat (HERD_ALIVE_LOG, zclock_mono ());
         size_t size = atomic_load (&self->other_size);
         if (size > 0) {
             //  fd changes only under the mutex while other is free
@@ -964,7 +965,7 @@ herd_log_test (bool verbose)
         seen = text && strstr (text, "quiet line\n");
         free (text);
         if (!seen)
-            usleep (10 * 1000);
+            zclock_sleep (10);
     }
     HERD_CHECK (seen);
     herd_log_destroy (&log);
