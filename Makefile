@@ -34,8 +34,9 @@ else
 BUILD   := build/release
 endif
 
-COMMON  := common/herd_config.c common/herd_log.c common/herd_proto.c common/herd_decimal.c \
-           common/herd_record.c common/herd_hist.c common/herd_alive.c common/herd_notify.c
+COMMON  := common/herd_config.c common/herd_config_scan.c common/herd_log.c common/herd_proto.c \
+           common/herd_decimal.c common/herd_record.c common/herd_hist.c common/herd_alive.c \
+           common/herd_notify.c
 GATEWAY := gateway/herd_gateway.c
 BUS     := bus/herd_bus.c bus/herd_journal.c bus/herd_monitor.c bus/herd_table.c
 PLACES  := places/herd_places.c places/herd_placesbody.c
@@ -158,7 +159,7 @@ FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread -g -O1 \
                 -fno-omit-frame-pointer -fno-sanitize-recover=all \
                 $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 FUZZ_SRC     := common/herd_proto.c common/herd_decimal.c common/herd_record.c common/herd_config.c \
-                places/herd_placesbody.c
+                common/herd_config_scan.c places/herd_placesbody.c
 FUZZ_OBJ     := $(FUZZ_SRC:%.c=build/fuzz/obj/%.o)
 FUZZ_BINS    := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
 

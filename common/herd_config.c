@@ -1,14 +1,16 @@
 //  herd_config.c - herd.cfg (ZPL) read with zconfig, checked line by line and key by key.
 //
-//  Loading runs in three steps. A pre-scan walks the text line by line with
-//  zconfig's own rules (czmq 4.2.1 src/zconfig.c) and reports what zconfig
-//  would reject, or silently misread, as "FILE:LINE: reason"; it also records
-//  every key with its line. zconfig_str_load then builds the tree, and the
-//  keys of the tree, walked in file order, are paired with the recorded lines.
+//  Loading runs in three steps. A pre-scan (herd_config_scan.c) walks the
+//  text line by line with zconfig's own rules (czmq 4.2.1 src/zconfig.c) and
+//  reports what zconfig would reject, or silently misread, as "FILE:LINE:
+//  reason"; it also records every key with its line. zconfig_str_load then
+//  builds the tree, and the keys of the tree, walked in file order, are
+//  paired with the recorded lines.
 //  Last the tree is validated section by section into a herd_config_t, each
 //  error naming the file, the line (when known), the section and the key.
 
 #include "herd_config.h"
+#include "herd_config_scan.h"
 #include "herd_decimal.h"
 #include "herd_check.h"
 #include "herd_msg.h"
@@ -27,33 +29,15 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define S_LINE_MAX      1024                //  zconfig reads at most this many bytes a line
 #define S_FILE_MAX      (16 * 1024 * 1024)  //  refuse bigger files (e.g. a device by mistake)
 #define S_IPC_PATH_MAX  (sizeof (((struct sockaddr_un *) 0)->sun_path) - 1)
 #define S_LONGEST_ROLE  "places"            //  the longest role given to herd_config_endpoint
-
-//  One key found by the pre-scan.
-typedef struct {
-    char *name;                 //  key name as written
-    int line;                   //  1-based line number
-    int level;                  //  indentation level, 0 = top
-} s_item_t;
-
-//  A key of the zconfig tree and the line it came from.
-typedef struct {
-    zconfig_t *key;
-    int line;
-} s_keyline_t;
 
 //  State of one load: where errors go, and the line of every key.
 typedef struct {
     const char *file;           //  file name used in messages
     char *error;                //  first error, or NULL
-    s_item_t *items;            //  keys found by the pre-scan, in file order
-    size_t item_count;
-    size_t item_max;
-    s_keyline_t *keylines;      //  sorted by key address; empty if unmapped
-    size_t keyline_count;
+    herd_config_scan_t *scan;   //  the line of every key, once mapped
     zhash_t *names;             //  node name -> its zconfig key
     zhash_t *clients;           //  "[host]:port" -> herd_node_t * with that client
     zhash_t *buses;             //  "[host]:port" -> herd_node_t * with that bus
@@ -147,24 +131,6 @@ s_join (const char *const list[])
     return joined;
 }
 
-//  A byte for a message: 'c' if printable, else its hex code.
-static void
-s_describe_byte (char byte, char *buffer, size_t size)
-{
-    unsigned char code = (unsigned char) byte;
-    if (isprint (code))
-        snprintf (buffer, size, "'%c'", code);
-    else
-        snprintf (buffer, size, "byte 0x%02x", code);
-}
-
-//  A character zconfig accepts in a name (its s_is_namechar).
-static bool
-s_is_namechar (char byte)
-{
-    return byte != 0 && (isalnum ((unsigned char) byte) || strchr ("$-_@.&+/", byte) != NULL);
-}
-
 //  Split "host:port" at its last colon; "[v6]:port" loses its brackets.
 //  Returns 0, or -1 with *reason_p saying why.
 static int
@@ -256,10 +222,7 @@ s_locate (zconfig_t *section, const char *name)
 static void
 s_loader_free (s_loader_t *self)
 {
-    for (size_t i = 0; i < self->item_count; i++)
-        free (self->items[i].name);
-    free (self->items);
-    free (self->keylines);
+    herd_config_scan_destroy (&self->scan);
     zhash_destroy (&self->names);
     zhash_destroy (&self->clients);
     zhash_destroy (&self->buses);
@@ -285,32 +248,11 @@ s_loader_fail (s_loader_t *self, int line, const char *format, ...)
     return -1;
 }
 
-//  Order keylines by key address, for bsearch.
-static int
-s_keyline_compare (const void *left, const void *right)
-{
-    uintptr_t a = (uintptr_t) ((const s_keyline_t *) left)->key;
-    uintptr_t b = (uintptr_t) ((const s_keyline_t *) right)->key;
-    return a < b ? -1 : a > b ? 1 : 0;
-}
-
-//  Line a key came from, or 0 if unknown.
-static int
-s_loader_line (s_loader_t *self, zconfig_t *key)
-{
-    if (!key || self->keyline_count == 0)
-        return 0;
-    s_keyline_t probe = {key, 0};
-    s_keyline_t *found = (s_keyline_t *) bsearch (&probe, self->keylines, self->keyline_count,
-                                                  sizeof (s_keyline_t), s_keyline_compare);
-    return found ? found->line : 0;
-}
-
 //  " (first at line N)", or "" when the line is unknown.
 static void
 s_first_at (s_loader_t *self, zconfig_t *key, char *buffer, size_t size)
 {
-    int line = s_loader_line (self, key);
+    int line = herd_config_scan_line (self->scan, key);
     if (line > 0)
         snprintf (buffer, size, " (first at line %d)", line);
     else
@@ -325,208 +267,10 @@ s_key_fail (s_loader_t *self, zconfig_t *key, const char *context, const char *f
     va_start (args, format);
     char *reason = s_vsprintf (format, args);
     va_end (args);
-    s_loader_fail (self, s_loader_line (self, key), "%s: key '%s': %s", context,
+    s_loader_fail (self, herd_config_scan_line (self->scan, key), "%s: key '%s': %s", context,
                    zconfig_name (key), reason);
     free (reason);
     return -1;
-}
-
-//  -------------------------------------------------------------------------
-//  Pre-scan: zconfig's line rules, with file:line errors
-
-//  Remember a key found by the pre-scan.
-static void
-s_loader_add_item (s_loader_t *self, const char *name, size_t size, int line, int level)
-{
-    if (self->item_count == self->item_max) {
-        self->item_max = self->item_max ? self->item_max * 2 : 64;
-        self->items = (s_item_t *) s_checked (
-            reallocarray (self->items, self->item_max, sizeof (s_item_t)));
-    }
-    s_item_t *item = &self->items[self->item_count++];
-    item->name = (char *) s_checked (strndup (name, size));
-    item->line = line;
-    item->level = level;
-}
-
-//  Check one line (trailing white space trimmed, not empty) as zconfig
-//  reads it; records its key if it has one. *prev_level_p and *prev_line_p
-//  hold the level and line of the key before (-1 and 0 at first). 0 or -1.
-static int
-s_prescan_line (s_loader_t *self, const char *line, int lineno, int *prev_level_p,
-                int *prev_line_p)
-{
-    char what[32];
-    const char *scan = line;
-    while (*scan == ' ')
-        scan++;
-    size_t spaces = (size_t) (scan - line);
-
-    //  zconfig counts only spaces; other white space ahead of a key is junk
-    const char *rest = scan;
-    while (isspace ((unsigned char) *rest))
-        rest++;
-    bool comment = *rest == '#';
-    if (isspace ((unsigned char) *scan) && !comment) {
-        if (*scan == '\t')
-            return s_loader_fail (self, lineno, "a tab is used for indentation "
-                                                "(indent with 4 spaces a level)");
-        s_describe_byte (*scan, what, sizeof (what));
-        return s_loader_fail (self, lineno,
-                              "%s is used for indentation (indent with 4 spaces a level)", what);
-    }
-    if (spaces % 4 != 0)
-        return s_loader_fail (self, lineno, "indentation is %zu spaces, not a multiple of 4%s",
-                              spaces, comment ? " (zconfig rejects it even on a comment)" : "");
-    if (comment)
-        return 0;
-
-    if (strlen (line) > S_LINE_MAX)
-        return s_loader_fail (self, lineno,
-                              "line is %zu bytes long; zconfig reads at most %d a line",
-                              strlen (line), S_LINE_MAX);
-    if (lineno == 1 && strncmp (line, "\xEF\xBB\xBF", 3) == 0)
-        return s_loader_fail (self, lineno, "the file starts with a UTF-8 byte order mark, "
-                                            "which zconfig does not accept");
-
-    //  The name
-    const char *name = scan;
-    while (s_is_namechar (*scan))
-        scan++;
-    size_t name_size = (size_t) (scan - name);
-    int name_len = name_size > 100 ? 100 : (int) name_size;
-    if (name_size == 0) {
-        s_describe_byte (*scan, what, sizeof (what));
-        return s_loader_fail (self, lineno,
-                              "expected a key name, found %s (a line holds 'name' or "
-                              "'name = value')",
-                              what);
-    }
-    if (name[0] == '/' || name[name_size - 1] == '/')
-        return s_loader_fail (self, lineno, "name '%.*s' must not start or end with '/'",
-                              name_len, name);
-    if (*scan && *scan != '=' && *scan != '#' && !isspace ((unsigned char) *scan)) {
-        const char *end = scan;
-        while (*end && *end != '=' && !isspace ((unsigned char) *end))
-            end++;
-        s_describe_byte (*scan, what, sizeof (what));
-        return s_loader_fail (self, lineno,
-                              "name '%.*s' contains %s (names may use letters, digits "
-                              "and $ - _ @ . & + /)",
-                              (int) (end - name > 100 ? 100 : end - name), name, what);
-    }
-
-    //  The value, if any
-    while (isspace ((unsigned char) *scan))
-        scan++;
-    if (*scan == '=') {
-        const char *equals = scan++;
-        while (isspace ((unsigned char) *scan))
-            scan++;
-        if (*scan == '"' || *scan == '\'') {
-            const char *close = strchr (scan + 1, *scan);
-            if (!close)
-                return s_loader_fail (self, lineno, "unterminated quote: missing closing %c",
-                                      *scan);
-            const char *after = close + 1;
-            while (isspace ((unsigned char) *after))
-                after++;
-            if (*after && *after != '#')
-                return s_loader_fail (self, lineno,
-                                      "unexpected text after the closing quote: '%.100s'", after);
-        }
-        else
-        if (*scan == '#' && scan > equals + 1)
-            //  zconfig would store the comment itself as the value
-            return s_loader_fail (self, lineno,
-                                  "empty value followed by a comment; zconfig would read "
-                                  "the comment as the value (write %.*s = \"\")",
-                                  name_len, name);
-    }
-    else
-    if (*scan && *scan != '#')
-        return s_loader_fail (self, lineno,
-                              "expected '=' after name '%.*s' (a line holds 'name' or "
-                              "'name = value')",
-                              name_len, name);
-
-    //  The level: at most one deeper than the key before
-    int level = (int) (spaces / 4);
-    if (level > *prev_level_p + 1) {
-        if (*prev_level_p < 0)
-            return s_loader_fail (self, lineno,
-                                  "'%.*s' is indented, but no key before it can be its "
-                                  "parent",
-                                  name_len, name);
-        return s_loader_fail (self, lineno,
-                              "'%.*s' is indented more than one level (4 spaces) deeper "
-                              "than its parent at line %d",
-                              name_len, name, *prev_line_p);
-    }
-    *prev_level_p = level;
-    *prev_line_p = lineno;
-    s_loader_add_item (self, name, name_size, lineno, level);
-    return 0;
-}
-
-//  Pre-scan the whole text, line by line as zconfig splits it.
-static int
-s_prescan (s_loader_t *self, const char *text)
-{
-    int lineno = 0;
-    int prev_level = -1;
-    int prev_line = 0;
-    const char *cursor = text;
-    while (*cursor) {
-        const char *eoln = strchr (cursor, '\n');
-        size_t size = eoln ? (size_t) (eoln - cursor) : strlen (cursor);
-        lineno++;
-        while (size > 0 && isspace ((unsigned char) cursor[size - 1]))
-            size--;
-        if (size > 0) {
-            char *line = (char *) s_checked (strndup (cursor, size));
-            int rc = s_prescan_line (self, line, lineno, &prev_level, &prev_line);
-            free (line);
-            if (rc)
-                return -1;
-        }
-        cursor = eoln ? eoln + 1 : cursor + strlen (cursor);
-    }
-    return 0;
-}
-
-//  Pair the tree's keys, in file order, with the pre-scan's; -1 if the two
-//  disagree anywhere.
-static int
-s_map_keys (s_loader_t *self, zconfig_t *parent, int level, size_t *index_p)
-{
-    for (zconfig_t *key = zconfig_child (parent); key; key = zconfig_next (key)) {
-        size_t index = *index_p;
-        if (index >= self->item_count || self->items[index].level != level
-            || strcmp (self->items[index].name, zconfig_name (key)) != 0)
-            return -1;
-        self->keylines[index].key = key;
-        self->keylines[index].line = self->items[index].line;
-        (*index_p)++;
-        if (s_map_keys (self, key, level + 1, index_p))
-            return -1;
-    }
-    return 0;
-}
-
-//  Give every key of the tree its line; if the pre-scan and zconfig ever
-//  disagree, messages go without line numbers rather than with wrong ones.
-static void
-s_loader_map (s_loader_t *self, zconfig_t *root)
-{
-    if (self->item_count == 0)
-        return;
-    self->keylines = (s_keyline_t *) s_checked (calloc (self->item_count, sizeof (s_keyline_t)));
-    size_t index = 0;
-    if (s_map_keys (self, root, 0, &index) == 0 && index == self->item_count) {
-        self->keyline_count = self->item_count;
-        qsort (self->keylines, self->keyline_count, sizeof (s_keyline_t), s_keyline_compare);
-    }
 }
 
 //  -------------------------------------------------------------------------
@@ -542,14 +286,14 @@ s_check_keys (s_loader_t *self, zconfig_t *section, const char *context,
         const char *name = zconfig_name (key);
         if (!s_in_list (name, allowed)) {
             char *list = s_join (allowed);
-            s_loader_fail (self, s_loader_line (self, key), "%s: unknown key '%s' (allowed: %s)",
+            s_loader_fail (self, herd_config_scan_line (self->scan, key), "%s: unknown key '%s' (allowed: %s)",
                            context, name, list);
             free (list);
             return -1;
         }
         zconfig_t *child = zconfig_child (key);
         if (child)
-            return s_loader_fail (self, s_loader_line (self, child),
+            return s_loader_fail (self, herd_config_scan_line (self->scan, child),
                                   "%s: key '%s': unexpected child key '%s' (this key takes "
                                   "no children)",
                                   context, name, zconfig_name (child));
@@ -560,7 +304,7 @@ s_check_keys (s_loader_t *self, zconfig_t *section, const char *context,
             if (strcmp (zconfig_name (earlier), name) == 0) {
                 char first[48];
                 s_first_at (self, earlier, first, sizeof (first));
-                return s_loader_fail (self, s_loader_line (self, key),
+                return s_loader_fail (self, herd_config_scan_line (self->scan, key),
                                       "%s: key '%s' is given twice%s", context, name, first);
             }
     }
@@ -611,7 +355,7 @@ s_load_top (s_loader_t *self, zconfig_t *root, zconfig_t **sections)
             index++;
         if (!s_top_keys[index]) {
             char *list = s_join (s_top_keys);
-            s_loader_fail (self, s_loader_line (self, key), "unknown key '%s' (allowed: %s)",
+            s_loader_fail (self, herd_config_scan_line (self->scan, key), "unknown key '%s' (allowed: %s)",
                            name, list);
             free (list);
             return 0;
@@ -621,7 +365,7 @@ s_load_top (s_loader_t *self, zconfig_t *root, zconfig_t **sections)
             continue;
         }
         if (*s_value (key)) {
-            s_loader_fail (self, s_loader_line (self, key),
+            s_loader_fail (self, herd_config_scan_line (self->scan, key),
                            "section '%s' takes no value (found '%s'); its keys go on the lines "
                            "below, indented",
                            name, s_value (key));
@@ -630,7 +374,7 @@ s_load_top (s_loader_t *self, zconfig_t *root, zconfig_t **sections)
         if (sections[index]) {
             char first[48];
             s_first_at (self, sections[index], first, sizeof (first));
-            s_loader_fail (self, s_loader_line (self, key), "duplicate section '%s'%s", name,
+            s_loader_fail (self, herd_config_scan_line (self->scan, key), "duplicate section '%s'%s", name,
                            first);
             return 0;
         }
@@ -886,7 +630,7 @@ static int
 s_load_node (s_loader_t *self, zconfig_t *section, herd_config_t *config, herd_node_t *node)
 {
     const char *name = s_value (section);
-    int line = s_loader_line (self, section);
+    int line = herd_config_scan_line (self->scan, section);
     if (!*name)
         return s_loader_fail (self, line, "node: name is empty (write node = NAME)");
     if (!s_is_node_name (name))
@@ -1193,7 +937,14 @@ s_load_text (const char *text, const char *name, bool skip_security, char **erro
 
     herd_config_t *self = NULL;
     zconfig_t *root = NULL;
-    if (s_prescan (&loader, text) == 0) {
+    int bad_line = 0;
+    char *reason = NULL;
+    loader.scan = herd_config_scan_new (text, &bad_line, &reason);
+    if (!loader.scan) {
+        s_loader_fail (&loader, bad_line, "%s", reason);
+        free (reason);
+    }
+    else {
         //  zconfig logs its own complaints to stdout; the pre-scan should
         //  leave it none, and its verdict is what counts
         root = zconfig_str_load (text);
@@ -1201,7 +952,7 @@ s_load_text (const char *text, const char *name, bool skip_security, char **erro
             s_loader_fail (&loader, 0, "syntax error (zconfig rejected the file)");
     }
     if (root) {
-        s_loader_map (&loader, root);
+        herd_config_scan_map (loader.scan, root);
         self = (herd_config_t *) s_checked (calloc (1, sizeof (herd_config_t)));
         self->path = s_strdup (name);
         if (s_load_tree (&loader, root, self))
@@ -2316,10 +2067,10 @@ herd_config_test (bool verbose)
     //  A long line
     const char *long_head = S_TEST_NODE_A "places\n    url = http://x/";
     size_t used = strlen (long_head);
-    char *long_text = (char *) s_checked (calloc (1, used + S_LINE_MAX + 2));
+    char *long_text = (char *) s_checked (calloc (1, used + HERD_CONFIG_SCAN_LINE_MAX + 2));
     memcpy (long_text, long_head, used);
-    memset (long_text + used, 'a', S_LINE_MAX);
-    long_text[used + S_LINE_MAX] = '\n';
+    memset (long_text + used, 'a', HERD_CONFIG_SCAN_LINE_MAX);
+    long_text[used + HERD_CONFIG_SCAN_LINE_MAX] = '\n';
     config = herd_config_load_string (long_text, "t.cfg", &error);
     HERD_CHECK (config == NULL);
     HERD_CHECK_CONTAINS (error, "t.cfg:6: line is ");

@@ -12,6 +12,7 @@
 
 #include "../../common/herd_alive.h"
 #include "../../common/herd_config.h"
+#include "../../common/herd_config_scan.h"
 #include "../../common/herd_decimal.h"
 #include "../../common/herd_hist.h"
 #include "../../common/herd_log.h"
@@ -40,6 +41,7 @@ static test_item_t s_tests[] = {
     {"herd_log", herd_log_test},
     {"herd_alive", herd_alive_test},
     {"herd_notify", herd_notify_test},
+    {"herd_config_scan", herd_config_scan_test},
     {"herd_config", herd_config_test},
     {"herd_placesbody", herd_placesbody_test},
     {"herd_places", herd_places_test},
