@@ -34,9 +34,9 @@ else
 BUILD   := build/release
 endif
 
-COMMON  := common/herd_config.c common/herd_config_scan.c common/herd_log.c common/herd_proto.c \
-           common/herd_decimal.c common/herd_record.c common/herd_hist.c common/herd_alive.c \
-           common/herd_notify.c
+COMMON  := common/herd_config.c common/herd_config_scan.c common/herd_config_reload.c \
+           common/herd_log.c common/herd_proto.c common/herd_decimal.c common/herd_record.c \
+           common/herd_hist.c common/herd_alive.c common/herd_notify.c
 GATEWAY := gateway/herd_gateway.c
 BUS     := bus/herd_bus.c bus/herd_journal.c bus/herd_monitor.c bus/herd_table.c
 PLACES  := places/herd_places.c places/herd_placesbody.c

@@ -43,6 +43,7 @@ static test_item_t s_tests[] = {
     {"herd_notify", herd_notify_test},
     {"herd_config_scan", herd_config_scan_test},
     {"herd_config", herd_config_test},
+    {"herd_config_reload", herd_config_reload_test},
     {"herd_placesbody", herd_placesbody_test},
     {"herd_places", herd_places_test},
     {"herd_table", herd_table_test},
