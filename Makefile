@@ -35,6 +35,7 @@ BUILD   := build/release
 endif
 
 COMMON  := common/herd_config.c common/herd_config_scan.c common/herd_config_reload.c \
+           common/herd_config_test.c \
            common/herd_log.c common/herd_proto.c common/herd_decimal.c common/herd_record.c \
            common/herd_hist.c common/herd_alive.c common/herd_notify.c
 GATEWAY := gateway/herd_gateway.c
