@@ -625,9 +625,11 @@ s_load_endpoint (s_loader_t *self, zconfig_t *key, const char *context, herd_nod
     return rc;
 }
 
-//  One node section: name, client, bus, sync, log, data.
+//  A node's name: valid, not defined before, short enough for its ipc://
+//  endpoints. Sets node->name; 0 or -1.
 static int
-s_load_node (s_loader_t *self, zconfig_t *section, herd_config_t *config, herd_node_t *node)
+s_load_node_name (s_loader_t *self, zconfig_t *section, herd_config_t *config,
+                  herd_node_t *node)
 {
     const char *name = s_value (section);
     int line = herd_config_scan_line (self->scan, section);
@@ -656,62 +658,76 @@ s_load_node (s_loader_t *self, zconfig_t *section, herd_config_t *config, herd_n
                               "herd/run_dir)",
                               name, config->run_dir, name, S_LONGEST_ROLE, ipc_size,
                               (size_t) S_IPC_PATH_MAX);
+    return 0;
+}
 
-    char *context = s_sprintf ("node '%s'", name);
+//  A node's keys: only known ones, each once, the required ones there.
+static int
+s_check_node_keys (s_loader_t *self, zconfig_t *section, const char *context)
+{
     int rc = s_check_keys (self, section, context, s_node_allowed, false);
     for (size_t i = 0; rc == 0 && s_node_keys[i]; i++)
         if (!zconfig_locate (section, s_node_keys[i])) {
             char *list = s_join (s_node_keys);
-            rc = s_loader_fail (self, line, "%s: missing key '%s' (required: %s)", context,
-                                s_node_keys[i], list);
+            rc = s_loader_fail (self, herd_config_scan_line (self->scan, section),
+                                "%s: missing key '%s' (required: %s)", context, s_node_keys[i],
+                                list);
             free (list);
         }
+    return rc;
+}
 
-    //  client = HOST:PORT
+//  client = HOST:PORT
+static int
+s_load_client (s_loader_t *self, zconfig_t *section, const char *context, herd_node_t *node)
+{
     zconfig_t *key = zconfig_locate (section, "client");
     const char *reason = NULL;
-    if (rc == 0) {
-        if (s_split_address (s_value (key), &node->client_host, &node->client_port, &reason))
-            rc = s_key_fail (self, key, context, "'%s' is not HOST:PORT (%s)", s_value (key),
-                             reason);
-        else {
-            node->client = s_strdup (s_value (key));
-            rc = s_claim_address (self, key, context, node, node->client_host,
-                                  node->client_port, false);
-        }
+    if (s_split_address (s_value (key), &node->client_host, &node->client_port, &reason))
+        return s_key_fail (self, key, context, "'%s' is not HOST:PORT (%s)", s_value (key),
+                           reason);
+    node->client = s_strdup (s_value (key));
+    return s_claim_address (self, key, context, node, node->client_host, node->client_port,
+                            false);
+}
+
+//  metrics = HOST:PORT (Prometheus text over HTTP), optional
+static int
+s_load_metrics (s_loader_t *self, zconfig_t *section, const char *context, herd_node_t *node)
+{
+    zconfig_t *key = zconfig_locate (section, "metrics");
+    if (!key)
+        return 0;
+    char *host = NULL;
+    int port = 0;
+    const char *reason = NULL;
+    int rc;
+    if (s_split_address (s_value (key), &host, &port, &reason))
+        rc = s_key_fail (self, key, context, "'%s' is not HOST:PORT (%s)", s_value (key),
+                         reason);
+    else {
+        node->metrics = s_strdup (s_value (key));
+        node->metrics_port = port;
+        rc = s_claim_address (self, key, context, node, host, port, true);
     }
-    //  bus = tcp://HOST:PORT, and the optional sync = tcp://HOST:PORT
-    if (rc == 0)
-        rc = s_load_endpoint (self, zconfig_locate (section, "bus"), context, node, &node->bus);
-    if (rc == 0 && zconfig_locate (section, "sync"))
-        rc = s_load_endpoint (self, zconfig_locate (section, "sync"), context, node,
-                              &node->sync);
-    //  monitor = tcp://HOST:PORT (events and counters PUB), optional
-    if (rc == 0 && zconfig_locate (section, "monitor"))
-        rc = s_load_endpoint (self, zconfig_locate (section, "monitor"), context, node,
-                              &node->monitor);
-    //  metrics = HOST:PORT (Prometheus text over HTTP), optional
-    if (rc == 0 && (key = zconfig_locate (section, "metrics"))) {
-        char *host = NULL;
-        int port = 0;
-        if (s_split_address (s_value (key), &host, &port, &reason))
-            rc = s_key_fail (self, key, context, "'%s' is not HOST:PORT (%s)", s_value (key),
-                             reason);
-        else {
-            node->metrics = s_strdup (s_value (key));
-            node->metrics_port = port;
-            rc = s_claim_address (self, key, context, node, host, port, true);
-        }
-        free (host);
-    }
-    //  cert = PATH of the node's public certificate, optional
-    if (rc == 0 && (key = zconfig_locate (section, "cert"))) {
+    free (host);
+    return rc;
+}
+
+//  The node's files: cert = PATH of its public certificate and data = DIR,
+//  both optional; log = PATH. No two nodes share a data or log path.
+static int
+s_load_node_files (s_loader_t *self, zconfig_t *section, const char *context,
+                   herd_node_t *node)
+{
+    int rc = 0;
+    zconfig_t *key;
+    if ((key = zconfig_locate (section, "cert"))) {
         if (!*s_value (key))
             rc = s_key_fail (self, key, context, "value is empty");
         else
             node->cert = s_strdup (s_value (key));
     }
-    //  data = DIR, optional
     if (rc == 0 && (key = zconfig_locate (section, "data"))) {
         char *claim = s_sprintf ("data:%s", s_value (key));
         herd_node_t *owner = NULL;
@@ -728,7 +744,6 @@ s_load_node (s_loader_t *self, zconfig_t *section, herd_config_t *config, herd_n
         }
         free (claim);
     }
-    //  log = PATH
     if (rc == 0) {
         key = zconfig_locate (section, "log");
         herd_node_t *owner = NULL;
@@ -743,6 +758,33 @@ s_load_node (s_loader_t *self, zconfig_t *section, herd_config_t *config, herd_n
             zhash_insert (self->logs, node->log, node);
         }
     }
+    return rc;
+}
+
+//  One node section: name, client, bus, sync, log, data.
+static int
+s_load_node (s_loader_t *self, zconfig_t *section, herd_config_t *config, herd_node_t *node)
+{
+    if (s_load_node_name (self, section, config, node))
+        return -1;
+    char *context = s_sprintf ("node '%s'", node->name);
+    int rc = s_check_node_keys (self, section, context);
+    if (rc == 0)
+        rc = s_load_client (self, section, context, node);
+    //  bus = tcp://HOST:PORT, and the optional sync = tcp://HOST:PORT
+    if (rc == 0)
+        rc = s_load_endpoint (self, zconfig_locate (section, "bus"), context, node, &node->bus);
+    if (rc == 0 && zconfig_locate (section, "sync"))
+        rc = s_load_endpoint (self, zconfig_locate (section, "sync"), context, node,
+                              &node->sync);
+    //  monitor = tcp://HOST:PORT (events and counters PUB), optional
+    if (rc == 0 && zconfig_locate (section, "monitor"))
+        rc = s_load_endpoint (self, zconfig_locate (section, "monitor"), context, node,
+                              &node->monitor);
+    if (rc == 0)
+        rc = s_load_metrics (self, section, context, node);
+    if (rc == 0)
+        rc = s_load_node_files (self, section, context, node);
     free (context);
     return rc;
 }
