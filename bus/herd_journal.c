@@ -353,11 +353,11 @@ s_has_v3_record (const char *data, size_t size)
     return false;
 }
 
-herd_journal_t *
-herd_journal_open (const char *dir, herd_journal_fn *fn, void *arg, herd_journal_stats_t *stats,
-                   char *error)
+//  A journal on dir, created with its parents if need be, its file opened
+//  (created empty if absent) but not read. NULL with error set on failure.
+static herd_journal_t *
+s_journal_new (const char *dir, char *error)
 {
-    memset (stats, 0, sizeof (*stats));
     //  mkdir -p dir. Not zsys_dir_create: it gives up when a parent appears
     //  meanwhile (EEXIST), which happens when several nodes start at once
     char *copy = strdup (dir);
@@ -393,15 +393,17 @@ herd_journal_open (const char *dir, herd_journal_fn *fn, void *arg, herd_journal
     if (self->fd == -1) {
         snprintf (error, 256, "cannot open %s: %s", self->path, strerror (errno));
         herd_journal_destroy (&self);
-        return NULL;
     }
-    size_t size = 0;
-    char *data = s_read_file (self->fd, &size);
-    if (!data) {
-        snprintf (error, 256, "cannot read %s: %s", self->path, strerror (errno));
-        herd_journal_destroy (&self);
-        return NULL;
-    }
+    return self;
+}
+
+//  The format of a journal's bytes, from its header: *v3_p for HERDJ003
+//  (also with a damaged header but marked records after it: *bad_header_p),
+//  else the checksum of an older format, or NULL for none known.
+static s_checksum_fn *
+s_sniff_format (const char *data, size_t size, herd_journal_stats_t *stats, bool *v3_p,
+                bool *bad_header_p)
+{
     bool v3 = size >= HERD_JOURNAL_MAGIC_SIZE
               && memcmp (data, HERD_JOURNAL_FORMAT, HERD_JOURNAL_MAGIC_SIZE) == 0;
     s_checksum_fn *old_checksum = NULL;
@@ -421,33 +423,46 @@ herd_journal_open (const char *dir, herd_journal_fn *fn, void *arg, herd_journal
     }
     if (v3 || old_checksum)
         memcpy (stats->format, bad_header ? HERD_JOURNAL_FORMAT : data, HERD_JOURNAL_MAGIC_SIZE);
+    *v3_p = v3;
+    *bad_header_p = bad_header;
+    return old_checksum;
+}
 
-    if (old_checksum) {
-        //  An older journal is converted as it is replayed: its good records
-        //  go to journal.compact as HERDJ003, which replaces it the way a
-        //  compaction does (fsync, rename). A crash meanwhile leaves the old
-        //  journal, converted again at the next start
-        if (herd_journal_compact_begin (self) == -1) {
-            snprintf (error, 256, "cannot convert %s: cannot write %s: %s", self->path,
-                      self->compact_path, strerror (errno));
-            free (data);
-            herd_journal_destroy (&self);
-            return NULL;
-        }
-        s_convert_t convert = {self, fn, arg};
-        size_t good = s_replay_v2 (data, size, old_checksum, s_convert_record, &convert, stats);
+//  An older journal is converted as it is replayed: its good records go to
+//  journal.compact as HERDJ003, which replaces it the way a compaction does
+//  (fsync, rename). A crash meanwhile leaves the old journal, converted
+//  again at the next start. Takes data. 0, or -1 with error set.
+static int
+s_open_upgrade (herd_journal_t *self, char *data, size_t size, s_checksum_fn *old_checksum,
+                herd_journal_fn *fn, void *arg, herd_journal_stats_t *stats, char *error)
+{
+    if (herd_journal_compact_begin (self) == -1) {
+        snprintf (error, 256, "cannot convert %s: cannot write %s: %s", self->path,
+                  self->compact_path, strerror (errno));
         free (data);
-        stats->bytes = good;
-        stats->discarded = size - good;
-        if (herd_journal_compact_commit (self) == -1) {
-            snprintf (error, 256, "cannot convert %s: cannot replace it with %s: %s",
-                      self->path, self->compact_path, strerror (errno));
-            herd_journal_destroy (&self);
-            return NULL;
-        }
-        stats->upgraded = true;
-        return self;
+        return -1;
     }
+    s_convert_t convert = {self, fn, arg};
+    size_t good = s_replay_v2 (data, size, old_checksum, s_convert_record, &convert, stats);
+    free (data);
+    stats->bytes = good;
+    stats->discarded = size - good;
+    if (herd_journal_compact_commit (self) == -1) {
+        snprintf (error, 256, "cannot convert %s: cannot replace it with %s: %s", self->path,
+                  self->compact_path, strerror (errno));
+        return -1;
+    }
+    stats->upgraded = true;
+    return 0;
+}
+
+//  Replay a HERDJ003 journal (v3) or start a new one, and cut what is bad:
+//  a new, unreadable or damaged header is (re)written, a bad tail cut off.
+//  Takes data. 0, or -1 with error set.
+static int
+s_open_replay (herd_journal_t *self, char *data, size_t size, bool v3, bool bad_header,
+               herd_journal_fn *fn, void *arg, herd_journal_stats_t *stats, char *error)
+{
     size_t good = 0;
     if (v3)
         good = s_replay_v3 (data, size, HERD_JOURNAL_MAGIC_SIZE, fn, arg, stats);
@@ -459,24 +474,46 @@ herd_journal_open (const char *dir, herd_journal_fn *fn, void *arg, herd_journal
     stats->discarded = size - good;
     self->records = stats->records;
     if (good == 0 || bad_header) {
-        //  New (or unreadable) journal, or a damaged header: (re)write it
         if ((good == 0 && ftruncate (self->fd, 0) == -1)
             || pwrite (self->fd, HERD_JOURNAL_FORMAT, HERD_JOURNAL_MAGIC_SIZE, 0)
                    != HERD_JOURNAL_MAGIC_SIZE) {
             snprintf (error, 256, "cannot write %s: %s", self->path, strerror (errno));
-            herd_journal_destroy (&self);
-            return NULL;
+            return -1;
         }
         if (good == 0)
             good = HERD_JOURNAL_MAGIC_SIZE;
     }
     if (good < size && ftruncate (self->fd, (off_t) good) == -1) {
         snprintf (error, 256, "cannot cut the bad tail of %s: %s", self->path, strerror (errno));
-        herd_journal_destroy (&self);
-        return NULL;
+        return -1;
     }
     self->end = good;
     self->last_sync_ms = zclock_mono ();
+    return 0;
+}
+
+herd_journal_t *
+herd_journal_open (const char *dir, herd_journal_fn *fn, void *arg, herd_journal_stats_t *stats,
+                   char *error)
+{
+    memset (stats, 0, sizeof (*stats));
+    herd_journal_t *self = s_journal_new (dir, error);
+    if (!self)
+        return NULL;
+    size_t size = 0;
+    char *data = s_read_file (self->fd, &size);
+    if (!data) {
+        snprintf (error, 256, "cannot read %s: %s", self->path, strerror (errno));
+        herd_journal_destroy (&self);
+        return NULL;
+    }
+    bool v3, bad_header;
+    s_checksum_fn *old_checksum = s_sniff_format (data, size, stats, &v3, &bad_header);
+    int rc = old_checksum
+                 ? s_open_upgrade (self, data, size, old_checksum, fn, arg, stats, error)
+                 : s_open_replay (self, data, size, v3, bad_header, fn, arg, stats, error);
+    if (rc == -1)
+        herd_journal_destroy (&self);
     return self;
 }
 
