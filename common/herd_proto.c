@@ -285,13 +285,10 @@ s_diff (int64_t now_sec, int32_t now_nsec, int64_t sec, int32_t nsec)
     return buffer;
 }
 
-void
-herd_proto_test (bool verbose)
+//  Decimal formatting, against snprintf, at the edges.
+static void
+s_test_format_u64 (void)
 {
-    (void) verbose;
-    herd_cmd_t cmd;
-
-    //  Decimal formatting, against snprintf, at the edges
     uint64_t values[] = {0, 7, 10, 999, 1000000007, UINT64_MAX};
     for (size_t i = 0; i < sizeof (values) / sizeof (values[0]); i++) {
         char got[24] = "", want[24];
@@ -301,7 +298,13 @@ herd_proto_test (bool verbose)
         HERD_CHECK_STR (got, want);
     }
 
-    //  IAMAT, the example of PROTOCOL.md
+}
+
+//  IAMAT, the example of PROTOCOL.md, and its AT line exactly.
+static void
+s_test_iamat (void)
+{
+    herd_cmd_t cmd;
     const char *line = "IAMAT kiwi.cs.ucla.edu +34.068930-118.445127 1621464827.959498503";
     HERD_CHECK_INT (s_parse_str (line, &cmd), 0);
     HERD_CHECK_INT (cmd.kind, HERD_CMD_IAMAT);
@@ -328,6 +331,13 @@ herd_proto_test (bool verbose)
     HERD_CHECK_INT (herd_proto_format_at ("Hill", &cmd, 1621464828, 223371889, NULL, 0), size);
     free (at);
 
+}
+
+//  White space, client ids of any bytes and length, positions, times.
+static void
+s_test_fields (void)
+{
+    herd_cmd_t cmd;
     //  White space: tabs, CR, FF, VT, leading and trailing
     HERD_CHECK_INT (s_parse_str (" \t IAMAT\ta\v+1+2\f1 \r", &cmd), 0);
     HERD_CHECK (cmd.client.size == 1 && cmd.time_sec == 1 && cmd.time_nsec == 0);
@@ -365,7 +375,13 @@ herd_proto_test (bool verbose)
     HERD_CHECK_INT (herd_proto_parse_time ("999999999999999999", 18, &sec, &nsec), 0);
     HERD_CHECK_INT (sec, 999999999999999999LL);
 
-    //  WHATSAT
+}
+
+//  WHATSAT, and every invalid form of PROTOCOL.md.
+static void
+s_test_whatsat_and_invalid (void)
+{
+    herd_cmd_t cmd;
     HERD_CHECK_INT (s_parse_str ("WHATSAT kiwi.cs.ucla.edu 10 5", &cmd), 0);
     HERD_CHECK_INT (cmd.kind, HERD_CMD_WHATSAT);
     HERD_CHECK_INT (cmd.bound, 5);
@@ -435,7 +451,12 @@ herd_proto_test (bool verbose)
     //  A NUL byte makes a line invalid
     HERD_CHECK_INT (herd_proto_parse ("IAMAT a\0b +1+2 3", 16, &cmd), -1);
 
-    //  Time differences: sign always, 9 digits, borrow across seconds
+}
+
+//  Time differences: sign always, 9 digits, borrow across seconds.
+static void
+s_test_diff (void)
+{
     HERD_CHECK_STR (s_diff (10, 0, 10, 0), "+0.000000000");
     HERD_CHECK_STR (s_diff (10, 5, 10, 0), "+0.000000005");
     HERD_CHECK_STR (s_diff (10, 0, 10, 5), "-0.000000005");
@@ -446,4 +467,15 @@ herd_proto_test (bool verbose)
     HERD_CHECK_STR (s_diff (1700000000, 0, 999999999999999999LL, 999999999),
                     "-999999998299999999.999999999");
     HERD_CHECK_STR (s_diff (1700000000, 123456789, 0, 0), "+1700000000.123456789");
+}
+
+void
+herd_proto_test (bool verbose)
+{
+    (void) verbose;
+    s_test_format_u64 ();
+    s_test_iamat ();
+    s_test_fields ();
+    s_test_whatsat_and_invalid ();
+    s_test_diff ();
 }
