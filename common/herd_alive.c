@@ -155,16 +155,22 @@ s_count (const char *haystack, const char *needle)
     return count;
 }
 
-void
-herd_alive_test (bool verbose)
+//  Role names.
+static void
+s_test_names (void)
 {
-    (void) verbose;
     HERD_CHECK_STR (herd_alive_name (HERD_ALIVE_PLACES), "places");
     HERD_CHECK_INT (herd_alive_role ("gateway"), HERD_ALIVE_GATEWAY);
     HERD_CHECK_INT (herd_alive_role ("log"), HERD_ALIVE_LOG);
     HERD_CHECK_INT (herd_alive_role ("main"), -1);
     HERD_CHECK_INT (herd_alive_role (NULL), -1);
 
+}
+
+//  Roles in a process, from nothing run, through turns, to stalls.
+static void
+s_test_roles (void)
+{
     //  Nothing runs yet: every role absent, none stalled
     int64_t now = zclock_mono ();
     for (int role = 0; role < HERD_ALIVE_ROLES; role++) {
@@ -244,4 +250,12 @@ herd_alive_test (bool verbose)
     herd_log_destroy (&log);
     unlink (path);
     rmdir (dir);
+}
+
+void
+herd_alive_test (bool verbose)
+{
+    (void) verbose;
+    s_test_names ();
+    s_test_roles ();
 }
