@@ -34,10 +34,13 @@ else
 BUILD   := build/release
 endif
 
-COMMON  := common/herd_config.c common/herd_log.c common/herd_proto.c common/herd_record.c \
+COMMON  := common/herd_config.c common/herd_config_scan.c common/herd_config_reload.c \
+           common/herd_config_test.c \
+           common/herd_log.c common/herd_proto.c common/herd_decimal.c common/herd_record.c \
            common/herd_hist.c common/herd_alive.c common/herd_notify.c
 GATEWAY := gateway/herd_gateway.c
-BUS     := bus/herd_bus.c bus/herd_journal.c bus/herd_monitor.c bus/herd_table.c
+BUS     := bus/herd_bus.c bus/herd_journal.c bus/herd_journal_test.c bus/herd_monitor.c \
+           bus/herd_table.c
 PLACES  := places/herd_places.c places/herd_placesbody.c places/herd_google.c
 LIBSRC  := $(COMMON) $(GATEWAY) $(BUS) $(PLACES) cli/herd_node.c cli/herd_client.c cli/herd_watch.c \
            cli/herd_checkup.c
@@ -112,7 +115,8 @@ BENCH := $(BUILD)/bench/herd_bench $(BUILD)/bench/floor_server
 $(BUILD)/bench/herd_bench: $(BUILD)/bench/herd_bench.o
 	$(CC) $(LDFLAGS) $^ -o $@ -lm
 
-$(BUILD)/bench/floor_server: $(BUILD)/bench/floor_server.o $(BUILD)/common/herd_proto.o
+$(BUILD)/bench/floor_server: $(BUILD)/bench/floor_server.o $(BUILD)/common/herd_proto.o \
+                              $(BUILD)/common/herd_decimal.o
 	$(CC) $(LDFLAGS) $^ -o $@
 
 bench: bin/herd $(BENCH)
@@ -156,8 +160,8 @@ FUZZ_SECONDS ?= 300
 FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread -g -O1 \
                 -fno-omit-frame-pointer -fno-sanitize-recover=all \
                 $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-FUZZ_SRC     := common/herd_proto.c common/herd_record.c common/herd_config.c \
-                places/herd_placesbody.c
+FUZZ_SRC     := common/herd_proto.c common/herd_decimal.c common/herd_record.c common/herd_config.c \
+                common/herd_config_scan.c places/herd_placesbody.c
 FUZZ_OBJ     := $(FUZZ_SRC:%.c=build/fuzz/obj/%.o)
 FUZZ_BINS    := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
 

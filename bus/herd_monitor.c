@@ -23,13 +23,6 @@ struct _herd_monitor_t {
     char *unready;                  //  what is not ready as of the last STATS, "" if all is
 };
 
-//  Wall-clock seconds with microseconds.
-static double
-s_now (void)
-{
-    return (double) zclock_time () / 1000.0;
-}
-
 //  Append a formatted line to a growing string.
 static void
 s_append (char **text, size_t *size, const char *format, ...)
@@ -56,7 +49,7 @@ s_not_live (void)
 {
     char *text = strdup ("");
     size_t size = 0;
-    int64_t now = herd_alive_now_ms ();
+    int64_t now = zclock_mono ();
     for (int role = 0; role < HERD_ALIVE_ROLES; role++)
         if (herd_alive_stalled ((herd_alive_role_t) role, now))
             s_append (&text, &size, "%s stalled: no %s for %.1f s\n",
@@ -79,7 +72,7 @@ s_answer (herd_monitor_t *self, const char *url, unsigned int *status)
         //  Liveness as of this request, not of the last STATS: a stalled
         //  bus publishes none, and must still show
         char *build = herd_monitor_build (self->name, self->started);
-        char *alive = herd_monitor_alive (self->name, herd_alive_now_ms ());
+        char *alive = herd_monitor_alive (self->name, zclock_mono ());
         char *body = stats && build && alive ? zsys_sprintf ("%s%s%s", build, stats, alive) : NULL;
         free (stats);
         free (build);
@@ -174,7 +167,7 @@ herd_monitor_new (const herd_node_t *node, herd_log_t *log)
     assert (self->name);
     self->log = log;
     self->roles = cJSON_CreateObject ();
-    self->started = s_now ();
+    self->started = (double) zclock_time () / 1000.0;
     pthread_mutex_init (&self->mutex, NULL);
     if (node->monitor) {
         self->pub = zsock_new (ZMQ_PUB);
@@ -239,7 +232,7 @@ herd_monitor_event (herd_monitor_t *self, const char *role, const char *event, c
     if (!self || !self->pub)
         return;
     cJSON *json = cJSON_CreateObject ();
-    cJSON_AddNumberToObject (json, "time", s_now ());
+    cJSON_AddNumberToObject (json, "time", (double) zclock_time () / 1000.0);
     cJSON_AddStringToObject (json, "role", role);
     cJSON_AddStringToObject (json, "event", event);
     if (peer)
@@ -255,7 +248,7 @@ herd_monitor_set (herd_monitor_t *self, const char *role, cJSON *stats)
 {
     int alive = herd_alive_role (role);
     if (alive != -1)
-        herd_alive_heard ((herd_alive_role_t) alive, herd_alive_now_ms ());
+        herd_alive_heard ((herd_alive_role_t) alive, zclock_mono ());
     if (!self) {
         cJSON_Delete (stats);
         return;
@@ -471,7 +464,7 @@ static cJSON *
 s_alive_json (void)
 {
     cJSON *alive = cJSON_CreateObject ();
-    int64_t now = herd_alive_now_ms ();
+    int64_t now = zclock_mono ();
     for (int role = 0; role < HERD_ALIVE_ROLES; role++) {
         int64_t age = herd_alive_age_ms ((herd_alive_role_t) role, now);
         if (age < 0)
@@ -490,7 +483,7 @@ herd_monitor_publish (herd_monitor_t *self)
         return;
     cJSON *snapshot = cJSON_Duplicate (self->roles, true);
     cJSON_AddItemToObject (snapshot, "alive", s_alive_json ());
-    cJSON_AddNumberToObject (snapshot, "time", s_now ());
+    cJSON_AddNumberToObject (snapshot, "time", (double) zclock_time () / 1000.0);
     cJSON_AddStringToObject (snapshot, "node", self->name);
     s_send (self, "STATS", snapshot);
     if (self->http) {
@@ -563,7 +556,7 @@ herd_monitor_test (bool verbose)
 
     //  Liveness: the roles present, by their loops' turns here or their
     //  STATS from another process; the absent ones not at all
-    int64_t now = herd_alive_now_ms ();
+    int64_t now = zclock_mono ();
     herd_alive_beat (HERD_ALIVE_GATEWAY, now - 6000);
     herd_alive_beat (HERD_ALIVE_BUS, now - 250);
     text = herd_monitor_alive ("Hill", now);
@@ -582,6 +575,6 @@ herd_monitor_test (bool verbose)
     free (text);
     herd_monitor_set (NULL, "places", cJSON_CreateObject ());
     HERD_CHECK (!herd_alive_local (HERD_ALIVE_PLACES));
-    HERD_CHECK (herd_alive_age_ms (HERD_ALIVE_PLACES, herd_alive_now_ms ()) < 1000);
-    HERD_CHECK (herd_alive_age_ms (HERD_ALIVE_PLACES, herd_alive_now_ms ()) >= 0);
+    HERD_CHECK (herd_alive_age_ms (HERD_ALIVE_PLACES, zclock_mono ()) < 1000);
+    HERD_CHECK (herd_alive_age_ms (HERD_ALIVE_PLACES, zclock_mono ()) >= 0);
 }

@@ -744,22 +744,12 @@ s_died (s_child_t *child, int wstatus)
     child->delay = child->delay * 2 > S_RESTART_MAX_MS ? S_RESTART_MAX_MS : child->delay * 2;
 }
 
-//  herd up: every local node, one process each, until SIGINT or SIGTERM;
-//  a node that dies is started again.
-static int
-s_up (const herd_config_t *config, const char *path, bool split)
+//  Start a child for each node of config on this host (three a node when
+//  split, places first). Returns the number started into children.
+static size_t
+s_up_start (const herd_config_t *config, const char *path, bool split, s_child_t *children)
 {
-    sigset_t signals;
-    sigemptyset (&signals);
-    sigaddset (&signals, SIGINT);
-    sigaddset (&signals, SIGTERM);
-    sigaddset (&signals, SIGCHLD);
-    sigaddset (&signals, SIGHUP);
-    pthread_sigmask (SIG_BLOCK, &signals, NULL);
-
     static const char *roles[] = {"places", "bus", "gateway"};
-    size_t max = config->node_count * 3;
-    s_child_t *children = (s_child_t *) calloc (max, sizeof (s_child_t));
     size_t count = 0;
     for (size_t i = 0; i < config->node_count; i++) {
         const herd_node_t *node = &config->nodes[i];
@@ -778,34 +768,54 @@ s_up (const herd_config_t *config, const char *path, bool split)
         }
     }
     fflush (stdout);
-    if (count == 0) {
-        fprintf (stderr, "herd: no node of %s lives on this host\n", path);
-        free (children);
-        return 1;
-    }
+    return count;
+}
 
-    //  Wait for a signal or the next restart that is due: restart children
-    //  that end on their own, until SIGINT or SIGTERM
-    int status = 0;
-    while (true) {
-        int64_t next = 0;
-        for (size_t i = 0; i < count; i++)
-            if (children[i].restart_at && (!next || children[i].restart_at < next))
-                next = children[i].restart_at;
-        int signo;
-        if (next) {
-            int64_t wait = next - zclock_mono ();
-            if (wait < 0)
-                wait = 0;
-            struct timespec timeout = {wait / 1000, (wait % 1000) * 1000000};
-            signo = sigtimedwait (&signals, NULL, &timeout);
+//  Wait for a signal, or for the next restart that is due (none: forever).
+static int
+s_up_wait (const sigset_t *signals, const s_child_t *children, size_t count)
+{
+    int64_t next = 0;
+    for (size_t i = 0; i < count; i++)
+        if (children[i].restart_at && (!next || children[i].restart_at < next))
+            next = children[i].restart_at;
+    if (!next)
+        return sigwaitinfo (signals, NULL);
+    int64_t wait = next - zclock_mono ();
+    if (wait < 0)
+        wait = 0;
+    struct timespec timeout = {wait / 1000, (wait % 1000) * 1000000};
+    return sigtimedwait (signals, NULL, &timeout);
+}
+
+//  Restart the children that ended on their own and whose restart is due.
+static void
+s_up_restart (const char *path, s_child_t *children, size_t count)
+{
+    int64_t now = zclock_mono ();
+    bool started = false;
+    for (size_t i = 0; i < count; i++)
+        if (children[i].restart_at && children[i].restart_at <= now) {
+            s_start (&children[i], path);
+            if (children[i].pid > 0)
+                printf ("herd: restarted %s (pid %d)\n", children[i].label,
+                        (int) children[i].pid);
+            started = true;
         }
-        else
-            signo = sigwaitinfo (&signals, NULL);
+    if (started)
+        fflush (stdout);
+}
+
+//  Restart children that end on their own, until SIGINT or SIGTERM; SIGHUP
+//  goes on to every child (each node reopens its log, for logrotate).
+static void
+s_up_supervise (const sigset_t *signals, const char *path, s_child_t *children, size_t count)
+{
+    while (true) {
+        int signo = s_up_wait (signals, children, count);
         if (signo == SIGINT || signo == SIGTERM)
-            break;
+            return;
         if (signo == SIGHUP) {
-            //  Every node reopens its log (logrotate)
             for (size_t i = 0; i < count; i++)
                 if (children[i].pid > 0)
                     kill (children[i].pid, SIGHUP);
@@ -819,69 +829,94 @@ s_up (const herd_config_t *config, const char *path, bool split)
                     if (children[i].pid == pid)
                         s_died (&children[i], wstatus);
         }
-        int64_t now = zclock_mono ();
-        bool started = false;
-        for (size_t i = 0; i < count; i++)
-            if (children[i].restart_at && children[i].restart_at <= now) {
-                s_start (&children[i], path);
-                if (children[i].pid > 0)
-                    printf ("herd: restarted %s (pid %d)\n", children[i].label,
-                            (int) children[i].pid);
-                started = true;
-            }
-        if (started)
-            fflush (stdout);
+        s_up_restart (path, children, count);
     }
-    //  Stop the rest, last started first (a split node's gateway before its
-    //  bus, so what the gateway acknowledged reaches the bus): SIGTERM, then
-    //  SIGKILL when one has not stopped within 5 s. A child waiting for its
-    //  restart stays stopped
+}
+
+//  Stop one child: SIGTERM, then SIGKILL when it has not stopped within
+//  5 s. 0 if it stopped cleanly, else 1.
+static int
+s_up_stop_child (s_child_t *child)
+{
+    int status = 0;
+    kill (child->pid, SIGTERM);
+    int64_t deadline = zclock_mono () + 5000;
+    while (child->pid > 0) {
+        int wstatus;
+        pid_t pid = waitpid (child->pid, &wstatus, WNOHANG);
+        if (pid == child->pid && !(WIFEXITED (wstatus) && WEXITSTATUS (wstatus) == 0)) {
+            char ended[32];
+            s_ended (wstatus, ended, sizeof (ended));
+            fprintf (stderr, "herd: %s did not stop cleanly (%s)\n", child->label, ended);
+            status = 1;
+        }
+        if (pid == child->pid || pid == -1)
+            child->pid = 0;
+        else
+        if (zclock_mono () > deadline) {
+            fprintf (stderr, "herd: %s did not stop: killing it\n", child->label);
+            status = 1;
+            kill (child->pid, SIGKILL);
+            waitpid (child->pid, &wstatus, 0);
+            child->pid = 0;
+        }
+        else
+            zclock_sleep (5);
+    }
+    return status;
+}
+
+//  Stop the rest, last started first (a split node's gateway before its
+//  bus, so what the gateway acknowledged reaches the bus). A child waiting
+//  for its restart stays stopped. 0 if all stopped cleanly, else 1.
+static int
+s_up_stop (s_child_t *children, size_t count)
+{
     printf ("herd: stopping\n");
     for (size_t i = 0; i < count; i++)
         if (children[i].restart_at)
             printf ("herd: not restarting %s\n", children[i].label);
     fflush (stdout);
-    for (size_t i = count; i-- > 0;) {
-        if (children[i].pid <= 0)
-            continue;
-        kill (children[i].pid, SIGTERM);
-        int64_t deadline = zclock_mono () + 5000;
-        while (children[i].pid > 0) {
-            int wstatus;
-            pid_t pid = waitpid (children[i].pid, &wstatus, WNOHANG);
-            if (pid == children[i].pid
-                && !(WIFEXITED (wstatus) && WEXITSTATUS (wstatus) == 0)) {
-                char ended[32];
-                s_ended (wstatus, ended, sizeof (ended));
-                fprintf (stderr, "herd: %s did not stop cleanly (%s)\n", children[i].label,
-                         ended);
-                status = 1;
-            }
-            if (pid == children[i].pid || pid == -1)
-                children[i].pid = 0;
-            else
-            if (zclock_mono () > deadline) {
-                fprintf (stderr, "herd: %s did not stop: killing it\n", children[i].label);
-                status = 1;
-                kill (children[i].pid, SIGKILL);
-                waitpid (children[i].pid, &wstatus, 0);
-                children[i].pid = 0;
-            }
-            else
-                zclock_sleep (5);
-        }
+    int status = 0;
+    for (size_t i = count; i-- > 0;)
+        if (children[i].pid > 0 && s_up_stop_child (&children[i]))
+            status = 1;
+    return status;
+}
+
+//  herd up: every local node, one process each, until SIGINT or SIGTERM;
+//  a node that dies is started again.
+static int
+s_up (const herd_config_t *config, const char *path, bool split)
+{
+    sigset_t signals;
+    sigemptyset (&signals);
+    sigaddset (&signals, SIGINT);
+    sigaddset (&signals, SIGTERM);
+    sigaddset (&signals, SIGCHLD);
+    sigaddset (&signals, SIGHUP);
+    pthread_sigmask (SIG_BLOCK, &signals, NULL);
+
+    s_child_t *children = (s_child_t *) calloc (config->node_count * 3, sizeof (s_child_t));
+    size_t count = s_up_start (config, path, split, children);
+    if (count == 0) {
+        fprintf (stderr, "herd: no node of %s lives on this host\n", path);
+        free (children);
+        return 1;
     }
+    s_up_supervise (&signals, path, children, count);
+    int status = s_up_stop (children, count);
     free (children);
     return status;
 }
 
-int
-main (int argc, char *argv[])
+//  Options before the command: -c FILE, --help, --version. -1 to go on
+//  (*config_p set), else the exit code.
+static int
+s_global_options (int argc, char *argv[], const char **config_p)
 {
-    //  Options before the command: -c FILE, --help, --version
     static const struct option global[] = {
         S_OPT_HELP, S_OPT_CONFIG, {"version", no_argument, NULL, 'V'}, S_OPT_END};
-    const char *config = "herd.cfg";
     opterr = 0;
     int opt;
     while ((opt = getopt_long (argc, argv, "+:hc:V", global, NULL)) != -1) {
@@ -894,7 +929,7 @@ main (int argc, char *argv[])
             return s_version ();
         else
         if (opt == 'c')
-            config = optarg;
+            *config_p = optarg;
         else {
             fprintf (stderr, opt == ':' ? "herd: option '%s' needs a value\n(see herd --help)\n"
                                         : "herd: unknown option '%s'\n(see herd --help)\n",
@@ -902,6 +937,94 @@ main (int argc, char *argv[])
             return 2;
         }
     }
+    return -1;
+}
+
+//  herd help [COMMAND].
+static int
+s_help (const s_command_t *command, const s_args_t *args)
+{
+    const s_command_t *about = args->arg_count ? s_command (args->arg[0]) : NULL;
+    if (args->arg_count && !about)
+        return s_usage_error (command, "no command '%s'", args->arg[0]);
+    if (about && streq (about->name, "client"))
+        return herd_client_main (2, (char *[]){"client", "--help", NULL}, args->config);
+    if (about)
+        s_command_help (about);
+    else
+        printf ("%s", s_usage);
+    return 0;
+}
+
+//  The commands that need no loaded config (help, version, keygen, check),
+//  and the checks of the others' arguments. -1 to go on, else the exit code.
+static int
+s_run_unloaded (const s_command_t *command, const s_args_t *args)
+{
+    if (streq (command->name, "help"))
+        return s_help (command, args);
+    if (streq (command->name, "version"))
+        return s_version ();
+    if (streq (command->name, "keygen")) {
+        if (args->all && args->arg_count)
+            return s_usage_error (command, "--all makes every node's pair: no NAME ('%s')",
+                                  args->arg[0]);
+        if (!args->all && !args->arg_count)
+            return s_usage_error (command, "%s", "give a node NAME, or --all");
+        if (args->all)
+            return s_keygen_all (args->config, args->dir);
+        return s_keygen (args->arg[0], args->dir ? args->dir : "certs");
+    }
+    if (streq (command->name, "check"))
+        return herd_checkup_run (args->config, args->arg_count ? args->arg[0] : NULL,
+                                 s_is_local);
+    if (args->role && !streq (args->role, "gateway") && !streq (args->role, "bus")
+        && !streq (args->role, "places"))
+        return s_usage_error (command, "--role must be gateway, bus or places, not '%s'",
+                              args->role);
+    if (streq (command->name, "link")
+        && (!args->arg[2] || (!streq (args->arg[2], "up") && !streq (args->arg[2], "down"))))
+        return s_usage_error (command, "the state must be up or down, not '%s'", args->arg[2]);
+    return -1;
+}
+
+//  The commands that work on the loaded config; the exit code.
+static int
+s_run_loaded (const s_command_t *command, const s_args_t *args, herd_config_t *loaded)
+{
+    const char *name = command->name;
+    if (streq (name, "nodes")) {
+        for (size_t i = 0; i < loaded->node_count; i++)
+            printf ("%s %s\n", loaded->nodes[i].name, loaded->nodes[i].client);
+        return 0;
+    }
+    if (streq (name, "up"))
+        return s_up (loaded, args->config, args->split);
+    if (streq (name, "digest"))
+        return s_digest (loaded);
+    if (streq (name, "get"))
+        return s_get (loaded, args->arg[0], args->arg_count > 1 ? args->arg[1] : "all");
+    if (streq (name, "monitor"))
+        return herd_watch_monitor (loaded, args->once, args->json);
+    if (streq (name, "graph"))
+        return herd_watch_graph (loaded);
+    if (streq (name, "link"))
+        return s_link (loaded, args->arg[0], args->arg[1], args->arg[2]);
+    const herd_node_t *node = herd_config_node (loaded, args->arg[0]);
+    if (!node) {
+        fprintf (stderr, "herd: %s has no node '%s'\n", args->config, args->arg[0]);
+        return 1;
+    }
+    return herd_node_run (loaded, node, args->role);
+}
+
+int
+main (int argc, char *argv[])
+{
+    const char *config = "herd.cfg";
+    int rc = s_global_options (argc, argv, &config);
+    if (rc != -1)
+        return rc;
     if (optind >= argc) {
         fprintf (stderr, "%s", s_usage);
         return 2;
@@ -918,42 +1041,12 @@ main (int argc, char *argv[])
         return herd_client_main (argc, argv, config);
 
     s_args_t args = {.config = config};
-    int rc = s_parse_command (command, argc, argv, &args);
+    rc = s_parse_command (command, argc, argv, &args);
     if (rc != 0)
         return rc == 1 ? 0 : 2;
-    if (streq (command->name, "help")) {
-        const s_command_t *about = args.arg_count ? s_command (args.arg[0]) : NULL;
-        if (args.arg_count && !about)
-            return s_usage_error (command, "no command '%s'", args.arg[0]);
-        if (about && streq (about->name, "client"))
-            return herd_client_main (2, (char *[]){"client", "--help", NULL}, config);
-        if (about)
-            s_command_help (about);
-        else
-            printf ("%s", s_usage);
-        return 0;
-    }
-    if (streq (command->name, "version"))
-        return s_version ();
-    if (streq (command->name, "keygen")) {
-        if (args.all && args.arg_count)
-            return s_usage_error (command, "--all makes every node's pair: no NAME ('%s')",
-                                  args.arg[0]);
-        if (!args.all && !args.arg_count)
-            return s_usage_error (command, "%s", "give a node NAME, or --all");
-        if (args.all)
-            return s_keygen_all (args.config, args.dir);
-        return s_keygen (args.arg[0], args.dir ? args.dir : "certs");
-    }
-    if (streq (command->name, "check"))
-        return herd_checkup_run (args.config, args.arg_count ? args.arg[0] : NULL, s_is_local);
-    if (args.role && !streq (args.role, "gateway") && !streq (args.role, "bus")
-        && !streq (args.role, "places"))
-        return s_usage_error (command, "--role must be gateway, bus or places, not '%s'",
-                              args.role);
-    if (streq (command->name, "link")
-        && (!args.arg[2] || (!streq (args.arg[2], "up") && !streq (args.arg[2], "down"))))
-        return s_usage_error (command, "the state must be up or down, not '%s'", args.arg[2]);
+    rc = s_run_unloaded (command, &args);
+    if (rc != -1)
+        return rc;
     if (streq (command->name, "node") || streq (command->name, "up")) {
         //  Block the stop signals from the start: a SIGTERM that comes while
         //  the config loads is then taken by sigwait, not the default action
@@ -967,36 +1060,7 @@ main (int argc, char *argv[])
     herd_config_t *loaded = s_load (args.config);
     if (!loaded)
         return 1;
-    if (streq (command->name, "nodes"))
-        for (size_t i = 0; i < loaded->node_count; i++)
-            printf ("%s %s\n", loaded->nodes[i].name, loaded->nodes[i].client);
-    else
-    if (streq (command->name, "up"))
-        rc = s_up (loaded, args.config, args.split);
-    else
-    if (streq (command->name, "digest"))
-        rc = s_digest (loaded);
-    else
-    if (streq (command->name, "get"))
-        rc = s_get (loaded, args.arg[0], args.arg_count > 1 ? args.arg[1] : "all");
-    else
-    if (streq (command->name, "monitor"))
-        rc = herd_watch_monitor (loaded, args.once, args.json);
-    else
-    if (streq (command->name, "graph"))
-        rc = herd_watch_graph (loaded);
-    else
-    if (streq (command->name, "link"))
-        rc = s_link (loaded, args.arg[0], args.arg[1], args.arg[2]);
-    else {
-        const herd_node_t *node = herd_config_node (loaded, args.arg[0]);
-        if (!node) {
-            fprintf (stderr, "herd: %s has no node '%s'\n", args.config, args.arg[0]);
-            rc = 1;
-        }
-        else
-            rc = herd_node_run (loaded, node, args.role);
-    }
+    rc = s_run_loaded (command, &args, loaded);
     herd_config_destroy (&loaded);
     return rc;
 }

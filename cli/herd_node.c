@@ -181,169 +181,217 @@ s_reload (const herd_config_t *running, const char *name, zactor_t **actors,
     return next;
 }
 
-int
-herd_node_run (const herd_config_t *config, const herd_node_t *node, const char *role)
+//  The main thread of a running node: what its loop needs.
+typedef struct {
+    const herd_config_t *config;    //  in force: the start's, or the last reload's
+    const herd_node_t *node;        //  this node in config
+    const char *role;               //  the one role run, or NULL for a whole node
+    herd_config_t *owned;           //  the config of the last reload, if any
+    herd_notify_t *notify;          //  the service manager, or NULL
+    herd_log_t *log;
+    zactor_t *actors[3];            //  gateway, bus, places; NULL when not run here
+    char said[256];                 //  the STATUS last sent
+    int64_t watchdog_ms;            //  the watchdog's interval, 0 if none
+    int64_t pinged_at;              //  when the watchdog was last pinged
+} s_main_t;
+
+//  Signals are taken by this thread alone, with sigwait: block them before
+//  any actor thread starts, so every thread inherits the mask.
+static void
+s_block_signals (sigset_t *signals)
 {
-    bool split = role != NULL;
-    bool all = !split;
-    bool run_gateway = all || streq (role, "gateway");
-    bool run_bus = all || streq (role, "bus");
-    bool run_places = all || streq (role, "places");
-    herd_config_t *owned = NULL;        //  the config of the last reload, if any
-
-    //  Signals are taken by this thread alone, with sigwait: block them
-    //  before any actor thread starts, so every thread inherits the mask
     zsys_handler_set (NULL);
-    sigset_t signals;
-    sigemptyset (&signals);
-    sigaddset (&signals, SIGINT);
-    sigaddset (&signals, SIGTERM);
-    sigaddset (&signals, SIGHUP);
-    pthread_sigmask (SIG_BLOCK, &signals, NULL);
+    sigemptyset (signals);
+    sigaddset (signals, SIGINT);
+    sigaddset (signals, SIGTERM);
+    sigaddset (signals, SIGHUP);
+    pthread_sigmask (SIG_BLOCK, signals, NULL);
     signal (SIGPIPE, SIG_IGN);
-    //  Before any thread starts: it unsets NOTIFY_SOCKET and the watchdog's
-    //  variables, which no other thread may be reading
-    herd_notify_t *notify = herd_notify_new ();
+}
 
-    //  One copy of each role of a node at a time: a lock in its data
-    //  directory per role (lock: the bus, which owns the journal), taken
-    //  before the journal is read or the log written, so a second copy
-    //  leaves both alone
+//  What the roles run here need before they start: one copy of each role
+//  of a node at a time (a lock in its data directory per role; lock: the
+//  bus, which owns the journal), taken before the journal is read or the
+//  log written, so a second copy leaves both alone; libcurl; the log. The
+//  log, or NULL (the caller releases locks).
+static herd_log_t *
+s_open (const herd_config_t *config, const herd_node_t *node, const bool run[3], int *locks)
+{
     static const char *lock_names[] = {"places.lock", "lock", "gateway.lock"};
-    bool lock_roles[] = {run_places, run_bus, run_gateway};
-    int locks[] = {-1, -1, -1};
-    for (int i = 0; i < 3; i++) {
-        if (node->data && lock_roles[i] && (locks[i] = s_lock_take (node, lock_names[i])) == -1) {
-            s_lock_release (locks);
-            herd_notify_destroy (&notify);
-            return 1;
-        }
-    }
-    if (run_places && herd_places_global_init () == -1) {
+    bool lock_roles[] = {run[2], run[1], run[0]};
+    for (int i = 0; i < 3; i++)
+        if (node->data && lock_roles[i] && (locks[i] = s_lock_take (node, lock_names[i])) == -1)
+            return NULL;
+    if (run[2] && herd_places_global_init () == -1) {
         fprintf (stderr, "herd: %s: cannot initialise libcurl\n", node->name);
-        s_lock_release (locks);
-        herd_notify_destroy (&notify);
-        return 1;
+        return NULL;
     }
     herd_log_t *log = herd_log_new (node->log, node->name);
     if (!log) {
         fprintf (stderr, "herd: %s: cannot open log file %s: %s\n", node->name, node->log,
                  strerror (errno));
-        s_lock_release (locks);
-        herd_notify_destroy (&notify);
-        return 1;
+        return NULL;
     }
     herd_log_configure (log, config->log_requests_every, (herd_log_level_t) config->log_level,
                         config->log_json);
+    return log;
+}
+
+//  Tell the service manager STATUS, with READY=1 first when ready.
+static void
+s_main_status (s_main_t *self, bool ready, int stalled, int64_t now_ms)
+{
+    char status[sizeof (self->said)];
+    s_status (status, sizeof (status), self->node, self->role, stalled, now_ms);
+    if (ready)
+        herd_notify_send (self->notify, "READY=1\nSTATUS=%s", status);
+    else
+    if (!streq (status, self->said))
+        herd_notify_send (self->notify, "STATUS=%s", status);
+    memcpy (self->said, status, sizeof (self->said));
+}
+
+//  A look at the actors' last turns after each wake-up: the watchdog is
+//  pinged every half of its interval, but only while no actor is stalled,
+//  so a node whose actor stays stuck is restarted.
+static void
+s_main_watch (s_main_t *self)
+{
+    int64_t now_ms = zclock_mono ();
+    int stalled = herd_alive_check (self->log, now_ms);
+    if (!self->notify)
+        return;
+    //  A tenth early rather than one wake-up (a second) late
+    int64_t watchdog_ms = self->watchdog_ms;
+    bool due = watchdog_ms && now_ms - self->pinged_at >= watchdog_ms - watchdog_ms / 10;
+    if (due && !stalled) {
+        herd_notify_send (self->notify, "WATCHDOG=1");
+        self->pinged_at = now_ms;
+    }
+    s_main_status (self, false, stalled, now_ms);
+}
+
+//  SIGHUP: reopen the log first (logrotate's postrotate sends SIGHUP),
+//  then reload the config.
+static void
+s_main_reload (s_main_t *self)
+{
+    if (herd_log_reopen (self->log) == -1)
+        fprintf (stderr, "herd: %s: cannot reopen log file %s: %s\n", self->node->name,
+                 self->node->log, strerror (errno));
+    herd_log_printf (self->log, "main", "log reopened on SIGHUP");
+    herd_notify_reloading (self->notify);
+    static const char *actor_names[] = {"gateway", "bus", "places"};
+    bool keep_old;
+    herd_config_t *next = s_reload (self->config, self->node->name, self->actors, actor_names, 3,
+                                    self->log, &keep_old);
+    if (next) {
+        self->node = herd_config_node (next, self->node->name);
+        self->config = next;
+        if (keep_old)
+            self->owned = NULL;         //  leaked on purpose: an actor may read it
+        herd_config_destroy (&self->owned);
+        self->owned = next;
+    }
+    s_main_status (self, true, 0, 0);
+}
+
+//  Serve until SIGINT or SIGTERM, which it returns: SIGHUP reopens the log
+//  and reloads, and at least once a second, a look at the actors.
+static int
+s_main_loop (s_main_t *self, const sigset_t *signals)
+{
+    while (true) {
+        //  A second, or less when the next ping is due sooner; one
+        //  overdue (held back by a stall) waits no less than the rest
+        int64_t watchdog_ms = self->watchdog_ms;
+        int64_t wait_ms = watchdog_ms && watchdog_ms < 1000 ? watchdog_ms : 1000;
+        int64_t due_ms = self->pinged_at + watchdog_ms - zclock_mono ();
+        if (watchdog_ms && due_ms > 0 && due_ms < wait_ms)
+            wait_ms = due_ms;
+        struct timespec wait = {wait_ms / 1000, (long) (wait_ms % 1000) * 1000000};
+        int signo = sigtimedwait (signals, NULL, &wait);
+        s_main_watch (self);
+        if (signo == SIGHUP)
+            s_main_reload (self);
+        else
+        if (signo != -1)
+            return signo;
+    }
+}
+
+//  Every actor has started (the gateway listens): say so, serve, stop.
+static void
+s_main_serve (s_main_t *self, const sigset_t *signals)
+{
+    const herd_node_t *node = self->node;
+    if (self->actors[0])
+        printf ("herd: %s %s serving clients on %s (log %s)\n", node->name,
+                self->role ? "gateway" : "node", node->client, node->log);
+    else
+        printf ("herd: %s %s ready (log %s)\n", node->name, self->role, node->log);
+    fflush (stdout);
+    herd_log_flush (self->log);
+    s_main_status (self, true, 0, 0);
+    self->watchdog_ms = herd_notify_watchdog_ms (self->notify);
+    self->pinged_at = zclock_mono ();
+    int signo = s_main_loop (self, signals);
+    herd_notify_send (self->notify, "STOPPING=1\nSTATUS=stopping on %s", strsignal (signo));
+    herd_log_printf (self->log, "main", "stopping on %s", strsignal (signo));
+}
+
+int
+herd_node_run (const herd_config_t *config, const herd_node_t *node, const char *role)
+{
+    bool split = role != NULL;
+    bool all = !split;
+    bool run[3] = {all || streq (role, "gateway"), all || streq (role, "bus"),
+                   all || streq (role, "places")};
+    sigset_t signals;
+    s_block_signals (&signals);
+    //  Before any thread starts: it unsets NOTIFY_SOCKET and the watchdog's
+    //  variables, which no other thread may be reading
+    s_main_t self = {config, node, role, NULL, herd_notify_new (), NULL, {NULL}, "", 0, 0};
+    int locks[] = {-1, -1, -1};
+    self.log = s_open (config, node, run, locks);
+    if (!self.log) {
+        s_lock_release (locks);
+        herd_notify_destroy (&self.notify);
+        return 1;
+    }
     if (split)
         mkdir (config->run_dir, 0755);
     char *bus_endpoint = herd_config_endpoint (config, node, "bus", split);
     char *places_endpoint = herd_config_endpoint (config, node, "places", split);
     const char *url = getenv ("HERD_PLACES_URL");
     const char *key = getenv (config->places.key_env);
-    herd_log_printf (log, "main", "starting %s (pid %d)%s%s", role ? role : "node",
+    herd_log_printf (self.log, "main", "starting %s (pid %d)%s%s", role ? role : "node",
                      (int) getpid (), url ? ", Places URL from HERD_PLACES_URL: " : "",
                      url ? url : "");
 
-    herd_places_args_t places_args = {&config->places, places_endpoint, url, key, log};
-    herd_bus_args_t bus_args = {config, node, bus_endpoint, log};
-    herd_gateway_args_t gateway_args = {config, node, bus_endpoint, places_endpoint, log};
-    zactor_t *places = NULL, *bus = NULL, *gateway = NULL;
+    herd_places_args_t places_args = {&config->places, places_endpoint, url, key, self.log};
+    herd_bus_args_t bus_args = {config, node, bus_endpoint, self.log};
+    herd_gateway_args_t gateway_args = {config, node, bus_endpoint, places_endpoint, self.log};
     bool ok = true;
-    if (run_places)
-        ok = (places = s_start (herd_places_actor, &places_args)) != NULL;
-    if (ok && run_bus)
-        ok = (bus = s_start (herd_bus_actor, &bus_args)) != NULL;
-    if (ok && run_gateway)
-        ok = (gateway = s_start (herd_gateway_actor, &gateway_args)) != NULL;
-
-    if (ok) {
-        if (run_gateway)
-            printf ("herd: %s %s serving clients on %s (log %s)\n", node->name,
-                    split ? "gateway" : "node", node->client, node->log);
-        else
-            printf ("herd: %s %s ready (log %s)\n", node->name, role, node->log);
-        fflush (stdout);
-        herd_log_flush (log);
-        //  Every actor has started (the gateway listens): ready
-        char status[256], said[256];
-        s_status (status, sizeof (status), node, role, 0, 0);
-        herd_notify_send (notify, "READY=1\nSTATUS=%s", status);
-        memcpy (said, status, sizeof (said));
-        zactor_t *actors[] = {gateway, bus, places};
-        const char *actor_names[] = {"gateway", "bus", "places"};
-        int64_t watchdog_ms = herd_notify_watchdog_ms (notify);
-        int64_t pinged_at = herd_alive_now_ms ();
-        int signo = 0;
-        //  SIGHUP reopens the log and reloads; SIGINT or SIGTERM stops; and
-        //  at least once a second, a look at the actors' last turns. The
-        //  watchdog is pinged every half of its interval, but only while no
-        //  actor is stalled: a node whose actor stays stuck is restarted
-        while (true) {
-            //  A second, or less when the next ping is due sooner; one
-            //  overdue (held back by a stall) waits no less than the rest
-            int64_t wait_ms = watchdog_ms && watchdog_ms < 1000 ? watchdog_ms : 1000;
-            int64_t due_ms = pinged_at + watchdog_ms - herd_alive_now_ms ();
-            if (watchdog_ms && due_ms > 0 && due_ms < wait_ms)
-                wait_ms = due_ms;
-            struct timespec wait = {wait_ms / 1000, (long) (wait_ms % 1000) * 1000000};
-            signo = sigtimedwait (&signals, NULL, &wait);
-            int64_t now_ms = herd_alive_now_ms ();
-            int stalled = herd_alive_check (log, now_ms);
-            if (notify) {
-                //  A tenth early rather than one wake-up (a second) late
-                bool due = watchdog_ms && now_ms - pinged_at >= watchdog_ms - watchdog_ms / 10;
-                if (due && !stalled) {
-                    herd_notify_send (notify, "WATCHDOG=1");
-                    pinged_at = now_ms;
-                }
-                s_status (status, sizeof (status), node, role, stalled, now_ms);
-                if (!streq (status, said)) {
-                    herd_notify_send (notify, "STATUS=%s", status);
-                    memcpy (said, status, sizeof (said));
-                }
-            }
-            if (signo == SIGHUP) {
-                //  The log first: logrotate's postrotate sends SIGHUP
-                if (herd_log_reopen (log) == -1)
-                    fprintf (stderr, "herd: %s: cannot reopen log file %s: %s\n", node->name,
-                             node->log, strerror (errno));
-                herd_log_printf (log, "main", "log reopened on SIGHUP");
-                herd_notify_reloading (notify);
-                bool keep_old;
-                herd_config_t *next = s_reload (config, node->name, actors, actor_names, 3,
-                                                log, &keep_old);
-                if (next) {
-                    node = herd_config_node (next, node->name);
-                    config = next;
-                    if (keep_old)
-                        owned = NULL;       //  leaked on purpose: an actor may read it
-                    herd_config_destroy (&owned);
-                    owned = next;
-                }
-                s_status (status, sizeof (status), node, role, 0, 0);
-                herd_notify_send (notify, "READY=1\nSTATUS=%s", status);
-                memcpy (said, status, sizeof (said));
-            }
-            else
-            if (signo != -1)
-                break;
-        }
-        herd_notify_send (notify, "STOPPING=1\nSTATUS=stopping on %s", strsignal (signo));
-        herd_log_printf (log, "main", "stopping on %s", strsignal (signo));
-    }
+    if (run[2])
+        ok = (self.actors[2] = s_start (herd_places_actor, &places_args)) != NULL;
+    if (ok && run[1])
+        ok = (self.actors[1] = s_start (herd_bus_actor, &bus_args)) != NULL;
+    if (ok && run[0])
+        ok = (self.actors[0] = s_start (herd_gateway_actor, &gateway_args)) != NULL;
+    if (ok)
+        s_main_serve (&self, &signals);
     else
         fprintf (stderr, "herd: %s: could not start; see %s\n", node->name, node->log);
 
-    zactor_destroy (&gateway);
-    zactor_destroy (&bus);
-    zactor_destroy (&places);
-    herd_log_printf (log, "main", "stopped");
-    herd_log_destroy (&log);
-    herd_config_destroy (&owned);
+    for (int i = 0; i < 3; i++)
+        zactor_destroy (&self.actors[i]);
+    herd_log_printf (self.log, "main", "stopped");
+    herd_log_destroy (&self.log);
+    herd_config_destroy (&self.owned);
     free (bus_endpoint);
     free (places_endpoint);
     s_lock_release (locks);
-    herd_notify_destroy (&notify);
+    herd_notify_destroy (&self.notify);
     return ok ? 0 : 1;
 }

@@ -3,10 +3,10 @@
 #include "herd_alive.h"
 #include "herd_check.h"
 
+#include <czmq.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
-#include <time.h>
 
 typedef struct {
     _Atomic int64_t turned;     //  last loop turn in this process, ms; 0 never
@@ -32,14 +32,6 @@ herd_alive_role (const char *name)
         if (strcmp (name, s_names[role]) == 0)
             return role;
     return -1;
-}
-
-int64_t
-herd_alive_now_ms (void)
-{
-    struct timespec now;
-    clock_gettime (CLOCK_MONOTONIC, &now);
-    return (int64_t) now.tv_sec * 1000 + now.tv_nsec / 1000000;
 }
 
 void
@@ -133,8 +125,8 @@ s_test_actor (void *arg)
 {
     (void) arg;
     for (int turn = 0; turn < 20; turn++) {
-        herd_alive_beat (HERD_ALIVE_BUS, herd_alive_now_ms ());
-        nanosleep (&(struct timespec){0, 2 * 1000 * 1000}, NULL);
+        herd_alive_beat (HERD_ALIVE_BUS, zclock_mono ());
+        zclock_sleep (2);
     }
     return NULL;
 }
@@ -163,18 +155,24 @@ s_count (const char *haystack, const char *needle)
     return count;
 }
 
-void
-herd_alive_test (bool verbose)
+//  Role names.
+static void
+s_test_names (void)
 {
-    (void) verbose;
     HERD_CHECK_STR (herd_alive_name (HERD_ALIVE_PLACES), "places");
     HERD_CHECK_INT (herd_alive_role ("gateway"), HERD_ALIVE_GATEWAY);
     HERD_CHECK_INT (herd_alive_role ("log"), HERD_ALIVE_LOG);
     HERD_CHECK_INT (herd_alive_role ("main"), -1);
     HERD_CHECK_INT (herd_alive_role (NULL), -1);
 
+}
+
+//  Roles in a process, from nothing run, through turns, to stalls.
+static void
+s_test_roles (void)
+{
     //  Nothing runs yet: every role absent, none stalled
-    int64_t now = herd_alive_now_ms ();
+    int64_t now = zclock_mono ();
     for (int role = 0; role < HERD_ALIVE_ROLES; role++) {
         HERD_CHECK_INT (herd_alive_age_ms (role, now), -1);
         HERD_CHECK (!herd_alive_local (role));
@@ -191,7 +189,7 @@ herd_alive_test (bool verbose)
     pthread_t thread;
     HERD_CHECK (pthread_create (&thread, NULL, s_test_actor, NULL) == 0);
     pthread_join (thread, NULL);
-    now = herd_alive_now_ms ();
+    now = zclock_mono ();
     HERD_CHECK (herd_alive_local (HERD_ALIVE_BUS));
     int64_t age = herd_alive_age_ms (HERD_ALIVE_BUS, now);
     HERD_CHECK (age >= 0 && age < 1000);
@@ -209,7 +207,7 @@ herd_alive_test (bool verbose)
     snprintf (path, sizeof (path), "%s/node.log", dir);
     herd_log_t *log = herd_log_new (path, "Hill");
     HERD_CHECK (log);
-    now = herd_alive_now_ms ();
+    now = zclock_mono ();
     herd_alive_beat (HERD_ALIVE_GATEWAY, now - 6000);
     HERD_CHECK_INT (herd_alive_check (log, now), 1);
     HERD_CHECK_INT (herd_alive_check (log, now + 10), 1);
@@ -252,4 +250,12 @@ herd_alive_test (bool verbose)
     herd_log_destroy (&log);
     unlink (path);
     rmdir (dir);
+}
+
+void
+herd_alive_test (bool verbose)
+{
+    (void) verbose;
+    s_test_names ();
+    s_test_roles ();
 }

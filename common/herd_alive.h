@@ -1,7 +1,7 @@
 //  herd_alive.h - proof that every actor's loop turns.
 //
 //  A process-wide table, one entry a role. Each actor's loop calls
-//  herd_alive_beat once a turn with the monotonic time; the loops wake at
+//  herd_alive_beat once a turn with the monotonic time (zclock_mono); the loops wake at
 //  least once a second (the gateway's tick, the bus's heartbeat, the places
 //  worker's longest poll, the log writer's quarter second), so a healthy
 //  actor's last turn is under about a second old. A role whose actor runs in
@@ -46,10 +46,6 @@ const char *
 //  The role called name, or -1.
 int
     herd_alive_role (const char *name);
-
-//  The monotonic clock in milliseconds (the clock beats are given in).
-int64_t
-    herd_alive_now_ms (void);
 
 //  An actor's loop turned at now_ms (monotonic).
 void

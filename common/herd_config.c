@@ -1,14 +1,17 @@
 //  herd_config.c - herd.cfg (ZPL) read with zconfig, checked line by line and key by key.
 //
-//  Loading runs in three steps. A pre-scan walks the text line by line with
-//  zconfig's own rules (czmq 4.2.1 src/zconfig.c) and reports what zconfig
-//  would reject, or silently misread, as "FILE:LINE: reason"; it also records
-//  every key with its line. zconfig_str_load then builds the tree, and the
-//  keys of the tree, walked in file order, are paired with the recorded lines.
+//  Loading runs in three steps. A pre-scan (herd_config_scan.c) walks the
+//  text line by line with zconfig's own rules (czmq 4.2.1 src/zconfig.c) and
+//  reports what zconfig would reject, or silently misread, as "FILE:LINE:
+//  reason"; it also records every key with its line. zconfig_str_load then
+//  builds the tree, and the keys of the tree, walked in file order, are
+//  paired with the recorded lines.
 //  Last the tree is validated section by section into a herd_config_t, each
 //  error naming the file, the line (when known), the section and the key.
 
 #include "herd_config.h"
+#include "herd_config_scan.h"
+#include "herd_decimal.h"
 #include "herd_check.h"
 #include "herd_msg.h"
 
@@ -26,33 +29,15 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define S_LINE_MAX      1024                //  zconfig reads at most this many bytes a line
 #define S_FILE_MAX      (16 * 1024 * 1024)  //  refuse bigger files (e.g. a device by mistake)
 #define S_IPC_PATH_MAX  (sizeof (((struct sockaddr_un *) 0)->sun_path) - 1)
 #define S_LONGEST_ROLE  "places"            //  the longest role given to herd_config_endpoint
-
-//  One key found by the pre-scan.
-typedef struct {
-    char *name;                 //  key name as written
-    int line;                   //  1-based line number
-    int level;                  //  indentation level, 0 = top
-} s_item_t;
-
-//  A key of the zconfig tree and the line it came from.
-typedef struct {
-    zconfig_t *key;
-    int line;
-} s_keyline_t;
 
 //  State of one load: where errors go, and the line of every key.
 typedef struct {
     const char *file;           //  file name used in messages
     char *error;                //  first error, or NULL
-    s_item_t *items;            //  keys found by the pre-scan, in file order
-    size_t item_count;
-    size_t item_max;
-    s_keyline_t *keylines;      //  sorted by key address; empty if unmapped
-    size_t keyline_count;
+    herd_config_scan_t *scan;   //  the line of every key, once mapped
     zhash_t *names;             //  node name -> its zconfig key
     zhash_t *clients;           //  "[host]:port" -> herd_node_t * with that client
     zhash_t *buses;             //  "[host]:port" -> herd_node_t * with that bus
@@ -146,45 +131,6 @@ s_join (const char *const list[])
     return joined;
 }
 
-//  A byte for a message: 'c' if printable, else its hex code.
-static void
-s_describe_byte (char byte, char *buffer, size_t size)
-{
-    unsigned char code = (unsigned char) byte;
-    if (isprint (code))
-        snprintf (buffer, size, "'%c'", code);
-    else
-        snprintf (buffer, size, "byte 0x%02x", code);
-}
-
-//  A character zconfig accepts in a name (its s_is_namechar).
-static bool
-s_is_namechar (char byte)
-{
-    return byte != 0 && (isalnum ((unsigned char) byte) || strchr ("$-_@.&+/", byte) != NULL);
-}
-
-//  Parse a plain decimal integer (digits only) in min..max; 0 or -1.
-static int
-s_parse_decimal (const char *text, long min, long max, long *value_p)
-{
-    if (!*text)
-        return -1;
-    long value = 0;
-    for (const char *digit = text; *digit; digit++) {
-        if (*digit < '0' || *digit > '9')
-            return -1;
-        long add = *digit - '0';
-        if (value > (max - add) / 10)
-            return -1;          //  above max, and stops before any overflow
-        value = value * 10 + add;
-    }
-    if (value < min)
-        return -1;
-    *value_p = value;
-    return 0;
-}
-
 //  Split "host:port" at its last colon; "[v6]:port" loses its brackets.
 //  Returns 0, or -1 with *reason_p saying why.
 static int
@@ -196,7 +142,7 @@ s_split_address (const char *text, char **host_p, int *port_p, const char **reas
         return -1;
     }
     long port = 0;
-    if (s_parse_decimal (colon + 1, 1, 65535, &port)) {
+    if (herd_decimal_parse_long (colon + 1, 1, 65535, &port)) {
         *reason_p = "PORT must be a decimal number in 1..65535";
         return -1;
     }
@@ -276,10 +222,7 @@ s_locate (zconfig_t *section, const char *name)
 static void
 s_loader_free (s_loader_t *self)
 {
-    for (size_t i = 0; i < self->item_count; i++)
-        free (self->items[i].name);
-    free (self->items);
-    free (self->keylines);
+    herd_config_scan_destroy (&self->scan);
     zhash_destroy (&self->names);
     zhash_destroy (&self->clients);
     zhash_destroy (&self->buses);
@@ -305,32 +248,11 @@ s_loader_fail (s_loader_t *self, int line, const char *format, ...)
     return -1;
 }
 
-//  Order keylines by key address, for bsearch.
-static int
-s_keyline_compare (const void *left, const void *right)
-{
-    uintptr_t a = (uintptr_t) ((const s_keyline_t *) left)->key;
-    uintptr_t b = (uintptr_t) ((const s_keyline_t *) right)->key;
-    return a < b ? -1 : a > b ? 1 : 0;
-}
-
-//  Line a key came from, or 0 if unknown.
-static int
-s_loader_line (s_loader_t *self, zconfig_t *key)
-{
-    if (!key || self->keyline_count == 0)
-        return 0;
-    s_keyline_t probe = {key, 0};
-    s_keyline_t *found = (s_keyline_t *) bsearch (&probe, self->keylines, self->keyline_count,
-                                                  sizeof (s_keyline_t), s_keyline_compare);
-    return found ? found->line : 0;
-}
-
 //  " (first at line N)", or "" when the line is unknown.
 static void
 s_first_at (s_loader_t *self, zconfig_t *key, char *buffer, size_t size)
 {
-    int line = s_loader_line (self, key);
+    int line = herd_config_scan_line (self->scan, key);
     if (line > 0)
         snprintf (buffer, size, " (first at line %d)", line);
     else
@@ -345,208 +267,10 @@ s_key_fail (s_loader_t *self, zconfig_t *key, const char *context, const char *f
     va_start (args, format);
     char *reason = s_vsprintf (format, args);
     va_end (args);
-    s_loader_fail (self, s_loader_line (self, key), "%s: key '%s': %s", context,
+    s_loader_fail (self, herd_config_scan_line (self->scan, key), "%s: key '%s': %s", context,
                    zconfig_name (key), reason);
     free (reason);
     return -1;
-}
-
-//  -------------------------------------------------------------------------
-//  Pre-scan: zconfig's line rules, with file:line errors
-
-//  Remember a key found by the pre-scan.
-static void
-s_loader_add_item (s_loader_t *self, const char *name, size_t size, int line, int level)
-{
-    if (self->item_count == self->item_max) {
-        self->item_max = self->item_max ? self->item_max * 2 : 64;
-        self->items = (s_item_t *) s_checked (
-            reallocarray (self->items, self->item_max, sizeof (s_item_t)));
-    }
-    s_item_t *item = &self->items[self->item_count++];
-    item->name = (char *) s_checked (strndup (name, size));
-    item->line = line;
-    item->level = level;
-}
-
-//  Check one line (trailing white space trimmed, not empty) as zconfig
-//  reads it; records its key if it has one. *prev_level_p and *prev_line_p
-//  hold the level and line of the key before (-1 and 0 at first). 0 or -1.
-static int
-s_prescan_line (s_loader_t *self, const char *line, int lineno, int *prev_level_p,
-                int *prev_line_p)
-{
-    char what[32];
-    const char *scan = line;
-    while (*scan == ' ')
-        scan++;
-    size_t spaces = (size_t) (scan - line);
-
-    //  zconfig counts only spaces; other white space ahead of a key is junk
-    const char *rest = scan;
-    while (isspace ((unsigned char) *rest))
-        rest++;
-    bool comment = *rest == '#';
-    if (isspace ((unsigned char) *scan) && !comment) {
-        if (*scan == '\t')
-            return s_loader_fail (self, lineno, "a tab is used for indentation "
-                                                "(indent with 4 spaces a level)");
-        s_describe_byte (*scan, what, sizeof (what));
-        return s_loader_fail (self, lineno,
-                              "%s is used for indentation (indent with 4 spaces a level)", what);
-    }
-    if (spaces % 4 != 0)
-        return s_loader_fail (self, lineno, "indentation is %zu spaces, not a multiple of 4%s",
-                              spaces, comment ? " (zconfig rejects it even on a comment)" : "");
-    if (comment)
-        return 0;
-
-    if (strlen (line) > S_LINE_MAX)
-        return s_loader_fail (self, lineno,
-                              "line is %zu bytes long; zconfig reads at most %d a line",
-                              strlen (line), S_LINE_MAX);
-    if (lineno == 1 && strncmp (line, "\xEF\xBB\xBF", 3) == 0)
-        return s_loader_fail (self, lineno, "the file starts with a UTF-8 byte order mark, "
-                                            "which zconfig does not accept");
-
-    //  The name
-    const char *name = scan;
-    while (s_is_namechar (*scan))
-        scan++;
-    size_t name_size = (size_t) (scan - name);
-    int name_len = name_size > 100 ? 100 : (int) name_size;
-    if (name_size == 0) {
-        s_describe_byte (*scan, what, sizeof (what));
-        return s_loader_fail (self, lineno,
-                              "expected a key name, found %s (a line holds 'name' or "
-                              "'name = value')",
-                              what);
-    }
-    if (name[0] == '/' || name[name_size - 1] == '/')
-        return s_loader_fail (self, lineno, "name '%.*s' must not start or end with '/'",
-                              name_len, name);
-    if (*scan && *scan != '=' && *scan != '#' && !isspace ((unsigned char) *scan)) {
-        const char *end = scan;
-        while (*end && *end != '=' && !isspace ((unsigned char) *end))
-            end++;
-        s_describe_byte (*scan, what, sizeof (what));
-        return s_loader_fail (self, lineno,
-                              "name '%.*s' contains %s (names may use letters, digits "
-                              "and $ - _ @ . & + /)",
-                              (int) (end - name > 100 ? 100 : end - name), name, what);
-    }
-
-    //  The value, if any
-    while (isspace ((unsigned char) *scan))
-        scan++;
-    if (*scan == '=') {
-        const char *equals = scan++;
-        while (isspace ((unsigned char) *scan))
-            scan++;
-        if (*scan == '"' || *scan == '\'') {
-            const char *close = strchr (scan + 1, *scan);
-            if (!close)
-                return s_loader_fail (self, lineno, "unterminated quote: missing closing %c",
-                                      *scan);
-            const char *after = close + 1;
-            while (isspace ((unsigned char) *after))
-                after++;
-            if (*after && *after != '#')
-                return s_loader_fail (self, lineno,
-                                      "unexpected text after the closing quote: '%.100s'", after);
-        }
-        else
-        if (*scan == '#' && scan > equals + 1)
-            //  zconfig would store the comment itself as the value
-            return s_loader_fail (self, lineno,
-                                  "empty value followed by a comment; zconfig would read "
-                                  "the comment as the value (write %.*s = \"\")",
-                                  name_len, name);
-    }
-    else
-    if (*scan && *scan != '#')
-        return s_loader_fail (self, lineno,
-                              "expected '=' after name '%.*s' (a line holds 'name' or "
-                              "'name = value')",
-                              name_len, name);
-
-    //  The level: at most one deeper than the key before
-    int level = (int) (spaces / 4);
-    if (level > *prev_level_p + 1) {
-        if (*prev_level_p < 0)
-            return s_loader_fail (self, lineno,
-                                  "'%.*s' is indented, but no key before it can be its "
-                                  "parent",
-                                  name_len, name);
-        return s_loader_fail (self, lineno,
-                              "'%.*s' is indented more than one level (4 spaces) deeper "
-                              "than its parent at line %d",
-                              name_len, name, *prev_line_p);
-    }
-    *prev_level_p = level;
-    *prev_line_p = lineno;
-    s_loader_add_item (self, name, name_size, lineno, level);
-    return 0;
-}
-
-//  Pre-scan the whole text, line by line as zconfig splits it.
-static int
-s_prescan (s_loader_t *self, const char *text)
-{
-    int lineno = 0;
-    int prev_level = -1;
-    int prev_line = 0;
-    const char *cursor = text;
-    while (*cursor) {
-        const char *eoln = strchr (cursor, '\n');
-        size_t size = eoln ? (size_t) (eoln - cursor) : strlen (cursor);
-        lineno++;
-        while (size > 0 && isspace ((unsigned char) cursor[size - 1]))
-            size--;
-        if (size > 0) {
-            char *line = (char *) s_checked (strndup (cursor, size));
-            int rc = s_prescan_line (self, line, lineno, &prev_level, &prev_line);
-            free (line);
-            if (rc)
-                return -1;
-        }
-        cursor = eoln ? eoln + 1 : cursor + strlen (cursor);
-    }
-    return 0;
-}
-
-//  Pair the tree's keys, in file order, with the pre-scan's; -1 if the two
-//  disagree anywhere.
-static int
-s_map_keys (s_loader_t *self, zconfig_t *parent, int level, size_t *index_p)
-{
-    for (zconfig_t *key = zconfig_child (parent); key; key = zconfig_next (key)) {
-        size_t index = *index_p;
-        if (index >= self->item_count || self->items[index].level != level
-            || strcmp (self->items[index].name, zconfig_name (key)) != 0)
-            return -1;
-        self->keylines[index].key = key;
-        self->keylines[index].line = self->items[index].line;
-        (*index_p)++;
-        if (s_map_keys (self, key, level + 1, index_p))
-            return -1;
-    }
-    return 0;
-}
-
-//  Give every key of the tree its line; if the pre-scan and zconfig ever
-//  disagree, messages go without line numbers rather than with wrong ones.
-static void
-s_loader_map (s_loader_t *self, zconfig_t *root)
-{
-    if (self->item_count == 0)
-        return;
-    self->keylines = (s_keyline_t *) s_checked (calloc (self->item_count, sizeof (s_keyline_t)));
-    size_t index = 0;
-    if (s_map_keys (self, root, 0, &index) == 0 && index == self->item_count) {
-        self->keyline_count = self->item_count;
-        qsort (self->keylines, self->keyline_count, sizeof (s_keyline_t), s_keyline_compare);
-    }
 }
 
 //  -------------------------------------------------------------------------
@@ -562,14 +286,14 @@ s_check_keys (s_loader_t *self, zconfig_t *section, const char *context,
         const char *name = zconfig_name (key);
         if (!s_in_list (name, allowed)) {
             char *list = s_join (allowed);
-            s_loader_fail (self, s_loader_line (self, key), "%s: unknown key '%s' (allowed: %s)",
+            s_loader_fail (self, herd_config_scan_line (self->scan, key), "%s: unknown key '%s' (allowed: %s)",
                            context, name, list);
             free (list);
             return -1;
         }
         zconfig_t *child = zconfig_child (key);
         if (child)
-            return s_loader_fail (self, s_loader_line (self, child),
+            return s_loader_fail (self, herd_config_scan_line (self->scan, child),
                                   "%s: key '%s': unexpected child key '%s' (this key takes "
                                   "no children)",
                                   context, name, zconfig_name (child));
@@ -580,7 +304,7 @@ s_check_keys (s_loader_t *self, zconfig_t *section, const char *context,
             if (strcmp (zconfig_name (earlier), name) == 0) {
                 char first[48];
                 s_first_at (self, earlier, first, sizeof (first));
-                return s_loader_fail (self, s_loader_line (self, key),
+                return s_loader_fail (self, herd_config_scan_line (self->scan, key),
                                       "%s: key '%s' is given twice%s", context, name, first);
             }
     }
@@ -609,7 +333,7 @@ s_get_int (s_loader_t *self, zconfig_t *section, const char *context, const char
 {
     *value_p = default_value;
     zconfig_t *key = s_locate (section, name);
-    if (key && s_parse_decimal (s_value (key), min, max, value_p)) {
+    if (key && herd_decimal_parse_long (s_value (key), min, max, value_p)) {
         s_key_fail (self, key, context, "'%s' is not an integer in %ld..%ld", s_value (key), min,
                     max);
         return -1;
@@ -631,7 +355,7 @@ s_load_top (s_loader_t *self, zconfig_t *root, zconfig_t **sections)
             index++;
         if (!s_top_keys[index]) {
             char *list = s_join (s_top_keys);
-            s_loader_fail (self, s_loader_line (self, key), "unknown key '%s' (allowed: %s)",
+            s_loader_fail (self, herd_config_scan_line (self->scan, key), "unknown key '%s' (allowed: %s)",
                            name, list);
             free (list);
             return 0;
@@ -641,7 +365,7 @@ s_load_top (s_loader_t *self, zconfig_t *root, zconfig_t **sections)
             continue;
         }
         if (*s_value (key)) {
-            s_loader_fail (self, s_loader_line (self, key),
+            s_loader_fail (self, herd_config_scan_line (self->scan, key),
                            "section '%s' takes no value (found '%s'); its keys go on the lines "
                            "below, indented",
                            name, s_value (key));
@@ -650,7 +374,7 @@ s_load_top (s_loader_t *self, zconfig_t *root, zconfig_t **sections)
         if (sections[index]) {
             char first[48];
             s_first_at (self, sections[index], first, sizeof (first));
-            s_loader_fail (self, s_loader_line (self, key), "duplicate section '%s'%s", name,
+            s_loader_fail (self, herd_config_scan_line (self->scan, key), "duplicate section '%s'%s", name,
                            first);
             return 0;
         }
@@ -901,12 +625,14 @@ s_load_endpoint (s_loader_t *self, zconfig_t *key, const char *context, herd_nod
     return rc;
 }
 
-//  One node section: name, client, bus, sync, log, data.
+//  A node's name: valid, not defined before, short enough for its ipc://
+//  endpoints. Sets node->name; 0 or -1.
 static int
-s_load_node (s_loader_t *self, zconfig_t *section, herd_config_t *config, herd_node_t *node)
+s_load_node_name (s_loader_t *self, zconfig_t *section, herd_config_t *config,
+                  herd_node_t *node)
 {
     const char *name = s_value (section);
-    int line = s_loader_line (self, section);
+    int line = herd_config_scan_line (self->scan, section);
     if (!*name)
         return s_loader_fail (self, line, "node: name is empty (write node = NAME)");
     if (!s_is_node_name (name))
@@ -932,62 +658,76 @@ s_load_node (s_loader_t *self, zconfig_t *section, herd_config_t *config, herd_n
                               "herd/run_dir)",
                               name, config->run_dir, name, S_LONGEST_ROLE, ipc_size,
                               (size_t) S_IPC_PATH_MAX);
+    return 0;
+}
 
-    char *context = s_sprintf ("node '%s'", name);
+//  A node's keys: only known ones, each once, the required ones there.
+static int
+s_check_node_keys (s_loader_t *self, zconfig_t *section, const char *context)
+{
     int rc = s_check_keys (self, section, context, s_node_allowed, false);
     for (size_t i = 0; rc == 0 && s_node_keys[i]; i++)
         if (!zconfig_locate (section, s_node_keys[i])) {
             char *list = s_join (s_node_keys);
-            rc = s_loader_fail (self, line, "%s: missing key '%s' (required: %s)", context,
-                                s_node_keys[i], list);
+            rc = s_loader_fail (self, herd_config_scan_line (self->scan, section),
+                                "%s: missing key '%s' (required: %s)", context, s_node_keys[i],
+                                list);
             free (list);
         }
+    return rc;
+}
 
-    //  client = HOST:PORT
+//  client = HOST:PORT
+static int
+s_load_client (s_loader_t *self, zconfig_t *section, const char *context, herd_node_t *node)
+{
     zconfig_t *key = zconfig_locate (section, "client");
     const char *reason = NULL;
-    if (rc == 0) {
-        if (s_split_address (s_value (key), &node->client_host, &node->client_port, &reason))
-            rc = s_key_fail (self, key, context, "'%s' is not HOST:PORT (%s)", s_value (key),
-                             reason);
-        else {
-            node->client = s_strdup (s_value (key));
-            rc = s_claim_address (self, key, context, node, node->client_host,
-                                  node->client_port, false);
-        }
+    if (s_split_address (s_value (key), &node->client_host, &node->client_port, &reason))
+        return s_key_fail (self, key, context, "'%s' is not HOST:PORT (%s)", s_value (key),
+                           reason);
+    node->client = s_strdup (s_value (key));
+    return s_claim_address (self, key, context, node, node->client_host, node->client_port,
+                            false);
+}
+
+//  metrics = HOST:PORT (Prometheus text over HTTP), optional
+static int
+s_load_metrics (s_loader_t *self, zconfig_t *section, const char *context, herd_node_t *node)
+{
+    zconfig_t *key = zconfig_locate (section, "metrics");
+    if (!key)
+        return 0;
+    char *host = NULL;
+    int port = 0;
+    const char *reason = NULL;
+    int rc;
+    if (s_split_address (s_value (key), &host, &port, &reason))
+        rc = s_key_fail (self, key, context, "'%s' is not HOST:PORT (%s)", s_value (key),
+                         reason);
+    else {
+        node->metrics = s_strdup (s_value (key));
+        node->metrics_port = port;
+        rc = s_claim_address (self, key, context, node, host, port, true);
     }
-    //  bus = tcp://HOST:PORT, and the optional sync = tcp://HOST:PORT
-    if (rc == 0)
-        rc = s_load_endpoint (self, zconfig_locate (section, "bus"), context, node, &node->bus);
-    if (rc == 0 && zconfig_locate (section, "sync"))
-        rc = s_load_endpoint (self, zconfig_locate (section, "sync"), context, node,
-                              &node->sync);
-    //  monitor = tcp://HOST:PORT (events and counters PUB), optional
-    if (rc == 0 && zconfig_locate (section, "monitor"))
-        rc = s_load_endpoint (self, zconfig_locate (section, "monitor"), context, node,
-                              &node->monitor);
-    //  metrics = HOST:PORT (Prometheus text over HTTP), optional
-    if (rc == 0 && (key = zconfig_locate (section, "metrics"))) {
-        char *host = NULL;
-        int port = 0;
-        if (s_split_address (s_value (key), &host, &port, &reason))
-            rc = s_key_fail (self, key, context, "'%s' is not HOST:PORT (%s)", s_value (key),
-                             reason);
-        else {
-            node->metrics = s_strdup (s_value (key));
-            node->metrics_port = port;
-            rc = s_claim_address (self, key, context, node, host, port, true);
-        }
-        free (host);
-    }
-    //  cert = PATH of the node's public certificate, optional
-    if (rc == 0 && (key = zconfig_locate (section, "cert"))) {
+    free (host);
+    return rc;
+}
+
+//  The node's files: cert = PATH of its public certificate and data = DIR,
+//  both optional; log = PATH. No two nodes share a data or log path.
+static int
+s_load_node_files (s_loader_t *self, zconfig_t *section, const char *context,
+                   herd_node_t *node)
+{
+    int rc = 0;
+    zconfig_t *key;
+    if ((key = zconfig_locate (section, "cert"))) {
         if (!*s_value (key))
             rc = s_key_fail (self, key, context, "value is empty");
         else
             node->cert = s_strdup (s_value (key));
     }
-    //  data = DIR, optional
     if (rc == 0 && (key = zconfig_locate (section, "data"))) {
         char *claim = s_sprintf ("data:%s", s_value (key));
         herd_node_t *owner = NULL;
@@ -1004,7 +744,6 @@ s_load_node (s_loader_t *self, zconfig_t *section, herd_config_t *config, herd_n
         }
         free (claim);
     }
-    //  log = PATH
     if (rc == 0) {
         key = zconfig_locate (section, "log");
         herd_node_t *owner = NULL;
@@ -1019,6 +758,33 @@ s_load_node (s_loader_t *self, zconfig_t *section, herd_config_t *config, herd_n
             zhash_insert (self->logs, node->log, node);
         }
     }
+    return rc;
+}
+
+//  One node section: name, client, bus, sync, log, data.
+static int
+s_load_node (s_loader_t *self, zconfig_t *section, herd_config_t *config, herd_node_t *node)
+{
+    if (s_load_node_name (self, section, config, node))
+        return -1;
+    char *context = s_sprintf ("node '%s'", node->name);
+    int rc = s_check_node_keys (self, section, context);
+    if (rc == 0)
+        rc = s_load_client (self, section, context, node);
+    //  bus = tcp://HOST:PORT, and the optional sync = tcp://HOST:PORT
+    if (rc == 0)
+        rc = s_load_endpoint (self, zconfig_locate (section, "bus"), context, node, &node->bus);
+    if (rc == 0 && zconfig_locate (section, "sync"))
+        rc = s_load_endpoint (self, zconfig_locate (section, "sync"), context, node,
+                              &node->sync);
+    //  monitor = tcp://HOST:PORT (events and counters PUB), optional
+    if (rc == 0 && zconfig_locate (section, "monitor"))
+        rc = s_load_endpoint (self, zconfig_locate (section, "monitor"), context, node,
+                              &node->monitor);
+    if (rc == 0)
+        rc = s_load_metrics (self, section, context, node);
+    if (rc == 0)
+        rc = s_load_node_files (self, section, context, node);
     free (context);
     return rc;
 }
@@ -1213,7 +979,14 @@ s_load_text (const char *text, const char *name, bool skip_security, char **erro
 
     herd_config_t *self = NULL;
     zconfig_t *root = NULL;
-    if (s_prescan (&loader, text) == 0) {
+    int bad_line = 0;
+    char *reason = NULL;
+    loader.scan = herd_config_scan_new (text, &bad_line, &reason);
+    if (!loader.scan) {
+        s_loader_fail (&loader, bad_line, "%s", reason);
+        free (reason);
+    }
+    else {
         //  zconfig logs its own complaints to stdout; the pre-scan should
         //  leave it none, and its verdict is what counts
         root = zconfig_str_load (text);
@@ -1221,7 +994,7 @@ s_load_text (const char *text, const char *name, bool skip_security, char **erro
             s_loader_fail (&loader, 0, "syntax error (zconfig rejected the file)");
     }
     if (root) {
-        s_loader_map (&loader, root);
+        herd_config_scan_map (loader.scan, root);
         self = (herd_config_t *) s_checked (calloc (1, sizeof (herd_config_t)));
         self->path = s_strdup (name);
         if (s_load_tree (&loader, root, self))
@@ -1425,983 +1198,4 @@ herd_config_resolve_endpoint (const char *endpoint)
     bool v6 = found->ai_family == AF_INET6;
     freeaddrinfo (found);
     return s_sprintf (v6 ? "tcp://[%s]%s" : "tcp://%s%s", text, colon);
-}
-
-//  -------------------------------------------------------------------------
-//  Reload (SIGHUP): what may change while a node runs, and what changed
-
-//  True if two optional strings differ.
-static bool
-s_differ (const char *left, const char *right)
-{
-    return (left == NULL) != (right == NULL) || (left && strcmp (left, right) != 0);
-}
-
-//  Append "; " and a printf'd part to *text (NULL: start it).
-static void
-s_append (char **text_p, const char *format, ...) __attribute__ ((format (printf, 2, 3)));
-
-static void
-s_append (char **text_p, const char *format, ...)
-{
-    va_list args;
-    va_start (args, format);
-    char *part = s_vsprintf (format, args);
-    va_end (args);
-    char *longer = *text_p ? s_sprintf ("%s; %s", *text_p, part) : s_strdup (part);
-    free (part);
-    free (*text_p);
-    *text_p = longer;
-}
-
-//  Whether node name's neighbour name is the same peer in both configs:
-//  there in both, at the same bus, sync and certificate.
-static bool
-s_same_peer (const herd_node_t *left, const herd_node_t *right)
-{
-    return left && right && !s_differ (left->bus, right->bus)
-           && !s_differ (left->sync, right->sync) && !s_differ (left->cert, right->cert);
-}
-
-//  True if node has a neighbour called name in config.
-static bool
-s_has_neighbour (const herd_config_t *config, const herd_node_t *node, const char *name)
-{
-    for (size_t i = 0; i < node->neighbour_count; i++)
-        if (streq (config->nodes[node->neighbours[i]].name, name))
-            return true;
-    return false;
-}
-
-int
-herd_config_reload_check (const herd_config_t *running, const herd_config_t *next,
-                          const char *name, char **why_p)
-{
-    char *why = NULL;
-    const herd_node_t *old = herd_config_node (running, name);
-    const herd_node_t *now = herd_config_node (next, name);
-    if (!old || !now)
-        s_append (&why, "node '%s' is not in the file", name);
-    else {
-        struct {
-            const char *key, *before, *after;
-        } keys[] = {{"client", old->client, now->client}, {"bus", old->bus, now->bus},
-                    {"sync", old->sync, now->sync},       {"log", old->log, now->log},
-                    {"data", old->data, now->data},       {"monitor", old->monitor, now->monitor},
-                    {"metrics", old->metrics, now->metrics}, {"cert", old->cert, now->cert}};
-        for (size_t i = 0; i < sizeof (keys) / sizeof (keys[0]); i++)
-            if (s_differ (keys[i].before, keys[i].after))
-                s_append (&why, "node '%s' %s %s -> %s", name, keys[i].key,
-                          keys[i].before ? keys[i].before : "(none)",
-                          keys[i].after ? keys[i].after : "(none)");
-    }
-    //  The name is the herd's identity on the wire: another name is another
-    //  herd, which the running neighbours would refuse
-    if (s_differ (running->name, next->name))
-        s_append (&why, "herd name %s -> %s", running->name, next->name);
-    if (s_differ (running->run_dir, next->run_dir))
-        s_append (&why, "herd run_dir %s -> %s", running->run_dir, next->run_dir);
-    if (running->fsync_always != next->fsync_always)
-        s_append (&why, "herd fsync %s -> %s", running->fsync_always ? "always" : "everysec",
-                  next->fsync_always ? "always" : "everysec");
-    if (running->curve != next->curve)
-        s_append (&why, "security curve %s -> %s", running->curve ? "on" : "off",
-                  next->curve ? "on" : "off");
-    //  The key was read from the environment at start; a running process
-    //  sees no new environment
-    if (s_differ (running->places.key_env, next->places.key_env))
-        s_append (&why, "places key_env %s -> %s", running->places.key_env,
-                  next->places.key_env);
-    //  With CURVE, the bus's ZAP handler holds the public keys of the
-    //  nodes there were at start
-    bool same_nodes = running->node_count == next->node_count;
-    for (size_t i = 0; same_nodes && i < running->node_count; i++) {
-        const herd_node_t *other = herd_config_node (next, running->nodes[i].name);
-        same_nodes = other && !s_differ (other->cert, running->nodes[i].cert);
-    }
-    if (running->curve && next->curve && !same_nodes)
-        s_append (&why, "security curve is on and nodes or their certificates changed "
-                        "(the allowed keys are loaded at start)");
-    if (why_p)
-        *why_p = why ? s_sprintf ("%s: cannot change while the node runs", why) : NULL;
-    bool refused = why != NULL;
-    free (why);
-    return refused ? -1 : 0;
-}
-
-char *
-herd_config_reload_changes (const herd_config_t *running, const herd_config_t *next,
-                            const char *name)
-{
-    char *text = NULL;
-    const herd_node_t *old = herd_config_node (running, name);
-    const herd_node_t *now = herd_config_node (next, name);
-    //  Neighbours: + added, - removed, ~ at other endpoints (relinked)
-    char *peers = s_strdup ("");
-    for (size_t i = 0; now && i < now->neighbour_count; i++) {
-        const herd_node_t *peer = &next->nodes[now->neighbours[i]];
-        const char *mark = !old || !s_has_neighbour (running, old, peer->name) ? "+"
-                           : !s_same_peer (herd_config_node (running, peer->name), peer)
-                               ? "~"
-                               : NULL;
-        if (mark) {
-            char *longer = s_sprintf ("%s %s%s", peers, mark, peer->name);
-            free (peers);
-            peers = longer;
-        }
-    }
-    for (size_t i = 0; old && i < old->neighbour_count; i++) {
-        const herd_node_t *peer = &running->nodes[old->neighbours[i]];
-        if (!now || !s_has_neighbour (next, now, peer->name)) {
-            char *longer = s_sprintf ("%s -%s", peers, peer->name);
-            free (peers);
-            peers = longer;
-        }
-    }
-    if (*peers)
-        s_append (&text, "neighbours%s", peers);
-    free (peers);
-    //  Nodes elsewhere in the herd
-    char *nodes = s_strdup ("");
-    for (size_t i = 0; i < next->node_count; i++)
-        if (!herd_config_node (running, next->nodes[i].name)) {
-            char *longer = s_sprintf ("%s +%s", nodes, next->nodes[i].name);
-            free (nodes);
-            nodes = longer;
-        }
-    for (size_t i = 0; i < running->node_count; i++)
-        if (!herd_config_node (next, running->nodes[i].name)) {
-            char *longer = s_sprintf ("%s -%s", nodes, running->nodes[i].name);
-            free (nodes);
-            nodes = longer;
-        }
-    if (*nodes)
-        s_append (&text, "nodes%s", nodes);
-    free (nodes);
-    //  Numbers of the herd and places sections
-    struct {
-        const char *key;
-        int64_t before, after;
-    } numbers[] = {
-        {"max_line", (int64_t) running->max_line, (int64_t) next->max_line},
-        {"max_output", (int64_t) running->max_output, (int64_t) next->max_output},
-        {"max_output_total", (int64_t) running->max_output_total,
-         (int64_t) next->max_output_total},
-        {"max_pending", (int64_t) running->max_pending, (int64_t) next->max_pending},
-        {"max_clients", (int64_t) running->max_clients, (int64_t) next->max_clients},
-        {"idle_timeout_ms", running->idle_timeout_ms, next->idle_timeout_ms},
-        {"line_timeout_ms", running->line_timeout_ms, next->line_timeout_ms},
-        {"max_time_ahead_s", running->max_time_ahead_s, next->max_time_ahead_s},
-        {"ack_timeout_ms", running->ack_timeout_ms, next->ack_timeout_ms},
-        {"log_requests", (int64_t) running->log_requests_every,
-         (int64_t) next->log_requests_every},
-        {"places timeout_ms", running->places.timeout_ms, next->places.timeout_ms},
-        {"places connect_timeout_ms", running->places.connect_timeout_ms,
-         next->places.connect_timeout_ms},
-        {"places concurrency", running->places.concurrency, next->places.concurrency},
-        {"places retries", running->places.retries, next->places.retries},
-        {"places enterprise_fields", running->places.enterprise_fields,
-         next->places.enterprise_fields},
-        {"places cache_ttl_ms", running->places.cache_ttl_ms, next->places.cache_ttl_ms},
-        {"places cache_max", running->places.cache_max, next->places.cache_max},
-    };
-    for (size_t i = 0; i < sizeof (numbers) / sizeof (numbers[0]); i++)
-        if (numbers[i].before != numbers[i].after)
-            s_append (&text, "%s %" PRId64 " -> %" PRId64, numbers[i].key, numbers[i].before,
-                      numbers[i].after);
-    static const char *levels[] = {"debug", "info", "warning", "error"};
-    if (running->log_level != next->log_level && running->log_level >= 0
-        && running->log_level <= 3 && next->log_level >= 0 && next->log_level <= 3)
-        s_append (&text, "log_level %s -> %s", levels[running->log_level],
-                  levels[next->log_level]);
-    if (running->log_json != next->log_json)
-        s_append (&text, "log_format %s -> %s", running->log_json ? "json" : "text",
-                  next->log_json ? "json" : "text");
-    if (s_differ (running->places.flavour, next->places.flavour))
-        s_append (&text, "places flavour %s -> %s", running->places.flavour,
-                  next->places.flavour);
-    if (s_differ (running->places.url, next->places.url))
-        s_append (&text, "places url changed");     //  it may hold a key: not logged
-    return text ? text : s_strdup ("no change");
-}
-
-//  Self test
-
-//  The default herd (as herd.cfg), with its comments.
-#define S_TEST_DEFAULT                                                                         \
-    "#   herd.cfg - the default herd: five nodes on this host.\n"                                \
-    "\n"                                                                                       \
-    "herd\n"                                                                                   \
-    "    run_dir = run                   #   ipc:// endpoints of split nodes\n"                 \
-    "    max_line = 1048576              #   longest client line, in bytes (1 MiB)\n"           \
-    "    max_output = 1048576            #   answers waiting unread per client, bytes\n"        \
-    "    max_pending = 64                #   requests in flight per client\n"                   \
-    "    max_clients = 10000             #   client connections at once\n"                      \
-    "    idle_timeout_ms = 300000        #   close a client silent this long (5 min)\n"         \
-    "    line_timeout_ms = 30000         #   time allowed to finish a line\n"                   \
-    "\n"                                                                                       \
-    "node = Hill\n"                                                                            \
-    "    client = 127.0.0.1:12000        #   clients connect here (TCP)\n"                      \
-    "    bus = tcp://127.0.0.1:13000     #   PUB endpoint neighbours subscribe to\n"            \
-    "    log = logs/Hill.log\n"                                                                \
-    "node = Jaquez\n"                                                                          \
-    "    client = 127.0.0.1:12001\n"                                                           \
-    "    bus = tcp://127.0.0.1:13001\n"                                                        \
-    "    log = logs/Jaquez.log\n"                                                              \
-    "node = Smith\n"                                                                           \
-    "    client = 127.0.0.1:12002\n"                                                           \
-    "    bus = tcp://127.0.0.1:13002\n"                                                        \
-    "    log = logs/Smith.log\n"                                                               \
-    "node = Singleton\n"                                                                       \
-    "    client = 127.0.0.1:12003\n"                                                           \
-    "    bus = tcp://127.0.0.1:13003\n"                                                        \
-    "    log = logs/Singleton.log\n"                                                           \
-    "node = Campbell\n"                                                                        \
-    "    client = 127.0.0.1:12004\n"                                                           \
-    "    bus = tcp://127.0.0.1:13004\n"                                                        \
-    "    log = logs/Campbell.log\n"                                                            \
-    "\n"                                                                                       \
-    "edges                               #   bidirectional\n"                                   \
-    "    edge = Hill Jaquez\n"                                                                 \
-    "    edge = Hill Smith\n"                                                                  \
-    "    edge = Singleton Jaquez\n"                                                            \
-    "    edge = Singleton Smith\n"                                                             \
-    "    edge = Singleton Campbell\n"                                                          \
-    "    edge = Smith Campbell\n"                                                              \
-    "\n"                                                                                       \
-    "places\n"                                                                                 \
-    "    flavour = legacy                #   Nearby Search (legacy API)\n"                      \
-    "    url = https://maps.googleapis.com/maps/api/place/nearbysearch/json\n"                 \
-    "    key_env = GOOGLE_API_KEY        #   the key is read from this variable\n"              \
-    "    timeout_ms = 3000               #   whole request\n"                                   \
-    "    connect_timeout_ms = 1000\n"                                                          \
-    "    concurrency = 256               #   HTTP transfers in flight at once\n"
-
-//  A herd name one character too long.
-#define S_TEST_NAME_65 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-
-//  One node, lines 1-4, for error cases to build on.
-#define S_TEST_NODE_A                                                                          \
-    "node = A\n"                                                                               \
-    "    client = 127.0.0.1:1\n"                                                               \
-    "    bus = tcp://127.0.0.1:2\n"                                                            \
-    "    log = a.log\n"
-
-//  A second node, lines 5-8 after S_TEST_NODE_A.
-#define S_TEST_NODE_B                                                                          \
-    "node = B\n"                                                                               \
-    "    client = 127.0.0.1:3\n"                                                               \
-    "    bus = tcp://127.0.0.1:4\n"                                                            \
-    "    log = b.log\n"
-
-//  A text that must fail, and two things its message must contain.
-typedef struct {
-    const char *text;
-    const char *expect;
-    const char *also;
-} s_test_case_t;
-
-//  Every error the loader reports; file name "t.cfg".
-static const s_test_case_t s_test_errors[] = {
-    //  Syntax, found by the pre-scan
-    {"herd\n   run_dir = x\n" S_TEST_NODE_A, "t.cfg:2: ", "3 spaces, not a multiple of 4"},
-    {"herd\n  # a comment\n" S_TEST_NODE_A, "t.cfg:2: ",
-     "2 spaces, not a multiple of 4 (zconfig rejects it even on a comment)"},
-    {"herd\n    \x0brun_dir = x\n" S_TEST_NODE_A, "t.cfg:2: ", "byte 0x0b is used for indentation"},
-    {"herd\n\trun_dir = x\n" S_TEST_NODE_A, "t.cfg:2: ", "a tab is used for indentation"},
-    {"herd\n    \trun_dir = x\n" S_TEST_NODE_A, "t.cfg:2: ", "a tab is used for indentation"},
-    {"herd\n        run_dir = x\n" S_TEST_NODE_A, "t.cfg:2: ",
-     "'run_dir' is indented more than one level (4 spaces) deeper than its parent at line 1"},
-    {"    herd\n" S_TEST_NODE_A, "t.cfg:1: ", "'herd' is indented, but no key before it"},
-    {S_TEST_NODE_A "places\n    url = \"https://x\n", "t.cfg:6: ",
-     "unterminated quote: missing closing \""},
-    {S_TEST_NODE_A "places\n    url = 'https://x\n", "t.cfg:6: ",
-     "unterminated quote: missing closing '"},
-    {S_TEST_NODE_A "places\n    url = 'https://x' y\n", "t.cfg:6: ",
-     "unexpected text after the closing quote: 'y'"},
-    {S_TEST_NODE_A "no!de = B\n", "t.cfg:5: ", "name 'no!de' contains '!'"},
-    {S_TEST_NODE_A "places\n    time\x01out = 1\n", "t.cfg:6: ", "contains byte 0x01"},
-    {S_TEST_NODE_A "/node = B\n", "t.cfg:5: ", "name '/node' must not start or end with '/'"},
-    {S_TEST_NODE_A "= B\n", "t.cfg:5: ", "expected a key name, found '='"},
-    {"\xEF\xBB\xBF" S_TEST_NODE_A, "t.cfg:1: ", "UTF-8 byte order mark"},
-    {S_TEST_NODE_A "edges\n    edge A B\n", "t.cfg:6: ", "expected '=' after name 'edge'"},
-    {S_TEST_NODE_A "places\n    url = # none\n", "t.cfg:6: ",
-     "empty value followed by a comment"},
-    //  Top level
-    {S_TEST_NODE_A "nodes\n", "t.cfg:5: unknown key 'nodes'",
-     "(allowed: herd, node, edges, places, security)"},
-    {"herd = big\n" S_TEST_NODE_A, "t.cfg:1: ", "section 'herd' takes no value"},
-    {"herd\nherd\n" S_TEST_NODE_A, "t.cfg:2: ", "duplicate section 'herd' (first at line 1)"},
-    {"herd\n    run_dir = x\n", "t.cfg: ", "no nodes"},
-    {"", "t.cfg: ", "no nodes"},
-    //  herd
-    {"herd\n    dir = x\n" S_TEST_NODE_A, "t.cfg:2: herd: unknown key 'dir'",
-     "(allowed: name, run_dir, max_line, max_output, max_output_total, max_pending, max_clients, "
-     "idle_timeout_ms, line_timeout_ms, max_time_ahead_s, fsync, ack_timeout_ms, log_requests, "
-     "log_level, log_format)"},
-    {"herd\n    log_requests = sometimes\n" S_TEST_NODE_A, "t.cfg:2: herd: key 'log_requests'",
-     "'sometimes' is not on, off or sample:N (N in 1..1000000)"},
-    {"herd\n    log_requests = sample:0\n" S_TEST_NODE_A, "t.cfg:2: herd: key 'log_requests'",
-     "'sample:0' is not on, off or sample:N (N in 1..1000000)"},
-    {"herd\n    log_requests = sample:2x\n" S_TEST_NODE_A, "t.cfg:2: herd: key 'log_requests'",
-     "'sample:2x' is not on, off or sample:N"},
-    {"herd\n    log_requests = sample:1000001\n" S_TEST_NODE_A,
-     "t.cfg:2: herd: key 'log_requests'", "'sample:1000001' is not on, off or sample:N"},
-    {"herd\n    log_requests = sample:\n" S_TEST_NODE_A, "t.cfg:2: herd: key 'log_requests'",
-     "'sample:' is not on, off or sample:N"},
-    {"herd\n    log_level = warn\n" S_TEST_NODE_A, "t.cfg:2: herd: key 'log_level'",
-     "'warn' is not debug, info, warning or error"},
-    {"herd\n    log_format = JSON\n" S_TEST_NODE_A, "t.cfg:2: herd: key 'log_format'",
-     "'JSON' is not text or json"},
-    {"herd\n    log_format =\n" S_TEST_NODE_A, "t.cfg:2: herd: key 'log_format'",
-     "value is empty"},
-    {"herd\n    name = my herd\n" S_TEST_NODE_A, "t.cfg:2: herd: key 'name'",
-     "'my herd' is not 1..64 characters of A-Z a-z 0-9 . _ -"},
-    {"herd\n    name = caf\xC3\xA9\n" S_TEST_NODE_A, "t.cfg:2: herd: key 'name'",
-     "is not 1..64 characters"},
-    {"herd\n    name = " S_TEST_NAME_65 "\n" S_TEST_NODE_A, "t.cfg:2: herd: key 'name'",
-     "is not 1..64 characters"},
-    {"herd\n    name =\n" S_TEST_NODE_A, "t.cfg:2: herd: key 'name'", "value is empty"},
-    {"herd\n    name = a\n    name = b\n" S_TEST_NODE_A, "t.cfg:3: herd: ",
-     "key 'name' is given twice"},
-    {"herd\n    fsync = sometimes\n" S_TEST_NODE_A, "t.cfg:2: herd: key 'fsync'",
-     "'sometimes' is not everysec or always"},
-    {"herd\n    max_time_ahead_s = -5\n" S_TEST_NODE_A, "t.cfg:2: herd: key 'max_time_ahead_s'",
-     "not an integer"},
-    {"herd\n    max_output = 1023\n" S_TEST_NODE_A, "t.cfg:2: herd: key 'max_output'",
-     "'1023' is not an integer in 1024..1073741824"},
-    {"herd\n    max_pending = 0\n" S_TEST_NODE_A, "t.cfg:2: herd: key 'max_pending'",
-     "'0' is not an integer in 1..1000000"},
-    {"herd\n    max_clients = 1000001\n" S_TEST_NODE_A, "t.cfg:2: herd: key 'max_clients'",
-     "'1000001' is not an integer in 1..1000000"},
-    {"herd\n    idle_timeout_ms = 99\n" S_TEST_NODE_A, "t.cfg:2: herd: key 'idle_timeout_ms'",
-     "'99' is not an integer in 100..86400000"},
-    {"herd\n    line_timeout_ms = 5m\n" S_TEST_NODE_A, "t.cfg:2: herd: key 'line_timeout_ms'",
-     "'5m' is not an integer in 100..86400000"},
-    {"herd\n    run_dir =\n" S_TEST_NODE_A, "t.cfg:2: herd: key 'run_dir'", "value is empty"},
-    {"herd\n    run_dir = a\n    run_dir = b\n" S_TEST_NODE_A, "t.cfg:3: herd: key 'run_dir'",
-     "is given twice (first at line 2)"},
-    {"herd\n    run_dir = a\n        sub = b\n" S_TEST_NODE_A, "t.cfg:3: herd: key 'run_dir'",
-     "unexpected child key 'sub'"},
-    {"herd\n    max_line = 12abc\n" S_TEST_NODE_A, "t.cfg:2: herd: key 'max_line'",
-     "'12abc' is not an integer in 64..33554432"},
-    {"herd\n    max_line =\n" S_TEST_NODE_A, "t.cfg:2: herd: key 'max_line'",
-     "'' is not an integer in 64..33554432"},
-    {"herd\n    max_line = -1\n" S_TEST_NODE_A, "t.cfg:2: ", "'-1' is not an integer"},
-    {"herd\n    max_line = +100\n" S_TEST_NODE_A, "t.cfg:2: ", "'+100' is not an integer"},
-    {"herd\n    max_line = 63\n" S_TEST_NODE_A, "t.cfg:2: ", "'63' is not an integer"},
-    {"herd\n    max_line = 33554433\n" S_TEST_NODE_A, "t.cfg:2: ", "not an integer"},
-    {"herd\n    max_line = 99999999999999999999999\n" S_TEST_NODE_A, "t.cfg:2: ",
-     "not an integer in 64..33554432"},
-    //  node
-    {"node\n    client = h:1\n    bus = tcp://h:2\n    log = l\n", "t.cfg:1: ",
-     "node: name is empty"},
-    {"node = 'A B'\n    client = h:1\n    bus = tcp://h:2\n    log = l\n", "t.cfg:1: node 'A B'",
-     "name may only use letters, digits, '_', '.' and '-'"},
-    {S_TEST_NODE_A "node = A\n", "t.cfg:5: ", "node 'A' is defined twice (first at line 1)"},
-    {S_TEST_NODE_A "    port = 1\n", "t.cfg:5: node 'A': unknown key 'port'",
-     "(allowed: client, bus, sync, log, data, cert, monitor, metrics)"},
-    {S_TEST_NODE_A "    sync = udp://127.0.0.1:3\n", "t.cfg:5: node 'A': key 'sync'",
-     "is not tcp://HOST:PORT"},
-    {S_TEST_NODE_A "    sync = tcp://127.0.0.1:2\n", "t.cfg:5: node 'A': key 'sync'",
-     "is already used by node 'A'"},
-    {S_TEST_NODE_A "    data = \n", "t.cfg:5: node 'A': key 'data'", "value is empty"},
-    {S_TEST_NODE_A "    log = again.log\n", "t.cfg:5: node 'A': key 'log'",
-     "is given twice (first at line 4)"},
-    {"node = A\n    bus = tcp://h:2\n    log = l\n", "t.cfg:1: node 'A'",
-     "missing key 'client' (required: client, bus, log)"},
-    {"node = A\n    client = h:1\n    log = l\n", "t.cfg:1: node 'A'", "missing key 'bus'"},
-    {"node = A\n    client = h:1\n    bus = tcp://h:2\n", "t.cfg:1: node 'A'",
-     "missing key 'log'"},
-    {"node = A\n    client = 127.0.0.1\n    bus = tcp://h:2\n    log = l\n",
-     "t.cfg:2: node 'A': key 'client'", "'127.0.0.1' is not HOST:PORT"},
-    {"node = A\n    client = :12\n    bus = tcp://h:2\n    log = l\n",
-     "t.cfg:2: node 'A': key 'client'", "':12' is not HOST:PORT (HOST is empty)"},
-    {"node = A\n    client = h:0\n    bus = tcp://h:2\n    log = l\n", "t.cfg:2: ",
-     "'h:0' is not HOST:PORT (PORT must be a decimal number in 1..65535)"},
-    {"node = A\n    client = h:65536\n    bus = tcp://h:2\n    log = l\n", "t.cfg:2: ",
-     "not HOST:PORT (PORT must be"},
-    {"node = A\n    client = h:12abc\n    bus = tcp://h:2\n    log = l\n", "t.cfg:2: ",
-     "not HOST:PORT (PORT must be"},
-    {"node = A\n    client = ::1:5\n    bus = tcp://h:2\n    log = l\n", "t.cfg:2: ",
-     "IPv6 HOST goes in brackets"},
-    {"node = A\n    client = h:1\n    bus = h:2\n    log = l\n", "t.cfg:3: node 'A': key 'bus'",
-     "'h:2' is not tcp://HOST:PORT (must start with tcp://)"},
-    {"node = A\n    client = h:1\n    bus = tcp://h:x\n    log = l\n", "t.cfg:3: ",
-     "'tcp://h:x' is not tcp://HOST:PORT (PORT must be"},
-    {"node = A\n    client = h:1\n    bus = tcp://*:2\n    log = l\n", "t.cfg:3: ",
-     "HOST cannot be '*'"},
-    {"node = A\n    client = h:1\n    bus = tcp://h:2\n    log = ''\n",
-     "t.cfg:4: node 'A': key 'log'", "value is empty"},
-    {"node = A\n    client = h:1\n    bus = tcp://h:1\n    log = l\n",
-     "t.cfg:3: node 'A': key 'bus'", "'tcp://h:1' is already used by node 'A' (key 'client')"},
-    {S_TEST_NODE_A "node = B\n    client = 127.0.0.1:1\n    bus = tcp://h:4\n    log = b\n",
-     "t.cfg:6: node 'B': key 'client'", "'127.0.0.1:1' is already used by node 'A' (key 'client')"},
-    {S_TEST_NODE_A "node = B\n    client = h:3\n    bus = tcp://127.0.0.1:2\n    log = b\n",
-     "t.cfg:7: node 'B': key 'bus'", "is already used by node 'A' (key 'bus')"},
-    {S_TEST_NODE_A "node = B\n    client = 127.0.0.1:2\n    bus = tcp://h:4\n    log = b\n",
-     "t.cfg:6: node 'B': key 'client'", "is already used by node 'A' (key 'bus')"},
-    {S_TEST_NODE_A "node = B\n    client = h:3\n    bus = tcp://h:4\n    log = a.log\n",
-     "t.cfg:8: node 'B': key 'log'", "'a.log' is already used by node 'A' (key 'log')"},
-    {"node = A0123456789012345678901234567890123456789012345678901234567890123456789"
-     "0123456789012345678901234567890123456789\n"
-     "    client = h:1\n    bus = tcp://h:2\n    log = l\n",
-     "t.cfg:1: ", "more than the 107 a Unix socket allows"},
-    //  edges
-    {S_TEST_NODE_A "edges = A\n", "t.cfg:5: ", "section 'edges' takes no value"},
-    {S_TEST_NODE_A S_TEST_NODE_B "edges\n    link = A B\n", "t.cfg:10: edges: unknown key 'link'",
-     "(allowed: edge)"},
-    {S_TEST_NODE_A S_TEST_NODE_B "edges\n    edge = A\n", "t.cfg:10: edges: key 'edge'",
-     "'A' must name exactly two nodes (edge = A B)"},
-    {S_TEST_NODE_A S_TEST_NODE_B "edges\n    edge = A B A\n", "t.cfg:10: edges: key 'edge'",
-     "must name exactly two nodes"},
-    {S_TEST_NODE_A S_TEST_NODE_B "edges\n    edge = A Z\n", "t.cfg:10: edges: key 'edge'",
-     "'A Z': unknown node 'Z'"},
-    {S_TEST_NODE_A S_TEST_NODE_B "edges\n    edge = A A\n", "t.cfg:10: edges: key 'edge'",
-     "'A A': a node cannot be its own neighbour"},
-    {S_TEST_NODE_A S_TEST_NODE_B "edges\n    edge = A B\n    edge = B A\n",
-     "t.cfg:11: edges: key 'edge'", "'B A': duplicate edge between 'B' and 'A'"},
-    {S_TEST_NODE_A S_TEST_NODE_B "edges\n    edge = A B\n        weight = 1\n",
-     "t.cfg:11: edges: key 'edge'", "unexpected child key 'weight'"},
-    //  places
-    {S_TEST_NODE_A "places\n    flavour = New\n", "t.cfg:6: places: key 'flavour'",
-     "flavour 'New' is not supported (auto, legacy or new)"},
-    {S_TEST_NODE_A "places\n    retries = 11\n", "t.cfg:6: places: key 'retries'",
-     "'11' is not an integer in 0..10"},
-    {S_TEST_NODE_A "places\n    cache_ttl_ms = -1\n", "t.cfg:6: places: key 'cache_ttl_ms'",
-     "'-1' is not an integer in 0..3600000"},
-    {S_TEST_NODE_A "places\n    cache_max = 0\n", "t.cfg:6: places: key 'cache_max'",
-     "'0' is not an integer in 1..1000000"},
-    {S_TEST_NODE_A "places\n    enterprise_fields = yes\n",
-     "t.cfg:6: places: key 'enterprise_fields'", "'yes' is not true or false"},
-    {S_TEST_NODE_A "places\n    url = ftp://x/y\n", "t.cfg:6: places: key 'url'",
-     "'ftp://x/y' must start with http:// or https://"},
-    {S_TEST_NODE_A "places\n    url = https://\n", "t.cfg:6: places: key 'url'",
-     "must start with http:// or https://"},
-    {S_TEST_NODE_A "places\n    url = 'https://a b'\n", "t.cfg:6: ", "contains white space"},
-    {S_TEST_NODE_A "places\n    key_env = 1KEY\n", "t.cfg:6: places: key 'key_env'",
-     "'1KEY' is not a valid environment variable name"},
-    {S_TEST_NODE_A "places\n    key_env = MY-KEY\n", "t.cfg:6: ",
-     "'MY-KEY' is not a valid environment variable name"},
-    {S_TEST_NODE_A "places\n    key = AIzaSecret\n", "t.cfg:6: places: key 'key'",
-     "the API key must not be stored in the file; set key_env and the environment variable"},
-    {S_TEST_NODE_A "places\n    timeout_ms = 0\n", "t.cfg:6: places: key 'timeout_ms'",
-     "'0' is not an integer in 1..600000"},
-    {S_TEST_NODE_A "places\n    timeout_ms = 600001\n", "t.cfg:6: ", "not an integer in 1..600000"},
-    {S_TEST_NODE_A "places\n    connect_timeout_ms = 1s\n",
-     "t.cfg:6: places: key 'connect_timeout_ms'", "'1s' is not an integer in 1..600000"},
-    {S_TEST_NODE_A "places\n    concurrency = 10001\n", "t.cfg:6: places: key 'concurrency'",
-     "'10001' is not an integer in 1..10000"},
-    {S_TEST_NODE_A "places\n    proxy = x\n", "t.cfg:6: places: unknown key 'proxy'",
-     "(allowed: flavour, url, key_env, timeout_ms, connect_timeout_ms, concurrency, retries, "
-     "enterprise_fields, cache_ttl_ms, cache_max)"},
-    {S_TEST_NODE_A "places\n    url = http://a\n    url = http://b\n",
-     "t.cfg:7: places: key 'url'", "is given twice (first at line 6)"},
-    //  The protected bus: off loopback without CURVE, unless curve = off is said
-    {"node = A\n    client = 10.0.0.1:1\n    bus = tcp://10.0.0.1:2\n    log = l\n",
-     "t.cfg:3: node 'A': key 'bus': binds 10.0.0.1 without CURVE: ",
-     "set security/curve = on, or security/curve = off to accept an open bus"},
-    {S_TEST_NODE_A "    sync = tcp://0.0.0.0:5\n", "t.cfg:5: node 'A': key 'sync'",
-     "binds 0.0.0.0 without CURVE"},
-    {S_TEST_NODE_A S_TEST_NODE_B "    sync = tcp://[::]:5\n", "t.cfg:9: node 'B': key 'sync'",
-     "binds :: without CURVE"},
-    {"node = A\n    client = 127.0.0.1:1\n    bus = tcp://eth0:2\n    log = l\n",
-     "t.cfg:3: node 'A': key 'bus'", "binds eth0 without CURVE"},
-    {"node = A\n    client = 127.0.0.1:1\n    bus = tcp://herd-a.example:2\n    log = l\n",
-     "t.cfg:3: node 'A': key 'bus'", "binds herd-a.example without CURVE"},
-    {"node = A\n    client = 127.0.0.1:1\n    bus = tcp://10.1.1.1:2\n    log = l\nsecurity\n",
-     "t.cfg:3: node 'A': key 'bus'", "binds 10.1.1.1 without CURVE"},
-};
-
-//  Names of a node's neighbours, space-separated, for checks.
-static char *
-s_test_neighbours (const herd_config_t *config, const char *name)
-{
-    const herd_node_t *node = herd_config_node (config, name);
-    HERD_CHECK (node);
-    char *names = s_strdup ("");
-    for (size_t i = 0; i < node->neighbour_count; i++) {
-        HERD_CHECK (node->neighbours[i] < config->node_count);
-        char *longer = s_sprintf ("%s%s%s", names, i ? " " : "",
-                                  config->nodes[node->neighbours[i]].name);
-        free (names);
-        names = longer;
-    }
-    return names;
-}
-
-//  Check one node's neighbours against an expected list.
-static void
-s_test_check_neighbours (const herd_config_t *config, const char *name, const char *expected)
-{
-    char *names = s_test_neighbours (config, name);
-    HERD_CHECK_STR (names, expected);
-    free (names);
-}
-
-//  Check that a load succeeded, showing the error if it did not.
-static void
-s_test_ok (const herd_config_t *config, const char *error)
-{
-    if (error)
-        fprintf (stderr, "unexpected error: %s\n", error);
-    HERD_CHECK (error == NULL);
-    HERD_CHECK (config);
-}
-
-//  Write text to a fresh temporary file; returns its path (caller frees).
-static char *
-s_test_write (const char *text, size_t size)
-{
-    char *path = s_strdup ("/tmp/herd_config_test_XXXXXX");
-    int fd = mkstemp (path);
-    HERD_CHECK (fd >= 0);
-    HERD_CHECK_INT (write (fd, text, size), (intmax_t) size);
-    close (fd);
-    return path;
-}
-
-//  Reload: what applies live is described, what cannot is refused.
-static void
-s_test_reload (void)
-{
-    const char *node_c = "node = C\n    client = 127.0.0.1:5\n    bus = tcp://127.0.0.1:6\n"
-                         "    log = c.log\n";
-    char *error = NULL;
-    herd_config_t *running = herd_config_load_string (
-        "herd\n    max_pending = 64\n" S_TEST_NODE_A S_TEST_NODE_B "edges\n    edge = A B\n",
-        "t.cfg", &error);
-    s_test_ok (running, error);
-    //  Same file: nothing changes
-    char *why = NULL;
-    HERD_CHECK_INT (herd_config_reload_check (running, running, "A", &why), 0);
-    HERD_CHECK (why == NULL);
-    char *changes = herd_config_reload_changes (running, running, "A");
-    HERD_CHECK_STR (changes, "no change");
-    free (changes);
-
-    //  A node added, the edge moved to it, limits and places changed: live
-    char *text = s_sprintf ("herd\n    max_pending = 128\n    log_level = debug\n"
-                            S_TEST_NODE_A S_TEST_NODE_B "%s"
-                            "edges\n    edge = A C\nplaces\n    timeout_ms = 900\n", node_c);
-    herd_config_t *next = herd_config_load_string (text, "t.cfg", &error);
-    free (text);
-    s_test_ok (next, error);
-    HERD_CHECK_INT (herd_config_reload_check (running, next, "A", &why), 0);
-    changes = herd_config_reload_changes (running, next, "A");
-    HERD_CHECK_STR (changes, "neighbours +C -B; nodes +C; max_pending 64 -> 128; "
-                             "places timeout_ms 3000 -> 900; log_level info -> debug");
-    free (changes);
-    changes = herd_config_reload_changes (running, next, "B");
-    HERD_CHECK_CONTAINS (changes, "neighbours -A; nodes +C");
-    free (changes);
-    herd_config_destroy (&next);
-
-    //  A neighbour at another bus endpoint is relinked
-    next = herd_config_load_string (S_TEST_NODE_A "node = B\n    client = 127.0.0.1:3\n"
-                                    "    bus = tcp://127.0.0.1:9\n    log = b.log\n"
-                                    "edges\n    edge = A B\n",
-                                    "t.cfg", &error);
-    s_test_ok (next, error);
-    HERD_CHECK_INT (herd_config_reload_check (running, next, "A", &why), 0);
-    changes = herd_config_reload_changes (running, next, "A");
-    HERD_CHECK_CONTAINS (changes, "neighbours ~B");
-    free (changes);
-    //  ...but this node's own bus cannot change, nor can it go
-    HERD_CHECK_INT (herd_config_reload_check (running, next, "B", &why), -1);
-    HERD_CHECK_STR (why, "node 'B' bus tcp://127.0.0.1:4 -> tcp://127.0.0.1:9: "
-                         "cannot change while the node runs");
-    free (why);
-    herd_config_destroy (&next);
-    next = herd_config_load_string (S_TEST_NODE_A "herd\n    name = other\n    fsync = always\n"
-                                    "    run_dir = elsewhere\nnode = B\n    client = 127.0.0.1:7\n"
-                                    "    bus = tcp://127.0.0.1:4\n    log = b.log\n"
-                                    "places\n    key_env = OTHER_KEY\n",
-                                    "t.cfg", &error);
-    s_test_ok (next, error);
-    HERD_CHECK_INT (herd_config_reload_check (running, next, "B", &why), -1);
-    HERD_CHECK_STR (why, "node 'B' client 127.0.0.1:3 -> 127.0.0.1:7; herd name herd -> other; "
-                         "herd run_dir run -> "
-                         "elsewhere; herd fsync everysec -> always; places key_env "
-                         "GOOGLE_API_KEY -> OTHER_KEY: cannot change while the node runs");
-    free (why);
-    HERD_CHECK_INT (herd_config_reload_check (running, next, "Z", &why), -1);
-    HERD_CHECK_CONTAINS (why, "node 'Z' is not in the file");
-    free (why);
-    HERD_CHECK_INT (herd_config_reload_check (running, next, "A", NULL), -1);
-    herd_config_destroy (&next);
-    herd_config_destroy (&running);
-
-    //  CURVE: the allowed keys are fixed at start, so no node comes or goes
-    char dir[] = "/tmp/herd_config_reload_XXXXXX";
-    HERD_CHECK (mkdtemp (dir));
-    char *cert_a = s_sprintf ("%s/a.cert", dir), *cert_c = s_sprintf ("%s/c.cert", dir);
-    for (int i = 0; i < 2; i++) {
-        zcert_t *cert = zcert_new ();
-        HERD_CHECK (zcert_save (cert, i ? cert_c : cert_a) == 0);
-        zcert_destroy (&cert);
-    }
-    text = s_sprintf ("node = A\n    client = 127.0.0.1:1\n    bus = tcp://127.0.0.1:2\n"
-                      "    log = a.log\n    cert = %s\n", cert_a);
-    running = herd_config_load_string (text, "t.cfg", &error);
-    free (text);
-    s_test_ok (running, error);
-    text = s_sprintf ("security\n    curve = on\nnode = A\n    client = 127.0.0.1:1\n"
-                      "    bus = tcp://127.0.0.1:2\n    log = a.log\n    cert = %s\n", cert_a);
-    next = herd_config_load_string (text, "t.cfg", &error);
-    free (text);
-    s_test_ok (next, error);
-    HERD_CHECK_INT (herd_config_reload_check (running, next, "A", &why), -1);
-    HERD_CHECK_CONTAINS (why, "security curve off -> on");
-    free (why);
-    herd_config_destroy (&running);
-    running = next;
-    text = s_sprintf ("security\n    curve = on\nnode = A\n    client = 127.0.0.1:1\n"
-                      "    bus = tcp://127.0.0.1:2\n    log = a.log\n    cert = %s\n"
-                      "node = C\n    client = 127.0.0.1:5\n    bus = tcp://127.0.0.1:6\n"
-                      "    log = c.log\n    cert = %s\n", cert_a, cert_c);
-    next = herd_config_load_string (text, "t.cfg", &error);
-    free (text);
-    s_test_ok (next, error);
-    HERD_CHECK_INT (herd_config_reload_check (running, next, "A", &why), -1);
-    HERD_CHECK_CONTAINS (why, "security curve is on and nodes or their certificates changed");
-    free (why);
-    for (int i = 0; i < 2; i++) {
-        char *secret = s_sprintf ("%s_secret", i ? cert_c : cert_a);
-        unlink (secret);
-        unlink (i ? cert_c : cert_a);
-        free (secret);
-    }
-    rmdir (dir);
-    free (cert_a);
-    free (cert_c);
-    herd_config_destroy (&next);
-    herd_config_destroy (&running);
-}
-
-//  Self test of this class.
-void
-herd_config_test (bool verbose)
-{
-    //  Endpoints with host names are resolved for binding; numeric ones kept
-    char *resolved = herd_config_resolve_endpoint ("tcp://localhost:7");
-    HERD_CHECK (resolved
-                && (streq (resolved, "tcp://127.0.0.1:7") || streq (resolved, "tcp://[::1]:7")));
-    free (resolved);
-    HERD_CHECK (herd_config_resolve_endpoint ("tcp://127.0.0.1:7") == NULL);
-    HERD_CHECK (herd_config_resolve_endpoint ("ipc://x") == NULL);
-
-    printf (" * herd_config: ");
-    if (verbose)
-        printf ("\n");
-
-    //  The default herd loads, with its topology
-    char *error = NULL;
-    herd_config_t *config = herd_config_load_string (S_TEST_DEFAULT, "herd.cfg", &error);
-    s_test_ok (config, error);
-    HERD_CHECK_STR (config->path, "herd.cfg");
-    HERD_CHECK_STR (config->run_dir, "run");
-    HERD_CHECK_STR (config->name, "herd");
-    HERD_CHECK_INT (config->max_line, 1048576);
-    HERD_CHECK_INT (config->max_output, 1048576);
-    HERD_CHECK_INT (config->max_output_total, 268435456);
-    HERD_CHECK_INT (config->max_time_ahead_s, 86400);
-    HERD_CHECK_INT (config->ack_timeout_ms, 5000);
-    HERD_CHECK (!config->fsync_always);
-    HERD_CHECK_INT (config->max_pending, 64);
-    HERD_CHECK_INT (config->max_clients, 10000);
-    HERD_CHECK_INT (config->idle_timeout_ms, 300000);
-    HERD_CHECK_INT (config->line_timeout_ms, 30000);
-    HERD_CHECK_INT (config->log_requests_every, 1);
-    HERD_CHECK_INT (config->log_level, 1);
-    HERD_CHECK (!config->log_json);
-    HERD_CHECK_INT (config->node_count, 5);
-    const char *order[] = {"Hill", "Jaquez", "Smith", "Singleton", "Campbell"};
-    for (size_t i = 0; i < 5; i++) {
-        HERD_CHECK_STR (config->nodes[i].name, order[i]);
-        HERD_CHECK (herd_config_node (config, order[i]) == &config->nodes[i]);
-        HERD_CHECK_STR (config->nodes[i].client_host, "127.0.0.1");
-        HERD_CHECK_INT (config->nodes[i].client_port, 12000 + (int) i);
-    }
-    const herd_node_t *hill = herd_config_node (config, "Hill");
-    HERD_CHECK_STR (hill->client, "127.0.0.1:12000");
-    HERD_CHECK_STR (hill->bus, "tcp://127.0.0.1:13000");
-    HERD_CHECK_STR (hill->log, "logs/Hill.log");
-    HERD_CHECK_STR (herd_config_node (config, "Campbell")->bus, "tcp://127.0.0.1:13004");
-    HERD_CHECK (herd_config_node (config, "Nobody") == NULL);
-    HERD_CHECK (herd_config_node (config, "hill") == NULL);
-    HERD_CHECK (herd_config_node (NULL, "Hill") == NULL);
-    s_test_check_neighbours (config, "Hill", "Jaquez Smith");
-    s_test_check_neighbours (config, "Jaquez", "Hill Singleton");
-    s_test_check_neighbours (config, "Smith", "Hill Singleton Campbell");
-    s_test_check_neighbours (config, "Singleton", "Jaquez Smith Campbell");
-    s_test_check_neighbours (config, "Campbell", "Singleton Smith");
-    HERD_CHECK_STR (config->places.flavour, "legacy");
-    HERD_CHECK_STR (config->places.url,
-                    "https://maps.googleapis.com/maps/api/place/nearbysearch/json");
-    HERD_CHECK_STR (config->places.key_env, "GOOGLE_API_KEY");
-    HERD_CHECK_INT (config->places.timeout_ms, 3000);
-    HERD_CHECK_INT (config->places.connect_timeout_ms, 1000);
-    HERD_CHECK_INT (config->places.concurrency, 256);
-
-    //  Endpoints
-    char *endpoint = herd_config_endpoint (config, hill, "bus", false);
-    HERD_CHECK_STR (endpoint, "inproc://herd-Hill-bus");
-    free (endpoint);
-    endpoint = herd_config_endpoint (config, hill, "places", true);
-    HERD_CHECK_STR (endpoint, "ipc://run/Hill-places.ipc");
-    free (endpoint);
-    herd_config_destroy (&config);
-    HERD_CHECK (config == NULL);
-    herd_config_destroy (&config);
-
-    //  The log's keys
-    config = herd_config_load_string ("herd\n    log_requests = sample:5\n    log_level = warning\n"
-                                      "    log_format = json\n" S_TEST_NODE_A, "t.cfg", &error);
-    s_test_ok (config, error);
-    HERD_CHECK_INT (config->log_requests_every, 5);
-    HERD_CHECK_INT (config->log_level, 2);
-    HERD_CHECK (config->log_json);
-    herd_config_destroy (&config);
-    config = herd_config_load_string ("herd\n    log_requests = off\n    log_level = debug\n"
-                                      "    name = Prod-eu_1.b\n" S_TEST_NODE_A, "t.cfg", &error);
-    s_test_ok (config, error);
-    HERD_CHECK_STR (config->name, "Prod-eu_1.b");
-    HERD_CHECK_INT (config->log_requests_every, 0);
-    HERD_CHECK_INT (config->log_level, 0);
-    herd_config_destroy (&config);
-
-    //  Defaults, quoting, trailing slashes, a node without edges, CRLF
-    const char *minimal = "herd\r\n"
-                          "    run_dir = \"/var/run/herd/\"   # quoted\r\n"
-                          "\t# a comment after a tab is fine for zconfig\r\n"
-                          "node = Solo.1_x-y\r\n"
-                          "    client = [::1]:8080\r\n"
-                          "    bus = tcp://[::1]:8081\r\n"
-                          "    log = 'logs/solo #1.log'\r\n"
-                          "edges\r\n"
-                          "places\r\n";
-    config = herd_config_load_string (minimal, "minimal.cfg", &error);
-    s_test_ok (config, error);
-    HERD_CHECK_STR (config->run_dir, "/var/run/herd");
-    HERD_CHECK_INT (config->max_line, 1048576);
-    HERD_CHECK_INT (config->node_count, 1);
-    const herd_node_t *solo = &config->nodes[0];
-    HERD_CHECK_STR (solo->name, "Solo.1_x-y");
-    HERD_CHECK_STR (solo->client, "[::1]:8080");
-    HERD_CHECK_STR (solo->client_host, "::1");
-    HERD_CHECK_INT (solo->client_port, 8080);
-    HERD_CHECK_STR (solo->bus, "tcp://[::1]:8081");
-    HERD_CHECK_STR (solo->log, "logs/solo #1.log");
-    HERD_CHECK_INT (solo->neighbour_count, 0);
-    HERD_CHECK (solo->neighbours == NULL);
-    HERD_CHECK_STR (config->places.flavour, "auto");
-    HERD_CHECK_STR (config->places.url,
-                    "https://maps.googleapis.com/maps/api/place/nearbysearch/json");
-    HERD_CHECK_STR (config->places.key_env, "GOOGLE_API_KEY");
-    HERD_CHECK_INT (config->places.timeout_ms, 3000);
-    HERD_CHECK_INT (config->places.connect_timeout_ms, 1000);
-    HERD_CHECK_INT (config->places.concurrency, 256);
-    endpoint = herd_config_endpoint (config, solo, "bus", true);
-    HERD_CHECK_STR (endpoint, "ipc:///var/run/herd/Solo.1_x-y-bus.ipc");
-    free (endpoint);
-    herd_config_destroy (&config);
-
-    //  Every option set; no herd section at all
-    config = herd_config_load_string (S_TEST_NODE_A
-                                      "places\n"
-                                      "    flavour = legacy\n"
-                                      "    url = http://127.0.0.1:9999/nearby\n"
-                                      "    key_env = _MY_KEY2\n"
-                                      "    timeout_ms = 600000\n"
-                                      "    connect_timeout_ms = 1\n"
-                                      "    concurrency = 10000\n",
-                                      "t.cfg", &error);
-    s_test_ok (config, error);
-    HERD_CHECK_STR (config->run_dir, "run");
-    HERD_CHECK_STR (config->places.url, "http://127.0.0.1:9999/nearby");
-    HERD_CHECK_STR (config->places.key_env, "_MY_KEY2");
-    HERD_CHECK_INT (config->places.timeout_ms, 600000);
-    HERD_CHECK_INT (config->places.connect_timeout_ms, 1);
-    HERD_CHECK_INT (config->places.concurrency, 10000);
-    HERD_CHECK_INT (config->places.retries, 2);
-    HERD_CHECK (!config->places.enterprise_fields);
-    HERD_CHECK_INT (config->places.cache_ttl_ms, 0);
-    HERD_CHECK_INT (config->places.cache_max, 10000);
-    herd_config_destroy (&config);
-
-    //  Places API (New): its own default URL, and the places options
-    config = herd_config_load_string (S_TEST_NODE_A
-                                      "places\n"
-                                      "    flavour = new\n"
-                                      "    retries = 0\n"
-                                      "    enterprise_fields = true\n"
-                                      "    cache_ttl_ms = 3600000\n"
-                                      "    cache_max = 1\n",
-                                      "t.cfg", &error);
-    s_test_ok (config, error);
-    HERD_CHECK_STR (config->places.flavour, "new");
-    HERD_CHECK_STR (config->places.url, "https://places.googleapis.com/v1/places:searchNearby");
-    HERD_CHECK_INT (config->places.retries, 0);
-    HERD_CHECK (config->places.enterprise_fields);
-    HERD_CHECK_INT (config->places.cache_ttl_ms, 3600000);
-    HERD_CHECK_INT (config->places.cache_max, 1);
-    herd_config_destroy (&config);
-    config = herd_config_load_string (S_TEST_NODE_A
-                                      "places\n"
-                                      "    flavour = new\n"
-                                      "    url = http://127.0.0.1:9/v1/places:searchNearby\n"
-                                      "    enterprise_fields = false\n",
-                                      "t.cfg", &error);
-    s_test_ok (config, error);
-    HERD_CHECK_STR (config->places.url, "http://127.0.0.1:9/v1/places:searchNearby");
-    HERD_CHECK (!config->places.enterprise_fields);
-    herd_config_destroy (&config);
-    //  auto (the default, also when said): the legacy URL by default
-    config = herd_config_load_string (S_TEST_NODE_A "places\n    flavour = auto\n", "t.cfg",
-                                      &error);
-    s_test_ok (config, error);
-    HERD_CHECK_STR (config->places.flavour, "auto");
-    HERD_CHECK_STR (config->places.url,
-                    "https://maps.googleapis.com/maps/api/place/nearbysearch/json");
-    herd_config_destroy (&config);
-
-    //  The protected bus: loopback as written, or an explicit curve = off
-    HERD_CHECK (herd_config_is_loopback ("127.0.0.1"));
-    HERD_CHECK (herd_config_is_loopback ("127.255.0.9"));
-    HERD_CHECK (herd_config_is_loopback ("::1"));
-    HERD_CHECK (herd_config_is_loopback ("::ffff:127.0.0.1"));
-    HERD_CHECK (herd_config_is_loopback ("localhost"));
-    HERD_CHECK (herd_config_is_loopback ("LocalHost"));
-    HERD_CHECK (!herd_config_is_loopback ("128.0.0.1"));
-    HERD_CHECK (!herd_config_is_loopback ("10.0.0.1"));
-    HERD_CHECK (!herd_config_is_loopback ("0.0.0.0"));
-    HERD_CHECK (!herd_config_is_loopback ("::"));
-    HERD_CHECK (!herd_config_is_loopback ("*"));
-    HERD_CHECK (!herd_config_is_loopback ("lo"));
-    HERD_CHECK (!herd_config_is_loopback ("eth0"));
-    HERD_CHECK (!herd_config_is_loopback ("localhost.example"));
-    config = herd_config_load_string ("node = A\n    client = 10.0.0.1:1\n"
-                                      "    bus = tcp://127.3.2.1:2\n    sync = tcp://localhost:3\n"
-                                      "    monitor = tcp://10.0.0.1:4\n    log = l\n"
-                                      "node = B\n    client = 10.0.0.2:1\n"
-                                      "    bus = tcp://[::1]:5\n    log = m\n",
-                                      "t.cfg", &error);
-    s_test_ok (config, error);
-    HERD_CHECK (!config->curve && !config->curve_said);
-    herd_config_destroy (&config);
-    const char *open_bus = "node = A\n    client = 10.0.0.1:1\n    bus = tcp://10.0.0.1:2\n"
-                           "    sync = tcp://10.0.0.1:3\n    log = l\n"
-                           "security\n    curve = off\n";
-    config = herd_config_load_string (open_bus, "t.cfg", &error);
-    s_test_ok (config, error);
-    HERD_CHECK (!config->curve && config->curve_said);
-    herd_config_destroy (&config);
-    //  Without its security checks (keygen --all): neither the protected
-    //  bus nor the certificates are looked at
-    const char *unmade = "node = A\n    client = 10.0.0.1:1\n    bus = tcp://10.0.0.1:2\n"
-                        "    log = l\n    cert = /nonexistent-herd-dir/A.cert\n"
-                        "security\n    curve = on\n";
-    char *path = s_test_write (unmade, strlen (unmade));
-    config = herd_config_load (path, &error);
-    HERD_CHECK (config == NULL);
-    HERD_CHECK_CONTAINS (error, "cannot load a certificate from '/nonexistent-herd-dir/A.cert'");
-    free (error);
-    config = herd_config_load_without_security (path, &error);
-    s_test_ok (config, error);
-    HERD_CHECK (config->curve && config->curve_said);
-    HERD_CHECK_STR (config->nodes[0].cert, "/nonexistent-herd-dir/A.cert");
-    herd_config_destroy (&config);
-    unlink (path);
-    free (path);
-
-    //  Every error case
-    size_t cases = sizeof (s_test_errors) / sizeof (s_test_errors[0]);
-    for (size_t i = 0; i < cases; i++) {
-        const s_test_case_t *test = &s_test_errors[i];
-        config = herd_config_load_string (test->text, "t.cfg", &error);
-        if (verbose)
-            printf ("   %s\n", error ? error : "(no error)");
-        if (config)
-            fprintf (stderr, "case %zu loaded, expected \"%s\"\n", i, test->expect);
-        HERD_CHECK (config == NULL);
-        HERD_CHECK_CONTAINS (error, test->expect);
-        HERD_CHECK_CONTAINS (error, test->also);
-        free (error);
-    }
-    //  A failure without error_p leaks nothing
-    HERD_CHECK (herd_config_load_string ("bad\n", "t.cfg", NULL) == NULL);
-    HERD_CHECK (herd_config_load_string ("", "t.cfg", NULL) == NULL);
-
-    //  A long line
-    const char *long_head = S_TEST_NODE_A "places\n    url = http://x/";
-    size_t used = strlen (long_head);
-    char *long_text = (char *) s_checked (calloc (1, used + S_LINE_MAX + 2));
-    memcpy (long_text, long_head, used);
-    memset (long_text + used, 'a', S_LINE_MAX);
-    long_text[used + S_LINE_MAX] = '\n';
-    config = herd_config_load_string (long_text, "t.cfg", &error);
-    HERD_CHECK (config == NULL);
-    HERD_CHECK_CONTAINS (error, "t.cfg:6: line is ");
-    HERD_CHECK_CONTAINS (error, "zconfig reads at most 1024 a line");
-    free (error);
-    free (long_text);
-
-    //  From files: the path as given appears in config and messages
-    path = s_test_write (S_TEST_DEFAULT, strlen (S_TEST_DEFAULT));
-    config = herd_config_load (path, &error);
-    s_test_ok (config, error);
-    HERD_CHECK_STR (config->path, path);
-    HERD_CHECK_INT (config->node_count, 5);
-    herd_config_destroy (&config);
-    unlink (path);
-    free (path);
-
-    const char *bad = S_TEST_NODE_A "node = B\n    client = h:3\n    bus = tcp://h:4\n";
-    path = s_test_write (bad, strlen (bad));
-    config = herd_config_load (path, &error);
-    HERD_CHECK (config == NULL);
-    char *expected = s_sprintf ("%s:5: node 'B': missing key 'log'", path);
-    HERD_CHECK_CONTAINS (error, expected);
-    free (expected);
-    free (error);
-    unlink (path);
-    free (path);
-
-    const char nul_text[] = "herd\n    run_dir = a\0b\n";
-    path = s_test_write (nul_text, sizeof (nul_text) - 1);
-    config = herd_config_load (path, &error);
-    HERD_CHECK (config == NULL);
-    expected = s_sprintf ("%s:2: the file contains a NUL byte", path);
-    HERD_CHECK_CONTAINS (error, expected);
-    free (expected);
-    free (error);
-    unlink (path);
-    free (path);
-
-    const char *missing = "/nonexistent-herd-dir/herd.cfg";
-    config = herd_config_load (missing, &error);
-    HERD_CHECK (config == NULL);
-    HERD_CHECK_CONTAINS (error, "/nonexistent-herd-dir/herd.cfg: cannot open: ");
-    HERD_CHECK_CONTAINS (error, strerror (ENOENT));
-    free (error);
-    HERD_CHECK (herd_config_load (missing, NULL) == NULL);
-
-    config = herd_config_load ("/tmp", &error);
-    HERD_CHECK (config == NULL);
-    HERD_CHECK_CONTAINS (error, "/tmp: ");
-    HERD_CHECK_CONTAINS (error, strerror (EISDIR));
-    free (error);
-
-    //  The repository's herd.cfg, when run from the repository root
-    if (access ("herd.cfg", R_OK) == 0) {
-        config = herd_config_load ("herd.cfg", &error);
-        s_test_ok (config, error);
-        HERD_CHECK (config->node_count >= 1);
-        if (verbose)
-            printf ("   herd.cfg: %zu nodes\n", config->node_count);
-        herd_config_destroy (&config);
-    }
-    s_test_reload ();
-    printf ("OK\n");
 }

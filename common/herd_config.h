@@ -178,4 +178,8 @@ char *
 void
     herd_config_test (bool verbose);
 
+//  Self test of the reload comparison (herd_config_reload.c).
+void
+    herd_config_reload_test (bool verbose);
+
 #endif

@@ -5,6 +5,7 @@
 #include "herd_check.h"
 #include "herd_proto.h"
 
+#include <czmq.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -172,7 +173,7 @@ s_writer (void *arg)
     pthread_sigmask (SIG_BLOCK, &all, NULL);    //  signals are the main thread's
     pthread_setname_np (pthread_self (), "herd-log");
     while (true) {
-        herd_alive_beat (HERD_ALIVE_LOG, herd_alive_now_ms ());
+        herd_alive_beat (HERD_ALIVE_LOG, zclock_mono ());
         size_t size = atomic_load (&self->other_size);
         if (size > 0) {
             //  fd changes only under the mutex while other is free
@@ -818,15 +819,10 @@ s_slurp (const char *path)
     return text;
 }
 
-void
-herd_log_test (bool verbose)
+//  Text lines: buffered, timed, escaped, long data shown in part, one line an event.
+static void
+s_test_text (const char *path)
 {
-    (void) verbose;
-    char dir[] = "/tmp/herd_log_test_XXXXXX";
-    HERD_CHECK (mkdtemp (dir));
-    char path[128];
-    snprintf (path, sizeof (path), "%s/sub/dir/node.log", dir);
-
     herd_log_t *log = herd_log_new (path, "Hill");
     HERD_CHECK (log);
     herd_log_printf (log, "gateway", "conn=%d opened from %s", 7, "127.0.0.1:5555");
@@ -880,7 +876,14 @@ herd_log_test (bool verbose)
         lines += *c == '\n';
     HERD_CHECK_INT (lines, 6);
     free (text);
+}
 
+//  Reopen after a rotation: new lines go to a new file at the same path.
+static void
+s_test_rotation (const char *path)
+{
+    herd_log_t *log;
+    char *text;
     //  Reopen after a rotation: new lines go to a new file at the same path
     log = herd_log_new (path, "Hill");
     herd_log_printf (log, "main", "before rotation");
@@ -898,7 +901,14 @@ herd_log_test (bool verbose)
     HERD_CHECK_CONTAINS (text, "after rotation");
     free (text);
     unlink (rotated);
+}
 
+//  Escaping, against a byte-at-a-time reference.
+static void
+s_test_escaping (const char *path)
+{
+    herd_log_t *log;
+    char *text;
     //  Escaping, against a byte-at-a-time reference: every byte value at
     //  every offset in a word, among plain bytes
     log = herd_log_new (path, "Hill");
@@ -938,7 +948,14 @@ herd_log_test (bool verbose)
     free (joined);
     free (text);
     unlink (path);
+}
 
+//  A very long node name; a quiet log written by its own thread.
+static void
+s_test_name_and_quiet (const char *path)
+{
+    herd_log_t *log;
+    char *text;
     //  A very long node name: the header is cut at 159 bytes, as it always was
     char name[201];
     memset (name, 'n', sizeof (name) - 1);
@@ -964,12 +981,18 @@ herd_log_test (bool verbose)
         seen = text && strstr (text, "quiet line\n");
         free (text);
         if (!seen)
-            usleep (10 * 1000);
+            zclock_sleep (10);
     }
     HERD_CHECK (seen);
     herd_log_destroy (&log);
     unlink (path);
+}
 
+//  Four threads at once: every line whole, none lost, each in order.
+static void
+s_test_threads (const char *path)
+{
+    herd_log_t *log;
     //  Four threads at once, many buffers' worth: every line whole, none
     //  lost, each thread's lines in order
     log = herd_log_new (path, "Hill");
@@ -998,7 +1021,14 @@ herd_log_test (bool verbose)
     for (int t = 0; t < 4; t++)
         HERD_CHECK_INT (next[t], S_TEST_LINES);
     unlink (path);
+}
 
+//  Sized: no client lines, sampled by serial, events under the level dropped.
+static void
+s_test_sized (const char *path)
+{
+    herd_log_t *log;
+    char *text;
     //  Sized: no client lines, sampled by serial, events under the level
     //  dropped
     log = herd_log_new (path, "Hill");
@@ -1026,7 +1056,16 @@ herd_log_test (bool verbose)
                 && !strstr (text, "conn=4 in") && !strstr (text, "conn=5 in"));
     free (text);
     unlink (path);
+}
 
+//  JSON lines; a log that cannot be opened.
+static void
+s_test_json (const char *path)
+{
+    herd_log_t *log;
+    char *text;
+    char *big;
+    int lines;
     //  JSON: one object a line; client bytes as \xHH where the text log
     //  escapes them and where they are not UTF-8, '"' quoted, UTF-8 kept
     log = herd_log_new (path, "H\"ill");
@@ -1059,6 +1098,24 @@ herd_log_test (bool verbose)
     //  A log that cannot be opened is reported, not crashed on
     HERD_CHECK (herd_log_new ("/proc/no/such/dir/x.log", "Hill") == NULL);
     herd_log_printf (NULL, "bus", "ignored");
+}
+
+void
+herd_log_test (bool verbose)
+{
+    (void) verbose;
+    char dir[] = "/tmp/herd_log_test_XXXXXX";
+    HERD_CHECK (mkdtemp (dir));
+    char path[128];
+    snprintf (path, sizeof (path), "%s/sub/dir/node.log", dir);
+
+    s_test_text (path);
+    s_test_rotation (path);
+    s_test_escaping (path);
+    s_test_name_and_quiet (path);
+    s_test_threads (path);
+    s_test_sized (path);
+    s_test_json (path);
 
     unlink (path);
     snprintf (path, sizeof (path), "%s/sub/dir", dir);

@@ -3,6 +3,7 @@
 #include "herd_notify.h"
 #include "herd_check.h"
 
+#include <czmq.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -114,11 +115,8 @@ herd_notify_reloading (herd_notify_t *self)
 {
     if (!self)
         return 0;
-    struct timespec now;
-    clock_gettime (CLOCK_MONOTONIC, &now);
     return herd_notify_send (self, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading",
-                             (unsigned long long) now.tv_sec * 1000000ULL
-                                 + (unsigned long long) now.tv_nsec / 1000ULL);
+                             (unsigned long long) zclock_usecs ());
 }
 
 int64_t
@@ -184,14 +182,11 @@ herd_notify_test (bool verbose)
     HERD_CHECK_INT (herd_notify_send (notify, "WATCHDOG=1"), 0);
     HERD_CHECK_STR (s_receive (manager), "WATCHDOG=1");
     //  A reload: RELOADING=1 with the monotonic clock of when it began
-    struct timespec before;
-    clock_gettime (CLOCK_MONOTONIC, &before);
+    unsigned long long since = (unsigned long long) zclock_usecs ();
     HERD_CHECK_INT (herd_notify_reloading (notify), 0);
     const char *reloading = s_receive (manager);
     HERD_CHECK (strncmp (reloading, "RELOADING=1\nMONOTONIC_USEC=", 27) == 0);
     unsigned long long usec = strtoull (reloading + 27, NULL, 10);
-    unsigned long long since = (unsigned long long) before.tv_sec * 1000000ULL
-                               + (unsigned long long) before.tv_nsec / 1000ULL;
     HERD_CHECK (usec >= since && usec < since + 5000000ULL);
     HERD_CHECK (strstr (reloading, "\nSTATUS=reloading"));
     herd_notify_destroy (&notify);

@@ -1,6 +1,7 @@
 //  herd_proto.c - the client line protocol: strict parsing, exact AT lines.
 
 #include "herd_proto.h"
+#include "herd_decimal.h"
 #include "herd_check.h"
 
 #include <inttypes.h>
@@ -15,12 +16,6 @@ static inline bool
 s_is_space (char c)
 {
     return c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v';
-}
-
-static inline bool
-s_is_digit (char c)
-{
-    return c >= '0' && c <= '9';
 }
 
 //  True if span equals the C string word.
@@ -54,36 +49,21 @@ s_split (const char *line, size_t size, herd_span_t *fields, size_t max)
     return count;
 }
 
-//  Parse "D+" then optionally ".D+": the integer part (at most int_max
-//  digits, value into *int_p) and whether any fraction digit is non-zero.
-//  Returns the bytes consumed, or 0 when text does not start that way.
+//  Parse "D+" then optionally ".D+" (herd_decimal_scan): the integer part
+//  (at most int_max digits, value into *int_p) and whether any fraction
+//  digit is non-zero (at most frac_max of them). Returns the bytes
+//  consumed, or 0 when text does not start that way.
 static size_t
-s_parse_decimal (const char *text, size_t size, size_t int_max, size_t frac_max, int64_t *int_p,
-                 bool *frac_nonzero_p)
+s_parse_fixed (const char *text, size_t size, size_t int_max, size_t frac_max, int64_t *int_p,
+               bool *frac_nonzero_p)
 {
-    size_t at = 0;
-    int64_t value = 0;
-    while (at < size && s_is_digit (text[at])) {
-        if (at == int_max)
-            return 0;
-        value = value * 10 + (text[at] - '0');
-        at++;
-    }
-    if (at == 0)
+    herd_decimal_t number;
+    size_t used = herd_decimal_scan (text, size, HERD_DECIMAL_FRACTION, &number);
+    if (used == 0 || number.int_digits > int_max || number.frac_digits > frac_max)
         return 0;
-    bool nonzero = false;
-    if (at < size && text[at] == '.') {
-        size_t start = ++at;
-        while (at < size && s_is_digit (text[at])) {
-            nonzero |= text[at] != '0';
-            at++;
-        }
-        if (at == start || at - start > frac_max)
-            return 0;
-    }
-    *int_p = value;
-    *frac_nonzero_p = nonzero;
-    return at;
+    *int_p = (int64_t) number.integer;     //  int_max is at most 18 digits: it fits
+    *frac_nonzero_p = number.frac_nonzero;
+    return used;
 }
 
 //  Parse one signed coordinate with magnitude at most limit degrees;
@@ -95,7 +75,7 @@ s_parse_coordinate (const char *text, size_t size, int64_t limit)
         return 0;
     int64_t degrees;
     bool frac;
-    size_t used = s_parse_decimal (text + 1, size - 1, 3, 15, &degrees, &frac);
+    size_t used = s_parse_fixed (text + 1, size - 1, 3, 15, &degrees, &frac);
     if (used == 0 || degrees > limit || (degrees == limit && frac))
         return 0;
     return used + 1;
@@ -122,7 +102,7 @@ herd_proto_parse_time (const char *text, size_t size, int64_t *sec_p, int32_t *n
 {
     int64_t sec;
     bool frac;
-    size_t used = s_parse_decimal (text, size, 18, 9, &sec, &frac);
+    size_t used = s_parse_fixed (text, size, 18, 9, &sec, &frac);
     if (used == 0 || used != size)
         return -1;
     int32_t nsec = 0;
@@ -143,7 +123,7 @@ s_valid_radius (herd_span_t span)
 {
     int64_t km;
     bool frac;
-    size_t used = s_parse_decimal (span.data, span.size, 9, 9, &km, &frac);
+    size_t used = s_parse_fixed (span.data, span.size, 9, 9, &km, &frac);
     if (used == 0 || used != span.size)
         return false;
     if (km > 50 || (km == 50 && frac))
@@ -157,7 +137,7 @@ s_parse_bound (herd_span_t span)
 {
     int64_t value;
     bool frac;
-    size_t used = s_parse_decimal (span.data, span.size, 9, 0, &value, &frac);
+    size_t used = s_parse_fixed (span.data, span.size, 9, 0, &value, &frac);
     if (used == 0 || used != span.size || value < 1 || value > 20)
         return 0;
     return (int) value;
@@ -305,13 +285,10 @@ s_diff (int64_t now_sec, int32_t now_nsec, int64_t sec, int32_t nsec)
     return buffer;
 }
 
-void
-herd_proto_test (bool verbose)
+//  Decimal formatting, against snprintf, at the edges.
+static void
+s_test_format_u64 (void)
 {
-    (void) verbose;
-    herd_cmd_t cmd;
-
-    //  Decimal formatting, against snprintf, at the edges
     uint64_t values[] = {0, 7, 10, 999, 1000000007, UINT64_MAX};
     for (size_t i = 0; i < sizeof (values) / sizeof (values[0]); i++) {
         char got[24] = "", want[24];
@@ -321,7 +298,13 @@ herd_proto_test (bool verbose)
         HERD_CHECK_STR (got, want);
     }
 
-    //  IAMAT, the example of PROTOCOL.md
+}
+
+//  IAMAT, the example of PROTOCOL.md, and its AT line exactly.
+static void
+s_test_iamat (void)
+{
+    herd_cmd_t cmd;
     const char *line = "IAMAT kiwi.cs.ucla.edu +34.068930-118.445127 1621464827.959498503";
     HERD_CHECK_INT (s_parse_str (line, &cmd), 0);
     HERD_CHECK_INT (cmd.kind, HERD_CMD_IAMAT);
@@ -348,6 +331,13 @@ herd_proto_test (bool verbose)
     HERD_CHECK_INT (herd_proto_format_at ("Hill", &cmd, 1621464828, 223371889, NULL, 0), size);
     free (at);
 
+}
+
+//  White space, client ids of any bytes and length, positions, times.
+static void
+s_test_fields (void)
+{
+    herd_cmd_t cmd;
     //  White space: tabs, CR, FF, VT, leading and trailing
     HERD_CHECK_INT (s_parse_str (" \t IAMAT\ta\v+1+2\f1 \r", &cmd), 0);
     HERD_CHECK (cmd.client.size == 1 && cmd.time_sec == 1 && cmd.time_nsec == 0);
@@ -385,7 +375,13 @@ herd_proto_test (bool verbose)
     HERD_CHECK_INT (herd_proto_parse_time ("999999999999999999", 18, &sec, &nsec), 0);
     HERD_CHECK_INT (sec, 999999999999999999LL);
 
-    //  WHATSAT
+}
+
+//  WHATSAT, and every invalid form of PROTOCOL.md.
+static void
+s_test_whatsat_and_invalid (void)
+{
+    herd_cmd_t cmd;
     HERD_CHECK_INT (s_parse_str ("WHATSAT kiwi.cs.ucla.edu 10 5", &cmd), 0);
     HERD_CHECK_INT (cmd.kind, HERD_CMD_WHATSAT);
     HERD_CHECK_INT (cmd.bound, 5);
@@ -455,7 +451,12 @@ herd_proto_test (bool verbose)
     //  A NUL byte makes a line invalid
     HERD_CHECK_INT (herd_proto_parse ("IAMAT a\0b +1+2 3", 16, &cmd), -1);
 
-    //  Time differences: sign always, 9 digits, borrow across seconds
+}
+
+//  Time differences: sign always, 9 digits, borrow across seconds.
+static void
+s_test_diff (void)
+{
     HERD_CHECK_STR (s_diff (10, 0, 10, 0), "+0.000000000");
     HERD_CHECK_STR (s_diff (10, 5, 10, 0), "+0.000000005");
     HERD_CHECK_STR (s_diff (10, 0, 10, 5), "-0.000000005");
@@ -466,4 +467,15 @@ herd_proto_test (bool verbose)
     HERD_CHECK_STR (s_diff (1700000000, 0, 999999999999999999LL, 999999999),
                     "-999999998299999999.999999999");
     HERD_CHECK_STR (s_diff (1700000000, 123456789, 0, 0), "+1700000000.123456789");
+}
+
+void
+herd_proto_test (bool verbose)
+{
+    (void) verbose;
+    s_test_format_u64 ();
+    s_test_iamat ();
+    s_test_fields ();
+    s_test_whatsat_and_invalid ();
+    s_test_diff ();
 }

@@ -159,13 +159,17 @@ s_parse_str (const char *line, herd_record_t *record)
     return herd_record_parse (line, strlen (line), record);
 }
 
-void
-herd_record_test (bool verbose)
+//  The AT line of PROTOCOL.md's example.
+#define S_TEST_LINE                                                                            \
+    "AT Hill +0.263873386 kiwi.cs.ucla.edu +34.068930-118.445127 1621464827.959498503"
+
+//  A record parses into its fields; malformed ones (they may come from a
+//  bad peer) are refused.
+static void
+s_test_parse (void)
 {
-    (void) verbose;
-    herd_record_t a, b;
-    const char *line = "AT Hill +0.263873386 kiwi.cs.ucla.edu +34.068930-118.445127 "
-                       "1621464827.959498503";
+    herd_record_t a;
+    const char *line = S_TEST_LINE;
     HERD_CHECK_INT (s_parse_str (line, &a), 0);
     HERD_CHECK (a.origin.size == 4 && memcmp (a.origin.data, "Hill", 4) == 0);
     HERD_CHECK (a.client.size == 16 && memcmp (a.client.data, "kiwi.cs.ucla.edu", 16) == 0);
@@ -199,6 +203,14 @@ herd_record_test (bool verbose)
     }
     HERD_CHECK_INT (herd_record_parse ("AT H +0.000000000 k\0 +0+0 5", 27, &a), -1);
 
+}
+
+//  Which record is newer, the same on every server; peek.
+static void
+s_test_newer (void)
+{
+    herd_record_t a, b;
+    const char *line = S_TEST_LINE;
     //  Later client time wins, whatever the order of arrival
     HERD_CHECK_INT (s_parse_str ("AT Hill +0.000000000 k +1+1 100.5", &a), 0);
     HERD_CHECK_INT (s_parse_str ("AT Smith +0.000000000 k +2+2 100.49", &b), 0);
@@ -233,7 +245,12 @@ herd_record_test (bool verbose)
     HERD_CHECK_INT (herd_record_peek ("AT Hill +0 k here 1", 19, &b), 0);
     HERD_CHECK_INT (s_parse_str ("AT Hill +0 k here 1", &a), -1);
 
-    //  Hashes: stable, and sensitive to every byte
+}
+
+//  Hashes: stable, and sensitive to every byte.
+static void
+s_test_hash (void)
+{
     HERD_CHECK (herd_record_hash ("abc", 3) == herd_record_hash ("abc", 3));
     HERD_CHECK (herd_record_hash ("abc", 3) != herd_record_hash ("abd", 3));
     HERD_CHECK (herd_record_hash ("abc", 3) != herd_record_hash ("abc", 2));
@@ -270,4 +287,13 @@ herd_record_test (bool verbose)
         for (size_t other = 0; other < size; other++)
             HERD_CHECK (seen[other] != seen[size]);
     }
+}
+
+void
+herd_record_test (bool verbose)
+{
+    (void) verbose;
+    s_test_parse ();
+    s_test_newer ();
+    s_test_hash ();
 }

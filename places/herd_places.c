@@ -30,6 +30,7 @@
 #include "herd_placesbody.h"
 #include "../common/herd_alive.h"
 #include "../common/herd_check.h"
+#include "../common/herd_decimal.h"
 #include "../common/herd_msg.h"
 
 #include <arpa/inet.h>
@@ -255,44 +256,6 @@ s_field (zframe_t *frame)
         || memchr (zframe_data (frame), 0, zframe_size (frame)))
         return NULL;
     return zframe_strdup (frame);
-}
-
-//  Parse a decimal number: optional sign (if allowed), digits with an
-//  optional fraction, and an optional exponent if allowed. Only these
-//  characters, so the text is safe to put in a URL as it is. 0 or -1.
-static int
-s_parse_decimal (const char *text, bool sign, bool exponent, double *value_p)
-{
-    const char *p = text;
-    if (sign && (*p == '+' || *p == '-'))
-        p++;
-    size_t digits = 0;
-    while (*p >= '0' && *p <= '9') {
-        p++;
-        digits++;
-    }
-    if (*p == '.') {
-        p++;
-        while (*p >= '0' && *p <= '9') {
-            p++;
-            digits++;
-        }
-    }
-    if (digits == 0)
-        return -1;
-    if (exponent && (*p == 'e' || *p == 'E')) {
-        p++;
-        if (*p == '+' || *p == '-')
-            p++;
-        if (!(*p >= '0' && *p <= '9'))
-            return -1;
-        while (*p >= '0' && *p <= '9')
-            p++;
-    }
-    if (*p)
-        return -1;
-    *value_p = strtod (text, NULL);
-    return isfinite (*value_p) ? 0 : -1;
 }
 
 //  Metres for the radius parameter, without exponent: an integer when whole,
@@ -1030,6 +993,11 @@ s_self_handle_router (s_self_t *self)
     char *lat = NULL, *lon = NULL, *radius = NULL, *bound = NULL;
     char reason[160] = "";
     double latitude = 0, longitude = 0, radius_km = 0, bound_value = 0;
+    //  What herd_decimal_parse_double lets through: digits on one side of a
+    //  '.' suffice; coordinates may have a sign, the radius an exponent
+    const int S_PLAIN = HERD_DECIMAL_FRACTION | HERD_DECIMAL_LOOSE;
+    const int S_COORDINATE = S_PLAIN | HERD_DECIMAL_SIGN;
+    const int S_RADIUS = S_PLAIN | HERD_DECIMAL_EXPONENT;
 
     if (!command || !zframe_streq (command, HERD_MSG_NEARBY))
         snprintf (reason, sizeof (reason), "not a NEARBY command");
@@ -1043,17 +1011,17 @@ s_self_handle_router (s_self_t *self)
         lon = s_field (zmsg_next (msg));
         radius = s_field (zmsg_next (msg));
         bound = s_field (zmsg_next (msg));
-        if (!lat || s_parse_decimal (lat, true, false, &latitude) || fabs (latitude) > 90)
+        if (!lat || herd_decimal_parse_double (lat, S_COORDINATE, &latitude) || fabs (latitude) > 90)
             snprintf (reason, sizeof (reason), "latitude is not a number in [-90, 90]");
         else
-        if (!lon || s_parse_decimal (lon, true, false, &longitude) || fabs (longitude) > 180)
+        if (!lon || herd_decimal_parse_double (lon, S_COORDINATE, &longitude) || fabs (longitude) > 180)
             snprintf (reason, sizeof (reason), "longitude is not a number in [-180, 180]");
         else
-        if (!radius || s_parse_decimal (radius, false, true, &radius_km) || radius_km <= 0
+        if (!radius || herd_decimal_parse_double (radius, S_RADIUS, &radius_km) || radius_km <= 0
             || radius_km > 50)
             snprintf (reason, sizeof (reason), "radius is not a number of km in (0, 50]");
         else
-        if (!bound || strlen (bound) > 2 || s_parse_decimal (bound, false, false, &bound_value)
+        if (!bound || strlen (bound) > 2 || herd_decimal_parse_double (bound, S_PLAIN, &bound_value)
             || strchr (bound, '.') || bound_value < 1 || bound_value > 20)
             snprintf (reason, sizeof (reason), "bound is not an integer in [1, 20]");
     }

@@ -12,6 +12,8 @@
 
 #include "../../common/herd_alive.h"
 #include "../../common/herd_config.h"
+#include "../../common/herd_config_scan.h"
+#include "../../common/herd_decimal.h"
 #include "../../common/herd_hist.h"
 #include "../../common/herd_log.h"
 #include "../../common/herd_notify.h"
@@ -33,13 +35,16 @@ typedef struct {
 
 //  The registry: one line a class, in dependency order.
 static test_item_t s_tests[] = {
+    {"herd_decimal", herd_decimal_test},
     {"herd_proto", herd_proto_test},
     {"herd_record", herd_record_test},
     {"herd_hist", herd_hist_test},
     {"herd_log", herd_log_test},
     {"herd_alive", herd_alive_test},
     {"herd_notify", herd_notify_test},
+    {"herd_config_scan", herd_config_scan_test},
     {"herd_config", herd_config_test},
+    {"herd_config_reload", herd_config_reload_test},
     {"herd_placesbody", herd_placesbody_test},
     {"herd_google", herd_google_test},
     {"herd_places", herd_places_test},
