@@ -21,6 +21,7 @@
 #include "../../bus/herd_journal.h"
 #include "../../bus/herd_table.h"
 #include "../../bus/herd_monitor.h"
+#include "../../gateway/herd_conn.h"
 #include "../../gateway/herd_gateway.h"
 #include "../../places/herd_places.h"
 #include "../../places/herd_placesbody.h"
@@ -45,6 +46,7 @@ static test_item_t s_tests[] = {
     {"herd_journal", herd_journal_test},
     {"herd_monitor", herd_monitor_test},
     {"herd_bus", herd_bus_test},
+    {"herd_conn", herd_conn_test},
     {"herd_gateway", herd_gateway_test},
 };
 
