@@ -21,6 +21,7 @@
 #include "../../bus/herd_journal.h"
 #include "../../bus/herd_table.h"
 #include "../../bus/herd_monitor.h"
+#include "../../gateway/herd_accept.h"
 #include "../../gateway/herd_conn.h"
 #include "../../gateway/herd_gateway.h"
 #include "../../places/herd_places.h"
@@ -47,6 +48,7 @@ static test_item_t s_tests[] = {
     {"herd_monitor", herd_monitor_test},
     {"herd_bus", herd_bus_test},
     {"herd_conn", herd_conn_test},
+    {"herd_accept", herd_accept_test},
     {"herd_gateway", herd_gateway_test},
 };
 
