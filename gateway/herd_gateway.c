@@ -10,6 +10,7 @@
 #include "herd_gateway.h"
 #include "herd_accept.h"
 #include "herd_conn.h"
+#include "herd_uplink.h"
 #include "../common/herd_alive.h"
 #include "../common/herd_hist.h"
 #include "../common/herd_msg.h"
@@ -28,7 +29,6 @@
 #define HERD_GW_BUS_HWM     1000            //  queued UPDATEs (<= 64 KB each) to the bus
 #define HERD_GW_ACCEPT_MAX  256             //  connections accepted per turn
 #define HERD_GW_TICK_MS     1000            //  longest sleep of the loop
-#define HERD_GW_UPDATES_MAX (64 * 1024)     //  bytes of updates sent to the bus at once
 #define HERD_GW_AT_STACK    512             //  AT lines up to this long are built on the stack
 #define HERD_GW_BACKLOG_MS  5               //  retry sending to a bus that was full this often
 #define HERD_GW_ZMQ_BATCH   256             //  replies from bus and places handled per turn
@@ -60,16 +60,6 @@ typedef struct {
     int64_t started;                //  when the line came, usec
     bool asked;                     //  counted in self->asked
 } s_request_t;
-
-//  An IAMAT answer waiting for its update to be stored: which connection
-//  and slot, and the batch (UPDATE message) the update went in.
-typedef struct {
-    uint64_t serial;
-    uint64_t seq;
-    uint64_t batch;
-    int64_t since;                  //  when the answer was ready, ms (monotonic)
-    int32_t fd;
-} s_waiter_t;
 
 typedef struct _s_self_t s_self_t;
 typedef struct _s_client_t s_client_t;
@@ -138,14 +128,8 @@ struct _s_self_t {
     struct timespec wall;           //  real time, read at most once per turn
     bool wall_valid;                //  wall was read this turn
     herd_log_t *log;
-    char *updates;                  //  this turn's AT lines for the bus, '\n'-separated
-    size_t updates_size;
-    size_t updates_count;
-    uint64_t batch;                 //  number of the UPDATE being filled (from 1)
-    s_waiter_t *waiters;            //  answers waiting to be stored, oldest first (a ring)
-    size_t waiter_head, waiter_count, waiter_capacity;
-    int ack_timeout_ms;             //  a waiter older than this closes its connection
-    zlist_t *backlog;               //  messages the bus could not take yet, in order (zmsg_t)
+    herd_uplink_t *uplink;          //  updates to the bus, answers waiting for them
+    int ack_timeout_ms;             //  an answer waiting longer closes its connection
     bool check_pipe;                //  its ZMQ_FD fired: ask ZMQ_EVENTS
     bool check_places;              //  its ZMQ_FD fired, or we sent to it
     bool zmq_backlog;               //  replies left for the next turn: do not sleep
@@ -478,165 +462,27 @@ s_self_find_request (s_self_t *self, zframe_t *frame, s_client_t **client_p, uin
     return request;
 }
 
-//  Send frames on a zmq socket without blocking; false when its queue is full.
-static bool
-s_send_frames (zsock_t *sock, const void *const *data, const size_t *size, int count)
-{
-    void *handle = zsock_resolve (sock);
-    for (int i = 0; i < count; i++) {
-        int flags = ZMQ_DONTWAIT | (i + 1 < count ? ZMQ_SNDMORE : 0);
-        if (zmq_send (handle, data[i], size[i], flags) == -1)
-            return false;       //  only the first frame can fail: sends are atomic
-    }
-    return true;
-}
-
-//  Send a message the bus could not take before; false (kept) if it still
-//  cannot.
-static bool
-s_self_send_backlogged (s_self_t *self, zmsg_t *msg)
-{
-    void *handle = zsock_resolve (self->bus);
-    size_t left = zmsg_size (msg);
-    for (zframe_t *frame = zmsg_first (msg); frame; frame = zmsg_next (msg)) {
-        int more = --left > 0 ? ZFRAME_MORE : 0;
-        if (zframe_send (&frame, handle, ZFRAME_REUSE | ZFRAME_DONTWAIT | more) == -1)
-            return false;       //  only the first frame can fail: sends are atomic
-    }
-    return true;
-}
-
-//  Send what waits for the bus, oldest first, as far as it takes it now.
-static void
-s_self_flush_backlog (s_self_t *self)
-{
-    zmsg_t *msg;
-    while ((msg = (zmsg_t *) zlist_first (self->backlog))
-           && s_self_send_backlogged (self, msg)) {
-        zlist_remove (self->backlog, msg);
-        zmsg_destroy (&msg);
-    }
-}
-
-//  Send frames to the bus, never blocking and never dropping: when its
-//  queue is full (the bus is busy, stopped or restarting) the message waits
-//  in the backlog, behind anything already there, so the bus sees every
-//  message in order. The backlog is bounded by the clients: an IAMAT or a
-//  WHATSAT holds a slot of its connection until the bus answers, and a
-//  connection stops reading at max_pending slots.
-static void
-s_self_to_bus (s_self_t *self, const void *const *data, const size_t *size, int count)
-{
-    if (zlist_size (self->backlog) == 0 && s_send_frames (self->bus, data, size, count))
-        return;
-    zmsg_t *msg = zmsg_new ();
-    for (int i = 0; i < count; i++)
-        zmsg_addmem (msg, data[i], size[i]);
-    zlist_append (self->backlog, msg);
-}
-
-//  Hand the updates queued this turn to the bus, as one UPDATE message of
-//  records with the batch's number (herd_msg.h); the bus answers STORED
-//  once they are in its journal. Called before anything else goes to the
-//  bus (so a client's WHATSAT follows its IAMAT).
-static void
-s_self_send_updates (s_self_t *self)
-{
-    if (self->updates_size == 0)
-        return;
-    byte batch[8];
-    herd_msg_put_u64 (batch, self->batch++);
-    const void *data[] = {HERD_MSG_UPDATE, batch, self->updates};
-    size_t sizes[] = {strlen (HERD_MSG_UPDATE), sizeof (batch), self->updates_size};
-    s_self_to_bus (self, data, sizes, 3);
-    self->updates_size = 0;
-    self->updates_count = 0;
-}
-
-//  Queue an AT line for the bus; sent with the rest of the turn's. Returns
-//  the number of the batch it goes in.
-static uint64_t
-s_self_queue_update (s_self_t *self, const char *at, size_t size)
-{
-    if (self->updates_size > 0 && self->updates_size + 1 + size > HERD_GW_UPDATES_MAX)
-        s_self_send_updates (self);
-    if (!self->updates) {
-        self->updates = (char *) malloc (HERD_GW_UPDATES_MAX + 1);
-        assert (self->updates);
-    }
-    if (size > HERD_GW_UPDATES_MAX) {
-        //  A long line (max_line allows it) goes alone, as its own batch
-        byte batch[8];
-        uint64_t number = self->batch++;
-        herd_msg_put_u64 (batch, number);
-        const void *data[] = {HERD_MSG_UPDATE, batch, at};
-        size_t sizes[] = {strlen (HERD_MSG_UPDATE), sizeof (batch), size};
-        s_self_to_bus (self, data, sizes, 3);
-        return number;
-    }
-    if (self->updates_size > 0)
-        self->updates[self->updates_size++] = '\n';
-    memcpy (self->updates + self->updates_size, at, size);
-    self->updates_size += size;
-    self->updates_count++;
-    return self->batch;
-}
-
-//  Hold a ready IAMAT answer until the bus says its batch is stored.
-static void
-s_self_wait_store (s_self_t *self, s_client_t *client, uint64_t seq, uint64_t batch)
-{
-    if (self->waiter_count == self->waiter_capacity) {
-        size_t capacity = self->waiter_capacity ? self->waiter_capacity * 2 : 256;
-        s_waiter_t *waiters = (s_waiter_t *) malloc (capacity * sizeof (s_waiter_t));
-        assert (waiters);
-        for (size_t i = 0; i < self->waiter_count; i++)
-            waiters[i] = self->waiters[(self->waiter_head + i) % self->waiter_capacity];
-        free (self->waiters);
-        self->waiters = waiters;
-        self->waiter_capacity = capacity;
-        self->waiter_head = 0;
-    }
-    size_t tail = (self->waiter_head + self->waiter_count) % self->waiter_capacity;
-    self->waiters[tail] = (s_waiter_t){client->serial, seq, batch, self->now, client->fd};
-    self->waiter_count++;
-}
-
-//  The oldest waiter, or NULL.
-static s_waiter_t *
-s_self_oldest_waiter (s_self_t *self)
-{
-    return self->waiter_count ? &self->waiters[self->waiter_head] : NULL;
-}
-
-static void
-s_self_pop_waiter (s_self_t *self)
-{
-    self->waiter_head = (self->waiter_head + 1) % self->waiter_capacity;
-    self->waiter_count--;
-}
-
-//  The bus stored batches first..last: their answers may go out. A waiter
+//  The bus stored batches first..last: their answers may go out. An answer
 //  of an earlier batch is one the bus never got (it restarted, or the
 //  message was lost with its connection): its update is not stored, so its
 //  client gets no AT; its connection is closed.
 static void
 s_self_stored (s_self_t *self, uint64_t first, uint64_t last)
 {
-    s_waiter_t *waiter;
-    while ((waiter = s_self_oldest_waiter (self)) && waiter->batch <= last) {
-        s_client_t *client = s_self_client (self, waiter->fd, waiter->serial);
-        if (client && herd_conn_withheld (client->conn, waiter->seq)) {
-            if (waiter->batch < first) {
-                self->unstored++;
-                s_client_doom (self, client, "update not stored: the bus did not get it");
-            }
-            else {
-                herd_conn_release (client->conn, waiter->seq);
-                s_client_touched (self, client);
-            }
+    herd_uplink_ref_t ref;
+    bool lost;
+    while (herd_uplink_next_stored (self->uplink, first, last, &ref, &lost)) {
+        s_client_t *client = s_self_client (self, ref.fd, ref.serial);
+        if (!client || !herd_conn_withheld (client->conn, ref.seq))
+            continue;
+        if (lost) {
+            self->unstored++;
+            s_client_doom (self, client, "update not stored: the bus did not get it");
         }
-        s_self_pop_waiter (self);
+        else {
+            herd_conn_release (client->conn, ref.seq);
+            s_client_touched (self, client);
+        }
     }
 }
 
@@ -646,16 +492,14 @@ s_self_stored (s_self_t *self, uint64_t first, uint64_t last)
 static void
 s_self_expire_waiters (s_self_t *self)
 {
-    s_waiter_t *waiter;
-    while ((waiter = s_self_oldest_waiter (self))
-           && self->now - waiter->since >= self->ack_timeout_ms) {
-        s_client_t *client = s_self_client (self, waiter->fd, waiter->serial);
+    herd_uplink_ref_t ref;
+    while (herd_uplink_next_expired (self->uplink, self->now, self->ack_timeout_ms, &ref)) {
+        s_client_t *client = s_self_client (self, ref.fd, ref.serial);
         if (client) {
             self->unstored++;
             s_client_doom (self, client, "update not stored within %d ms: no AT sent",
                            self->ack_timeout_ms);
         }
-        s_self_pop_waiter (self);
     }
 }
 
@@ -696,12 +540,13 @@ s_self_handle_iamat (s_self_t *self, s_client_t *client, const herd_cmd_t *cmd)
         herd_proto_format_at (self->node->name, cmd, now->tv_sec, (int32_t) now->tv_nsec, at,
                               at_size + 1);
     }
-    uint64_t batch = s_self_queue_update (self, at, at_size);
+    uint64_t batch = herd_uplink_queue (self->uplink, at, at_size);
     struct iovec parts[] = {S_PART (at, at_size), S_PART ("\n", 1)};
     uint64_t seq = herd_conn_hold (client->conn, NULL);
     herd_conn_fill (client->conn, seq, parts, 2, true);
     if (herd_conn_state (client->conn) != HERD_CONN_DONE)
-        s_self_wait_store (self, client, seq, batch);
+        herd_uplink_wait (self->uplink, (herd_uplink_ref_t){client->serial, seq, client->fd},
+                          batch, self->now);
     if (at != stack)
         free (at);
 }
@@ -728,10 +573,10 @@ s_self_handle_whatsat (s_self_t *self, s_client_t *client, const herd_cmd_t *cmd
     request->radius = strndup (cmd->radius.data, cmd->radius.size);
     request->bound = cmd->bound;
     s_reqid_t reqid = {client->serial, seq, client->fd, 0};
-    s_self_send_updates (self);         //  this client's IAMAT first
+    herd_uplink_send_updates (self->uplink);    //  this client's IAMAT first
     const void *data[] = {HERD_MSG_LOOKUP, &reqid, cmd->client.data};
     size_t sizes[] = {strlen (HERD_MSG_LOOKUP), sizeof (reqid), cmd->client.size};
-    s_self_to_bus (self, data, sizes, 3);
+    herd_uplink_send (self->uplink, data, sizes, 3);
     if (in_turn) {
         request->asked = true;          //  sent to the bus: in flight
         self->asked++;
@@ -920,12 +765,12 @@ s_self_sleep_ms (s_self_t *self)
     int64_t accept_wake = herd_accept_wake (self->acceptor);
     if (accept_wake < wake)
         wake = accept_wake;
-    s_waiter_t *waiter = s_self_oldest_waiter (self);
-    if (waiter && waiter->since + self->ack_timeout_ms < wake)
-        wake = waiter->since + self->ack_timeout_ms;
+    int64_t oldest = herd_uplink_oldest (self->uplink);
+    if (oldest != INT64_MAX && oldest + self->ack_timeout_ms < wake)
+        wake = oldest + self->ack_timeout_ms;
     //  Messages wait for the bus: try again soon (its ZMQ_FD does not say
     //  when it takes messages again)
-    if (zlist_size (self->backlog) > 0 && self->now + HERD_GW_BACKLOG_MS < wake)
+    if (herd_uplink_backlog (self->uplink) > 0 && self->now + HERD_GW_BACKLOG_MS < wake)
         wake = self->now + HERD_GW_BACKLOG_MS;
     int64_t now = s_clock_ms ();
     return wake <= now ? 0 : (int) (wake - now);
@@ -968,7 +813,7 @@ s_self_handle_found (s_self_t *self, s_client_t *client, uint64_t seq, s_request
     size_t sizes[] = {strlen (HERD_MSG_NEARBY), zframe_size (reqid), lat.size, lon.size,
                       strlen (request->radius), strlen (bound)};
     self->check_places = true;      //  a send may take its ZMQ_FD's edge
-    if (!s_send_frames (self->places, data, sizes, 6)) {
+    if (!herd_uplink_send_now (self->places, data, sizes, 6)) {
         herd_log_warning (self->log, "gateway", "places channel full");
         struct iovec parts[] = {S_PART (request->at_line, request->at_size), S_PART ("\n", 1),
                                 S_PART (s_places_busy, strlen (s_places_busy))};
@@ -1023,7 +868,7 @@ s_self_handle_places (s_self_t *self)
         zframe_t *stats = zmsg_first (msg);
         const void *data[] = {"STATS", "places", zframe_data (stats)};
         size_t sizes[] = {5, 6, zframe_size (stats)};
-        s_send_frames (self->bus, data, sizes, 3);
+        herd_uplink_send_now (self->bus, data, sizes, 3);
         zstr_free (&kind);
         zmsg_destroy (&msg);
         return;
@@ -1069,8 +914,8 @@ s_self_send_stats (s_self_t *self)
     cJSON_AddNumberToObject (stats, "whatsat_total", (double) self->whatsats);
     cJSON_AddNumberToObject (stats, "invalid_total", (double) self->invalids);
     cJSON_AddNumberToObject (stats, "unstored_total", (double) self->unstored);
-    cJSON_AddNumberToObject (stats, "store_waiting", (double) self->waiter_count);
-    cJSON_AddNumberToObject (stats, "bus_backlog", (double) zlist_size (self->backlog));
+    cJSON_AddNumberToObject (stats, "store_waiting", (double) herd_uplink_waiting (self->uplink));
+    cJSON_AddNumberToObject (stats, "bus_backlog", (double) herd_uplink_backlog (self->uplink));
     cJSON_AddNumberToObject (stats, "iamat_per_s", (double) (self->iamats - self->last_iamats) / seconds);
     cJSON_AddNumberToObject (stats, "whatsat_per_s",
                              (double) (self->whatsats - self->last_whatsats) / seconds);
@@ -1089,12 +934,12 @@ s_self_send_stats (s_self_t *self)
     if (text) {
         const void *data[] = {"STATS", "gateway", text};
         size_t sizes[] = {5, 7, strlen (text)};
-        s_send_frames (self->bus, data, sizes, 3);
+        herd_uplink_send_now (self->bus, data, sizes, 3);
         free (text);
     }
     const void *ask[] = {"STATS"};
     size_t ask_sizes[] = {5};
-    s_send_frames (self->places, ask, ask_sizes, 1);
+    herd_uplink_send_now (self->places, ask, ask_sizes, 1);
     self->check_places = true;
 }
 
@@ -1245,17 +1090,9 @@ s_self_destroy (s_self_t **self_p)
     herd_accept_destroy (&self->acceptor);
     if (self->epoll >= 0)
         close (self->epoll);
-    s_self_send_updates (self);
-    s_self_flush_backlog (self);
-    while (zlist_size (self->backlog) > 0) {
-        zmsg_t *msg = (zmsg_t *) zlist_pop (self->backlog);
-        zmsg_destroy (&msg);
-    }
-    zlist_destroy (&self->backlog);
-    free (self->waiters);
+    herd_uplink_destroy (&self->uplink);
     zsock_destroy (&self->bus);
     zsock_destroy (&self->places);
-    free (self->updates);
     free (self);
     *self_p = NULL;
 }
@@ -1288,6 +1125,7 @@ s_self_connect (s_self_t *self, herd_gateway_args_t *args)
                         zmq_strerror (zmq_errno ()));
         return false;
     }
+    self->uplink = herd_uplink_new (self->bus);
     return true;
 }
 
@@ -1309,8 +1147,6 @@ s_self_new (zsock_t *pipe, herd_gateway_args_t *args)
         .request_free = s_request_free, .hook_arg = self};
     self->max_clients = config->max_clients;
     self->ack_timeout_ms = config->ack_timeout_ms;
-    self->batch = 1;
-    self->backlog = zlist_new ();
     self->max_time_ahead_s = config->max_time_ahead_s;
     self->timeouts[TIMER_IDLE] = config->idle_timeout_ms;
     self->timeouts[TIMER_LINE] = config->line_timeout_ms;
@@ -1372,14 +1208,14 @@ s_self_turn (s_self_t *self)
 {
     s_self_tick (self);
     herd_alive_beat (HERD_ALIVE_GATEWAY, self->now);        //  this loop turns
-    s_self_flush_backlog (self);
-    s_self_send_updates (self);
+    herd_uplink_flush (self->uplink);
+    herd_uplink_send_updates (self->uplink);
     s_self_drain_zmq (self);
     s_self_pump (self);
     s_self_grant (self);
     s_self_handle_timers (self);
     s_self_send_stats (self);
-    s_self_send_updates (self);     //  what the last steps queued, before answers go out
+    herd_uplink_send_updates (self->uplink);   //  what the last steps queued, before answers go out
     s_self_flush_dirty (self);
     s_self_trim (self);
 }

@@ -24,6 +24,7 @@
 #include "../../gateway/herd_accept.h"
 #include "../../gateway/herd_conn.h"
 #include "../../gateway/herd_gateway.h"
+#include "../../gateway/herd_uplink.h"
 #include "../../places/herd_places.h"
 #include "../../places/herd_placesbody.h"
 
@@ -49,6 +50,7 @@ static test_item_t s_tests[] = {
     {"herd_bus", herd_bus_test},
     {"herd_conn", herd_conn_test},
     {"herd_accept", herd_accept_test},
+    {"herd_uplink", herd_uplink_test},
     {"herd_gateway", herd_gateway_test},
 };
 
