@@ -635,7 +635,8 @@ s_self_enqueue (s_self_t *self, s_client_t *client)
             (s_reqid_t *) realloc (self->queue, self->queue_capacity * sizeof (s_reqid_t));
         assert (self->queue);
     }
-    self->queue[self->queue_head + self->queue_size++] = (s_reqid_t){client->serial, 0, client->fd, 0};
+    self->queue[self->queue_head + self->queue_size++] =
+        (s_reqid_t){client->serial, 0, client->fd, 0};
     client->waiting = true;
     self->waiting++;
 }
@@ -916,7 +917,8 @@ s_self_send_stats (s_self_t *self)
     cJSON_AddNumberToObject (stats, "unstored_total", (double) self->unstored);
     cJSON_AddNumberToObject (stats, "store_waiting", (double) herd_uplink_waiting (self->uplink));
     cJSON_AddNumberToObject (stats, "bus_backlog", (double) herd_uplink_backlog (self->uplink));
-    cJSON_AddNumberToObject (stats, "iamat_per_s", (double) (self->iamats - self->last_iamats) / seconds);
+    cJSON_AddNumberToObject (stats, "iamat_per_s",
+                             (double) (self->iamats - self->last_iamats) / seconds);
     cJSON_AddNumberToObject (stats, "whatsat_per_s",
                              (double) (self->whatsats - self->last_whatsats) / seconds);
     cJSON_AddNumberToObject (stats, "whatsat_p50_ms",
@@ -1062,7 +1064,8 @@ s_self_drain_zmq (s_self_t *self)
 static void
 s_self_trim (s_self_t *self)
 {
-    if (self->shared.output_freed < HERD_GW_TRIM_BYTES || self->now - self->trimmed_at < HERD_GW_TICK_MS)
+    if (self->shared.output_freed < HERD_GW_TRIM_BYTES
+        || self->now - self->trimmed_at < HERD_GW_TICK_MS)
         return;
     malloc_trim (0);
     self->shared.output_freed = 0;

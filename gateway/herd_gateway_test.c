@@ -286,8 +286,8 @@ static void
 s_test_split (s_test_t *test)
 {
     int fd = s_test_connect (test);
-    const char *pieces[] = {"IAMAT sp", "lit +1+1 1\nIAMAT two +1+1 2\nIAM",
-                            "AT three +1+1 3\n", "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    const char *pieces[] = {"IAMAT sp", "lit +1+1 1\nIAMAT two +1+1 2\nIAM", "AT three +1+1 3\n",
+                            "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
                             "yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy\n"};
     for (size_t i = 0; i < sizeof (pieces) / sizeof (pieces[0]); i++) {
         HERD_CHECK_INT (write (fd, pieces[i], strlen (pieces[i])), strlen (pieces[i]));
