@@ -149,21 +149,12 @@ struct _s_self_t {
 //  -------------------------------------------------------------------------
 //  Time-outs
 
-//  The monotonic clock in milliseconds.
-static int64_t
-s_clock_ms (void)
-{
-    struct timespec now;
-    clock_gettime (CLOCK_MONOTONIC, &now);
-    return (int64_t) now.tv_sec * 1000 + now.tv_nsec / 1000000;
-}
-
 //  Start a loop turn's clocks: the monotonic one now (the connections' too),
 //  the real-time one when first asked for (s_self_wall).
 static void
 s_self_tick (s_self_t *self)
 {
-    self->now = self->shared.now = s_clock_ms ();
+    self->now = self->shared.now = zclock_mono ();
     self->wall_valid = false;
 }
 //  The real time of this loop turn: what the AT line's time difference is
@@ -773,7 +764,7 @@ s_self_sleep_ms (s_self_t *self)
     //  when it takes messages again)
     if (herd_uplink_backlog (self->uplink) > 0 && self->now + HERD_GW_BACKLOG_MS < wake)
         wake = self->now + HERD_GW_BACKLOG_MS;
-    int64_t now = s_clock_ms ();
+    int64_t now = zclock_mono ();
     return wake <= now ? 0 : (int) (wake - now);
 }
 
