@@ -361,10 +361,13 @@ herd_conn_hold (herd_conn_t *self, void *request)
     return slot->seq;
 }
 
-//  The slot seq, if still queued.
+//  The slot seq, if still queued. The newest first: a slot is most often
+//  filled or charged right after it was held.
 static s_slot_t *
 s_conn_slot (herd_conn_t *self, uint64_t seq)
 {
+    if (self->tail && self->tail->seq == seq)
+        return self->tail;
     s_slot_t *slot = self->head;
     while (slot && slot->seq != seq)
         slot = slot->next;
