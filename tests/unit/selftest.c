@@ -23,7 +23,10 @@
 #include "../../bus/herd_journal.h"
 #include "../../bus/herd_table.h"
 #include "../../bus/herd_monitor.h"
+#include "../../gateway/herd_accept.h"
+#include "../../gateway/herd_conn.h"
 #include "../../gateway/herd_gateway.h"
+#include "../../gateway/herd_uplink.h"
 #include "../../places/herd_places.h"
 #include "../../places/herd_google.h"
 #include "../../places/herd_placesbody.h"
@@ -52,6 +55,9 @@ static test_item_t s_tests[] = {
     {"herd_journal", herd_journal_test},
     {"herd_monitor", herd_monitor_test},
     {"herd_bus", herd_bus_test},
+    {"herd_conn", herd_conn_test},
+    {"herd_accept", herd_accept_test},
+    {"herd_uplink", herd_uplink_test},
     {"herd_gateway", herd_gateway_test},
 };
 

@@ -1,0 +1,93 @@
+//  herd_uplink.h - the gateway's channel to its bus: updates in batches,
+//  in order, never dropped, and the answers that wait for them to be stored.
+//
+//  The AT lines of a loop turn go to the bus as one UPDATE message with the
+//  batch's number (herd_msg.h); the bus answers STORED once they are in its
+//  journal. When the bus's queue is full (busy, stopped, restarting) a
+//  message waits in a backlog, behind anything already there, so the bus
+//  sees every message in order; the backlog is bounded by the clients (an
+//  IAMAT or a WHATSAT holds a slot until the bus answers, and a connection
+//  stops reading at max_pending). An IAMAT's answer waits (herd_uplink_wait)
+//  until its batch is stored, or ack_timeout_ms.
+
+#ifndef HERD_UPLINK_H_INCLUDED
+#define HERD_UPLINK_H_INCLUDED
+
+#include <czmq.h>
+
+typedef struct _herd_uplink_t herd_uplink_t;
+
+//  An answer waiting for its update to be stored: the gateway's names for
+//  its connection and slot.
+typedef struct {
+    uint64_t serial;                //  the connection
+    uint64_t seq;                   //  its slot
+    int32_t fd;
+} herd_uplink_ref_t;
+
+//  A channel on bus (a DEALER connected to the bus, not owned).
+herd_uplink_t *
+    herd_uplink_new (zsock_t *bus);
+
+//  Send what is queued, as far as the bus takes it now; drop the rest.
+void
+    herd_uplink_destroy (herd_uplink_t **self_p);
+
+//  Send frames on sock without blocking; false when its queue is full.
+bool
+    herd_uplink_send_now (zsock_t *sock, const void *const *data, const size_t *size, int count);
+
+//  Send frames to the bus, in order after what waits: never blocks, never
+//  drops.
+void
+    herd_uplink_send (herd_uplink_t *self, const void *const *data, const size_t *size,
+                      int count);
+
+//  Queue an AT line for the bus, sent with the rest of the turn's (a line
+//  too long for a batch goes alone). Returns the number of its batch.
+uint64_t
+    herd_uplink_queue (herd_uplink_t *self, const char *at, size_t size);
+
+//  Send the updates queued, as one UPDATE; before anything else goes to
+//  the bus (so a client's WHATSAT follows its IAMAT).
+void
+    herd_uplink_send_updates (herd_uplink_t *self);
+
+//  Send what the bus could not take before, as far as it takes it now.
+void
+    herd_uplink_flush (herd_uplink_t *self);
+
+//  Messages waiting for the bus to take them.
+size_t
+    herd_uplink_backlog (herd_uplink_t *self);
+
+//  An answer waits, since now (ms), for batch to be stored.
+void
+    herd_uplink_wait (herd_uplink_t *self, herd_uplink_ref_t ref, uint64_t batch, int64_t now);
+
+//  The bus stored batches first..last: take the oldest answer waiting for
+//  one of them into ref; true if there was one. *lost: its batch came
+//  before first, so the bus never got its update.
+bool
+    herd_uplink_next_stored (herd_uplink_t *self, uint64_t first, uint64_t last,
+                             herd_uplink_ref_t *ref, bool *lost);
+
+//  Take the oldest answer that waited timeout ms by now into ref; true if
+//  there was one.
+bool
+    herd_uplink_next_expired (herd_uplink_t *self, int64_t now, int64_t timeout,
+                              herd_uplink_ref_t *ref);
+
+//  When the oldest answer waiting started to (ms); INT64_MAX if none.
+int64_t
+    herd_uplink_oldest (herd_uplink_t *self);
+
+//  Answers waiting to be stored.
+size_t
+    herd_uplink_waiting (herd_uplink_t *self);
+
+//  Self test of this class.
+void
+    herd_uplink_test (bool verbose);
+
+#endif
