@@ -28,6 +28,7 @@
 #include "../common/herd_hist.h"
 #include "herd_google.h"
 #include "herd_placesbody.h"
+#include "herd_placescache.h"
 #include "../common/herd_alive.h"
 #include "../common/herd_check.h"
 #include "../common/herd_msg.h"
@@ -96,18 +97,6 @@ struct s_fetch_t {
     char error[CURL_ERROR_SIZE];
 };
 
-//  One cached answer.
-typedef struct s_entry_t s_entry_t;
-struct s_entry_t {
-    s_entry_t *prev, *next;     //  oldest first, which is also first to expire
-    char *key;
-    char *body;                 //  the shaped legacy body
-    char *status;               //  OK or ZERO_RESULTS
-    int results;
-    int64_t stored;             //  monotonic microseconds
-    int64_t expires;
-};
-
 //  The actor's state.
 typedef struct {
     zsock_t *pipe;              //  actor command pipe
@@ -127,9 +116,7 @@ typedef struct {
     zhashx_t *fetch_index;      //  key -> s_fetch_t *
     unsigned long fetch_ids;
     size_t retries_waiting;     //  fetches waiting to retry
-    zhashx_t *cache;            //  key -> s_entry_t *
-    s_entry_t *oldest, *newest;
-    size_t cache_bytes;
+    herd_placescache_t *cache;  //  answers kept for options->cache_ttl_ms
     uint64_t random;            //  xorshift state for the jitter
     uint64_t answered_ok;       //  counters for the monitor (STATS)
     uint64_t answered_err;
@@ -332,7 +319,7 @@ s_format_degrees (double degrees, char *out, size_t size)
 }
 
 //  -------------------------------------------------------------------------
-//  Requests, fetches and cached answers
+//  Requests and fetches
 
 //  Destroy a waiting request; nulls the caller's pointer.
 static void
@@ -415,21 +402,6 @@ s_fetch_write (char *data, size_t size, size_t count, void *userp)
     return bytes;
 }
 
-//  Destroy a cached answer; nulls the caller's pointer.
-static void
-s_entry_destroy (s_entry_t **self_p)
-{
-    assert (self_p);
-    if (*self_p) {
-        s_entry_t *self = *self_p;
-        free (self->key);
-        free (self->body);
-        free (self->status);
-        free (self);
-        *self_p = NULL;
-    }
-}
-
 //  -------------------------------------------------------------------------
 //  The actor
 
@@ -437,60 +409,6 @@ static void
 s_self_log_answer (s_self_t *self, const s_waiter_t *waiter, const char *reply,
                    const char *status, int results, long http, int curl, const s_fetch_t *fetch,
                    const char *via, const char *url, const char *error);
-
-//  Remove a cached answer.
-static void
-s_self_cache_remove (s_self_t *self, s_entry_t *entry)
-{
-    if (entry->prev)
-        entry->prev->next = entry->next;
-    else
-        self->oldest = entry->next;
-    if (entry->next)
-        entry->next->prev = entry->prev;
-    else
-        self->newest = entry->prev;
-    self->cache_bytes -= strlen (entry->body);
-    zhashx_delete (self->cache, entry->key);
-    s_entry_destroy (&entry);
-}
-
-//  Keep an answer for options->cache_ttl_ms, making room first: expired
-//  answers go, then the oldest while the cache is full.
-static void
-s_self_cache_store (s_self_t *self, const char *key, const char *body, const char *status,
-                    int results)
-{
-    int64_t now = s_now_usec ();
-    size_t bytes = strlen (body);
-    if (self->options->cache_ttl_ms <= 0 || bytes > HERD_PLACES_CACHE_BYTES)
-        return;
-    s_entry_t *old = (s_entry_t *) zhashx_lookup (self->cache, key);
-    if (old)
-        s_self_cache_remove (self, old);
-    while (self->oldest
-           && (self->oldest->expires <= now
-               || zhashx_size (self->cache) >= (size_t) self->options->cache_max
-               || self->cache_bytes + bytes > HERD_PLACES_CACHE_BYTES))
-        s_self_cache_remove (self, self->oldest);
-    s_entry_t *entry = (s_entry_t *) zmalloc (sizeof (s_entry_t));
-    assert (entry);
-    entry->key = strdup (key);
-    entry->body = strdup (body);
-    entry->status = strdup (status);
-    assert (entry->key && entry->body && entry->status);
-    entry->results = results;
-    entry->stored = now;
-    entry->expires = now + (int64_t) self->options->cache_ttl_ms * 1000;
-    entry->prev = self->newest;
-    if (self->newest)
-        self->newest->next = entry;
-    else
-        self->oldest = entry;
-    self->newest = entry;
-    self->cache_bytes += bytes;
-    zhashx_insert (self->cache, key, entry);
-}
 
 //  Send ["RESULT", reqid, status, body] to the gateway that asked.
 static void
@@ -546,14 +464,8 @@ s_self_destroy (s_self_t **self_p)
         }
         if (cancelled)
             s_self_log (self, "stopped with %zu requests in flight, not answered", cancelled);
-        s_entry_t *entry = self->oldest;
-        while (entry) {
-            s_entry_t *next = entry->next;
-            s_entry_destroy (&entry);
-            entry = next;
-        }
         zhashx_destroy (&self->fetch_index);
-        zhashx_destroy (&self->cache);
+        herd_placescache_destroy (&self->cache);
         if (self->multi)
             curl_multi_cleanup (self->multi);
         zsock_destroy (&self->router);
@@ -618,7 +530,7 @@ s_self_new (zsock_t *pipe, const herd_places_args_t *args)
     self->pipe = pipe;
     self->log = args ? args->log : NULL;
     self->fetch_index = zhashx_new ();
-    self->cache = zhashx_new ();
+    self->cache = herd_placescache_new (HERD_PLACES_CACHE_BYTES);
     assert (self->fetch_index && self->cache);
     self->random = (uint64_t) s_now_usec () ^ ((uint64_t) getpid () << 32)
                    ^ (uint64_t) (uintptr_t) self;
@@ -757,7 +669,9 @@ s_self_answer (s_self_t *self, s_fetch_t *fetch, const herd_google_outcome_t *ou
                            outcome->ok ? NULL : outcome->error);
     }
     if (outcome->ok && outcome->body && outcome->status)
-        s_self_cache_store (self, fetch->key, outcome->body, outcome->status, outcome->results);
+        herd_placescache_put (self->cache, fetch->key, outcome->body, outcome->status,
+                              outcome->results, self->options->cache_ttl_ms,
+                              self->options->cache_max, s_now_usec ());
     s_self_forget (self, fetch);
 }
 
@@ -892,17 +806,13 @@ s_self_request (s_self_t *self, zframe_t **routing_id_p, zframe_t **reqid_p, con
     assert (key);
 
     //  A fresh cached answer
-    s_entry_t *entry = (s_entry_t *) zhashx_lookup (self->cache, key);
-    if (entry && entry->expires <= waiter->arrived) {
-        s_self_cache_remove (self, entry);
-        entry = NULL;
-    }
-    if (entry) {
-        s_self_reply (self, waiter->routing_id, waiter->reqid, HERD_MSG_OK, entry->body);
+    herd_placescache_answer_t cached;
+    if (herd_placescache_get (self->cache, key, waiter->arrived, &cached)) {
+        s_self_reply (self, waiter->routing_id, waiter->reqid, HERD_MSG_OK, cached.body);
         char via[64];
         snprintf (via, sizeof (via), "cache hit age_ms=%.1f",
-                  (double) (waiter->arrived - entry->stored) / 1000.0);
-        s_self_log_answer (self, waiter, HERD_MSG_OK, entry->status, entry->results, 0, 0, NULL,
+                  (double) (waiter->arrived - cached.stored) / 1000.0);
+        s_self_log_answer (self, waiter, HERD_MSG_OK, cached.status, cached.results, 0, 0, NULL,
                            via, NULL, NULL);
         s_waiter_destroy (&waiter);
         zstr_free (&key);
