@@ -35,12 +35,27 @@ typedef struct {
 //    has the Places API (New) only. Without a status: UNKNOWN_ERROR.
 //  - New: HTTP 200 with places (or {}) is the answer, translated; a
 //    google.rpc.Status or another HTTP status maps to the legacy status
-//    (herd_placesbody_new_error) with Google's message, retryable if HTTP
+//    (herd_google_new_error) with Google's message, retryable if HTTP
 //    5xx or 429, with the RetryInfo delay.
 //  Every error body is legacy-shaped (herd_placesbody_error when it is ours).
 void
     herd_google_judge (bool is_new, long http, const char *body, size_t size, int bound,
                        herd_google_outcome_t *outcome);
+
+//  Read a Places API (New) error answer that came with HTTP status http (a
+//  google.rpc.Status: {"error": {"code", "message", "status", "details"}})
+//  and set *status_p to the matching legacy status: PERMISSION_DENIED,
+//  UNAUTHENTICATED and an invalid key (ErrorInfo API_KEY_INVALID) ->
+//  REQUEST_DENIED; RESOURCE_EXHAUSTED -> OVER_QUERY_LIMIT; INVALID_ARGUMENT,
+//  FAILED_PRECONDITION, OUT_OF_RANGE, NOT_FOUND -> INVALID_REQUEST; anything
+//  else -> UNKNOWN_ERROR. Without a status in the body the HTTP status
+//  decides (400 INVALID_REQUEST, 401/403 REQUEST_DENIED, 429
+//  OVER_QUERY_LIMIT, else UNKNOWN_ERROR). Sets *message_p to Google's
+//  message (a new string, or NULL) and *retry_delay_ms_p to the RetryInfo
+//  delay (-1 if none). Returns 0 if body was a google.rpc.Status, else -1.
+int
+    herd_google_new_error (long http, const char *body, size_t size, const char **status_p,
+                           char **message_p, long *retry_delay_ms_p);
 
 //  Make outcome (zeroed or freed first) an UNKNOWN_ERROR with our message
 //  ("herd: ..."), for failures before Google answered.

@@ -912,11 +912,11 @@ s_has_control_bytes (const char *body, size_t size)
     return false;
 }
 
-//  Parse size bytes as one JSON value with nothing but white space after
-//  it; NULL if they are not.
-static cJSON *
-s_parse_whole (const char *body, size_t size)
+cJSON *
+herd_placesbody_parse (const char *body, size_t size)
 {
+    if (!body || size == 0 || s_has_control_bytes (body, size))
+        return NULL;
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts (body, size, &end, false);
     while (root && end && end < body + size && s_is_space (*end))
@@ -933,9 +933,7 @@ herd_placesbody_from_new (const char *body, size_t size, int bound, int *results
 {
     if (results_p)
         *results_p = 0;
-    if (!body || size == 0 || s_has_control_bytes (body, size))
-        return NULL;
-    cJSON *root = s_parse_whole (body, size);
+    cJSON *root = herd_placesbody_parse (body, size);
     const cJSON *places = cJSON_GetObjectItemCaseSensitive (root, "places");
     bool valid = cJSON_IsObject (root) && (!places || cJSON_IsArray (places));
     const cJSON *checked = valid ? places : NULL;
@@ -969,94 +967,6 @@ herd_placesbody_from_new (const char *body, size_t size, int bound, int *results
     if (results_p)
         *results_p = count;
     return output.data;
-}
-
-//  The legacy status for an HTTP status without a google.rpc.Status.
-static const char *
-s_status_for_http (long http)
-{
-    if (http == 400)
-        return "INVALID_REQUEST";
-    if (http == 401 || http == 403)
-        return "REQUEST_DENIED";
-    if (http == 429)
-        return "OVER_QUERY_LIMIT";
-    return "UNKNOWN_ERROR";
-}
-
-//  The legacy status for a google.rpc.Code name, or NULL if unknown.
-static const char *
-s_status_for_code (const char *code)
-{
-    static const char *const map[][2] = {
-        {"PERMISSION_DENIED", "REQUEST_DENIED"},   {"UNAUTHENTICATED", "REQUEST_DENIED"},
-        {"RESOURCE_EXHAUSTED", "OVER_QUERY_LIMIT"}, {"INVALID_ARGUMENT", "INVALID_REQUEST"},
-        {"FAILED_PRECONDITION", "INVALID_REQUEST"}, {"OUT_OF_RANGE", "INVALID_REQUEST"},
-        {"NOT_FOUND", "INVALID_REQUEST"},
-    };
-    for (size_t i = 0; code && i < sizeof (map) / sizeof (map[0]); i++)
-        if (strcmp (code, map[i][0]) == 0)
-            return map[i][1];
-    return code ? "UNKNOWN_ERROR" : NULL;
-}
-
-//  True if a details entry is of the given google.rpc type.
-static bool
-s_detail_is (const cJSON *detail, const char *type)
-{
-    const char *name = s_member_string (detail, "@type");
-    size_t length = name ? strlen (name) : 0;
-    size_t suffix = strlen (type);
-    return length >= suffix && strcmp (name + length - suffix, type) == 0
-           && (length == suffix || name[length - suffix - 1] == '/');
-}
-
-//  Milliseconds of a google.protobuf.Duration in JSON ("41s", "0.5s"), or
-//  -1 if it is not one.
-static long
-s_duration_ms (const char *text)
-{
-    if (!text || !(*text >= '0' && *text <= '9'))
-        return -1;
-    char *end = NULL;
-    double seconds = strtod (text, &end);
-    if (!end || strcmp (end, "s") != 0 || !isfinite (seconds) || seconds < 0 || seconds > 1e6)
-        return -1;
-    return (long) (seconds * 1000.0 + 0.5);
-}
-
-int
-herd_placesbody_new_error (long http, const char *body, size_t size, const char **status_p,
-                           char **message_p, long *retry_delay_ms_p)
-{
-    *status_p = s_status_for_http (http);
-    *message_p = NULL;
-    *retry_delay_ms_p = -1;
-    if (!body || size == 0 || s_has_control_bytes (body, size))
-        return -1;
-    cJSON *root = s_parse_whole (body, size);
-    const cJSON *error = cJSON_GetObjectItemCaseSensitive (root, "error");
-    if (!cJSON_IsObject (root) || !cJSON_IsObject (error)) {
-        cJSON_Delete (root);
-        return -1;
-    }
-    const char *message = s_member_string (error, "message");
-    if (message)
-        *message_p = strdup (message);
-    const char *status = s_status_for_code (s_member_string (error, "status"));
-    if (status)
-        *status_p = status;
-    const cJSON *detail;
-    cJSON_ArrayForEach (detail, cJSON_GetObjectItemCaseSensitive (error, "details")) {
-        const char *reason = s_member_string (detail, "reason");
-        if (s_detail_is (detail, "google.rpc.ErrorInfo") && reason
-            && strcmp (reason, "API_KEY_INVALID") == 0)
-            *status_p = "REQUEST_DENIED";
-        if (s_detail_is (detail, "google.rpc.RetryInfo"))
-            *retry_delay_ms_p = s_duration_ms (s_member_string (detail, "retryDelay"));
-    }
-    cJSON_Delete (root);
-    return 0;
 }
 
 //  --------------------------------------------------------------------------
@@ -1437,73 +1347,6 @@ s_test_from_new_empty (void)
 
 }
 
-//  Places API (New) errors: legacy status, Google's message, RetryInfo
-static void
-s_test_new_error (bool verbose)
-{
-    //  Places API (New) errors: legacy status, Google's message, RetryInfo
-    struct {
-        long http;
-        const char *body;
-        int rc;
-        const char *status;
-        const char *message;
-        long delay;
-    } errors[] = {
-        {403, "{\"error\": {\"code\": 403, \"message\": \"Places API (New) has not been used\", "
-              "\"status\": \"PERMISSION_DENIED\"}}",
-         0, "REQUEST_DENIED", "Places API (New) has not been used", -1},
-        {429, "{\"error\": {\"code\": 429, \"message\": \"Quota exceeded.\", \"status\": "
-              "\"RESOURCE_EXHAUSTED\", \"details\": [{\"@type\": "
-              "\"type.googleapis.com/google.rpc.RetryInfo\", \"retryDelay\": \"41s\"}]}}",
-         0, "OVER_QUERY_LIMIT", "Quota exceeded.", 41000},
-        {400, "{\"error\": {\"code\": 400, \"message\": \"FieldMask is a required parameter.\", "
-              "\"status\": \"INVALID_ARGUMENT\"}}",
-         0, "INVALID_REQUEST", "FieldMask is a required parameter.", -1},
-        {400, "{\"error\": {\"code\": 400, \"message\": \"API key not valid.\", \"status\": "
-              "\"INVALID_ARGUMENT\", \"details\": [{\"@type\": "
-              "\"type.googleapis.com/google.rpc.ErrorInfo\", \"reason\": \"API_KEY_INVALID\"}]}}",
-         0, "REQUEST_DENIED", "API key not valid.", -1},
-        {500, "{\"error\": {\"code\": 500, \"message\": \"Internal error encountered.\", "
-              "\"status\": \"INTERNAL\"}}",
-         0, "UNKNOWN_ERROR", "Internal error encountered.", -1},
-        {503, "{\"error\": {\"code\": 503, \"status\": \"UNAVAILABLE\", \"details\": [{\"@type\": "
-              "\"google.rpc.RetryInfo\", \"retryDelay\": \"0.25s\"}]}}",
-         0, "UNKNOWN_ERROR", NULL, 250},
-        {401, "{\"error\": {\"code\": 401, \"message\": \"m\", \"status\": \"UNAUTHENTICATED\"}}",
-         0, "REQUEST_DENIED", "m", -1},
-        {404, "{\"error\": {\"message\": \"Not found\", \"status\": \"NOT_FOUND\"}}", 0,
-         "INVALID_REQUEST", "Not found", -1},
-        {429, "<html>Too many</html>", -1, "OVER_QUERY_LIMIT", NULL, -1},
-        {403, "{\"error\": \"denied\"}", -1, "REQUEST_DENIED", NULL, -1},
-        {400, "", -1, "INVALID_REQUEST", NULL, -1},
-        {502, "{\"error\": {\"details\": [{\"@type\": \"x.RetryInfo\", \"retryDelay\": \"1s\"}]}}",
-         0, "UNKNOWN_ERROR", NULL, -1},
-        {200, "{\"error\": {\"code\": 429, \"status\": \"RESOURCE_EXHAUSTED\", \"details\": "
-              "[{\"@type\": \"google.rpc.RetryInfo\", \"retryDelay\": \"-1s\"}]}}",
-         0, "OVER_QUERY_LIMIT", NULL, -1},
-    };
-    for (size_t i = 0; i < sizeof (errors) / sizeof (errors[0]); i++) {
-        const char *status_text = NULL;
-        char *message_text = NULL;
-        long delay = 0;
-        int rc = herd_placesbody_new_error (errors[i].http, errors[i].body,
-                                            strlen (errors[i].body), &status_text,
-                                            &message_text, &delay);
-        if (verbose)
-            printf ("   HTTP %ld -> %d %s \"%s\" %ld\n", errors[i].http, rc, status_text,
-                    message_text ? message_text : "", delay);
-        HERD_CHECK_INT (rc, errors[i].rc);
-        HERD_CHECK_STR (status_text, errors[i].status);
-        if (errors[i].message)
-            HERD_CHECK_STR (message_text, errors[i].message);
-        else
-            HERD_CHECK (message_text == NULL);
-        HERD_CHECK_INT (delay, errors[i].delay);
-        free (message_text);
-    }
-}
-
 void
 herd_placesbody_test (bool verbose)
 {
@@ -1517,7 +1360,6 @@ herd_placesbody_test (bool verbose)
     s_test_error_body ();
     s_test_from_new ();
     s_test_from_new_empty ();
-    s_test_new_error (verbose);
     //  @end
 
     printf ("OK\n");

@@ -4,13 +4,16 @@
 //  bound without re-serialising (Google's own bytes and layout are kept),
 //  drop blank lines and trailing newlines, build the legacy-shaped error
 //  body used when the Places API could not answer, and translate Places API
-//  (New) answers and errors into the legacy shape.
+//  (New) answers into the legacy shape (what a New error means is
+//  herd_google.h's).
 
 #ifndef HERD_PLACESBODY_H_INCLUDED
 #define HERD_PLACESBODY_H_INCLUDED
 
 #include <stdbool.h>
 #include <stddef.h>
+
+struct cJSON;
 
 //  Validate body as JSON (cJSON) with a top-level object, and return a new
 //  string: the body with its top-level "results" array cut to at most bound
@@ -69,20 +72,11 @@ char *
 char *
     herd_placesbody_from_new (const char *body, size_t size, int bound, int *results_p);
 
-//  Read a Places API (New) error answer that came with HTTP status http (a
-//  google.rpc.Status: {"error": {"code", "message", "status", "details"}})
-//  and set *status_p to the matching legacy status: PERMISSION_DENIED,
-//  UNAUTHENTICATED and an invalid key (ErrorInfo API_KEY_INVALID) ->
-//  REQUEST_DENIED; RESOURCE_EXHAUSTED -> OVER_QUERY_LIMIT; INVALID_ARGUMENT,
-//  FAILED_PRECONDITION, OUT_OF_RANGE, NOT_FOUND -> INVALID_REQUEST; anything
-//  else -> UNKNOWN_ERROR. Without a status in the body the HTTP status
-//  decides (400 INVALID_REQUEST, 401/403 REQUEST_DENIED, 429
-//  OVER_QUERY_LIMIT, else UNKNOWN_ERROR). Sets *message_p to Google's
-//  message (a new string, or NULL) and *retry_delay_ms_p to the RetryInfo
-//  delay (-1 if none). Returns 0 if body was a google.rpc.Status, else -1.
-int
-    herd_placesbody_new_error (long http, const char *body, size_t size, const char **status_p,
-                               char **message_p, long *retry_delay_ms_p);
+//  Parse size bytes as one JSON value with nothing but white space after
+//  it: NULL if they are not, or hold a control byte JSON does not allow
+//  there (a NUL among them). Caller frees with cJSON_Delete.
+struct cJSON *
+    herd_placesbody_parse (const char *body, size_t size);
 
 //  Self test of this class.
 void
