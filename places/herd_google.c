@@ -272,6 +272,77 @@ herd_google_new_url (const char *legacy)
 }
 
 //  --------------------------------------------------------------------------
+//  What the herd asks Google
+
+//  Metres for the radius parameter, without exponent: an integer when whole,
+//  else up to 3 decimals with trailing zeros trimmed ("500", "1234.568").
+void
+herd_google_format_metres (double km, char *out, size_t size)
+{
+    snprintf (out, size, "%.3f", km * 1000.0);
+    char *dot = strchr (out, '.');
+    if (dot) {
+        char *end = out + strlen (out);
+        while (end > dot + 1 && end[-1] == '0')
+            *--end = 0;
+        if (end == dot + 1)
+            *dot = 0;
+    }
+}
+
+//  Degrees as a JSON number: the shortest text that reads back the same
+//  ("34.06893" for "+34.068930").
+void
+herd_google_format_degrees (double degrees, char *out, size_t size)
+{
+    if (degrees == 0) {
+        snprintf (out, size, "0");
+        return;
+    }
+    if (degrees == (double) (long) degrees) {
+        snprintf (out, size, "%.0f", degrees);
+        return;
+    }
+    for (int precision = 1; precision <= 17; precision++) {
+        snprintf (out, size, "%.*g", precision, degrees);
+        if (strtod (out, NULL) == degrees)
+            return;
+    }
+}
+
+char *
+herd_google_legacy_url (const char *url, const char *lat, const char *lon, const char *metres,
+                        const char *key)
+{
+    //  A '+' in a query is a space: drop it, as the sign is optional
+    char separator = strchr (url, '?') ? '&' : '?';
+    char *request = NULL;
+    int rc = asprintf (&request, "%s%clocation=%s,%s&radius=%s%s%s", url, separator,
+                       *lat == '+' ? lat + 1 : lat, *lon == '+' ? lon + 1 : lon, metres,
+                       key ? "&key=" : "", key ? key : "");
+    assert (rc >= 0 && request);
+    return request;
+}
+
+char *
+herd_google_new_body (int bound, const char *lat, const char *lon, const char *metres)
+{
+    char *body = NULL;
+    int rc = asprintf (&body, "{\"maxResultCount\":%d,\"locationRestriction\":"
+                              "{\"circle\":{\"center\":{\"latitude\":%s,"
+                              "\"longitude\":%s},\"radius\":%s}}}",
+                       bound, lat, lon, metres);
+    assert (rc >= 0 && body);
+    return body;
+}
+
+const char *
+herd_google_field_mask (bool enterprise)
+{
+    return enterprise ? HERD_GOOGLE_MASK_ENTERPRISE : HERD_GOOGLE_MASK_PRO;
+}
+
+//  --------------------------------------------------------------------------
 //  Self test
 
 #define S_LEGACY_OK                                                                        \
@@ -464,6 +535,40 @@ s_test_new_error (bool verbose)
     }
 }
 
+//  What we ask: the radius in metres and degrees as JSON numbers, the
+//  legacy URL and the New body
+static void
+s_test_request (void)
+{
+    const struct {
+        double value;
+        const char *metres, *degrees;
+    } cases[] = {
+        {10, "10000", "10"},           {0.5, "500", "0.5"},
+        {1.23456789, "1234.568", "1.23456789"}, {34.06893, "34068.93", "34.06893"},
+        {-1.5, "-1500", "-1.5"},       {0, "0", "0"},
+    };
+    for (size_t i = 0; i < sizeof (cases) / sizeof (cases[0]); i++) {
+        char text[64];
+        herd_google_format_metres (cases[i].value, text, sizeof (text));
+        HERD_CHECK_STR (text, cases[i].metres);
+        herd_google_format_degrees (cases[i].value, text, sizeof (text));
+        HERD_CHECK_STR (text, cases[i].degrees);
+    }
+    char *url = herd_google_legacy_url ("http://h/json", "+1.50", "-2", "1500", "k%2B");
+    HERD_CHECK_STR (url, "http://h/json?location=1.50,-2&radius=1500&key=k%2B");
+    free (url);
+    url = herd_google_legacy_url ("http://h/json?x=1", "0", "+0", "10", NULL);
+    HERD_CHECK_STR (url, "http://h/json?x=1&location=0,0&radius=10");
+    free (url);
+    char *body = herd_google_new_body (20, "34.06893", "-118.4", "1234.568");
+    HERD_CHECK_STR (body, "{\"maxResultCount\":20,\"locationRestriction\":{\"circle\":"
+                          "{\"center\":{\"latitude\":34.06893,\"longitude\":-118.4},"
+                          "\"radius\":1234.568}}}");
+    free (body);
+    HERD_CHECK (strstr (herd_google_field_mask (true), herd_google_field_mask (false)));
+}
+
 void
 herd_google_test (bool verbose)
 {
@@ -476,6 +581,7 @@ herd_google_test (bool verbose)
         s_check_case (&s_cases[i], verbose);
 
     s_test_new_error (verbose);
+    s_test_request ();
 
     //  Our own failures: UNKNOWN_ERROR with our message
     herd_google_outcome_t outcome = {0};

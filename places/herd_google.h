@@ -74,6 +74,48 @@ void
 char *
     herd_google_new_url (const char *legacy);
 
+//  The X-Goog-FieldMask of a Places API (New) Nearby Search: the cheapest
+//  mask that fills the legacy fields. Every field of the PRO mask bills as
+//  Nearby Search Pro; the ENTERPRISE mask adds rating, userRatingCount,
+//  priceLevel and currentOpeningHours, which bill as Nearby Search
+//  Enterprise (the whole request is billed at its costliest field).
+#define HERD_GOOGLE_MASK_PRO                                                           \
+    "places.id,places.displayName,places.location,places.viewport,places.types,"         \
+    "places.businessStatus,places.shortFormattedAddress,places.formattedAddress,"        \
+    "places.plusCode,places.iconMaskBaseUri,places.iconBackgroundColor,places.photos"
+#define HERD_GOOGLE_MASK_ENTERPRISE                                                    \
+    HERD_GOOGLE_MASK_PRO ",places.rating,places.userRatingCount,places.priceLevel,"  \
+                             "places.currentOpeningHours"
+
+//  The mask for options->enterprise_fields.
+const char *
+    herd_google_field_mask (bool enterprise);
+
+//  Metres for the radius parameter, without exponent: an integer when
+//  whole, else up to 3 decimals with trailing zeros trimmed ("500",
+//  "1234.568"). Writes at most size bytes to out.
+void
+    herd_google_format_metres (double km, char *out, size_t size);
+
+//  Degrees as a JSON number: the shortest text that reads back the same
+//  ("34.06893" for "+34.068930").
+void
+    herd_google_format_degrees (double degrees, char *out, size_t size);
+
+//  A legacy Nearby Search request: url with location=LAT,LON&radius=METRES
+//  and &key=KEY if key is not NULL (already URL-escaped). lat and lon are
+//  the request's own decimal text, a leading '+' dropped (in a query it is
+//  a space). Returns a new string.
+char *
+    herd_google_legacy_url (const char *url, const char *lat, const char *lon, const char *metres,
+                            const char *key);
+
+//  The JSON body of a Places API (New) searchNearby: maxResultCount bound,
+//  a circle of radius metres around lat, lon (JSON numbers, as formatted
+//  above). Returns a new string.
+char *
+    herd_google_new_body (int bound, const char *lat, const char *lon, const char *metres);
+
 #define HERD_GOOGLE_LEGACY_PATH "/maps/api/place/nearbysearch/json"
 #define HERD_GOOGLE_NEW_PATH    "/v1/places:searchNearby"
 

@@ -282,42 +282,6 @@ s_parse_decimal (const char *text, bool sign, bool exponent, double *value_p)
     return isfinite (*value_p) ? 0 : -1;
 }
 
-//  Metres for the radius parameter, without exponent: an integer when whole,
-//  else up to 3 decimals with trailing zeros trimmed ("500", "1234.568").
-static void
-s_format_metres (double km, char *out, size_t size)
-{
-    snprintf (out, size, "%.3f", km * 1000.0);
-    char *dot = strchr (out, '.');
-    if (dot) {
-        char *end = out + strlen (out);
-        while (end > dot + 1 && end[-1] == '0')
-            *--end = 0;
-        if (end == dot + 1)
-            *dot = 0;
-    }
-}
-
-//  Degrees as a JSON number: the shortest text that reads back the same
-//  ("34.06893" for "+34.068930").
-static void
-s_format_degrees (double degrees, char *out, size_t size)
-{
-    if (degrees == 0) {
-        snprintf (out, size, "0");
-        return;
-    }
-    if (degrees == (double) (long) degrees) {
-        snprintf (out, size, "%.0f", degrees);
-        return;
-    }
-    for (int precision = 1; precision <= 17; precision++) {
-        snprintf (out, size, "%.*g", precision, degrees);
-        if (strtod (out, NULL) == degrees)
-            return;
-    }
-}
-
 //  -------------------------------------------------------------------------
 //  Requests and fetches
 
@@ -545,8 +509,7 @@ s_self_new (zsock_t *pipe, const herd_places_args_t *args)
     self->key = args->key;
     self->is_new = self->options->flavour && streq (self->options->flavour, "new");
     self->is_auto = self->options->flavour && streq (self->options->flavour, "auto");
-    self->field_mask = self->options->enterprise_fields ? HERD_PLACESBODY_MASK_ENTERPRISE
-                                                        : HERD_PLACESBODY_MASK_PRO;
+    self->field_mask = herd_google_field_mask (self->options->enterprise_fields);
     const char *url = args->url ? args->url : args->options->url;
     if (!url || !*url) {
         s_self_log (self, "cannot start: no Places API URL");
@@ -796,9 +759,9 @@ s_self_request (s_self_t *self, zframe_t **routing_id_p, zframe_t **reqid_p, con
     waiter->arrived = s_now_usec ();
 
     char metres[64], lat_json[64], lon_json[64];
-    s_format_metres (radius_km, metres, sizeof (metres));
-    s_format_degrees (latitude, lat_json, sizeof (lat_json));
-    s_format_degrees (longitude, lon_json, sizeof (lon_json));
+    herd_google_format_metres (radius_km, metres, sizeof (metres));
+    herd_google_format_degrees (latitude, lat_json, sizeof (lat_json));
+    herd_google_format_degrees (longitude, lon_json, sizeof (lon_json));
     //  Under auto, fetches before and after the switch share answers
     char *key = zsys_sprintf ("%s|%s|%s|%s|%d",
                               self->is_auto ? "auto" : self->is_new ? "new" : "legacy",
@@ -850,33 +813,21 @@ s_self_fetch_start (s_self_t *self, s_waiter_t *waiter, char *key, const char *l
     fetch->started = waiter->arrived;
     fetch->deadline = fetch->started + (int64_t) self->options->timeout_ms * 1000;
     fetch->is_new = self->is_new;
-    if (self->is_new || self->is_auto) {
+    if (self->is_new || self->is_auto)
         //  Auto keeps the New body at hand for a switch mid-fetch
-        fetch->post = zsys_sprintf ("{\"maxResultCount\":%d,\"locationRestriction\":"
-                                    "{\"circle\":{\"center\":{\"latitude\":%s,"
-                                    "\"longitude\":%s},\"radius\":%s}}}",
-                                    bound, lat_json, lon_json, metres);
-        assert (fetch->post);
-    }
+        fetch->post = herd_google_new_body (bound, lat_json, lon_json, metres);
     if (self->is_new)
         s_self_fetch_new (self, fetch);
     else {
-        //  A '+' in a query is a space: drop it, as the sign is optional
-        char separator = strchr (self->url, '?') ? '&' : '?';
-        const char *latitude_text = *lat == '+' ? lat + 1 : lat;
-        const char *longitude_text = *lon == '+' ? lon + 1 : lon;
-        fetch->url = zsys_sprintf ("%s%clocation=%s,%s&radius=%s%s%s", self->url, separator,
-                                   latitude_text, longitude_text, metres,
-                                   self->key_escaped ? "&key=" : "",
-                                   self->key_escaped ? self->key_escaped : "");
-        char *url_logged = zsys_sprintf ("%s%clocation=%s,%s&radius=%s%s", self->url,
-                                         separator, latitude_text, longitude_text, metres,
-                                         self->key_escaped ? "&key=" HERD_PLACES_REDACTED : "");
+        fetch->url = herd_google_legacy_url (self->url, lat, lon, metres, self->key_escaped);
+        char *url_logged = herd_google_legacy_url (self->url, lat, lon, metres,
+                                                   self->key_escaped ? HERD_PLACES_REDACTED
+                                                                     : NULL);
         assert (fetch->url && url_logged);
         fetch->url_logged = (char *) malloc (strlen (url_logged) + 1);
         assert (fetch->url_logged);
         s_self_sanitise (self, url_logged, fetch->url_logged, strlen (url_logged) + 1);
-        zstr_free (&url_logged);
+        free (url_logged);
     }
     fetch->next = self->fetches;
     if (self->fetches)
@@ -1201,8 +1152,7 @@ s_self_reload (s_self_t *self, const herd_places_options_t *options)
 {
     const herd_places_options_t *old = self->options;
     self->options = options;
-    self->field_mask = options->enterprise_fields ? HERD_PLACESBODY_MASK_ENTERPRISE
-                                                  : HERD_PLACESBODY_MASK_PRO;
+    self->field_mask = herd_google_field_mask (options->enterprise_fields);
     if (options->concurrency > 0) {
         long concurrency = options->concurrency;
         curl_multi_setopt (self->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, concurrency);
@@ -1805,7 +1755,7 @@ s_test_new_ok (s_test_t *test, herd_places_options_t *options)
                         cJSON_GetObjectItem (stats, "keys_seen"), 0)),
                     S_TEST_KEY);
     HERD_CHECK_STR (cJSON_GetStringValue (cJSON_GetObjectItem (stats, "last_field_mask")),
-                    HERD_PLACESBODY_MASK_PRO);
+                    HERD_GOOGLE_MASK_PRO);
     cJSON *headers = cJSON_GetObjectItem (stats, "last_headers");
     HERD_CHECK_STR (cJSON_GetStringValue (cJSON_GetObjectItem (headers, "Content-Type")),
                     "application/json");
@@ -1937,7 +1887,7 @@ s_test_cache (s_test_t *test, herd_places_options_t *options)
     }
     free (cached);
     char *mask = s_standin_stat (test->standin, NULL, "last_field_mask");
-    HERD_CHECK_STR (mask, HERD_PLACESBODY_MASK_ENTERPRISE);
+    HERD_CHECK_STR (mask, HERD_GOOGLE_MASK_ENTERPRISE);
     zstr_free (&mask);
     s_test_stop (&places, &dealer);
 
@@ -2056,27 +2006,6 @@ s_test_log (s_test_t *test)
     free (text);
 }
 
-//  Pure helpers: the radius in metres and degrees as JSON numbers
-static void
-s_test_formats (void)
-{
-    const struct {
-        double value;
-        const char *metres, *degrees;
-    } cases[] = {
-        {10, "10000", "10"},           {0.5, "500", "0.5"},
-        {1.23456789, "1234.568", "1.23456789"}, {34.06893, "34068.93", "34.06893"},
-        {-1.5, "-1500", "-1.5"},       {0, "0", "0"},
-    };
-    for (size_t i = 0; i < sizeof (cases) / sizeof (cases[0]); i++) {
-        char text[64];
-        s_format_metres (cases[i].value, text, sizeof (text));
-        HERD_CHECK_STR (text, cases[i].metres);
-        s_format_degrees (cases[i].value, text, sizeof (text));
-        HERD_CHECK_STR (text, cases[i].degrees);
-    }
-}
-
 void
 herd_places_test (bool verbose)
 {
@@ -2085,7 +2014,6 @@ herd_places_test (bool verbose)
         printf ("\n");
 
     //  @selftest
-    s_test_formats ();
     s_test_t test = {0};
     test.verbose = verbose;
     test.key = S_TEST_KEY;

@@ -37,19 +37,6 @@ char *
 char *
     herd_placesbody_error (const char *status, const char *message);
 
-//  The X-Goog-FieldMask of a Places API (New) Nearby Search: the cheapest
-//  mask that fills the legacy fields. Every field of the PRO mask bills as
-//  Nearby Search Pro; the ENTERPRISE mask adds rating, userRatingCount,
-//  priceLevel and currentOpeningHours, which bill as Nearby Search
-//  Enterprise (the whole request is billed at its costliest field).
-#define HERD_PLACESBODY_MASK_PRO                                                           \
-    "places.id,places.displayName,places.location,places.viewport,places.types,"         \
-    "places.businessStatus,places.shortFormattedAddress,places.formattedAddress,"        \
-    "places.plusCode,places.iconMaskBaseUri,places.iconBackgroundColor,places.photos"
-#define HERD_PLACESBODY_MASK_ENTERPRISE                                                    \
-    HERD_PLACESBODY_MASK_PRO ",places.rating,places.userRatingCount,places.priceLevel,"  \
-                             "places.currentOpeningHours"
-
 //  Translate a Places API (New) searchNearby answer, {"places": [...]} or
 //  {} when nothing matched, into a legacy Nearby Search body in Google's
 //  3-space layout with sorted keys:
