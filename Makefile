@@ -43,6 +43,9 @@ PLACES  := places/herd_places.c places/herd_placesbody.c places/herd_google.c \
 LIBSRC  := $(COMMON) $(GATEWAY) $(BUS) $(PLACES) cli/herd_node.c cli/herd_client.c cli/herd_watch.c \
            cli/herd_checkup.c
 LIBOBJ  := $(LIBSRC:%.c=$(BUILD)/%.o)
+#  Test code that only herd_selftest links (it starts tests/places_standin.py)
+TESTSRC := places/herd_standin.c places/herd_places_selftest.c
+TESTOBJ := $(TESTSRC:%.c=$(BUILD)/%.o)
 HEADERS := $(wildcard common/*.h gateway/*.h bus/*.h places/*.h cli/*.h)
 
 HERD     := $(BUILD)/bin/herd
@@ -98,7 +101,7 @@ $(BUILD)/version: FORCE
 	@echo '$(GIT_VERSION)' | cmp -s - $@ || echo '$(GIT_VERSION)' > $@
 .PHONY: FORCE
 
-$(SELFTEST): $(LIBOBJ) $(BUILD)/tests/unit/selftest.o | check-libs
+$(SELFTEST): $(LIBOBJ) $(TESTOBJ) $(BUILD)/tests/unit/selftest.o | check-libs
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
@@ -179,10 +182,10 @@ fuzz-short: fuzz-build
 	tests/fuzz/run.sh 30 $(FUZZ_BINS)
 
 tidy:
-	clang-tidy $(LIBSRC) cli/herd.c -- $(CFLAGS)
+	clang-tidy $(LIBSRC) $(TESTSRC) cli/herd.c -- $(CFLAGS)
 
 format:
-	clang-format -i $(LIBSRC) cli/herd.c $(HEADERS) tests/unit/*.c
+	clang-format -i $(LIBSRC) $(TESTSRC) cli/herd.c $(HEADERS) tests/unit/*.c
 
 #  Installs the program, an example config (kept if one exists), the
 #  systemd unit template herd@.service and a logrotate rule. The unit runs
