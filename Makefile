@@ -38,8 +38,8 @@ COMMON  := common/herd_config.c common/herd_log.c common/herd_proto.c common/her
            common/herd_hist.c common/herd_alive.c common/herd_notify.c
 GATEWAY := gateway/herd_gateway.c
 BUS     := bus/herd_bus.c bus/herd_journal.c bus/herd_monitor.c bus/herd_table.c
-PLACES  := places/herd_places.c places/herd_placesbody.c places/herd_google.c \
-           places/herd_placescache.c
+PLACES  := places/herd_places.c places/herd_placesbody.c places/herd_placesnew.c \
+           places/herd_google.c places/herd_placescache.c
 LIBSRC  := $(COMMON) $(GATEWAY) $(BUS) $(PLACES) cli/herd_node.c cli/herd_client.c cli/herd_watch.c \
            cli/herd_checkup.c
 LIBOBJ  := $(LIBSRC:%.c=$(BUILD)/%.o)
@@ -161,7 +161,7 @@ FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread -g -O1 \
                 -fno-omit-frame-pointer -fno-sanitize-recover=all \
                 $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 FUZZ_SRC     := common/herd_proto.c common/herd_record.c common/herd_config.c \
-                places/herd_placesbody.c
+                places/herd_placesbody.c places/herd_placesnew.c
 FUZZ_OBJ     := $(FUZZ_SRC:%.c=build/fuzz/obj/%.o)
 FUZZ_BINS    := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
 

@@ -7,6 +7,7 @@
 
 #include "herd_google.h"
 #include "herd_placesbody.h"
+#include "herd_placesnew.h"
 #include "../common/herd_check.h"
 
 #include <assert.h>
@@ -170,7 +171,7 @@ s_judge_new (long http, const char *body, size_t size, int bound,
     int is_status = herd_google_new_error (http, body, size, &status, &google_message,
                                            &outcome->retry_delay_ms);
     if (http == 200 && is_status != 0) {
-        outcome->body = herd_placesbody_from_new (body, size, bound, &outcome->results);
+        outcome->body = herd_placesnew_to_legacy (body, size, bound, &outcome->results);
         if (outcome->body) {
             outcome->ok = true;
             outcome->status = s_strdup (outcome->results ? "OK" : "ZERO_RESULTS");

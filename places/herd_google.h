@@ -79,13 +79,13 @@ char *
 //  Nearby Search Pro; the ENTERPRISE mask adds rating, userRatingCount,
 //  priceLevel and currentOpeningHours, which bill as Nearby Search
 //  Enterprise (the whole request is billed at its costliest field).
-#define HERD_GOOGLE_MASK_PRO                                                           \
-    "places.id,places.displayName,places.location,places.viewport,places.types,"         \
-    "places.businessStatus,places.shortFormattedAddress,places.formattedAddress,"        \
+#define HERD_GOOGLE_MASK_PRO                                                                       \
+    "places.id,places.displayName,places.location,places.viewport,places.types,"                   \
+    "places.businessStatus,places.shortFormattedAddress,places.formattedAddress,"                  \
     "places.plusCode,places.iconMaskBaseUri,places.iconBackgroundColor,places.photos"
-#define HERD_GOOGLE_MASK_ENTERPRISE                                                    \
-    HERD_GOOGLE_MASK_PRO ",places.rating,places.userRatingCount,places.priceLevel,"  \
-                             "places.currentOpeningHours"
+#define HERD_GOOGLE_MASK_ENTERPRISE                                                                \
+    HERD_GOOGLE_MASK_PRO ",places.rating,places.userRatingCount,places.priceLevel,"                \
+                         "places.currentOpeningHours"
 
 //  The mask for options->enterprise_fields.
 const char *

@@ -25,6 +25,7 @@
 #include "../../places/herd_places.h"
 #include "../../places/herd_google.h"
 #include "../../places/herd_placesbody.h"
+#include "../../places/herd_placesnew.h"
 #include "../../places/herd_placescache.h"
 #include "../../places/herd_standin.h"
 
@@ -43,6 +44,7 @@ static test_item_t s_tests[] = {
     {"herd_notify", herd_notify_test},
     {"herd_config", herd_config_test},
     {"herd_placesbody", herd_placesbody_test},
+    {"herd_placesnew", herd_placesnew_test},
     {"herd_google", herd_google_test},
     {"herd_placescache", herd_placescache_test},
     {"herd_standin", herd_standin_test},
