@@ -4,9 +4,10 @@
 //  HTTP status and the body), decide the answer the gateway gets (a
 //  legacy-shaped body and status), whether a retry may do better, and
 //  whether it is the refusal that makes flavour auto switch to the Places
-//  API (New); and derive the New URL that goes with a legacy one. The bytes
-//  are shaped by herd_placesbody.h; the transfer itself (time-outs, resets,
-//  size) is judged by the places worker.
+//  API (New); derive the New URL that goes with a legacy one; and build
+//  what is asked (the legacy query, the New body and field mask). The bytes
+//  are shaped by herd_placesbody.h and herd_placesnew.h; the transfer itself
+//  (time-outs, resets, size) is judged by the places worker.
 
 #ifndef HERD_GOOGLE_H_INCLUDED
 #define HERD_GOOGLE_H_INCLUDED
