@@ -42,10 +42,14 @@ GATEWAY := gateway/herd_gateway.c gateway/herd_conn.c gateway/herd_accept.c gate
            gateway/herd_gateway_test.c
 BUS     := bus/herd_bus.c bus/herd_journal.c bus/herd_journal_test.c bus/herd_monitor.c \
            bus/herd_table.c
-PLACES  := places/herd_places.c places/herd_placesbody.c places/herd_google.c
+PLACES  := places/herd_places.c places/herd_placesbody.c places/herd_placesnew.c \
+           places/herd_google.c places/herd_placescache.c
 LIBSRC  := $(COMMON) $(GATEWAY) $(BUS) $(PLACES) cli/herd_node.c cli/herd_client.c cli/herd_watch.c \
            cli/herd_checkup.c
 LIBOBJ  := $(LIBSRC:%.c=$(BUILD)/%.o)
+#  Test code that only herd_selftest links (it starts tests/places_standin.py)
+TESTSRC := places/herd_standin.c places/herd_places_selftest.c
+TESTOBJ := $(TESTSRC:%.c=$(BUILD)/%.o)
 HEADERS := $(wildcard common/*.h gateway/*.h bus/*.h places/*.h cli/*.h)
 
 HERD     := $(BUILD)/bin/herd
@@ -101,7 +105,7 @@ $(BUILD)/version: FORCE
 	@echo '$(GIT_VERSION)' | cmp -s - $@ || echo '$(GIT_VERSION)' > $@
 .PHONY: FORCE
 
-$(SELFTEST): $(LIBOBJ) $(BUILD)/tests/unit/selftest.o | check-libs
+$(SELFTEST): $(LIBOBJ) $(TESTOBJ) $(BUILD)/tests/unit/selftest.o | check-libs
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
@@ -162,7 +166,7 @@ FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread -g -O1 \
                 -fno-omit-frame-pointer -fno-sanitize-recover=all \
                 $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 FUZZ_SRC     := common/herd_proto.c common/herd_decimal.c common/herd_record.c common/herd_config.c \
-                common/herd_config_scan.c places/herd_placesbody.c
+                common/herd_config_scan.c places/herd_placesbody.c places/herd_placesnew.c
 FUZZ_OBJ     := $(FUZZ_SRC:%.c=build/fuzz/obj/%.o)
 FUZZ_BINS    := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
 
@@ -183,10 +187,10 @@ fuzz-short: fuzz-build
 	tests/fuzz/run.sh 30 $(FUZZ_BINS)
 
 tidy:
-	clang-tidy $(LIBSRC) cli/herd.c -- $(CFLAGS)
+	clang-tidy $(LIBSRC) $(TESTSRC) cli/herd.c -- $(CFLAGS)
 
 format:
-	clang-format -i $(LIBSRC) cli/herd.c $(HEADERS) tests/unit/*.c
+	clang-format -i $(LIBSRC) $(TESTSRC) cli/herd.c $(HEADERS) tests/unit/*.c
 
 #  Installs the program, an example config (kept if one exists), the
 #  systemd unit template herd@.service and a logrotate rule. The unit runs

@@ -7,9 +7,11 @@
 
 #include "herd_google.h"
 #include "herd_placesbody.h"
+#include "herd_placesnew.h"
 #include "../common/herd_check.h"
 
 #include <assert.h>
+#include <math.h>
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,6 +68,99 @@ herd_google_outcome_free (herd_google_outcome_t *self)
     memset (self, 0, sizeof (*self));
 }
 
+//  The string member name of object, or NULL if absent or not a string.
+static const char *
+s_member_string (const cJSON *object, const char *name)
+{
+    return cJSON_GetStringValue (cJSON_GetObjectItemCaseSensitive (object, name));
+}
+
+//  The legacy status for an HTTP status without a google.rpc.Status.
+static const char *
+s_status_for_http (long http)
+{
+    if (http == 400)
+        return "INVALID_REQUEST";
+    if (http == 401 || http == 403)
+        return "REQUEST_DENIED";
+    if (http == 429)
+        return "OVER_QUERY_LIMIT";
+    return "UNKNOWN_ERROR";
+}
+
+//  The legacy status for a google.rpc.Code name, or NULL if unknown.
+static const char *
+s_status_for_code (const char *code)
+{
+    static const char *const map[][2] = {
+        {"PERMISSION_DENIED", "REQUEST_DENIED"},   {"UNAUTHENTICATED", "REQUEST_DENIED"},
+        {"RESOURCE_EXHAUSTED", "OVER_QUERY_LIMIT"}, {"INVALID_ARGUMENT", "INVALID_REQUEST"},
+        {"FAILED_PRECONDITION", "INVALID_REQUEST"}, {"OUT_OF_RANGE", "INVALID_REQUEST"},
+        {"NOT_FOUND", "INVALID_REQUEST"},
+    };
+    for (size_t i = 0; code && i < sizeof (map) / sizeof (map[0]); i++)
+        if (strcmp (code, map[i][0]) == 0)
+            return map[i][1];
+    return code ? "UNKNOWN_ERROR" : NULL;
+}
+
+//  True if a details entry is of the given google.rpc type.
+static bool
+s_detail_is (const cJSON *detail, const char *type)
+{
+    const char *name = s_member_string (detail, "@type");
+    size_t length = name ? strlen (name) : 0;
+    size_t suffix = strlen (type);
+    return length >= suffix && strcmp (name + length - suffix, type) == 0
+           && (length == suffix || name[length - suffix - 1] == '/');
+}
+
+//  Milliseconds of a google.protobuf.Duration in JSON ("41s", "0.5s"), or
+//  -1 if it is not one.
+static long
+s_duration_ms (const char *text)
+{
+    if (!text || !(*text >= '0' && *text <= '9'))
+        return -1;
+    char *end = NULL;
+    double seconds = strtod (text, &end);
+    if (!end || strcmp (end, "s") != 0 || !isfinite (seconds) || seconds < 0 || seconds > 1e6)
+        return -1;
+    return (long) (seconds * 1000.0 + 0.5);
+}
+
+int
+herd_google_new_error (long http, const char *body, size_t size, const char **status_p,
+                       char **message_p, long *retry_delay_ms_p)
+{
+    *status_p = s_status_for_http (http);
+    *message_p = NULL;
+    *retry_delay_ms_p = -1;
+    cJSON *root = herd_placesbody_parse (body, size);
+    const cJSON *error = cJSON_GetObjectItemCaseSensitive (root, "error");
+    if (!cJSON_IsObject (root) || !cJSON_IsObject (error)) {
+        cJSON_Delete (root);
+        return -1;
+    }
+    const char *message = s_member_string (error, "message");
+    if (message)
+        *message_p = strdup (message);
+    const char *status = s_status_for_code (s_member_string (error, "status"));
+    if (status)
+        *status_p = status;
+    const cJSON *detail;
+    cJSON_ArrayForEach (detail, cJSON_GetObjectItemCaseSensitive (error, "details")) {
+        const char *reason = s_member_string (detail, "reason");
+        if (s_detail_is (detail, "google.rpc.ErrorInfo") && reason
+            && strcmp (reason, "API_KEY_INVALID") == 0)
+            *status_p = "REQUEST_DENIED";
+        if (s_detail_is (detail, "google.rpc.RetryInfo"))
+            *retry_delay_ms_p = s_duration_ms (s_member_string (detail, "retryDelay"));
+    }
+    cJSON_Delete (root);
+    return 0;
+}
+
 //  Places API (New): 200 with places, or a google.rpc.Status.
 static void
 s_judge_new (long http, const char *body, size_t size, int bound,
@@ -73,10 +168,10 @@ s_judge_new (long http, const char *body, size_t size, int bound,
 {
     const char *status = NULL;
     char *google_message = NULL;
-    int is_status = herd_placesbody_new_error (http, body, size, &status, &google_message,
-                                               &outcome->retry_delay_ms);
+    int is_status = herd_google_new_error (http, body, size, &status, &google_message,
+                                           &outcome->retry_delay_ms);
     if (http == 200 && is_status != 0) {
-        outcome->body = herd_placesbody_from_new (body, size, bound, &outcome->results);
+        outcome->body = herd_placesnew_to_legacy (body, size, bound, &outcome->results);
         if (outcome->body) {
             outcome->ok = true;
             outcome->status = s_strdup (outcome->results ? "OK" : "ZERO_RESULTS");
@@ -175,6 +270,77 @@ herd_google_new_url (const char *legacy)
               google ? (int) strlen (S_NEW_HOST) : (int) host_size, google ? S_NEW_HOST : host,
               (int) path_size, path);
     return url;
+}
+
+//  --------------------------------------------------------------------------
+//  What the herd asks Google
+
+//  Metres for the radius parameter, without exponent: an integer when whole,
+//  else up to 3 decimals with trailing zeros trimmed ("500", "1234.568").
+void
+herd_google_format_metres (double km, char *out, size_t size)
+{
+    snprintf (out, size, "%.3f", km * 1000.0);
+    char *dot = strchr (out, '.');
+    if (dot) {
+        char *end = out + strlen (out);
+        while (end > dot + 1 && end[-1] == '0')
+            *--end = 0;
+        if (end == dot + 1)
+            *dot = 0;
+    }
+}
+
+//  Degrees as a JSON number: the shortest text that reads back the same
+//  ("34.06893" for "+34.068930").
+void
+herd_google_format_degrees (double degrees, char *out, size_t size)
+{
+    if (degrees == 0) {
+        snprintf (out, size, "0");
+        return;
+    }
+    if (degrees == (double) (long) degrees) {
+        snprintf (out, size, "%.0f", degrees);
+        return;
+    }
+    for (int precision = 1; precision <= 17; precision++) {
+        snprintf (out, size, "%.*g", precision, degrees);
+        if (strtod (out, NULL) == degrees)
+            return;
+    }
+}
+
+char *
+herd_google_legacy_url (const char *url, const char *lat, const char *lon, const char *metres,
+                        const char *key)
+{
+    //  A '+' in a query is a space: drop it, as the sign is optional
+    char separator = strchr (url, '?') ? '&' : '?';
+    char *request = NULL;
+    int rc = asprintf (&request, "%s%clocation=%s,%s&radius=%s%s%s", url, separator,
+                       *lat == '+' ? lat + 1 : lat, *lon == '+' ? lon + 1 : lon, metres,
+                       key ? "&key=" : "", key ? key : "");
+    assert (rc >= 0 && request);
+    return request;
+}
+
+char *
+herd_google_new_body (int bound, const char *lat, const char *lon, const char *metres)
+{
+    char *body = NULL;
+    int rc = asprintf (&body, "{\"maxResultCount\":%d,\"locationRestriction\":"
+                              "{\"circle\":{\"center\":{\"latitude\":%s,"
+                              "\"longitude\":%s},\"radius\":%s}}}",
+                       bound, lat, lon, metres);
+    assert (rc >= 0 && body);
+    return body;
+}
+
+const char *
+herd_google_field_mask (bool enterprise)
+{
+    return enterprise ? HERD_GOOGLE_MASK_ENTERPRISE : HERD_GOOGLE_MASK_PRO;
 }
 
 //  --------------------------------------------------------------------------
@@ -306,6 +472,106 @@ s_check_case (const s_case_t *test, bool verbose)
     HERD_CHECK (outcome.body == NULL && !outcome.ok);
 }
 
+//  Places API (New) errors: legacy status, Google's message, RetryInfo
+static void
+s_test_new_error (bool verbose)
+{
+    //  Places API (New) errors: legacy status, Google's message, RetryInfo
+    struct {
+        long http;
+        const char *body;
+        int rc;
+        const char *status;
+        const char *message;
+        long delay;
+    } errors[] = {
+        {403, "{\"error\": {\"code\": 403, \"message\": \"Places API (New) has not been used\", "
+              "\"status\": \"PERMISSION_DENIED\"}}",
+         0, "REQUEST_DENIED", "Places API (New) has not been used", -1},
+        {429, "{\"error\": {\"code\": 429, \"message\": \"Quota exceeded.\", \"status\": "
+              "\"RESOURCE_EXHAUSTED\", \"details\": [{\"@type\": "
+              "\"type.googleapis.com/google.rpc.RetryInfo\", \"retryDelay\": \"41s\"}]}}",
+         0, "OVER_QUERY_LIMIT", "Quota exceeded.", 41000},
+        {400, "{\"error\": {\"code\": 400, \"message\": \"FieldMask is a required parameter.\", "
+              "\"status\": \"INVALID_ARGUMENT\"}}",
+         0, "INVALID_REQUEST", "FieldMask is a required parameter.", -1},
+        {400, "{\"error\": {\"code\": 400, \"message\": \"API key not valid.\", \"status\": "
+              "\"INVALID_ARGUMENT\", \"details\": [{\"@type\": "
+              "\"type.googleapis.com/google.rpc.ErrorInfo\", \"reason\": \"API_KEY_INVALID\"}]}}",
+         0, "REQUEST_DENIED", "API key not valid.", -1},
+        {500, "{\"error\": {\"code\": 500, \"message\": \"Internal error encountered.\", "
+              "\"status\": \"INTERNAL\"}}",
+         0, "UNKNOWN_ERROR", "Internal error encountered.", -1},
+        {503, "{\"error\": {\"code\": 503, \"status\": \"UNAVAILABLE\", \"details\": [{\"@type\": "
+              "\"google.rpc.RetryInfo\", \"retryDelay\": \"0.25s\"}]}}",
+         0, "UNKNOWN_ERROR", NULL, 250},
+        {401, "{\"error\": {\"code\": 401, \"message\": \"m\", \"status\": \"UNAUTHENTICATED\"}}",
+         0, "REQUEST_DENIED", "m", -1},
+        {404, "{\"error\": {\"message\": \"Not found\", \"status\": \"NOT_FOUND\"}}", 0,
+         "INVALID_REQUEST", "Not found", -1},
+        {429, "<html>Too many</html>", -1, "OVER_QUERY_LIMIT", NULL, -1},
+        {403, "{\"error\": \"denied\"}", -1, "REQUEST_DENIED", NULL, -1},
+        {400, "", -1, "INVALID_REQUEST", NULL, -1},
+        {502, "{\"error\": {\"details\": [{\"@type\": \"x.RetryInfo\", \"retryDelay\": \"1s\"}]}}",
+         0, "UNKNOWN_ERROR", NULL, -1},
+        {200, "{\"error\": {\"code\": 429, \"status\": \"RESOURCE_EXHAUSTED\", \"details\": "
+              "[{\"@type\": \"google.rpc.RetryInfo\", \"retryDelay\": \"-1s\"}]}}",
+         0, "OVER_QUERY_LIMIT", NULL, -1},
+    };
+    for (size_t i = 0; i < sizeof (errors) / sizeof (errors[0]); i++) {
+        const char *status_text = NULL;
+        char *message_text = NULL;
+        long delay = 0;
+        int rc = herd_google_new_error (errors[i].http, errors[i].body, strlen (errors[i].body),
+                                        &status_text, &message_text, &delay);
+        if (verbose)
+            printf ("   HTTP %ld -> %d %s \"%s\" %ld\n", errors[i].http, rc, status_text,
+                    message_text ? message_text : "", delay);
+        HERD_CHECK_INT (rc, errors[i].rc);
+        HERD_CHECK_STR (status_text, errors[i].status);
+        if (errors[i].message)
+            HERD_CHECK_STR (message_text, errors[i].message);
+        else
+            HERD_CHECK (message_text == NULL);
+        HERD_CHECK_INT (delay, errors[i].delay);
+        free (message_text);
+    }
+}
+
+//  What we ask: the radius in metres and degrees as JSON numbers, the
+//  legacy URL and the New body
+static void
+s_test_request (void)
+{
+    const struct {
+        double value;
+        const char *metres, *degrees;
+    } cases[] = {
+        {10, "10000", "10"},           {0.5, "500", "0.5"},
+        {1.23456789, "1234.568", "1.23456789"}, {34.06893, "34068.93", "34.06893"},
+        {-1.5, "-1500", "-1.5"},       {0, "0", "0"},
+    };
+    for (size_t i = 0; i < sizeof (cases) / sizeof (cases[0]); i++) {
+        char text[64];
+        herd_google_format_metres (cases[i].value, text, sizeof (text));
+        HERD_CHECK_STR (text, cases[i].metres);
+        herd_google_format_degrees (cases[i].value, text, sizeof (text));
+        HERD_CHECK_STR (text, cases[i].degrees);
+    }
+    char *url = herd_google_legacy_url ("http://h/json", "+1.50", "-2", "1500", "k%2B");
+    HERD_CHECK_STR (url, "http://h/json?location=1.50,-2&radius=1500&key=k%2B");
+    free (url);
+    url = herd_google_legacy_url ("http://h/json?x=1", "0", "+0", "10", NULL);
+    HERD_CHECK_STR (url, "http://h/json?x=1&location=0,0&radius=10");
+    free (url);
+    char *body = herd_google_new_body (20, "34.06893", "-118.4", "1234.568");
+    HERD_CHECK_STR (body, "{\"maxResultCount\":20,\"locationRestriction\":{\"circle\":"
+                          "{\"center\":{\"latitude\":34.06893,\"longitude\":-118.4},"
+                          "\"radius\":1234.568}}}");
+    free (body);
+    HERD_CHECK (strstr (herd_google_field_mask (true), herd_google_field_mask (false)));
+}
+
 void
 herd_google_test (bool verbose)
 {
@@ -316,6 +582,9 @@ herd_google_test (bool verbose)
     //  @selftest
     for (size_t i = 0; i < sizeof (s_cases) / sizeof (s_cases[0]); i++)
         s_check_case (&s_cases[i], verbose);
+
+    s_test_new_error (verbose);
+    s_test_request ();
 
     //  Our own failures: UNKNOWN_ERROR with our message
     herd_google_outcome_t outcome = {0};

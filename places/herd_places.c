@@ -28,25 +28,16 @@
 #include "../common/herd_hist.h"
 #include "herd_google.h"
 #include "herd_placesbody.h"
+#include "herd_placescache.h"
 #include "../common/herd_alive.h"
-#include "../common/herd_check.h"
 #include "../common/herd_decimal.h"
 #include "../common/herd_msg.h"
 
-#include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <math.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #define HERD_PLACES_MAX_BODY    ((size_t) 8 * 1024 * 1024)  //  largest answer we take
@@ -97,18 +88,6 @@ struct s_fetch_t {
     char error[CURL_ERROR_SIZE];
 };
 
-//  One cached answer.
-typedef struct s_entry_t s_entry_t;
-struct s_entry_t {
-    s_entry_t *prev, *next;     //  oldest first, which is also first to expire
-    char *key;
-    char *body;                 //  the shaped legacy body
-    char *status;               //  OK or ZERO_RESULTS
-    int results;
-    int64_t stored;             //  monotonic microseconds
-    int64_t expires;
-};
-
 //  The actor's state.
 typedef struct {
     zsock_t *pipe;              //  actor command pipe
@@ -128,9 +107,7 @@ typedef struct {
     zhashx_t *fetch_index;      //  key -> s_fetch_t *
     unsigned long fetch_ids;
     size_t retries_waiting;     //  fetches waiting to retry
-    zhashx_t *cache;            //  key -> s_entry_t *
-    s_entry_t *oldest, *newest;
-    size_t cache_bytes;
+    herd_placescache_t *cache;  //  answers kept for options->cache_ttl_ms
     uint64_t random;            //  xorshift state for the jitter
     uint64_t answered_ok;       //  counters for the monitor (STATS)
     uint64_t answered_err;
@@ -159,15 +136,6 @@ herd_places_global_init (void)
 {
     pthread_once (&s_curl_once, s_curl_global_init);
     return s_curl_init_rc == CURLE_OK ? 0 : -1;
-}
-
-//  Monotonic clock in microseconds, for latencies.
-static int64_t
-s_now_usec (void)
-{
-    struct timespec ts;
-    clock_gettime (CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 //  Log one event of the places role, and trace it when verbose.
@@ -258,44 +226,8 @@ s_field (zframe_t *frame)
     return zframe_strdup (frame);
 }
 
-//  Metres for the radius parameter, without exponent: an integer when whole,
-//  else up to 3 decimals with trailing zeros trimmed ("500", "1234.568").
-static void
-s_format_metres (double km, char *out, size_t size)
-{
-    snprintf (out, size, "%.3f", km * 1000.0);
-    char *dot = strchr (out, '.');
-    if (dot) {
-        char *end = out + strlen (out);
-        while (end > dot + 1 && end[-1] == '0')
-            *--end = 0;
-        if (end == dot + 1)
-            *dot = 0;
-    }
-}
-
-//  Degrees as a JSON number: the shortest text that reads back the same
-//  ("34.06893" for "+34.068930").
-static void
-s_format_degrees (double degrees, char *out, size_t size)
-{
-    if (degrees == 0) {
-        snprintf (out, size, "0");
-        return;
-    }
-    if (degrees == (double) (long) degrees) {
-        snprintf (out, size, "%.0f", degrees);
-        return;
-    }
-    for (int precision = 1; precision <= 17; precision++) {
-        snprintf (out, size, "%.*g", precision, degrees);
-        if (strtod (out, NULL) == degrees)
-            return;
-    }
-}
-
 //  -------------------------------------------------------------------------
-//  Requests, fetches and cached answers
+//  Requests and fetches
 
 //  Destroy a waiting request; nulls the caller's pointer.
 static void
@@ -378,21 +310,6 @@ s_fetch_write (char *data, size_t size, size_t count, void *userp)
     return bytes;
 }
 
-//  Destroy a cached answer; nulls the caller's pointer.
-static void
-s_entry_destroy (s_entry_t **self_p)
-{
-    assert (self_p);
-    if (*self_p) {
-        s_entry_t *self = *self_p;
-        free (self->key);
-        free (self->body);
-        free (self->status);
-        free (self);
-        *self_p = NULL;
-    }
-}
-
 //  -------------------------------------------------------------------------
 //  The actor
 
@@ -400,60 +317,6 @@ static void
 s_self_log_answer (s_self_t *self, const s_waiter_t *waiter, const char *reply,
                    const char *status, int results, long http, int curl, const s_fetch_t *fetch,
                    const char *via, const char *url, const char *error);
-
-//  Remove a cached answer.
-static void
-s_self_cache_remove (s_self_t *self, s_entry_t *entry)
-{
-    if (entry->prev)
-        entry->prev->next = entry->next;
-    else
-        self->oldest = entry->next;
-    if (entry->next)
-        entry->next->prev = entry->prev;
-    else
-        self->newest = entry->prev;
-    self->cache_bytes -= strlen (entry->body);
-    zhashx_delete (self->cache, entry->key);
-    s_entry_destroy (&entry);
-}
-
-//  Keep an answer for options->cache_ttl_ms, making room first: expired
-//  answers go, then the oldest while the cache is full.
-static void
-s_self_cache_store (s_self_t *self, const char *key, const char *body, const char *status,
-                    int results)
-{
-    int64_t now = s_now_usec ();
-    size_t bytes = strlen (body);
-    if (self->options->cache_ttl_ms <= 0 || bytes > HERD_PLACES_CACHE_BYTES)
-        return;
-    s_entry_t *old = (s_entry_t *) zhashx_lookup (self->cache, key);
-    if (old)
-        s_self_cache_remove (self, old);
-    while (self->oldest
-           && (self->oldest->expires <= now
-               || zhashx_size (self->cache) >= (size_t) self->options->cache_max
-               || self->cache_bytes + bytes > HERD_PLACES_CACHE_BYTES))
-        s_self_cache_remove (self, self->oldest);
-    s_entry_t *entry = (s_entry_t *) zmalloc (sizeof (s_entry_t));
-    assert (entry);
-    entry->key = strdup (key);
-    entry->body = strdup (body);
-    entry->status = strdup (status);
-    assert (entry->key && entry->body && entry->status);
-    entry->results = results;
-    entry->stored = now;
-    entry->expires = now + (int64_t) self->options->cache_ttl_ms * 1000;
-    entry->prev = self->newest;
-    if (self->newest)
-        self->newest->next = entry;
-    else
-        self->oldest = entry;
-    self->newest = entry;
-    self->cache_bytes += bytes;
-    zhashx_insert (self->cache, key, entry);
-}
 
 //  Send ["RESULT", reqid, status, body] to the gateway that asked.
 static void
@@ -509,14 +372,8 @@ s_self_destroy (s_self_t **self_p)
         }
         if (cancelled)
             s_self_log (self, "stopped with %zu requests in flight, not answered", cancelled);
-        s_entry_t *entry = self->oldest;
-        while (entry) {
-            s_entry_t *next = entry->next;
-            s_entry_destroy (&entry);
-            entry = next;
-        }
         zhashx_destroy (&self->fetch_index);
-        zhashx_destroy (&self->cache);
+        herd_placescache_destroy (&self->cache);
         if (self->multi)
             curl_multi_cleanup (self->multi);
         zsock_destroy (&self->router);
@@ -581,9 +438,9 @@ s_self_new (zsock_t *pipe, const herd_places_args_t *args)
     self->pipe = pipe;
     self->log = args ? args->log : NULL;
     self->fetch_index = zhashx_new ();
-    self->cache = zhashx_new ();
+    self->cache = herd_placescache_new (HERD_PLACES_CACHE_BYTES);
     assert (self->fetch_index && self->cache);
-    self->random = (uint64_t) s_now_usec () ^ ((uint64_t) getpid () << 32)
+    self->random = (uint64_t) zclock_usecs () ^ ((uint64_t) getpid () << 32)
                    ^ (uint64_t) (uintptr_t) self;
     if (!self->random)
         self->random = 88172645463325252ULL;
@@ -596,8 +453,7 @@ s_self_new (zsock_t *pipe, const herd_places_args_t *args)
     self->key = args->key;
     self->is_new = self->options->flavour && streq (self->options->flavour, "new");
     self->is_auto = self->options->flavour && streq (self->options->flavour, "auto");
-    self->field_mask = self->options->enterprise_fields ? HERD_PLACESBODY_MASK_ENTERPRISE
-                                                        : HERD_PLACESBODY_MASK_PRO;
+    self->field_mask = herd_google_field_mask (self->options->enterprise_fields);
     const char *url = args->url ? args->url : args->options->url;
     if (!url || !*url) {
         s_self_log (self, "cannot start: no Places API URL");
@@ -671,7 +527,7 @@ s_self_log_answer (s_self_t *self, const s_waiter_t *waiter, const char *reply,
     if (fetch)
         snprintf (fetch_text, sizeof (fetch_text), " fetch=%lu attempts=%d", fetch->id,
                   fetch->attempts);
-    double ms = waiter ? (double) (s_now_usec () - waiter->arrived) / 1000.0 : 0.0;
+    double ms = waiter ? (double) (zclock_usecs () - waiter->arrived) / 1000.0 : 0.0;
     if (streq (reply, HERD_MSG_OK))
         self->answered_ok++;
     else
@@ -694,7 +550,7 @@ s_self_refuse (s_self_t *self, zframe_t *routing_id, zframe_t *reqid, const char
 {
     char message[256];
     snprintf (message, sizeof (message), "herd: invalid NEARBY request: %s", reason);
-    s_waiter_t waiter = {NULL, NULL, NULL, s_hex (reqid), s_now_usec (), false};
+    s_waiter_t waiter = {NULL, NULL, NULL, s_hex (reqid), zclock_usecs (), false};
     s_self_log_answer (self, &waiter, HERD_MSG_ERR, "INVALID_REQUEST", 0, 0, 0, NULL, NULL, NULL,
                        message);
     if (reqid) {
@@ -720,7 +576,9 @@ s_self_answer (s_self_t *self, s_fetch_t *fetch, const herd_google_outcome_t *ou
                            outcome->ok ? NULL : outcome->error);
     }
     if (outcome->ok && outcome->body && outcome->status)
-        s_self_cache_store (self, fetch->key, outcome->body, outcome->status, outcome->results);
+        herd_placescache_put (self->cache, fetch->key, outcome->body, outcome->status,
+                              outcome->results, self->options->cache_ttl_ms,
+                              self->options->cache_max, zclock_usecs ());
     s_self_forget (self, fetch);
 }
 
@@ -730,7 +588,7 @@ s_self_answer (s_self_t *self, s_fetch_t *fetch, const herd_google_outcome_t *ou
 static int
 s_self_attempt (s_self_t *self, s_fetch_t *fetch, herd_google_outcome_t *outcome)
 {
-    int64_t now = s_now_usec ();
+    int64_t now = zclock_usecs ();
     long left_ms = (long) ((fetch->deadline - now + 999) / 1000);
     if (left_ms < 1)
         left_ms = 1;
@@ -842,12 +700,12 @@ s_self_request (s_self_t *self, zframe_t **routing_id_p, zframe_t **reqid_p, con
     *routing_id_p = NULL;
     *reqid_p = NULL;
     waiter->reqid_hex = s_hex (waiter->reqid);
-    waiter->arrived = s_now_usec ();
+    waiter->arrived = zclock_usecs ();
 
     char metres[64], lat_json[64], lon_json[64];
-    s_format_metres (radius_km, metres, sizeof (metres));
-    s_format_degrees (latitude, lat_json, sizeof (lat_json));
-    s_format_degrees (longitude, lon_json, sizeof (lon_json));
+    herd_google_format_metres (radius_km, metres, sizeof (metres));
+    herd_google_format_degrees (latitude, lat_json, sizeof (lat_json));
+    herd_google_format_degrees (longitude, lon_json, sizeof (lon_json));
     //  Under auto, fetches before and after the switch share answers
     char *key = zsys_sprintf ("%s|%s|%s|%s|%d",
                               self->is_auto ? "auto" : self->is_new ? "new" : "legacy",
@@ -855,17 +713,13 @@ s_self_request (s_self_t *self, zframe_t **routing_id_p, zframe_t **reqid_p, con
     assert (key);
 
     //  A fresh cached answer
-    s_entry_t *entry = (s_entry_t *) zhashx_lookup (self->cache, key);
-    if (entry && entry->expires <= waiter->arrived) {
-        s_self_cache_remove (self, entry);
-        entry = NULL;
-    }
-    if (entry) {
-        s_self_reply (self, waiter->routing_id, waiter->reqid, HERD_MSG_OK, entry->body);
+    herd_placescache_answer_t cached;
+    if (herd_placescache_get (self->cache, key, waiter->arrived, &cached)) {
+        s_self_reply (self, waiter->routing_id, waiter->reqid, HERD_MSG_OK, cached.body);
         char via[64];
         snprintf (via, sizeof (via), "cache hit age_ms=%.1f",
-                  (double) (waiter->arrived - entry->stored) / 1000.0);
-        s_self_log_answer (self, waiter, HERD_MSG_OK, entry->status, entry->results, 0, 0, NULL,
+                  (double) (waiter->arrived - cached.stored) / 1000.0);
+        s_self_log_answer (self, waiter, HERD_MSG_OK, cached.status, cached.results, 0, 0, NULL,
                            via, NULL, NULL);
         s_waiter_destroy (&waiter);
         zstr_free (&key);
@@ -903,33 +757,21 @@ s_self_fetch_start (s_self_t *self, s_waiter_t *waiter, char *key, const char *l
     fetch->started = waiter->arrived;
     fetch->deadline = fetch->started + (int64_t) self->options->timeout_ms * 1000;
     fetch->is_new = self->is_new;
-    if (self->is_new || self->is_auto) {
+    if (self->is_new || self->is_auto)
         //  Auto keeps the New body at hand for a switch mid-fetch
-        fetch->post = zsys_sprintf ("{\"maxResultCount\":%d,\"locationRestriction\":"
-                                    "{\"circle\":{\"center\":{\"latitude\":%s,"
-                                    "\"longitude\":%s},\"radius\":%s}}}",
-                                    bound, lat_json, lon_json, metres);
-        assert (fetch->post);
-    }
+        fetch->post = herd_google_new_body (bound, lat_json, lon_json, metres);
     if (self->is_new)
         s_self_fetch_new (self, fetch);
     else {
-        //  A '+' in a query is a space: drop it, as the sign is optional
-        char separator = strchr (self->url, '?') ? '&' : '?';
-        const char *latitude_text = *lat == '+' ? lat + 1 : lat;
-        const char *longitude_text = *lon == '+' ? lon + 1 : lon;
-        fetch->url = zsys_sprintf ("%s%clocation=%s,%s&radius=%s%s%s", self->url, separator,
-                                   latitude_text, longitude_text, metres,
-                                   self->key_escaped ? "&key=" : "",
-                                   self->key_escaped ? self->key_escaped : "");
-        char *url_logged = zsys_sprintf ("%s%clocation=%s,%s&radius=%s%s", self->url,
-                                         separator, latitude_text, longitude_text, metres,
-                                         self->key_escaped ? "&key=" HERD_PLACES_REDACTED : "");
+        fetch->url = herd_google_legacy_url (self->url, lat, lon, metres, self->key_escaped);
+        char *url_logged = herd_google_legacy_url (self->url, lat, lon, metres,
+                                                   self->key_escaped ? HERD_PLACES_REDACTED
+                                                                     : NULL);
         assert (fetch->url && url_logged);
         fetch->url_logged = (char *) malloc (strlen (url_logged) + 1);
         assert (fetch->url_logged);
         s_self_sanitise (self, url_logged, fetch->url_logged, strlen (url_logged) + 1);
-        zstr_free (&url_logged);
+        free (url_logged);
     }
     fetch->next = self->fetches;
     if (self->fetches)
@@ -947,7 +789,7 @@ s_self_fetch_start (s_self_t *self, s_waiter_t *waiter, char *key, const char *l
 static void
 s_self_send_stats (s_self_t *self, zframe_t *routing_id)
 {
-    int64_t now = s_now_usec ();
+    int64_t now = zclock_usecs ();
     double seconds = self->stats_since ? (double) (now - self->stats_since) / 1e6 : 0;
     cJSON *stats = cJSON_CreateObject ();
     cJSON_AddNumberToObject (stats, "answered_ok_total", (double) self->answered_ok);
@@ -1059,7 +901,7 @@ s_self_judge (s_self_t *self, s_fetch_t *fetch, CURLcode result, long http,
               herd_google_outcome_t *outcome)
 {
     const herd_places_options_t *options = self->options;
-    double attempt_ms = (double) (s_now_usec () - fetch->attempt_started) / 1000.0;
+    double attempt_ms = (double) (zclock_usecs () - fetch->attempt_started) / 1000.0;
     char message[CURL_ERROR_SIZE + 128] = "";
     const char *curl_error = *fetch->error ? fetch->error : curl_easy_strerror (result);
     outcome->retry_delay_ms = -1;
@@ -1147,7 +989,7 @@ s_self_finish (s_self_t *self, s_fetch_t *fetch, CURLcode result)
 {
     long http = 0;
     curl_easy_getinfo (fetch->easy, CURLINFO_RESPONSE_CODE, &http);
-    double attempt_ms = (double) (s_now_usec () - fetch->attempt_started) / 1000.0;
+    double attempt_ms = (double) (zclock_usecs () - fetch->attempt_started) / 1000.0;
     herd_google_outcome_t outcome = {0};
     s_self_judge (self, fetch, result, http, &outcome);
     if (outcome.legacy_refused && self->is_auto && !fetch->is_new) {
@@ -1173,7 +1015,7 @@ s_self_finish (s_self_t *self, s_fetch_t *fetch, CURLcode result)
             delay *= HERD_PLACES_BACKOFF_X;
         if (outcome.retry_delay_ms > delay)
             delay = (double) outcome.retry_delay_ms;
-        int64_t now = s_now_usec ();
+        int64_t now = zclock_usecs ();
         int64_t retry_at = now + (int64_t) (delay * 1000.0);
         if (retry_at + HERD_PLACES_MIN_TRY_MS * 1000 > fetch->deadline)
             snprintf (next, sizeof (next),
@@ -1210,7 +1052,7 @@ s_self_handle_retries (s_self_t *self)
 {
     if (self->retries_waiting == 0)
         return -1;
-    int64_t now = s_now_usec ();
+    int64_t now = zclock_usecs ();
     int64_t next = 0;
     s_fetch_t *fetch = self->fetches;
     while (fetch) {
@@ -1259,8 +1101,7 @@ s_self_reload (s_self_t *self, const herd_places_options_t *options)
 {
     const herd_places_options_t *old = self->options;
     self->options = options;
-    self->field_mask = options->enterprise_fields ? HERD_PLACESBODY_MASK_ENTERPRISE
-                                                  : HERD_PLACESBODY_MASK_PRO;
+    self->field_mask = herd_google_field_mask (options->enterprise_fields);
     if (options->concurrency > 0) {
         long concurrency = options->concurrency;
         curl_multi_setopt (self->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, concurrency);
@@ -1327,7 +1168,7 @@ herd_places_actor (zsock_t *pipe, void *args)
         return;
     }
     while (!self->terminated) {
-        herd_alive_beat (HERD_ALIVE_PLACES, s_now_usec () / 1000);     //  this loop turns
+        herd_alive_beat (HERD_ALIVE_PLACES, zclock_usecs () / 1000);     //  this loop turns
         while (!self->terminated && s_readable (self->pipe))
             s_self_handle_pipe (self);
         if (self->terminated)
@@ -1353,830 +1194,4 @@ herd_places_actor (zsock_t *pipe, void *args)
         curl_multi_poll (self->multi, extra, 2, (int) timeout, NULL);
     }
     s_self_destroy (&self);
-}
-
-//  --------------------------------------------------------------------------
-//  Self test, against tests/places_standin.py: the project's stand-in for
-//  Google, started as the integration tests start it (a free port, learnt
-//  from its port file) and steered through /_standin/mode, which can give
-//  each latitude a mode of its own (a hung, a slow and a fast request at
-//  once). The script is found through HERD_STANDIN, else from the current
-//  directory (make test runs from the repository root), else from the
-//  binary (build/MODE/bin/herd_selftest). It dies with us (PDEATHSIG), even
-//  when a check aborts.
-
-#define S_STANDIN_SCRIPT "tests/places_standin.py"
-
-typedef struct {
-    pid_t pid;
-    char *base;                 //  http://127.0.0.1:PORT
-    char *legacy_url;           //  base + the legacy path
-    char *new_url;              //  base + the New path
-    char directory[64];         //  holds the port file
-} s_standin_t;
-
-//  The stand-in script's path. Caller frees.
-static char *
-s_standin_script (void)
-{
-    const char *env = getenv ("HERD_STANDIN");
-    if (env && *env)
-        return strdup (env);
-    if (access (S_STANDIN_SCRIPT, R_OK) == 0)
-        return strdup (S_STANDIN_SCRIPT);
-    char exe[4096];
-    ssize_t size = readlink ("/proc/self/exe", exe, sizeof (exe) - 1);
-    HERD_CHECK (size > 0);
-    exe[size] = 0;
-    //  build/MODE/bin/herd_selftest: the repository is three folders up
-    for (int up = 0; up < 4; up++) {
-        char *slash = strrchr (exe, '/');
-        HERD_CHECK (slash);
-        *slash = 0;
-    }
-    return zsys_sprintf ("%s/%s", exe, S_STANDIN_SCRIPT);
-}
-
-//  Start the stand-in on a free port and wait (10 s at most) for its port.
-static s_standin_t *
-s_standin_new (void)
-{
-    s_standin_t *self = (s_standin_t *) zmalloc (sizeof (s_standin_t));
-    assert (self);
-    snprintf (self->directory, sizeof (self->directory), "/tmp/herd-standin-XXXXXX");
-    HERD_CHECK (mkdtemp (self->directory));
-    char *port_file = zsys_sprintf ("%s/port", self->directory);
-    char *script = s_standin_script ();
-    const char *python = getenv ("HERD_PYTHON") ? getenv ("HERD_PYTHON") : "/usr/bin/python3";
-    char *argv[] = {(char *) python, script, "--port", "0", "--port-file", port_file, NULL};
-    pid_t parent = getpid ();
-    self->pid = fork ();
-    HERD_CHECK (self->pid >= 0);
-    if (self->pid == 0) {
-        //  Only system calls from here: the parent has threads
-        prctl (PR_SET_PDEATHSIG, SIGTERM);
-        if (getppid () != parent)
-            _exit (1);
-        int null = open ("/dev/null", O_WRONLY);
-        if (null >= 0)
-            dup2 (null, STDOUT_FILENO);
-        execv (python, argv);
-        _exit (127);
-    }
-    int port = 0;
-    for (int tries = 0; tries < 1000 && port == 0; tries++) {
-        FILE *file = fopen (port_file, "r");
-        if (!file || fscanf (file, "%d", &port) != 1)
-            zclock_sleep (10);
-        if (file)
-            fclose (file);
-        HERD_CHECK (waitpid (self->pid, NULL, WNOHANG) == 0);
-    }
-    HERD_CHECK (port > 0);
-    unlink (port_file);
-    zstr_free (&port_file);
-    zstr_free (&script);
-    self->base = zsys_sprintf ("http://127.0.0.1:%d", port);
-    self->legacy_url = zsys_sprintf ("%s" HERD_GOOGLE_LEGACY_PATH, self->base);
-    self->new_url = zsys_sprintf ("%s" HERD_GOOGLE_NEW_PATH, self->base);
-    return self;
-}
-
-//  Stop the stand-in (SIGTERM, it ends at once) and wait for it.
-static void
-s_standin_destroy (s_standin_t **self_p)
-{
-    s_standin_t *self = *self_p;
-    HERD_CHECK_INT (kill (self->pid, SIGTERM), 0);
-    HERD_CHECK_INT (waitpid (self->pid, NULL, 0), self->pid);
-    rmdir (self->directory);
-    zstr_free (&self->base);
-    zstr_free (&self->legacy_url);
-    zstr_free (&self->new_url);
-    free (self);
-    *self_p = NULL;
-}
-
-//  curl's write callback for s_standin_get: append to a zchunk.
-static size_t
-s_standin_write (char *data, size_t size, size_t count, void *userp)
-{
-    zchunk_extend ((zchunk_t *) userp, data, size * count);
-    return size * count;
-}
-
-//  GET a control path (/_standin/...), check it says 200, return its JSON.
-static cJSON *
-s_standin_get (s_standin_t *self, const char *path)
-{
-    char *url = zsys_sprintf ("%s%s", self->base, path);
-    zchunk_t *chunk = zchunk_new (NULL, 0);
-    CURL *easy = curl_easy_init ();
-    HERD_CHECK (easy && chunk && url);
-    curl_easy_setopt (easy, CURLOPT_URL, url);
-    curl_easy_setopt (easy, CURLOPT_WRITEFUNCTION, s_standin_write);
-    curl_easy_setopt (easy, CURLOPT_WRITEDATA, (void *) chunk);
-    curl_easy_setopt (easy, CURLOPT_TIMEOUT_MS, 5000L);
-    curl_easy_setopt (easy, CURLOPT_NOSIGNAL, 1L);
-    HERD_CHECK_INT (curl_easy_perform (easy), CURLE_OK);
-    long http = 0;
-    curl_easy_getinfo (easy, CURLINFO_RESPONSE_CODE, &http);
-    HERD_CHECK_INT (http, 200);
-    cJSON *root = cJSON_ParseWithLength ((const char *) zchunk_data (chunk), zchunk_size (chunk));
-    HERD_CHECK (root);
-    curl_easy_cleanup (easy);
-    zchunk_destroy (&chunk);
-    zstr_free (&url);
-    return root;
-}
-
-//  Set a mode: query as /_standin/mode takes it ("mode=hang&lat=2").
-static void
-s_standin_mode (s_standin_t *self, const char *query)
-{
-    char *path = zsys_sprintf ("/_standin/mode?%s", query);
-    cJSON_Delete (s_standin_get (self, path));
-    zstr_free (&path);
-}
-
-//  Forget modes and counters between tests.
-static void
-s_standin_reset (s_standin_t *self)
-{
-    cJSON_Delete (s_standin_get (self, "/_standin/reset"));
-}
-
-//  A count from the stand-in: "requests" (its stats) or "connections".
-static int
-s_standin_count (s_standin_t *self, const char *name)
-{
-    cJSON *stats = s_standin_get (self, streq (name, "connections") ? "/_standin/connections"
-                                                                     : "/_standin/stats");
-    int count = (int) cJSON_GetNumberValue (cJSON_GetObjectItem (stats, name));
-    cJSON_Delete (stats);
-    return count;
-}
-
-//  A string from the stand-in's stats: a top-level one, or one of an object
-//  member ("last_query", "location"). Caller frees; NULL if absent.
-static char *
-s_standin_stat (s_standin_t *self, const char *object, const char *name)
-{
-    cJSON *stats = s_standin_get (self, "/_standin/stats");
-    cJSON *parent = object ? cJSON_GetObjectItem (stats, object) : stats;
-    const char *text = cJSON_GetStringValue (cJSON_GetObjectItem (parent, name));
-    char *copy = text ? strdup (text) : NULL;
-    cJSON_Delete (stats);
-    return copy;
-}
-
-//  What the tests share: the stand-in, the log, the requests sent.
-typedef struct {
-    s_standin_t *standin;
-    herd_log_t *log;
-    char *log_path;
-    char directory[64];
-    herd_places_options_t legacy;   //  the options most tests start from
-    const char *key;
-    int requests;                   //  NEARBY requests sent, each logged once
-    int actors;                     //  for a fresh inproc endpoint each
-    bool verbose;
-} s_test_t;
-
-#define S_TEST_KEY         "s3cr/et k+y"
-#define S_TEST_KEY_ESCAPED "s3cr%2Fet%20k%2By"
-
-//  A reply as the gateway sees it.
-typedef struct {
-    char *reqid;
-    char *status;
-    char *json;
-} s_reply_t;
-
-//  Start an actor with these options (url: the stand-in's legacy one unless
-//  given) and a DEALER talking to it, as the gateway does. A fresh endpoint
-//  each time: libzmq's reaper releases an old one a moment after its actor.
-static zactor_t *
-s_test_actor (s_test_t *test, const herd_places_options_t *options, const char *key,
-              zsock_t **dealer_p)
-{
-    char endpoint[64];
-    snprintf (endpoint, sizeof (endpoint), "inproc://herd-places-test-%d", ++test->actors);
-    herd_places_args_t args = {options, endpoint, NULL, key, test->log};
-    zactor_t *places = zactor_new (herd_places_actor, &args);
-    HERD_CHECK (places);
-    HERD_CHECK_INT (zsock_wait (places), 0);
-    if (test->verbose)
-        zstr_send (places, "VERBOSE");
-    char *connect = zsys_sprintf (">%s", endpoint);
-    *dealer_p = zsock_new_dealer (connect);
-    zstr_free (&connect);
-    HERD_CHECK (*dealer_p);
-    zsock_set_rcvtimeo (*dealer_p, 5000);
-    return places;
-}
-
-//  Stop an actor and its DEALER.
-static void
-s_test_stop (zactor_t **places_p, zsock_t **dealer_p)
-{
-    zactor_destroy (places_p);
-    zsock_destroy (dealer_p);
-}
-
-//  Send a NEARBY request as the gateway does.
-static void
-s_send_nearby (s_test_t *test, zsock_t *dealer, const char *reqid, const char *lat,
-               const char *lon, const char *radius, const char *bound)
-{
-    HERD_CHECK_INT (zstr_sendx (dealer, HERD_MSG_NEARBY, reqid, lat, lon, radius, bound, NULL),
-                    0);
-    test->requests++;
-}
-
-//  Receive one reply (5 s at most) and check its framing.
-static s_reply_t
-s_recv_reply (zsock_t *dealer)
-{
-    zmsg_t *msg = zmsg_recv (dealer);
-    HERD_CHECK (msg);
-    HERD_CHECK_INT (zmsg_size (msg), 4);
-    char *kind = zmsg_popstr (msg);
-    HERD_CHECK_STR (kind, HERD_MSG_RESULT);
-    zstr_free (&kind);
-    s_reply_t reply;
-    reply.reqid = zmsg_popstr (msg);
-    reply.status = zmsg_popstr (msg);
-    reply.json = zmsg_popstr (msg);
-    zmsg_destroy (&msg);
-    HERD_CHECK (strstr (reply.json, "\n\n") == NULL);
-    HERD_CHECK (reply.json[strlen (reply.json) - 1] == '}');
-    return reply;
-}
-
-//  Free the strings of a reply.
-static void
-s_reply_free (s_reply_t *reply)
-{
-    zstr_free (&reply->reqid);
-    zstr_free (&reply->status);
-    zstr_free (&reply->json);
-}
-
-//  Receive a reply, check it is OK for reqid with this many results.
-static void
-s_expect_ok (zsock_t *dealer, const char *reqid, int results)
-{
-    s_reply_t reply = s_recv_reply (dealer);
-    HERD_CHECK_STR (reply.reqid, reqid);
-    HERD_CHECK_STR (reply.status, HERD_MSG_OK);
-    HERD_CHECK (strncmp (reply.json, "{\n   \"html_attributions\" : [],\n", 31) == 0);
-    cJSON *root = cJSON_Parse (reply.json);
-    HERD_CHECK_INT (cJSON_GetArraySize (cJSON_GetObjectItem (root, "results")), results);
-    HERD_CHECK_STR (cJSON_GetStringValue (cJSON_GetObjectItem (root, "status")),
-                    results ? "OK" : "ZERO_RESULTS");
-    cJSON_Delete (root);
-    s_reply_free (&reply);
-}
-
-//  Receive a reply and check it is ERR with this Places status and an
-//  error_message that contains message.
-static void
-s_expect_error (zsock_t *dealer, const char *reqid, const char *status, const char *message)
-{
-    s_reply_t reply = s_recv_reply (dealer);
-    HERD_CHECK_STR (reply.reqid, reqid);
-    HERD_CHECK_STR (reply.status, HERD_MSG_ERR);
-    cJSON *root = cJSON_Parse (reply.json);
-    HERD_CHECK (cJSON_IsObject (root));
-    HERD_CHECK_STR (cJSON_GetStringValue (cJSON_GetObjectItem (root, "status")), status);
-    HERD_CHECK_CONTAINS (cJSON_GetStringValue (cJSON_GetObjectItem (root, "error_message")),
-                         message);
-    HERD_CHECK_INT (cJSON_GetArraySize (cJSON_GetObjectItem (root, "results")), 0);
-    cJSON_Delete (root);
-    s_reply_free (&reply);
-}
-
-//  Count the lines of text that contain needle.
-static int
-s_count_lines (const char *text, const char *needle)
-{
-    int count = 0;
-    for (const char *line = text; line && *line;) {
-        const char *end = strchr (line, '\n');
-        size_t size = end ? (size_t) (end - line) : strlen (line);
-        const char *hit = strstr (line, needle);
-        if (hit && hit < line + size)
-            count++;
-        line = end ? end + 1 : NULL;
-    }
-    return count;
-}
-
-//  Check the last legacy query the stand-in saw: location and radius.
-static void
-s_expect_query (s_test_t *test, const char *location, const char *radius)
-{
-    char *seen = s_standin_stat (test->standin, "last_query", "location");
-    HERD_CHECK_STR (seen, location);
-    zstr_free (&seen);
-    seen = s_standin_stat (test->standin, "last_query", "radius");
-    HERD_CHECK_STR (seen, radius);
-    zstr_free (&seen);
-}
-
-//  Legacy answers: cut to the bound in Google's layout, blank lines gone;
-//  the key reaches Google escaped, the radius in metres; one connection
-//  kept alive for every request
-static void
-s_test_legacy_ok (s_test_t *test)
-{
-    s_standin_reset (test->standin);
-    zsock_t *dealer;
-    zactor_t *places = s_test_actor (test, &test->legacy, test->key, &dealer);
-    s_send_nearby (test, dealer, "r1", "+1", "-118.445127", "10", "2");
-    s_expect_ok (dealer, "r1", 2);
-    s_expect_query (test, "1,-118.445127", "10000");
-    cJSON *stats = s_standin_get (test->standin, "/_standin/stats");
-    cJSON *keys = cJSON_GetObjectItem (stats, "keys_seen");
-    HERD_CHECK_INT (cJSON_GetArraySize (keys), 1);
-    HERD_CHECK_STR (cJSON_GetStringValue (cJSON_GetArrayItem (keys, 0)), S_TEST_KEY);
-    cJSON_Delete (stats);
-
-    s_standin_mode (test->standin, "mode=blanklines");
-    s_send_nearby (test, dealer, "r2", "+34.068930", "+118.445127", "1.5", "20");
-    s_expect_ok (dealer, "r2", 3);
-    s_expect_query (test, "34.068930,118.445127", "1500");
-    s_send_nearby (test, dealer, "r3", "-1.5", "+0", "1.23456789", "1");
-    s_expect_ok (dealer, "r3", 1);
-    s_expect_query (test, "-1.5,0", "1234.568");
-    s_send_nearby (test, dealer, "r4", "+10", "+0", "0.4", "5");
-    s_expect_ok (dealer, "r4", 0);
-    HERD_CHECK_INT (s_standin_count (test->standin, "connections"), 1);
-    s_test_stop (&places, &dealer);
-}
-
-//  Failures of the API: ERR with a clear message or Google's own body; and
-//  requests refused before any HTTP
-static void
-s_test_legacy_errors (s_test_t *test)
-{
-    s_standin_reset (test->standin);
-    zsock_t *dealer;
-    zactor_t *places = s_test_actor (test, &test->legacy, test->key, &dealer);
-    const char *cases[][4] = {
-        //  mode, reqid, legacy status, message
-        {"http500", "e3", "UNKNOWN_ERROR", "herd: Places API answered HTTP 500"},
-        {"malformed", "e4", "UNKNOWN_ERROR", "herd: Places API sent invalid JSON"},
-        {"truncated", "e5", "UNKNOWN_ERROR", "herd: Places API sent invalid JSON"},
-        {"invalid_key", "e6", "REQUEST_DENIED", "The provided API key is invalid."},
-        {"huge", "e8", "UNKNOWN_ERROR", "herd: Places API sent more than 8 MiB"},
-    };
-    for (size_t i = 0; i < sizeof (cases) / sizeof (cases[0]); i++) {
-        char *query = zsys_sprintf ("mode=%s", cases[i][0]);
-        s_standin_mode (test->standin, query);
-        zstr_free (&query);
-        s_send_nearby (test, dealer, cases[i][1], "+1", "+0", "1", "5");
-        s_expect_error (dealer, cases[i][1], cases[i][2], cases[i][3]);
-    }
-    //  Malformed requests: ERR INVALID_REQUEST, no HTTP
-    const char *invalid[][4] = {
-        {"abc", "+0", "1", "5"},  {"+91", "+0", "1", "5"},   {"+1", "-180.5", "1", "5"},
-        {"+1", "1e2", "1", "5"},  {"+1", "+0", "0", "5"},    {"+1", "+0", "50.5", "5"},
-        {"+1", "+0", "-1", "5"},  {"+1", "+0", "nan", "5"},  {"+1", "+0", "1", "0"},
-        {"+1", "+0", "1", "21"},  {"+1", "+0", "1", "2.0"},  {"+1", "+0", "1", ""},
-        {"+1 ", "+0", "1", "5"},  {"+1", "+0", "1", "+5"},   {"+1", "+0&x=y", "1", "5"},
-    };
-    int before = s_standin_count (test->standin, "requests");
-    for (size_t i = 0; i < sizeof (invalid) / sizeof (invalid[0]); i++) {
-        s_send_nearby (test, dealer, "bad", invalid[i][0], invalid[i][1], invalid[i][2],
-                       invalid[i][3]);
-        s_expect_error (dealer, "bad", "INVALID_REQUEST", "herd: invalid NEARBY request: ");
-    }
-    HERD_CHECK_INT (zstr_sendx (dealer, HERD_MSG_NEARBY, "short", "+1", NULL), 0);
-    s_expect_error (dealer, "short", "INVALID_REQUEST", "got 3 frames");
-    HERD_CHECK_INT (zstr_sendx (dealer, "NEARLY", "what", NULL), 0);
-    s_expect_error (dealer, "what", "INVALID_REQUEST", "not a NEARBY command");
-    HERD_CHECK_INT (zstr_send (dealer, HERD_MSG_NEARBY), 0);
-    test->requests += 3;        //  the last logged, but nothing to answer it with
-    HERD_CHECK_INT (s_standin_count (test->standin, "requests"), before);
-    s_test_stop (&places, &dealer);
-}
-
-//  Requests in flight are independent: a fast one overtakes a slow one and
-//  a hung one, and the hung one times out on time; a request in flight when
-//  the actor stops is cleaned up
-static void
-s_test_independent (s_test_t *test)
-{
-    s_standin_reset (test->standin);
-    s_standin_mode (test->standin, "lat=2&mode=hang");
-    s_standin_mode (test->standin, "lat=5&latency_ms=200");
-    zsock_t *dealer;
-    zactor_t *places = s_test_actor (test, &test->legacy, test->key, &dealer);
-    int64_t started = s_now_usec ();
-    s_send_nearby (test, dealer, "hang", "+2", "+0", "1", "5");
-    s_send_nearby (test, dealer, "slow", "+5", "+0", "1", "5");
-    s_send_nearby (test, dealer, "fast", "+1", "+0", "1", "1");
-    s_expect_ok (dealer, "fast", 1);
-    s_expect_ok (dealer, "slow", 2);
-    HERD_CHECK (s_now_usec () - started >= 200000);
-    s_expect_error (dealer, "hang", "UNKNOWN_ERROR", "herd: Places request timed out after 500 ms");
-    //  curl counts in whole milliseconds from its own start: allow a little
-    int64_t elapsed_ms = (s_now_usec () - started) / 1000;
-    if (test->verbose)
-        printf ("hung request answered after %" PRId64 " ms\n", elapsed_ms);
-    HERD_CHECK_INT (elapsed_ms >= 450 && elapsed_ms < 2000 ? 0 : elapsed_ms, 0);
-
-    int received = s_standin_count (test->standin, "requests");
-    s_send_nearby (test, dealer, "left", "+2", "+0", "1", "5");
-    for (int tries = 0; tries < 500 && s_standin_count (test->standin, "requests") == received;
-         tries++)
-        zclock_sleep (10);
-    HERD_CHECK_INT (s_standin_count (test->standin, "requests"), received + 1);
-    s_test_stop (&places, &dealer);
-}
-
-//  No key: no key parameter (and Google refuses). The concurrency limit:
-//  with one connection allowed, a request waits inside curl behind a slow
-//  one, then reuses its connection
-static void
-s_test_keyless_single (s_test_t *test)
-{
-    s_standin_reset (test->standin);
-    zsock_t *dealer;
-    zactor_t *places = s_test_actor (test, &test->legacy, NULL, &dealer);
-    s_send_nearby (test, dealer, "k0", "+1", "+0", "1", "5");
-    s_expect_error (dealer, "k0", "REQUEST_DENIED", "You must use an API key");
-    cJSON *stats = s_standin_get (test->standin, "/_standin/stats");
-    HERD_CHECK (cJSON_IsFalse (
-        cJSON_GetObjectItem (cJSON_GetObjectItem (stats, "last_query"), "key_present")));
-    HERD_CHECK_INT (cJSON_GetArraySize (cJSON_GetObjectItem (stats, "keys_seen")), 0);
-    cJSON_Delete (stats);
-    s_test_stop (&places, &dealer);
-
-    herd_places_options_t single = test->legacy;
-    single.concurrency = 1;
-    s_standin_reset (test->standin);
-    s_standin_mode (test->standin, "latency_ms=200");
-    places = s_test_actor (test, &single, test->key, &dealer);
-    s_send_nearby (test, dealer, "q1", "+5", "+0", "1", "5");
-    s_send_nearby (test, dealer, "q2", "+1", "+0", "1", "5");
-    s_expect_ok (dealer, "q1", 2);
-    s_expect_ok (dealer, "q2", 2);
-    HERD_CHECK_INT (s_standin_count (test->standin, "connections"), 1);
-    s_test_stop (&places, &dealer);
-}
-
-//  Places API (New): a POST with the key and the field mask in headers,
-//  never in the URL; the answer translated into the legacy shape; {} is
-//  ZERO_RESULTS
-static void
-s_test_new_ok (s_test_t *test, herd_places_options_t *options)
-{
-    s_standin_reset (test->standin);
-    zsock_t *dealer;
-    zactor_t *places = s_test_actor (test, options, test->key, &dealer);
-    s_send_nearby (test, dealer, "n1", "+1.0", "-0", "1.5", "2");
-    s_reply_t reply = s_recv_reply (dealer);
-    HERD_CHECK_STR (reply.status, HERD_MSG_OK);
-    HERD_CHECK_CONTAINS (reply.json, "{\n   \"html_attributions\" : [],\n   \"results\" : [\n"
-                                     "      {\n         \"business_status\" : \"OPERATIONAL\",\n");
-    HERD_CHECK_CONTAINS (reply.json, "\n   ],\n   \"status\" : \"OK\"\n}");
-    cJSON *root = cJSON_Parse (reply.json);
-    cJSON *first = cJSON_GetArrayItem (cJSON_GetObjectItem (root, "results"), 0);
-    HERD_CHECK_INT (cJSON_GetArraySize (cJSON_GetObjectItem (root, "results")), 2);
-    HERD_CHECK (strncmp (cJSON_GetStringValue (cJSON_GetObjectItem (first, "place_id")), "ChIJ", 4)
-                == 0);
-    HERD_CHECK (cJSON_GetStringValue (cJSON_GetObjectItem (first, "vicinity")));
-    HERD_CHECK (cJSON_GetObjectItem (first, "rating") == NULL);     //  not in the Pro mask
-    cJSON_Delete (root);
-    s_reply_free (&reply);
-
-    cJSON *stats = s_standin_get (test->standin, "/_standin/stats");
-    HERD_CHECK_INT (cJSON_GetNumberValue (cJSON_GetObjectItem (
-                        cJSON_GetObjectItem (stats, "requests_by_path"), HERD_GOOGLE_NEW_PATH)),
-                    1);
-    HERD_CHECK (cJSON_IsFalse (
-        cJSON_GetObjectItem (cJSON_GetObjectItem (stats, "last_query"), "key_present")));
-    HERD_CHECK_STR (cJSON_GetStringValue (cJSON_GetArrayItem (
-                        cJSON_GetObjectItem (stats, "keys_seen"), 0)),
-                    S_TEST_KEY);
-    HERD_CHECK_STR (cJSON_GetStringValue (cJSON_GetObjectItem (stats, "last_field_mask")),
-                    HERD_PLACESBODY_MASK_PRO);
-    cJSON *headers = cJSON_GetObjectItem (stats, "last_headers");
-    HERD_CHECK_STR (cJSON_GetStringValue (cJSON_GetObjectItem (headers, "Content-Type")),
-                    "application/json");
-    char *body = cJSON_PrintUnformatted (cJSON_GetObjectItem (stats, "last_body"));
-    HERD_CHECK_STR (body, "{\"maxResultCount\":2,\"locationRestriction\":{\"circle\":"
-                          "{\"center\":{\"latitude\":1,\"longitude\":0},\"radius\":1500}}}");
-    free (body);
-    cJSON_Delete (stats);
-
-    s_standin_mode (test->standin, "mode=zero");
-    s_send_nearby (test, dealer, "n10", "+10", "+0", "1", "5");
-    s_expect_ok (dealer, "n10", 0);
-    s_test_stop (&places, &dealer);
-}
-
-//  New API errors: the legacy status, Google's message; 4xx never retried,
-//  nor a 429 whose RetryInfo (30 s) does not fit the deadline; 5xx retried
-//  twice with backoff inside the deadline
-static void
-s_test_new_errors (s_test_t *test, herd_places_options_t *options)
-{
-    s_standin_reset (test->standin);
-    zsock_t *dealer;
-    zactor_t *places = s_test_actor (test, options, test->key, &dealer);
-    const char *cases[][4] = {
-        //  mode, reqid, legacy status, message
-        {"request_denied", "n6", "REQUEST_DENIED", "Places API (New) has not been used"},
-        {"invalid_request", "n14", "INVALID_REQUEST", "Invalid request: "},
-        {"invalid_key", "n13", "REQUEST_DENIED", "API key not valid."},
-        {"quota_retry", "n12", "OVER_QUERY_LIMIT", "Quota exceeded for quota metric"},
-        {"malformed", "n4", "UNKNOWN_ERROR", "herd: Places API sent invalid JSON"},
-    };
-    int64_t started = s_now_usec ();
-    for (size_t i = 0; i < sizeof (cases) / sizeof (cases[0]); i++) {
-        char *query = zsys_sprintf ("mode=%s", cases[i][0]);
-        s_standin_mode (test->standin, query);
-        zstr_free (&query);
-        s_send_nearby (test, dealer, cases[i][1], "+1", "+0", "1", "5");
-        s_expect_error (dealer, cases[i][1], cases[i][2], cases[i][3]);
-    }
-    HERD_CHECK_INT (s_standin_count (test->standin, "requests"), 5);
-    HERD_CHECK ((s_now_usec () - started) / 1000 < 3000);           //  not 30 s
-
-    s_standin_mode (test->standin, "mode=http500");
-    started = s_now_usec ();
-    s_send_nearby (test, dealer, "n3", "+3", "+0", "1", "5");
-    s_expect_error (dealer, "n3", "UNKNOWN_ERROR", "Internal error encountered.");
-    int64_t elapsed_ms = (s_now_usec () - started) / 1000;
-    if (test->verbose)
-        printf ("three attempts answered after %" PRId64 " ms\n", elapsed_ms);
-    HERD_CHECK_INT (s_standin_count (test->standin, "requests"), 5 + 3);
-    HERD_CHECK_INT (elapsed_ms >= 625 && elapsed_ms < 5000 ? 0 : elapsed_ms, 0);
-    s_test_stop (&places, &dealer);
-}
-
-//  Retried failures then an answer: a 500, a connection broken mid-body.
-//  Identical requests in flight share one HTTP request; another bound is
-//  another query
-static void
-s_test_new_retry_share (s_test_t *test, herd_places_options_t *options)
-{
-    s_standin_reset (test->standin);
-    zsock_t *dealer;
-    zactor_t *places = s_test_actor (test, options, test->key, &dealer);
-    s_standin_mode (test->standin, "mode=flaky500&failures=1");
-    s_send_nearby (test, dealer, "n11", "+11", "+0", "1", "5");
-    s_expect_ok (dealer, "n11", 2);
-    HERD_CHECK_INT (s_standin_count (test->standin, "requests"), 2);
-    s_standin_mode (test->standin, "mode=flaky_broken&failures=1");
-    s_send_nearby (test, dealer, "n16", "+16", "+0", "1", "5");
-    s_expect_ok (dealer, "n16", 2);
-    HERD_CHECK_INT (s_standin_count (test->standin, "requests"), 4);
-
-    s_standin_mode (test->standin, "mode=ok&latency_ms=200");
-    s_send_nearby (test, dealer, "s1", "+5", "+0", "2", "3");
-    s_send_nearby (test, dealer, "s2", "+5.00", "+0.0", "2.0", "3");
-    s_send_nearby (test, dealer, "s3", "+5", "+0", "2", "2");
-    char *bodies[3] = {NULL, NULL, NULL};
-    for (int i = 0; i < 3; i++) {
-        s_reply_t reply = s_recv_reply (dealer);
-        HERD_CHECK_STR (reply.status, HERD_MSG_OK);
-        int index = reply.reqid[1] - '1';
-        HERD_CHECK (index >= 0 && index < 3 && !bodies[index]);
-        bodies[index] = reply.json;
-        reply.json = NULL;
-        s_reply_free (&reply);
-    }
-    HERD_CHECK_STR (bodies[0], bodies[1]);
-    HERD_CHECK (strcmp (bodies[0], bodies[2]) != 0);
-    for (int i = 0; i < 3; i++)
-        zstr_free (&bodies[i]);
-    HERD_CHECK_INT (s_standin_count (test->standin, "requests"), 4 + 2);
-    s_test_stop (&places, &dealer);
-}
-
-//  The cache: answers kept (errors are not), the oldest evicted when full,
-//  none after the TTL; enterprise fields ask more
-static void
-s_test_cache (s_test_t *test, herd_places_options_t *options)
-{
-    s_standin_reset (test->standin);
-    s_standin_mode (test->standin, "lat=6&mode=request_denied");
-    options->retries = 0;
-    options->cache_ttl_ms = 60000;
-    options->cache_max = 2;
-    options->enterprise_fields = true;
-    zsock_t *dealer;
-    zactor_t *places = s_test_actor (test, options, test->key, &dealer);
-    const char *steps[][3] = {
-        //  reqid, latitude, HTTP requests it makes
-        {"k1", "+1", "1"}, {"k1", "+1", "0"}, {"k2", "+20", "1"}, {"k1", "+1", "0"},
-        {"k3", "+21", "1"}, {"k1", "+1", "1"}, {"k2", "+20", "1"}, {"k6", "+6", "1"},
-        {"k6", "+6", "1"},
-    };
-    char *cached = NULL;
-    for (size_t i = 0; i < sizeof (steps) / sizeof (steps[0]); i++) {
-        int seen = s_standin_count (test->standin, "requests");
-        s_send_nearby (test, dealer, steps[i][0], steps[i][1], "+0", "1", "1");
-        s_reply_t reply = s_recv_reply (dealer);
-        HERD_CHECK_STR (reply.reqid, steps[i][0]);
-        if (streq (reply.reqid, "k1")) {
-            if (!cached)
-                cached = strdup (reply.json);
-            HERD_CHECK_STR (reply.json, cached);
-            HERD_CHECK_CONTAINS (reply.json, "\"user_ratings_total\" : ");
-        }
-        s_reply_free (&reply);
-        HERD_CHECK_INT (s_standin_count (test->standin, "requests"), seen + atoi (steps[i][2]));
-    }
-    free (cached);
-    char *mask = s_standin_stat (test->standin, NULL, "last_field_mask");
-    HERD_CHECK_STR (mask, HERD_PLACESBODY_MASK_ENTERPRISE);
-    zstr_free (&mask);
-    s_test_stop (&places, &dealer);
-
-    options->cache_ttl_ms = 100;
-    places = s_test_actor (test, options, test->key, &dealer);
-    int seen = s_standin_count (test->standin, "requests");
-    for (int i = 0; i < 3; i++) {
-        if (i == 2)
-            zclock_sleep (150);
-        s_send_nearby (test, dealer, "t1", "+1", "+0", "1", "1");
-        s_expect_ok (dealer, "t1", 1);
-    }
-    HERD_CHECK_INT (s_standin_count (test->standin, "requests"), seen + 2);
-    s_test_stop (&places, &dealer);
-}
-
-//  Legacy retries: OVER_QUERY_LIMIT and HTTP 500 are retried, Google's own
-//  REQUEST_DENIED is not. Nothing listening: ERR at once. A set-up failure:
-//  the second signal is not 0, the actor still stops
-static void
-s_test_legacy_retries (s_test_t *test)
-{
-    s_standin_reset (test->standin);
-    herd_places_options_t options = test->legacy;
-    options.retries = 1;
-    options.timeout_ms = 4000;
-    zsock_t *dealer;
-    zactor_t *places = s_test_actor (test, &options, test->key, &dealer);
-    s_standin_mode (test->standin, "mode=over_query_limit");
-    s_send_nearby (test, dealer, "l15", "+15", "+0", "1", "5");
-    s_expect_error (dealer, "l15", "OVER_QUERY_LIMIT", "You have exceeded your daily");
-    HERD_CHECK_INT (s_standin_count (test->standin, "requests"), 2);
-    s_standin_mode (test->standin, "mode=invalid_key");
-    s_send_nearby (test, dealer, "l7", "+7", "+0", "1", "5");
-    s_expect_error (dealer, "l7", "REQUEST_DENIED", "The provided API key is invalid.");
-    HERD_CHECK_INT (s_standin_count (test->standin, "requests"), 3);
-    s_standin_mode (test->standin, "mode=flaky500&failures=1");
-    s_send_nearby (test, dealer, "l11", "+11", "+0", "1", "5");
-    s_expect_ok (dealer, "l11", 2);
-    HERD_CHECK_INT (s_standin_count (test->standin, "requests"), 5);
-    s_test_stop (&places, &dealer);
-
-    int closed = socket (AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in address = {0};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
-    socklen_t length = sizeof (address);
-    HERD_CHECK_INT (bind (closed, (struct sockaddr *) &address, sizeof (address)), 0);
-    HERD_CHECK_INT (getsockname (closed, (struct sockaddr *) &address, &length), 0);
-    options = test->legacy;
-    options.url = zsys_sprintf ("http://127.0.0.1:%d/json", ntohs (address.sin_port));
-    places = s_test_actor (test, &options, test->key, &dealer);
-    s_send_nearby (test, dealer, "c1", "+1", "+0", "1", "5");
-    s_expect_error (dealer, "c1", "UNKNOWN_ERROR", "herd: could not reach the Places API: ");
-    s_test_stop (&places, &dealer);
-    close (closed);
-    zstr_free (&options.url);
-
-    herd_places_args_t bad_args = {&test->legacy, "nonsense://nowhere", NULL, test->key,
-                                   test->log};
-    places = zactor_new (herd_places_actor, &bad_args);
-    HERD_CHECK (places);
-    HERD_CHECK (zsock_wait (places) != 0);
-    zactor_destroy (&places);
-}
-
-//  The log: one line a request, with the reqid in hex; never the key
-static void
-s_test_log (s_test_t *test)
-{
-    herd_log_destroy (&test->log);
-    FILE *file = fopen (test->log_path, "r");
-    HERD_CHECK (file);
-    size_t capacity = (size_t) 1024 * 1024;
-    char *text = (char *) zmalloc (capacity);
-    size_t size = fread (text, 1, capacity - 1, file);
-    text[size] = 0;
-    fclose (file);
-    if (test->verbose)
-        printf ("%s", text);
-    HERD_CHECK_INT (s_count_lines (text, " places req="), test->requests);
-    HERD_CHECK (strstr (text, "s3cr") == NULL);
-    HERD_CHECK (strstr (text, S_TEST_KEY_ESCAPED) == NULL);
-    HERD_CHECK (strstr (text, "X-Goog") == NULL);
-    const char *expected[] = {
-        " places req=7231 reply=OK status=OK results=2 http=200 curl=0 ms=",
-        "&radius=10000&key=<redacted>",
-        "reply=ERR status=UNKNOWN_ERROR results=0 http=500 curl=0",
-        "reply=ERR status=REQUEST_DENIED results=0 http=403",
-        "curl=28 ms=",
-        "req=6c656674 reply=- status=CANCELLED",
-        "stopped with 1 requests in flight, not answered",
-        "cannot start: cannot bind nonsense://nowhere",
-        " flavour=new url=http://127.0.0.1:",
-        " fields=pro timeout_ms=4000 ",
-        " fields=enterprise ",
-        " attempt=1/3 waiting=1 status=UNKNOWN_ERROR http=500 curl=0 ms=",
-        "error=\"Internal error encountered.\" -> retry in ",
-        " attempt=3/3 waiting=1 status=UNKNOWN_ERROR http=500 ",
-        "-> answered (no retries left)",
-        "status=REQUEST_DENIED http=403 curl=0 ",
-        "-> answered (not retryable)",
-        "-> answered (a retry in 30000 ms would not end before the deadline, ",
-        " http=200 curl=18 ms=",
-        "-> answered (done)",
-        " attempts=2 url=http://127.0.0.1:",
-        " req=7332 reply=OK status=OK results=3 http=200 curl=0 ms=",
-        " attempts=1 shared url=http://127.0.0.1:",
-        " req=6b31 reply=OK status=OK results=1 http=0 curl=0 ms=",
-        " cache hit age_ms=",
-    };
-    for (size_t i = 0; i < sizeof (expected) / sizeof (expected[0]); i++)
-        HERD_CHECK_CONTAINS (text, expected[i]);
-    HERD_CHECK_INT (s_count_lines (text, " cache hit "), 3);
-    HERD_CHECK_INT (s_count_lines (text, " shared "), 1);
-    free (text);
-}
-
-//  Pure helpers: the radius in metres and degrees as JSON numbers
-static void
-s_test_formats (void)
-{
-    const struct {
-        double value;
-        const char *metres, *degrees;
-    } cases[] = {
-        {10, "10000", "10"},           {0.5, "500", "0.5"},
-        {1.23456789, "1234.568", "1.23456789"}, {34.06893, "34068.93", "34.06893"},
-        {-1.5, "-1500", "-1.5"},       {0, "0", "0"},
-    };
-    for (size_t i = 0; i < sizeof (cases) / sizeof (cases[0]); i++) {
-        char text[64];
-        s_format_metres (cases[i].value, text, sizeof (text));
-        HERD_CHECK_STR (text, cases[i].metres);
-        s_format_degrees (cases[i].value, text, sizeof (text));
-        HERD_CHECK_STR (text, cases[i].degrees);
-    }
-}
-
-void
-herd_places_test (bool verbose)
-{
-    printf (" * herd_places: ");
-    if (verbose)
-        printf ("\n");
-
-    //  @selftest
-    s_test_formats ();
-    s_test_t test = {0};
-    test.verbose = verbose;
-    test.key = S_TEST_KEY;
-    test.standin = s_standin_new ();
-    snprintf (test.directory, sizeof (test.directory), "/tmp/herd-places-test-XXXXXX");
-    HERD_CHECK (mkdtemp (test.directory));
-    test.log_path = zsys_sprintf ("%s/places.log", test.directory);
-    test.log = herd_log_new (test.log_path, "Test");
-    HERD_CHECK (test.log);
-    char flavour[] = "legacy", key_env[] = "HERD_TEST_KEY";
-    herd_places_options_t legacy = {flavour, test.standin->legacy_url, key_env, 500, 500, 8, 0,
-                                    false, 0, 10000};
-    test.legacy = legacy;
-    s_test_legacy_ok (&test);
-    s_test_legacy_errors (&test);
-    s_test_independent (&test);
-    s_test_keyless_single (&test);
-
-    char flavour_new[] = "new";
-    herd_places_options_t new_options = {flavour_new, test.standin->new_url, key_env, 4000, 500,
-                                         8, 2, false, 0, 10000};
-    s_test_new_ok (&test, &new_options);
-    s_test_new_errors (&test, &new_options);
-    s_test_new_retry_share (&test, &new_options);
-    s_test_cache (&test, &new_options);
-    s_test_legacy_retries (&test);
-    s_test_log (&test);
-
-    unlink (test.log_path);
-    rmdir (test.directory);
-    zstr_free (&test.log_path);
-    s_standin_destroy (&test.standin);
-    //  @end
-
-    printf ("OK\n");
 }

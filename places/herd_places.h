@@ -47,7 +47,8 @@ void
 int
     herd_places_global_init (void);
 
-//  Self test of this class.
+//  Self test of this class: in herd_places_selftest.c, which only
+//  herd_selftest links (it starts tests/places_standin.py).
 void
     herd_places_test (bool verbose);
 

@@ -3,14 +3,17 @@
 //  Pure functions on bytes, no I/O: cut the top-level "results" array to a
 //  bound without re-serialising (Google's own bytes and layout are kept),
 //  drop blank lines and trailing newlines, build the legacy-shaped error
-//  body used when the Places API could not answer, and translate Places API
-//  (New) answers and errors into the legacy shape.
+//  body used when the Places API could not answer. Places API (New)
+//  answers are translated by herd_placesnew.h; what a New error means is
+//  herd_google.h's.
 
 #ifndef HERD_PLACESBODY_H_INCLUDED
 #define HERD_PLACESBODY_H_INCLUDED
 
 #include <stdbool.h>
 #include <stddef.h>
+
+struct cJSON;
 
 //  Validate body as JSON (cJSON) with a top-level object, and return a new
 //  string: the body with its top-level "results" array cut to at most bound
@@ -34,55 +37,17 @@ char *
 char *
     herd_placesbody_error (const char *status, const char *message);
 
-//  The X-Goog-FieldMask of a Places API (New) Nearby Search: the cheapest
-//  mask that fills the legacy fields. Every field of the PRO mask bills as
-//  Nearby Search Pro; the ENTERPRISE mask adds rating, userRatingCount,
-//  priceLevel and currentOpeningHours, which bill as Nearby Search
-//  Enterprise (the whole request is billed at its costliest field).
-#define HERD_PLACESBODY_MASK_PRO                                                           \
-    "places.id,places.displayName,places.location,places.viewport,places.types,"         \
-    "places.businessStatus,places.shortFormattedAddress,places.formattedAddress,"        \
-    "places.plusCode,places.iconMaskBaseUri,places.iconBackgroundColor,places.photos"
-#define HERD_PLACESBODY_MASK_ENTERPRISE                                                    \
-    HERD_PLACESBODY_MASK_PRO ",places.rating,places.userRatingCount,places.priceLevel,"  \
-                             "places.currentOpeningHours"
+//  Parse size bytes as one JSON value with nothing but white space after
+//  it: NULL if they are not, or hold a control byte JSON does not allow
+//  there (a NUL among them). Caller frees with cJSON_Delete.
+struct cJSON *
+    herd_placesbody_parse (const char *body, size_t size);
 
-//  Translate a Places API (New) searchNearby answer, {"places": [...]} or
-//  {} when nothing matched, into a legacy Nearby Search body in Google's
-//  3-space layout with sorted keys:
-//      {
-//         "html_attributions" : [],
-//         "results" : [ ...at most bound legacy results... ],
-//         "status" : "OK"            (or "ZERO_RESULTS" when there are none)
-//      }
-//  Field map (README "Places API (New)"): id -> place_id, displayName.text
-//  -> name, location -> geometry.location, viewport low/high ->
-//  geometry.viewport southwest/northeast, shortFormattedAddress (else
-//  formattedAddress) -> vicinity, types, businessStatus -> business_status,
-//  plusCode -> plus_code, iconMaskBaseUri, iconBackgroundColor, photos ->
-//  photo_reference (the photo's resource name), width, height,
-//  html_attributions, priceLevel -> price_level 0..4, rating,
-//  userRatingCount -> user_ratings_total, currentOpeningHours.openNow ->
-//  opening_hours.open_now. Sets *results_p to the number of results.
-//  Returns NULL when body is not a JSON object whose "places", if present,
-//  is an array of objects. Caller frees.
-char *
-    herd_placesbody_from_new (const char *body, size_t size, int bound, int *results_p);
-
-//  Read a Places API (New) error answer that came with HTTP status http (a
-//  google.rpc.Status: {"error": {"code", "message", "status", "details"}})
-//  and set *status_p to the matching legacy status: PERMISSION_DENIED,
-//  UNAUTHENTICATED and an invalid key (ErrorInfo API_KEY_INVALID) ->
-//  REQUEST_DENIED; RESOURCE_EXHAUSTED -> OVER_QUERY_LIMIT; INVALID_ARGUMENT,
-//  FAILED_PRECONDITION, OUT_OF_RANGE, NOT_FOUND -> INVALID_REQUEST; anything
-//  else -> UNKNOWN_ERROR. Without a status in the body the HTTP status
-//  decides (400 INVALID_REQUEST, 401/403 REQUEST_DENIED, 429
-//  OVER_QUERY_LIMIT, else UNKNOWN_ERROR). Sets *message_p to Google's
-//  message (a new string, or NULL) and *retry_delay_ms_p to the RetryInfo
-//  delay (-1 if none). Returns 0 if body was a google.rpc.Status, else -1.
-int
-    herd_placesbody_new_error (long http, const char *body, size_t size, const char **status_p,
-                               char **message_p, long *retry_delay_ms_p);
+//  Length of the valid UTF-8 sequence at text (up to size bytes, at least
+//  1), or 0 if there is none: no overlong forms, no surrogates, nothing past
+//  U+10FFFF.
+size_t
+    herd_placesbody_utf8_length (const unsigned char *text, size_t size);
 
 //  Self test of this class.
 void

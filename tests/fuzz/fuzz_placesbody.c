@@ -7,12 +7,13 @@
 //  array cut to the bound and report the kept count of the first one, and be
 //  a fixed point (but for a '\r' left before a '\n'). A body it refuses
 //  must be one cJSON refuses too, or one of the cases where cJSON is laxer
-//  than RFC 8259. The rest also goes to herd_placesbody_from_new as a
+//  than RFC 8259. The rest also goes to herd_placesnew_to_legacy as a
 //  Places API (New) answer (its legacy body: valid JSON, at most bound
 //  results, a matching status) and to herd_placesbody_error as a message,
 //  whose body must be valid JSON that the shaper leaves as it is.
 
 #include "../../places/herd_placesbody.h"
+#include "../../places/herd_placesnew.h"
 
 #include <cjson/cJSON.h>
 #include <stdint.h>
@@ -162,7 +163,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     //  to match, and the shaper (which the gateway's answer goes through)
     //  takes it with the same count
     int count = -1;
-    char *legacy = herd_placesbody_from_new (body, body_size, bound, &count);
+    char *legacy = herd_placesnew_to_legacy (body, body_size, bound, &count);
     if (legacy) {
         int limit = bound < 0 ? 0 : bound;
         size_t legacy_size = strlen (legacy);

@@ -30,6 +30,9 @@
 #include "../../places/herd_places.h"
 #include "../../places/herd_google.h"
 #include "../../places/herd_placesbody.h"
+#include "../../places/herd_placesnew.h"
+#include "../../places/herd_placescache.h"
+#include "../../places/herd_standin.h"
 
 typedef struct {
     const char *name;
@@ -49,7 +52,10 @@ static test_item_t s_tests[] = {
     {"herd_config", herd_config_test},
     {"herd_config_reload", herd_config_reload_test},
     {"herd_placesbody", herd_placesbody_test},
+    {"herd_placesnew", herd_placesnew_test},
     {"herd_google", herd_google_test},
+    {"herd_placescache", herd_placescache_test},
+    {"herd_standin", herd_standin_test},
     {"herd_places", herd_places_test},
     {"herd_table", herd_table_test},
     {"herd_journal", herd_journal_test},
