@@ -3,7 +3,7 @@
 #include "herd_bus.h"
 #include "herd_journal.h"
 #include "herd_monitor.h"
-#include "herd_table.h"
+#include "herd_store.h"
 #include "../common/herd_alive.h"
 #include "../common/herd_check.h"
 #include "../common/herd_msg.h"
@@ -30,9 +30,6 @@
 #define HERD_BUS_STORE_RETRY 100    //  ms between tries to store when the journal fails
 #define HERD_BUS_REFUSALS   64      //  senders and reasons of refusals logged, each once...
 #define HERD_BUS_REFUSAL_QUIET 60000 //  ...then at most one line a minute for others
-
-//  One stored location, on the table and on the list in change order.
-typedef herd_entry_t s_entry_t;
 
 //  What this bus knows of one neighbour (the zyre pattern: per-peer state
 //  in its own small structure).
@@ -72,8 +69,7 @@ typedef struct {
 //  copy of the table.
 typedef struct {
     zframe_t *routing;              //  the requester, on the sync ROUTER
-    s_entry_t *next;                //  next entry to send, or NULL: look after sent
-    uint64_t sent;                  //  sequence number sent up to
+    herd_store_cursor_t *cursor;    //  the records still to send (and any changed since)
     size_t count;                   //  records sent
     int64_t progress;               //  last message queued, monotonic ms
 } s_transfer_t;
@@ -90,11 +86,8 @@ typedef struct {
     zactor_t *auth;                 //  CURVE: zauth with the herd's public keys
     zcert_t *cert;                  //  CURVE: this node's certificate
     zpoller_t *poller;
-    herd_table_t *table;            //  client id -> s_entry_t
-    s_entry_t *head, *tail;         //  entries, oldest change first
+    herd_store_t *store;            //  the table: records, sequence numbers, digest
     uint64_t instance;              //  random at each start
-    uint64_t seq;                   //  last sequence number given
-    uint64_t digest;                //  XOR of every entry's hash
     int64_t started_mono;           //  when the bus started: monotonic ms, and
     int64_t started_wall;           //  ... wall clock ms (for GET's applied time)
     s_peer_t *peers;
@@ -116,6 +109,7 @@ typedef struct {
     int64_t next_heartbeat;
     char *outbox;                   //  records applied, not yet published, '\n'-separated
     size_t outbox_size;
+    uint64_t outbox_seq;            //  ...the last one's sequence number
     bool loading;                   //  replaying the journal: no publish
     bool verbose;
     bool terminated;
@@ -137,39 +131,6 @@ static int64_t
 s_now_ms (void)
 {
     return zclock_mono ();
-}
-
-//  Unlink an entry from the change list.
-static void
-s_self_unlink (s_self_t *self, s_entry_t *entry)
-{
-    //  A catch-up about to send it goes on with the next (its new version
-    //  comes at the tail, with a sequence number after the catch-up's)
-    for (size_t i = 0; i < self->transfer_count; i++)
-        if (self->transfers[i].next == entry)
-            self->transfers[i].next = entry->next;
-    if (entry->prev)
-        entry->prev->next = entry->next;
-    else
-        self->head = entry->next;
-    if (entry->next)
-        entry->next->prev = entry->prev;
-    else
-        self->tail = entry->prev;
-    entry->prev = entry->next = NULL;
-}
-
-//  Append an entry at the tail of the change list.
-static void
-s_self_link (s_self_t *self, s_entry_t *entry)
-{
-    entry->prev = self->tail;
-    entry->next = NULL;
-    if (self->tail)
-        self->tail->next = entry;
-    else
-        self->head = entry;
-    self->tail = entry;
 }
 
 //  The peer for a neighbour name, or NULL.
@@ -222,7 +183,7 @@ s_self_meta (s_self_t *self)
 {
     byte meta[HERD_MSG_META_SIZE];
     herd_msg_put_u64 (meta, self->instance);
-    herd_msg_put_u64 (meta + 8, self->seq);
+    herd_msg_put_u64 (meta + 8, herd_store_seq (self->store));
     return zframe_new (meta, sizeof (meta));
 }
 
@@ -391,8 +352,8 @@ s_self_request_sync (s_self_t *self, s_peer_t *peer, const char *why)
     byte meta[HERD_MSG_META_SIZE], digest[16];
     herd_msg_put_u64 (meta, peer->instance);
     herd_msg_put_u64 (meta + 8, peer->seq);
-    herd_msg_put_u64 (digest, herd_table_size (self->table));
-    herd_msg_put_u64 (digest + 8, self->digest);
+    herd_msg_put_u64 (digest, herd_store_size (self->store));
+    herd_msg_put_u64 (digest + 8, herd_store_digest (self->store));
     //  The DEALER queues while it connects; it refuses only when its
     //  connection is gone for good (a failed handshake) or many requests
     //  wait: then a new connection, now or after its back-off
@@ -417,16 +378,16 @@ s_self_request_sync (s_self_t *self, s_peer_t *peer, const char *why)
 }
 
 //  Publish every record applied since the last publish as one message:
-//  ["U", envelope, records, sender, meta], meta naming our sequence number after the
-//  last of them (herd_msg.h). One message per loop turn instead of one per
+//  ["U", envelope, records, sender, meta], meta naming seq, the sequence
+//  number of the last of them (herd_msg.h). One message per loop turn instead of one per
 //  record: the per-message cost (allocation, queueing, a wake-up at every
 //  neighbour) was most of a bus's time under load.
 static void
-s_self_publish_records (s_self_t *self, const char *records, size_t size)
+s_self_publish_records (s_self_t *self, const char *records, size_t size, uint64_t seq)
 {
     byte meta[HERD_MSG_META_SIZE];
     herd_msg_put_u64 (meta, self->instance);
-    herd_msg_put_u64 (meta + 8, self->seq);
+    herd_msg_put_u64 (meta + 8, seq);
     void *pub = zsock_resolve (self->pub);
     //  PUB never blocks: at its high-water mark it drops, and the
     //  neighbour's catch-up brings what was dropped
@@ -443,22 +404,22 @@ s_self_publish (s_self_t *self)
 {
     if (self->outbox_size == 0)
         return;
-    s_self_publish_records (self, self->outbox, self->outbox_size);
+    s_self_publish_records (self, self->outbox, self->outbox_size, self->outbox_seq);
     self->outbox_size = 0;
 }
 
-//  Queue an applied record for the next publish. The caller made room
-//  (s_self_make_room) before it gave the record its sequence number, so
-//  that a publish never names a record it does not carry. A record longer
-//  than the outbox (max_line allows 32 MiB) goes out at once, alone: the
-//  outbox was published when room was made, so its sequence number is the
-//  message's.
+//  Queue an applied record (seq its sequence number) for the next publish,
+//  publishing first what waits if it would not fit with it: a message's
+//  sequence number is its last record's. A record longer than the outbox
+//  (max_line allows 32 MiB) goes out at once, alone.
 static void
-s_self_queue (s_self_t *self, const char *line, size_t size)
+s_self_queue (s_self_t *self, const char *line, size_t size, uint64_t seq)
 {
     self->published++;
+    if (self->outbox_size + 1 + size > HERD_BUS_OUTBOX)
+        s_self_publish (self);
     if (size > HERD_BUS_OUTBOX) {
-        s_self_publish_records (self, line, size);
+        s_self_publish_records (self, line, size, seq);
         return;
     }
     if (!self->outbox) {
@@ -469,18 +430,57 @@ s_self_queue (s_self_t *self, const char *line, size_t size)
         self->outbox[self->outbox_size++] = '\n';
     memcpy (self->outbox + self->outbox_size, line, size);
     self->outbox_size += size;
+    self->outbox_seq = seq;
 }
 
-static bool
-    s_self_apply (s_self_t *self, const char *line, size_t size, const char *from,
-                  bool trusted);
-
-//  Publish what waits if a record of size bytes would not fit with it.
+//  Count and log a malformed record.
 static void
-s_self_make_room (s_self_t *self, size_t size)
+s_self_drop (s_self_t *self, const char *line, size_t size, const char *from)
 {
-    if (self->outbox_size + 1 + size > HERD_BUS_OUTBOX)
-        s_self_publish (self);
+    self->dropped++;
+    herd_log_data (self->log, "bus", from, line, size);
+    herd_log_warning (self->log, "bus", "dropped a malformed update from %s", from);
+}
+
+//  The time a record applied now is stamped with (herd_store's clock), for
+//  GET: wall-clock microseconds, as the wall clock read at start plus the
+//  monotonic time since (to the millisecond); 0 while the journal loads.
+static int64_t
+s_self_clock (void *arg)
+{
+    s_self_t *self = (s_self_t *) arg;
+    if (self->loading)
+        return 0;
+    return (self->started_wall + s_now_ms () - self->started_mono) * 1000;
+}
+
+//  Apply an AT line if it is newer than the stored one; journal and publish
+//  what was applied. from names where it came from, for the log; trusted
+//  when it is our own gateway, which made the line from fields it had
+//  validated (herd_proto_parse), so it is not validated again. Returns true
+//  if applied.
+static bool
+s_self_apply (s_self_t *self, const char *line, size_t size, const char *from, bool trusted)
+{
+    herd_store_record_t record;
+    herd_store_result_t result = herd_store_apply (self->store, line, size, trusted, &record);
+    if (result == HERD_STORE_MALFORMED) {
+        s_self_drop (self, line, size, from);
+        return false;
+    }
+    if (result == HERD_STORE_STALE) {
+        self->stale++;
+        return false;
+    }
+    if (self->loading)
+        return true;
+    self->applied++;
+    if (self->journal)
+        herd_journal_append_hashed (self->journal, line, size, record.hash);
+    s_self_queue (self, line, size, record.seq);
+    if (self->verbose)
+        zsys_debug ("bus %s: applied from %s: %.*s", self->node->name, from, (int) size, line);
+    return true;
 }
 
 //  Apply every record of a frame: one AT line, or several separated by
@@ -503,99 +503,6 @@ s_self_apply_all (s_self_t *self, const char *data, size_t size, const char *fro
     return count;
 }
 
-//  Count and log a malformed record.
-static void
-s_self_drop (s_self_t *self, const char *line, size_t size, const char *from)
-{
-    self->dropped++;
-    herd_log_data (self->log, "bus", from, line, size);
-    herd_log_warning (self->log, "bus", "dropped a malformed update from %s", from);
-}
-
-//  An entry's applied time: monotonic ms since the bus started, plus one
-//  (0: loaded from the journal), kept in 32 bits so herd_entry_t does not
-//  grow; it wraps after 49.7 days.
-static uint32_t
-s_self_applied_ms (s_self_t *self)
-{
-    uint32_t ms = (uint32_t) (s_now_ms () - self->started_mono) + 1;
-    return ms ? ms : 1;
-}
-
-//  Wall-clock microseconds when an entry was applied, or 0 when it was
-//  loaded from the journal: the latest time that fits its 32 bits (exact
-//  for records applied in the last 49.7 days).
-static uint64_t
-s_self_applied_usec (s_self_t *self, const s_entry_t *entry)
-{
-    if (entry->applied_ms == 0)
-        return 0;
-    int64_t since = s_now_ms () - self->started_mono;
-    uint32_t ago = (uint32_t) since + 1 - entry->applied_ms;
-    return (uint64_t) (self->started_wall + since - ago) * 1000;
-}
-
-//  Apply an AT line if it is newer than the stored one; journal and publish
-//  what was applied. from names where it came from, for the log; trusted
-//  when it is our own gateway, which made the line from fields it had
-//  validated (herd_proto_parse), so it is not validated again. Returns true
-//  if applied.
-static bool
-s_self_apply (s_self_t *self, const char *line, size_t size, const char *from, bool trusted)
-{
-    //  Most records a bus receives are stale (each update reaches it once
-    //  per neighbour): read client and time, and validate the rest only
-    //  for a record that will be stored
-    herd_record_t record;
-    if (herd_record_peek (line, size, &record) == -1) {
-        s_self_drop (self, line, size, from);
-        return false;
-    }
-    uint32_t key = herd_table_key (record.client.data, record.client.size);
-    s_entry_t *current = herd_table_find (self->table, key, record.client.data,
-                                          record.client.size);
-    if (current) {
-        herd_record_t stored = {
-            .line = {current->line, current->size},
-            .time_sec = current->time_sec,
-            .time_nsec = current->time_nsec,
-        };
-        if (!herd_record_newer (&record, &stored)) {
-            self->stale++;
-            return false;
-        }
-    }
-    if (!trusted && herd_record_parse (line, size, &record) == -1) {
-        s_self_drop (self, line, size, from);
-        return false;
-    }
-    if (current) {
-        s_self_unlink (self, current);
-        self->digest ^= current->hash;
-    }
-    s_entry_t *entry = herd_entry_new (line, size, record.client, key);
-    if (!self->loading)
-        s_self_make_room (self, size);
-    entry->seq = ++self->seq;
-    entry->hash = herd_record_hash (line, size);
-    entry->time_sec = record.time_sec;
-    entry->time_nsec = record.time_nsec;
-    entry->applied_ms = self->loading ? 0 : s_self_applied_ms (self);
-    herd_table_put (self->table, entry);        //  frees current
-    s_self_link (self, entry);
-    self->digest ^= entry->hash;
-    if (self->loading)
-        return true;
-    self->applied++;
-    if (self->journal)
-        herd_journal_append_hashed (self->journal, line, size, entry->hash);
-
-    s_self_queue (self, line, size);
-    if (self->verbose)
-        zsys_debug ("bus %s: applied from %s: %.*s", self->node->name, from, (int) size, line);
-    return true;
-}
-
 //  Replay one journal record into the table (no journal, no publish).
 static void
 s_self_load_record (const char *line, size_t size, void *arg)
@@ -609,7 +516,7 @@ s_self_load_record (const char *line, size_t size, void *arg)
 static void
 s_self_compact (s_self_t *self)
 {
-    size_t live = herd_table_size (self->table);
+    size_t live = herd_store_size (self->store);
     //  A lost journal (records dropped while writes failed) is rewritten
     if (!self->journal
         || (!herd_journal_lost (self->journal)
@@ -621,8 +528,12 @@ s_self_compact (s_self_t *self)
         herd_log_warning (self->log, "bus", "journal compaction failed: %s", strerror (errno));
         return;
     }
-    for (s_entry_t *entry = self->head; entry; entry = entry->next)
-        herd_journal_compact_add (self->journal, entry->line, entry->size, entry->hash);
+    //  Every live record, from the store's change list
+    herd_store_cursor_t *cursor = herd_store_cursor_new (self->store, 0);
+    herd_store_record_t record;
+    while (herd_store_cursor_next (cursor, &record))
+        herd_journal_compact_add (self->journal, record.line, record.size, record.hash);
+    herd_store_cursor_destroy (&cursor);
     if (herd_journal_compact_commit (self->journal) == -1)
         herd_log_warning (self->log, "bus", "journal compaction failed: %s", strerror (errno));
     else
@@ -724,16 +635,17 @@ s_self_handle_router (s_self_t *self)
     if (command && streq (command, HERD_MSG_LOOKUP) && zmsg_size (msg) == 2) {
         zframe_t *reqid = zmsg_pop (msg);
         zframe_t *client = zmsg_pop (msg);
-        s_entry_t *entry = herd_table_lookup (self->table, (char *) zframe_data (client),
-                                              zframe_size (client));
+        herd_store_record_t record;
+        bool found = herd_store_lookup (self->store, (char *) zframe_data (client),
+                                        zframe_size (client), &record);
         zframe_destroy (&client);
 
         zmsg_t *reply = zmsg_new ();
         zmsg_append (reply, &routing);
-        zmsg_addstr (reply, entry ? HERD_MSG_FOUND : HERD_MSG_NONE);
+        zmsg_addstr (reply, found ? HERD_MSG_FOUND : HERD_MSG_NONE);
         zmsg_append (reply, &reqid);
-        if (entry)
-            zmsg_addmem (reply, entry->line, entry->size);
+        if (found)
+            zmsg_addmem (reply, record.line, record.size);
         s_send (self->router, &reply);
     }
     else
@@ -828,24 +740,34 @@ s_self_handle_sub (s_self_t *self)
     return true;
 }
 
-//  The first entry changed after seq, or NULL. Walks back from the tail:
-//  the list is in sequence order.
-static s_entry_t *
-s_self_first_after (s_self_t *self, uint64_t seq)
-{
-    s_entry_t *entry = self->tail;
-    while (entry && entry->prev && entry->prev->seq > seq)
-        entry = entry->prev;
-    return entry && entry->seq > seq ? entry : NULL;
-}
-
 //  End a catch-up being served; frees its slot.
 static void
 s_self_end_transfer (s_self_t *self, s_transfer_t *transfer)
 {
     zframe_destroy (&transfer->routing);
+    herd_store_cursor_destroy (&transfer->cursor);
     *transfer = self->transfers[--self->transfer_count];
     memset (&self->transfers[self->transfer_count], 0, sizeof (s_transfer_t));
+}
+
+//  Send the KVSYNC's records from a catch-up's cursor (there is one at
+//  least): up to HERD_BUS_CHUNK records and HERD_BUS_CHUNK_BYTES (or one
+//  longer record). Returns how many.
+static size_t
+s_send_chunk (void *sync, herd_store_cursor_t *cursor)
+{
+    herd_store_record_t record, next;
+    herd_store_cursor_next (cursor, &record);
+    size_t count = 1, bytes = record.size;
+    while (count < HERD_BUS_CHUNK && herd_store_cursor_peek (cursor, &next)
+           && bytes + next.size <= HERD_BUS_CHUNK_BYTES) {
+        zmq_send (sync, record.line, record.size, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+        herd_store_cursor_next (cursor, &record);
+        count++;
+        bytes += record.size;
+    }
+    zmq_send (sync, record.line, record.size, ZMQ_DONTWAIT);
+    return count;
 }
 
 //  Send a catch-up on until its requester's queue is full: chunks of
@@ -856,19 +778,10 @@ s_self_pump (s_self_t *self, s_transfer_t *transfer)
 {
     void *sync = zsock_resolve (self->sync);
     while (true) {
-        if (!transfer->next)
-            transfer->next = s_self_first_after (self, transfer->sent);
-        s_entry_t *batch[HERD_BUS_CHUNK];
-        size_t count = 0, bytes = 0;
-        for (s_entry_t *entry = transfer->next;
-             entry && count < HERD_BUS_CHUNK
-             && (count == 0 || bytes + entry->size <= HERD_BUS_CHUNK_BYTES);
-             entry = entry->next) {
-            batch[count++] = entry;
-            bytes += entry->size;
-        }
+        herd_store_record_t record;
+        bool more = herd_store_cursor_peek (transfer->cursor, &record);
         //  What the KTHXBAI's sequence number covers must be on the wire first
-        if (count == 0)
+        if (!more)
             s_self_publish (self);
         //  The ROUTER takes or refuses a message at its first frame: the
         //  requester's queue is full (EAGAIN), or it is gone
@@ -885,10 +798,10 @@ s_self_pump (s_self_t *self, s_transfer_t *transfer)
             return true;
         }
         transfer->progress = s_now_ms ();
-        if (count == 0) {
+        if (!more) {
             byte meta[HERD_MSG_META_SIZE];
             herd_msg_put_u64 (meta, self->instance);
-            herd_msg_put_u64 (meta + 8, self->seq);
+            herd_msg_put_u64 (meta + 8, herd_store_seq (self->store));
             zmq_send (sync, HERD_MSG_KTHXBAI, strlen (HERD_MSG_KTHXBAI),
                       ZMQ_SNDMORE | ZMQ_DONTWAIT);
             zmq_send (sync, self->envelope, self->envelope_size, ZMQ_SNDMORE | ZMQ_DONTWAIT);
@@ -899,12 +812,7 @@ s_self_pump (s_self_t *self, s_transfer_t *transfer)
         }
         zmq_send (sync, HERD_MSG_KVSYNC, strlen (HERD_MSG_KVSYNC), ZMQ_SNDMORE | ZMQ_DONTWAIT);
         zmq_send (sync, self->envelope, self->envelope_size, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-        for (size_t i = 0; i < count; i++)
-            zmq_send (sync, batch[i]->line, batch[i]->size,
-                      (i + 1 < count ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT);
-        transfer->next = batch[count - 1]->next;
-        transfer->sent = batch[count - 1]->seq;
-        transfer->count += count;
+        transfer->count += s_send_chunk (sync, transfer->cursor);
     }
 }
 
@@ -927,8 +835,8 @@ s_self_send_records (s_self_t *self, zframe_t *routing, uint64_t since)
         transfer = &self->transfers[self->transfer_count++];
         transfer->routing = zframe_dup (routing);
     }
-    transfer->next = NULL;
-    transfer->sent = since;
+    herd_store_cursor_destroy (&transfer->cursor);
+    transfer->cursor = herd_store_cursor_new (self->store, since);
     transfer->count = 0;
     transfer->progress = s_now_ms ();
     if (s_self_pump (self, transfer))
@@ -961,10 +869,10 @@ s_self_handle_icanhaz (s_self_t *self, zframe_t *routing, zmsg_t *msg)
     uint64_t since = herd_msg_get_u64 (zframe_data (meta) + 8);
     uint64_t count = herd_msg_get_u64 (zframe_data (digest));
     uint64_t hash = herd_msg_get_u64 (zframe_data (digest) + 8);
-    if (instance == self->instance && since <= self->seq)
+    if (instance == self->instance && since <= herd_store_seq (self->store))
         s_self_send_records (self, routing, since);
     else
-    if (count == herd_table_size (self->table) && hash == self->digest)
+    if (count == herd_store_size (self->store) && hash == herd_store_digest (self->store))
         s_self_send_records (self, routing, UINT64_MAX);    //  same table: nothing
     else
         s_self_send_records (self, routing, 0);             //  everything
@@ -1048,8 +956,8 @@ s_self_handle_sync (s_self_t *self)
         zmsg_append (reply, (zframe_t *[]){zframe_dup (routing)});
         zmsg_addstr (reply, HERD_MSG_DIGEST);
         zmsg_addstr (reply, self->node->name);
-        zmsg_addstrf (reply, "%zu", herd_table_size (self->table));
-        zmsg_addstrf (reply, "%016" PRIx64, self->digest);
+        zmsg_addstrf (reply, "%zu", herd_store_size (self->store));
+        zmsg_addstrf (reply, "%016" PRIx64, herd_store_digest (self->store));
         zmsg_addstrf (reply, "%" PRIu64, self->applied);
         zmsg_addstrf (reply, "%" PRIu64, self->stale);
         s_send (self->sync, &reply);
@@ -1060,15 +968,16 @@ s_self_handle_sync (s_self_t *self)
     else
     if (command && zframe_streq (command, HERD_MSG_GET) && zmsg_size (msg) == 4) {
         zframe_t *client = zmsg_next (msg);
-        s_entry_t *entry = herd_table_lookup (self->table, (char *) zframe_data (client),
-                                              zframe_size (client));
+        herd_store_record_t record;
+        bool found = herd_store_lookup (self->store, (char *) zframe_data (client),
+                                        zframe_size (client), &record);
         zmsg_t *reply = zmsg_new ();
         zmsg_append (reply, (zframe_t *[]){zframe_dup (routing)});
-        zmsg_addstr (reply, entry ? HERD_MSG_RECORD : HERD_MSG_NONE);
-        if (entry) {
-            zmsg_addmem (reply, entry->line, entry->size);
-            zmsg_addstrf (reply, "%" PRIu64, s_self_applied_usec (self, entry));
-            zmsg_addstrf (reply, "%" PRIu64, entry->seq);
+        zmsg_addstr (reply, found ? HERD_MSG_RECORD : HERD_MSG_NONE);
+        if (found) {
+            zmsg_addmem (reply, record.line, record.size);
+            zmsg_addstrf (reply, "%" PRIu64, (uint64_t) record.applied_usec);
+            zmsg_addstrf (reply, "%" PRIu64, record.seq);
         }
         s_send (self->sync, &reply);
     }
@@ -1264,15 +1173,15 @@ s_self_publish_stats (s_self_t *self)
     if (!self->monitor_out)
         return;
     cJSON *stats = cJSON_CreateObject ();
-    cJSON_AddNumberToObject (stats, "clients", (double) herd_table_size (self->table));
+    cJSON_AddNumberToObject (stats, "clients", (double) herd_store_size (self->store));
     char digest[17];
-    snprintf (digest, sizeof (digest), "%016" PRIx64, self->digest);
+    snprintf (digest, sizeof (digest), "%016" PRIx64, herd_store_digest (self->store));
     cJSON_AddStringToObject (stats, "digest", digest);
     cJSON_AddNumberToObject (stats, "applied_total", (double) self->applied);
     cJSON_AddNumberToObject (stats, "stale_total", (double) self->stale);
     cJSON_AddNumberToObject (stats, "dropped_total", (double) self->dropped);
     cJSON_AddNumberToObject (stats, "refused_messages_total", (double) self->refused);
-    cJSON_AddNumberToObject (stats, "sequence", (double) self->seq);
+    cJSON_AddNumberToObject (stats, "sequence", (double) herd_store_seq (self->store));
     cJSON_AddNumberToObject (stats, "catchups_total", (double) self->catchups);
     cJSON_AddNumberToObject (stats, "journal_records",
                              self->journal ? (double) herd_journal_records (self->journal) : 0);
@@ -1330,7 +1239,7 @@ s_self_destroy (s_self_t **self_p)
     zsock_destroy (&self->sub);
     zsock_destroy (&self->pub);
     zsock_destroy (&self->router);
-    herd_table_destroy (&self->table);
+    herd_store_destroy (&self->store);
     herd_journal_destroy (&self->journal);
     zactor_destroy (&self->auth);
     zcert_destroy (&self->cert);
@@ -1374,7 +1283,7 @@ s_self_open_journal (s_self_t *self)
         return -1;
     }
     herd_log_printf (self->log, "bus", "journal loaded: %zu records, %zu clients in %" PRId64
-                     " ms%s%s%s", stats.records, herd_table_size (self->table),
+                     " ms%s%s%s", stats.records, herd_store_size (self->store),
                      s_now_ms () - start, stats.upgraded ? " (converted from format " : "",
                      stats.upgraded ? stats.format : "",
                      stats.upgraded ? " to " HERD_JOURNAL_FORMAT ")" : "");
@@ -1490,7 +1399,7 @@ s_self_new (zsock_t *pipe, herd_bus_args_t *args)
     self->node = args->node;
     self->log = args->log;
     self->fsync_always = args->config->fsync_always;
-    self->table = herd_table_new ();
+    self->store = herd_store_new (s_self_clock, self);
     self->envelope_size = herd_msg_envelope (self->envelope, self->config->name);
     self->started_mono = s_now_ms ();
     self->started_wall = zclock_time ();
@@ -1696,7 +1605,7 @@ herd_bus_actor (zsock_t *pipe, void *args)
     }
     herd_log_printf (self->log, "bus", "serving: bus %s, sync %s, %zu neighbours, %zu clients",
                      self->node->bus, self->node->sync ? self->node->sync : "none",
-                     self->peer_count, herd_table_size (self->table));
+                     self->peer_count, herd_store_size (self->store));
     s_self_heartbeat (self);
     while (!self->terminated) {
         herd_alive_beat (HERD_ALIVE_BUS, s_now_ms ());          //  this loop turns
@@ -1751,7 +1660,7 @@ herd_bus_actor (zsock_t *pipe, void *args)
         s_self_compact (self);
     herd_log_printf (self->log, "bus", "stopped: %zu clients, %" PRIu64 " applied, %" PRIu64
                      " stale, %" PRIu64 " dropped, %" PRIu64 " published in %" PRIu64
-                     " messages", herd_table_size (self->table), self->applied, self->stale,
+                     " messages", herd_store_size (self->store), self->applied, self->stale,
                      self->dropped, self->published, self->messages);
     s_self_destroy (&self);
 }
