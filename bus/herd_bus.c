@@ -1388,39 +1388,10 @@ s_self_peer_start (s_self_t *self, s_peer_t *peer, const herd_node_t *node)
     return 0;
 }
 
-//  Build the bus: load the journal, bind the gateway channel, PUB and sync,
-//  connect to every neighbour, start the monitor. NULL (logged) on failure.
-static s_self_t *
-s_self_new (zsock_t *pipe, herd_bus_args_t *args)
+//  The gateway channel, PUB and SUB: their limits, bound. 0, or -1 (logged).
+static int
+s_self_open_sockets (s_self_t *self, const char *endpoint)
 {
-    s_self_t *self = (s_self_t *) zmalloc (sizeof (s_self_t));
-    self->pipe = pipe;
-    self->config = args->config;
-    self->node = args->node;
-    self->log = args->log;
-    self->fsync_always = args->config->fsync_always;
-    self->store = herd_store_new (s_self_clock, self);
-    self->envelope_size = herd_msg_envelope (self->envelope, self->config->name);
-    self->started_mono = s_now_ms ();
-    self->started_wall = zclock_time ();
-    //  A fresh instance id: neighbours then know our sequence numbers restarted
-    while (self->instance == 0)
-        self->instance = ((uint64_t) randof (0x7fffffff) << 32) ^ (uint64_t) randof (0x7fffffff)
-                         ^ ((uint64_t) getpid () << 16) ^ (uint64_t) zclock_usecs ();
-
-    //  The monitor first: while a large journal loads, /readyz says so
-    if (self->node->monitor || self->node->metrics) {
-        self->monitor_out = herd_monitor_new (self->node, self->log);
-        if (!self->monitor_out) {
-            s_self_destroy (&self);
-            return NULL;
-        }
-    }
-    if (s_self_open_journal (self) == -1
-        || (self->config->curve && s_self_start_curve (self) == -1)) {
-        s_self_destroy (&self);
-        return NULL;
-    }
     self->router = zsock_new (ZMQ_ROUTER);
     self->pub = zsock_new (ZMQ_PUB);
     self->sub = zsock_new (ZMQ_SUB);
@@ -1447,28 +1418,6 @@ s_self_new (zsock_t *pipe, herd_bus_args_t *args)
     zsock_set_handshake_ivl (self->pub, HERD_BUS_HANDSHAKE);
     zsock_set_handshake_ivl (self->sub, HERD_BUS_HANDSHAKE);
     s_self_secure_server (self, self->pub);
-    if (s_self_bind (self, self->router, args->endpoint, "gateway channel") == -1
-        || s_self_bind (self, self->pub, self->node->bus, "bus") == -1) {
-        s_self_destroy (&self);
-        return NULL;
-    }
-    if (self->node->sync) {
-        self->sync = zsock_new (ZMQ_ROUTER);
-        //  A catch-up goes out as its requester reads (s_self_pump): what
-        //  waits for one requester is bounded, and mandatory routing tells
-        //  us when it is full or gone
-        zsock_set_sndhwm (self->sync, HERD_BUS_SYNC_HWM);
-        zsock_set_router_mandatory (self->sync, 1);
-        zsock_set_sndtimeo (self->sync, 0);
-        zsock_set_rcvtimeo (self->sync, 0);
-        zsock_set_maxmsgsize (self->sync, HERD_BUS_CONTROL_MAX);
-        zsock_set_handshake_ivl (self->sync, HERD_BUS_HANDSHAKE);
-        s_self_secure_server (self, self->sync);
-        if (s_self_bind (self, self->sync, self->node->sync, "sync") == -1) {
-            s_self_destroy (&self);
-            return NULL;
-        }
-    }
     //  A dead neighbour is noticed by ZMTP heartbeats within 3 s; a restarted
     //  one is reconnected within a second, and ZeroMQ resends the subscription
     zsock_set_heartbeat_ivl (self->sub, 1000);
@@ -1480,7 +1429,38 @@ s_self_new (zsock_t *pipe, herd_bus_args_t *args)
     zsock_set_connect_timeout (self->sub, 1000);
     zsock_set_subscribe (self->sub, HERD_MSG_TOPIC_UPDATE);
     zsock_set_subscribe (self->sub, HERD_MSG_TOPIC_HEARTBEAT);
+    if (s_self_bind (self, self->router, endpoint, "gateway channel") == -1
+        || s_self_bind (self, self->pub, self->node->bus, "bus") == -1)
+        return -1;
+    return 0;
+}
 
+//  The sync ROUTER (catch-up and control), if the node has one: its
+//  limits, bound. 0, or -1 (logged).
+static int
+s_self_open_sync (s_self_t *self)
+{
+    if (!self->node->sync)
+        return 0;
+    self->sync = zsock_new (ZMQ_ROUTER);
+    //  A catch-up goes out as its requester reads (s_self_pump): what
+    //  waits for one requester is bounded, and mandatory routing tells
+    //  us when it is full or gone
+    zsock_set_sndhwm (self->sync, HERD_BUS_SYNC_HWM);
+    zsock_set_router_mandatory (self->sync, 1);
+    zsock_set_sndtimeo (self->sync, 0);
+    zsock_set_rcvtimeo (self->sync, 0);
+    zsock_set_maxmsgsize (self->sync, HERD_BUS_CONTROL_MAX);
+    zsock_set_handshake_ivl (self->sync, HERD_BUS_HANDSHAKE);
+    s_self_secure_server (self, self->sync);
+    return s_self_bind (self, self->sync, self->node->sync, "sync");
+}
+
+//  The socket monitors (links up and down on the SUB; with CURVE, refused
+//  handshakes on PUB and sync) and the poller over every socket.
+static void
+s_self_start_monitors (s_self_t *self)
+{
     self->monitor = zactor_new (zmonitor, self->sub);
     zstr_sendx (self->monitor, "LISTEN", "HANDSHAKE_SUCCEEDED", "DISCONNECTED",
                 "HANDSHAKE_FAILED_AUTH", "HANDSHAKE_FAILED_PROTOCOL",
@@ -1492,7 +1472,6 @@ s_self_new (zsock_t *pipe, herd_bus_args_t *args)
         if (self->sync)
             self->sync_monitor = s_refusal_monitor (self->sync);
     }
-
     self->poller = zpoller_new (self->pipe, self->router, self->sub, self->monitor, NULL);
     if (self->sync)
         zpoller_add (self->poller, self->sync);
@@ -1500,14 +1479,47 @@ s_self_new (zsock_t *pipe, herd_bus_args_t *args)
         zpoller_add (self->poller, self->server_monitor);
     if (self->sync_monitor)
         zpoller_add (self->poller, self->sync_monitor);
-    self->peer_count = self->node->neighbour_count;
-    self->peers = (s_peer_t *) zmalloc ((self->peer_count + 1) * sizeof (s_peer_t));
-    for (size_t i = 0; i < self->peer_count; i++)
-        if (s_self_peer_start (self, &self->peers[i],
-                               &self->config->nodes[self->node->neighbours[i]]) == -1) {
-            s_self_destroy (&self);
-            return NULL;
-        }
+}
+
+//  Build the bus: load the journal, bind the gateway channel, PUB and sync,
+//  connect to every neighbour, start the monitor. NULL (logged) on failure.
+static s_self_t *
+s_self_new (zsock_t *pipe, herd_bus_args_t *args)
+{
+    s_self_t *self = (s_self_t *) zmalloc (sizeof (s_self_t));
+    self->pipe = pipe;
+    self->config = args->config;
+    self->node = args->node;
+    self->log = args->log;
+    self->fsync_always = args->config->fsync_always;
+    self->store = herd_store_new (s_self_clock, self);
+    self->envelope_size = herd_msg_envelope (self->envelope, self->config->name);
+    self->started_mono = s_now_ms ();
+    self->started_wall = zclock_time ();
+    //  A fresh instance id: neighbours then know our sequence numbers restarted
+    while (self->instance == 0)
+        self->instance = ((uint64_t) randof (0x7fffffff) << 32) ^ (uint64_t) randof (0x7fffffff)
+                         ^ ((uint64_t) getpid () << 16) ^ (uint64_t) zclock_usecs ();
+    //  The monitor first: while a large journal loads, /readyz says so
+    bool failed = false;
+    if (self->node->monitor || self->node->metrics) {
+        self->monitor_out = herd_monitor_new (self->node, self->log);
+        failed = !self->monitor_out;
+    }
+    failed = failed || s_self_open_journal (self) == -1
+             || (self->config->curve && s_self_start_curve (self) == -1)
+             || s_self_open_sockets (self, args->endpoint) == -1 || s_self_open_sync (self) == -1;
+    if (!failed) {
+        s_self_start_monitors (self);
+        self->peer_count = self->node->neighbour_count;
+        self->peers = (s_peer_t *) zmalloc ((self->peer_count + 1) * sizeof (s_peer_t));
+        for (size_t i = 0; i < self->peer_count && !failed; i++)
+            failed = s_self_peer_start (self, &self->peers[i],
+                                        &self->config->nodes[self->node->neighbours[i]])
+                     == -1;
+    }
+    if (failed)
+        s_self_destroy (&self);
     return self;
 }
 
