@@ -1825,14 +1825,34 @@ s_digest (zsock_t *control)
     return result;
 }
 
-void
-herd_bus_test (bool verbose)
+//  The bus under test (node A, with a journal) and what plays around it:
+//  its gateway, neighbour B's PUB and SUB, a control DEALER to A's sync.
+typedef struct {
+    char dir[32];
+    char log_path[64];
+    herd_config_t *config;
+    herd_log_t *log;
+    herd_bus_args_t args;
+    zactor_t *bus;
+    zsock_t *gateway;
+    zsock_t *b_pub, *b_sub;
+    zsock_t *control;
+    bool verbose;
+} s_test_t;
+
+//  The first record the gateway stores, for later checks.
+static const char *s_first = "AT A +0.100000000 kiwi +34.068930-118.445127 1621464827.959498503";
+
+//  Two nodes, A (under test, with a journal) and B (played by the test).
+static void
+s_test_start (s_test_t *test, bool verbose)
 {
-    //  Two nodes, A (under test, with a journal) and B (played by the test)
+    memset (test, 0, sizeof (*test));
+    test->verbose = verbose;
     int ports[3];
     herd_check_free_ports (ports, 3);
-    char dir[] = "/tmp/herd_bus_test_XXXXXX";
-    HERD_CHECK (mkdtemp (dir));
+    snprintf (test->dir, sizeof (test->dir), "/tmp/herd_bus_test_XXXXXX");
+    HERD_CHECK (mkdtemp (test->dir));
     char text[1024];
     snprintf (text, sizeof (text),
               "node = A\n    client = 127.0.0.1:1\n    bus = tcp://127.0.0.1:%d\n"
@@ -1840,71 +1860,73 @@ herd_bus_test (bool verbose)
               "node = B\n    client = 127.0.0.1:2\n    bus = tcp://127.0.0.1:%d\n"
               "    log = b.log\n"
               "edges\n    edge = A B\n",
-              ports[0], ports[2], dir, ports[1]);
+              ports[0], ports[2], test->dir, ports[1]);
     char *error = NULL;
-    herd_config_t *config = herd_config_load_string (text, "test.cfg", &error);
-    if (!config)
+    test->config = herd_config_load_string (text, "test.cfg", &error);
+    if (!test->config)
         fprintf (stderr, "%s\n", error);
-    HERD_CHECK (config);
+    HERD_CHECK (test->config);
+    snprintf (test->log_path, sizeof (test->log_path), "%s/a.log", test->dir);
+    test->log = herd_log_new (test->log_path, "A");
+    HERD_CHECK (test->log);
 
-    char log_path[64];
-    snprintf (log_path, sizeof (log_path), "%s/a.log", dir);
-    herd_log_t *log = herd_log_new (log_path, "A");
-    HERD_CHECK (log);
-
-    zsock_t *b_pub = zsock_new (ZMQ_PUB);
-    HERD_CHECK (zsock_bind (b_pub, "tcp://127.0.0.1:%d", ports[1]) == ports[1]);
-
-    herd_bus_args_t args = {config, herd_config_node (config, "A"), "inproc://bus-test", log};
-    zactor_t *bus = zactor_new (herd_bus_actor, &args);
-    HERD_CHECK_INT (zsock_wait (bus), 0);
+    test->b_pub = zsock_new (ZMQ_PUB);
+    HERD_CHECK (zsock_bind (test->b_pub, "tcp://127.0.0.1:%d", ports[1]) == ports[1]);
+    test->args = (herd_bus_args_t){test->config, herd_config_node (test->config, "A"),
+                                   "inproc://bus-test", test->log};
+    test->bus = zactor_new (herd_bus_actor, &test->args);
+    HERD_CHECK_INT (zsock_wait (test->bus), 0);
     if (verbose)
-        zstr_send (bus, "VERBOSE");
+        zstr_send (test->bus, "VERBOSE");
+    test->gateway = zsock_new_dealer (">inproc://bus-test");
+    test->b_sub = zsock_new (ZMQ_SUB);
+    zsock_set_subscribe (test->b_sub, HERD_MSG_TOPIC_UPDATE);
+    HERD_CHECK (zsock_connect (test->b_sub, "tcp://127.0.0.1:%d", ports[0]) == 0);
+    test->control = zsock_new (ZMQ_DEALER);
+    HERD_CHECK (zsock_connect (test->control, "tcp://127.0.0.1:%d", ports[2]) == 0);
+}
 
-    zsock_t *gateway = zsock_new_dealer (">inproc://bus-test");
-    zsock_t *b_sub = zsock_new (ZMQ_SUB);
-    zsock_set_subscribe (b_sub, HERD_MSG_TOPIC_UPDATE);
-    HERD_CHECK (zsock_connect (b_sub, "tcp://127.0.0.1:%d", ports[0]) == 0);
-    zsock_t *control = zsock_new (ZMQ_DEALER);
-    HERD_CHECK (zsock_connect (control, "tcp://127.0.0.1:%d", ports[2]) == 0);
-
+//  The gateway's updates: stored, read back, never replaced by older ones;
+//  several records in one UPDATE, a bad one dropped alone.
+static void
+s_test_gateway (s_test_t *test)
+{
     //  Unknown client; an empty table
-    HERD_CHECK (s_lookup (gateway, "kiwi") == NULL);
-    char *digest = s_digest (control);
+    HERD_CHECK (s_lookup (test->gateway, "kiwi") == NULL);
+    char *digest = s_digest (test->control);
     HERD_CHECK_STR (digest, "0 0000000000000000");
     zstr_free (&digest);
 
     //  An update from the gateway is stored and read back
-    const char *first = "AT A +0.100000000 kiwi +34.068930-118.445127 1621464827.959498503";
-    s_update (gateway, first);
-    char *line = s_lookup (gateway, "kiwi");
-    HERD_CHECK_STR (line, first);
-    zstr_free (&line);
+    s_update (test->gateway, s_first);
+    s_expect (test->gateway, "kiwi", s_first);
 
     //  An older one never replaces it
-    s_update (gateway, "AT A +0.100000000 kiwi +1+1 1621464827.9");
-    line = s_lookup (gateway, "kiwi");
-    HERD_CHECK_STR (line, first);
-    zstr_free (&line);
+    s_update (test->gateway, "AT A +0.100000000 kiwi +1+1 1621464827.9");
+    s_expect (test->gateway, "kiwi", s_first);
 
     //  One UPDATE may carry several records, one a line; a bad one among
     //  them is dropped alone (the gateway's records are trusted to be well
     //  formed, being made from validated fields, but one without a client
     //  and time cannot be stored)
-    s_update (gateway, "AT A +0.100000000 fig +1+1 10\nAT A +0.1 bad 10\n"
-                "AT A +0.100000000 date +2+2 20\nAT A +0.100000000 fig +3+3 30");
-    s_expect (gateway, "fig", "AT A +0.100000000 fig +3+3 30");
-    s_expect (gateway, "date", "AT A +0.100000000 date +2+2 20");
-    HERD_CHECK (s_lookup (gateway, "bad") == NULL);
+    s_update (test->gateway, "AT A +0.100000000 fig +1+1 10\nAT A +0.1 bad 10\n"
+                             "AT A +0.100000000 date +2+2 20\nAT A +0.100000000 fig +3+3 30");
+    s_expect (test->gateway, "fig", "AT A +0.100000000 fig +3+3 30");
+    s_expect (test->gateway, "date", "AT A +0.100000000 date +2+2 20");
+    HERD_CHECK (s_lookup (test->gateway, "bad") == NULL);
+}
 
-    //  Updates applied are published to neighbours with A's name and a
-    //  sequence number: keep updating until B's subscription is live
+//  Updates applied are published to neighbours with A's name, envelope and
+//  sequence number (keep updating until B's subscription is live).
+static void
+s_test_flood_first (s_test_t *test)
+{
     zmsg_t *flooded = NULL;
     for (int i = 0; i < 100 && !flooded; i++) {
         char update[128];
         snprintf (update, sizeof (update), "AT A +0.100000000 flood +1+1 %d", 1000 + i);
-        s_update (gateway, update);
-        flooded = s_recv_bounded (b_sub, 100);
+        s_update (test->gateway, update);
+        flooded = s_recv_bounded (test->b_sub, 100);
     }
     HERD_CHECK (flooded);
     HERD_CHECK_INT (zmsg_size (flooded), 5);
@@ -1918,11 +1940,15 @@ herd_bus_test (bool verbose)
     HERD_CHECK (zframe_streq (sender, "A"));
     HERD_CHECK_INT (zframe_size (zmsg_next (flooded)), HERD_MSG_META_SIZE);
     zmsg_destroy (&flooded);
-    while ((flooded = s_recv_bounded (b_sub, 100)))
+    while ((flooded = s_recv_bounded (test->b_sub, 100)))
         zmsg_destroy (&flooded);
+}
 
-    //  More records than fit one message go out in several, and each
-    //  message's sequence number counts exactly the records it carries
+//  More records than fit one message go out in several, and each message's
+//  sequence number counts exactly the records it carries.
+static void
+s_test_flood_many (s_test_t *test)
+{
     size_t batch_size = 2000 * 80;
     char *batch = (char *) zmalloc (batch_size);
     size_t used = 0;
@@ -1930,11 +1956,12 @@ herd_bus_test (bool verbose)
         used += (size_t) snprintf (batch + used, batch_size - used, "%sAT A +0.100000000 "
                                    "many-%04d.example.org +34.068930-118.445127 %d",
                                    i ? "\n" : "", i, 1000 + i);
-    s_update_mem (gateway, batch, used);
+    s_update_mem (test->gateway, batch, used);
     free (batch);
     size_t seen = 0, messages = 0;
     uint64_t last_seq = 0;
-    while (seen < 2000 && (flooded = s_recv_bounded (b_sub, 5000))) {
+    zmsg_t *flooded;
+    while (seen < 2000 && (flooded = s_recv_bounded (test->b_sub, 5000))) {
         HERD_CHECK (zframe_streq (zmsg_first (flooded), HERD_MSG_TOPIC_UPDATE));
         zmsg_next (flooded);
         zframe_t *records = zmsg_next (flooded);
@@ -1953,22 +1980,36 @@ herd_bus_test (bool verbose)
     }
     HERD_CHECK_INT (seen, 2000);
     HERD_CHECK (messages >= 2);
+}
 
-    //  An update from neighbour B is applied (B's link may still be coming
-    //  up, so repeat it until it shows)
-    const char *from_b = "AT B -0.500000000 plum +10-20 1700000000";
-    line = NULL;
-    for (int i = 0; i < 100 && !line; i++) {
-        s_publish_as_b (b_pub, from_b, 1);
-        line = s_lookup (gateway, "plum");
-        if (!line)
+//  Publish line as B until client shows at A (B's link may still be coming
+//  up); check it is there.
+static void
+s_test_publish_until (s_test_t *test, const char *line, uint64_t seq, const char *client,
+                      const char *expected)
+{
+    char *found = NULL;
+    for (int i = 0; i < 100 && !found; i++) {
+        s_publish_as_b (test->b_pub, line, seq);
+        found = s_lookup (test->gateway, client);
+        if (!found)
             zclock_sleep (20);
     }
-    HERD_CHECK_STR (line, from_b);
-    zstr_free (&line);
+    HERD_CHECK_STR (found, expected);
+    zstr_free (&found);
+}
+
+//  Neighbour B's updates are applied; malformed ones, and another herd's
+//  or wire version's, are dropped.
+static void
+s_test_neighbour (s_test_t *test)
+{
+    const char *from_b = "AT B -0.500000000 plum +10-20 1700000000";
+    s_test_publish_until (test, from_b, 1, "plum", from_b);
 
     //  Malformed bus input is dropped, never applied
     const char *ours = "\x02herd";
+    zsock_t *b_pub = test->b_pub;
     zstr_sendx (b_pub, HERD_MSG_TOPIC_UPDATE, ours, "AT B +1 evil", "B", "0123456789abcdef",
                 NULL);
     zstr_sendx (b_pub, HERD_MSG_TOPIC_UPDATE, ours, "AT B +0.000000000 evil +1+1 1", NULL);
@@ -1983,18 +2024,26 @@ herd_bus_test (bool verbose)
                 "0123456789abcdef", NULL);
     //  A later good message proves the bad ones were consumed first
     const char *marker = "AT B +0.000000000 marker +1+1 1";
-    line = NULL;
-    for (int i = 0; i < 100 && !line; i++) {
-        s_publish_as_b (b_pub, marker, 2);
-        line = s_lookup (gateway, "marker");
-    }
-    HERD_CHECK_STR (line, marker);
-    zstr_free (&line);
-    HERD_CHECK (s_lookup (gateway, "evil") == NULL);
-    HERD_CHECK (s_lookup (gateway, "stranger") == NULL);
+    s_test_publish_until (test, marker, 2, "marker", marker);
+    HERD_CHECK (s_lookup (test->gateway, "evil") == NULL);
+    HERD_CHECK (s_lookup (test->gateway, "stranger") == NULL);
 
-    //  Control requests of another herd or wire version are refused, and
-    //  the requester is told why
+    //  A neighbour's update may carry several records
+    s_test_publish_until (test, "AT B +0.000000000 pear +1+1 1\nAT B +0.000000000 lime +1+1 1",
+                          4, "lime", "AT B +0.000000000 lime +1+1 1");
+    s_expect (test->gateway, "pear", "AT B +0.000000000 pear +1+1 1");
+
+    //  A malformed gateway message is dropped; the bus keeps serving
+    zstr_sendx (test->gateway, "BOGUS", NULL);
+    s_expect (test->gateway, "kiwi", s_first);
+}
+
+//  Control requests of another herd or wire version are refused, and the
+//  requester is told why.
+static void
+s_test_refused (s_test_t *test)
+{
+    zsock_t *control = test->control;
     char *answer = s_control (control, HERD_MSG_DIGEST, "other", HERD_MSG_WIRE_VERSION);
     HERD_CHECK_STR (answer, "REFUSED herd 'other', ours 'herd'");
     zstr_free (&answer);
@@ -2007,37 +2056,29 @@ herd_bus_test (bool verbose)
     answer = s_control (control, HERD_MSG_DIGEST, "herd", HERD_MSG_WIRE_VERSION);
     HERD_CHECK_STR (answer, "DIGEST A");
     zstr_free (&answer);
+}
 
-    //  A neighbour's update may carry several records
-    line = NULL;
-    for (int i = 0; i < 100 && !line; i++) {
-        s_publish_as_b (b_pub, "AT B +0.000000000 pear +1+1 1\nAT B +0.000000000 lime +1+1 1",
-                        4);
-        line = s_lookup (gateway, "lime");
-    }
-    HERD_CHECK_STR (line, "AT B +0.000000000 lime +1+1 1");
-    zstr_free (&line);
-    s_expect (gateway, "pear", "AT B +0.000000000 pear +1+1 1");
-
-    //  A malformed gateway message is dropped; the bus keeps serving
-    zstr_sendx (gateway, "BOGUS", NULL);
-    line = s_lookup (gateway, "kiwi");
-    HERD_CHECK_STR (line, first);
-    zstr_free (&line);
-
-    //  Catch-up: a requester with an empty table gets every record; one
-    //  that knows our instance gets only what changed since
-    digest = s_digest (control);
+//  Send ICANHAZ with meta (instance, since) and a zero digest.
+static void
+s_icanhaz (zsock_t *control, const byte *meta)
+{
+    byte zeros[16] = {0};
     zmsg_t *ask = zmsg_new ();
     zmsg_addstr (ask, HERD_MSG_ICANHAZ);
     s_add_envelope (ask, "herd", HERD_MSG_WIRE_VERSION);
-    byte zeros[16] = {0};
-    zmsg_addmem (ask, zeros, 16);
+    zmsg_addmem (ask, meta ? meta : zeros, HERD_MSG_META_SIZE);
     zmsg_addmem (ask, zeros, 16);
     zmsg_send (&ask, control);
+}
+
+//  Read a catch-up to its KTHXBAI, whose meta goes to meta; returns how
+//  many records came.
+static size_t
+s_read_catchup (zsock_t *control, byte *meta)
+{
     size_t records = 0;
     zmsg_t *reply;
-    byte meta[HERD_MSG_META_SIZE];
+    char reason[HERD_MSG_REASON_MAX];
     while ((reply = s_recv_bounded (control, 5000))) {
         char *kind = zmsg_popstr (reply);
         zframe_t *envelope = zmsg_pop (reply);
@@ -2046,7 +2087,7 @@ herd_bus_test (bool verbose)
         zframe_destroy (&envelope);
         bool done = streq (kind, HERD_MSG_KTHXBAI);
         if (done)
-            memcpy (meta, zframe_data (zmsg_first (reply)), sizeof (meta));
+            memcpy (meta, zframe_data (zmsg_first (reply)), HERD_MSG_META_SIZE);
         else
             records += zmsg_size (reply);
         zstr_free (&kind);
@@ -2054,20 +2095,26 @@ herd_bus_test (bool verbose)
         if (done)
             break;
     }
+    return records;
+}
+
+//  Catch-up: a requester with an empty table gets every record; one that
+//  knows our instance gets only what changed since.
+static void
+s_test_catchup (s_test_t *test)
+{
+    char *digest = s_digest (test->control);
+    s_icanhaz (test->control, NULL);
+    byte meta[HERD_MSG_META_SIZE];
+    size_t records = s_read_catchup (test->control, meta);
     HERD_CHECK (records >= 4);      //  kiwi, plum, marker, flood...
     HERD_CHECK_INT (records, atoi (digest));
     zstr_free (&digest);
 
-    s_update (gateway, "AT A +0.100000000 late +1+1 5");
-    line = s_lookup (gateway, "late");
-    zstr_free (&line);
-    ask = zmsg_new ();
-    zmsg_addstr (ask, HERD_MSG_ICANHAZ);
-    s_add_envelope (ask, "herd", HERD_MSG_WIRE_VERSION);
-    zmsg_addmem (ask, meta, sizeof (meta));
-    zmsg_addmem (ask, zeros, 16);
-    zmsg_send (&ask, control);
-    reply = s_recv_bounded (control, 5000);
+    s_update (test->gateway, "AT A +0.100000000 late +1+1 5");
+    s_expect (test->gateway, "late", "AT A +0.100000000 late +1+1 5");
+    s_icanhaz (test->control, meta);
+    zmsg_t *reply = s_recv_bounded (test->control, 5000);
     HERD_CHECK (reply);
     char *kind = zmsg_popstr (reply);
     HERD_CHECK_STR (kind, HERD_MSG_KVSYNC);
@@ -2076,52 +2123,58 @@ herd_bus_test (bool verbose)
     HERD_CHECK (zframe_streq (zmsg_next (reply), "AT A +0.100000000 late +1+1 5"));
     zstr_free (&kind);
     zmsg_destroy (&reply);
-    reply = s_recv_bounded (control, 5000);
+    reply = s_recv_bounded (test->control, 5000);
     kind = zmsg_popstr (reply);
     HERD_CHECK_STR (kind, HERD_MSG_KTHXBAI);
     zstr_free (&kind);
     zmsg_destroy (&reply);
+}
 
-    //  The journal brings the table back after a restart
-    digest = s_digest (control);
-    zactor_destroy (&bus);
+//  The journal brings the table back after a restart.
+static void
+s_test_restart (s_test_t *test)
+{
+    char *digest = s_digest (test->control);
+    zactor_destroy (&test->bus);
     //  A new inproc endpoint: libzmq's reaper releases the old one a moment
     //  after the actor ends
-    args.endpoint = "inproc://bus-test-2";
+    test->args.endpoint = "inproc://bus-test-2";
     //  ...and its TCP ports too: retry the start a few times (bounded)
     int started = -1;
     for (int attempt = 0; attempt < 100 && started != 0; attempt++) {
-        bus = zactor_new (herd_bus_actor, &args);
-        started = zsock_wait (bus);
+        test->bus = zactor_new (herd_bus_actor, &test->args);
+        started = zsock_wait (test->bus);
         if (started != 0) {
-            zactor_destroy (&bus);
+            zactor_destroy (&test->bus);
             zclock_sleep (20);
         }
     }
     HERD_CHECK_INT (started, 0);
-    if (verbose)
-        zstr_send (bus, "VERBOSE");
-    char *again = s_digest (control);
+    if (test->verbose)
+        zstr_send (test->bus, "VERBOSE");
+    char *again = s_digest (test->control);
     HERD_CHECK_STR (again, digest);
     zstr_free (&again);
     zstr_free (&digest);
     //  inproc:// does not reconnect to a new binder: the gateway would be
     //  restarted with its bus
-    zsock_destroy (&gateway);
-    gateway = zsock_new_dealer (">inproc://bus-test-2");
-    line = s_lookup (gateway, "kiwi");
-    HERD_CHECK_STR (line, first);
-    zstr_free (&line);
+    zsock_destroy (&test->gateway);
+    test->gateway = zsock_new_dealer (">inproc://bus-test-2");
+    s_expect (test->gateway, "kiwi", s_first);
+}
 
-    zactor_destroy (&bus);
-    zsock_destroy (&gateway);
-    zsock_destroy (&control);
-    zsock_destroy (&b_sub);
-    zsock_destroy (&b_pub);
-    herd_log_destroy (&log);
+//  Stop everything; the log shows the link to B and the dropped messages.
+static void
+s_test_stop (s_test_t *test)
+{
+    zactor_destroy (&test->bus);
+    zsock_destroy (&test->gateway);
+    zsock_destroy (&test->control);
+    zsock_destroy (&test->b_sub);
+    zsock_destroy (&test->b_pub);
+    herd_log_destroy (&test->log);
 
-    //  The log shows the link to B and the dropped messages
-    FILE *file = fopen (log_path, "r");
+    FILE *file = fopen (test->log_path, "r");
     HERD_CHECK (file);
     char *text_log = (char *) zmalloc (1 << 16);
     size_t got = fread (text_log, 1, (1 << 16) - 1, file);
@@ -2137,13 +2190,28 @@ herd_bus_test (bool verbose)
     HERD_CHECK_CONTAINS (text_log, "refused DIGEST request from '127.0.0.1': herd 'other'");
     HERD_CHECK_CONTAINS (text_log, "journal loaded: ");
     free (text_log);
-    herd_config_destroy (&config);
-    zsys_dir_delete ("%s/A", dir);
-    char journal[128];
-    snprintf (journal, sizeof (journal), "%s/A/journal", dir);
-    unlink (journal);
-    snprintf (journal, sizeof (journal), "%s/A", dir);
-    rmdir (journal);
-    unlink (log_path);
-    rmdir (dir);
+    herd_config_destroy (&test->config);
+    zsys_dir_delete ("%s/A", test->dir);
+    char path[128];
+    snprintf (path, sizeof (path), "%s/A/journal", test->dir);
+    unlink (path);
+    snprintf (path, sizeof (path), "%s/A", test->dir);
+    rmdir (path);
+    unlink (test->log_path);
+    rmdir (test->dir);
+}
+
+void
+herd_bus_test (bool verbose)
+{
+    s_test_t test;
+    s_test_start (&test, verbose);
+    s_test_gateway (&test);
+    s_test_flood_first (&test);
+    s_test_flood_many (&test);
+    s_test_neighbour (&test);
+    s_test_refused (&test);
+    s_test_catchup (&test);
+    s_test_restart (&test);
+    s_test_stop (&test);
 }
