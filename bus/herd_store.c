@@ -335,6 +335,14 @@ s_test_apply (void)
     HERD_CHECK (herd_store_lookup (store, "kiwi", 4, &record) && record.seq == 3);
     HERD_CHECK (record.applied_usec == 1236);
     HERD_CHECK_STR (s_line (store, "kiwi"), newer);
+
+    //  Applied times are kept whole: a bus up for years reports them exact
+    //  (the bus once kept 32 bits of ms since its start: 49.7 days)
+    now = 1785000000000000 + (int64_t) 400 * 86400 * 1000000;
+    HERD_CHECK_INT (s_apply (store, "AT B -0.200000000 kiwi +1+1 1700000001"),
+                    HERD_STORE_APPLIED);
+    HERD_CHECK (herd_store_lookup (store, "kiwi", 4, &record));
+    HERD_CHECK (record.applied_usec == 1785000000000000 + (int64_t) 400 * 86400 * 1000000);
     herd_store_destroy (&store);
     HERD_CHECK (store == NULL);
     herd_store_destroy (&store);
