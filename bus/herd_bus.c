@@ -3,6 +3,7 @@
 #include "herd_bus.h"
 #include "herd_journal.h"
 #include "herd_monitor.h"
+#include "herd_peer.h"
 #include "herd_store.h"
 #include "../common/herd_alive.h"
 #include "../common/herd_check.h"
@@ -15,46 +16,17 @@
 #define HERD_BUS_OUTBOX     (64 * 1024) //  bytes of applied records published at once
 #define HERD_BUS_CHUNK      1000    //  records per KVSYNC message
 #define HERD_BUS_HEARTBEAT  1000    //  ms between heartbeats on the PUB
-#define HERD_BUS_SYNC_RETRY 5000    //  ms a catch-up may go without a message before it is
-                                    //  given up: its connection rebuilt, and asked again
 #define HERD_BUS_CHUNK_BYTES (64 * 1024) //  bytes of records per KVSYNC (or one record)
 #define HERD_BUS_SYNC_HWM   4       //  KVSYNCs queued per requester (each <= 1000 records)
 #define HERD_BUS_TRANSFERS  16      //  catch-ups served at once; more requests wait for a retry
 #define HERD_BUS_STALL      10000   //  ms a catch-up served may wait on its requester
 #define HERD_BUS_PUMP_MS    5       //  ms between tries to send a waiting catch-up on
 #define HERD_BUS_HANDSHAKE  3000    //  ms a connection may take for its ZMTP handshake
-#define HERD_BUS_BACKOFF_MIN 250    //  ms before a peer's connection is rebuilt, doubling...
-#define HERD_BUS_BACKOFF_MAX 4000   //  ...up to this while it keeps failing
 #define HERD_BUS_CONTROL_MAX 4096   //  largest frame in on the PUB (subscriptions) and sync
 #define HERD_BUS_PREFIX_MAX 4096    //  an AT line's bytes beyond the client's line (name, diff)
 #define HERD_BUS_STORE_RETRY 100    //  ms between tries to store when the journal fails
 #define HERD_BUS_REFUSALS   64      //  senders and reasons of refusals logged, each once...
 #define HERD_BUS_REFUSAL_QUIET 60000 //  ...then at most one line a minute for others
-
-//  What this bus knows of one neighbour (the zyre pattern: per-peer state
-//  in its own small structure).
-typedef struct {
-    const herd_node_t *node;
-    zsock_t *sync;                  //  DEALER to the neighbour's sync ROUTER
-    bool linked;                    //  subscription wanted (LINK up/down)
-    bool up;                        //  handshake done, not disconnected since
-    bool syncing;                   //  an ICANHAZ is unanswered
-    bool deferred;                  //  a full catch-up waits for another
-    int64_t sync_started;           //  when, monotonic ms
-    uint64_t instance;              //  the neighbour's instance we follow
-    uint64_t seq;                   //  its sequence number we have up to
-    int64_t sync_heard;             //  last catch-up message from it, monotonic ms
-    size_t sync_records;            //  records received in this catch-up
-    size_t sync_bytes;
-    bool retry;                     //  an ICANHAZ could not be sent: send it when we can
-    int64_t rebuild_at;             //  sync DEALER: not rebuilt again before, monotonic ms
-    int64_t backoff;                //  ...and the wait after the next rebuild
-    bool sub_dead;                  //  SUB connection refused for good: connect it again...
-    int64_t sub_retry_at;           //  ...at this time
-    int64_t sub_backoff;
-    char serverkey[41];             //  its public CURVE key (Z85), when CURVE is on
-    bool refused;                   //  it refused our last catch-up request (REFUSED)
-} s_peer_t;
 
 //  Batches of updates a gateway handed over that wait to be stored: the
 //  gateway holds their AT answers until it hears STORED first..last.
@@ -90,11 +62,11 @@ typedef struct {
     uint64_t instance;              //  random at each start
     int64_t started_mono;           //  when the bus started: monotonic ms, and
     int64_t started_wall;           //  ... wall clock ms (for GET's applied time)
-    s_peer_t *peers;
+    herd_peer_t **peers;            //  one per neighbour (herd_peer.h)
     size_t peer_count;
+    herd_peer_context_t peer_context;   //  what the peers borrow: SUB, poller, key, ...
     s_transfer_t transfers[HERD_BUS_TRANSFERS];
     size_t transfer_count;          //  the first so many are being served
-    int frame_max;                  //  largest record frame a neighbour may send
     herd_journal_t *journal;        //  or NULL: table in memory only
     bool fsync_always;              //  herd/fsync = always: STORED only after fdatasync
     s_ack_t *acks;                  //  batches applied, not yet confirmed stored
@@ -134,23 +106,24 @@ s_now_ms (void)
 }
 
 //  The peer for a neighbour name, or NULL.
-static s_peer_t *
+static herd_peer_t *
 s_self_peer_by_name (s_self_t *self, const char *name, size_t size)
 {
-    for (size_t i = 0; i < self->peer_count; i++)
-        if (strlen (self->peers[i].node->name) == size
-            && memcmp (self->peers[i].node->name, name, size) == 0)
-            return &self->peers[i];
+    for (size_t i = 0; i < self->peer_count; i++) {
+        const char *peer_name = herd_peer_node (self->peers[i])->name;
+        if (strlen (peer_name) == size && memcmp (peer_name, name, size) == 0)
+            return self->peers[i];
+    }
     return NULL;
 }
 
 //  The peer whose bus endpoint is endpoint, or NULL.
-static s_peer_t *
+static herd_peer_t *
 s_self_peer_by_endpoint (s_self_t *self, const char *endpoint)
 {
     for (size_t i = 0; i < self->peer_count; i++)
-        if (streq (self->peers[i].node->bus, endpoint))
-            return &self->peers[i];
+        if (streq (herd_peer_node (self->peers[i])->bus, endpoint))
+            return self->peers[i];
     return NULL;
 }
 
@@ -266,115 +239,16 @@ s_self_secure_server (s_self_t *self, zsock_t *sock)
     zsock_set_zap_domain (sock, "herd");
 }
 
-//  CURVE client side towards a peer: our key, and the key it must prove.
+//  Ask a neighbour for what we miss of its table (herd_peer_request), one
+//  whole table at a time.
 static void
-s_self_secure_client (s_self_t *self, zsock_t *sock, s_peer_t *peer)
+s_self_request_sync (s_self_t *self, herd_peer_t *peer, const char *why)
 {
-    if (!self->cert)
-        return;
-    zcert_apply (self->cert, sock);
-    zsock_set_curve_serverkey (sock, peer->serverkey);
-}
-
-//  Open the DEALER to a neighbour's sync ROUTER, a new socket each time:
-//  libzmq gives up on a connection whose handshake failed (a stranger on
-//  the port, a wrong key) and never reconnects it, so a link that failed is
-//  rebuilt rather than waited on.
-static void
-s_self_open_peer (s_self_t *self, s_peer_t *peer)
-{
-    peer->sync = zsock_new (ZMQ_DEALER);
-    assert (peer->sync);
-    s_self_secure_client (self, peer->sync, peer);
-    zsock_set_rcvhwm (peer->sync, 0);
-    zsock_set_rcvtimeo (peer->sync, 0);
-    zsock_set_sndtimeo (peer->sync, 0);
-    //  ICANHAZs only, one at a time: while connecting, a few wait for it
-    zsock_set_sndhwm (peer->sync, 16);
-    zsock_set_maxmsgsize (peer->sync, self->frame_max);
-    zsock_set_handshake_ivl (peer->sync, HERD_BUS_HANDSHAKE);
-    zsock_set_heartbeat_ivl (peer->sync, 1000);
-    zsock_set_heartbeat_timeout (peer->sync, 3000);
-    zsock_set_connect_timeout (peer->sync, 1000);
-    zsock_set_reconnect_ivl_max (peer->sync, 1000);
-    zsock_connect (peer->sync, "%s", peer->node->sync);
-    zpoller_add (self->poller, peer->sync);
-}
-
-//  Replace a neighbour's sync DEALER by a new one, unless it was rebuilt
-//  less than its back-off ago. Returns true if rebuilt.
-static bool
-s_self_rebuild_peer (s_self_t *self, s_peer_t *peer, const char *why)
-{
-    int64_t now = s_now_ms ();
-    if (!peer->sync || now < peer->rebuild_at)
-        return false;
-    zpoller_remove (self->poller, peer->sync);
-    zsock_destroy (&peer->sync);        //  linger 0 (czmq's default): never waits
-    s_self_open_peer (self, peer);
-    peer->backoff = peer->backoff ? peer->backoff * 2 : HERD_BUS_BACKOFF_MIN;
-    if (peer->backoff > HERD_BUS_BACKOFF_MAX)
-        peer->backoff = HERD_BUS_BACKOFF_MAX;
-    peer->rebuild_at = now + peer->backoff;
-    peer->syncing = false;
-    herd_log_printf (self->log, "bus", "catch-up link to %s rebuilt (%s)", peer->node->name, why);
-    return true;
-}
-
-//  Connect the SUB to a neighbour's PUB again after libzmq gave up on it.
-static void
-s_self_reconnect_sub (s_self_t *self, s_peer_t *peer)
-{
-    zsock_disconnect (self->sub, "%s", peer->node->bus);
-    s_self_secure_client (self, self->sub, peer);
-    zsock_connect (self->sub, "%s", peer->node->bus);
-    peer->sub_dead = false;
-    herd_log_printf (self->log, "bus", "link to %s connecting again", peer->node->name);
-}
-
-//  Ask a neighbour for what we miss of its table.
-static void
-s_self_request_sync (s_self_t *self, s_peer_t *peer, const char *why)
-{
-    if (!peer->sync || peer->syncing || !peer->linked)
-        return;
-    //  Without a view of this neighbour we may get its whole table: take one
-    //  whole table at a time, so the next asks with the digest it brought
-    //  and usually gets nothing, rather than every neighbour's copy at once
-    if (peer->instance == 0)
-        for (size_t i = 0; i < self->peer_count; i++)
-            if (self->peers[i].syncing && self->peers[i].instance == 0
-                && &self->peers[i] != peer) {
-                peer->deferred = true;
-                return;
-            }
-    peer->deferred = false;
-    byte meta[HERD_MSG_META_SIZE], digest[16];
-    herd_msg_put_u64 (meta, peer->instance);
-    herd_msg_put_u64 (meta + 8, peer->seq);
-    herd_msg_put_u64 (digest, herd_store_size (self->store));
-    herd_msg_put_u64 (digest + 8, herd_store_digest (self->store));
-    //  The DEALER queues while it connects; it refuses only when its
-    //  connection is gone for good (a failed handshake) or many requests
-    //  wait: then a new connection, now or after its back-off
-    for (int attempt = 0; attempt < 2; attempt++) {
-        zmsg_t *msg = zmsg_new ();
-        zmsg_addstr (msg, HERD_MSG_ICANHAZ);
-        s_self_add_envelope (self, msg);
-        zmsg_addmem (msg, meta, sizeof (meta));
-        zmsg_addmem (msg, digest, sizeof (digest));
-        peer->retry = s_send (peer->sync, &msg) == -1;
-        if (!peer->retry || !s_self_rebuild_peer (self, peer, "catch-up request refused"))
-            break;
-    }
-    if (peer->retry)
-        return;                 //  s_self_tend_peer asks again
-    peer->syncing = true;
-    peer->sync_started = peer->sync_heard = s_now_ms ();
-    peer->sync_records = peer->sync_bytes = 0;
-    if (!peer->refused)         //  asking again a neighbour that refuses us: quietly
-        herd_log_printf (self->log, "bus", "catch-up from %s requested (%s; since %" PRIu64 ")",
-                         peer->node->name, why, peer->instance ? peer->seq : 0);
+    bool busy = false;
+    for (size_t i = 0; i < self->peer_count; i++)
+        busy = busy || (self->peers[i] != peer && herd_peer_whole (self->peers[i]));
+    herd_peer_request (peer, busy, herd_store_size (self->store),
+                       herd_store_digest (self->store), why);
 }
 
 //  Publish every record applied since the last publish as one message:
@@ -673,21 +547,11 @@ s_self_handle_router (s_self_t *self)
 //  Track a neighbour's sequence number from its stream (records: how many an
 //  update carried; 0 for a heartbeat); catch up on a gap.
 static void
-s_self_track (s_self_t *self, s_peer_t *peer, zframe_t *meta, size_t records)
+s_self_track (s_self_t *self, herd_peer_t *peer, zframe_t *meta, size_t records)
 {
-    uint64_t instance = herd_msg_get_u64 (zframe_data (meta));
-    uint64_t seq = herd_msg_get_u64 (zframe_data (meta) + 8);
-    if (peer->syncing)
-        return;                 //  KTHXBAI will set where we are (or s_self_tend_peer
-                                //  gives up on it)
-    if (instance != peer->instance)
-        s_self_request_sync (self, peer, peer->instance ? "neighbour restarted" : "first contact");
-    else
-    if (records > 0 && seq == peer->seq + records)
-        peer->seq = seq;
-    else
-    if (seq > peer->seq)
-        s_self_request_sync (self, peer, records ? "gap in stream" : "behind its heartbeat");
+    const char *why = herd_peer_track (peer, zframe_data (meta), records);
+    if (why)
+        s_self_request_sync (self, peer, why);
 }
 
 //  Handle one message from a neighbour's PUB; anything malformed is dropped.
@@ -721,7 +585,7 @@ s_self_handle_sub (s_self_t *self)
     zframe_t *line = update ? zmsg_next (msg) : NULL;
     zframe_t *sender = zmsg_next (msg);
     zframe_t *meta = zmsg_next (msg);
-    s_peer_t *peer = (update || heartbeat) && zframe_size (meta) == HERD_MSG_META_SIZE
+    herd_peer_t *peer = (update || heartbeat) && zframe_size (meta) == HERD_MSG_META_SIZE
                          ? s_self_peer_by_name (self, (char *) zframe_data (sender),
                                                 zframe_size (sender))
                          : NULL;
@@ -732,7 +596,8 @@ s_self_handle_sub (s_self_t *self)
     }
     else {
         size_t records = update ? s_self_apply_all (self, (char *) zframe_data (line),
-                                                    zframe_size (line), peer->node->name, false)
+                                                    zframe_size (line),
+                                                    herd_peer_node (peer)->name, false)
                                 : 0;
         s_self_track (self, peer, meta, records);
     }
@@ -885,31 +750,21 @@ s_self_handle_link (s_self_t *self, zframe_t *routing, zmsg_t *msg)
     //  Frames: routing id, LINK, envelope, peer, state
     char *name = zmsg_size (msg) == 5 ? zframe_strdup (zmsg_next (msg)) : NULL;
     char *state = zmsg_size (msg) == 5 ? zframe_strdup (zmsg_next (msg)) : NULL;
-    s_peer_t *peer = name ? s_self_peer_by_name (self, name, strlen (name)) : NULL;
+    herd_peer_t *peer = name ? s_self_peer_by_name (self, name, strlen (name)) : NULL;
     const char *error = NULL;
     if (!peer || !state)
         error = "no such neighbour";
     else
-    if (streq (state, "down") && peer->linked) {
-        zsock_disconnect (self->sub, "%s", peer->node->bus);
-        peer->linked = false;
-        peer->up = false;
-        peer->sub_dead = false;
-        peer->retry = false;
+    if (!streq (state, "up") && !streq (state, "down"))
+        error = "state must be up or down";
+    else
+    if (streq (state, "down") && herd_peer_link (peer, false)) {
         herd_monitor_event (self->monitor_out, "bus", "link down", name, "by command");
-        peer->syncing = false;
         herd_log_warning (self->log, "bus", "link to %s taken down by command", name);
     }
     else
-    if (streq (state, "up") && !peer->linked) {
-        s_self_secure_client (self, self->sub, peer);
-        zsock_connect (self->sub, "%s", peer->node->bus);
-        peer->linked = true;
+    if (streq (state, "up") && herd_peer_link (peer, true))
         herd_log_printf (self->log, "bus", "link to %s brought up by command", name);
-    }
-    else
-    if (!streq (state, "up") && !streq (state, "down"))
-        error = "state must be up or down";
     zmsg_t *reply = zmsg_new ();
     zmsg_append (reply, (zframe_t *[]){zframe_dup (routing)});
     zmsg_addstr (reply, error ? "ERROR" : "OK");
@@ -989,72 +844,51 @@ s_self_handle_sync (s_self_t *self)
 
 //  Handle catch-up records or the end of a catch-up from a neighbour.
 static bool
-s_self_handle_peer_sync (s_self_t *self, s_peer_t *peer)
+s_self_handle_peer_sync (s_self_t *self, herd_peer_t *peer)
 {
-    zmsg_t *msg = zmsg_recv (peer->sync);
+    zmsg_t *msg = herd_peer_recv (peer);
     if (!msg)
         return false;
+    const char *name = herd_peer_node (peer)->name;
     zframe_t *command = zmsg_first (msg);
-    peer->sync_heard = s_now_ms ();
     char reason[HERD_MSG_REASON_MAX] = "";
     bool refused = command && zframe_streq (command, HERD_MSG_REFUSED);
     if (refused) {
         zframe_t *why = zmsg_next (msg);
         s_printable (why, reason, sizeof (reason));
-        if (s_self_refusal_new (self, peer->node->name, reason))
-            herd_log_warning (self->log, "bus", "catch-up refused by %s: %s (logged once)",
-                              peer->node->name, reason);
+        if (s_self_refusal_new (self, name, reason))
+            herd_log_warning (self->log, "bus", "catch-up refused by %s: %s (logged once)", name,
+                              reason);
     }
     else
     if (command && s_self_check_envelope (self, zmsg_next (msg), reason) == -1) {
-        s_self_refuse (self, "catch-up", peer->node->name, reason);
+        s_self_refuse (self, "catch-up", name, reason);
         refused = true;
     }
-    if (refused) {
-        //  Asked again after a back-off, as a catch-up that failed
-        peer->refused = true;
-        peer->syncing = false;
-        peer->backoff = peer->backoff ? peer->backoff * 2 : HERD_BUS_BACKOFF_MIN;
-        if (peer->backoff > HERD_BUS_BACKOFF_MAX)
-            peer->backoff = HERD_BUS_BACKOFF_MAX;
-        peer->rebuild_at = s_now_ms () + peer->backoff;
-        peer->retry = true;
-    }
+    if (refused)
+        herd_peer_refused (peer);
     else
     if (command && zframe_streq (command, HERD_MSG_KVSYNC)) {
         for (zframe_t *line = zmsg_next (msg); line; line = zmsg_next (msg)) {
-            s_self_apply (self, (char *) zframe_data (line), zframe_size (line),
-                          peer->node->name, false);
-            peer->sync_records++;
-            peer->sync_bytes += zframe_size (line);
+            s_self_apply (self, (char *) zframe_data (line), zframe_size (line), name, false);
+            herd_peer_received (peer, zframe_size (line));
         }
     }
     else
     if (command && zframe_streq (command, HERD_MSG_KTHXBAI) && zmsg_size (msg) == 3) {
         zframe_t *meta = zmsg_next (msg);
-        if (zframe_size (meta) == HERD_MSG_META_SIZE) {
-            peer->instance = herd_msg_get_u64 (zframe_data (meta));
-            peer->seq = herd_msg_get_u64 (zframe_data (meta) + 8);
-        }
-        herd_log_printf (self->log, "bus",
-                         "caught up with %s: %zu records, %zu bytes in %" PRId64 " ms",
-                         peer->node->name, peer->sync_records, peer->sync_bytes,
-                         s_now_ms () - peer->sync_started);
         char detail[96];
-        snprintf (detail, sizeof (detail), "%zu records, %zu bytes in %" PRId64 " ms",
-                  peer->sync_records, peer->sync_bytes, s_now_ms () - peer->sync_started);
-        herd_monitor_event (self->monitor_out, "bus", "caught up", peer->node->name, detail);
+        herd_peer_caught_up (peer,
+                             zframe_size (meta) == HERD_MSG_META_SIZE ? zframe_data (meta) : NULL,
+                             detail, sizeof (detail));
+        herd_monitor_event (self->monitor_out, "bus", "caught up", name, detail);
         self->catchups++;
-        peer->syncing = false;
-        peer->refused = false;
-        peer->backoff = 0;          //  the link works: rebuild at once if it fails again
         for (size_t i = 0; i < self->peer_count; i++)
-            if (self->peers[i].deferred)
-                s_self_request_sync (self, &self->peers[i], "after another catch-up");
+            if (herd_peer_deferred (self->peers[i]))
+                s_self_request_sync (self, self->peers[i], "after another catch-up");
     }
     else
-        herd_log_warning (self->log, "bus", "dropped a malformed catch-up message from %s",
-                          peer->node->name);
+        herd_log_warning (self->log, "bus", "dropped a malformed catch-up message from %s", name);
     zmsg_destroy (&msg);
     return true;
 }
@@ -1066,43 +900,28 @@ s_self_handle_monitor (s_self_t *self)
 {
     char *event = NULL, *value = NULL, *endpoint = NULL;
     if (zstr_recvx (self->monitor, &event, &value, &endpoint, NULL) == 3) {
-        s_peer_t *peer = s_self_peer_by_endpoint (self, endpoint);
-        const char *name = peer ? peer->node->name : "?";
+        herd_peer_t *peer = s_self_peer_by_endpoint (self, endpoint);
+        const char *name = peer ? herd_peer_node (peer)->name : "?";
         if (streq (event, "HANDSHAKE_SUCCEEDED")) {
             herd_log_printf (self->log, "bus", "link up %s %s", name, endpoint);
             herd_monitor_event (self->monitor_out, "bus", "link up", name, endpoint);
             if (peer) {
-                peer->up = true;
-                peer->sub_backoff = 0;
-            }
-            //  Subscribed first, then sync: nothing falls between the two
-            if (peer && peer->syncing
-                && s_now_ms () - peer->sync_heard > HERD_BUS_SYNC_RETRY)
-                peer->syncing = false;      //  an old request, lost with the link
-            if (peer)
+                herd_peer_link_up (peer);
                 s_self_request_sync (self, peer, "link up");
+            }
         }
         else
         if (streq (event, "DISCONNECTED")) {
             herd_log_warning (self->log, "bus", "link down %s %s", name, endpoint);
             herd_monitor_event (self->monitor_out, "bus", "link down", name, endpoint);
             if (peer)
-                peer->up = false;
+                herd_peer_link_down (peer);
         }
         else {
             herd_log_warning (self->log, "bus", "link to %s %s refused: %s (%s)", name, endpoint,
                               event, value);
-            //  After a refused handshake libzmq never reconnects: we do, and
-            //  back off while the refusals go on
-            if (peer && peer->linked && !streq (event, "HANDSHAKE_FAILED_NO_DETAIL")
-                && !peer->sub_dead) {
-                peer->sub_backoff = peer->sub_backoff ? peer->sub_backoff * 2
-                                                      : HERD_BUS_BACKOFF_MIN;
-                if (peer->sub_backoff > HERD_BUS_BACKOFF_MAX)
-                    peer->sub_backoff = HERD_BUS_BACKOFF_MAX;
-                peer->sub_dead = true;
-                peer->sub_retry_at = s_now_ms () + peer->sub_backoff;
-            }
+            if (peer)
+                herd_peer_sub_refused (peer, event);
         }
     }
     zstr_free (&event);
@@ -1110,33 +929,15 @@ s_self_handle_monitor (s_self_t *self)
     zstr_free (&endpoint);
 }
 
-//  Look after one neighbour's links: give up on a catch-up that went quiet
-//  (its connection rebuilt, the request sent again), send a request that
-//  could not go, connect a refused SUB connection again.
-static void
-s_self_tend_peer (s_self_t *self, s_peer_t *peer)
-{
-    int64_t now = s_now_ms ();
-    if (peer->syncing && now - peer->sync_heard > HERD_BUS_SYNC_RETRY) {
-        herd_log_warning (self->log, "bus", "catch-up from %s unanswered for %d ms",
-                          peer->node->name, HERD_BUS_SYNC_RETRY);
-        peer->syncing = false;
-        peer->retry = peer->up;
-        s_self_rebuild_peer (self, peer, "catch-up unanswered");
-    }
-    if (peer->retry && now >= peer->rebuild_at)
-        s_self_request_sync (self, peer, "asking again");
-    if (peer->sub_dead && peer->linked && now >= peer->sub_retry_at)
-        s_self_reconnect_sub (self, peer);
-}
-
-//  Keep every link moving: catch-ups served, catch-ups asked for.
+//  Keep every link moving: catch-ups served, catch-ups asked for (again),
+//  refused connections made again (herd_peer_tend).
 static void
 s_self_tend_links (s_self_t *self)
 {
     s_self_pump_all (self);
     for (size_t i = 0; i < self->peer_count; i++)
-        s_self_tend_peer (self, &self->peers[i]);
+        if (herd_peer_tend (self->peers[i]))
+            s_self_request_sync (self, self->peers[i], "asking again");
 }
 
 static void
@@ -1190,10 +991,8 @@ s_self_publish_stats (s_self_t *self)
     cJSON_AddNumberToObject (stats, "store_failures_total", (double) self->store_failures);
     cJSON *links = cJSON_AddObjectToObject (stats, "links");
     for (size_t i = 0; i < self->peer_count; i++)
-        cJSON_AddStringToObject (links, self->peers[i].node->name,
-                                 self->peers[i].refused ? "refused"
-                                 : self->peers[i].up    ? "up"
-                                                        : "down");
+        cJSON_AddStringToObject (links, herd_peer_node (self->peers[i])->name,
+                                 herd_peer_state (self->peers[i]));
     herd_monitor_set (self->monitor_out, "bus", stats);
     herd_monitor_publish (self->monitor_out);
 }
@@ -1222,12 +1021,12 @@ s_self_destroy (s_self_t **self_p)
     s_self_t *self = *self_p;
     if (!self)
         return;
+    for (size_t i = 0; self->peers && i < self->peer_count; i++)
+        herd_peer_destroy (&self->peers[i]);
     zpoller_destroy (&self->poller);
     zactor_destroy (&self->monitor);
     zactor_destroy (&self->server_monitor);
     zactor_destroy (&self->sync_monitor);
-    for (size_t i = 0; i < self->peer_count; i++)
-        zsock_destroy (&self->peers[i].sync);
     while (self->transfer_count)
         s_self_end_transfer (self, &self->transfers[0]);
     free (self->peers);
@@ -1361,33 +1160,6 @@ s_differ (const char *left, const char *right)
     return (left == NULL) != (right == NULL) || (left && strcmp (left, right) != 0);
 }
 
-//  Start following a neighbour: its key (CURVE), a catch-up DEALER to its
-//  sync, our SUB connected to its PUB. 0, or -1 (logged) if the SUB cannot
-//  connect (a malformed endpoint).
-static int
-s_self_peer_start (s_self_t *self, s_peer_t *peer, const herd_node_t *node)
-{
-    memset (peer, 0, sizeof (*peer));
-    peer->node = node;
-    peer->linked = true;
-    if (self->cert) {
-        zcert_t *public = zcert_load (peer->node->cert);
-        if (public) {
-            snprintf (peer->serverkey, sizeof (peer->serverkey), "%s", zcert_public_txt (public));
-            zcert_destroy (&public);
-        }
-    }
-    s_self_secure_client (self, self->sub, peer);      //  its key for this connect
-    if (zsock_connect (self->sub, "%s", peer->node->bus) == -1) {
-        herd_log_error (self->log, "bus", "cannot connect to %s at %s: %s", peer->node->name,
-                        peer->node->bus, zmq_strerror (zmq_errno ()));
-        return -1;
-    }
-    if (peer->node->sync)
-        s_self_open_peer (self, peer);
-    return 0;
-}
-
 //  The gateway channel, PUB and SUB: their limits, bound. 0, or -1 (logged).
 static int
 s_self_open_sockets (s_self_t *self, const char *endpoint)
@@ -1410,11 +1182,11 @@ s_self_open_sockets (s_self_t *self, const char *endpoint)
     //  can be (ZMTP says how big a frame is before it comes: a larger one
     //  drops the connection, unread), and no stranger may sit on a
     //  handshake for long
-    self->frame_max = (int) (self->config->max_line + HERD_BUS_PREFIX_MAX);
-    if (self->frame_max < HERD_BUS_OUTBOX)
-        self->frame_max = HERD_BUS_OUTBOX;
+    self->peer_context.frame_max = (int) (self->config->max_line + HERD_BUS_PREFIX_MAX);
+    if (self->peer_context.frame_max < HERD_BUS_OUTBOX)
+        self->peer_context.frame_max = HERD_BUS_OUTBOX;
     zsock_set_maxmsgsize (self->pub, HERD_BUS_CONTROL_MAX);
-    zsock_set_maxmsgsize (self->sub, self->frame_max);
+    zsock_set_maxmsgsize (self->sub, self->peer_context.frame_max);
     zsock_set_handshake_ivl (self->pub, HERD_BUS_HANDSHAKE);
     zsock_set_handshake_ivl (self->sub, HERD_BUS_HANDSHAKE);
     s_self_secure_server (self, self->pub);
@@ -1511,12 +1283,16 @@ s_self_new (zsock_t *pipe, herd_bus_args_t *args)
              || s_self_open_sockets (self, args->endpoint) == -1 || s_self_open_sync (self) == -1;
     if (!failed) {
         s_self_start_monitors (self);
+        self->peer_context = (herd_peer_context_t){self->sub, self->poller, self->cert,
+                                                   self->envelope, self->envelope_size,
+                                                   self->peer_context.frame_max, self->log};
         self->peer_count = self->node->neighbour_count;
-        self->peers = (s_peer_t *) zmalloc ((self->peer_count + 1) * sizeof (s_peer_t));
-        for (size_t i = 0; i < self->peer_count && !failed; i++)
-            failed = s_self_peer_start (self, &self->peers[i],
-                                        &self->config->nodes[self->node->neighbours[i]])
-                     == -1;
+        self->peers = (herd_peer_t **) zmalloc ((self->peer_count + 1) * sizeof (herd_peer_t *));
+        for (size_t i = 0; i < self->peer_count && !failed; i++) {
+            self->peers[i] = herd_peer_new (&self->peer_context,
+                                            &self->config->nodes[self->node->neighbours[i]]);
+            failed = !self->peers[i];
+        }
     }
     if (failed)
         s_self_destroy (&self);
@@ -1539,35 +1315,31 @@ s_self_reload (s_self_t *self, const herd_config_t *config)
     int frame_max = (int) (config->max_line + HERD_BUS_PREFIX_MAX);
     if (frame_max < HERD_BUS_OUTBOX)
         frame_max = HERD_BUS_OUTBOX;
-    bool relink = frame_max != self->frame_max;
-    self->frame_max = frame_max;
-    zsock_set_maxmsgsize (self->sub, self->frame_max);
-    s_peer_t *peers = (s_peer_t *) zmalloc ((node->neighbour_count + 1) * sizeof (s_peer_t));
+    bool relink = frame_max != self->peer_context.frame_max;
+    self->peer_context.frame_max = frame_max;
+    zsock_set_maxmsgsize (self->sub, self->peer_context.frame_max);
+    herd_peer_t **peers
+        = (herd_peer_t **) zmalloc ((node->neighbour_count + 1) * sizeof (herd_peer_t *));
     size_t count = 0;
     //  Keep the neighbours that stay as they were
     for (size_t i = 0; i < self->peer_count; i++) {
-        s_peer_t *peer = &self->peers[i];
-        const herd_node_t *now = herd_config_node (config, peer->node->name);
-        bool kept = !relink && now && !s_differ (now->bus, peer->node->bus)
-                    && !s_differ (now->sync, peer->node->sync)
-                    && !s_differ (now->cert, peer->node->cert);
+        herd_peer_t *peer = self->peers[i];
+        const herd_node_t *was = herd_peer_node (peer);
+        const herd_node_t *now = herd_config_node (config, was->name);
+        bool kept = !relink && now && !s_differ (now->bus, was->bus)
+                    && !s_differ (now->sync, was->sync) && !s_differ (now->cert, was->cert);
         for (size_t n = 0; kept && n < node->neighbour_count; n++)
             if (&config->nodes[node->neighbours[n]] == now) {
-                peers[count] = *peer;
-                peers[count++].node = now;
-                peer->node = NULL;          //  moved
+                herd_peer_set_node (peer, now);
+                peers[count++] = peer;
+                peer = NULL;                //  moved
                 break;
             }
-        if (peer->node) {
-            if (peer->linked)
-                zsock_disconnect (self->sub, "%s", peer->node->bus);
-            if (peer->sync) {
-                zpoller_remove (self->poller, peer->sync);
-                zsock_destroy (&peer->sync);
-            }
-            herd_log_printf (self->log, "bus", "link to %s dropped on reload", peer->node->name);
-            herd_monitor_event (self->monitor_out, "bus", "link down", peer->node->name,
-                                "reload");
+        if (peer) {
+            herd_log_printf (self->log, "bus", "link to %s dropped on reload", was->name);
+            herd_monitor_event (self->monitor_out, "bus", "link down", was->name, "reload");
+            herd_peer_unlink (peer);
+            herd_peer_destroy (&peer);
         }
     }
     //  Link the new ones (or the ones made again)
@@ -1575,8 +1347,8 @@ s_self_reload (s_self_t *self, const herd_config_t *config)
         const herd_node_t *now = &config->nodes[node->neighbours[n]];
         bool have = false;
         for (size_t i = 0; i < count && !have; i++)
-            have = peers[i].node == now;
-        if (!have && s_self_peer_start (self, &peers[count], now) == 0) {
+            have = herd_peer_node (peers[i]) == now;
+        if (!have && (peers[count] = herd_peer_new (&self->peer_context, now))) {
             herd_log_printf (self->log, "bus", "link to %s added on reload", now->name);
             count++;
         }
@@ -1588,8 +1360,8 @@ s_self_reload (s_self_t *self, const herd_config_t *config)
     self->node = node;
     //  A catch-up deferred behind one that went may go now
     for (size_t i = 0; i < self->peer_count; i++)
-        if (self->peers[i].deferred)
-            s_self_request_sync (self, &self->peers[i], "after a reload");
+        if (herd_peer_deferred (self->peers[i]))
+            s_self_request_sync (self, self->peers[i], "after a reload");
 }
 
 //  Handle up to a batch of messages waiting on sock with handler.
@@ -1648,9 +1420,9 @@ herd_bus_actor (zsock_t *pipe, void *args)
         else
         if (which) {
             for (size_t i = 0; i < self->peer_count; i++)
-                if (which == self->peers[i].sync)
+                if (which == herd_peer_sync (self->peers[i]))
                     for (int n = 0; n < HERD_BUS_BATCH
-                                    && s_self_handle_peer_sync (self, &self->peers[i]);
+                                    && s_self_handle_peer_sync (self, self->peers[i]);
                          n++)
                         ;
         }
