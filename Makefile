@@ -37,7 +37,7 @@ endif
 COMMON  := common/herd_config.c common/herd_log.c common/herd_proto.c common/herd_record.c \
            common/herd_hist.c common/herd_alive.c common/herd_notify.c
 GATEWAY := gateway/herd_gateway.c
-BUS     := bus/herd_bus.c bus/herd_journal.c bus/herd_monitor.c bus/herd_peer.c bus/herd_store.c \
+BUS     := bus/herd_bus.c bus/herd_catchup.c bus/herd_journal.c bus/herd_monitor.c bus/herd_peer.c bus/herd_store.c \
            bus/herd_table.c
 PLACES  := places/herd_places.c places/herd_placesbody.c
 LIBSRC  := $(COMMON) $(GATEWAY) $(BUS) $(PLACES) cli/herd_node.c cli/herd_client.c cli/herd_watch.c \

@@ -1,6 +1,7 @@
 //  herd_bus.c - the bus actor: location table, flooding, catch-up, journal.
 
 #include "herd_bus.h"
+#include "herd_catchup.h"
 #include "herd_journal.h"
 #include "herd_monitor.h"
 #include "herd_peer.h"
@@ -14,12 +15,8 @@
 #define HERD_BUS_PUB_HWM    1000    //  messages (<= 64 KB each) queued per link before PUB drops
 #define HERD_BUS_BATCH      1000    //  messages handled per socket per turn
 #define HERD_BUS_OUTBOX     (64 * 1024) //  bytes of applied records published at once
-#define HERD_BUS_CHUNK      1000    //  records per KVSYNC message
 #define HERD_BUS_HEARTBEAT  1000    //  ms between heartbeats on the PUB
-#define HERD_BUS_CHUNK_BYTES (64 * 1024) //  bytes of records per KVSYNC (or one record)
 #define HERD_BUS_SYNC_HWM   4       //  KVSYNCs queued per requester (each <= 1000 records)
-#define HERD_BUS_TRANSFERS  16      //  catch-ups served at once; more requests wait for a retry
-#define HERD_BUS_STALL      10000   //  ms a catch-up served may wait on its requester
 #define HERD_BUS_PUMP_MS    5       //  ms between tries to send a waiting catch-up on
 #define HERD_BUS_HANDSHAKE  3000    //  ms a connection may take for its ZMTP handshake
 #define HERD_BUS_CONTROL_MAX 4096   //  largest frame in on the PUB (subscriptions) and sync
@@ -34,17 +31,6 @@ typedef struct {
     zframe_t *routing;              //  the gateway's routing id
     uint64_t first, last;           //  batch numbers, consecutive
 } s_ack_t;
-
-//  A catch-up being served: resumed where the requester's queue stopped it
-//  (at most HERD_BUS_SYNC_HWM messages wait for one requester), so a
-//  requester that reads slowly, or never, costs a bounded queue, not a
-//  copy of the table.
-typedef struct {
-    zframe_t *routing;              //  the requester, on the sync ROUTER
-    herd_store_cursor_t *cursor;    //  the records still to send (and any changed since)
-    size_t count;                   //  records sent
-    int64_t progress;               //  last message queued, monotonic ms
-} s_transfer_t;
 
 typedef struct {
     zsock_t *pipe;                  //  actor command pipe
@@ -65,8 +51,8 @@ typedef struct {
     herd_peer_t **peers;            //  one per neighbour (herd_peer.h)
     size_t peer_count;
     herd_peer_context_t peer_context;   //  what the peers borrow: SUB, poller, key, ...
-    s_transfer_t transfers[HERD_BUS_TRANSFERS];
-    size_t transfer_count;          //  the first so many are being served
+    herd_catchup_t *catchup;        //  catch-ups served (herd_catchup.h)
+    herd_catchup_context_t catchup_context;     //  ...and what they borrow
     herd_journal_t *journal;        //  or NULL: table in memory only
     bool fsync_always;              //  herd/fsync = always: STORED only after fdatasync
     s_ack_t *acks;                  //  batches applied, not yet confirmed stored
@@ -280,6 +266,13 @@ s_self_publish (s_self_t *self)
         return;
     s_self_publish_records (self, self->outbox, self->outbox_size, self->outbox_seq);
     self->outbox_size = 0;
+}
+
+//  Publish what waits, for herd_catchup before a KTHXBAI.
+static void
+s_self_flush (void *self)
+{
+    s_self_publish ((s_self_t *) self);
 }
 
 //  Queue an applied record (seq its sequence number) for the next publish,
@@ -605,120 +598,6 @@ s_self_handle_sub (s_self_t *self)
     return true;
 }
 
-//  End a catch-up being served; frees its slot.
-static void
-s_self_end_transfer (s_self_t *self, s_transfer_t *transfer)
-{
-    zframe_destroy (&transfer->routing);
-    herd_store_cursor_destroy (&transfer->cursor);
-    *transfer = self->transfers[--self->transfer_count];
-    memset (&self->transfers[self->transfer_count], 0, sizeof (s_transfer_t));
-}
-
-//  Send the KVSYNC's records from a catch-up's cursor (there is one at
-//  least): up to HERD_BUS_CHUNK records and HERD_BUS_CHUNK_BYTES (or one
-//  longer record). Returns how many.
-static size_t
-s_send_chunk (void *sync, herd_store_cursor_t *cursor)
-{
-    herd_store_record_t record, next;
-    herd_store_cursor_next (cursor, &record);
-    size_t count = 1, bytes = record.size;
-    while (count < HERD_BUS_CHUNK && herd_store_cursor_peek (cursor, &next)
-           && bytes + next.size <= HERD_BUS_CHUNK_BYTES) {
-        zmq_send (sync, record.line, record.size, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-        herd_store_cursor_next (cursor, &record);
-        count++;
-        bytes += record.size;
-    }
-    zmq_send (sync, record.line, record.size, ZMQ_DONTWAIT);
-    return count;
-}
-
-//  Send a catch-up on until its requester's queue is full: chunks of
-//  records, then KTHXBAI. Never blocks. Returns true when the catch-up is
-//  over (done, requester gone, or stalled too long), false when it waits.
-static bool
-s_self_pump (s_self_t *self, s_transfer_t *transfer)
-{
-    void *sync = zsock_resolve (self->sync);
-    while (true) {
-        herd_store_record_t record;
-        bool more = herd_store_cursor_peek (transfer->cursor, &record);
-        //  What the KTHXBAI's sequence number covers must be on the wire first
-        if (!more)
-            s_self_publish (self);
-        //  The ROUTER takes or refuses a message at its first frame: the
-        //  requester's queue is full (EAGAIN), or it is gone
-        if (zmq_send (sync, zframe_data (transfer->routing), zframe_size (transfer->routing),
-                      ZMQ_SNDMORE | ZMQ_DONTWAIT)
-            == -1) {
-            if (zmq_errno () == EAGAIN
-                && s_now_ms () - transfer->progress <= HERD_BUS_STALL)
-                return false;
-            herd_log_warning (self->log, "bus", "catch-up abandoned after %zu records: %s",
-                              transfer->count,
-                              zmq_errno () == EAGAIN ? "requester stopped reading"
-                                                     : "requester gone");
-            return true;
-        }
-        transfer->progress = s_now_ms ();
-        if (!more) {
-            byte meta[HERD_MSG_META_SIZE];
-            herd_msg_put_u64 (meta, self->instance);
-            herd_msg_put_u64 (meta + 8, herd_store_seq (self->store));
-            zmq_send (sync, HERD_MSG_KTHXBAI, strlen (HERD_MSG_KTHXBAI),
-                      ZMQ_SNDMORE | ZMQ_DONTWAIT);
-            zmq_send (sync, self->envelope, self->envelope_size, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-            zmq_send (sync, meta, sizeof (meta), ZMQ_DONTWAIT);
-            if (self->verbose)
-                zsys_debug ("bus %s: sent %zu records", self->node->name, transfer->count);
-            return true;
-        }
-        zmq_send (sync, HERD_MSG_KVSYNC, strlen (HERD_MSG_KVSYNC), ZMQ_SNDMORE | ZMQ_DONTWAIT);
-        zmq_send (sync, self->envelope, self->envelope_size, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-        transfer->count += s_send_chunk (sync, transfer->cursor);
-    }
-}
-
-//  Send every record changed after since (all when since is 0; none when
-//  UINT64_MAX) to a requester, in chunks, then KTHXBAI: as much as its
-//  queue takes now, the rest as it reads (s_self_pump_all).
-static void
-s_self_send_records (s_self_t *self, zframe_t *routing, uint64_t since)
-{
-    s_transfer_t *transfer = NULL;
-    for (size_t i = 0; i < self->transfer_count && !transfer; i++)
-        if (zframe_eq (self->transfers[i].routing, routing))
-            transfer = &self->transfers[i];         //  it asks again: start over
-    if (!transfer) {
-        if (self->transfer_count == HERD_BUS_TRANSFERS) {
-            herd_log_warning (self->log, "bus", "catch-up request refused: %d being served",
-                              HERD_BUS_TRANSFERS);
-            return;                                 //  it asks again after its time-out
-        }
-        transfer = &self->transfers[self->transfer_count++];
-        transfer->routing = zframe_dup (routing);
-    }
-    herd_store_cursor_destroy (&transfer->cursor);
-    transfer->cursor = herd_store_cursor_new (self->store, since);
-    transfer->count = 0;
-    transfer->progress = s_now_ms ();
-    if (s_self_pump (self, transfer))
-        s_self_end_transfer (self, transfer);
-}
-
-//  Send the waiting catch-ups on.
-static void
-s_self_pump_all (s_self_t *self)
-{
-    for (size_t i = 0; i < self->transfer_count;)
-        if (s_self_pump (self, &self->transfers[i]))
-            s_self_end_transfer (self, &self->transfers[i]);
-        else
-            i++;
-}
-
 //  Handle ICANHAZ: send what the requester misses.
 static void
 s_self_handle_icanhaz (s_self_t *self, zframe_t *routing, zmsg_t *msg)
@@ -735,12 +614,12 @@ s_self_handle_icanhaz (s_self_t *self, zframe_t *routing, zmsg_t *msg)
     uint64_t count = herd_msg_get_u64 (zframe_data (digest));
     uint64_t hash = herd_msg_get_u64 (zframe_data (digest) + 8);
     if (instance == self->instance && since <= herd_store_seq (self->store))
-        s_self_send_records (self, routing, since);
+        herd_catchup_start (self->catchup, routing, since);
     else
     if (count == herd_store_size (self->store) && hash == herd_store_digest (self->store))
-        s_self_send_records (self, routing, UINT64_MAX);    //  same table: nothing
+        herd_catchup_start (self->catchup, routing, UINT64_MAX);    //  same table: nothing
     else
-        s_self_send_records (self, routing, 0);             //  everything
+        herd_catchup_start (self->catchup, routing, 0);             //  everything
 }
 
 //  Handle LINK peer up|down: take our subscription to a neighbour down or up.
@@ -934,7 +813,7 @@ s_self_handle_monitor (s_self_t *self)
 static void
 s_self_tend_links (s_self_t *self)
 {
-    s_self_pump_all (self);
+    herd_catchup_pump (self->catchup);
     for (size_t i = 0; i < self->peer_count; i++)
         if (herd_peer_tend (self->peers[i]))
             s_self_request_sync (self, self->peers[i], "asking again");
@@ -953,7 +832,7 @@ s_self_handle_pipe (s_self_t *self)
         self->terminated = true;
     else
     if (streq (command, "VERBOSE"))
-        self->verbose = true;
+        self->verbose = self->catchup_context.verbose = true;
     else
     if (streq (command, HERD_MSG_RELOAD) && zmsg_size (msg) == 1
         && zframe_size (zmsg_first (msg)) == sizeof (void *)) {
@@ -1027,8 +906,7 @@ s_self_destroy (s_self_t **self_p)
     zactor_destroy (&self->monitor);
     zactor_destroy (&self->server_monitor);
     zactor_destroy (&self->sync_monitor);
-    while (self->transfer_count)
-        s_self_end_transfer (self, &self->transfers[0]);
+    herd_catchup_destroy (&self->catchup);
     free (self->peers);
     free (self->outbox);
     for (size_t i = 0; i < self->ack_count; i++)
@@ -1282,6 +1160,10 @@ s_self_new (zsock_t *pipe, herd_bus_args_t *args)
              || (self->config->curve && s_self_start_curve (self) == -1)
              || s_self_open_sockets (self, args->endpoint) == -1 || s_self_open_sync (self) == -1;
     if (!failed) {
+        self->catchup_context = (herd_catchup_context_t){self->sync, self->store, self->instance,
+                                                         self->envelope, self->envelope_size,
+                                                         s_self_flush, self, self->log, false};
+        self->catchup = herd_catchup_new (&self->catchup_context);
         s_self_start_monitors (self);
         self->peer_context = (herd_peer_context_t){self->sub, self->poller, self->cert,
                                                    self->envelope, self->envelope_size,
@@ -1397,7 +1279,7 @@ herd_bus_actor (zsock_t *pipe, void *args)
         if ((self->ack_count > 0 || (self->journal && herd_journal_failing (self->journal)))
             && wait > HERD_BUS_STORE_RETRY)
             wait = HERD_BUS_STORE_RETRY;        //  storing failed: try again soon
-        if (self->transfer_count && wait > HERD_BUS_PUMP_MS)
+        if (herd_catchup_serving (self->catchup) && wait > HERD_BUS_PUMP_MS)
             wait = HERD_BUS_PUMP_MS;        //  a catch-up waits on its requester
         void *which = zpoller_wait (self->poller, (int) (wait < 0 ? 0 : wait));
         if (which == self->pipe)

@@ -18,6 +18,7 @@
 #include "../../common/herd_proto.h"
 #include "../../common/herd_record.h"
 #include "../../bus/herd_bus.h"
+#include "../../bus/herd_catchup.h"
 #include "../../bus/herd_journal.h"
 #include "../../bus/herd_peer.h"
 #include "../../bus/herd_store.h"
@@ -46,6 +47,7 @@ static test_item_t s_tests[] = {
     {"herd_table", herd_table_test},
     {"herd_store", herd_store_test},
     {"herd_peer", herd_peer_test},
+    {"herd_catchup", herd_catchup_test},
     {"herd_journal", herd_journal_test},
     {"herd_monitor", herd_monitor_test},
     {"herd_bus", herd_bus_test},
