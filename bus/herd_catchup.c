@@ -191,7 +191,7 @@ s_read_all (herd_catchup_t *catchup, zsock_t *asker, zhashx_t *got, size_t *line
             HERD_CHECK (herd_msg_get_u64 (zframe_data (zmsg_first (msg))) == 7);
             seq = herd_msg_get_u64 (zframe_data (zmsg_first (msg)) + 8);
         }
-        for (char *line = zmsg_popstr (msg); !done && line; line = zmsg_popstr (msg)) {
+        for (char *line = done ? NULL : zmsg_popstr (msg); line; line = zmsg_popstr (msg)) {
             char client[32];
             HERD_CHECK (sscanf (line, "AT A +0.000000000 %31s", client) == 1);
             zhashx_update (got, client, line);
