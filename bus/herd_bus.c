@@ -1,9 +1,11 @@
 //  herd_bus.c - the bus actor: location table, flooding, catch-up, journal.
 
 #include "herd_bus.h"
+#include "herd_catchup.h"
 #include "herd_journal.h"
 #include "herd_monitor.h"
-#include "herd_table.h"
+#include "herd_peer.h"
+#include "herd_store.h"
 #include "../common/herd_alive.h"
 #include "../common/herd_check.h"
 #include "../common/herd_msg.h"
@@ -13,51 +15,15 @@
 #define HERD_BUS_PUB_HWM    1000    //  messages (<= 64 KB each) queued per link before PUB drops
 #define HERD_BUS_BATCH      1000    //  messages handled per socket per turn
 #define HERD_BUS_OUTBOX     (64 * 1024) //  bytes of applied records published at once
-#define HERD_BUS_CHUNK      1000    //  records per KVSYNC message
 #define HERD_BUS_HEARTBEAT  1000    //  ms between heartbeats on the PUB
-#define HERD_BUS_SYNC_RETRY 5000    //  ms a catch-up may go without a message before it is
-                                    //  given up: its connection rebuilt, and asked again
-#define HERD_BUS_CHUNK_BYTES (64 * 1024) //  bytes of records per KVSYNC (or one record)
 #define HERD_BUS_SYNC_HWM   4       //  KVSYNCs queued per requester (each <= 1000 records)
-#define HERD_BUS_TRANSFERS  16      //  catch-ups served at once; more requests wait for a retry
-#define HERD_BUS_STALL      10000   //  ms a catch-up served may wait on its requester
 #define HERD_BUS_PUMP_MS    5       //  ms between tries to send a waiting catch-up on
 #define HERD_BUS_HANDSHAKE  3000    //  ms a connection may take for its ZMTP handshake
-#define HERD_BUS_BACKOFF_MIN 250    //  ms before a peer's connection is rebuilt, doubling...
-#define HERD_BUS_BACKOFF_MAX 4000   //  ...up to this while it keeps failing
 #define HERD_BUS_CONTROL_MAX 4096   //  largest frame in on the PUB (subscriptions) and sync
 #define HERD_BUS_PREFIX_MAX 4096    //  an AT line's bytes beyond the client's line (name, diff)
 #define HERD_BUS_STORE_RETRY 100    //  ms between tries to store when the journal fails
 #define HERD_BUS_REFUSALS   64      //  senders and reasons of refusals logged, each once...
 #define HERD_BUS_REFUSAL_QUIET 60000 //  ...then at most one line a minute for others
-
-//  One stored location, on the table and on the list in change order.
-typedef herd_entry_t s_entry_t;
-
-//  What this bus knows of one neighbour (the zyre pattern: per-peer state
-//  in its own small structure).
-typedef struct {
-    const herd_node_t *node;
-    zsock_t *sync;                  //  DEALER to the neighbour's sync ROUTER
-    bool linked;                    //  subscription wanted (LINK up/down)
-    bool up;                        //  handshake done, not disconnected since
-    bool syncing;                   //  an ICANHAZ is unanswered
-    bool deferred;                  //  a full catch-up waits for another
-    int64_t sync_started;           //  when, monotonic ms
-    uint64_t instance;              //  the neighbour's instance we follow
-    uint64_t seq;                   //  its sequence number we have up to
-    int64_t sync_heard;             //  last catch-up message from it, monotonic ms
-    size_t sync_records;            //  records received in this catch-up
-    size_t sync_bytes;
-    bool retry;                     //  an ICANHAZ could not be sent: send it when we can
-    int64_t rebuild_at;             //  sync DEALER: not rebuilt again before, monotonic ms
-    int64_t backoff;                //  ...and the wait after the next rebuild
-    bool sub_dead;                  //  SUB connection refused for good: connect it again...
-    int64_t sub_retry_at;           //  ...at this time
-    int64_t sub_backoff;
-    char serverkey[41];             //  its public CURVE key (Z85), when CURVE is on
-    bool refused;                   //  it refused our last catch-up request (REFUSED)
-} s_peer_t;
 
 //  Batches of updates a gateway handed over that wait to be stored: the
 //  gateway holds their AT answers until it hears STORED first..last.
@@ -65,18 +31,6 @@ typedef struct {
     zframe_t *routing;              //  the gateway's routing id
     uint64_t first, last;           //  batch numbers, consecutive
 } s_ack_t;
-
-//  A catch-up being served: resumed where the requester's queue stopped it
-//  (at most HERD_BUS_SYNC_HWM messages wait for one requester), so a
-//  requester that reads slowly, or never, costs a bounded queue, not a
-//  copy of the table.
-typedef struct {
-    zframe_t *routing;              //  the requester, on the sync ROUTER
-    s_entry_t *next;                //  next entry to send, or NULL: look after sent
-    uint64_t sent;                  //  sequence number sent up to
-    size_t count;                   //  records sent
-    int64_t progress;               //  last message queued, monotonic ms
-} s_transfer_t;
 
 typedef struct {
     zsock_t *pipe;                  //  actor command pipe
@@ -90,18 +44,15 @@ typedef struct {
     zactor_t *auth;                 //  CURVE: zauth with the herd's public keys
     zcert_t *cert;                  //  CURVE: this node's certificate
     zpoller_t *poller;
-    herd_table_t *table;            //  client id -> s_entry_t
-    s_entry_t *head, *tail;         //  entries, oldest change first
+    herd_store_t *store;            //  the table: records, sequence numbers, digest
     uint64_t instance;              //  random at each start
-    uint64_t seq;                   //  last sequence number given
-    uint64_t digest;                //  XOR of every entry's hash
     int64_t started_mono;           //  when the bus started: monotonic ms, and
     int64_t started_wall;           //  ... wall clock ms (for GET's applied time)
-    s_peer_t *peers;
+    herd_peer_t **peers;            //  one per neighbour (herd_peer.h)
     size_t peer_count;
-    s_transfer_t transfers[HERD_BUS_TRANSFERS];
-    size_t transfer_count;          //  the first so many are being served
-    int frame_max;                  //  largest record frame a neighbour may send
+    herd_peer_context_t peer_context;   //  what the peers borrow: SUB, poller, key, ...
+    herd_catchup_t *catchup;        //  catch-ups served (herd_catchup.h)
+    herd_catchup_context_t catchup_context;     //  ...and what they borrow
     herd_journal_t *journal;        //  or NULL: table in memory only
     bool fsync_always;              //  herd/fsync = always: STORED only after fdatasync
     s_ack_t *acks;                  //  batches applied, not yet confirmed stored
@@ -116,6 +67,7 @@ typedef struct {
     int64_t next_heartbeat;
     char *outbox;                   //  records applied, not yet published, '\n'-separated
     size_t outbox_size;
+    uint64_t outbox_seq;            //  ...the last one's sequence number
     bool loading;                   //  replaying the journal: no publish
     bool verbose;
     bool terminated;
@@ -139,57 +91,25 @@ s_now_ms (void)
     return zclock_mono ();
 }
 
-//  Unlink an entry from the change list.
-static void
-s_self_unlink (s_self_t *self, s_entry_t *entry)
-{
-    //  A catch-up about to send it goes on with the next (its new version
-    //  comes at the tail, with a sequence number after the catch-up's)
-    for (size_t i = 0; i < self->transfer_count; i++)
-        if (self->transfers[i].next == entry)
-            self->transfers[i].next = entry->next;
-    if (entry->prev)
-        entry->prev->next = entry->next;
-    else
-        self->head = entry->next;
-    if (entry->next)
-        entry->next->prev = entry->prev;
-    else
-        self->tail = entry->prev;
-    entry->prev = entry->next = NULL;
-}
-
-//  Append an entry at the tail of the change list.
-static void
-s_self_link (s_self_t *self, s_entry_t *entry)
-{
-    entry->prev = self->tail;
-    entry->next = NULL;
-    if (self->tail)
-        self->tail->next = entry;
-    else
-        self->head = entry;
-    self->tail = entry;
-}
-
 //  The peer for a neighbour name, or NULL.
-static s_peer_t *
+static herd_peer_t *
 s_self_peer_by_name (s_self_t *self, const char *name, size_t size)
 {
-    for (size_t i = 0; i < self->peer_count; i++)
-        if (strlen (self->peers[i].node->name) == size
-            && memcmp (self->peers[i].node->name, name, size) == 0)
-            return &self->peers[i];
+    for (size_t i = 0; i < self->peer_count; i++) {
+        const char *peer_name = herd_peer_node (self->peers[i])->name;
+        if (strlen (peer_name) == size && memcmp (peer_name, name, size) == 0)
+            return self->peers[i];
+    }
     return NULL;
 }
 
 //  The peer whose bus endpoint is endpoint, or NULL.
-static s_peer_t *
+static herd_peer_t *
 s_self_peer_by_endpoint (s_self_t *self, const char *endpoint)
 {
     for (size_t i = 0; i < self->peer_count; i++)
-        if (streq (self->peers[i].node->bus, endpoint))
-            return &self->peers[i];
+        if (streq (herd_peer_node (self->peers[i])->bus, endpoint))
+            return self->peers[i];
     return NULL;
 }
 
@@ -222,7 +142,7 @@ s_self_meta (s_self_t *self)
 {
     byte meta[HERD_MSG_META_SIZE];
     herd_msg_put_u64 (meta, self->instance);
-    herd_msg_put_u64 (meta + 8, self->seq);
+    herd_msg_put_u64 (meta + 8, herd_store_seq (self->store));
     return zframe_new (meta, sizeof (meta));
 }
 
@@ -305,128 +225,29 @@ s_self_secure_server (s_self_t *self, zsock_t *sock)
     zsock_set_zap_domain (sock, "herd");
 }
 
-//  CURVE client side towards a peer: our key, and the key it must prove.
+//  Ask a neighbour for what we miss of its table (herd_peer_request), one
+//  whole table at a time.
 static void
-s_self_secure_client (s_self_t *self, zsock_t *sock, s_peer_t *peer)
+s_self_request_sync (s_self_t *self, herd_peer_t *peer, const char *why)
 {
-    if (!self->cert)
-        return;
-    zcert_apply (self->cert, sock);
-    zsock_set_curve_serverkey (sock, peer->serverkey);
-}
-
-//  Open the DEALER to a neighbour's sync ROUTER, a new socket each time:
-//  libzmq gives up on a connection whose handshake failed (a stranger on
-//  the port, a wrong key) and never reconnects it, so a link that failed is
-//  rebuilt rather than waited on.
-static void
-s_self_open_peer (s_self_t *self, s_peer_t *peer)
-{
-    peer->sync = zsock_new (ZMQ_DEALER);
-    assert (peer->sync);
-    s_self_secure_client (self, peer->sync, peer);
-    zsock_set_rcvhwm (peer->sync, 0);
-    zsock_set_rcvtimeo (peer->sync, 0);
-    zsock_set_sndtimeo (peer->sync, 0);
-    //  ICANHAZs only, one at a time: while connecting, a few wait for it
-    zsock_set_sndhwm (peer->sync, 16);
-    zsock_set_maxmsgsize (peer->sync, self->frame_max);
-    zsock_set_handshake_ivl (peer->sync, HERD_BUS_HANDSHAKE);
-    zsock_set_heartbeat_ivl (peer->sync, 1000);
-    zsock_set_heartbeat_timeout (peer->sync, 3000);
-    zsock_set_connect_timeout (peer->sync, 1000);
-    zsock_set_reconnect_ivl_max (peer->sync, 1000);
-    zsock_connect (peer->sync, "%s", peer->node->sync);
-    zpoller_add (self->poller, peer->sync);
-}
-
-//  Replace a neighbour's sync DEALER by a new one, unless it was rebuilt
-//  less than its back-off ago. Returns true if rebuilt.
-static bool
-s_self_rebuild_peer (s_self_t *self, s_peer_t *peer, const char *why)
-{
-    int64_t now = s_now_ms ();
-    if (!peer->sync || now < peer->rebuild_at)
-        return false;
-    zpoller_remove (self->poller, peer->sync);
-    zsock_destroy (&peer->sync);        //  linger 0 (czmq's default): never waits
-    s_self_open_peer (self, peer);
-    peer->backoff = peer->backoff ? peer->backoff * 2 : HERD_BUS_BACKOFF_MIN;
-    if (peer->backoff > HERD_BUS_BACKOFF_MAX)
-        peer->backoff = HERD_BUS_BACKOFF_MAX;
-    peer->rebuild_at = now + peer->backoff;
-    peer->syncing = false;
-    herd_log_printf (self->log, "bus", "catch-up link to %s rebuilt (%s)", peer->node->name, why);
-    return true;
-}
-
-//  Connect the SUB to a neighbour's PUB again after libzmq gave up on it.
-static void
-s_self_reconnect_sub (s_self_t *self, s_peer_t *peer)
-{
-    zsock_disconnect (self->sub, "%s", peer->node->bus);
-    s_self_secure_client (self, self->sub, peer);
-    zsock_connect (self->sub, "%s", peer->node->bus);
-    peer->sub_dead = false;
-    herd_log_printf (self->log, "bus", "link to %s connecting again", peer->node->name);
-}
-
-//  Ask a neighbour for what we miss of its table.
-static void
-s_self_request_sync (s_self_t *self, s_peer_t *peer, const char *why)
-{
-    if (!peer->sync || peer->syncing || !peer->linked)
-        return;
-    //  Without a view of this neighbour we may get its whole table: take one
-    //  whole table at a time, so the next asks with the digest it brought
-    //  and usually gets nothing, rather than every neighbour's copy at once
-    if (peer->instance == 0)
-        for (size_t i = 0; i < self->peer_count; i++)
-            if (self->peers[i].syncing && self->peers[i].instance == 0
-                && &self->peers[i] != peer) {
-                peer->deferred = true;
-                return;
-            }
-    peer->deferred = false;
-    byte meta[HERD_MSG_META_SIZE], digest[16];
-    herd_msg_put_u64 (meta, peer->instance);
-    herd_msg_put_u64 (meta + 8, peer->seq);
-    herd_msg_put_u64 (digest, herd_table_size (self->table));
-    herd_msg_put_u64 (digest + 8, self->digest);
-    //  The DEALER queues while it connects; it refuses only when its
-    //  connection is gone for good (a failed handshake) or many requests
-    //  wait: then a new connection, now or after its back-off
-    for (int attempt = 0; attempt < 2; attempt++) {
-        zmsg_t *msg = zmsg_new ();
-        zmsg_addstr (msg, HERD_MSG_ICANHAZ);
-        s_self_add_envelope (self, msg);
-        zmsg_addmem (msg, meta, sizeof (meta));
-        zmsg_addmem (msg, digest, sizeof (digest));
-        peer->retry = s_send (peer->sync, &msg) == -1;
-        if (!peer->retry || !s_self_rebuild_peer (self, peer, "catch-up request refused"))
-            break;
-    }
-    if (peer->retry)
-        return;                 //  s_self_tend_peer asks again
-    peer->syncing = true;
-    peer->sync_started = peer->sync_heard = s_now_ms ();
-    peer->sync_records = peer->sync_bytes = 0;
-    if (!peer->refused)         //  asking again a neighbour that refuses us: quietly
-        herd_log_printf (self->log, "bus", "catch-up from %s requested (%s; since %" PRIu64 ")",
-                         peer->node->name, why, peer->instance ? peer->seq : 0);
+    bool busy = false;
+    for (size_t i = 0; i < self->peer_count; i++)
+        busy = busy || (self->peers[i] != peer && herd_peer_whole (self->peers[i]));
+    herd_peer_request (peer, busy, herd_store_size (self->store),
+                       herd_store_digest (self->store), why);
 }
 
 //  Publish every record applied since the last publish as one message:
-//  ["U", envelope, records, sender, meta], meta naming our sequence number after the
-//  last of them (herd_msg.h). One message per loop turn instead of one per
+//  ["U", envelope, records, sender, meta], meta naming seq, the sequence
+//  number of the last of them (herd_msg.h). One message per loop turn instead of one per
 //  record: the per-message cost (allocation, queueing, a wake-up at every
 //  neighbour) was most of a bus's time under load.
 static void
-s_self_publish_records (s_self_t *self, const char *records, size_t size)
+s_self_publish_records (s_self_t *self, const char *records, size_t size, uint64_t seq)
 {
     byte meta[HERD_MSG_META_SIZE];
     herd_msg_put_u64 (meta, self->instance);
-    herd_msg_put_u64 (meta + 8, self->seq);
+    herd_msg_put_u64 (meta + 8, seq);
     void *pub = zsock_resolve (self->pub);
     //  PUB never blocks: at its high-water mark it drops, and the
     //  neighbour's catch-up brings what was dropped
@@ -443,22 +264,29 @@ s_self_publish (s_self_t *self)
 {
     if (self->outbox_size == 0)
         return;
-    s_self_publish_records (self, self->outbox, self->outbox_size);
+    s_self_publish_records (self, self->outbox, self->outbox_size, self->outbox_seq);
     self->outbox_size = 0;
 }
 
-//  Queue an applied record for the next publish. The caller made room
-//  (s_self_make_room) before it gave the record its sequence number, so
-//  that a publish never names a record it does not carry. A record longer
-//  than the outbox (max_line allows 32 MiB) goes out at once, alone: the
-//  outbox was published when room was made, so its sequence number is the
-//  message's.
+//  Publish what waits, for herd_catchup before a KTHXBAI.
 static void
-s_self_queue (s_self_t *self, const char *line, size_t size)
+s_self_flush (void *self)
+{
+    s_self_publish ((s_self_t *) self);
+}
+
+//  Queue an applied record (seq its sequence number) for the next publish,
+//  publishing first what waits if it would not fit with it: a message's
+//  sequence number is its last record's. A record longer than the outbox
+//  (max_line allows 32 MiB) goes out at once, alone.
+static void
+s_self_queue (s_self_t *self, const char *line, size_t size, uint64_t seq)
 {
     self->published++;
+    if (self->outbox_size + 1 + size > HERD_BUS_OUTBOX)
+        s_self_publish (self);
     if (size > HERD_BUS_OUTBOX) {
-        s_self_publish_records (self, line, size);
+        s_self_publish_records (self, line, size, seq);
         return;
     }
     if (!self->outbox) {
@@ -469,18 +297,57 @@ s_self_queue (s_self_t *self, const char *line, size_t size)
         self->outbox[self->outbox_size++] = '\n';
     memcpy (self->outbox + self->outbox_size, line, size);
     self->outbox_size += size;
+    self->outbox_seq = seq;
 }
 
-static bool
-    s_self_apply (s_self_t *self, const char *line, size_t size, const char *from,
-                  bool trusted);
-
-//  Publish what waits if a record of size bytes would not fit with it.
+//  Count and log a malformed record.
 static void
-s_self_make_room (s_self_t *self, size_t size)
+s_self_drop (s_self_t *self, const char *line, size_t size, const char *from)
 {
-    if (self->outbox_size + 1 + size > HERD_BUS_OUTBOX)
-        s_self_publish (self);
+    self->dropped++;
+    herd_log_data (self->log, "bus", from, line, size);
+    herd_log_warning (self->log, "bus", "dropped a malformed update from %s", from);
+}
+
+//  The time a record applied now is stamped with (herd_store's clock), for
+//  GET: wall-clock microseconds, as the wall clock read at start plus the
+//  monotonic time since (to the millisecond); 0 while the journal loads.
+static int64_t
+s_self_clock (void *arg)
+{
+    s_self_t *self = (s_self_t *) arg;
+    if (self->loading)
+        return 0;
+    return (self->started_wall + s_now_ms () - self->started_mono) * 1000;
+}
+
+//  Apply an AT line if it is newer than the stored one; journal and publish
+//  what was applied. from names where it came from, for the log; trusted
+//  when it is our own gateway, which made the line from fields it had
+//  validated (herd_proto_parse), so it is not validated again. Returns true
+//  if applied.
+static bool
+s_self_apply (s_self_t *self, const char *line, size_t size, const char *from, bool trusted)
+{
+    herd_store_record_t record;
+    herd_store_result_t result = herd_store_apply (self->store, line, size, trusted, &record);
+    if (result == HERD_STORE_MALFORMED) {
+        s_self_drop (self, line, size, from);
+        return false;
+    }
+    if (result == HERD_STORE_STALE) {
+        self->stale++;
+        return false;
+    }
+    if (self->loading)
+        return true;
+    self->applied++;
+    if (self->journal)
+        herd_journal_append_hashed (self->journal, line, size, record.hash);
+    s_self_queue (self, line, size, record.seq);
+    if (self->verbose)
+        zsys_debug ("bus %s: applied from %s: %.*s", self->node->name, from, (int) size, line);
+    return true;
 }
 
 //  Apply every record of a frame: one AT line, or several separated by
@@ -503,99 +370,6 @@ s_self_apply_all (s_self_t *self, const char *data, size_t size, const char *fro
     return count;
 }
 
-//  Count and log a malformed record.
-static void
-s_self_drop (s_self_t *self, const char *line, size_t size, const char *from)
-{
-    self->dropped++;
-    herd_log_data (self->log, "bus", from, line, size);
-    herd_log_warning (self->log, "bus", "dropped a malformed update from %s", from);
-}
-
-//  An entry's applied time: monotonic ms since the bus started, plus one
-//  (0: loaded from the journal), kept in 32 bits so herd_entry_t does not
-//  grow; it wraps after 49.7 days.
-static uint32_t
-s_self_applied_ms (s_self_t *self)
-{
-    uint32_t ms = (uint32_t) (s_now_ms () - self->started_mono) + 1;
-    return ms ? ms : 1;
-}
-
-//  Wall-clock microseconds when an entry was applied, or 0 when it was
-//  loaded from the journal: the latest time that fits its 32 bits (exact
-//  for records applied in the last 49.7 days).
-static uint64_t
-s_self_applied_usec (s_self_t *self, const s_entry_t *entry)
-{
-    if (entry->applied_ms == 0)
-        return 0;
-    int64_t since = s_now_ms () - self->started_mono;
-    uint32_t ago = (uint32_t) since + 1 - entry->applied_ms;
-    return (uint64_t) (self->started_wall + since - ago) * 1000;
-}
-
-//  Apply an AT line if it is newer than the stored one; journal and publish
-//  what was applied. from names where it came from, for the log; trusted
-//  when it is our own gateway, which made the line from fields it had
-//  validated (herd_proto_parse), so it is not validated again. Returns true
-//  if applied.
-static bool
-s_self_apply (s_self_t *self, const char *line, size_t size, const char *from, bool trusted)
-{
-    //  Most records a bus receives are stale (each update reaches it once
-    //  per neighbour): read client and time, and validate the rest only
-    //  for a record that will be stored
-    herd_record_t record;
-    if (herd_record_peek (line, size, &record) == -1) {
-        s_self_drop (self, line, size, from);
-        return false;
-    }
-    uint32_t key = herd_table_key (record.client.data, record.client.size);
-    s_entry_t *current = herd_table_find (self->table, key, record.client.data,
-                                          record.client.size);
-    if (current) {
-        herd_record_t stored = {
-            .line = {current->line, current->size},
-            .time_sec = current->time_sec,
-            .time_nsec = current->time_nsec,
-        };
-        if (!herd_record_newer (&record, &stored)) {
-            self->stale++;
-            return false;
-        }
-    }
-    if (!trusted && herd_record_parse (line, size, &record) == -1) {
-        s_self_drop (self, line, size, from);
-        return false;
-    }
-    if (current) {
-        s_self_unlink (self, current);
-        self->digest ^= current->hash;
-    }
-    s_entry_t *entry = herd_entry_new (line, size, record.client, key);
-    if (!self->loading)
-        s_self_make_room (self, size);
-    entry->seq = ++self->seq;
-    entry->hash = herd_record_hash (line, size);
-    entry->time_sec = record.time_sec;
-    entry->time_nsec = record.time_nsec;
-    entry->applied_ms = self->loading ? 0 : s_self_applied_ms (self);
-    herd_table_put (self->table, entry);        //  frees current
-    s_self_link (self, entry);
-    self->digest ^= entry->hash;
-    if (self->loading)
-        return true;
-    self->applied++;
-    if (self->journal)
-        herd_journal_append_hashed (self->journal, line, size, entry->hash);
-
-    s_self_queue (self, line, size);
-    if (self->verbose)
-        zsys_debug ("bus %s: applied from %s: %.*s", self->node->name, from, (int) size, line);
-    return true;
-}
-
 //  Replay one journal record into the table (no journal, no publish).
 static void
 s_self_load_record (const char *line, size_t size, void *arg)
@@ -609,7 +383,7 @@ s_self_load_record (const char *line, size_t size, void *arg)
 static void
 s_self_compact (s_self_t *self)
 {
-    size_t live = herd_table_size (self->table);
+    size_t live = herd_store_size (self->store);
     //  A lost journal (records dropped while writes failed) is rewritten
     if (!self->journal
         || (!herd_journal_lost (self->journal)
@@ -621,8 +395,12 @@ s_self_compact (s_self_t *self)
         herd_log_warning (self->log, "bus", "journal compaction failed: %s", strerror (errno));
         return;
     }
-    for (s_entry_t *entry = self->head; entry; entry = entry->next)
-        herd_journal_compact_add (self->journal, entry->line, entry->size, entry->hash);
+    //  Every live record, from the store's change list
+    herd_store_cursor_t *cursor = herd_store_cursor_new (self->store, 0);
+    herd_store_record_t record;
+    while (herd_store_cursor_next (cursor, &record))
+        herd_journal_compact_add (self->journal, record.line, record.size, record.hash);
+    herd_store_cursor_destroy (&cursor);
     if (herd_journal_compact_commit (self->journal) == -1)
         herd_log_warning (self->log, "bus", "journal compaction failed: %s", strerror (errno));
     else
@@ -724,16 +502,17 @@ s_self_handle_router (s_self_t *self)
     if (command && streq (command, HERD_MSG_LOOKUP) && zmsg_size (msg) == 2) {
         zframe_t *reqid = zmsg_pop (msg);
         zframe_t *client = zmsg_pop (msg);
-        s_entry_t *entry = herd_table_lookup (self->table, (char *) zframe_data (client),
-                                              zframe_size (client));
+        herd_store_record_t record;
+        bool found = herd_store_lookup (self->store, (char *) zframe_data (client),
+                                        zframe_size (client), &record);
         zframe_destroy (&client);
 
         zmsg_t *reply = zmsg_new ();
         zmsg_append (reply, &routing);
-        zmsg_addstr (reply, entry ? HERD_MSG_FOUND : HERD_MSG_NONE);
+        zmsg_addstr (reply, found ? HERD_MSG_FOUND : HERD_MSG_NONE);
         zmsg_append (reply, &reqid);
-        if (entry)
-            zmsg_addmem (reply, entry->line, entry->size);
+        if (found)
+            zmsg_addmem (reply, record.line, record.size);
         s_send (self->router, &reply);
     }
     else
@@ -761,21 +540,11 @@ s_self_handle_router (s_self_t *self)
 //  Track a neighbour's sequence number from its stream (records: how many an
 //  update carried; 0 for a heartbeat); catch up on a gap.
 static void
-s_self_track (s_self_t *self, s_peer_t *peer, zframe_t *meta, size_t records)
+s_self_track (s_self_t *self, herd_peer_t *peer, zframe_t *meta, size_t records)
 {
-    uint64_t instance = herd_msg_get_u64 (zframe_data (meta));
-    uint64_t seq = herd_msg_get_u64 (zframe_data (meta) + 8);
-    if (peer->syncing)
-        return;                 //  KTHXBAI will set where we are (or s_self_tend_peer
-                                //  gives up on it)
-    if (instance != peer->instance)
-        s_self_request_sync (self, peer, peer->instance ? "neighbour restarted" : "first contact");
-    else
-    if (records > 0 && seq == peer->seq + records)
-        peer->seq = seq;
-    else
-    if (seq > peer->seq)
-        s_self_request_sync (self, peer, records ? "gap in stream" : "behind its heartbeat");
+    const char *why = herd_peer_track (peer, zframe_data (meta), records);
+    if (why)
+        s_self_request_sync (self, peer, why);
 }
 
 //  Handle one message from a neighbour's PUB; anything malformed is dropped.
@@ -809,7 +578,7 @@ s_self_handle_sub (s_self_t *self)
     zframe_t *line = update ? zmsg_next (msg) : NULL;
     zframe_t *sender = zmsg_next (msg);
     zframe_t *meta = zmsg_next (msg);
-    s_peer_t *peer = (update || heartbeat) && zframe_size (meta) == HERD_MSG_META_SIZE
+    herd_peer_t *peer = (update || heartbeat) && zframe_size (meta) == HERD_MSG_META_SIZE
                          ? s_self_peer_by_name (self, (char *) zframe_data (sender),
                                                 zframe_size (sender))
                          : NULL;
@@ -820,130 +589,13 @@ s_self_handle_sub (s_self_t *self)
     }
     else {
         size_t records = update ? s_self_apply_all (self, (char *) zframe_data (line),
-                                                    zframe_size (line), peer->node->name, false)
+                                                    zframe_size (line),
+                                                    herd_peer_node (peer)->name, false)
                                 : 0;
         s_self_track (self, peer, meta, records);
     }
     zmsg_destroy (&msg);
     return true;
-}
-
-//  The first entry changed after seq, or NULL. Walks back from the tail:
-//  the list is in sequence order.
-static s_entry_t *
-s_self_first_after (s_self_t *self, uint64_t seq)
-{
-    s_entry_t *entry = self->tail;
-    while (entry && entry->prev && entry->prev->seq > seq)
-        entry = entry->prev;
-    return entry && entry->seq > seq ? entry : NULL;
-}
-
-//  End a catch-up being served; frees its slot.
-static void
-s_self_end_transfer (s_self_t *self, s_transfer_t *transfer)
-{
-    zframe_destroy (&transfer->routing);
-    *transfer = self->transfers[--self->transfer_count];
-    memset (&self->transfers[self->transfer_count], 0, sizeof (s_transfer_t));
-}
-
-//  Send a catch-up on until its requester's queue is full: chunks of
-//  records, then KTHXBAI. Never blocks. Returns true when the catch-up is
-//  over (done, requester gone, or stalled too long), false when it waits.
-static bool
-s_self_pump (s_self_t *self, s_transfer_t *transfer)
-{
-    void *sync = zsock_resolve (self->sync);
-    while (true) {
-        if (!transfer->next)
-            transfer->next = s_self_first_after (self, transfer->sent);
-        s_entry_t *batch[HERD_BUS_CHUNK];
-        size_t count = 0, bytes = 0;
-        for (s_entry_t *entry = transfer->next;
-             entry && count < HERD_BUS_CHUNK
-             && (count == 0 || bytes + entry->size <= HERD_BUS_CHUNK_BYTES);
-             entry = entry->next) {
-            batch[count++] = entry;
-            bytes += entry->size;
-        }
-        //  What the KTHXBAI's sequence number covers must be on the wire first
-        if (count == 0)
-            s_self_publish (self);
-        //  The ROUTER takes or refuses a message at its first frame: the
-        //  requester's queue is full (EAGAIN), or it is gone
-        if (zmq_send (sync, zframe_data (transfer->routing), zframe_size (transfer->routing),
-                      ZMQ_SNDMORE | ZMQ_DONTWAIT)
-            == -1) {
-            if (zmq_errno () == EAGAIN
-                && s_now_ms () - transfer->progress <= HERD_BUS_STALL)
-                return false;
-            herd_log_warning (self->log, "bus", "catch-up abandoned after %zu records: %s",
-                              transfer->count,
-                              zmq_errno () == EAGAIN ? "requester stopped reading"
-                                                     : "requester gone");
-            return true;
-        }
-        transfer->progress = s_now_ms ();
-        if (count == 0) {
-            byte meta[HERD_MSG_META_SIZE];
-            herd_msg_put_u64 (meta, self->instance);
-            herd_msg_put_u64 (meta + 8, self->seq);
-            zmq_send (sync, HERD_MSG_KTHXBAI, strlen (HERD_MSG_KTHXBAI),
-                      ZMQ_SNDMORE | ZMQ_DONTWAIT);
-            zmq_send (sync, self->envelope, self->envelope_size, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-            zmq_send (sync, meta, sizeof (meta), ZMQ_DONTWAIT);
-            if (self->verbose)
-                zsys_debug ("bus %s: sent %zu records", self->node->name, transfer->count);
-            return true;
-        }
-        zmq_send (sync, HERD_MSG_KVSYNC, strlen (HERD_MSG_KVSYNC), ZMQ_SNDMORE | ZMQ_DONTWAIT);
-        zmq_send (sync, self->envelope, self->envelope_size, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-        for (size_t i = 0; i < count; i++)
-            zmq_send (sync, batch[i]->line, batch[i]->size,
-                      (i + 1 < count ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT);
-        transfer->next = batch[count - 1]->next;
-        transfer->sent = batch[count - 1]->seq;
-        transfer->count += count;
-    }
-}
-
-//  Send every record changed after since (all when since is 0; none when
-//  UINT64_MAX) to a requester, in chunks, then KTHXBAI: as much as its
-//  queue takes now, the rest as it reads (s_self_pump_all).
-static void
-s_self_send_records (s_self_t *self, zframe_t *routing, uint64_t since)
-{
-    s_transfer_t *transfer = NULL;
-    for (size_t i = 0; i < self->transfer_count && !transfer; i++)
-        if (zframe_eq (self->transfers[i].routing, routing))
-            transfer = &self->transfers[i];         //  it asks again: start over
-    if (!transfer) {
-        if (self->transfer_count == HERD_BUS_TRANSFERS) {
-            herd_log_warning (self->log, "bus", "catch-up request refused: %d being served",
-                              HERD_BUS_TRANSFERS);
-            return;                                 //  it asks again after its time-out
-        }
-        transfer = &self->transfers[self->transfer_count++];
-        transfer->routing = zframe_dup (routing);
-    }
-    transfer->next = NULL;
-    transfer->sent = since;
-    transfer->count = 0;
-    transfer->progress = s_now_ms ();
-    if (s_self_pump (self, transfer))
-        s_self_end_transfer (self, transfer);
-}
-
-//  Send the waiting catch-ups on.
-static void
-s_self_pump_all (s_self_t *self)
-{
-    for (size_t i = 0; i < self->transfer_count;)
-        if (s_self_pump (self, &self->transfers[i]))
-            s_self_end_transfer (self, &self->transfers[i]);
-        else
-            i++;
 }
 
 //  Handle ICANHAZ: send what the requester misses.
@@ -961,13 +613,13 @@ s_self_handle_icanhaz (s_self_t *self, zframe_t *routing, zmsg_t *msg)
     uint64_t since = herd_msg_get_u64 (zframe_data (meta) + 8);
     uint64_t count = herd_msg_get_u64 (zframe_data (digest));
     uint64_t hash = herd_msg_get_u64 (zframe_data (digest) + 8);
-    if (instance == self->instance && since <= self->seq)
-        s_self_send_records (self, routing, since);
+    if (instance == self->instance && since <= herd_store_seq (self->store))
+        herd_catchup_start (self->catchup, routing, since);
     else
-    if (count == herd_table_size (self->table) && hash == self->digest)
-        s_self_send_records (self, routing, UINT64_MAX);    //  same table: nothing
+    if (count == herd_store_size (self->store) && hash == herd_store_digest (self->store))
+        herd_catchup_start (self->catchup, routing, UINT64_MAX);    //  same table: nothing
     else
-        s_self_send_records (self, routing, 0);             //  everything
+        herd_catchup_start (self->catchup, routing, 0);             //  everything
 }
 
 //  Handle LINK peer up|down: take our subscription to a neighbour down or up.
@@ -977,31 +629,21 @@ s_self_handle_link (s_self_t *self, zframe_t *routing, zmsg_t *msg)
     //  Frames: routing id, LINK, envelope, peer, state
     char *name = zmsg_size (msg) == 5 ? zframe_strdup (zmsg_next (msg)) : NULL;
     char *state = zmsg_size (msg) == 5 ? zframe_strdup (zmsg_next (msg)) : NULL;
-    s_peer_t *peer = name ? s_self_peer_by_name (self, name, strlen (name)) : NULL;
+    herd_peer_t *peer = name ? s_self_peer_by_name (self, name, strlen (name)) : NULL;
     const char *error = NULL;
     if (!peer || !state)
         error = "no such neighbour";
     else
-    if (streq (state, "down") && peer->linked) {
-        zsock_disconnect (self->sub, "%s", peer->node->bus);
-        peer->linked = false;
-        peer->up = false;
-        peer->sub_dead = false;
-        peer->retry = false;
+    if (!streq (state, "up") && !streq (state, "down"))
+        error = "state must be up or down";
+    else
+    if (streq (state, "down") && herd_peer_link (peer, false)) {
         herd_monitor_event (self->monitor_out, "bus", "link down", name, "by command");
-        peer->syncing = false;
         herd_log_warning (self->log, "bus", "link to %s taken down by command", name);
     }
     else
-    if (streq (state, "up") && !peer->linked) {
-        s_self_secure_client (self, self->sub, peer);
-        zsock_connect (self->sub, "%s", peer->node->bus);
-        peer->linked = true;
+    if (streq (state, "up") && herd_peer_link (peer, true))
         herd_log_printf (self->log, "bus", "link to %s brought up by command", name);
-    }
-    else
-    if (!streq (state, "up") && !streq (state, "down"))
-        error = "state must be up or down";
     zmsg_t *reply = zmsg_new ();
     zmsg_append (reply, (zframe_t *[]){zframe_dup (routing)});
     zmsg_addstr (reply, error ? "ERROR" : "OK");
@@ -1048,8 +690,8 @@ s_self_handle_sync (s_self_t *self)
         zmsg_append (reply, (zframe_t *[]){zframe_dup (routing)});
         zmsg_addstr (reply, HERD_MSG_DIGEST);
         zmsg_addstr (reply, self->node->name);
-        zmsg_addstrf (reply, "%zu", herd_table_size (self->table));
-        zmsg_addstrf (reply, "%016" PRIx64, self->digest);
+        zmsg_addstrf (reply, "%zu", herd_store_size (self->store));
+        zmsg_addstrf (reply, "%016" PRIx64, herd_store_digest (self->store));
         zmsg_addstrf (reply, "%" PRIu64, self->applied);
         zmsg_addstrf (reply, "%" PRIu64, self->stale);
         s_send (self->sync, &reply);
@@ -1060,15 +702,16 @@ s_self_handle_sync (s_self_t *self)
     else
     if (command && zframe_streq (command, HERD_MSG_GET) && zmsg_size (msg) == 4) {
         zframe_t *client = zmsg_next (msg);
-        s_entry_t *entry = herd_table_lookup (self->table, (char *) zframe_data (client),
-                                              zframe_size (client));
+        herd_store_record_t record;
+        bool found = herd_store_lookup (self->store, (char *) zframe_data (client),
+                                        zframe_size (client), &record);
         zmsg_t *reply = zmsg_new ();
         zmsg_append (reply, (zframe_t *[]){zframe_dup (routing)});
-        zmsg_addstr (reply, entry ? HERD_MSG_RECORD : HERD_MSG_NONE);
-        if (entry) {
-            zmsg_addmem (reply, entry->line, entry->size);
-            zmsg_addstrf (reply, "%" PRIu64, s_self_applied_usec (self, entry));
-            zmsg_addstrf (reply, "%" PRIu64, entry->seq);
+        zmsg_addstr (reply, found ? HERD_MSG_RECORD : HERD_MSG_NONE);
+        if (found) {
+            zmsg_addmem (reply, record.line, record.size);
+            zmsg_addstrf (reply, "%" PRIu64, (uint64_t) record.applied_usec);
+            zmsg_addstrf (reply, "%" PRIu64, record.seq);
         }
         s_send (self->sync, &reply);
     }
@@ -1080,72 +723,51 @@ s_self_handle_sync (s_self_t *self)
 
 //  Handle catch-up records or the end of a catch-up from a neighbour.
 static bool
-s_self_handle_peer_sync (s_self_t *self, s_peer_t *peer)
+s_self_handle_peer_sync (s_self_t *self, herd_peer_t *peer)
 {
-    zmsg_t *msg = zmsg_recv (peer->sync);
+    zmsg_t *msg = herd_peer_recv (peer);
     if (!msg)
         return false;
+    const char *name = herd_peer_node (peer)->name;
     zframe_t *command = zmsg_first (msg);
-    peer->sync_heard = s_now_ms ();
     char reason[HERD_MSG_REASON_MAX] = "";
     bool refused = command && zframe_streq (command, HERD_MSG_REFUSED);
     if (refused) {
         zframe_t *why = zmsg_next (msg);
         s_printable (why, reason, sizeof (reason));
-        if (s_self_refusal_new (self, peer->node->name, reason))
-            herd_log_warning (self->log, "bus", "catch-up refused by %s: %s (logged once)",
-                              peer->node->name, reason);
+        if (s_self_refusal_new (self, name, reason))
+            herd_log_warning (self->log, "bus", "catch-up refused by %s: %s (logged once)", name,
+                              reason);
     }
     else
     if (command && s_self_check_envelope (self, zmsg_next (msg), reason) == -1) {
-        s_self_refuse (self, "catch-up", peer->node->name, reason);
+        s_self_refuse (self, "catch-up", name, reason);
         refused = true;
     }
-    if (refused) {
-        //  Asked again after a back-off, as a catch-up that failed
-        peer->refused = true;
-        peer->syncing = false;
-        peer->backoff = peer->backoff ? peer->backoff * 2 : HERD_BUS_BACKOFF_MIN;
-        if (peer->backoff > HERD_BUS_BACKOFF_MAX)
-            peer->backoff = HERD_BUS_BACKOFF_MAX;
-        peer->rebuild_at = s_now_ms () + peer->backoff;
-        peer->retry = true;
-    }
+    if (refused)
+        herd_peer_refused (peer);
     else
     if (command && zframe_streq (command, HERD_MSG_KVSYNC)) {
         for (zframe_t *line = zmsg_next (msg); line; line = zmsg_next (msg)) {
-            s_self_apply (self, (char *) zframe_data (line), zframe_size (line),
-                          peer->node->name, false);
-            peer->sync_records++;
-            peer->sync_bytes += zframe_size (line);
+            s_self_apply (self, (char *) zframe_data (line), zframe_size (line), name, false);
+            herd_peer_received (peer, zframe_size (line));
         }
     }
     else
     if (command && zframe_streq (command, HERD_MSG_KTHXBAI) && zmsg_size (msg) == 3) {
         zframe_t *meta = zmsg_next (msg);
-        if (zframe_size (meta) == HERD_MSG_META_SIZE) {
-            peer->instance = herd_msg_get_u64 (zframe_data (meta));
-            peer->seq = herd_msg_get_u64 (zframe_data (meta) + 8);
-        }
-        herd_log_printf (self->log, "bus",
-                         "caught up with %s: %zu records, %zu bytes in %" PRId64 " ms",
-                         peer->node->name, peer->sync_records, peer->sync_bytes,
-                         s_now_ms () - peer->sync_started);
         char detail[96];
-        snprintf (detail, sizeof (detail), "%zu records, %zu bytes in %" PRId64 " ms",
-                  peer->sync_records, peer->sync_bytes, s_now_ms () - peer->sync_started);
-        herd_monitor_event (self->monitor_out, "bus", "caught up", peer->node->name, detail);
+        herd_peer_caught_up (peer,
+                             zframe_size (meta) == HERD_MSG_META_SIZE ? zframe_data (meta) : NULL,
+                             detail, sizeof (detail));
+        herd_monitor_event (self->monitor_out, "bus", "caught up", name, detail);
         self->catchups++;
-        peer->syncing = false;
-        peer->refused = false;
-        peer->backoff = 0;          //  the link works: rebuild at once if it fails again
         for (size_t i = 0; i < self->peer_count; i++)
-            if (self->peers[i].deferred)
-                s_self_request_sync (self, &self->peers[i], "after another catch-up");
+            if (herd_peer_deferred (self->peers[i]))
+                s_self_request_sync (self, self->peers[i], "after another catch-up");
     }
     else
-        herd_log_warning (self->log, "bus", "dropped a malformed catch-up message from %s",
-                          peer->node->name);
+        herd_log_warning (self->log, "bus", "dropped a malformed catch-up message from %s", name);
     zmsg_destroy (&msg);
     return true;
 }
@@ -1157,43 +779,28 @@ s_self_handle_monitor (s_self_t *self)
 {
     char *event = NULL, *value = NULL, *endpoint = NULL;
     if (zstr_recvx (self->monitor, &event, &value, &endpoint, NULL) == 3) {
-        s_peer_t *peer = s_self_peer_by_endpoint (self, endpoint);
-        const char *name = peer ? peer->node->name : "?";
+        herd_peer_t *peer = s_self_peer_by_endpoint (self, endpoint);
+        const char *name = peer ? herd_peer_node (peer)->name : "?";
         if (streq (event, "HANDSHAKE_SUCCEEDED")) {
             herd_log_printf (self->log, "bus", "link up %s %s", name, endpoint);
             herd_monitor_event (self->monitor_out, "bus", "link up", name, endpoint);
             if (peer) {
-                peer->up = true;
-                peer->sub_backoff = 0;
-            }
-            //  Subscribed first, then sync: nothing falls between the two
-            if (peer && peer->syncing
-                && s_now_ms () - peer->sync_heard > HERD_BUS_SYNC_RETRY)
-                peer->syncing = false;      //  an old request, lost with the link
-            if (peer)
+                herd_peer_link_up (peer);
                 s_self_request_sync (self, peer, "link up");
+            }
         }
         else
         if (streq (event, "DISCONNECTED")) {
             herd_log_warning (self->log, "bus", "link down %s %s", name, endpoint);
             herd_monitor_event (self->monitor_out, "bus", "link down", name, endpoint);
             if (peer)
-                peer->up = false;
+                herd_peer_link_down (peer);
         }
         else {
             herd_log_warning (self->log, "bus", "link to %s %s refused: %s (%s)", name, endpoint,
                               event, value);
-            //  After a refused handshake libzmq never reconnects: we do, and
-            //  back off while the refusals go on
-            if (peer && peer->linked && !streq (event, "HANDSHAKE_FAILED_NO_DETAIL")
-                && !peer->sub_dead) {
-                peer->sub_backoff = peer->sub_backoff ? peer->sub_backoff * 2
-                                                      : HERD_BUS_BACKOFF_MIN;
-                if (peer->sub_backoff > HERD_BUS_BACKOFF_MAX)
-                    peer->sub_backoff = HERD_BUS_BACKOFF_MAX;
-                peer->sub_dead = true;
-                peer->sub_retry_at = s_now_ms () + peer->sub_backoff;
-            }
+            if (peer)
+                herd_peer_sub_refused (peer, event);
         }
     }
     zstr_free (&event);
@@ -1201,33 +808,15 @@ s_self_handle_monitor (s_self_t *self)
     zstr_free (&endpoint);
 }
 
-//  Look after one neighbour's links: give up on a catch-up that went quiet
-//  (its connection rebuilt, the request sent again), send a request that
-//  could not go, connect a refused SUB connection again.
-static void
-s_self_tend_peer (s_self_t *self, s_peer_t *peer)
-{
-    int64_t now = s_now_ms ();
-    if (peer->syncing && now - peer->sync_heard > HERD_BUS_SYNC_RETRY) {
-        herd_log_warning (self->log, "bus", "catch-up from %s unanswered for %d ms",
-                          peer->node->name, HERD_BUS_SYNC_RETRY);
-        peer->syncing = false;
-        peer->retry = peer->up;
-        s_self_rebuild_peer (self, peer, "catch-up unanswered");
-    }
-    if (peer->retry && now >= peer->rebuild_at)
-        s_self_request_sync (self, peer, "asking again");
-    if (peer->sub_dead && peer->linked && now >= peer->sub_retry_at)
-        s_self_reconnect_sub (self, peer);
-}
-
-//  Keep every link moving: catch-ups served, catch-ups asked for.
+//  Keep every link moving: catch-ups served, catch-ups asked for (again),
+//  refused connections made again (herd_peer_tend).
 static void
 s_self_tend_links (s_self_t *self)
 {
-    s_self_pump_all (self);
+    herd_catchup_pump (self->catchup);
     for (size_t i = 0; i < self->peer_count; i++)
-        s_self_tend_peer (self, &self->peers[i]);
+        if (herd_peer_tend (self->peers[i]))
+            s_self_request_sync (self, self->peers[i], "asking again");
 }
 
 static void
@@ -1243,7 +832,7 @@ s_self_handle_pipe (s_self_t *self)
         self->terminated = true;
     else
     if (streq (command, "VERBOSE"))
-        self->verbose = true;
+        self->verbose = self->catchup_context.verbose = true;
     else
     if (streq (command, HERD_MSG_RELOAD) && zmsg_size (msg) == 1
         && zframe_size (zmsg_first (msg)) == sizeof (void *)) {
@@ -1264,15 +853,15 @@ s_self_publish_stats (s_self_t *self)
     if (!self->monitor_out)
         return;
     cJSON *stats = cJSON_CreateObject ();
-    cJSON_AddNumberToObject (stats, "clients", (double) herd_table_size (self->table));
+    cJSON_AddNumberToObject (stats, "clients", (double) herd_store_size (self->store));
     char digest[17];
-    snprintf (digest, sizeof (digest), "%016" PRIx64, self->digest);
+    snprintf (digest, sizeof (digest), "%016" PRIx64, herd_store_digest (self->store));
     cJSON_AddStringToObject (stats, "digest", digest);
     cJSON_AddNumberToObject (stats, "applied_total", (double) self->applied);
     cJSON_AddNumberToObject (stats, "stale_total", (double) self->stale);
     cJSON_AddNumberToObject (stats, "dropped_total", (double) self->dropped);
     cJSON_AddNumberToObject (stats, "refused_messages_total", (double) self->refused);
-    cJSON_AddNumberToObject (stats, "sequence", (double) self->seq);
+    cJSON_AddNumberToObject (stats, "sequence", (double) herd_store_seq (self->store));
     cJSON_AddNumberToObject (stats, "catchups_total", (double) self->catchups);
     cJSON_AddNumberToObject (stats, "journal_records",
                              self->journal ? (double) herd_journal_records (self->journal) : 0);
@@ -1281,10 +870,8 @@ s_self_publish_stats (s_self_t *self)
     cJSON_AddNumberToObject (stats, "store_failures_total", (double) self->store_failures);
     cJSON *links = cJSON_AddObjectToObject (stats, "links");
     for (size_t i = 0; i < self->peer_count; i++)
-        cJSON_AddStringToObject (links, self->peers[i].node->name,
-                                 self->peers[i].refused ? "refused"
-                                 : self->peers[i].up    ? "up"
-                                                        : "down");
+        cJSON_AddStringToObject (links, herd_peer_node (self->peers[i])->name,
+                                 herd_peer_state (self->peers[i]));
     herd_monitor_set (self->monitor_out, "bus", stats);
     herd_monitor_publish (self->monitor_out);
 }
@@ -1313,14 +900,13 @@ s_self_destroy (s_self_t **self_p)
     s_self_t *self = *self_p;
     if (!self)
         return;
+    for (size_t i = 0; self->peers && i < self->peer_count; i++)
+        herd_peer_destroy (&self->peers[i]);
     zpoller_destroy (&self->poller);
     zactor_destroy (&self->monitor);
     zactor_destroy (&self->server_monitor);
     zactor_destroy (&self->sync_monitor);
-    for (size_t i = 0; i < self->peer_count; i++)
-        zsock_destroy (&self->peers[i].sync);
-    while (self->transfer_count)
-        s_self_end_transfer (self, &self->transfers[0]);
+    herd_catchup_destroy (&self->catchup);
     free (self->peers);
     free (self->outbox);
     for (size_t i = 0; i < self->ack_count; i++)
@@ -1330,7 +916,7 @@ s_self_destroy (s_self_t **self_p)
     zsock_destroy (&self->sub);
     zsock_destroy (&self->pub);
     zsock_destroy (&self->router);
-    herd_table_destroy (&self->table);
+    herd_store_destroy (&self->store);
     herd_journal_destroy (&self->journal);
     zactor_destroy (&self->auth);
     zcert_destroy (&self->cert);
@@ -1374,7 +960,7 @@ s_self_open_journal (s_self_t *self)
         return -1;
     }
     herd_log_printf (self->log, "bus", "journal loaded: %zu records, %zu clients in %" PRId64
-                     " ms%s%s%s", stats.records, herd_table_size (self->table),
+                     " ms%s%s%s", stats.records, herd_store_size (self->store),
                      s_now_ms () - start, stats.upgraded ? " (converted from format " : "",
                      stats.upgraded ? stats.format : "",
                      stats.upgraded ? " to " HERD_JOURNAL_FORMAT ")" : "");
@@ -1452,66 +1038,10 @@ s_differ (const char *left, const char *right)
     return (left == NULL) != (right == NULL) || (left && strcmp (left, right) != 0);
 }
 
-//  Start following a neighbour: its key (CURVE), a catch-up DEALER to its
-//  sync, our SUB connected to its PUB. 0, or -1 (logged) if the SUB cannot
-//  connect (a malformed endpoint).
+//  The gateway channel, PUB and SUB: their limits, bound. 0, or -1 (logged).
 static int
-s_self_peer_start (s_self_t *self, s_peer_t *peer, const herd_node_t *node)
+s_self_open_sockets (s_self_t *self, const char *endpoint)
 {
-    memset (peer, 0, sizeof (*peer));
-    peer->node = node;
-    peer->linked = true;
-    if (self->cert) {
-        zcert_t *public = zcert_load (peer->node->cert);
-        if (public) {
-            snprintf (peer->serverkey, sizeof (peer->serverkey), "%s", zcert_public_txt (public));
-            zcert_destroy (&public);
-        }
-    }
-    s_self_secure_client (self, self->sub, peer);      //  its key for this connect
-    if (zsock_connect (self->sub, "%s", peer->node->bus) == -1) {
-        herd_log_error (self->log, "bus", "cannot connect to %s at %s: %s", peer->node->name,
-                        peer->node->bus, zmq_strerror (zmq_errno ()));
-        return -1;
-    }
-    if (peer->node->sync)
-        s_self_open_peer (self, peer);
-    return 0;
-}
-
-//  Build the bus: load the journal, bind the gateway channel, PUB and sync,
-//  connect to every neighbour, start the monitor. NULL (logged) on failure.
-static s_self_t *
-s_self_new (zsock_t *pipe, herd_bus_args_t *args)
-{
-    s_self_t *self = (s_self_t *) zmalloc (sizeof (s_self_t));
-    self->pipe = pipe;
-    self->config = args->config;
-    self->node = args->node;
-    self->log = args->log;
-    self->fsync_always = args->config->fsync_always;
-    self->table = herd_table_new ();
-    self->envelope_size = herd_msg_envelope (self->envelope, self->config->name);
-    self->started_mono = s_now_ms ();
-    self->started_wall = zclock_time ();
-    //  A fresh instance id: neighbours then know our sequence numbers restarted
-    while (self->instance == 0)
-        self->instance = ((uint64_t) randof (0x7fffffff) << 32) ^ (uint64_t) randof (0x7fffffff)
-                         ^ ((uint64_t) getpid () << 16) ^ (uint64_t) zclock_usecs ();
-
-    //  The monitor first: while a large journal loads, /readyz says so
-    if (self->node->monitor || self->node->metrics) {
-        self->monitor_out = herd_monitor_new (self->node, self->log);
-        if (!self->monitor_out) {
-            s_self_destroy (&self);
-            return NULL;
-        }
-    }
-    if (s_self_open_journal (self) == -1
-        || (self->config->curve && s_self_start_curve (self) == -1)) {
-        s_self_destroy (&self);
-        return NULL;
-    }
     self->router = zsock_new (ZMQ_ROUTER);
     self->pub = zsock_new (ZMQ_PUB);
     self->sub = zsock_new (ZMQ_SUB);
@@ -1530,36 +1060,14 @@ s_self_new (zsock_t *pipe, herd_bus_args_t *args)
     //  can be (ZMTP says how big a frame is before it comes: a larger one
     //  drops the connection, unread), and no stranger may sit on a
     //  handshake for long
-    self->frame_max = (int) (self->config->max_line + HERD_BUS_PREFIX_MAX);
-    if (self->frame_max < HERD_BUS_OUTBOX)
-        self->frame_max = HERD_BUS_OUTBOX;
+    self->peer_context.frame_max = (int) (self->config->max_line + HERD_BUS_PREFIX_MAX);
+    if (self->peer_context.frame_max < HERD_BUS_OUTBOX)
+        self->peer_context.frame_max = HERD_BUS_OUTBOX;
     zsock_set_maxmsgsize (self->pub, HERD_BUS_CONTROL_MAX);
-    zsock_set_maxmsgsize (self->sub, self->frame_max);
+    zsock_set_maxmsgsize (self->sub, self->peer_context.frame_max);
     zsock_set_handshake_ivl (self->pub, HERD_BUS_HANDSHAKE);
     zsock_set_handshake_ivl (self->sub, HERD_BUS_HANDSHAKE);
     s_self_secure_server (self, self->pub);
-    if (s_self_bind (self, self->router, args->endpoint, "gateway channel") == -1
-        || s_self_bind (self, self->pub, self->node->bus, "bus") == -1) {
-        s_self_destroy (&self);
-        return NULL;
-    }
-    if (self->node->sync) {
-        self->sync = zsock_new (ZMQ_ROUTER);
-        //  A catch-up goes out as its requester reads (s_self_pump): what
-        //  waits for one requester is bounded, and mandatory routing tells
-        //  us when it is full or gone
-        zsock_set_sndhwm (self->sync, HERD_BUS_SYNC_HWM);
-        zsock_set_router_mandatory (self->sync, 1);
-        zsock_set_sndtimeo (self->sync, 0);
-        zsock_set_rcvtimeo (self->sync, 0);
-        zsock_set_maxmsgsize (self->sync, HERD_BUS_CONTROL_MAX);
-        zsock_set_handshake_ivl (self->sync, HERD_BUS_HANDSHAKE);
-        s_self_secure_server (self, self->sync);
-        if (s_self_bind (self, self->sync, self->node->sync, "sync") == -1) {
-            s_self_destroy (&self);
-            return NULL;
-        }
-    }
     //  A dead neighbour is noticed by ZMTP heartbeats within 3 s; a restarted
     //  one is reconnected within a second, and ZeroMQ resends the subscription
     zsock_set_heartbeat_ivl (self->sub, 1000);
@@ -1571,7 +1079,38 @@ s_self_new (zsock_t *pipe, herd_bus_args_t *args)
     zsock_set_connect_timeout (self->sub, 1000);
     zsock_set_subscribe (self->sub, HERD_MSG_TOPIC_UPDATE);
     zsock_set_subscribe (self->sub, HERD_MSG_TOPIC_HEARTBEAT);
+    if (s_self_bind (self, self->router, endpoint, "gateway channel") == -1
+        || s_self_bind (self, self->pub, self->node->bus, "bus") == -1)
+        return -1;
+    return 0;
+}
 
+//  The sync ROUTER (catch-up and control), if the node has one: its
+//  limits, bound. 0, or -1 (logged).
+static int
+s_self_open_sync (s_self_t *self)
+{
+    if (!self->node->sync)
+        return 0;
+    self->sync = zsock_new (ZMQ_ROUTER);
+    //  A catch-up goes out as its requester reads (s_self_pump): what
+    //  waits for one requester is bounded, and mandatory routing tells
+    //  us when it is full or gone
+    zsock_set_sndhwm (self->sync, HERD_BUS_SYNC_HWM);
+    zsock_set_router_mandatory (self->sync, 1);
+    zsock_set_sndtimeo (self->sync, 0);
+    zsock_set_rcvtimeo (self->sync, 0);
+    zsock_set_maxmsgsize (self->sync, HERD_BUS_CONTROL_MAX);
+    zsock_set_handshake_ivl (self->sync, HERD_BUS_HANDSHAKE);
+    s_self_secure_server (self, self->sync);
+    return s_self_bind (self, self->sync, self->node->sync, "sync");
+}
+
+//  The socket monitors (links up and down on the SUB; with CURVE, refused
+//  handshakes on PUB and sync) and the poller over every socket.
+static void
+s_self_start_monitors (s_self_t *self)
+{
     self->monitor = zactor_new (zmonitor, self->sub);
     zstr_sendx (self->monitor, "LISTEN", "HANDSHAKE_SUCCEEDED", "DISCONNECTED",
                 "HANDSHAKE_FAILED_AUTH", "HANDSHAKE_FAILED_PROTOCOL",
@@ -1583,7 +1122,6 @@ s_self_new (zsock_t *pipe, herd_bus_args_t *args)
         if (self->sync)
             self->sync_monitor = s_refusal_monitor (self->sync);
     }
-
     self->poller = zpoller_new (self->pipe, self->router, self->sub, self->monitor, NULL);
     if (self->sync)
         zpoller_add (self->poller, self->sync);
@@ -1591,14 +1129,55 @@ s_self_new (zsock_t *pipe, herd_bus_args_t *args)
         zpoller_add (self->poller, self->server_monitor);
     if (self->sync_monitor)
         zpoller_add (self->poller, self->sync_monitor);
-    self->peer_count = self->node->neighbour_count;
-    self->peers = (s_peer_t *) zmalloc ((self->peer_count + 1) * sizeof (s_peer_t));
-    for (size_t i = 0; i < self->peer_count; i++)
-        if (s_self_peer_start (self, &self->peers[i],
-                               &self->config->nodes[self->node->neighbours[i]]) == -1) {
-            s_self_destroy (&self);
-            return NULL;
+}
+
+//  Build the bus: load the journal, bind the gateway channel, PUB and sync,
+//  connect to every neighbour, start the monitor. NULL (logged) on failure.
+static s_self_t *
+s_self_new (zsock_t *pipe, herd_bus_args_t *args)
+{
+    s_self_t *self = (s_self_t *) zmalloc (sizeof (s_self_t));
+    self->pipe = pipe;
+    self->config = args->config;
+    self->node = args->node;
+    self->log = args->log;
+    self->fsync_always = args->config->fsync_always;
+    self->store = herd_store_new (s_self_clock, self);
+    self->envelope_size = herd_msg_envelope (self->envelope, self->config->name);
+    self->started_mono = s_now_ms ();
+    self->started_wall = zclock_time ();
+    //  A fresh instance id: neighbours then know our sequence numbers restarted
+    while (self->instance == 0)
+        self->instance = ((uint64_t) randof (0x7fffffff) << 32) ^ (uint64_t) randof (0x7fffffff)
+                         ^ ((uint64_t) getpid () << 16) ^ (uint64_t) zclock_usecs ();
+    //  The monitor first: while a large journal loads, /readyz says so
+    bool failed = false;
+    if (self->node->monitor || self->node->metrics) {
+        self->monitor_out = herd_monitor_new (self->node, self->log);
+        failed = !self->monitor_out;
+    }
+    failed = failed || s_self_open_journal (self) == -1
+             || (self->config->curve && s_self_start_curve (self) == -1)
+             || s_self_open_sockets (self, args->endpoint) == -1 || s_self_open_sync (self) == -1;
+    if (!failed) {
+        self->catchup_context = (herd_catchup_context_t){self->sync, self->store, self->instance,
+                                                         self->envelope, self->envelope_size,
+                                                         s_self_flush, self, self->log, false};
+        self->catchup = herd_catchup_new (&self->catchup_context);
+        s_self_start_monitors (self);
+        self->peer_context = (herd_peer_context_t){self->sub, self->poller, self->cert,
+                                                   self->envelope, self->envelope_size,
+                                                   self->peer_context.frame_max, self->log};
+        self->peer_count = self->node->neighbour_count;
+        self->peers = (herd_peer_t **) zmalloc ((self->peer_count + 1) * sizeof (herd_peer_t *));
+        for (size_t i = 0; i < self->peer_count && !failed; i++) {
+            self->peers[i] = herd_peer_new (&self->peer_context,
+                                            &self->config->nodes[self->node->neighbours[i]]);
+            failed = !self->peers[i];
         }
+    }
+    if (failed)
+        s_self_destroy (&self);
     return self;
 }
 
@@ -1618,35 +1197,31 @@ s_self_reload (s_self_t *self, const herd_config_t *config)
     int frame_max = (int) (config->max_line + HERD_BUS_PREFIX_MAX);
     if (frame_max < HERD_BUS_OUTBOX)
         frame_max = HERD_BUS_OUTBOX;
-    bool relink = frame_max != self->frame_max;
-    self->frame_max = frame_max;
-    zsock_set_maxmsgsize (self->sub, self->frame_max);
-    s_peer_t *peers = (s_peer_t *) zmalloc ((node->neighbour_count + 1) * sizeof (s_peer_t));
+    bool relink = frame_max != self->peer_context.frame_max;
+    self->peer_context.frame_max = frame_max;
+    zsock_set_maxmsgsize (self->sub, self->peer_context.frame_max);
+    herd_peer_t **peers
+        = (herd_peer_t **) zmalloc ((node->neighbour_count + 1) * sizeof (herd_peer_t *));
     size_t count = 0;
     //  Keep the neighbours that stay as they were
     for (size_t i = 0; i < self->peer_count; i++) {
-        s_peer_t *peer = &self->peers[i];
-        const herd_node_t *now = herd_config_node (config, peer->node->name);
-        bool kept = !relink && now && !s_differ (now->bus, peer->node->bus)
-                    && !s_differ (now->sync, peer->node->sync)
-                    && !s_differ (now->cert, peer->node->cert);
+        herd_peer_t *peer = self->peers[i];
+        const herd_node_t *was = herd_peer_node (peer);
+        const herd_node_t *now = herd_config_node (config, was->name);
+        bool kept = !relink && now && !s_differ (now->bus, was->bus)
+                    && !s_differ (now->sync, was->sync) && !s_differ (now->cert, was->cert);
         for (size_t n = 0; kept && n < node->neighbour_count; n++)
             if (&config->nodes[node->neighbours[n]] == now) {
-                peers[count] = *peer;
-                peers[count++].node = now;
-                peer->node = NULL;          //  moved
+                herd_peer_set_node (peer, now);
+                peers[count++] = peer;
+                peer = NULL;                //  moved
                 break;
             }
-        if (peer->node) {
-            if (peer->linked)
-                zsock_disconnect (self->sub, "%s", peer->node->bus);
-            if (peer->sync) {
-                zpoller_remove (self->poller, peer->sync);
-                zsock_destroy (&peer->sync);
-            }
-            herd_log_printf (self->log, "bus", "link to %s dropped on reload", peer->node->name);
-            herd_monitor_event (self->monitor_out, "bus", "link down", peer->node->name,
-                                "reload");
+        if (peer) {
+            herd_log_printf (self->log, "bus", "link to %s dropped on reload", was->name);
+            herd_monitor_event (self->monitor_out, "bus", "link down", was->name, "reload");
+            herd_peer_unlink (peer);
+            herd_peer_destroy (&peer);
         }
     }
     //  Link the new ones (or the ones made again)
@@ -1654,8 +1229,8 @@ s_self_reload (s_self_t *self, const herd_config_t *config)
         const herd_node_t *now = &config->nodes[node->neighbours[n]];
         bool have = false;
         for (size_t i = 0; i < count && !have; i++)
-            have = peers[i].node == now;
-        if (!have && s_self_peer_start (self, &peers[count], now) == 0) {
+            have = herd_peer_node (peers[i]) == now;
+        if (!have && (peers[count] = herd_peer_new (&self->peer_context, now))) {
             herd_log_printf (self->log, "bus", "link to %s added on reload", now->name);
             count++;
         }
@@ -1667,8 +1242,8 @@ s_self_reload (s_self_t *self, const herd_config_t *config)
     self->node = node;
     //  A catch-up deferred behind one that went may go now
     for (size_t i = 0; i < self->peer_count; i++)
-        if (self->peers[i].deferred)
-            s_self_request_sync (self, &self->peers[i], "after a reload");
+        if (herd_peer_deferred (self->peers[i]))
+            s_self_request_sync (self, self->peers[i], "after a reload");
 }
 
 //  Handle up to a batch of messages waiting on sock with handler.
@@ -1696,7 +1271,7 @@ herd_bus_actor (zsock_t *pipe, void *args)
     }
     herd_log_printf (self->log, "bus", "serving: bus %s, sync %s, %zu neighbours, %zu clients",
                      self->node->bus, self->node->sync ? self->node->sync : "none",
-                     self->peer_count, herd_table_size (self->table));
+                     self->peer_count, herd_store_size (self->store));
     s_self_heartbeat (self);
     while (!self->terminated) {
         herd_alive_beat (HERD_ALIVE_BUS, s_now_ms ());          //  this loop turns
@@ -1704,7 +1279,7 @@ herd_bus_actor (zsock_t *pipe, void *args)
         if ((self->ack_count > 0 || (self->journal && herd_journal_failing (self->journal)))
             && wait > HERD_BUS_STORE_RETRY)
             wait = HERD_BUS_STORE_RETRY;        //  storing failed: try again soon
-        if (self->transfer_count && wait > HERD_BUS_PUMP_MS)
+        if (herd_catchup_serving (self->catchup) && wait > HERD_BUS_PUMP_MS)
             wait = HERD_BUS_PUMP_MS;        //  a catch-up waits on its requester
         void *which = zpoller_wait (self->poller, (int) (wait < 0 ? 0 : wait));
         if (which == self->pipe)
@@ -1727,9 +1302,9 @@ herd_bus_actor (zsock_t *pipe, void *args)
         else
         if (which) {
             for (size_t i = 0; i < self->peer_count; i++)
-                if (which == self->peers[i].sync)
+                if (which == herd_peer_sync (self->peers[i]))
                     for (int n = 0; n < HERD_BUS_BATCH
-                                    && s_self_handle_peer_sync (self, &self->peers[i]);
+                                    && s_self_handle_peer_sync (self, self->peers[i]);
                          n++)
                         ;
         }
@@ -1751,7 +1326,7 @@ herd_bus_actor (zsock_t *pipe, void *args)
         s_self_compact (self);
     herd_log_printf (self->log, "bus", "stopped: %zu clients, %" PRIu64 " applied, %" PRIu64
                      " stale, %" PRIu64 " dropped, %" PRIu64 " published in %" PRIu64
-                     " messages", herd_table_size (self->table), self->applied, self->stale,
+                     " messages", herd_store_size (self->store), self->applied, self->stale,
                      self->dropped, self->published, self->messages);
     s_self_destroy (&self);
 }
@@ -1904,14 +1479,34 @@ s_digest (zsock_t *control)
     return result;
 }
 
-void
-herd_bus_test (bool verbose)
+//  The bus under test (node A, with a journal) and what plays around it:
+//  its gateway, neighbour B's PUB and SUB, a control DEALER to A's sync.
+typedef struct {
+    char dir[32];
+    char log_path[64];
+    herd_config_t *config;
+    herd_log_t *log;
+    herd_bus_args_t args;
+    zactor_t *bus;
+    zsock_t *gateway;
+    zsock_t *b_pub, *b_sub;
+    zsock_t *control;
+    bool verbose;
+} s_test_t;
+
+//  The first record the gateway stores, for later checks.
+static const char *s_first = "AT A +0.100000000 kiwi +34.068930-118.445127 1621464827.959498503";
+
+//  Two nodes, A (under test, with a journal) and B (played by the test).
+static void
+s_test_start (s_test_t *test, bool verbose)
 {
-    //  Two nodes, A (under test, with a journal) and B (played by the test)
+    memset (test, 0, sizeof (*test));
+    test->verbose = verbose;
     int ports[3];
     herd_check_free_ports (ports, 3);
-    char dir[] = "/tmp/herd_bus_test_XXXXXX";
-    HERD_CHECK (mkdtemp (dir));
+    snprintf (test->dir, sizeof (test->dir), "/tmp/herd_bus_test_XXXXXX");
+    HERD_CHECK (mkdtemp (test->dir));
     char text[1024];
     snprintf (text, sizeof (text),
               "node = A\n    client = 127.0.0.1:1\n    bus = tcp://127.0.0.1:%d\n"
@@ -1919,71 +1514,73 @@ herd_bus_test (bool verbose)
               "node = B\n    client = 127.0.0.1:2\n    bus = tcp://127.0.0.1:%d\n"
               "    log = b.log\n"
               "edges\n    edge = A B\n",
-              ports[0], ports[2], dir, ports[1]);
+              ports[0], ports[2], test->dir, ports[1]);
     char *error = NULL;
-    herd_config_t *config = herd_config_load_string (text, "test.cfg", &error);
-    if (!config)
+    test->config = herd_config_load_string (text, "test.cfg", &error);
+    if (!test->config)
         fprintf (stderr, "%s\n", error);
-    HERD_CHECK (config);
+    HERD_CHECK (test->config);
+    snprintf (test->log_path, sizeof (test->log_path), "%s/a.log", test->dir);
+    test->log = herd_log_new (test->log_path, "A");
+    HERD_CHECK (test->log);
 
-    char log_path[64];
-    snprintf (log_path, sizeof (log_path), "%s/a.log", dir);
-    herd_log_t *log = herd_log_new (log_path, "A");
-    HERD_CHECK (log);
-
-    zsock_t *b_pub = zsock_new (ZMQ_PUB);
-    HERD_CHECK (zsock_bind (b_pub, "tcp://127.0.0.1:%d", ports[1]) == ports[1]);
-
-    herd_bus_args_t args = {config, herd_config_node (config, "A"), "inproc://bus-test", log};
-    zactor_t *bus = zactor_new (herd_bus_actor, &args);
-    HERD_CHECK_INT (zsock_wait (bus), 0);
+    test->b_pub = zsock_new (ZMQ_PUB);
+    HERD_CHECK (zsock_bind (test->b_pub, "tcp://127.0.0.1:%d", ports[1]) == ports[1]);
+    test->args = (herd_bus_args_t){test->config, herd_config_node (test->config, "A"),
+                                   "inproc://bus-test", test->log};
+    test->bus = zactor_new (herd_bus_actor, &test->args);
+    HERD_CHECK_INT (zsock_wait (test->bus), 0);
     if (verbose)
-        zstr_send (bus, "VERBOSE");
+        zstr_send (test->bus, "VERBOSE");
+    test->gateway = zsock_new_dealer (">inproc://bus-test");
+    test->b_sub = zsock_new (ZMQ_SUB);
+    zsock_set_subscribe (test->b_sub, HERD_MSG_TOPIC_UPDATE);
+    HERD_CHECK (zsock_connect (test->b_sub, "tcp://127.0.0.1:%d", ports[0]) == 0);
+    test->control = zsock_new (ZMQ_DEALER);
+    HERD_CHECK (zsock_connect (test->control, "tcp://127.0.0.1:%d", ports[2]) == 0);
+}
 
-    zsock_t *gateway = zsock_new_dealer (">inproc://bus-test");
-    zsock_t *b_sub = zsock_new (ZMQ_SUB);
-    zsock_set_subscribe (b_sub, HERD_MSG_TOPIC_UPDATE);
-    HERD_CHECK (zsock_connect (b_sub, "tcp://127.0.0.1:%d", ports[0]) == 0);
-    zsock_t *control = zsock_new (ZMQ_DEALER);
-    HERD_CHECK (zsock_connect (control, "tcp://127.0.0.1:%d", ports[2]) == 0);
-
+//  The gateway's updates: stored, read back, never replaced by older ones;
+//  several records in one UPDATE, a bad one dropped alone.
+static void
+s_test_gateway (s_test_t *test)
+{
     //  Unknown client; an empty table
-    HERD_CHECK (s_lookup (gateway, "kiwi") == NULL);
-    char *digest = s_digest (control);
+    HERD_CHECK (s_lookup (test->gateway, "kiwi") == NULL);
+    char *digest = s_digest (test->control);
     HERD_CHECK_STR (digest, "0 0000000000000000");
     zstr_free (&digest);
 
     //  An update from the gateway is stored and read back
-    const char *first = "AT A +0.100000000 kiwi +34.068930-118.445127 1621464827.959498503";
-    s_update (gateway, first);
-    char *line = s_lookup (gateway, "kiwi");
-    HERD_CHECK_STR (line, first);
-    zstr_free (&line);
+    s_update (test->gateway, s_first);
+    s_expect (test->gateway, "kiwi", s_first);
 
     //  An older one never replaces it
-    s_update (gateway, "AT A +0.100000000 kiwi +1+1 1621464827.9");
-    line = s_lookup (gateway, "kiwi");
-    HERD_CHECK_STR (line, first);
-    zstr_free (&line);
+    s_update (test->gateway, "AT A +0.100000000 kiwi +1+1 1621464827.9");
+    s_expect (test->gateway, "kiwi", s_first);
 
     //  One UPDATE may carry several records, one a line; a bad one among
     //  them is dropped alone (the gateway's records are trusted to be well
     //  formed, being made from validated fields, but one without a client
     //  and time cannot be stored)
-    s_update (gateway, "AT A +0.100000000 fig +1+1 10\nAT A +0.1 bad 10\n"
-                "AT A +0.100000000 date +2+2 20\nAT A +0.100000000 fig +3+3 30");
-    s_expect (gateway, "fig", "AT A +0.100000000 fig +3+3 30");
-    s_expect (gateway, "date", "AT A +0.100000000 date +2+2 20");
-    HERD_CHECK (s_lookup (gateway, "bad") == NULL);
+    s_update (test->gateway, "AT A +0.100000000 fig +1+1 10\nAT A +0.1 bad 10\n"
+                             "AT A +0.100000000 date +2+2 20\nAT A +0.100000000 fig +3+3 30");
+    s_expect (test->gateway, "fig", "AT A +0.100000000 fig +3+3 30");
+    s_expect (test->gateway, "date", "AT A +0.100000000 date +2+2 20");
+    HERD_CHECK (s_lookup (test->gateway, "bad") == NULL);
+}
 
-    //  Updates applied are published to neighbours with A's name and a
-    //  sequence number: keep updating until B's subscription is live
+//  Updates applied are published to neighbours with A's name, envelope and
+//  sequence number (keep updating until B's subscription is live).
+static void
+s_test_flood_first (s_test_t *test)
+{
     zmsg_t *flooded = NULL;
     for (int i = 0; i < 100 && !flooded; i++) {
         char update[128];
         snprintf (update, sizeof (update), "AT A +0.100000000 flood +1+1 %d", 1000 + i);
-        s_update (gateway, update);
-        flooded = s_recv_bounded (b_sub, 100);
+        s_update (test->gateway, update);
+        flooded = s_recv_bounded (test->b_sub, 100);
     }
     HERD_CHECK (flooded);
     HERD_CHECK_INT (zmsg_size (flooded), 5);
@@ -1997,11 +1594,15 @@ herd_bus_test (bool verbose)
     HERD_CHECK (zframe_streq (sender, "A"));
     HERD_CHECK_INT (zframe_size (zmsg_next (flooded)), HERD_MSG_META_SIZE);
     zmsg_destroy (&flooded);
-    while ((flooded = s_recv_bounded (b_sub, 100)))
+    while ((flooded = s_recv_bounded (test->b_sub, 100)))
         zmsg_destroy (&flooded);
+}
 
-    //  More records than fit one message go out in several, and each
-    //  message's sequence number counts exactly the records it carries
+//  More records than fit one message go out in several, and each message's
+//  sequence number counts exactly the records it carries.
+static void
+s_test_flood_many (s_test_t *test)
+{
     size_t batch_size = 2000 * 80;
     char *batch = (char *) zmalloc (batch_size);
     size_t used = 0;
@@ -2009,11 +1610,12 @@ herd_bus_test (bool verbose)
         used += (size_t) snprintf (batch + used, batch_size - used, "%sAT A +0.100000000 "
                                    "many-%04d.example.org +34.068930-118.445127 %d",
                                    i ? "\n" : "", i, 1000 + i);
-    s_update_mem (gateway, batch, used);
+    s_update_mem (test->gateway, batch, used);
     free (batch);
     size_t seen = 0, messages = 0;
     uint64_t last_seq = 0;
-    while (seen < 2000 && (flooded = s_recv_bounded (b_sub, 5000))) {
+    zmsg_t *flooded;
+    while (seen < 2000 && (flooded = s_recv_bounded (test->b_sub, 5000))) {
         HERD_CHECK (zframe_streq (zmsg_first (flooded), HERD_MSG_TOPIC_UPDATE));
         zmsg_next (flooded);
         zframe_t *records = zmsg_next (flooded);
@@ -2032,22 +1634,36 @@ herd_bus_test (bool verbose)
     }
     HERD_CHECK_INT (seen, 2000);
     HERD_CHECK (messages >= 2);
+}
 
-    //  An update from neighbour B is applied (B's link may still be coming
-    //  up, so repeat it until it shows)
-    const char *from_b = "AT B -0.500000000 plum +10-20 1700000000";
-    line = NULL;
-    for (int i = 0; i < 100 && !line; i++) {
-        s_publish_as_b (b_pub, from_b, 1);
-        line = s_lookup (gateway, "plum");
-        if (!line)
+//  Publish line as B until client shows at A (B's link may still be coming
+//  up); check it is there.
+static void
+s_test_publish_until (s_test_t *test, const char *line, uint64_t seq, const char *client,
+                      const char *expected)
+{
+    char *found = NULL;
+    for (int i = 0; i < 100 && !found; i++) {
+        s_publish_as_b (test->b_pub, line, seq);
+        found = s_lookup (test->gateway, client);
+        if (!found)
             zclock_sleep (20);
     }
-    HERD_CHECK_STR (line, from_b);
-    zstr_free (&line);
+    HERD_CHECK_STR (found, expected);
+    zstr_free (&found);
+}
+
+//  Neighbour B's updates are applied; malformed ones, and another herd's
+//  or wire version's, are dropped.
+static void
+s_test_neighbour (s_test_t *test)
+{
+    const char *from_b = "AT B -0.500000000 plum +10-20 1700000000";
+    s_test_publish_until (test, from_b, 1, "plum", from_b);
 
     //  Malformed bus input is dropped, never applied
     const char *ours = "\x02herd";
+    zsock_t *b_pub = test->b_pub;
     zstr_sendx (b_pub, HERD_MSG_TOPIC_UPDATE, ours, "AT B +1 evil", "B", "0123456789abcdef",
                 NULL);
     zstr_sendx (b_pub, HERD_MSG_TOPIC_UPDATE, ours, "AT B +0.000000000 evil +1+1 1", NULL);
@@ -2062,18 +1678,26 @@ herd_bus_test (bool verbose)
                 "0123456789abcdef", NULL);
     //  A later good message proves the bad ones were consumed first
     const char *marker = "AT B +0.000000000 marker +1+1 1";
-    line = NULL;
-    for (int i = 0; i < 100 && !line; i++) {
-        s_publish_as_b (b_pub, marker, 2);
-        line = s_lookup (gateway, "marker");
-    }
-    HERD_CHECK_STR (line, marker);
-    zstr_free (&line);
-    HERD_CHECK (s_lookup (gateway, "evil") == NULL);
-    HERD_CHECK (s_lookup (gateway, "stranger") == NULL);
+    s_test_publish_until (test, marker, 2, "marker", marker);
+    HERD_CHECK (s_lookup (test->gateway, "evil") == NULL);
+    HERD_CHECK (s_lookup (test->gateway, "stranger") == NULL);
 
-    //  Control requests of another herd or wire version are refused, and
-    //  the requester is told why
+    //  A neighbour's update may carry several records
+    s_test_publish_until (test, "AT B +0.000000000 pear +1+1 1\nAT B +0.000000000 lime +1+1 1",
+                          4, "lime", "AT B +0.000000000 lime +1+1 1");
+    s_expect (test->gateway, "pear", "AT B +0.000000000 pear +1+1 1");
+
+    //  A malformed gateway message is dropped; the bus keeps serving
+    zstr_sendx (test->gateway, "BOGUS", NULL);
+    s_expect (test->gateway, "kiwi", s_first);
+}
+
+//  Control requests of another herd or wire version are refused, and the
+//  requester is told why.
+static void
+s_test_refused (s_test_t *test)
+{
+    zsock_t *control = test->control;
     char *answer = s_control (control, HERD_MSG_DIGEST, "other", HERD_MSG_WIRE_VERSION);
     HERD_CHECK_STR (answer, "REFUSED herd 'other', ours 'herd'");
     zstr_free (&answer);
@@ -2086,37 +1710,29 @@ herd_bus_test (bool verbose)
     answer = s_control (control, HERD_MSG_DIGEST, "herd", HERD_MSG_WIRE_VERSION);
     HERD_CHECK_STR (answer, "DIGEST A");
     zstr_free (&answer);
+}
 
-    //  A neighbour's update may carry several records
-    line = NULL;
-    for (int i = 0; i < 100 && !line; i++) {
-        s_publish_as_b (b_pub, "AT B +0.000000000 pear +1+1 1\nAT B +0.000000000 lime +1+1 1",
-                        4);
-        line = s_lookup (gateway, "lime");
-    }
-    HERD_CHECK_STR (line, "AT B +0.000000000 lime +1+1 1");
-    zstr_free (&line);
-    s_expect (gateway, "pear", "AT B +0.000000000 pear +1+1 1");
-
-    //  A malformed gateway message is dropped; the bus keeps serving
-    zstr_sendx (gateway, "BOGUS", NULL);
-    line = s_lookup (gateway, "kiwi");
-    HERD_CHECK_STR (line, first);
-    zstr_free (&line);
-
-    //  Catch-up: a requester with an empty table gets every record; one
-    //  that knows our instance gets only what changed since
-    digest = s_digest (control);
+//  Send ICANHAZ with meta (instance, since) and a zero digest.
+static void
+s_icanhaz (zsock_t *control, const byte *meta)
+{
+    byte zeros[16] = {0};
     zmsg_t *ask = zmsg_new ();
     zmsg_addstr (ask, HERD_MSG_ICANHAZ);
     s_add_envelope (ask, "herd", HERD_MSG_WIRE_VERSION);
-    byte zeros[16] = {0};
-    zmsg_addmem (ask, zeros, 16);
+    zmsg_addmem (ask, meta ? meta : zeros, HERD_MSG_META_SIZE);
     zmsg_addmem (ask, zeros, 16);
     zmsg_send (&ask, control);
+}
+
+//  Read a catch-up to its KTHXBAI, whose meta goes to meta; returns how
+//  many records came.
+static size_t
+s_read_catchup (zsock_t *control, byte *meta)
+{
     size_t records = 0;
     zmsg_t *reply;
-    byte meta[HERD_MSG_META_SIZE];
+    char reason[HERD_MSG_REASON_MAX];
     while ((reply = s_recv_bounded (control, 5000))) {
         char *kind = zmsg_popstr (reply);
         zframe_t *envelope = zmsg_pop (reply);
@@ -2125,7 +1741,7 @@ herd_bus_test (bool verbose)
         zframe_destroy (&envelope);
         bool done = streq (kind, HERD_MSG_KTHXBAI);
         if (done)
-            memcpy (meta, zframe_data (zmsg_first (reply)), sizeof (meta));
+            memcpy (meta, zframe_data (zmsg_first (reply)), HERD_MSG_META_SIZE);
         else
             records += zmsg_size (reply);
         zstr_free (&kind);
@@ -2133,20 +1749,26 @@ herd_bus_test (bool verbose)
         if (done)
             break;
     }
+    return records;
+}
+
+//  Catch-up: a requester with an empty table gets every record; one that
+//  knows our instance gets only what changed since.
+static void
+s_test_catchup (s_test_t *test)
+{
+    char *digest = s_digest (test->control);
+    s_icanhaz (test->control, NULL);
+    byte meta[HERD_MSG_META_SIZE];
+    size_t records = s_read_catchup (test->control, meta);
     HERD_CHECK (records >= 4);      //  kiwi, plum, marker, flood...
     HERD_CHECK_INT (records, atoi (digest));
     zstr_free (&digest);
 
-    s_update (gateway, "AT A +0.100000000 late +1+1 5");
-    line = s_lookup (gateway, "late");
-    zstr_free (&line);
-    ask = zmsg_new ();
-    zmsg_addstr (ask, HERD_MSG_ICANHAZ);
-    s_add_envelope (ask, "herd", HERD_MSG_WIRE_VERSION);
-    zmsg_addmem (ask, meta, sizeof (meta));
-    zmsg_addmem (ask, zeros, 16);
-    zmsg_send (&ask, control);
-    reply = s_recv_bounded (control, 5000);
+    s_update (test->gateway, "AT A +0.100000000 late +1+1 5");
+    s_expect (test->gateway, "late", "AT A +0.100000000 late +1+1 5");
+    s_icanhaz (test->control, meta);
+    zmsg_t *reply = s_recv_bounded (test->control, 5000);
     HERD_CHECK (reply);
     char *kind = zmsg_popstr (reply);
     HERD_CHECK_STR (kind, HERD_MSG_KVSYNC);
@@ -2155,52 +1777,58 @@ herd_bus_test (bool verbose)
     HERD_CHECK (zframe_streq (zmsg_next (reply), "AT A +0.100000000 late +1+1 5"));
     zstr_free (&kind);
     zmsg_destroy (&reply);
-    reply = s_recv_bounded (control, 5000);
+    reply = s_recv_bounded (test->control, 5000);
     kind = zmsg_popstr (reply);
     HERD_CHECK_STR (kind, HERD_MSG_KTHXBAI);
     zstr_free (&kind);
     zmsg_destroy (&reply);
+}
 
-    //  The journal brings the table back after a restart
-    digest = s_digest (control);
-    zactor_destroy (&bus);
+//  The journal brings the table back after a restart.
+static void
+s_test_restart (s_test_t *test)
+{
+    char *digest = s_digest (test->control);
+    zactor_destroy (&test->bus);
     //  A new inproc endpoint: libzmq's reaper releases the old one a moment
     //  after the actor ends
-    args.endpoint = "inproc://bus-test-2";
+    test->args.endpoint = "inproc://bus-test-2";
     //  ...and its TCP ports too: retry the start a few times (bounded)
     int started = -1;
     for (int attempt = 0; attempt < 100 && started != 0; attempt++) {
-        bus = zactor_new (herd_bus_actor, &args);
-        started = zsock_wait (bus);
+        test->bus = zactor_new (herd_bus_actor, &test->args);
+        started = zsock_wait (test->bus);
         if (started != 0) {
-            zactor_destroy (&bus);
+            zactor_destroy (&test->bus);
             zclock_sleep (20);
         }
     }
     HERD_CHECK_INT (started, 0);
-    if (verbose)
-        zstr_send (bus, "VERBOSE");
-    char *again = s_digest (control);
+    if (test->verbose)
+        zstr_send (test->bus, "VERBOSE");
+    char *again = s_digest (test->control);
     HERD_CHECK_STR (again, digest);
     zstr_free (&again);
     zstr_free (&digest);
     //  inproc:// does not reconnect to a new binder: the gateway would be
     //  restarted with its bus
-    zsock_destroy (&gateway);
-    gateway = zsock_new_dealer (">inproc://bus-test-2");
-    line = s_lookup (gateway, "kiwi");
-    HERD_CHECK_STR (line, first);
-    zstr_free (&line);
+    zsock_destroy (&test->gateway);
+    test->gateway = zsock_new_dealer (">inproc://bus-test-2");
+    s_expect (test->gateway, "kiwi", s_first);
+}
 
-    zactor_destroy (&bus);
-    zsock_destroy (&gateway);
-    zsock_destroy (&control);
-    zsock_destroy (&b_sub);
-    zsock_destroy (&b_pub);
-    herd_log_destroy (&log);
+//  Stop everything; the log shows the link to B and the dropped messages.
+static void
+s_test_stop (s_test_t *test)
+{
+    zactor_destroy (&test->bus);
+    zsock_destroy (&test->gateway);
+    zsock_destroy (&test->control);
+    zsock_destroy (&test->b_sub);
+    zsock_destroy (&test->b_pub);
+    herd_log_destroy (&test->log);
 
-    //  The log shows the link to B and the dropped messages
-    FILE *file = fopen (log_path, "r");
+    FILE *file = fopen (test->log_path, "r");
     HERD_CHECK (file);
     char *text_log = (char *) zmalloc (1 << 16);
     size_t got = fread (text_log, 1, (1 << 16) - 1, file);
@@ -2216,13 +1844,28 @@ herd_bus_test (bool verbose)
     HERD_CHECK_CONTAINS (text_log, "refused DIGEST request from '127.0.0.1': herd 'other'");
     HERD_CHECK_CONTAINS (text_log, "journal loaded: ");
     free (text_log);
-    herd_config_destroy (&config);
-    zsys_dir_delete ("%s/A", dir);
-    char journal[128];
-    snprintf (journal, sizeof (journal), "%s/A/journal", dir);
-    unlink (journal);
-    snprintf (journal, sizeof (journal), "%s/A", dir);
-    rmdir (journal);
-    unlink (log_path);
-    rmdir (dir);
+    herd_config_destroy (&test->config);
+    zsys_dir_delete ("%s/A", test->dir);
+    char path[128];
+    snprintf (path, sizeof (path), "%s/A/journal", test->dir);
+    unlink (path);
+    snprintf (path, sizeof (path), "%s/A", test->dir);
+    rmdir (path);
+    unlink (test->log_path);
+    rmdir (test->dir);
+}
+
+void
+herd_bus_test (bool verbose)
+{
+    s_test_t test;
+    s_test_start (&test, verbose);
+    s_test_gateway (&test);
+    s_test_flood_first (&test);
+    s_test_flood_many (&test);
+    s_test_neighbour (&test);
+    s_test_refused (&test);
+    s_test_catchup (&test);
+    s_test_restart (&test);
+    s_test_stop (&test);
 }

@@ -279,6 +279,36 @@ s_benchmark (size_t count)
     herd_table_destroy (&table);
 }
 
+//  Ids made to share one slot of an index on herd_record_hash spread over
+//  the keyed index like any others (linear probing at most 3/4 full: runs
+//  of tens of slots, not one run of every id).
+static void
+s_test_colliding (bool verbose)
+{
+    char client[32];
+    size_t count = 20000;
+    char (*ids)[8] = malloc (count * sizeof (*ids));
+    assert (ids);
+    HERD_CHECK_INT (s_colliding_ids (ids, count, 0x5eed), count);
+    herd_table_t *table = herd_table_new ();
+    for (size_t i = 0; i < count; i++) {
+        HERD_CHECK ((uint32_t) herd_record_hash (ids[i], 8) == 0x5eed);
+        memcpy (client, ids[i], 8);
+        client[8] = 0;
+        herd_table_put (table, s_test_entry (client, (int) i));
+    }
+    HERD_CHECK_INT (herd_table_size (table), count);
+    for (size_t i = 0; i < count; i += 97)
+        HERD_CHECK (herd_table_lookup (table, ids[i], 8)->time_sec == (int64_t) i);
+    size_t longest = s_longest_probe (table);
+    if (verbose)
+        printf ("herd_table: %zu ids colliding under herd_record_hash: longest probe %zu "
+                "slots of %zu\n", count, longest, table->mask + 1);
+    HERD_CHECK (longest < 500);
+    herd_table_destroy (&table);
+    free (ids);
+}
+
 void
 herd_table_test (bool verbose)
 {
@@ -334,31 +364,7 @@ herd_table_test (bool verbose)
     HERD_CHECK (table == NULL);
     herd_table_destroy (&table);
 
-    //  Ids made to share one slot of an index on herd_record_hash spread
-    //  over the keyed index like any others (linear probing at most 3/4
-    //  full: runs of tens of slots, not one run of every id)
-    size_t count = 20000;
-    char (*ids)[8] = malloc (count * sizeof (*ids));
-    assert (ids);
-    HERD_CHECK_INT (s_colliding_ids (ids, count, 0x5eed), count);
-    table = herd_table_new ();
-    for (size_t i = 0; i < count; i++) {
-        HERD_CHECK ((uint32_t) herd_record_hash (ids[i], 8) == 0x5eed);
-        memcpy (client, ids[i], 8);
-        client[8] = 0;
-        herd_table_put (table, s_test_entry (client, (int) i));
-    }
-    HERD_CHECK_INT (herd_table_size (table), count);
-    for (size_t i = 0; i < count; i += 97)
-        HERD_CHECK (herd_table_lookup (table, ids[i], 8)->time_sec == (int64_t) i);
-    size_t longest = s_longest_probe (table);
-    if (verbose)
-        printf ("herd_table: %zu ids colliding under herd_record_hash: longest probe %zu "
-                "slots of %zu\n", count, longest, table->mask + 1);
-    HERD_CHECK (longest < 500);
-    herd_table_destroy (&table);
-    free (ids);
-
+    s_test_colliding (verbose);
     if (verbose) {
         s_benchmark (100000);
         s_benchmark (1000000);

@@ -164,9 +164,8 @@
 //  client, never calling Places: its AT line (the origin is its second
 //  field), when this bus applied it (wall-clock microseconds since the
 //  epoch, millisecond precision, decimal; 0 when it was loaded from the
-//  journal at start; the bus keeps 32 bits of milliseconds in the entry, so
-//  for a record applied more than 49.7 days ago the time is a multiple of
-//  49.7 days too late) and its sequence number in this bus's change order (decimal).
+//  journal at start) and its sequence number in this bus's change order
+//  (decimal).
 
 //  ## Actor pipes (zactor)
 //

@@ -20,7 +20,10 @@
 #include "../../common/herd_proto.h"
 #include "../../common/herd_record.h"
 #include "../../bus/herd_bus.h"
+#include "../../bus/herd_catchup.h"
 #include "../../bus/herd_journal.h"
+#include "../../bus/herd_peer.h"
+#include "../../bus/herd_store.h"
 #include "../../bus/herd_table.h"
 #include "../../bus/herd_monitor.h"
 #include "../../gateway/herd_accept.h"
@@ -58,6 +61,9 @@ static test_item_t s_tests[] = {
     {"herd_standin", herd_standin_test},
     {"herd_places", herd_places_test},
     {"herd_table", herd_table_test},
+    {"herd_store", herd_store_test},
+    {"herd_peer", herd_peer_test},
+    {"herd_catchup", herd_catchup_test},
     {"herd_journal", herd_journal_test},
     {"herd_monitor", herd_monitor_test},
     {"herd_bus", herd_bus_test},
