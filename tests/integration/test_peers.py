@@ -293,3 +293,58 @@ def _try(action):
         return action() or True
     except OSError:
         return False
+
+
+
+@pytest.mark.parametrize("mode", ["inproc"])
+def test_edges_dropped_by_reload_under_a_flood_never_crash_the_node(make_herd):
+    """A neighbour floods while reloads drop its edge and bring it back,
+    again and again, and LINK takes it down and up between them. The bus's
+    poll may already hold the first frame of the neighbour's next message
+    when its link goes: libzmq then asserts on the next frame (!_more,
+    fq.cpp; libzmq #3485) unless the bus reads what waits before it
+    disconnects. Hill must live through it and end with the last update."""
+    import threading
+    import zmq
+    edges = [("Hill", "Jaquez")]
+    herd = make_herd(names=["Hill", "Jaquez"], edges=edges).start()
+    herd.wait_links()
+    stop = threading.Event()
+
+    def flood():
+        c = Client(herd.port("Jaquez"), timeout=30)
+        n = 0
+        while not stop.is_set():
+            c.send("".join(f"IAMAT f{n}-{i} +1+1 {1600000000 + n}.0\n" for i in range(50)))
+            for _ in range(50):
+                c.read_line()
+            n += 1
+        c.close()
+    flooder = threading.Thread(target=flood)
+    flooder.start()
+    ctx = zmq.Context()
+    dealer = ctx.socket(zmq.DEALER)
+    dealer.setsockopt(zmq.LINGER, 0)
+    dealer.connect(f"tcp://127.0.0.1:{herd.sync_port['Hill']}")
+    try:
+        for i in range(40):
+            herd.rewrite(edges=[] if i % 2 == 0 else edges)
+            herd.send_signal("Hill")
+            wait_for(lambda: herd.log("Hill").count(b"main reloaded configuration: ") > i
+                     or herd.procs["Hill"][0].poll() is not None, 10, interval=0.005,
+                     what=f"reload #{i}")
+            assert herd.procs["Hill"][0].poll() is None, herd.log("Hill")[-3000:]
+            if i % 2 == 1:
+                for word in (b"down", b"up"):
+                    dealer.send_multipart([b"LINK", envelope(), b"Jaquez", word])
+                    assert dealer.poll(5000 * SLOW), "no answer to LINK: Hill died?"
+                    assert dealer.recv_multipart()[0] == b"OK"
+    finally:
+        stop.set()
+        flooder.join()
+        dealer.close()
+        ctx.term()
+    assert herd.procs["Hill"][0].poll() is None, herd.log("Hill")[-3000:]
+    iamat(herd.port("Jaquez"), "last", "+2+2", f"{time.time():.9f}")
+    wait_for(lambda: whatsat(herd.port("Hill"), "last", 10, 1)[0].startswith(b"AT Jaquez"),
+             10, what="Jaquez's last update at Hill")
