@@ -76,8 +76,6 @@ typedef struct {
     uint64_t dropped;
     uint64_t published;             //  records published
     uint64_t messages;              //  ...in so many messages
-    byte envelope[HERD_MSG_ENVELOPE_MAX];   //  our herd and wire version (herd_msg.h)
-    size_t envelope_size;
     uint64_t refused;               //  messages of another herd or wire version refused
     uint64_t refusals_logged[HERD_BUS_REFUSALS];    //  hashes of sender and reason logged
     size_t refusals_logged_count;
@@ -113,63 +111,13 @@ s_self_peer_by_endpoint (s_self_t *self, const char *endpoint)
     return NULL;
 }
 
-//  Send a message of frames without ever blocking: a message that cannot be
-//  queued at once (no connection, queue full, requester gone) is dropped.
-//  Nothing is sent when the first frame cannot be: a DEALER and a ROUTER
-//  refuse a message at its first frame. 0, or -1 (errno says why).
-static int
-s_send (zsock_t *sock, zmsg_t **msg_p)
-{
-    zmsg_t *msg = *msg_p;
-    *msg_p = NULL;
-    int rc = 0;
-    zframe_t *frame = zmsg_pop (msg);
-    while (frame && rc == 0) {
-        int flags = ZFRAME_DONTWAIT | (zmsg_size (msg) ? ZFRAME_MORE : 0);
-        rc = zframe_send (&frame, sock, flags);
-        zframe_destroy (&frame);        //  left to us when not sent
-        frame = rc == 0 ? zmsg_pop (msg) : NULL;
-    }
-    int error = zmq_errno ();
-    zmsg_destroy (&msg);
-    errno = error;
-    return rc;
-}
-
-//  Meta frame: our instance and current sequence number.
-static zframe_t *
-s_self_meta (s_self_t *self)
-{
-    byte meta[HERD_MSG_META_SIZE];
-    herd_msg_put_u64 (meta, self->instance);
-    herd_msg_put_u64 (meta + 8, herd_store_seq (self->store));
-    return zframe_new (meta, sizeof (meta));
-}
-
-//  Add our envelope frame (herd name and wire version) to a message.
+//  Bytes as text fit for the log: printable ASCII, at most 64 bytes.
 static void
-s_self_add_envelope (s_self_t *self, zmsg_t *msg)
+s_printable (herd_msg_bytes_t bytes, char *out, size_t out_size)
 {
-    zmsg_addmem (msg, self->envelope, self->envelope_size);
-}
-
-//  Check a message's envelope frame (NULL: it has none); 0 when it is of
-//  our herd and wire version, else -1 with reason set.
-static int
-s_self_check_envelope (s_self_t *self, zframe_t *envelope, char *reason)
-{
-    return herd_msg_envelope_check (envelope ? zframe_data (envelope) : NULL,
-                                    envelope ? zframe_size (envelope) : 0, self->config->name,
-                                    reason, HERD_MSG_REASON_MAX);
-}
-
-//  A frame as text fit for the log: printable ASCII, at most 64 bytes.
-static void
-s_printable (zframe_t *frame, char *out, size_t out_size)
-{
-    size_t size = frame ? zframe_size (frame) : 0, used = 0;
+    size_t size = bytes.data ? bytes.size : 0, used = 0;
     for (size_t i = 0; i < size && used + 1 < out_size && i < 64; i++) {
-        byte c = zframe_data (frame)[i];
+        byte c = ((const byte *) bytes.data)[i];
         out[used++] = c >= 0x20 && c < 0x7f ? (char) c : '?';
     }
     out[used] = 0;
@@ -245,17 +193,13 @@ s_self_request_sync (s_self_t *self, herd_peer_t *peer, const char *why)
 static void
 s_self_publish_records (s_self_t *self, const char *records, size_t size, uint64_t seq)
 {
-    byte meta[HERD_MSG_META_SIZE];
-    herd_msg_put_u64 (meta, self->instance);
-    herd_msg_put_u64 (meta + 8, seq);
-    void *pub = zsock_resolve (self->pub);
     //  PUB never blocks: at its high-water mark it drops, and the
     //  neighbour's catch-up brings what was dropped
-    zmq_send (pub, HERD_MSG_TOPIC_UPDATE, strlen (HERD_MSG_TOPIC_UPDATE), ZMQ_SNDMORE);
-    zmq_send (pub, self->envelope, self->envelope_size, ZMQ_SNDMORE);
-    zmq_send (pub, records, size, ZMQ_SNDMORE);
-    zmq_send (pub, self->node->name, strlen (self->node->name), ZMQ_SNDMORE);
-    zmq_send (pub, meta, sizeof (meta), 0);
+    herd_msg_send (&(herd_msg_t){.id = HERD_MSG_ID_U, .herd = self->config->name,
+                                 .records = {records, size},
+                                 .sender = herd_msg_str (self->node->name),
+                                 .instance = self->instance, .seq = seq},
+                   self->pub, 0);
     self->messages++;
 }
 
@@ -465,15 +409,10 @@ s_self_store (s_self_t *self)
     }
     for (size_t i = 0; i < self->ack_count; i++) {
         s_ack_t *ack = &self->acks[i];
-        byte first[8], last[8];
-        herd_msg_put_u64 (first, ack->first);
-        herd_msg_put_u64 (last, ack->last);
-        zmsg_t *reply = zmsg_new ();
-        zmsg_append (reply, &ack->routing);
-        zmsg_addstr (reply, HERD_MSG_STORED);
-        zmsg_addmem (reply, first, sizeof (first));
-        zmsg_addmem (reply, last, sizeof (last));
-        s_send (self->router, &reply);
+        herd_msg_send (&(herd_msg_t){.id = HERD_MSG_ID_STORED, .routing = ack->routing,
+                                     .first = ack->first, .last = ack->last},
+                       self->router, ZMQ_DONTWAIT);
+        zframe_destroy (&ack->routing);
     }
     self->ack_count = 0;
 }
@@ -481,58 +420,43 @@ s_self_store (s_self_t *self)
 //  -------------------------------------------------------------------------
 //  Handlers
 
-//  Handle one message from the gateway: UPDATE or LOOKUP.
+//  Handle one message from the gateway: UPDATE, LOOKUP or STATS.
 static bool
 s_self_handle_router (s_self_t *self)
 {
     zmsg_t *msg = zmsg_recv (self->router);
     if (!msg)
         return false;
-    zframe_t *routing = zmsg_pop (msg);
-    char *command = zmsg_popstr (msg);
-    if (command && streq (command, HERD_MSG_UPDATE) && zmsg_size (msg) == 2
-        && zframe_size (zmsg_first (msg)) == 8) {
-        uint64_t batch = herd_msg_get_u64 (zframe_data (zmsg_first (msg)));
-        zframe_t *line = zmsg_next (msg);
-        s_self_apply_all (self, (char *) zframe_data (line), zframe_size (line), "gateway",
-                          true);
-        s_self_hold_ack (self, &routing, batch);
+    herd_msg_t in;
+    char reason[HERD_MSG_REASON_MAX];
+    if (herd_msg_decode (&in, msg, HERD_MSG_TO_BUS, NULL, reason, sizeof (reason)) == -1)
+        herd_log_warning (self->log, "bus", "dropped a malformed gateway message (%s)", reason);
+    else
+    if (in.id == HERD_MSG_ID_UPDATE) {
+        s_self_apply_all (self, in.records.data, in.records.size, "gateway", true);
+        zframe_t *routing = in.routing;
+        zmsg_remove (msg, routing);
+        s_self_hold_ack (self, &routing, in.batch);
     }
     else
-    if (command && streq (command, HERD_MSG_LOOKUP) && zmsg_size (msg) == 2) {
-        zframe_t *reqid = zmsg_pop (msg);
-        zframe_t *client = zmsg_pop (msg);
+    if (in.id == HERD_MSG_ID_LOOKUP) {
         herd_store_record_t record;
-        bool found = herd_store_lookup (self->store, (char *) zframe_data (client),
-                                        zframe_size (client), &record);
-        zframe_destroy (&client);
-
-        zmsg_t *reply = zmsg_new ();
-        zmsg_append (reply, &routing);
-        zmsg_addstr (reply, found ? HERD_MSG_FOUND : HERD_MSG_NONE);
-        zmsg_append (reply, &reqid);
-        if (found)
-            zmsg_addmem (reply, record.line, record.size);
-        s_send (self->router, &reply);
+        bool found = herd_store_lookup (self->store, in.client.data, in.client.size, &record);
+        herd_msg_send (&(herd_msg_t){.id = found ? HERD_MSG_ID_FOUND : HERD_MSG_ID_NONE,
+                                     .routing = in.routing, .reqid = in.reqid,
+                                     .line = {found ? record.line : NULL, found ? record.size : 0}},
+                       self->router, ZMQ_DONTWAIT);
     }
-    else
-    if (command && streq (command, "STATS") && zmsg_size (msg) == 2) {
-        //  Counters of the gateway and (relayed) places, for the monitor
-        char *role = zmsg_popstr (msg);
-        char *json = zmsg_popstr (msg);
-        cJSON *stats = json ? cJSON_Parse (json) : NULL;
-        if (role && (streq (role, "gateway") || streq (role, "places")) && cJSON_IsObject (stats))
-            herd_monitor_set (self->monitor_out, role, stats);
+    else {
+        //  STATS: counters of the gateway and (relayed) places, for the monitor
+        cJSON *stats = cJSON_ParseWithLength (in.json.data, in.json.size);
+        if ((herd_msg_bytes_eq (in.role, "gateway") || herd_msg_bytes_eq (in.role, "places"))
+            && cJSON_IsObject (stats))
+            herd_monitor_set (self->monitor_out,
+                              herd_msg_bytes_eq (in.role, "gateway") ? "gateway" : "places", stats);
         else
             cJSON_Delete (stats);
-        zstr_free (&role);
-        zstr_free (&json);
     }
-    else
-        herd_log_warning (self->log, "bus", "dropped a malformed gateway message (%s)",
-                          command ? command : "empty");
-    zstr_free (&command);
-    zframe_destroy (&routing);
     zmsg_destroy (&msg);
     return true;
 }
@@ -540,9 +464,9 @@ s_self_handle_router (s_self_t *self)
 //  Track a neighbour's sequence number from its stream (records: how many an
 //  update carried; 0 for a heartbeat); catch up on a gap.
 static void
-s_self_track (s_self_t *self, herd_peer_t *peer, zframe_t *meta, size_t records)
+s_self_track (s_self_t *self, herd_peer_t *peer, const herd_msg_t *in, size_t records)
 {
-    const char *why = herd_peer_track (peer, zframe_data (meta), records);
+    const char *why = herd_peer_track (peer, in->instance, in->seq, records);
     if (why)
         s_self_request_sync (self, peer, why);
 }
@@ -554,45 +478,32 @@ s_self_handle_sub (s_self_t *self)
     zmsg_t *msg = zmsg_recv (self->sub);
     if (!msg)
         return false;
-    zframe_t *topic = zmsg_first (msg);
-    //  Another herd's or wire version's message is never read further
-    bool known = zframe_streq (topic, HERD_MSG_TOPIC_UPDATE)
-                 || zframe_streq (topic, HERD_MSG_TOPIC_HEARTBEAT);
+    herd_msg_t in;
     char reason[HERD_MSG_REASON_MAX];
-    if (known && s_self_check_envelope (self, zmsg_next (msg), reason) == -1) {
-        //  The sender is the last frame but one, in this wire and the last
-        zframe_t *sender = NULL;
-        size_t index = 0;
-        for (zframe_t *frame = zmsg_first (msg); frame; frame = zmsg_next (msg))
-            if (zmsg_size (msg) >= 3 && index++ == zmsg_size (msg) - 2)
-                sender = frame;
+    int rc = herd_msg_decode (&in, msg, HERD_MSG_FLOOD, self->config->name, reason,
+                              sizeof (reason));
+    //  Another herd's or wire version's message is never read further
+    if (rc == -1 && in.refused) {
         char from[80];
-        s_printable (sender, from, sizeof (from));
-        s_self_refuse (self, zframe_streq (topic, HERD_MSG_TOPIC_UPDATE) ? "update" : "heartbeat",
+        s_printable (in.sender, from, sizeof (from));
+        s_self_refuse (self, zframe_streq (zmsg_first (msg), HERD_MSG_TOPIC_UPDATE) ? "update"
+                                                                                    : "heartbeat",
                        from, reason);
         zmsg_destroy (&msg);
         return true;
     }
-    bool update = zmsg_size (msg) == 5 && zframe_streq (topic, HERD_MSG_TOPIC_UPDATE);
-    bool heartbeat = zmsg_size (msg) == 4 && zframe_streq (topic, HERD_MSG_TOPIC_HEARTBEAT);
-    zframe_t *line = update ? zmsg_next (msg) : NULL;
-    zframe_t *sender = zmsg_next (msg);
-    zframe_t *meta = zmsg_next (msg);
-    herd_peer_t *peer = (update || heartbeat) && zframe_size (meta) == HERD_MSG_META_SIZE
-                         ? s_self_peer_by_name (self, (char *) zframe_data (sender),
-                                                zframe_size (sender))
-                         : NULL;
+    herd_peer_t *peer = rc == 0 ? s_self_peer_by_name (self, in.sender.data, in.sender.size) : NULL;
     if (!peer) {
         self->dropped++;
         herd_log_warning (self->log, "bus", "dropped a malformed bus message of %zu frames",
                           zmsg_size (msg));
     }
     else {
-        size_t records = update ? s_self_apply_all (self, (char *) zframe_data (line),
-                                                    zframe_size (line),
-                                                    herd_peer_node (peer)->name, false)
-                                : 0;
-        s_self_track (self, peer, meta, records);
+        size_t records = in.id == HERD_MSG_ID_U
+                             ? s_self_apply_all (self, in.records.data, in.records.size,
+                                                 herd_peer_node (peer)->name, false)
+                             : 0;
+        s_self_track (self, peer, &in, records);
     }
     zmsg_destroy (&msg);
     return true;
@@ -600,58 +511,78 @@ s_self_handle_sub (s_self_t *self)
 
 //  Handle ICANHAZ: send what the requester misses.
 static void
-s_self_handle_icanhaz (s_self_t *self, zframe_t *routing, zmsg_t *msg)
+s_self_handle_icanhaz (s_self_t *self, const herd_msg_t *in)
 {
-    zframe_t *meta = zmsg_next (msg);
-    zframe_t *digest = zmsg_next (msg);
-    if (zmsg_size (msg) != 5 || zframe_size (meta) != HERD_MSG_META_SIZE
-        || zframe_size (digest) != 16) {
-        herd_log_warning (self->log, "bus", "dropped a malformed catch-up request");
-        return;
-    }
-    uint64_t instance = herd_msg_get_u64 (zframe_data (meta));
-    uint64_t since = herd_msg_get_u64 (zframe_data (meta) + 8);
-    uint64_t count = herd_msg_get_u64 (zframe_data (digest));
-    uint64_t hash = herd_msg_get_u64 (zframe_data (digest) + 8);
-    if (instance == self->instance && since <= herd_store_seq (self->store))
-        herd_catchup_start (self->catchup, routing, since);
+    if (in->instance == self->instance && in->seq <= herd_store_seq (self->store))
+        herd_catchup_start (self->catchup, in->routing, in->seq);
     else
-    if (count == herd_store_size (self->store) && hash == herd_store_digest (self->store))
-        herd_catchup_start (self->catchup, routing, UINT64_MAX);    //  same table: nothing
+    if (in->count == herd_store_size (self->store) && in->digest == herd_store_digest (self->store))
+        herd_catchup_start (self->catchup, in->routing, UINT64_MAX);    //  same table: nothing
     else
-        herd_catchup_start (self->catchup, routing, 0);             //  everything
+        herd_catchup_start (self->catchup, in->routing, 0);             //  everything
 }
 
 //  Handle LINK peer up|down: take our subscription to a neighbour down or up.
 static void
-s_self_handle_link (s_self_t *self, zframe_t *routing, zmsg_t *msg)
+s_self_handle_link (s_self_t *self, const herd_msg_t *in)
 {
-    //  Frames: routing id, LINK, envelope, peer, state
-    char *name = zmsg_size (msg) == 5 ? zframe_strdup (zmsg_next (msg)) : NULL;
-    char *state = zmsg_size (msg) == 5 ? zframe_strdup (zmsg_next (msg)) : NULL;
-    herd_peer_t *peer = name ? s_self_peer_by_name (self, name, strlen (name)) : NULL;
+    char name[HERD_MSG_NAME_MAX + 1];
+    snprintf (name, sizeof (name), "%.*s", (int) in->peer.size, (const char *) in->peer.data);
+    herd_peer_t *peer = in->peer.size <= HERD_MSG_NAME_MAX
+                            ? s_self_peer_by_name (self, in->peer.data, in->peer.size)
+                            : NULL;
+    bool up = herd_msg_bytes_eq (in->state, "up"), down = herd_msg_bytes_eq (in->state, "down");
     const char *error = NULL;
-    if (!peer || !state)
+    if (!peer)
         error = "no such neighbour";
     else
-    if (!streq (state, "up") && !streq (state, "down"))
+    if (!up && !down)
         error = "state must be up or down";
     else
-    if (streq (state, "down") && herd_peer_link (peer, false)) {
+    if (down && herd_peer_link (peer, false)) {
         herd_monitor_event (self->monitor_out, "bus", "link down", name, "by command");
         herd_log_warning (self->log, "bus", "link to %s taken down by command", name);
     }
     else
-    if (streq (state, "up") && herd_peer_link (peer, true))
+    if (up && herd_peer_link (peer, true))
         herd_log_printf (self->log, "bus", "link to %s brought up by command", name);
-    zmsg_t *reply = zmsg_new ();
-    zmsg_append (reply, (zframe_t *[]){zframe_dup (routing)});
-    zmsg_addstr (reply, error ? "ERROR" : "OK");
-    if (error)
-        zmsg_addstr (reply, error);
-    s_send (self->sync, &reply);
-    zstr_free (&name);
-    zstr_free (&state);
+    herd_msg_send (&(herd_msg_t){.id = error ? HERD_MSG_ID_ERROR : HERD_MSG_ID_OK,
+                                 .routing = in->routing, .reason = herd_msg_str (error)},
+                   self->sync, ZMQ_DONTWAIT);
+}
+
+//  Answer GET client: its record, or NONE.
+static void
+s_self_handle_get (s_self_t *self, const herd_msg_t *in)
+{
+    herd_store_record_t record;
+    if (herd_store_lookup (self->store, in->client.data, in->client.size, &record))
+        herd_msg_send (&(herd_msg_t){.id = HERD_MSG_ID_RECORD, .routing = in->routing,
+                                     .line = {record.line, record.size},
+                                     .applied = (uint64_t) record.applied_usec,
+                                     .seq = record.seq},
+                       self->sync, ZMQ_DONTWAIT);
+    else
+        herd_msg_send (&(herd_msg_t){.id = HERD_MSG_ID_GET_NONE, .routing = in->routing},
+                       self->sync, ZMQ_DONTWAIT);
+}
+
+//  Refuse a sync request of another herd or wire version: count, log once,
+//  tell the requester why.
+static void
+s_self_refuse_request (s_self_t *self, zmsg_t *msg, const herd_msg_t *in, const char *reason)
+{
+    zframe_t *command = (zmsg_first (msg), zmsg_next (msg));
+    char command_text[72], what[80], from[80];
+    s_printable ((herd_msg_bytes_t){zframe_data (command), zframe_size (command)}, command_text,
+                 sizeof (command_text));
+    snprintf (what, sizeof (what), "%s request", command_text);
+    const char *address = zframe_meta (command, "Peer-Address");
+    snprintf (from, sizeof (from), "%s", address ? address : "?");
+    s_self_refuse (self, what, from, reason);
+    herd_msg_send (&(herd_msg_t){.id = HERD_MSG_ID_REFUSED, .routing = in->routing,
+                                 .reason = herd_msg_str (reason)},
+                   self->sync, ZMQ_DONTWAIT);
 }
 
 //  Handle one message on the sync ROUTER: catch-up requests and control.
@@ -661,64 +592,54 @@ s_self_handle_sync (s_self_t *self)
     zmsg_t *msg = zmsg_recv (self->sync);
     if (!msg)
         return false;
-    zframe_t *routing = zmsg_first (msg);
-    zframe_t *command = zmsg_next (msg);
     if (self->verbose)
         zsys_debug ("bus %s: sync message of %zu frames", self->node->name, zmsg_size (msg));
+    herd_msg_t in;
+    char reason[HERD_MSG_REASON_MAX];
+    int rc = herd_msg_decode (&in, msg, HERD_MSG_TO_SYNC, self->config->name, reason,
+                              sizeof (reason));
     //  Nothing is served or obeyed for another herd or wire version: the
     //  requester is told why
-    char reason[HERD_MSG_REASON_MAX];
-    if (command && s_self_check_envelope (self, zmsg_next (msg), reason) == -1) {
-        char command_text[72], what[80], from[80];
-        s_printable (command, command_text, sizeof (command_text));
-        snprintf (what, sizeof (what), "%s request", command_text);
-        const char *address = zframe_meta (command, "Peer-Address");
-        snprintf (from, sizeof (from), "%s", address ? address : "?");
-        s_self_refuse (self, what, from, reason);
-        zmsg_t *reply = zmsg_new ();
-        zmsg_append (reply, (zframe_t *[]){zframe_dup (routing)});
-        zmsg_addstr (reply, HERD_MSG_REFUSED);
-        zmsg_addstr (reply, reason);
-        s_send (self->sync, &reply);
-    }
+    if (rc == -1 && in.refused)
+        s_self_refuse_request (self, msg, &in, reason);
     else
-    if (command && zframe_streq (command, HERD_MSG_ICANHAZ))
-        s_self_handle_icanhaz (self, routing, msg);
+    if (rc == -1)
+        herd_log_warning (self->log, "bus", "dropped a malformed sync message (%s)", reason);
     else
-    if (command && zframe_streq (command, HERD_MSG_DIGEST)) {
-        zmsg_t *reply = zmsg_new ();
-        zmsg_append (reply, (zframe_t *[]){zframe_dup (routing)});
-        zmsg_addstr (reply, HERD_MSG_DIGEST);
-        zmsg_addstr (reply, self->node->name);
-        zmsg_addstrf (reply, "%zu", herd_store_size (self->store));
-        zmsg_addstrf (reply, "%016" PRIx64, herd_store_digest (self->store));
-        zmsg_addstrf (reply, "%" PRIu64, self->applied);
-        zmsg_addstrf (reply, "%" PRIu64, self->stale);
-        s_send (self->sync, &reply);
-    }
+    if (in.id == HERD_MSG_ID_ICANHAZ)
+        s_self_handle_icanhaz (self, &in);
     else
-    if (command && zframe_streq (command, HERD_MSG_LINK))
-        s_self_handle_link (self, routing, msg);
+    if (in.id == HERD_MSG_ID_DIGEST)
+        herd_msg_send (&(herd_msg_t){.id = HERD_MSG_ID_DIGEST_REPLY, .routing = in.routing,
+                                     .name = herd_msg_str (self->node->name),
+                                     .count = herd_store_size (self->store),
+                                     .digest = herd_store_digest (self->store),
+                                     .applied = self->applied, .stale = self->stale},
+                       self->sync, ZMQ_DONTWAIT);
     else
-    if (command && zframe_streq (command, HERD_MSG_GET) && zmsg_size (msg) == 4) {
-        zframe_t *client = zmsg_next (msg);
-        herd_store_record_t record;
-        bool found = herd_store_lookup (self->store, (char *) zframe_data (client),
-                                        zframe_size (client), &record);
-        zmsg_t *reply = zmsg_new ();
-        zmsg_append (reply, (zframe_t *[]){zframe_dup (routing)});
-        zmsg_addstr (reply, found ? HERD_MSG_RECORD : HERD_MSG_NONE);
-        if (found) {
-            zmsg_addmem (reply, record.line, record.size);
-            zmsg_addstrf (reply, "%" PRIu64, (uint64_t) record.applied_usec);
-            zmsg_addstrf (reply, "%" PRIu64, record.seq);
-        }
-        s_send (self->sync, &reply);
-    }
+    if (in.id == HERD_MSG_ID_LINK)
+        s_self_handle_link (self, &in);
     else
-        herd_log_warning (self->log, "bus", "dropped a malformed sync message");
+        s_self_handle_get (self, &in);
     zmsg_destroy (&msg);
     return true;
+}
+
+//  A neighbour's catch-up is over (KTHXBAI; in NULL: a malformed one, which
+//  keeps where we were): what others deferred may go.
+static void
+s_self_caught_up (s_self_t *self, herd_peer_t *peer, const herd_msg_t *in)
+{
+    char detail[96];
+    herd_peer_caught_up (peer, in->id == HERD_MSG_ID_KTHXBAI ? (uint64_t[]){in->instance, in->seq}
+                                                            : NULL,
+                         detail, sizeof (detail));
+    herd_monitor_event (self->monitor_out, "bus", "caught up", herd_peer_node (peer)->name,
+                        detail);
+    self->catchups++;
+    for (size_t i = 0; i < self->peer_count; i++)
+        if (herd_peer_deferred (self->peers[i]))
+            s_self_request_sync (self, self->peers[i], "after another catch-up");
 }
 
 //  Handle catch-up records or the end of a catch-up from a neighbour.
@@ -729,45 +650,36 @@ s_self_handle_peer_sync (s_self_t *self, herd_peer_t *peer)
     if (!msg)
         return false;
     const char *name = herd_peer_node (peer)->name;
-    zframe_t *command = zmsg_first (msg);
+    herd_msg_t in;
     char reason[HERD_MSG_REASON_MAX] = "";
-    bool refused = command && zframe_streq (command, HERD_MSG_REFUSED);
-    if (refused) {
-        zframe_t *why = zmsg_next (msg);
-        s_printable (why, reason, sizeof (reason));
+    int rc = herd_msg_decode (&in, msg, HERD_MSG_CATCHUP, self->config->name, reason,
+                              sizeof (reason));
+    if (rc == 0 && in.id == HERD_MSG_ID_REFUSED) {
+        s_printable (in.reason, reason, sizeof (reason));
         if (s_self_refusal_new (self, name, reason))
             herd_log_warning (self->log, "bus", "catch-up refused by %s: %s (logged once)", name,
                               reason);
-    }
-    else
-    if (command && s_self_check_envelope (self, zmsg_next (msg), reason) == -1) {
-        s_self_refuse (self, "catch-up", name, reason);
-        refused = true;
-    }
-    if (refused)
         herd_peer_refused (peer);
+    }
     else
-    if (command && zframe_streq (command, HERD_MSG_KVSYNC)) {
-        for (zframe_t *line = zmsg_next (msg); line; line = zmsg_next (msg)) {
-            s_self_apply (self, (char *) zframe_data (line), zframe_size (line), name, false);
-            herd_peer_received (peer, zframe_size (line));
+    if (rc == -1 && in.refused) {
+        s_self_refuse (self, "catch-up", name, reason);
+        herd_peer_refused (peer);
+    }
+    else
+    if (rc == 0 && in.id == HERD_MSG_ID_KVSYNC) {
+        herd_msg_bytes_t line;
+        while (herd_msg_next_line (&in, &line)) {
+            s_self_apply (self, line.data, line.size, name, false);
+            herd_peer_received (peer, line.size);
         }
     }
     else
-    if (command && zframe_streq (command, HERD_MSG_KTHXBAI) && zmsg_size (msg) == 3) {
-        zframe_t *meta = zmsg_next (msg);
-        char detail[96];
-        herd_peer_caught_up (peer,
-                             zframe_size (meta) == HERD_MSG_META_SIZE ? zframe_data (meta) : NULL,
-                             detail, sizeof (detail));
-        herd_monitor_event (self->monitor_out, "bus", "caught up", name, detail);
-        self->catchups++;
-        for (size_t i = 0; i < self->peer_count; i++)
-            if (herd_peer_deferred (self->peers[i]))
-                s_self_request_sync (self, self->peers[i], "after another catch-up");
-    }
+    if (in.id == HERD_MSG_ID_KTHXBAI)       //  a malformed one keeps where we were
+        s_self_caught_up (self, peer, rc == 0 ? &in : &(herd_msg_t){0});
     else
-        herd_log_warning (self->log, "bus", "dropped a malformed catch-up message from %s", name);
+        herd_log_warning (self->log, "bus", "dropped a malformed catch-up message from %s (%s)",
+                          name, reason);
     zmsg_destroy (&msg);
     return true;
 }
@@ -881,12 +793,10 @@ static void
 s_self_heartbeat (s_self_t *self)
 {
     s_self_publish (self);      //  a heartbeat must not run ahead of the stream
-    zmsg_t *msg = zmsg_new ();
-    zmsg_addstr (msg, HERD_MSG_TOPIC_HEARTBEAT);
-    s_self_add_envelope (self, msg);
-    zmsg_addstr (msg, self->node->name);
-    zmsg_append (msg, (zframe_t *[]){s_self_meta (self)});
-    s_send (self->pub, &msg);
+    herd_msg_send (&(herd_msg_t){.id = HERD_MSG_ID_H, .herd = self->config->name,
+                                 .sender = herd_msg_str (self->node->name),
+                                 .instance = self->instance, .seq = herd_store_seq (self->store)},
+                   self->pub, ZMQ_DONTWAIT);
     self->next_heartbeat = s_now_ms () + HERD_BUS_HEARTBEAT;
 }
 
@@ -1143,7 +1053,6 @@ s_self_new (zsock_t *pipe, herd_bus_args_t *args)
     self->log = args->log;
     self->fsync_always = args->config->fsync_always;
     self->store = herd_store_new (s_self_clock, self);
-    self->envelope_size = herd_msg_envelope (self->envelope, self->config->name);
     self->started_mono = s_now_ms ();
     self->started_wall = zclock_time ();
     //  A fresh instance id: neighbours then know our sequence numbers restarted
@@ -1161,12 +1070,12 @@ s_self_new (zsock_t *pipe, herd_bus_args_t *args)
              || s_self_open_sockets (self, args->endpoint) == -1 || s_self_open_sync (self) == -1;
     if (!failed) {
         self->catchup_context = (herd_catchup_context_t){self->sync, self->store, self->instance,
-                                                         self->envelope, self->envelope_size,
+                                                         self->config->name,
                                                          s_self_flush, self, self->log, false};
         self->catchup = herd_catchup_new (&self->catchup_context);
         s_self_start_monitors (self);
         self->peer_context = (herd_peer_context_t){self->sub, self->poller, self->cert,
-                                                   self->envelope, self->envelope_size,
+                                                   self->config->name,
                                                    self->peer_context.frame_max, self->log};
         self->peer_count = self->node->neighbour_count;
         self->peers = (herd_peer_t **) zmalloc ((self->peer_count + 1) * sizeof (herd_peer_t *));
