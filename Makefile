@@ -165,7 +165,7 @@ FUZZ_SECONDS ?= 300
 FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread -g -O1 \
                 -fno-omit-frame-pointer -fno-sanitize-recover=all \
                 $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-FUZZ_SRC     := common/herd_proto.c common/herd_decimal.c common/herd_record.c common/herd_config.c \
+FUZZ_SRC     := common/herd_msg.c common/herd_proto.c common/herd_decimal.c common/herd_record.c common/herd_config.c \
                 common/herd_config_scan.c places/herd_placesbody.c places/herd_placesnew.c
 FUZZ_OBJ     := $(FUZZ_SRC:%.c=build/fuzz/obj/%.o)
 FUZZ_BINS    := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
