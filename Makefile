@@ -37,11 +37,11 @@ endif
 COMMON  := common/herd_config.c common/herd_config_scan.c common/herd_config_reload.c \
            common/herd_config_test.c \
            common/herd_log.c common/herd_proto.c common/herd_decimal.c common/herd_record.c \
-           common/herd_hist.c common/herd_alive.c common/herd_notify.c
+           common/herd_hist.c common/herd_alive.c common/herd_notify.c common/herd_msg.c
 GATEWAY := gateway/herd_gateway.c gateway/herd_conn.c gateway/herd_accept.c gateway/herd_uplink.c \
            gateway/herd_gateway_test.c
-BUS     := bus/herd_bus.c bus/herd_catchup.c bus/herd_journal.c bus/herd_journal_test.c \
-           bus/herd_monitor.c bus/herd_peer.c bus/herd_store.c bus/herd_table.c
+BUS     := bus/herd_bus.c bus/herd_bus_test.c bus/herd_catchup.c bus/herd_journal.c \
+           bus/herd_journal_test.c bus/herd_monitor.c bus/herd_peer.c bus/herd_store.c bus/herd_table.c
 PLACES  := places/herd_places.c places/herd_placesbody.c places/herd_placesnew.c \
            places/herd_google.c places/herd_placescache.c
 LIBSRC  := $(COMMON) $(GATEWAY) $(BUS) $(PLACES) cli/herd_node.c cli/herd_client.c cli/herd_watch.c \
@@ -165,7 +165,7 @@ FUZZ_SECONDS ?= 300
 FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread -g -O1 \
                 -fno-omit-frame-pointer -fno-sanitize-recover=all \
                 $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-FUZZ_SRC     := common/herd_proto.c common/herd_decimal.c common/herd_record.c common/herd_config.c \
+FUZZ_SRC     := common/herd_msg.c common/herd_proto.c common/herd_decimal.c common/herd_record.c common/herd_config.c \
                 common/herd_config_scan.c places/herd_placesbody.c places/herd_placesnew.c
 FUZZ_OBJ     := $(FUZZ_SRC:%.c=build/fuzz/obj/%.o)
 FUZZ_BINS    := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))

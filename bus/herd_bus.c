@@ -76,8 +76,6 @@ typedef struct {
     uint64_t dropped;
     uint64_t published;             //  records published
     uint64_t messages;              //  ...in so many messages
-    byte envelope[HERD_MSG_ENVELOPE_MAX];   //  our herd and wire version (herd_msg.h)
-    size_t envelope_size;
     uint64_t refused;               //  messages of another herd or wire version refused
     uint64_t refusals_logged[HERD_BUS_REFUSALS];    //  hashes of sender and reason logged
     size_t refusals_logged_count;
@@ -113,63 +111,13 @@ s_self_peer_by_endpoint (s_self_t *self, const char *endpoint)
     return NULL;
 }
 
-//  Send a message of frames without ever blocking: a message that cannot be
-//  queued at once (no connection, queue full, requester gone) is dropped.
-//  Nothing is sent when the first frame cannot be: a DEALER and a ROUTER
-//  refuse a message at its first frame. 0, or -1 (errno says why).
-static int
-s_send (zsock_t *sock, zmsg_t **msg_p)
-{
-    zmsg_t *msg = *msg_p;
-    *msg_p = NULL;
-    int rc = 0;
-    zframe_t *frame = zmsg_pop (msg);
-    while (frame && rc == 0) {
-        int flags = ZFRAME_DONTWAIT | (zmsg_size (msg) ? ZFRAME_MORE : 0);
-        rc = zframe_send (&frame, sock, flags);
-        zframe_destroy (&frame);        //  left to us when not sent
-        frame = rc == 0 ? zmsg_pop (msg) : NULL;
-    }
-    int error = zmq_errno ();
-    zmsg_destroy (&msg);
-    errno = error;
-    return rc;
-}
-
-//  Meta frame: our instance and current sequence number.
-static zframe_t *
-s_self_meta (s_self_t *self)
-{
-    byte meta[HERD_MSG_META_SIZE];
-    herd_msg_put_u64 (meta, self->instance);
-    herd_msg_put_u64 (meta + 8, herd_store_seq (self->store));
-    return zframe_new (meta, sizeof (meta));
-}
-
-//  Add our envelope frame (herd name and wire version) to a message.
+//  Bytes as text fit for the log: printable ASCII, at most 64 bytes.
 static void
-s_self_add_envelope (s_self_t *self, zmsg_t *msg)
+s_printable (herd_msg_bytes_t bytes, char *out, size_t out_size)
 {
-    zmsg_addmem (msg, self->envelope, self->envelope_size);
-}
-
-//  Check a message's envelope frame (NULL: it has none); 0 when it is of
-//  our herd and wire version, else -1 with reason set.
-static int
-s_self_check_envelope (s_self_t *self, zframe_t *envelope, char *reason)
-{
-    return herd_msg_envelope_check (envelope ? zframe_data (envelope) : NULL,
-                                    envelope ? zframe_size (envelope) : 0, self->config->name,
-                                    reason, HERD_MSG_REASON_MAX);
-}
-
-//  A frame as text fit for the log: printable ASCII, at most 64 bytes.
-static void
-s_printable (zframe_t *frame, char *out, size_t out_size)
-{
-    size_t size = frame ? zframe_size (frame) : 0, used = 0;
+    size_t size = bytes.data ? bytes.size : 0, used = 0;
     for (size_t i = 0; i < size && used + 1 < out_size && i < 64; i++) {
-        byte c = zframe_data (frame)[i];
+        byte c = ((const byte *) bytes.data)[i];
         out[used++] = c >= 0x20 && c < 0x7f ? (char) c : '?';
     }
     out[used] = 0;
@@ -245,17 +193,13 @@ s_self_request_sync (s_self_t *self, herd_peer_t *peer, const char *why)
 static void
 s_self_publish_records (s_self_t *self, const char *records, size_t size, uint64_t seq)
 {
-    byte meta[HERD_MSG_META_SIZE];
-    herd_msg_put_u64 (meta, self->instance);
-    herd_msg_put_u64 (meta + 8, seq);
-    void *pub = zsock_resolve (self->pub);
     //  PUB never blocks: at its high-water mark it drops, and the
     //  neighbour's catch-up brings what was dropped
-    zmq_send (pub, HERD_MSG_TOPIC_UPDATE, strlen (HERD_MSG_TOPIC_UPDATE), ZMQ_SNDMORE);
-    zmq_send (pub, self->envelope, self->envelope_size, ZMQ_SNDMORE);
-    zmq_send (pub, records, size, ZMQ_SNDMORE);
-    zmq_send (pub, self->node->name, strlen (self->node->name), ZMQ_SNDMORE);
-    zmq_send (pub, meta, sizeof (meta), 0);
+    herd_msg_send (&(herd_msg_t){.id = HERD_MSG_ID_U, .herd = self->config->name,
+                                 .records = {records, size},
+                                 .sender = herd_msg_str (self->node->name),
+                                 .instance = self->instance, .seq = seq},
+                   self->pub, 0);
     self->messages++;
 }
 
@@ -465,15 +409,10 @@ s_self_store (s_self_t *self)
     }
     for (size_t i = 0; i < self->ack_count; i++) {
         s_ack_t *ack = &self->acks[i];
-        byte first[8], last[8];
-        herd_msg_put_u64 (first, ack->first);
-        herd_msg_put_u64 (last, ack->last);
-        zmsg_t *reply = zmsg_new ();
-        zmsg_append (reply, &ack->routing);
-        zmsg_addstr (reply, HERD_MSG_STORED);
-        zmsg_addmem (reply, first, sizeof (first));
-        zmsg_addmem (reply, last, sizeof (last));
-        s_send (self->router, &reply);
+        herd_msg_send (&(herd_msg_t){.id = HERD_MSG_ID_STORED, .routing = ack->routing,
+                                     .first = ack->first, .last = ack->last},
+                       self->router, ZMQ_DONTWAIT);
+        zframe_destroy (&ack->routing);
     }
     self->ack_count = 0;
 }
@@ -481,58 +420,43 @@ s_self_store (s_self_t *self)
 //  -------------------------------------------------------------------------
 //  Handlers
 
-//  Handle one message from the gateway: UPDATE or LOOKUP.
+//  Handle one message from the gateway: UPDATE, LOOKUP or STATS.
 static bool
 s_self_handle_router (s_self_t *self)
 {
     zmsg_t *msg = zmsg_recv (self->router);
     if (!msg)
         return false;
-    zframe_t *routing = zmsg_pop (msg);
-    char *command = zmsg_popstr (msg);
-    if (command && streq (command, HERD_MSG_UPDATE) && zmsg_size (msg) == 2
-        && zframe_size (zmsg_first (msg)) == 8) {
-        uint64_t batch = herd_msg_get_u64 (zframe_data (zmsg_first (msg)));
-        zframe_t *line = zmsg_next (msg);
-        s_self_apply_all (self, (char *) zframe_data (line), zframe_size (line), "gateway",
-                          true);
-        s_self_hold_ack (self, &routing, batch);
+    herd_msg_t in;
+    char reason[HERD_MSG_REASON_MAX];
+    if (herd_msg_decode (&in, msg, HERD_MSG_TO_BUS, NULL, reason, sizeof (reason)) == -1)
+        herd_log_warning (self->log, "bus", "dropped a malformed gateway message (%s)", reason);
+    else
+    if (in.id == HERD_MSG_ID_UPDATE) {
+        s_self_apply_all (self, in.records.data, in.records.size, "gateway", true);
+        zframe_t *routing = in.routing;
+        zmsg_remove (msg, routing);
+        s_self_hold_ack (self, &routing, in.batch);
     }
     else
-    if (command && streq (command, HERD_MSG_LOOKUP) && zmsg_size (msg) == 2) {
-        zframe_t *reqid = zmsg_pop (msg);
-        zframe_t *client = zmsg_pop (msg);
+    if (in.id == HERD_MSG_ID_LOOKUP) {
         herd_store_record_t record;
-        bool found = herd_store_lookup (self->store, (char *) zframe_data (client),
-                                        zframe_size (client), &record);
-        zframe_destroy (&client);
-
-        zmsg_t *reply = zmsg_new ();
-        zmsg_append (reply, &routing);
-        zmsg_addstr (reply, found ? HERD_MSG_FOUND : HERD_MSG_NONE);
-        zmsg_append (reply, &reqid);
-        if (found)
-            zmsg_addmem (reply, record.line, record.size);
-        s_send (self->router, &reply);
+        bool found = herd_store_lookup (self->store, in.client.data, in.client.size, &record);
+        herd_msg_send (&(herd_msg_t){.id = found ? HERD_MSG_ID_FOUND : HERD_MSG_ID_NONE,
+                                     .routing = in.routing, .reqid = in.reqid,
+                                     .line = {found ? record.line : NULL, found ? record.size : 0}},
+                       self->router, ZMQ_DONTWAIT);
     }
-    else
-    if (command && streq (command, "STATS") && zmsg_size (msg) == 2) {
-        //  Counters of the gateway and (relayed) places, for the monitor
-        char *role = zmsg_popstr (msg);
-        char *json = zmsg_popstr (msg);
-        cJSON *stats = json ? cJSON_Parse (json) : NULL;
-        if (role && (streq (role, "gateway") || streq (role, "places")) && cJSON_IsObject (stats))
-            herd_monitor_set (self->monitor_out, role, stats);
+    else {
+        //  STATS: counters of the gateway and (relayed) places, for the monitor
+        cJSON *stats = cJSON_ParseWithLength (in.json.data, in.json.size);
+        if ((herd_msg_bytes_eq (in.role, "gateway") || herd_msg_bytes_eq (in.role, "places"))
+            && cJSON_IsObject (stats))
+            herd_monitor_set (self->monitor_out,
+                              herd_msg_bytes_eq (in.role, "gateway") ? "gateway" : "places", stats);
         else
             cJSON_Delete (stats);
-        zstr_free (&role);
-        zstr_free (&json);
     }
-    else
-        herd_log_warning (self->log, "bus", "dropped a malformed gateway message (%s)",
-                          command ? command : "empty");
-    zstr_free (&command);
-    zframe_destroy (&routing);
     zmsg_destroy (&msg);
     return true;
 }
@@ -540,9 +464,9 @@ s_self_handle_router (s_self_t *self)
 //  Track a neighbour's sequence number from its stream (records: how many an
 //  update carried; 0 for a heartbeat); catch up on a gap.
 static void
-s_self_track (s_self_t *self, herd_peer_t *peer, zframe_t *meta, size_t records)
+s_self_track (s_self_t *self, herd_peer_t *peer, const herd_msg_t *in, size_t records)
 {
-    const char *why = herd_peer_track (peer, zframe_data (meta), records);
+    const char *why = herd_peer_track (peer, in->instance, in->seq, records);
     if (why)
         s_self_request_sync (self, peer, why);
 }
@@ -554,45 +478,32 @@ s_self_handle_sub (s_self_t *self)
     zmsg_t *msg = zmsg_recv (self->sub);
     if (!msg)
         return false;
-    zframe_t *topic = zmsg_first (msg);
-    //  Another herd's or wire version's message is never read further
-    bool known = zframe_streq (topic, HERD_MSG_TOPIC_UPDATE)
-                 || zframe_streq (topic, HERD_MSG_TOPIC_HEARTBEAT);
+    herd_msg_t in;
     char reason[HERD_MSG_REASON_MAX];
-    if (known && s_self_check_envelope (self, zmsg_next (msg), reason) == -1) {
-        //  The sender is the last frame but one, in this wire and the last
-        zframe_t *sender = NULL;
-        size_t index = 0;
-        for (zframe_t *frame = zmsg_first (msg); frame; frame = zmsg_next (msg))
-            if (zmsg_size (msg) >= 3 && index++ == zmsg_size (msg) - 2)
-                sender = frame;
+    int rc = herd_msg_decode (&in, msg, HERD_MSG_FLOOD, self->config->name, reason,
+                              sizeof (reason));
+    //  Another herd's or wire version's message is never read further
+    if (rc == -1 && in.refused) {
         char from[80];
-        s_printable (sender, from, sizeof (from));
-        s_self_refuse (self, zframe_streq (topic, HERD_MSG_TOPIC_UPDATE) ? "update" : "heartbeat",
+        s_printable (in.sender, from, sizeof (from));
+        s_self_refuse (self, zframe_streq (zmsg_first (msg), HERD_MSG_TOPIC_UPDATE) ? "update"
+                                                                                    : "heartbeat",
                        from, reason);
         zmsg_destroy (&msg);
         return true;
     }
-    bool update = zmsg_size (msg) == 5 && zframe_streq (topic, HERD_MSG_TOPIC_UPDATE);
-    bool heartbeat = zmsg_size (msg) == 4 && zframe_streq (topic, HERD_MSG_TOPIC_HEARTBEAT);
-    zframe_t *line = update ? zmsg_next (msg) : NULL;
-    zframe_t *sender = zmsg_next (msg);
-    zframe_t *meta = zmsg_next (msg);
-    herd_peer_t *peer = (update || heartbeat) && zframe_size (meta) == HERD_MSG_META_SIZE
-                         ? s_self_peer_by_name (self, (char *) zframe_data (sender),
-                                                zframe_size (sender))
-                         : NULL;
+    herd_peer_t *peer = rc == 0 ? s_self_peer_by_name (self, in.sender.data, in.sender.size) : NULL;
     if (!peer) {
         self->dropped++;
         herd_log_warning (self->log, "bus", "dropped a malformed bus message of %zu frames",
                           zmsg_size (msg));
     }
     else {
-        size_t records = update ? s_self_apply_all (self, (char *) zframe_data (line),
-                                                    zframe_size (line),
-                                                    herd_peer_node (peer)->name, false)
-                                : 0;
-        s_self_track (self, peer, meta, records);
+        size_t records = in.id == HERD_MSG_ID_U
+                             ? s_self_apply_all (self, in.records.data, in.records.size,
+                                                 herd_peer_node (peer)->name, false)
+                             : 0;
+        s_self_track (self, peer, &in, records);
     }
     zmsg_destroy (&msg);
     return true;
@@ -600,58 +511,78 @@ s_self_handle_sub (s_self_t *self)
 
 //  Handle ICANHAZ: send what the requester misses.
 static void
-s_self_handle_icanhaz (s_self_t *self, zframe_t *routing, zmsg_t *msg)
+s_self_handle_icanhaz (s_self_t *self, const herd_msg_t *in)
 {
-    zframe_t *meta = zmsg_next (msg);
-    zframe_t *digest = zmsg_next (msg);
-    if (zmsg_size (msg) != 5 || zframe_size (meta) != HERD_MSG_META_SIZE
-        || zframe_size (digest) != 16) {
-        herd_log_warning (self->log, "bus", "dropped a malformed catch-up request");
-        return;
-    }
-    uint64_t instance = herd_msg_get_u64 (zframe_data (meta));
-    uint64_t since = herd_msg_get_u64 (zframe_data (meta) + 8);
-    uint64_t count = herd_msg_get_u64 (zframe_data (digest));
-    uint64_t hash = herd_msg_get_u64 (zframe_data (digest) + 8);
-    if (instance == self->instance && since <= herd_store_seq (self->store))
-        herd_catchup_start (self->catchup, routing, since);
+    if (in->instance == self->instance && in->seq <= herd_store_seq (self->store))
+        herd_catchup_start (self->catchup, in->routing, in->seq);
     else
-    if (count == herd_store_size (self->store) && hash == herd_store_digest (self->store))
-        herd_catchup_start (self->catchup, routing, UINT64_MAX);    //  same table: nothing
+    if (in->count == herd_store_size (self->store) && in->digest == herd_store_digest (self->store))
+        herd_catchup_start (self->catchup, in->routing, UINT64_MAX);    //  same table: nothing
     else
-        herd_catchup_start (self->catchup, routing, 0);             //  everything
+        herd_catchup_start (self->catchup, in->routing, 0);             //  everything
 }
 
 //  Handle LINK peer up|down: take our subscription to a neighbour down or up.
 static void
-s_self_handle_link (s_self_t *self, zframe_t *routing, zmsg_t *msg)
+s_self_handle_link (s_self_t *self, const herd_msg_t *in)
 {
-    //  Frames: routing id, LINK, envelope, peer, state
-    char *name = zmsg_size (msg) == 5 ? zframe_strdup (zmsg_next (msg)) : NULL;
-    char *state = zmsg_size (msg) == 5 ? zframe_strdup (zmsg_next (msg)) : NULL;
-    herd_peer_t *peer = name ? s_self_peer_by_name (self, name, strlen (name)) : NULL;
+    char name[HERD_MSG_NAME_MAX + 1];
+    snprintf (name, sizeof (name), "%.*s", (int) in->peer.size, (const char *) in->peer.data);
+    herd_peer_t *peer = in->peer.size <= HERD_MSG_NAME_MAX
+                            ? s_self_peer_by_name (self, in->peer.data, in->peer.size)
+                            : NULL;
+    bool up = herd_msg_bytes_eq (in->state, "up"), down = herd_msg_bytes_eq (in->state, "down");
     const char *error = NULL;
-    if (!peer || !state)
+    if (!peer)
         error = "no such neighbour";
     else
-    if (!streq (state, "up") && !streq (state, "down"))
+    if (!up && !down)
         error = "state must be up or down";
     else
-    if (streq (state, "down") && herd_peer_link (peer, false)) {
+    if (down && herd_peer_link (peer, false)) {
         herd_monitor_event (self->monitor_out, "bus", "link down", name, "by command");
         herd_log_warning (self->log, "bus", "link to %s taken down by command", name);
     }
     else
-    if (streq (state, "up") && herd_peer_link (peer, true))
+    if (up && herd_peer_link (peer, true))
         herd_log_printf (self->log, "bus", "link to %s brought up by command", name);
-    zmsg_t *reply = zmsg_new ();
-    zmsg_append (reply, (zframe_t *[]){zframe_dup (routing)});
-    zmsg_addstr (reply, error ? "ERROR" : "OK");
-    if (error)
-        zmsg_addstr (reply, error);
-    s_send (self->sync, &reply);
-    zstr_free (&name);
-    zstr_free (&state);
+    herd_msg_send (&(herd_msg_t){.id = error ? HERD_MSG_ID_ERROR : HERD_MSG_ID_OK,
+                                 .routing = in->routing, .reason = herd_msg_str (error)},
+                   self->sync, ZMQ_DONTWAIT);
+}
+
+//  Answer GET client: its record, or NONE.
+static void
+s_self_handle_get (s_self_t *self, const herd_msg_t *in)
+{
+    herd_store_record_t record;
+    if (herd_store_lookup (self->store, in->client.data, in->client.size, &record))
+        herd_msg_send (&(herd_msg_t){.id = HERD_MSG_ID_RECORD, .routing = in->routing,
+                                     .line = {record.line, record.size},
+                                     .applied = (uint64_t) record.applied_usec,
+                                     .seq = record.seq},
+                       self->sync, ZMQ_DONTWAIT);
+    else
+        herd_msg_send (&(herd_msg_t){.id = HERD_MSG_ID_GET_NONE, .routing = in->routing},
+                       self->sync, ZMQ_DONTWAIT);
+}
+
+//  Refuse a sync request of another herd or wire version: count, log once,
+//  tell the requester why.
+static void
+s_self_refuse_request (s_self_t *self, zmsg_t *msg, const herd_msg_t *in, const char *reason)
+{
+    zframe_t *command = (zmsg_first (msg), zmsg_next (msg));
+    char command_text[72], what[80], from[80];
+    s_printable ((herd_msg_bytes_t){zframe_data (command), zframe_size (command)}, command_text,
+                 sizeof (command_text));
+    snprintf (what, sizeof (what), "%s request", command_text);
+    const char *address = zframe_meta (command, "Peer-Address");
+    snprintf (from, sizeof (from), "%s", address ? address : "?");
+    s_self_refuse (self, what, from, reason);
+    herd_msg_send (&(herd_msg_t){.id = HERD_MSG_ID_REFUSED, .routing = in->routing,
+                                 .reason = herd_msg_str (reason)},
+                   self->sync, ZMQ_DONTWAIT);
 }
 
 //  Handle one message on the sync ROUTER: catch-up requests and control.
@@ -661,64 +592,54 @@ s_self_handle_sync (s_self_t *self)
     zmsg_t *msg = zmsg_recv (self->sync);
     if (!msg)
         return false;
-    zframe_t *routing = zmsg_first (msg);
-    zframe_t *command = zmsg_next (msg);
     if (self->verbose)
         zsys_debug ("bus %s: sync message of %zu frames", self->node->name, zmsg_size (msg));
+    herd_msg_t in;
+    char reason[HERD_MSG_REASON_MAX];
+    int rc = herd_msg_decode (&in, msg, HERD_MSG_TO_SYNC, self->config->name, reason,
+                              sizeof (reason));
     //  Nothing is served or obeyed for another herd or wire version: the
     //  requester is told why
-    char reason[HERD_MSG_REASON_MAX];
-    if (command && s_self_check_envelope (self, zmsg_next (msg), reason) == -1) {
-        char command_text[72], what[80], from[80];
-        s_printable (command, command_text, sizeof (command_text));
-        snprintf (what, sizeof (what), "%s request", command_text);
-        const char *address = zframe_meta (command, "Peer-Address");
-        snprintf (from, sizeof (from), "%s", address ? address : "?");
-        s_self_refuse (self, what, from, reason);
-        zmsg_t *reply = zmsg_new ();
-        zmsg_append (reply, (zframe_t *[]){zframe_dup (routing)});
-        zmsg_addstr (reply, HERD_MSG_REFUSED);
-        zmsg_addstr (reply, reason);
-        s_send (self->sync, &reply);
-    }
+    if (rc == -1 && in.refused)
+        s_self_refuse_request (self, msg, &in, reason);
     else
-    if (command && zframe_streq (command, HERD_MSG_ICANHAZ))
-        s_self_handle_icanhaz (self, routing, msg);
+    if (rc == -1)
+        herd_log_warning (self->log, "bus", "dropped a malformed sync message (%s)", reason);
     else
-    if (command && zframe_streq (command, HERD_MSG_DIGEST)) {
-        zmsg_t *reply = zmsg_new ();
-        zmsg_append (reply, (zframe_t *[]){zframe_dup (routing)});
-        zmsg_addstr (reply, HERD_MSG_DIGEST);
-        zmsg_addstr (reply, self->node->name);
-        zmsg_addstrf (reply, "%zu", herd_store_size (self->store));
-        zmsg_addstrf (reply, "%016" PRIx64, herd_store_digest (self->store));
-        zmsg_addstrf (reply, "%" PRIu64, self->applied);
-        zmsg_addstrf (reply, "%" PRIu64, self->stale);
-        s_send (self->sync, &reply);
-    }
+    if (in.id == HERD_MSG_ID_ICANHAZ)
+        s_self_handle_icanhaz (self, &in);
     else
-    if (command && zframe_streq (command, HERD_MSG_LINK))
-        s_self_handle_link (self, routing, msg);
+    if (in.id == HERD_MSG_ID_DIGEST)
+        herd_msg_send (&(herd_msg_t){.id = HERD_MSG_ID_DIGEST_REPLY, .routing = in.routing,
+                                     .name = herd_msg_str (self->node->name),
+                                     .count = herd_store_size (self->store),
+                                     .digest = herd_store_digest (self->store),
+                                     .applied = self->applied, .stale = self->stale},
+                       self->sync, ZMQ_DONTWAIT);
     else
-    if (command && zframe_streq (command, HERD_MSG_GET) && zmsg_size (msg) == 4) {
-        zframe_t *client = zmsg_next (msg);
-        herd_store_record_t record;
-        bool found = herd_store_lookup (self->store, (char *) zframe_data (client),
-                                        zframe_size (client), &record);
-        zmsg_t *reply = zmsg_new ();
-        zmsg_append (reply, (zframe_t *[]){zframe_dup (routing)});
-        zmsg_addstr (reply, found ? HERD_MSG_RECORD : HERD_MSG_NONE);
-        if (found) {
-            zmsg_addmem (reply, record.line, record.size);
-            zmsg_addstrf (reply, "%" PRIu64, (uint64_t) record.applied_usec);
-            zmsg_addstrf (reply, "%" PRIu64, record.seq);
-        }
-        s_send (self->sync, &reply);
-    }
+    if (in.id == HERD_MSG_ID_LINK)
+        s_self_handle_link (self, &in);
     else
-        herd_log_warning (self->log, "bus", "dropped a malformed sync message");
+        s_self_handle_get (self, &in);
     zmsg_destroy (&msg);
     return true;
+}
+
+//  A neighbour's catch-up is over (KTHXBAI; in NULL: a malformed one, which
+//  keeps where we were): what others deferred may go.
+static void
+s_self_caught_up (s_self_t *self, herd_peer_t *peer, const herd_msg_t *in)
+{
+    char detail[96];
+    herd_peer_caught_up (peer, in->id == HERD_MSG_ID_KTHXBAI ? (uint64_t[]){in->instance, in->seq}
+                                                            : NULL,
+                         detail, sizeof (detail));
+    herd_monitor_event (self->monitor_out, "bus", "caught up", herd_peer_node (peer)->name,
+                        detail);
+    self->catchups++;
+    for (size_t i = 0; i < self->peer_count; i++)
+        if (herd_peer_deferred (self->peers[i]))
+            s_self_request_sync (self, self->peers[i], "after another catch-up");
 }
 
 //  Handle catch-up records or the end of a catch-up from a neighbour.
@@ -729,45 +650,36 @@ s_self_handle_peer_sync (s_self_t *self, herd_peer_t *peer)
     if (!msg)
         return false;
     const char *name = herd_peer_node (peer)->name;
-    zframe_t *command = zmsg_first (msg);
+    herd_msg_t in;
     char reason[HERD_MSG_REASON_MAX] = "";
-    bool refused = command && zframe_streq (command, HERD_MSG_REFUSED);
-    if (refused) {
-        zframe_t *why = zmsg_next (msg);
-        s_printable (why, reason, sizeof (reason));
+    int rc = herd_msg_decode (&in, msg, HERD_MSG_CATCHUP, self->config->name, reason,
+                              sizeof (reason));
+    if (rc == 0 && in.id == HERD_MSG_ID_REFUSED) {
+        s_printable (in.reason, reason, sizeof (reason));
         if (s_self_refusal_new (self, name, reason))
             herd_log_warning (self->log, "bus", "catch-up refused by %s: %s (logged once)", name,
                               reason);
-    }
-    else
-    if (command && s_self_check_envelope (self, zmsg_next (msg), reason) == -1) {
-        s_self_refuse (self, "catch-up", name, reason);
-        refused = true;
-    }
-    if (refused)
         herd_peer_refused (peer);
+    }
     else
-    if (command && zframe_streq (command, HERD_MSG_KVSYNC)) {
-        for (zframe_t *line = zmsg_next (msg); line; line = zmsg_next (msg)) {
-            s_self_apply (self, (char *) zframe_data (line), zframe_size (line), name, false);
-            herd_peer_received (peer, zframe_size (line));
+    if (rc == -1 && in.refused) {
+        s_self_refuse (self, "catch-up", name, reason);
+        herd_peer_refused (peer);
+    }
+    else
+    if (rc == 0 && in.id == HERD_MSG_ID_KVSYNC) {
+        herd_msg_bytes_t line;
+        while (herd_msg_next_line (&in, &line)) {
+            s_self_apply (self, line.data, line.size, name, false);
+            herd_peer_received (peer, line.size);
         }
     }
     else
-    if (command && zframe_streq (command, HERD_MSG_KTHXBAI) && zmsg_size (msg) == 3) {
-        zframe_t *meta = zmsg_next (msg);
-        char detail[96];
-        herd_peer_caught_up (peer,
-                             zframe_size (meta) == HERD_MSG_META_SIZE ? zframe_data (meta) : NULL,
-                             detail, sizeof (detail));
-        herd_monitor_event (self->monitor_out, "bus", "caught up", name, detail);
-        self->catchups++;
-        for (size_t i = 0; i < self->peer_count; i++)
-            if (herd_peer_deferred (self->peers[i]))
-                s_self_request_sync (self, self->peers[i], "after another catch-up");
-    }
+    if (in.id == HERD_MSG_ID_KTHXBAI)       //  a malformed one keeps where we were
+        s_self_caught_up (self, peer, rc == 0 ? &in : &(herd_msg_t){0});
     else
-        herd_log_warning (self->log, "bus", "dropped a malformed catch-up message from %s", name);
+        herd_log_warning (self->log, "bus", "dropped a malformed catch-up message from %s (%s)",
+                          name, reason);
     zmsg_destroy (&msg);
     return true;
 }
@@ -881,12 +793,10 @@ static void
 s_self_heartbeat (s_self_t *self)
 {
     s_self_publish (self);      //  a heartbeat must not run ahead of the stream
-    zmsg_t *msg = zmsg_new ();
-    zmsg_addstr (msg, HERD_MSG_TOPIC_HEARTBEAT);
-    s_self_add_envelope (self, msg);
-    zmsg_addstr (msg, self->node->name);
-    zmsg_append (msg, (zframe_t *[]){s_self_meta (self)});
-    s_send (self->pub, &msg);
+    herd_msg_send (&(herd_msg_t){.id = HERD_MSG_ID_H, .herd = self->config->name,
+                                 .sender = herd_msg_str (self->node->name),
+                                 .instance = self->instance, .seq = herd_store_seq (self->store)},
+                   self->pub, ZMQ_DONTWAIT);
     self->next_heartbeat = s_now_ms () + HERD_BUS_HEARTBEAT;
 }
 
@@ -1143,7 +1053,6 @@ s_self_new (zsock_t *pipe, herd_bus_args_t *args)
     self->log = args->log;
     self->fsync_always = args->config->fsync_always;
     self->store = herd_store_new (s_self_clock, self);
-    self->envelope_size = herd_msg_envelope (self->envelope, self->config->name);
     self->started_mono = s_now_ms ();
     self->started_wall = zclock_time ();
     //  A fresh instance id: neighbours then know our sequence numbers restarted
@@ -1161,12 +1070,12 @@ s_self_new (zsock_t *pipe, herd_bus_args_t *args)
              || s_self_open_sockets (self, args->endpoint) == -1 || s_self_open_sync (self) == -1;
     if (!failed) {
         self->catchup_context = (herd_catchup_context_t){self->sync, self->store, self->instance,
-                                                         self->envelope, self->envelope_size,
+                                                         self->config->name,
                                                          s_self_flush, self, self->log, false};
         self->catchup = herd_catchup_new (&self->catchup_context);
         s_self_start_monitors (self);
         self->peer_context = (herd_peer_context_t){self->sub, self->poller, self->cert,
-                                                   self->envelope, self->envelope_size,
+                                                   self->config->name,
                                                    self->peer_context.frame_max, self->log};
         self->peer_count = self->node->neighbour_count;
         self->peers = (herd_peer_t **) zmalloc ((self->peer_count + 1) * sizeof (herd_peer_t *));
@@ -1329,543 +1238,4 @@ herd_bus_actor (zsock_t *pipe, void *args)
                      " messages", herd_store_size (self->store), self->applied, self->stale,
                      self->dropped, self->published, self->messages);
     s_self_destroy (&self);
-}
-
-//  -------------------------------------------------------------------------
-//  Self test
-
-//  Receive with a bounded wait; NULL on time-out.
-static zmsg_t *
-s_recv_bounded (zsock_t *sock, int msecs)
-{
-    zpoller_t *poller = zpoller_new (sock, NULL);
-    zmsg_t *msg = zpoller_wait (poller, msecs) ? zmsg_recv (sock) : NULL;
-    zpoller_destroy (&poller);
-    return msg;
-}
-
-//  Ask the bus for client; returns the stored line or NULL for NONE.
-static char *
-s_lookup (zsock_t *dealer, const char *client)
-{
-    zstr_sendx (dealer, HERD_MSG_LOOKUP, "req1", client, NULL);
-    zmsg_t *reply = s_recv_bounded (dealer, 5000);
-    HERD_CHECK (reply);
-    char *kind = zmsg_popstr (reply);
-    char *reqid = zmsg_popstr (reply);
-    HERD_CHECK_STR (reqid, "req1");
-    char *line = zmsg_popstr (reply);
-    HERD_CHECK ((line != NULL) == streq (kind, HERD_MSG_FOUND));
-    zstr_free (&kind);
-    zstr_free (&reqid);
-    zmsg_destroy (&reply);
-    return line;
-}
-
-//  Hand records to the bus as the gateway does, and wait until the bus says
-//  they are stored: ["STORED", n, n] for our batch n.
-static void
-s_update_mem (zsock_t *dealer, const char *records, size_t size)
-{
-    static uint64_t batch = 0;
-    byte number[8];
-    herd_msg_put_u64 (number, ++batch);
-    zmsg_t *msg = zmsg_new ();
-    zmsg_addstr (msg, HERD_MSG_UPDATE);
-    zmsg_addmem (msg, number, sizeof (number));
-    zmsg_addmem (msg, records, size);
-    zmsg_send (&msg, dealer);
-    zmsg_t *reply = s_recv_bounded (dealer, 5000);
-    HERD_CHECK (reply);
-    HERD_CHECK_INT (zmsg_size (reply), 3);
-    HERD_CHECK (zframe_streq (zmsg_first (reply), HERD_MSG_STORED));
-    HERD_CHECK (herd_msg_get_u64 (zframe_data (zmsg_next (reply))) == batch);
-    HERD_CHECK (herd_msg_get_u64 (zframe_data (zmsg_next (reply))) == batch);
-    zmsg_destroy (&reply);
-}
-
-static void
-s_update (zsock_t *dealer, const char *records)
-{
-    s_update_mem (dealer, records, strlen (records));
-}
-
-//  Check that the bus holds expected for client.
-static void
-s_expect (zsock_t *dealer, const char *client, const char *expected)
-{
-    char *line = s_lookup (dealer, client);
-    HERD_CHECK_STR (line, expected);
-    zstr_free (&line);
-}
-
-//  Add an envelope of herd name and wire version to a message.
-static void
-s_add_envelope (zmsg_t *msg, const char *name, byte version)
-{
-    byte envelope[HERD_MSG_ENVELOPE_MAX];
-    size_t size = herd_msg_envelope (envelope, name);
-    envelope[0] = version;
-    zmsg_addmem (msg, envelope, size);
-}
-
-//  Publish an update as neighbour B of herd "herd" (the default) would.
-static void
-s_publish_as (zsock_t *pub, const char *line, uint64_t seq, const char *herd, byte version)
-{
-    byte meta[HERD_MSG_META_SIZE];
-    herd_msg_put_u64 (meta, 42);
-    herd_msg_put_u64 (meta + 8, seq);
-    zmsg_t *msg = zmsg_new ();
-    zmsg_addstr (msg, HERD_MSG_TOPIC_UPDATE);
-    s_add_envelope (msg, herd, version);
-    zmsg_addstr (msg, line);
-    zmsg_addstr (msg, "B");
-    zmsg_addmem (msg, meta, sizeof (meta));
-    zmsg_send (&msg, pub);
-}
-
-static void
-s_publish_as_b (zsock_t *pub, const char *line, uint64_t seq)
-{
-    s_publish_as (pub, line, seq, "herd", HERD_MSG_WIRE_VERSION);
-}
-
-//  Send a control request with an envelope of herd and version (version 0:
-//  no envelope, as wire version 1) and return the first two frames of the
-//  reply as "KIND REASON-OR-NAME".
-static char *
-s_control (zsock_t *control, const char *command, const char *herd, byte version)
-{
-    zmsg_t *request = zmsg_new ();
-    zmsg_addstr (request, command);
-    if (version)
-        s_add_envelope (request, herd, version);
-    zmsg_send (&request, control);
-    zmsg_t *reply = s_recv_bounded (control, 5000);
-    HERD_CHECK (reply);
-    char *kind = zmsg_popstr (reply), *what = zmsg_popstr (reply);
-    char *result = zsys_sprintf ("%s %s", kind, what ? what : "");
-    zstr_free (&kind);
-    zstr_free (&what);
-    zmsg_destroy (&reply);
-    return result;
-}
-
-//  Ask a bus's sync socket for its digest; returns "count digest". Asks
-//  again when no answer comes (a request can be lost on a connection that
-//  is closing when the bus restarts).
-static char *
-s_digest (zsock_t *control)
-{
-    zmsg_t *reply = NULL;
-    for (int attempt = 0; attempt < 20 && !reply; attempt++) {
-        zmsg_t *request = zmsg_new ();
-        zmsg_addstr (request, HERD_MSG_DIGEST);
-        s_add_envelope (request, "herd", HERD_MSG_WIRE_VERSION);
-        zmsg_send (&request, control);
-        reply = s_recv_bounded (control, 250);
-    }
-    HERD_CHECK (reply);
-    char *kind = zmsg_popstr (reply), *name = zmsg_popstr (reply);
-    char *count = zmsg_popstr (reply), *digest = zmsg_popstr (reply);
-    HERD_CHECK_STR (kind, HERD_MSG_DIGEST);
-    char *result = zsys_sprintf ("%s %s", count, digest);
-    zstr_free (&kind);
-    zstr_free (&name);
-    zstr_free (&count);
-    zstr_free (&digest);
-    zmsg_destroy (&reply);
-    return result;
-}
-
-//  The bus under test (node A, with a journal) and what plays around it:
-//  its gateway, neighbour B's PUB and SUB, a control DEALER to A's sync.
-typedef struct {
-    char dir[32];
-    char log_path[64];
-    herd_config_t *config;
-    herd_log_t *log;
-    herd_bus_args_t args;
-    zactor_t *bus;
-    zsock_t *gateway;
-    zsock_t *b_pub, *b_sub;
-    zsock_t *control;
-    bool verbose;
-} s_test_t;
-
-//  The first record the gateway stores, for later checks.
-static const char *s_first = "AT A +0.100000000 kiwi +34.068930-118.445127 1621464827.959498503";
-
-//  Two nodes, A (under test, with a journal) and B (played by the test).
-static void
-s_test_start (s_test_t *test, bool verbose)
-{
-    memset (test, 0, sizeof (*test));
-    test->verbose = verbose;
-    int ports[3];
-    herd_check_free_ports (ports, 3);
-    snprintf (test->dir, sizeof (test->dir), "/tmp/herd_bus_test_XXXXXX");
-    HERD_CHECK (mkdtemp (test->dir));
-    char text[1024];
-    snprintf (text, sizeof (text),
-              "node = A\n    client = 127.0.0.1:1\n    bus = tcp://127.0.0.1:%d\n"
-              "    sync = tcp://127.0.0.1:%d\n    log = a.log\n    data = %s/A\n"
-              "node = B\n    client = 127.0.0.1:2\n    bus = tcp://127.0.0.1:%d\n"
-              "    log = b.log\n"
-              "edges\n    edge = A B\n",
-              ports[0], ports[2], test->dir, ports[1]);
-    char *error = NULL;
-    test->config = herd_config_load_string (text, "test.cfg", &error);
-    if (!test->config)
-        fprintf (stderr, "%s\n", error);
-    HERD_CHECK (test->config);
-    snprintf (test->log_path, sizeof (test->log_path), "%s/a.log", test->dir);
-    test->log = herd_log_new (test->log_path, "A");
-    HERD_CHECK (test->log);
-
-    test->b_pub = zsock_new (ZMQ_PUB);
-    HERD_CHECK (zsock_bind (test->b_pub, "tcp://127.0.0.1:%d", ports[1]) == ports[1]);
-    test->args = (herd_bus_args_t){test->config, herd_config_node (test->config, "A"),
-                                   "inproc://bus-test", test->log};
-    test->bus = zactor_new (herd_bus_actor, &test->args);
-    HERD_CHECK_INT (zsock_wait (test->bus), 0);
-    if (verbose)
-        zstr_send (test->bus, "VERBOSE");
-    test->gateway = zsock_new_dealer (">inproc://bus-test");
-    test->b_sub = zsock_new (ZMQ_SUB);
-    zsock_set_subscribe (test->b_sub, HERD_MSG_TOPIC_UPDATE);
-    HERD_CHECK (zsock_connect (test->b_sub, "tcp://127.0.0.1:%d", ports[0]) == 0);
-    test->control = zsock_new (ZMQ_DEALER);
-    HERD_CHECK (zsock_connect (test->control, "tcp://127.0.0.1:%d", ports[2]) == 0);
-}
-
-//  The gateway's updates: stored, read back, never replaced by older ones;
-//  several records in one UPDATE, a bad one dropped alone.
-static void
-s_test_gateway (s_test_t *test)
-{
-    //  Unknown client; an empty table
-    HERD_CHECK (s_lookup (test->gateway, "kiwi") == NULL);
-    char *digest = s_digest (test->control);
-    HERD_CHECK_STR (digest, "0 0000000000000000");
-    zstr_free (&digest);
-
-    //  An update from the gateway is stored and read back
-    s_update (test->gateway, s_first);
-    s_expect (test->gateway, "kiwi", s_first);
-
-    //  An older one never replaces it
-    s_update (test->gateway, "AT A +0.100000000 kiwi +1+1 1621464827.9");
-    s_expect (test->gateway, "kiwi", s_first);
-
-    //  One UPDATE may carry several records, one a line; a bad one among
-    //  them is dropped alone (the gateway's records are trusted to be well
-    //  formed, being made from validated fields, but one without a client
-    //  and time cannot be stored)
-    s_update (test->gateway, "AT A +0.100000000 fig +1+1 10\nAT A +0.1 bad 10\n"
-                             "AT A +0.100000000 date +2+2 20\nAT A +0.100000000 fig +3+3 30");
-    s_expect (test->gateway, "fig", "AT A +0.100000000 fig +3+3 30");
-    s_expect (test->gateway, "date", "AT A +0.100000000 date +2+2 20");
-    HERD_CHECK (s_lookup (test->gateway, "bad") == NULL);
-}
-
-//  Updates applied are published to neighbours with A's name, envelope and
-//  sequence number (keep updating until B's subscription is live).
-static void
-s_test_flood_first (s_test_t *test)
-{
-    zmsg_t *flooded = NULL;
-    for (int i = 0; i < 100 && !flooded; i++) {
-        char update[128];
-        snprintf (update, sizeof (update), "AT A +0.100000000 flood +1+1 %d", 1000 + i);
-        s_update (test->gateway, update);
-        flooded = s_recv_bounded (test->b_sub, 100);
-    }
-    HERD_CHECK (flooded);
-    HERD_CHECK_INT (zmsg_size (flooded), 5);
-    zmsg_first (flooded);
-    char reason[HERD_MSG_REASON_MAX];
-    zframe_t *envelope = zmsg_next (flooded);
-    HERD_CHECK_INT (herd_msg_envelope_check (zframe_data (envelope), zframe_size (envelope),
-                                             "herd", reason, sizeof (reason)), 0);
-    zmsg_next (flooded);
-    zframe_t *sender = zmsg_next (flooded);
-    HERD_CHECK (zframe_streq (sender, "A"));
-    HERD_CHECK_INT (zframe_size (zmsg_next (flooded)), HERD_MSG_META_SIZE);
-    zmsg_destroy (&flooded);
-    while ((flooded = s_recv_bounded (test->b_sub, 100)))
-        zmsg_destroy (&flooded);
-}
-
-//  More records than fit one message go out in several, and each message's
-//  sequence number counts exactly the records it carries.
-static void
-s_test_flood_many (s_test_t *test)
-{
-    size_t batch_size = 2000 * 80;
-    char *batch = (char *) zmalloc (batch_size);
-    size_t used = 0;
-    for (int i = 0; i < 2000; i++)
-        used += (size_t) snprintf (batch + used, batch_size - used, "%sAT A +0.100000000 "
-                                   "many-%04d.example.org +34.068930-118.445127 %d",
-                                   i ? "\n" : "", i, 1000 + i);
-    s_update_mem (test->gateway, batch, used);
-    free (batch);
-    size_t seen = 0, messages = 0;
-    uint64_t last_seq = 0;
-    zmsg_t *flooded;
-    while (seen < 2000 && (flooded = s_recv_bounded (test->b_sub, 5000))) {
-        HERD_CHECK (zframe_streq (zmsg_first (flooded), HERD_MSG_TOPIC_UPDATE));
-        zmsg_next (flooded);
-        zframe_t *records = zmsg_next (flooded);
-        HERD_CHECK (zframe_size (records) <= 64 * 1024);
-        size_t count = 1;
-        for (size_t i = 0; i < zframe_size (records); i++)
-            count += zframe_data (records)[i] == '\n';
-        zmsg_next (flooded);
-        uint64_t seq = herd_msg_get_u64 (zframe_data (zmsg_next (flooded)) + 8);
-        if (messages > 0)
-            HERD_CHECK (seq == last_seq + count);
-        last_seq = seq;
-        seen += count;
-        messages++;
-        zmsg_destroy (&flooded);
-    }
-    HERD_CHECK_INT (seen, 2000);
-    HERD_CHECK (messages >= 2);
-}
-
-//  Publish line as B until client shows at A (B's link may still be coming
-//  up); check it is there.
-static void
-s_test_publish_until (s_test_t *test, const char *line, uint64_t seq, const char *client,
-                      const char *expected)
-{
-    char *found = NULL;
-    for (int i = 0; i < 100 && !found; i++) {
-        s_publish_as_b (test->b_pub, line, seq);
-        found = s_lookup (test->gateway, client);
-        if (!found)
-            zclock_sleep (20);
-    }
-    HERD_CHECK_STR (found, expected);
-    zstr_free (&found);
-}
-
-//  Neighbour B's updates are applied; malformed ones, and another herd's
-//  or wire version's, are dropped.
-static void
-s_test_neighbour (s_test_t *test)
-{
-    const char *from_b = "AT B -0.500000000 plum +10-20 1700000000";
-    s_test_publish_until (test, from_b, 1, "plum", from_b);
-
-    //  Malformed bus input is dropped, never applied
-    const char *ours = "\x02herd";
-    zsock_t *b_pub = test->b_pub;
-    zstr_sendx (b_pub, HERD_MSG_TOPIC_UPDATE, ours, "AT B +1 evil", "B", "0123456789abcdef",
-                NULL);
-    zstr_sendx (b_pub, HERD_MSG_TOPIC_UPDATE, ours, "AT B +0.000000000 evil +1+1 1", NULL);
-    zstr_sendx (b_pub, HERD_MSG_TOPIC_UPDATE, ours, "AT B +0.000000000 evil +1+1 1", "Nobody",
-                "0123456789abcdef", NULL);
-    zstr_sendx (b_pub, HERD_MSG_TOPIC_UPDATE, NULL);
-    //  ...and so is another herd's, or another wire version's, well formed
-    //  as it may be: the old wire's ["U", records, sender, meta] among them
-    s_publish_as (b_pub, "AT B +0.000000000 stranger +1+1 1", 3, "other", HERD_MSG_WIRE_VERSION);
-    s_publish_as (b_pub, "AT B +0.000000000 stranger +1+1 1", 3, "herd", 3);
-    zstr_sendx (b_pub, HERD_MSG_TOPIC_UPDATE, "AT B +0.000000000 stranger +1+1 1", "B",
-                "0123456789abcdef", NULL);
-    //  A later good message proves the bad ones were consumed first
-    const char *marker = "AT B +0.000000000 marker +1+1 1";
-    s_test_publish_until (test, marker, 2, "marker", marker);
-    HERD_CHECK (s_lookup (test->gateway, "evil") == NULL);
-    HERD_CHECK (s_lookup (test->gateway, "stranger") == NULL);
-
-    //  A neighbour's update may carry several records
-    s_test_publish_until (test, "AT B +0.000000000 pear +1+1 1\nAT B +0.000000000 lime +1+1 1",
-                          4, "lime", "AT B +0.000000000 lime +1+1 1");
-    s_expect (test->gateway, "pear", "AT B +0.000000000 pear +1+1 1");
-
-    //  A malformed gateway message is dropped; the bus keeps serving
-    zstr_sendx (test->gateway, "BOGUS", NULL);
-    s_expect (test->gateway, "kiwi", s_first);
-}
-
-//  Control requests of another herd or wire version are refused, and the
-//  requester is told why.
-static void
-s_test_refused (s_test_t *test)
-{
-    zsock_t *control = test->control;
-    char *answer = s_control (control, HERD_MSG_DIGEST, "other", HERD_MSG_WIRE_VERSION);
-    HERD_CHECK_STR (answer, "REFUSED herd 'other', ours 'herd'");
-    zstr_free (&answer);
-    answer = s_control (control, HERD_MSG_DIGEST, "herd", 0);
-    HERD_CHECK_STR (answer, "REFUSED wire version 1 (no envelope), ours 2");
-    zstr_free (&answer);
-    answer = s_control (control, HERD_MSG_ICANHAZ, "herd", 1);
-    HERD_CHECK_STR (answer, "REFUSED wire version 1, ours 2");
-    zstr_free (&answer);
-    answer = s_control (control, HERD_MSG_DIGEST, "herd", HERD_MSG_WIRE_VERSION);
-    HERD_CHECK_STR (answer, "DIGEST A");
-    zstr_free (&answer);
-}
-
-//  Send ICANHAZ with meta (instance, since) and a zero digest.
-static void
-s_icanhaz (zsock_t *control, const byte *meta)
-{
-    byte zeros[16] = {0};
-    zmsg_t *ask = zmsg_new ();
-    zmsg_addstr (ask, HERD_MSG_ICANHAZ);
-    s_add_envelope (ask, "herd", HERD_MSG_WIRE_VERSION);
-    zmsg_addmem (ask, meta ? meta : zeros, HERD_MSG_META_SIZE);
-    zmsg_addmem (ask, zeros, 16);
-    zmsg_send (&ask, control);
-}
-
-//  Read a catch-up to its KTHXBAI, whose meta goes to meta; returns how
-//  many records came.
-static size_t
-s_read_catchup (zsock_t *control, byte *meta)
-{
-    size_t records = 0;
-    zmsg_t *reply;
-    char reason[HERD_MSG_REASON_MAX];
-    while ((reply = s_recv_bounded (control, 5000))) {
-        char *kind = zmsg_popstr (reply);
-        zframe_t *envelope = zmsg_pop (reply);
-        HERD_CHECK_INT (herd_msg_envelope_check (zframe_data (envelope), zframe_size (envelope),
-                                                 "herd", reason, sizeof (reason)), 0);
-        zframe_destroy (&envelope);
-        bool done = streq (kind, HERD_MSG_KTHXBAI);
-        if (done)
-            memcpy (meta, zframe_data (zmsg_first (reply)), HERD_MSG_META_SIZE);
-        else
-            records += zmsg_size (reply);
-        zstr_free (&kind);
-        zmsg_destroy (&reply);
-        if (done)
-            break;
-    }
-    return records;
-}
-
-//  Catch-up: a requester with an empty table gets every record; one that
-//  knows our instance gets only what changed since.
-static void
-s_test_catchup (s_test_t *test)
-{
-    char *digest = s_digest (test->control);
-    s_icanhaz (test->control, NULL);
-    byte meta[HERD_MSG_META_SIZE];
-    size_t records = s_read_catchup (test->control, meta);
-    HERD_CHECK (records >= 4);      //  kiwi, plum, marker, flood...
-    HERD_CHECK_INT (records, atoi (digest));
-    zstr_free (&digest);
-
-    s_update (test->gateway, "AT A +0.100000000 late +1+1 5");
-    s_expect (test->gateway, "late", "AT A +0.100000000 late +1+1 5");
-    s_icanhaz (test->control, meta);
-    zmsg_t *reply = s_recv_bounded (test->control, 5000);
-    HERD_CHECK (reply);
-    char *kind = zmsg_popstr (reply);
-    HERD_CHECK_STR (kind, HERD_MSG_KVSYNC);
-    HERD_CHECK_INT (zmsg_size (reply), 2);
-    zmsg_first (reply);
-    HERD_CHECK (zframe_streq (zmsg_next (reply), "AT A +0.100000000 late +1+1 5"));
-    zstr_free (&kind);
-    zmsg_destroy (&reply);
-    reply = s_recv_bounded (test->control, 5000);
-    kind = zmsg_popstr (reply);
-    HERD_CHECK_STR (kind, HERD_MSG_KTHXBAI);
-    zstr_free (&kind);
-    zmsg_destroy (&reply);
-}
-
-//  The journal brings the table back after a restart.
-static void
-s_test_restart (s_test_t *test)
-{
-    char *digest = s_digest (test->control);
-    zactor_destroy (&test->bus);
-    //  A new inproc endpoint: libzmq's reaper releases the old one a moment
-    //  after the actor ends
-    test->args.endpoint = "inproc://bus-test-2";
-    //  ...and its TCP ports too: retry the start a few times (bounded)
-    int started = -1;
-    for (int attempt = 0; attempt < 100 && started != 0; attempt++) {
-        test->bus = zactor_new (herd_bus_actor, &test->args);
-        started = zsock_wait (test->bus);
-        if (started != 0) {
-            zactor_destroy (&test->bus);
-            zclock_sleep (20);
-        }
-    }
-    HERD_CHECK_INT (started, 0);
-    if (test->verbose)
-        zstr_send (test->bus, "VERBOSE");
-    char *again = s_digest (test->control);
-    HERD_CHECK_STR (again, digest);
-    zstr_free (&again);
-    zstr_free (&digest);
-    //  inproc:// does not reconnect to a new binder: the gateway would be
-    //  restarted with its bus
-    zsock_destroy (&test->gateway);
-    test->gateway = zsock_new_dealer (">inproc://bus-test-2");
-    s_expect (test->gateway, "kiwi", s_first);
-}
-
-//  Stop everything; the log shows the link to B and the dropped messages.
-static void
-s_test_stop (s_test_t *test)
-{
-    zactor_destroy (&test->bus);
-    zsock_destroy (&test->gateway);
-    zsock_destroy (&test->control);
-    zsock_destroy (&test->b_sub);
-    zsock_destroy (&test->b_pub);
-    herd_log_destroy (&test->log);
-
-    FILE *file = fopen (test->log_path, "r");
-    HERD_CHECK (file);
-    char *text_log = (char *) zmalloc (1 << 16);
-    size_t got = fread (text_log, 1, (1 << 16) - 1, file);
-    text_log[got] = 0;
-    fclose (file);
-    HERD_CHECK_CONTAINS (text_log, "bus link up B tcp://127.0.0.1:");
-    HERD_CHECK_CONTAINS (text_log, "dropped a malformed update from B");
-    HERD_CHECK_CONTAINS (text_log, "dropped a malformed bus message of 3 frames");
-    HERD_CHECK_CONTAINS (text_log, "refused update from 'B': herd 'other', ours 'herd'");
-    HERD_CHECK_CONTAINS (text_log, "refused update from 'B': wire version 3, ours 2");
-    HERD_CHECK_CONTAINS (text_log, "refused update from 'B': wire version 1 (no envelope), "
-                                   "ours 2");
-    HERD_CHECK_CONTAINS (text_log, "refused DIGEST request from '127.0.0.1': herd 'other'");
-    HERD_CHECK_CONTAINS (text_log, "journal loaded: ");
-    free (text_log);
-    herd_config_destroy (&test->config);
-    zsys_dir_delete ("%s/A", test->dir);
-    char path[128];
-    snprintf (path, sizeof (path), "%s/A/journal", test->dir);
-    unlink (path);
-    snprintf (path, sizeof (path), "%s/A", test->dir);
-    rmdir (path);
-    unlink (test->log_path);
-    rmdir (test->dir);
-}
-
-void
-herd_bus_test (bool verbose)
-{
-    s_test_t test;
-    s_test_start (&test, verbose);
-    s_test_gateway (&test);
-    s_test_flood_first (&test);
-    s_test_flood_many (&test);
-    s_test_neighbour (&test);
-    s_test_refused (&test);
-    s_test_catchup (&test);
-    s_test_restart (&test);
-    s_test_stop (&test);
 }

@@ -55,32 +55,30 @@ herd_catchup_destroy (herd_catchup_t **self_p)
 //  least): up to HERD_CATCHUP_CHUNK records and HERD_CATCHUP_CHUNK_BYTES
 //  (or one longer record). Returns how many.
 static size_t
-s_send_chunk (void *sync, herd_store_cursor_t *cursor)
+s_send_chunk (zsock_t *sync, herd_store_cursor_t *cursor)
 {
     herd_store_record_t record, next;
     herd_store_cursor_next (cursor, &record);
     size_t count = 1, bytes = record.size;
     while (count < HERD_CATCHUP_CHUNK && herd_store_cursor_peek (cursor, &next)
            && bytes + next.size <= HERD_CATCHUP_CHUNK_BYTES) {
-        zmq_send (sync, record.line, record.size, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+        herd_msg_send_frame (sync, record.line, record.size, ZMQ_SNDMORE | ZMQ_DONTWAIT);
         herd_store_cursor_next (cursor, &record);
         count++;
         bytes += record.size;
     }
-    zmq_send (sync, record.line, record.size, ZMQ_DONTWAIT);
+    herd_msg_send_frame (sync, record.line, record.size, ZMQ_DONTWAIT);
     return count;
 }
 
 //  The end of a catch-up: KTHXBAI with our instance and sequence number.
 static void
-s_send_end (const herd_catchup_context_t *context, void *sync)
+s_send_end (const herd_catchup_context_t *context)
 {
-    byte meta[HERD_MSG_META_SIZE];
-    herd_msg_put_u64 (meta, context->instance);
-    herd_msg_put_u64 (meta + 8, herd_store_seq (context->store));
-    zmq_send (sync, HERD_MSG_KTHXBAI, strlen (HERD_MSG_KTHXBAI), ZMQ_SNDMORE | ZMQ_DONTWAIT);
-    zmq_send (sync, context->envelope, context->envelope_size, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-    zmq_send (sync, meta, sizeof (meta), ZMQ_DONTWAIT);
+    herd_msg_send (&(herd_msg_t){.id = HERD_MSG_ID_KTHXBAI, .herd = context->herd,
+                                 .instance = context->instance,
+                                 .seq = herd_store_seq (context->store)},
+                   context->sync, ZMQ_DONTWAIT);
 }
 
 //  Send a catch-up on until its asker's queue is full: chunks of records,
@@ -113,14 +111,14 @@ s_pump (herd_catchup_t *self, s_transfer_t *transfer)
         }
         transfer->progress = zclock_mono ();
         if (!more) {
-            s_send_end (context, sync);
+            s_send_end (context);
             if (context->verbose)
                 zsys_debug ("bus: sent %zu records", transfer->count);
             return true;
         }
-        zmq_send (sync, HERD_MSG_KVSYNC, strlen (HERD_MSG_KVSYNC), ZMQ_SNDMORE | ZMQ_DONTWAIT);
-        zmq_send (sync, context->envelope, context->envelope_size, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-        transfer->count += s_send_chunk (sync, transfer->cursor);
+        herd_msg_send (&(herd_msg_t){.id = HERD_MSG_ID_KVSYNC, .herd = context->herd},
+                       context->sync, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+        transfer->count += s_send_chunk (context->sync, transfer->cursor);
     }
 }
 
@@ -264,9 +262,7 @@ herd_catchup_test (bool verbose)
     zmsg_destroy (&ask);
 
     int flushed = 0;
-    byte envelope[HERD_MSG_ENVELOPE_MAX];
-    herd_catchup_context_t context = {sync, herd_store_new (NULL, NULL), 7, envelope,
-                                      herd_msg_envelope (envelope, "herd"), s_count_flush,
+    herd_catchup_context_t context = {sync, herd_store_new (NULL, NULL), 7, "herd", s_count_flush,
                                       &flushed, herd_log_new (log_path, "A"), verbose};
     herd_catchup_t *catchup = herd_catchup_new (&context);
     s_test_slow_asker (catchup, &context, asker, routing, &flushed);

@@ -29,8 +29,7 @@ typedef struct {
     zsock_t *sync;              //  the sync ROUTER: mandatory routing, no send time-out
     herd_store_t *store;        //  the table served
     uint64_t instance;          //  the bus's instance, for KTHXBAI
-    const byte *envelope;       //  our envelope frame (herd_msg.h)
-    size_t envelope_size;
+    const char *herd;           //  our herd name, for the envelope (herd_msg.h)
     void (*flush) (void *arg);  //  publishes what was applied, before a KTHXBAI names it
     void *flush_arg;
     herd_log_t *log;

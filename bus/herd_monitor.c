@@ -3,6 +3,7 @@
 #include "herd_monitor.h"
 #include "../common/herd_alive.h"
 #include "../common/herd_check.h"
+#include "../common/herd_msg.h"
 
 #include "herd_journal.h"
 
@@ -215,13 +216,12 @@ static void
 s_send (herd_monitor_t *self, const char *kind, cJSON *json)
 {
     char *text = cJSON_PrintUnformatted (json);
-    if (text && self->pub) {
-        zmsg_t *msg = zmsg_new ();
-        zmsg_addstr (msg, kind);
-        zmsg_addstr (msg, self->name);
-        zmsg_addstr (msg, text);
-        zmsg_send (&msg, self->pub);
-    }
+    if (text && self->pub)
+        herd_msg_send (&(herd_msg_t){.id = streq (kind, HERD_MSG_STATS) ? HERD_MSG_ID_MONITOR_STATS
+                                                                       : HERD_MSG_ID_MONITOR_EVENT,
+                                     .name = herd_msg_str (self->name),
+                                     .json = herd_msg_str (text)},
+                       self->pub, 0);
     free (text);
 }
 

@@ -205,10 +205,8 @@ herd_peer_sub_refused (herd_peer_t *self, const char *event)
 }
 
 const char *
-herd_peer_track (herd_peer_t *self, const byte *meta, size_t records)
+herd_peer_track (herd_peer_t *self, uint64_t instance, uint64_t seq, size_t records)
 {
-    uint64_t instance = herd_msg_get_u64 (meta);
-    uint64_t seq = herd_msg_get_u64 (meta + 8);
     if (self->syncing)
         return NULL;                //  KTHXBAI will set where we are (or herd_peer_tend
                                     //  gives up on it)
@@ -258,20 +256,10 @@ s_rebuild (herd_peer_t *self, const char *why)
 static int
 s_send_icanhaz (herd_peer_t *self, uint64_t count, uint64_t digest)
 {
-    byte meta[HERD_MSG_META_SIZE], table[16];
-    herd_msg_put_u64 (meta, self->instance);
-    herd_msg_put_u64 (meta + 8, self->seq);
-    herd_msg_put_u64 (table, count);
-    herd_msg_put_u64 (table + 8, digest);
-    void *sock = zsock_resolve (self->sync);
-    if (zmq_send (sock, HERD_MSG_ICANHAZ, strlen (HERD_MSG_ICANHAZ), ZMQ_SNDMORE | ZMQ_DONTWAIT)
-        == -1)
-        return -1;
-    zmq_send (sock, self->context->envelope, self->context->envelope_size,
-              ZMQ_SNDMORE | ZMQ_DONTWAIT);
-    zmq_send (sock, meta, sizeof (meta), ZMQ_SNDMORE | ZMQ_DONTWAIT);
-    zmq_send (sock, table, sizeof (table), ZMQ_DONTWAIT);
-    return 0;
+    return herd_msg_send (&(herd_msg_t){.id = HERD_MSG_ID_ICANHAZ, .herd = self->context->herd,
+                                        .instance = self->instance, .seq = self->seq,
+                                        .count = count, .digest = digest},
+                          self->sync, ZMQ_DONTWAIT);
 }
 
 void
@@ -326,11 +314,11 @@ herd_peer_refused (herd_peer_t *self)
 }
 
 void
-herd_peer_caught_up (herd_peer_t *self, const byte *meta, char *detail, size_t detail_size)
+herd_peer_caught_up (herd_peer_t *self, const uint64_t *meta, char *detail, size_t detail_size)
 {
     if (meta) {
-        self->instance = herd_msg_get_u64 (meta);
-        self->seq = herd_msg_get_u64 (meta + 8);
+        self->instance = meta[0];
+        self->seq = meta[1];
     }
     int64_t took = zclock_mono () - self->sync_started;
     snprintf (detail, detail_size, "%zu records, %zu bytes in %" PRId64 " ms",
@@ -369,35 +357,25 @@ herd_peer_tend (herd_peer_t *self)
 //  -------------------------------------------------------------------------
 //  Self test
 
-//  A meta frame: instance and sequence number.
-static const byte *
-s_meta (byte *meta, uint64_t instance, uint64_t seq)
-{
-    herd_msg_put_u64 (meta, instance);
-    herd_msg_put_u64 (meta + 8, seq);
-    return meta;
-}
-
 //  Following a neighbour's stream: where it asks to catch up, and where
 //  it follows on.
 static void
 s_test_track (herd_peer_t *peer)
 {
-    byte meta[HERD_MSG_META_SIZE];
     char detail[96];
-    HERD_CHECK_STR (herd_peer_track (peer, s_meta (meta, 42, 7), 1), "first contact");
-    herd_peer_caught_up (peer, s_meta (meta, 42, 10), detail, sizeof (detail));
+    HERD_CHECK_STR (herd_peer_track (peer, 42, 7, 1), "first contact");
+    herd_peer_caught_up (peer, (uint64_t[]){42, 10}, detail, sizeof (detail));
     HERD_CHECK (strncmp (detail, "0 records, 0 bytes in ", 22) == 0);
-    HERD_CHECK (herd_peer_track (peer, s_meta (meta, 42, 11), 1) == NULL);
-    HERD_CHECK (herd_peer_track (peer, s_meta (meta, 42, 13), 2) == NULL);
-    HERD_CHECK (herd_peer_track (peer, s_meta (meta, 42, 13), 0) == NULL);    //  heartbeat
-    HERD_CHECK (herd_peer_track (peer, s_meta (meta, 42, 12), 0) == NULL);    //  behind us
-    HERD_CHECK_STR (herd_peer_track (peer, s_meta (meta, 42, 15), 1), "gap in stream");
-    HERD_CHECK_STR (herd_peer_track (peer, s_meta (meta, 42, 14), 0), "behind its heartbeat");
-    HERD_CHECK_STR (herd_peer_track (peer, s_meta (meta, 43, 1), 1), "neighbour restarted");
+    HERD_CHECK (herd_peer_track (peer, 42, 11, 1) == NULL);
+    HERD_CHECK (herd_peer_track (peer, 42, 13, 2) == NULL);
+    HERD_CHECK (herd_peer_track (peer, 42, 13, 0) == NULL);    //  heartbeat
+    HERD_CHECK (herd_peer_track (peer, 42, 12, 0) == NULL);    //  behind us
+    HERD_CHECK_STR (herd_peer_track (peer, 42, 15, 1), "gap in stream");
+    HERD_CHECK_STR (herd_peer_track (peer, 42, 14, 0), "behind its heartbeat");
+    HERD_CHECK_STR (herd_peer_track (peer, 43, 1, 1), "neighbour restarted");
     //  A malformed KTHXBAI keeps where we were
     herd_peer_caught_up (peer, NULL, detail, sizeof (detail));
-    HERD_CHECK (herd_peer_track (peer, s_meta (meta, 42, 14), 1) == NULL);
+    HERD_CHECK (herd_peer_track (peer, 42, 14, 1) == NULL);
 }
 
 //  Requests: one at a time, deferred behind a whole table, counted, ended
@@ -405,7 +383,6 @@ s_test_track (herd_peer_t *peer)
 static void
 s_test_request (herd_peer_t *peer, herd_peer_t *fresh)
 {
-    byte meta[HERD_MSG_META_SIZE];
     char detail[96];
     //  One that knows nothing of its neighbour waits while another fetches
     //  a whole table; one that knows asks anyway
@@ -417,12 +394,12 @@ s_test_request (herd_peer_t *peer, herd_peer_t *fresh)
     herd_peer_request (peer, true, 5, 0x1234, "gap in stream");
     HERD_CHECK (!herd_peer_deferred (peer) && !herd_peer_whole (peer));
     //  While it is out, the stream does not ask again
-    HERD_CHECK (herd_peer_track (peer, s_meta (meta, 42, 99), 1) == NULL);
+    HERD_CHECK (herd_peer_track (peer, 42, 99, 1) == NULL);
     herd_peer_received (peer, 10);
     herd_peer_received (peer, 20);
-    herd_peer_caught_up (peer, s_meta (meta, 42, 99), detail, sizeof (detail));
+    herd_peer_caught_up (peer, (uint64_t[]){42, 99}, detail, sizeof (detail));
     HERD_CHECK (strncmp (detail, "2 records, 30 bytes in ", 23) == 0);
-    HERD_CHECK (herd_peer_track (peer, s_meta (meta, 42, 100), 1) == NULL);
+    HERD_CHECK (herd_peer_track (peer, 42, 100, 1) == NULL);
 
     //  Refused: its state says so until a catch-up works; asked again after
     //  a back-off, not at once
@@ -482,9 +459,8 @@ herd_peer_test (bool verbose)
     int fd = mkstemp (log_path);
     HERD_CHECK (fd >= 0);
     close (fd);
-    byte envelope[HERD_MSG_ENVELOPE_MAX];
-    herd_peer_context_t context = {zsock_new (ZMQ_SUB), zpoller_new (NULL), NULL, envelope,
-                                   herd_msg_envelope (envelope, config->name), 65536,
+    herd_peer_context_t context = {zsock_new (ZMQ_SUB), zpoller_new (NULL), NULL, config->name,
+                                   65536,
                                    herd_log_new (log_path, "A")};
     //  Nothing listens at B or C: connecting is asynchronous, and requests
     //  wait in the DEALER's queue

@@ -29,8 +29,7 @@ typedef struct {
     zsock_t *sub;               //  the bus's SUB, connected to every neighbour's PUB
     zpoller_t *poller;          //  the bus's poller: a peer adds its DEALER to it
     zcert_t *cert;              //  this node's certificate (CURVE), or NULL
-    const byte *envelope;       //  our envelope frame, herd and wire version (herd_msg.h)
-    size_t envelope_size;
+    const char *herd;           //  our herd name, for the envelope (herd_msg.h)
     int frame_max;              //  largest frame a neighbour may send us
     herd_log_t *log;
 } herd_peer_context_t;
@@ -91,12 +90,12 @@ void
     herd_peer_sub_refused (herd_peer_t *self, const char *event);
 
 //  Where the neighbour's stream stands after a message of records records
-//  (0: a heartbeat) whose meta frame (herd_msg.h: instance, sequence number
-//  of its last record) is meta: NULL when it follows on, else why to catch
+//  (0: a heartbeat) whose meta frame (herd_msg.h) named instance and seq,
+//  the sequence number of its last record: NULL when it follows on, else why to catch
 //  up ("first contact", "gap in stream", ...). NULL too while a catch-up is
 //  under way: its end says where we are.
 const char *
-    herd_peer_track (herd_peer_t *self, const byte *meta, size_t records);
+    herd_peer_track (herd_peer_t *self, uint64_t instance, uint64_t seq, size_t records);
 
 //  True while the peer fetches a neighbour's whole table (it asked without
 //  knowing the neighbour's instance), and true for a peer whose request
@@ -125,11 +124,12 @@ void
 void
     herd_peer_refused (herd_peer_t *self);
 
-//  The catch-up ended (KTHXBAI): the stream is followed from meta (as in
-//  herd_peer_track; NULL: from where we were), the link's back-off reset.
+//  The catch-up ended (KTHXBAI): the stream is followed from meta, its
+//  instance and seq (as in herd_peer_track; NULL, a malformed one: from
+//  where we were), the link's back-off reset.
 //  Logged, and described in detail ("N records, N bytes in N ms").
 void
-    herd_peer_caught_up (herd_peer_t *self, const byte *meta, char *detail,
+    herd_peer_caught_up (herd_peer_t *self, const uint64_t *meta, char *detail,
                          size_t detail_size);
 
 //  Look after the links, at least once a loop turn: give up on a catch-up

@@ -1,6 +1,7 @@
 //  herd_watch.c - herd monitor and herd graph: the whole herd seen from its config.
 
 #include "herd_watch.h"
+#include "../common/herd_msg.h"
 
 #include <cjson/cJSON.h>
 #include <czmq.h>
@@ -14,7 +15,7 @@ s_collect (const herd_config_t *config, int wait)
 {
     cJSON *nodes = cJSON_CreateObject ();
     zsock_t *sub = zsock_new (ZMQ_SUB);
-    zsock_set_subscribe (sub, "STATS");
+    zsock_set_subscribe (sub, HERD_MSG_STATS);
     size_t expected = 0;
     for (size_t i = 0; i < config->node_count; i++) {
         cJSON_AddNullToObject (nodes, config->nodes[i].name);
@@ -27,20 +28,23 @@ s_collect (const herd_config_t *config, int wait)
     while (seen < expected && zclock_mono () < deadline && !zsys_interrupted) {
         if (!zpoller_wait (poller, (int) (deadline - zclock_mono ())))
             continue;
-        char *kind = NULL, *name = NULL, *json = NULL;
-        if (zstr_recvx (sub, &kind, &name, &json, NULL) == 3 && streq (kind, "STATS")) {
+        zmsg_t *msg = zmsg_recv (sub);
+        herd_msg_t in;
+        char reason[HERD_MSG_REASON_MAX];
+        if (msg && herd_msg_decode (&in, msg, HERD_MSG_MONITOR, NULL, reason, sizeof (reason)) == 0
+            && in.id == HERD_MSG_ID_MONITOR_STATS) {
+            char *name = strndup (in.name.data, in.name.size);
             cJSON *slot = cJSON_GetObjectItemCaseSensitive (nodes, name);
-            cJSON *snapshot = cJSON_Parse (json);
+            cJSON *snapshot = cJSON_ParseWithLength (in.json.data, in.json.size);
             if (cJSON_IsNull (slot) && cJSON_IsObject (snapshot)) {
                 cJSON_ReplaceItemInObjectCaseSensitive (nodes, name, snapshot);
                 snapshot = NULL;
                 seen++;
             }
             cJSON_Delete (snapshot);
+            free (name);
         }
-        zstr_free (&kind);
-        zstr_free (&name);
-        zstr_free (&json);
+        zmsg_destroy (&msg);
     }
     zpoller_destroy (&poller);
     zsock_destroy (&sub);

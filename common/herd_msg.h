@@ -180,6 +180,23 @@
 //  (zsock_signal 0). The main thread frees the old config only after every
 //  actor it runs has answered.
 
+//  ## The codec (herd_msg.c)
+//
+//  Every message above is one row of a table in herd_msg.c: its channel,
+//  its command frame, whether it carries the envelope, and its fields in
+//  frame order. That table is the model zproto would generate code from
+//  (zre_msg.xml -> zre_msg.c); written by hand because the messages are
+//  few and irregular (the same command means other frames on other
+//  channels: NONE, DIGEST, STATS) and because the hot paths need what a
+//  generator does not give: decoding points into the received frames
+//  (UPDATE and U records, KVSYNC lines are never copied) and encoding
+//  sends straight from the caller's memory with zmq_send. herd_msg_encode
+//  and herd_msg_send are the encoder of every row, herd_msg_decode the
+//  decoder; the self-test checks each row against the literal frames.
+//
+//  Actor pipe commands ($TERM, VERBOSE, RELOAD) stay outside the codec:
+//  they never leave the process, and RELOAD carries a pointer.
+
 #ifndef HERD_MSG_H_INCLUDED
 #define HERD_MSG_H_INCLUDED
 
@@ -204,6 +221,9 @@
 #define HERD_MSG_REFUSED "REFUSED"
 #define HERD_MSG_META_SIZE 16
 #define HERD_MSG_RELOAD "RELOAD"
+#define HERD_MSG_STATS  "STATS"
+#define HERD_MSG_EVENT  "EVENT"
+#define HERD_MSG_ERROR  "ERROR"
 
 #define HERD_MSG_WIRE_VERSION 2     //  1: the wire before envelopes
 #define HERD_MSG_NAME_MAX     64    //  longest herd name
@@ -215,6 +235,8 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+
+#include <czmq.h>
 
 //  The wire's 64-bit integers (batch numbers, instance ids, sequence
 //  numbers, counts): 8 bytes, little-endian, whatever the host.
@@ -290,5 +312,134 @@ herd_msg_envelope_check (const unsigned char *data, size_t size, const char *nam
     }
     return 0;
 }
+
+//  A meta frame (HERD_MSG_META_SIZE bytes): instance, then sequence number.
+static inline void
+herd_msg_put_meta (unsigned char *out, uint64_t instance, uint64_t seq)
+{
+    herd_msg_put_u64 (out, instance);
+    herd_msg_put_u64 (out + 8, seq);
+}
+
+//  -------------------------------------------------------------------------
+//  The codec
+
+//  Where a message travels: the same command means other frames on other
+//  channels. Messages received on a ROUTER start with a routing frame.
+typedef enum {
+    HERD_MSG_TO_BUS,            //  gateway -> bus ROUTER: UPDATE LOOKUP STATS
+    HERD_MSG_TO_GATEWAY,        //  bus -> gateway: FOUND NONE STORED
+    HERD_MSG_TO_PLACES,         //  gateway -> places ROUTER: NEARBY STATS
+    HERD_MSG_FROM_PLACES,       //  places -> gateway: RESULT STATS
+    HERD_MSG_FLOOD,             //  bus PUB -> SUB: U H
+    HERD_MSG_TO_SYNC,           //  -> sync ROUTER: ICANHAZ DIGEST LINK GET
+    HERD_MSG_CATCHUP,           //  sync -> requesting bus: KVSYNC KTHXBAI REFUSED
+    HERD_MSG_CONTROL,           //  sync -> control client: DIGEST OK ERROR RECORD NONE REFUSED
+    HERD_MSG_MONITOR,           //  monitor PUB: STATS EVENT
+    HERD_MSG_CHANNELS
+} herd_msg_channel_t;
+
+//  One message kind per row of the codec's table.
+typedef enum {
+    HERD_MSG_ID_UPDATE = 1,     //  batch records
+    HERD_MSG_ID_LOOKUP,         //  reqid client
+    HERD_MSG_ID_GATEWAY_STATS,  //  role json            (gateway -> bus)
+    HERD_MSG_ID_FOUND,          //  reqid line
+    HERD_MSG_ID_NONE,           //  reqid                (bus -> gateway)
+    HERD_MSG_ID_STORED,         //  first last
+    HERD_MSG_ID_NEARBY,         //  reqid lat lon radius bound
+    HERD_MSG_ID_STATS_ASK,      //  -                    (gateway -> places)
+    HERD_MSG_ID_RESULT,         //  reqid status json
+    HERD_MSG_ID_PLACES_STATS,   //  json                 (places -> gateway)
+    HERD_MSG_ID_U,              //  envelope records sender meta
+    HERD_MSG_ID_H,              //  envelope sender meta
+    HERD_MSG_ID_ICANHAZ,        //  envelope meta count+digest
+    HERD_MSG_ID_DIGEST,         //  envelope
+    HERD_MSG_ID_LINK,           //  envelope peer state
+    HERD_MSG_ID_GET,            //  envelope client
+    HERD_MSG_ID_KVSYNC,         //  envelope line...
+    HERD_MSG_ID_KTHXBAI,        //  envelope meta
+    HERD_MSG_ID_REFUSED,        //  reason               (catch-up or control)
+    HERD_MSG_ID_DIGEST_REPLY,   //  name count digest applied stale (decimal, hex)
+    HERD_MSG_ID_OK,             //  -
+    HERD_MSG_ID_ERROR,          //  reason
+    HERD_MSG_ID_RECORD,         //  line applied seq (decimal)
+    HERD_MSG_ID_GET_NONE,       //  -                    (control)
+    HERD_MSG_ID_MONITOR_STATS,  //  name json
+    HERD_MSG_ID_MONITOR_EVENT,  //  name json
+    HERD_MSG_IDS
+} herd_msg_id_t;
+
+//  A frame's bytes: decoded, they point into the received message (valid
+//  while it lives); to encode, into the caller's memory. Never copied.
+typedef struct {
+    const void *data;
+    size_t size;
+} herd_msg_bytes_t;
+
+//  A message, typed. Only the fields of its id mean anything.
+typedef struct {
+    herd_msg_id_t id;
+    zframe_t *routing;          //  ROUTER side: decoded, the routing frame (still in the
+                                //  message); to encode, sent first if not NULL
+    const char *herd;           //  to encode: the herd name of the envelope
+    herd_msg_bytes_t envelope;  //  decoded envelope (checked against our herd)
+    uint64_t batch;             //  UPDATE
+    uint64_t first, last;       //  STORED
+    uint64_t instance, seq;     //  meta (U, H, ICANHAZ, KTHXBAI); RECORD's seq
+    uint64_t count, digest;     //  ICANHAZ, DIGEST reply
+    uint64_t applied, stale;    //  DIGEST reply; RECORD's applied (usec)
+    herd_msg_bytes_t reqid, client, records, line, sender, role, json, name;
+    herd_msg_bytes_t peer, state, reason, status, lat, lon, radius, bound;
+    zmsg_t *source;             //  decoded: the message (KVSYNC lines, herd_msg_next_line)
+    bool refused;               //  decode failed on the envelope: another herd or version
+} herd_msg_t;
+
+//  Decode msg, received on channel, into self (zeroed first); fields point
+//  into msg's frames. herd: our herd name, to check envelopes against (NULL:
+//  not checked). 0, or -1 with reason (reason_size bytes) saying why, e.g.
+//  "UPDATE: batch frame is 5 bytes, not 8"; self->refused when the envelope
+//  was at fault (another herd or wire version: the message is refused, not
+//  malformed), and then self->sender, on the flood, is the last frame but one
+//  (where this wire and the last put it). The envelope is checked before
+//  anything else, so a message of another version is never misread.
+int
+    herd_msg_decode (herd_msg_t *self, zmsg_t *msg, herd_msg_channel_t channel,
+                     const char *herd, char *reason, size_t reason_size);
+
+//  KVSYNC, decoded: the next AT line into line; false after the last.
+bool
+    herd_msg_next_line (herd_msg_t *self, herd_msg_bytes_t *line);
+
+//  Encode self as a new zmsg (the routing frame too, when set).
+zmsg_t *
+    herd_msg_encode (const herd_msg_t *self);
+
+//  Send self on sock straight from the fields' memory. flags: ZMQ_DONTWAIT,
+//  and ZMQ_SNDMORE to go on with herd_msg_send_frame (KVSYNC's lines are
+//  streamed that way). 0, or -1 when the first frame could not be sent
+//  (nothing was: a message is taken or refused at its first frame).
+int
+    herd_msg_send (const herd_msg_t *self, zsock_t *sock, int flags);
+
+//  Send one more frame of a message begun with herd_msg_send (.., ZMQ_SNDMORE).
+int
+    herd_msg_send_frame (zsock_t *sock, const void *data, size_t size, int flags);
+
+//  The message's command frame, as sent.
+const char *
+    herd_msg_command (herd_msg_id_t id);
+
+//  True if bytes are the string text.
+bool
+    herd_msg_bytes_eq (herd_msg_bytes_t bytes, const char *text);
+
+//  Bytes of a C string.
+herd_msg_bytes_t
+    herd_msg_str (const char *text);
+
+//  Self test of this class.
+void
+    herd_msg_test (bool verbose);
 
 #endif

@@ -437,12 +437,13 @@ s_client_invalid (s_client_t *client, uint64_t seq, s_request_t *request)
 //  Find the client and WHATSAT a request id names; NULL if gone (or its
 //  connection is being dropped).
 static s_request_t *
-s_self_find_request (s_self_t *self, zframe_t *frame, s_client_t **client_p, uint64_t *seq_p)
+s_self_find_request (s_self_t *self, herd_msg_bytes_t frame, s_client_t **client_p,
+                     uint64_t *seq_p)
 {
     s_reqid_t reqid;
-    if (!frame || zframe_size (frame) != sizeof (reqid))
+    if (frame.size != sizeof (reqid))
         return NULL;
-    memcpy (&reqid, zframe_data (frame), sizeof (reqid));
+    memcpy (&reqid, frame.data, sizeof (reqid));
     s_client_t *client = s_self_client (self, reqid.fd, reqid.serial);
     s_request_t *request = client ? (s_request_t *) herd_conn_request (client->conn, reqid.seq)
                                   : NULL;
@@ -565,9 +566,9 @@ s_self_handle_whatsat (s_self_t *self, s_client_t *client, const herd_cmd_t *cmd
     request->bound = cmd->bound;
     s_reqid_t reqid = {client->serial, seq, client->fd, 0};
     herd_uplink_send_updates (self->uplink);    //  this client's IAMAT first
-    const void *data[] = {HERD_MSG_LOOKUP, &reqid, cmd->client.data};
-    size_t sizes[] = {strlen (HERD_MSG_LOOKUP), sizeof (reqid), cmd->client.size};
-    herd_uplink_send (self->uplink, data, sizes, 3);
+    herd_uplink_send (self->uplink,
+                      &(herd_msg_t){.id = HERD_MSG_ID_LOOKUP, .reqid = {&reqid, sizeof (reqid)},
+                                    .client = {cmd->client.data, cmd->client.size}});
     if (in_turn) {
         request->asked = true;          //  sent to the bus: in flight
         self->asked++;
@@ -782,30 +783,29 @@ static const char s_places_busy[] =
 //  around its position.
 static void
 s_self_handle_found (s_self_t *self, s_client_t *client, uint64_t seq, s_request_t *request,
-                     zframe_t *reqid, zframe_t *line)
+                     herd_msg_bytes_t reqid, herd_msg_bytes_t line)
 {
     herd_record_t record;
     herd_span_t lat, lon;
-    if (herd_record_parse ((char *) zframe_data (line), zframe_size (line), &record) == -1
+    if (herd_record_parse (line.data, line.size, &record) == -1
         || herd_proto_parse_position (record.position.data, record.position.size, &lat, &lon)
                == -1) {
         s_client_invalid (client, seq, request);
         return;
     }
-    if (!herd_conn_charge (client->conn, seq, zframe_size (line)))
+    if (!herd_conn_charge (client->conn, seq, line.size))
         return;                             //  dropped meanwhile
-    request->at_size = zframe_size (line);
+    request->at_size = line.size;
     request->at_line = (char *) malloc (request->at_size);
     assert (request->at_line);
-    memcpy (request->at_line, zframe_data (line), request->at_size);
+    memcpy (request->at_line, line.data, request->at_size);
     char bound[16];
     snprintf (bound, sizeof (bound), "%d", request->bound);
-    const void *data[] = {HERD_MSG_NEARBY, zframe_data (reqid), lat.data, lon.data,
-                          request->radius, bound};
-    size_t sizes[] = {strlen (HERD_MSG_NEARBY), zframe_size (reqid), lat.size, lon.size,
-                      strlen (request->radius), strlen (bound)};
+    herd_msg_t nearby = {.id = HERD_MSG_ID_NEARBY, .reqid = reqid, .lat = {lat.data, lat.size},
+                         .lon = {lon.data, lon.size}, .radius = herd_msg_str (request->radius),
+                         .bound = herd_msg_str (bound)};
     self->check_places = true;      //  a send may take its ZMQ_FD's edge
-    if (!herd_uplink_send_now (self->places, data, sizes, 6)) {
+    if (!herd_uplink_send_now (self->places, &nearby)) {
         herd_log_warning (self->log, "gateway", "places channel full");
         struct iovec parts[] = {S_PART (request->at_line, request->at_size), S_PART ("\n", 1),
                                 S_PART (s_places_busy, strlen (s_places_busy))};
@@ -820,74 +820,61 @@ s_self_handle_bus (s_self_t *self)
     zmsg_t *msg = zmsg_recv (self->bus);
     if (!msg)
         return;
-    char *kind = zmsg_popstr (msg);
-    if (kind && streq (kind, HERD_MSG_STORED)) {
-        zframe_t *first = zmsg_first (msg);
-        zframe_t *last = zmsg_next (msg);
-        if (zmsg_size (msg) == 2 && zframe_size (first) == 8 && zframe_size (last) == 8)
-            s_self_stored (self, herd_msg_get_u64 (zframe_data (first)),
-                           herd_msg_get_u64 (zframe_data (last)));
-        zstr_free (&kind);
-        zmsg_destroy (&msg);
-        return;
+    herd_msg_t in;
+    char reason[HERD_MSG_REASON_MAX];
+    if (herd_msg_decode (&in, msg, HERD_MSG_TO_GATEWAY, NULL, reason, sizeof (reason)) == 0) {
+        if (in.id == HERD_MSG_ID_STORED)
+            s_self_stored (self, in.first, in.last);
+        else {
+            s_client_t *client = NULL;
+            uint64_t seq = 0;
+            s_request_t *request = s_self_find_request (self, in.reqid, &client, &seq);
+            if (request && in.id == HERD_MSG_ID_NONE)
+                s_client_invalid (client, seq, request);
+            else
+            if (request)
+                s_self_handle_found (self, client, seq, request, in.reqid, in.line);
+            if (client)
+                s_client_touched (self, client);
+        }
     }
-    zframe_t *reqid = zmsg_pop (msg);
-    s_client_t *client = NULL;
-    uint64_t seq = 0;
-    s_request_t *request = s_self_find_request (self, reqid, &client, &seq);
-    if (request && kind && streq (kind, HERD_MSG_NONE))
-        s_client_invalid (client, seq, request);
-    else
-    if (request && kind && streq (kind, HERD_MSG_FOUND) && zmsg_size (msg) == 1)
-        s_self_handle_found (self, client, seq, request, reqid, zmsg_first (msg));
-    if (client)
-        s_client_touched (self, client);
-    zstr_free (&kind);
-    zframe_destroy (&reqid);
     zmsg_destroy (&msg);
 }
 
-//  Handle one reply of the places worker: RESULT OK|ERR json.
+//  Handle one message of the places worker: RESULT OK|ERR json, or STATS
+//  (its counters: on to the bus's monitor).
 static void
 s_self_handle_places (s_self_t *self)
 {
     zmsg_t *msg = zmsg_recv (self->places);
     if (!msg)
         return;
-    char *kind = zmsg_popstr (msg);
-    if (kind && streq (kind, "STATS") && zmsg_size (msg) == 1) {
-        //  The places worker's counters: on to the bus's monitor
-        zframe_t *stats = zmsg_first (msg);
-        const void *data[] = {"STATS", "places", zframe_data (stats)};
-        size_t sizes[] = {5, 6, zframe_size (stats)};
-        herd_uplink_send_now (self->bus, data, sizes, 3);
-        zstr_free (&kind);
-        zmsg_destroy (&msg);
-        return;
+    herd_msg_t in;
+    char reason[HERD_MSG_REASON_MAX];
+    if (herd_msg_decode (&in, msg, HERD_MSG_FROM_PLACES, NULL, reason, sizeof (reason)) == -1)
+        ;
+    else
+    if (in.id == HERD_MSG_ID_PLACES_STATS)
+        herd_uplink_send_now (self->bus, &(herd_msg_t){.id = HERD_MSG_ID_GATEWAY_STATS,
+                                                       .role = herd_msg_str ("places"),
+                                                       .json = in.json});
+    else {
+        s_client_t *client = NULL;
+        uint64_t seq = 0;
+        s_request_t *request = s_self_find_request (self, in.reqid, &client, &seq);
+        if (request && request->at_line) {
+            int64_t started = request->started;     //  the fill frees request
+            struct iovec parts[] = {S_PART (request->at_line, request->at_size), S_PART ("\n", 1),
+                                    S_PART (in.json.data, in.json.size), S_PART ("\n\n", 2)};
+            herd_conn_fill (client->conn, seq, parts, 4, false);
+            herd_hist_add (&self->whatsat_latency, (uint64_t) (zclock_usecs () - started));
+            if (herd_msg_bytes_eq (in.status, HERD_MSG_ERR))
+                herd_log_printf (self->log, "gateway", "conn=%" PRIu64 " places failed",
+                                 client->serial);
+        }
+        if (client)
+            s_client_touched (self, client);
     }
-    zframe_t *reqid = zmsg_pop (msg);
-    char *status = zmsg_popstr (msg);
-    zframe_t *json = zmsg_pop (msg);
-    s_client_t *client = NULL;
-    uint64_t seq = 0;
-    s_request_t *request = s_self_find_request (self, reqid, &client, &seq);
-    if (request && request->at_line && kind && streq (kind, HERD_MSG_RESULT) && status && json) {
-        int64_t started = request->started;     //  the fill frees request
-        struct iovec parts[] = {S_PART (request->at_line, request->at_size), S_PART ("\n", 1),
-                                S_PART (zframe_data (json), zframe_size (json)),
-                                S_PART ("\n\n", 2)};
-        herd_conn_fill (client->conn, seq, parts, 4, false);
-        herd_hist_add (&self->whatsat_latency, (uint64_t) (zclock_usecs () - started));
-        if (streq (status, HERD_MSG_ERR))
-            herd_log_printf (self->log, "gateway", "conn=%" PRIu64 " places failed",
-                             client->serial);
-    }
-    if (client)
-        s_client_touched (self, client);
-    zstr_free (&kind);
-    zstr_free (&status);
-    zframe_destroy (&reqid);
-    zframe_destroy (&json);
     zmsg_destroy (&msg);
 }
 
@@ -925,14 +912,12 @@ s_self_send_stats (s_self_t *self)
     char *text = cJSON_PrintUnformatted (stats);
     cJSON_Delete (stats);
     if (text) {
-        const void *data[] = {"STATS", "gateway", text};
-        size_t sizes[] = {5, 7, strlen (text)};
-        herd_uplink_send_now (self->bus, data, sizes, 3);
+        herd_uplink_send_now (self->bus, &(herd_msg_t){.id = HERD_MSG_ID_GATEWAY_STATS,
+                                                       .role = herd_msg_str ("gateway"),
+                                                       .json = herd_msg_str (text)});
         free (text);
     }
-    const void *ask[] = {"STATS"};
-    size_t ask_sizes[] = {5};
-    herd_uplink_send_now (self->places, ask, ask_sizes, 1);
+    herd_uplink_send_now (self->places, &(herd_msg_t){.id = HERD_MSG_ID_STATS_ASK});
     self->check_places = true;
 }
 

@@ -54,15 +54,9 @@ herd_uplink_destroy (herd_uplink_t **self_p)
 }
 
 bool
-herd_uplink_send_now (zsock_t *sock, const void *const *data, const size_t *size, int count)
+herd_uplink_send_now (zsock_t *sock, const herd_msg_t *msg)
 {
-    void *handle = zsock_resolve (sock);
-    for (int i = 0; i < count; i++) {
-        int flags = ZMQ_DONTWAIT | (i + 1 < count ? ZMQ_SNDMORE : 0);
-        if (zmq_send (handle, data[i], size[i], flags) == -1)
-            return false;       //  only the first frame can fail: sends are atomic
-    }
-    return true;
+    return herd_msg_send (msg, sock, ZMQ_DONTWAIT) == 0;
 }
 
 //  Send a message the bus could not take before; false (kept) if it still
@@ -91,14 +85,11 @@ herd_uplink_flush (herd_uplink_t *self)
 }
 
 void
-herd_uplink_send (herd_uplink_t *self, const void *const *data, const size_t *size, int count)
+herd_uplink_send (herd_uplink_t *self, const herd_msg_t *msg)
 {
-    if (zlist_size (self->backlog) == 0 && herd_uplink_send_now (self->bus, data, size, count))
+    if (zlist_size (self->backlog) == 0 && herd_uplink_send_now (self->bus, msg))
         return;
-    zmsg_t *msg = zmsg_new ();
-    for (int i = 0; i < count; i++)
-        zmsg_addmem (msg, data[i], size[i]);
-    zlist_append (self->backlog, msg);
+    zlist_append (self->backlog, herd_msg_encode (msg));
 }
 
 size_t
@@ -111,11 +102,8 @@ herd_uplink_backlog (herd_uplink_t *self)
 static void
 s_send_update (herd_uplink_t *self, uint64_t batch, const char *records, size_t size)
 {
-    byte number[8];
-    herd_msg_put_u64 (number, batch);
-    const void *data[] = {HERD_MSG_UPDATE, number, records};
-    size_t sizes[] = {strlen (HERD_MSG_UPDATE), sizeof (number), size};
-    herd_uplink_send (self, data, sizes, 3);
+    herd_uplink_send (self, &(herd_msg_t){.id = HERD_MSG_ID_UPDATE, .batch = batch,
+                                          .records = {records, size}});
 }
 
 void

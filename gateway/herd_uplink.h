@@ -15,6 +15,8 @@
 
 #include <czmq.h>
 
+#include "../common/herd_msg.h"
+
 typedef struct _herd_uplink_t herd_uplink_t;
 
 //  An answer waiting for its update to be stored: the gateway's names for
@@ -33,15 +35,15 @@ herd_uplink_t *
 void
     herd_uplink_destroy (herd_uplink_t **self_p);
 
-//  Send frames on sock without blocking; false when its queue is full.
+//  Send a message (herd_msg.h) on sock without blocking; false when its
+//  queue is full.
 bool
-    herd_uplink_send_now (zsock_t *sock, const void *const *data, const size_t *size, int count);
+    herd_uplink_send_now (zsock_t *sock, const herd_msg_t *msg);
 
-//  Send frames to the bus, in order after what waits: never blocks, never
-//  drops.
+//  Send a message to the bus, in order after what waits: never blocks,
+//  never drops.
 void
-    herd_uplink_send (herd_uplink_t *self, const void *const *data, const size_t *size,
-                      int count);
+    herd_uplink_send (herd_uplink_t *self, const herd_msg_t *msg);
 
 //  Queue an AT line for the bus, sent with the rest of the turn's (a line
 //  too long for a batch goes alone). Returns the number of its batch.

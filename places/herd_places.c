@@ -218,12 +218,11 @@ s_hex (zframe_t *frame)
 //  A frame as a C string if it is short and holds no NUL; else NULL.
 //  Caller frees.
 static char *
-s_field (zframe_t *frame)
+s_field (herd_msg_bytes_t frame)
 {
-    if (!frame || zframe_size (frame) == 0 || zframe_size (frame) > HERD_PLACES_MAX_FIELD
-        || memchr (zframe_data (frame), 0, zframe_size (frame)))
+    if (frame.size == 0 || frame.size > HERD_PLACES_MAX_FIELD || memchr (frame.data, 0, frame.size))
         return NULL;
-    return zframe_strdup (frame);
+    return strndup (frame.data, frame.size);
 }
 
 //  -------------------------------------------------------------------------
@@ -323,18 +322,11 @@ static void
 s_self_reply (s_self_t *self, zframe_t *routing_id, zframe_t *reqid, const char *status,
               const char *body)
 {
-    zmsg_t *reply = zmsg_new ();
-    zframe_t *frame = zframe_dup (routing_id);
-    zmsg_append (reply, &frame);
-    zmsg_addstr (reply, HERD_MSG_RESULT);
-    frame = zframe_dup (reqid);
-    zmsg_append (reply, &frame);
-    zmsg_addstr (reply, status);
-    zmsg_addstr (reply, body ? body : "");
-    if (zmsg_send (&reply, self->router) == -1) {
+    herd_msg_t reply = {.id = HERD_MSG_ID_RESULT, .routing = routing_id,
+                        .reqid = {zframe_data (reqid), zframe_size (reqid)},
+                        .status = herd_msg_str (status), .json = herd_msg_str (body ? body : "")};
+    if (herd_msg_send (&reply, self->router, 0) == -1)
         s_self_log (self, "cannot send a reply: %s", zmq_strerror (zmq_errno ()));
-        zmsg_destroy (&reply);
-    }
 }
 
 //  Unlink a fetch from the actor's list and index and destroy it.
@@ -807,13 +799,10 @@ s_self_send_stats (s_self_t *self, zframe_t *routing_id)
     self->stats_since = now;
     char *text = cJSON_PrintUnformatted (stats);
     cJSON_Delete (stats);
-    zmsg_t *reply = zmsg_new ();
-    zmsg_append (reply, (zframe_t *[]){zframe_dup (routing_id)});
-    zmsg_addstr (reply, "STATS");
-    zmsg_addstr (reply, text ? text : "{}");
+    herd_msg_send (&(herd_msg_t){.id = HERD_MSG_ID_PLACES_STATS, .routing = routing_id,
+                                 .json = herd_msg_str (text ? text : "{}")},
+                   self->router, 0);
     free (text);
-    if (zmsg_send (&reply, self->router) == -1)
-        zmsg_destroy (&reply);
 }
 
 static void
@@ -822,18 +811,21 @@ s_self_handle_router (s_self_t *self)
     zmsg_t *msg = zmsg_recv (self->router);
     if (!msg)
         return;
-    zframe_t *routing_id = zmsg_pop (msg);
-    zframe_t *command = zmsg_pop (msg);
-    if (routing_id && command && zframe_streq (command, "STATS")) {
-        s_self_send_stats (self, routing_id);
-        zframe_destroy (&routing_id);
-        zframe_destroy (&command);
+    herd_msg_t in;
+    char reason[160] = "";
+    int rc = herd_msg_decode (&in, msg, HERD_MSG_TO_PLACES, NULL, reason, sizeof (reason));
+    if (rc == 0 && in.id == HERD_MSG_ID_STATS_ASK) {
+        s_self_send_stats (self, in.routing);
         zmsg_destroy (&msg);
         return;
     }
+    //  Routing id and reqid are kept by a request; the fields stay in msg
+    size_t frames = zmsg_size (msg) ? zmsg_size (msg) - 1 : 0;
+    zframe_t *routing_id = zmsg_pop (msg);
+    zframe_t *command = zmsg_pop (msg);
     zframe_t *reqid = zmsg_pop (msg);
     char *lat = NULL, *lon = NULL, *radius = NULL, *bound = NULL;
-    char reason[160] = "";
+    *reason = 0;
     double latitude = 0, longitude = 0, radius_km = 0, bound_value = 0;
     //  What herd_decimal_parse_double lets through: digits on one side of a
     //  '.' suffice; coordinates may have a sign, the radius an exponent
@@ -841,18 +833,17 @@ s_self_handle_router (s_self_t *self)
     const int S_COORDINATE = S_PLAIN | HERD_DECIMAL_SIGN;
     const int S_RADIUS = S_PLAIN | HERD_DECIMAL_EXPONENT;
 
-    if (!command || !zframe_streq (command, HERD_MSG_NEARBY))
+    if (in.id != HERD_MSG_ID_NEARBY)
         snprintf (reason, sizeof (reason), "not a NEARBY command");
     else
-    if (zmsg_size (msg) != 4)
+    if (rc == -1)
         snprintf (reason, sizeof (reason),
-                  "expected NEARBY reqid lat lon radius-km bound, got %zu frames",
-                  zmsg_size (msg) + 1 + (reqid != NULL));
+                  "expected NEARBY reqid lat lon radius-km bound, got %zu frames", frames);
     else {
-        lat = s_field (zmsg_first (msg));
-        lon = s_field (zmsg_next (msg));
-        radius = s_field (zmsg_next (msg));
-        bound = s_field (zmsg_next (msg));
+        lat = s_field (in.lat);
+        lon = s_field (in.lon);
+        radius = s_field (in.radius);
+        bound = s_field (in.bound);
         if (!lat || herd_decimal_parse_double (lat, S_COORDINATE, &latitude) || fabs (latitude) > 90)
             snprintf (reason, sizeof (reason), "latitude is not a number in [-90, 90]");
         else

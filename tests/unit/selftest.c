@@ -22,6 +22,7 @@
 #include "../../bus/herd_bus.h"
 #include "../../bus/herd_catchup.h"
 #include "../../bus/herd_journal.h"
+#include "../../common/herd_msg.h"
 #include "../../bus/herd_peer.h"
 #include "../../bus/herd_store.h"
 #include "../../bus/herd_table.h"
@@ -60,6 +61,7 @@ static test_item_t s_tests[] = {
     {"herd_placescache", herd_placescache_test},
     {"herd_standin", herd_standin_test},
     {"herd_places", herd_places_test},
+    {"herd_msg", herd_msg_test},
     {"herd_table", herd_table_test},
     {"herd_store", herd_store_test},
     {"herd_peer", herd_peer_test},
