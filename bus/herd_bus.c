@@ -509,6 +509,16 @@ s_self_handle_sub (s_self_t *self)
     return true;
 }
 
+//  Read the message a poll of the SUB may hold the first frame of, before a
+//  neighbour's connection goes (herd_peer_context_t.settle). One read is
+//  enough: only a poll reads ahead, and a whole message leaves nothing half
+//  read.
+static void
+s_self_settle_sub (void *arg)
+{
+    s_self_handle_sub ((s_self_t *) arg);
+}
+
 //  Handle ICANHAZ: send what the requester misses.
 static void
 s_self_handle_icanhaz (s_self_t *self, const herd_msg_t *in)
@@ -1076,7 +1086,8 @@ s_self_new (zsock_t *pipe, herd_bus_args_t *args)
         s_self_start_monitors (self);
         self->peer_context = (herd_peer_context_t){self->sub, self->poller, self->cert,
                                                    self->config->name,
-                                                   self->peer_context.frame_max, self->log};
+                                                   self->peer_context.frame_max, self->log,
+                                                   s_self_settle_sub, self};
         self->peer_count = self->node->neighbour_count;
         self->peers = (herd_peer_t **) zmalloc ((self->peer_count + 1) * sizeof (herd_peer_t *));
         for (size_t i = 0; i < self->peer_count && !failed; i++) {

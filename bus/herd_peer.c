@@ -149,6 +149,16 @@ herd_peer_state (herd_peer_t *self)
     return self->refused ? "refused" : self->up ? "up" : "down";
 }
 
+//  Disconnect the SUB from the neighbour, after the bus has read a message
+//  a poll may hold half of (herd_peer_context_t.settle)
+static void
+s_disconnect (herd_peer_t *self)
+{
+    if (self->context->settle)
+        self->context->settle (self->context->settle_arg);
+    zsock_disconnect (self->context->sub, "%s", self->node->bus);
+}
+
 bool
 herd_peer_link (herd_peer_t *self, bool up)
 {
@@ -159,7 +169,7 @@ herd_peer_link (herd_peer_t *self, bool up)
         zsock_connect (self->context->sub, "%s", self->node->bus);
     }
     else {
-        zsock_disconnect (self->context->sub, "%s", self->node->bus);
+        s_disconnect (self);
         self->up = false;
         self->sub_dead = false;
         self->retry = false;
@@ -173,7 +183,7 @@ void
 herd_peer_unlink (herd_peer_t *self)
 {
     if (self->linked)
-        zsock_disconnect (self->context->sub, "%s", self->node->bus);
+        s_disconnect (self);
 }
 
 void
@@ -344,7 +354,7 @@ herd_peer_tend (herd_peer_t *self)
     bool ask = self->retry && now >= self->rebuild_at;
     if (self->sub_dead && self->linked && now >= self->sub_retry_at) {
         //  Connect the SUB to the neighbour's PUB again after libzmq gave up
-        zsock_disconnect (self->context->sub, "%s", self->node->bus);
+        s_disconnect (self);
         s_secure (self, self->context->sub);
         zsock_connect (self->context->sub, "%s", self->node->bus);
         self->sub_dead = false;
@@ -461,7 +471,7 @@ herd_peer_test (bool verbose)
     close (fd);
     herd_peer_context_t context = {zsock_new (ZMQ_SUB), zpoller_new (NULL), NULL, config->name,
                                    65536,
-                                   herd_log_new (log_path, "A")};
+                                   herd_log_new (log_path, "A"), NULL, NULL};
     //  Nothing listens at B or C: connecting is asynchronous, and requests
     //  wait in the DEALER's queue
     herd_peer_t *peer = herd_peer_new (&context, herd_config_node (config, "B"));

@@ -32,6 +32,13 @@ typedef struct {
     const char *herd;           //  our herd name, for the envelope (herd_msg.h)
     int frame_max;              //  largest frame a neighbour may send us
     herd_log_t *log;
+    //  Called before the SUB is disconnected from a neighbour: it must read
+    //  one message from the SUB, if one waits. A poll of the SUB may hold the
+    //  first frame of a neighbour's message already; once its connection is
+    //  gone, libzmq asserts on the next frame (!_more, fq.cpp, libzmq #3485).
+    //  NULL: nothing to read (the self-test)
+    void (*settle) (void *arg);
+    void *settle_arg;
 } herd_peer_context_t;
 
 typedef struct _herd_peer_t herd_peer_t;
