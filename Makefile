@@ -39,6 +39,7 @@ COMMON  := common/herd_config.c common/herd_config_scan.c common/herd_config_rel
            common/herd_log.c common/herd_proto.c common/herd_decimal.c common/herd_record.c \
            common/herd_hist.c common/herd_alive.c common/herd_notify.c
 GATEWAY := gateway/herd_gateway.c gateway/herd_conn.c gateway/herd_accept.c gateway/herd_uplink.c \
+           gateway/herd_timers.c \
            gateway/herd_gateway_test.c
 BUS     := bus/herd_bus.c bus/herd_catchup.c bus/herd_journal.c bus/herd_journal_test.c \
            bus/herd_monitor.c bus/herd_peer.c bus/herd_store.c bus/herd_table.c

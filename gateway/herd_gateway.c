@@ -10,6 +10,7 @@
 #include "herd_gateway.h"
 #include "herd_accept.h"
 #include "herd_conn.h"
+#include "herd_timers.h"
 #include "herd_uplink.h"
 #include "../common/herd_alive.h"
 #include "../common/herd_hist.h"
@@ -38,7 +39,7 @@
 //  epoll tags: what an event's fd belongs to (high 32 bits of data.u64)
 enum { TAG_CLIENT = 0, TAG_LISTEN = 1, TAG_PIPE = 2, TAG_BUS = 3, TAG_PLACES = 4 };
 
-//  The connection time-outs, each a list ordered by deadline (see s_timer_*)
+//  The connection time-outs, each a herd_timers_t
 enum { TIMER_IDLE = 0, TIMER_LINE = 1, TIMER_COUNT = 2 };
 
 //  A request id as sent to bus and places: which connection, which slot.
@@ -64,20 +65,6 @@ typedef struct {
 typedef struct _s_self_t s_self_t;
 typedef struct _s_client_t s_client_t;
 
-//  A client's place on one time-out list.
-typedef struct {
-    s_client_t *prev, *next;
-    int64_t since;                  //  when the clock started, ms (monotonic)
-    bool linked;
-} s_timer_link_t;
-
-//  A time-out list: clients in order of since, oldest first. All share one
-//  time-out, so appending with the current time keeps the order, and
-//  expiry only looks at the head (czmq zloop's tickets, for one time-out).
-typedef struct {
-    s_client_t *head, *tail;
-} s_timer_list_t;
-
 //  What the gateway knows of a connection beyond the connection itself.
 struct _s_client_t {
     herd_conn_t *conn;
@@ -88,7 +75,7 @@ struct _s_client_t {
     bool dirty;                     //  on the dirty list
     bool waiting;                   //  deferred, in the queue for a WHATSAT's turn
     bool granted;                   //  may send its next WHATSAT out of turn
-    s_timer_link_t timers[TIMER_COUNT];
+    herd_timer_t timers[TIMER_COUNT];   //  its places on the time-out lists
 };
 
 //  A client that may be dropped for max_output_total (s_self_shed).
@@ -122,8 +109,7 @@ struct _s_self_t {
     size_t waiting;                 //  clients waiting (queue entries may be stale)
     size_t max_clients;
     int64_t max_time_ahead_s;       //  IAMAT times further ahead are refused; 0: no bound
-    int64_t timeouts[TIMER_COUNT];  //  idle_timeout_ms, line_timeout_ms
-    s_timer_list_t timers[TIMER_COUNT];
+    herd_timers_t *timers[TIMER_COUNT]; //  idle_timeout_ms, line_timeout_ms
     int64_t now;                    //  ms, monotonic, read once per turn
     struct timespec wall;           //  real time, read at most once per turn
     bool wall_valid;                //  wall was read this turn
@@ -179,41 +165,18 @@ s_self_wall_usec (s_self_t *self)
     return (int64_t) wall->tv_sec * 1000000 + wall->tv_nsec / 1000;
 }
 
-//  Take a client off a time-out list, if it is on it.
-static void
-s_timer_unlink (s_self_t *self, s_client_t *client, int kind)
-{
-    s_timer_link_t *link = &client->timers[kind];
-    if (!link->linked)
-        return;
-    s_timer_list_t *list = &self->timers[kind];
-    if (link->prev)
-        link->prev->timers[kind].next = link->next;
-    else
-        list->head = link->next;
-    if (link->next)
-        link->next->timers[kind].prev = link->prev;
-    else
-        list->tail = link->prev;
-    link->prev = link->next = NULL;
-    link->linked = false;
-}
-
-//  (Re)start a client's clock of one kind now: move it to the tail.
+//  (Re)start a client's clock of one kind now.
 static void
 s_timer_start (s_self_t *self, s_client_t *client, int kind)
 {
-    s_timer_unlink (self, client, kind);
-    s_timer_link_t *link = &client->timers[kind];
-    s_timer_list_t *list = &self->timers[kind];
-    link->since = self->now;
-    link->prev = list->tail;
-    if (list->tail)
-        list->tail->timers[kind].next = client;
-    else
-        list->head = client;
-    list->tail = client;
-    link->linked = true;
+    herd_timers_start (self->timers[kind], &client->timers[kind], client, self->now);
+}
+
+//  Stop a client's clock of one kind, if it runs.
+static void
+s_timer_stop (s_self_t *self, s_client_t *client, int kind)
+{
+    herd_timers_stop (self->timers[kind], &client->timers[kind]);
 }
 
 //  -------------------------------------------------------------------------
@@ -228,7 +191,7 @@ s_client_close (s_self_t *self, s_client_t *client, const char *why)
     self->clients[client->fd] = NULL;
     self->conn_count--;
     for (int kind = 0; kind < TIMER_COUNT; kind++)
-        s_timer_unlink (self, client, kind);
+        s_timer_stop (self, client, kind);
     if (client->waiting)
         self->waiting--;
     herd_conn_destroy (&client->conn);
@@ -282,7 +245,7 @@ s_client_clocks (s_self_t *self, s_client_t *client)
         ;                                       //  its line clock runs on
     else
     if (!herd_conn_partial (conn))
-        s_timer_unlink (self, client, TIMER_LINE);
+        s_timer_stop (self, client, TIMER_LINE);
     else
     if ((news & HERD_CONN_LINES) || !client->timers[TIMER_LINE].linked)
         s_timer_start (self, client, TIMER_LINE);   //  a new unfinished line
@@ -715,8 +678,7 @@ static void
 s_self_handle_timers (s_self_t *self)
 {
     s_client_t *client;
-    while ((client = self->timers[TIMER_IDLE].head)
-           && self->now - client->timers[TIMER_IDLE].since >= self->timeouts[TIMER_IDLE]) {
+    while ((client = (s_client_t *) herd_timers_expired (self->timers[TIMER_IDLE], self->now))) {
         char why[96];
         bool unsent = herd_conn_unsent (client->conn) > 0;
         if (herd_conn_awaiting (client->conn) && !unsent)
@@ -724,18 +686,17 @@ s_self_handle_timers (s_self_t *self)
         else {
             snprintf (why, sizeof (why), "%s for %" PRId64 " ms",
                       unsent ? "idle: answers not read" : "idle: no request",
-                      self->timeouts[TIMER_IDLE]);
+                      herd_timers_timeout (self->timers[TIMER_IDLE]));
             s_client_close (self, client, why);
         }
     }
-    while ((client = self->timers[TIMER_LINE].head)
-           && self->now - client->timers[TIMER_LINE].since >= self->timeouts[TIMER_LINE]) {
+    while ((client = (s_client_t *) herd_timers_expired (self->timers[TIMER_LINE], self->now))) {
         char why[96];
         snprintf (why, sizeof (why), "%s after %" PRId64 " ms",
                   herd_conn_state (client->conn) == HERD_CONN_LINGERING
                       ? "lingering close: no EOF"
                       : "slow line: no end of line",
-                  self->timeouts[TIMER_LINE]);
+                  herd_timers_timeout (self->timers[TIMER_LINE]));
         s_client_close (self, client, why);
     }
     s_self_expire_waiters (self);
@@ -749,11 +710,9 @@ s_self_sleep_ms (s_self_t *self)
     if (self->zmq_backlog)
         return 0;
     int64_t wake = self->now + HERD_GW_TICK_MS;
-    for (int kind = 0; kind < TIMER_COUNT; kind++) {
-        s_client_t *client = self->timers[kind].head;
-        if (client && client->timers[kind].since + self->timeouts[kind] < wake)
-            wake = client->timers[kind].since + self->timeouts[kind];
-    }
+    for (int kind = 0; kind < TIMER_COUNT; kind++)
+        if (herd_timers_deadline (self->timers[kind]) < wake)
+            wake = herd_timers_deadline (self->timers[kind]);
     int64_t accept_wake = herd_accept_wake (self->acceptor);
     if (accept_wake < wake)
         wake = accept_wake;
@@ -953,8 +912,8 @@ s_self_reload (s_self_t *self, const herd_config_t *config)
     self->shared.max_pending = config->max_pending;
     self->ack_timeout_ms = config->ack_timeout_ms;
     self->max_time_ahead_s = config->max_time_ahead_s;
-    self->timeouts[TIMER_IDLE] = config->idle_timeout_ms;
-    self->timeouts[TIMER_LINE] = config->line_timeout_ms;
+    herd_timers_set_timeout (self->timers[TIMER_IDLE], config->idle_timeout_ms);
+    herd_timers_set_timeout (self->timers[TIMER_LINE], config->line_timeout_ms);
     if (config->max_clients != self->max_clients) {
         self->max_clients = config->max_clients;
         herd_accept_raise_fd_limit (self->acceptor, self->max_clients);
@@ -1077,6 +1036,8 @@ s_self_destroy (s_self_t **self_p)
         if (self->clients[fd])
             s_client_close (self, self->clients[fd], "node stopping");
     free (self->clients);
+    for (int kind = 0; kind < TIMER_COUNT; kind++)
+        herd_timers_destroy (&self->timers[kind]);
     free (self->dirty);
     free (self->shed);
     free (self->queue);
@@ -1142,8 +1103,8 @@ s_self_new (zsock_t *pipe, herd_gateway_args_t *args)
     self->max_clients = config->max_clients;
     self->ack_timeout_ms = config->ack_timeout_ms;
     self->max_time_ahead_s = config->max_time_ahead_s;
-    self->timeouts[TIMER_IDLE] = config->idle_timeout_ms;
-    self->timeouts[TIMER_LINE] = config->line_timeout_ms;
+    self->timers[TIMER_IDLE] = herd_timers_new (config->idle_timeout_ms);
+    self->timers[TIMER_LINE] = herd_timers_new (config->line_timeout_ms);
     s_self_tick (self);
     self->client_capacity = 1024;
     self->clients = (s_client_t **) zmalloc (self->client_capacity * sizeof (s_client_t *));

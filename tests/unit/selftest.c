@@ -29,6 +29,7 @@
 #include "../../gateway/herd_accept.h"
 #include "../../gateway/herd_conn.h"
 #include "../../gateway/herd_gateway.h"
+#include "../../gateway/herd_timers.h"
 #include "../../gateway/herd_uplink.h"
 #include "../../places/herd_places.h"
 #include "../../places/herd_google.h"
@@ -67,6 +68,7 @@ static test_item_t s_tests[] = {
     {"herd_journal", herd_journal_test},
     {"herd_monitor", herd_monitor_test},
     {"herd_bus", herd_bus_test},
+    {"herd_timers", herd_timers_test},
     {"herd_conn", herd_conn_test},
     {"herd_accept", herd_accept_test},
     {"herd_uplink", herd_uplink_test},
