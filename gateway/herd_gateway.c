@@ -12,6 +12,7 @@
 #include "herd_conn.h"
 #include "herd_timers.h"
 #include "herd_uplink.h"
+#include "../common/herd_actor.h"
 #include "../common/herd_alive.h"
 #include "../common/herd_hist.h"
 #include "../common/herd_msg.h"
@@ -920,27 +921,26 @@ s_self_reload (s_self_t *self, const herd_config_t *config)
     }
 }
 
+//  The actor pipe's commands (herd_actor).
+static void
+s_pipe_verbose (void *self)
+{
+    ((s_self_t *) self)->verbose = true;
+}
+
+static void
+s_pipe_reload (void *self, const herd_config_t *config)
+{
+    s_self_reload ((s_self_t *) self, config);
+}
+
 //  Handle a command on the actor pipe.
 static void
 s_self_handle_pipe (s_self_t *self)
 {
-    zmsg_t *msg = zmsg_recv (self->pipe);
-    char *command = msg ? zmsg_popstr (msg) : NULL;
-    if (!command || streq (command, "$TERM"))
+    static const herd_actor_commands_t commands = {s_pipe_verbose, s_pipe_reload, NULL};
+    if (herd_actor_handle_pipe (self->pipe, &commands, self) == -1)
         self->terminated = true;
-    else
-    if (streq (command, "VERBOSE"))
-        self->verbose = true;
-    else
-    if (streq (command, HERD_MSG_RELOAD) && zmsg_size (msg) == 1
-        && zframe_size (zmsg_first (msg)) == sizeof (void *)) {
-        const herd_config_t *config;
-        memcpy (&config, zframe_data (zmsg_first (msg)), sizeof (config));
-        s_self_reload (self, config);
-        zsock_signal (self->pipe, 0);
-    }
-    zstr_free (&command);
-    zmsg_destroy (&msg);
 }
 
 //  Give waiting clients their turn, oldest first, while fewer than
@@ -1181,12 +1181,8 @@ herd_gateway_actor (zsock_t *pipe, void *args)
     pthread_setname_np (pthread_self (), "herd-gateway");    //  for top -H, perf, gdb
     zsock_signal (pipe, 0);
     s_self_t *self = s_self_new (pipe, (herd_gateway_args_t *) args);
-    zsock_signal (pipe, self ? 0 : (byte) -1);
-    if (!self) {
-        char *command = zstr_recv (pipe);
-        zstr_free (&command);
-        return;
-    }
+    if (!herd_actor_ready (pipe, self != NULL))
+        return;                             //  set-up failed (logged)
     herd_log_printf (self->log, "gateway", "serving clients on %s", self->node->client);
     struct epoll_event events[256];
     while (!self->terminated) {

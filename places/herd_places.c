@@ -25,6 +25,7 @@
 //  key in a header only.
 
 #include "herd_places.h"
+#include "../common/herd_actor.h"
 #include "../common/herd_hist.h"
 #include "herd_google.h"
 #include "herd_placesbody.h"
@@ -1119,29 +1120,33 @@ s_self_reload (s_self_t *self, const herd_places_options_t *options)
     self->url_new = self->is_auto ? herd_google_new_url (self->url) : NULL;
 }
 
+//  The actor pipe's commands (herd_actor).
+static void
+s_pipe_verbose (void *self)
+{
+    ((s_self_t *) self)->verbose = true;
+}
+
+static void
+s_pipe_reload (void *self, const herd_config_t *config)
+{
+    s_self_reload ((s_self_t *) self, &config->places);
+}
+
+static void
+s_pipe_unknown (void *self, const char *command)
+{
+    (void) command;
+    s_self_log ((s_self_t *) self, "unknown pipe command ignored");
+}
+
 //  Handle a command on the actor pipe.
 static void
 s_self_handle_pipe (s_self_t *self)
 {
-    zmsg_t *msg = zmsg_recv (self->pipe);
-    char *command = msg ? zmsg_popstr (msg) : NULL;
-    if (!command || streq (command, "$TERM"))
+    static const herd_actor_commands_t commands = {s_pipe_verbose, s_pipe_reload, s_pipe_unknown};
+    if (herd_actor_handle_pipe (self->pipe, &commands, self) == -1)
         self->terminated = true;
-    else
-    if (streq (command, "VERBOSE"))
-        self->verbose = true;
-    else
-    if (streq (command, HERD_MSG_RELOAD) && zmsg_size (msg) == 1
-        && zframe_size (zmsg_first (msg)) == sizeof (void *)) {
-        const herd_config_t *config;
-        memcpy (&config, zframe_data (zmsg_first (msg)), sizeof (config));
-        s_self_reload (self, &config->places);
-        zsock_signal (self->pipe, 0);
-    }
-    else
-        s_self_log (self, "unknown pipe command ignored");
-    zstr_free (&command);
-    zmsg_destroy (&msg);
 }
 
 //  True if a ZeroMQ socket has a message waiting. Its file descriptor is
@@ -1158,15 +1163,8 @@ herd_places_actor (zsock_t *pipe, void *args)
     pthread_setname_np (pthread_self (), "herd-places");    //  for top -H, perf, gdb
     zsock_signal (pipe, 0);
     s_self_t *self = s_self_new (pipe, (const herd_places_args_t *) args);
-    zsock_signal (pipe, self ? 0 : (byte) -1);
-    if (!self) {
-        //  Set-up failed (logged): wait to be destroyed
-        char *command = NULL;
-        while ((command = zstr_recv (pipe)) && !streq (command, "$TERM"))
-            zstr_free (&command);
-        zstr_free (&command);
-        return;
-    }
+    if (!herd_actor_ready (pipe, self != NULL))
+        return;                             //  set-up failed (logged)
     while (!self->terminated) {
         herd_alive_beat (HERD_ALIVE_PLACES, zclock_usecs () / 1000);     //  this loop turns
         while (!self->terminated && s_readable (self->pipe))

@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../../common/herd_actor.h"
 #include "../../common/herd_alive.h"
 #include "../../common/herd_config.h"
 #include "../../common/herd_config_scan.h"
@@ -52,6 +53,7 @@ static test_item_t s_tests[] = {
     {"herd_log", herd_log_test},
     {"herd_alive", herd_alive_test},
     {"herd_notify", herd_notify_test},
+    {"herd_actor", herd_actor_test},
     {"herd_config_scan", herd_config_scan_test},
     {"herd_config", herd_config_test},
     {"herd_config_reload", herd_config_reload_test},
