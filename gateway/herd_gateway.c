@@ -129,7 +129,6 @@ struct _s_self_t {
     herd_hist_t whatsat_latency;    //  line in to answer ready, since last STATS
     herd_hist_t whatsat_latency_all;    //  the same since start, for metrics
     int64_t stats_at;               //  when STATS were last sent, ms
-    bool verbose;
     bool terminated;
 };
 
@@ -173,13 +172,6 @@ s_timer_start (s_self_t *self, s_client_t *client, int kind)
     herd_timers_start (self->timers[kind], &client->timers[kind], client, self->now);
 }
 
-//  Stop a client's clock of one kind, if it runs.
-static void
-s_timer_stop (s_self_t *self, s_client_t *client, int kind)
-{
-    herd_timers_stop (self->timers[kind], &client->timers[kind]);
-}
-
 //  -------------------------------------------------------------------------
 //  Clients
 
@@ -192,7 +184,7 @@ s_client_close (s_self_t *self, s_client_t *client, const char *why)
     self->clients[client->fd] = NULL;
     self->conn_count--;
     for (int kind = 0; kind < TIMER_COUNT; kind++)
-        s_timer_stop (self, client, kind);
+        herd_timers_stop (self->timers[kind], &client->timers[kind]);
     if (client->waiting)
         self->waiting--;
     herd_conn_destroy (&client->conn);
@@ -246,7 +238,7 @@ s_client_clocks (s_self_t *self, s_client_t *client)
         ;                                       //  its line clock runs on
     else
     if (!herd_conn_partial (conn))
-        s_timer_stop (self, client, TIMER_LINE);
+        herd_timers_stop (self->timers[TIMER_LINE], &client->timers[TIMER_LINE]);
     else
     if ((news & HERD_CONN_LINES) || !client->timers[TIMER_LINE].linked)
         s_timer_start (self, client, TIMER_LINE);   //  a new unfinished line
@@ -896,14 +888,14 @@ s_self_send_stats (s_self_t *self)
     self->check_places = true;
 }
 
-
 //  Take the limits of a reloaded config (RELOAD, herd_msg.h). They apply
 //  from the next check on, to the connections open too: a line is held to
 //  the max_line of when it is read, a silent client to the idle_timeout_ms
-//  of when it is looked at.
+//  of when it is looked at. VERBOSE changes nothing in the gateway.
 static void
-s_self_reload (s_self_t *self, const herd_config_t *config)
+s_self_reload (void *arg, const herd_config_t *config)
 {
+    s_self_t *self = (s_self_t *) arg;
     const herd_node_t *node = herd_config_node (config, self->node->name);
     assert (node);          //  herd_config_reload_check refused a config without it
     self->node = node;
@@ -922,26 +914,7 @@ s_self_reload (s_self_t *self, const herd_config_t *config)
 }
 
 //  The actor pipe's commands (herd_actor).
-static void
-s_pipe_verbose (void *self)
-{
-    ((s_self_t *) self)->verbose = true;
-}
-
-static void
-s_pipe_reload (void *self, const herd_config_t *config)
-{
-    s_self_reload ((s_self_t *) self, config);
-}
-
-//  Handle a command on the actor pipe.
-static void
-s_self_handle_pipe (s_self_t *self)
-{
-    static const herd_actor_commands_t commands = {s_pipe_verbose, s_pipe_reload, NULL};
-    if (herd_actor_handle_pipe (self->pipe, &commands, self) == -1)
-        self->terminated = true;
-}
+static const herd_actor_commands_t s_pipe_commands = {NULL, s_self_reload, NULL};
 
 //  Give waiting clients their turn, oldest first, while fewer than
 //  HERD_GW_ASKED_MAX WHATSATs are in flight: each may send one, then queues
@@ -984,7 +957,8 @@ s_self_drain_zmq (s_self_t *self)
         progress = false;
         while (self->check_pipe && !self->terminated
                && (zsock_events (self->pipe) & ZMQ_POLLIN)) {
-            s_self_handle_pipe (self);
+            if (herd_actor_handle_pipe (self->pipe, &s_pipe_commands, self) == -1)
+                self->terminated = true;
             progress = true;
         }
         self->check_pipe = false;
