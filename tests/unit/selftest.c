@@ -12,6 +12,7 @@
 
 #include "../../common/herd_actor.h"
 #include "../../common/herd_alive.h"
+#include "../../common/herd_buffer.h"
 #include "../../common/herd_config.h"
 #include "../../common/herd_config_scan.h"
 #include "../../common/herd_decimal.h"
@@ -46,6 +47,7 @@ typedef struct {
 
 //  The registry: one line a class, in dependency order.
 static test_item_t s_tests[] = {
+    {"herd_buffer", herd_buffer_test},
     {"herd_decimal", herd_decimal_test},
     {"herd_proto", herd_proto_test},
     {"herd_record", herd_record_test},
