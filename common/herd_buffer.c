@@ -9,7 +9,7 @@
 #include <string.h>
 
 bool
-herd_buffer_reserve (herd_buffer_t *self, size_t extra)
+herd_buffer_grow (herd_buffer_t *self, size_t extra)
 {
     if (self->start > 0 && self->size + extra > self->capacity) {
         memmove (self->data, self->data + self->start, self->size - self->start);
@@ -26,16 +26,6 @@ herd_buffer_reserve (herd_buffer_t *self, size_t extra)
         return false;
     self->data = data;
     self->capacity = capacity;
-    return true;
-}
-
-bool
-herd_buffer_append (herd_buffer_t *self, const char *data, size_t size)
-{
-    if (!herd_buffer_reserve (self, size))
-        return false;
-    memcpy (self->data + self->size, data, size);
-    self->size += size;
     return true;
 }
 

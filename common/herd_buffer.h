@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <string.h>
 
 #define HERD_BUFFER_MIN 256         //  first capacity of a buffer
 
@@ -21,13 +22,29 @@ typedef struct {
     size_t capacity;
 } herd_buffer_t;
 
-//  Make room for extra more bytes after size; false when out of memory.
+//  Make room for extra more bytes after size when there is none: move what
+//  is left to the front, then grow. False when out of memory.
 bool
-    herd_buffer_reserve (herd_buffer_t *self, size_t extra);
+    herd_buffer_grow (herd_buffer_t *self, size_t extra);
+
+//  Make room for extra more bytes after size; false when out of memory.
+//  Inline: the connections reserve on every answer, and it mostly fits.
+static inline bool
+herd_buffer_reserve (herd_buffer_t *self, size_t extra)
+{
+    return self->size + extra <= self->capacity || herd_buffer_grow (self, extra);
+}
 
 //  Append bytes; false when out of memory.
-bool
-    herd_buffer_append (herd_buffer_t *self, const char *data, size_t size);
+static inline bool
+herd_buffer_append (herd_buffer_t *self, const char *data, size_t size)
+{
+    if (!herd_buffer_reserve (self, size))
+        return false;
+    memcpy (self->data + self->size, data, size);
+    self->size += size;
+    return true;
+}
 
 //  Bytes not yet consumed.
 static inline size_t
