@@ -502,18 +502,27 @@ s_test_cache (s_test_t *test, herd_places_options_t *options)
     s_test_stop (&places, &dealer);
 }
 
+//  A fresh stand-in, and an actor on the legacy API that retries once
+//  within a 4 s deadline; options must outlive the actor.
+static zactor_t *
+s_test_retrying_actor (s_test_t *test, herd_places_options_t *options, zsock_t **dealer_p)
+{
+    herd_standin_reset (test->standin);
+    *options = test->legacy;
+    options->retries = 1;
+    options->timeout_ms = 4000;
+    return s_test_actor (test, options, test->key, dealer_p);
+}
+
 //  Legacy retries: OVER_QUERY_LIMIT and HTTP 500 are retried, Google's own
 //  REQUEST_DENIED is not. Nothing listening: ERR at once. A set-up failure:
 //  the second signal is not 0, the actor still stops
 static void
 s_test_legacy_retries (s_test_t *test)
 {
-    herd_standin_reset (test->standin);
-    herd_places_options_t options = test->legacy;
-    options.retries = 1;
-    options.timeout_ms = 4000;
+    herd_places_options_t options;
     zsock_t *dealer;
-    zactor_t *places = s_test_actor (test, &options, test->key, &dealer);
+    zactor_t *places = s_test_retrying_actor (test, &options, &dealer);
     herd_standin_mode (test->standin, "mode=over_query_limit");
     s_send_nearby (test, dealer, "l15", "+15", "+0", "1", "5");
     s_expect_error (dealer, "l15", "OVER_QUERY_LIMIT", "You have exceeded your daily");
@@ -593,12 +602,9 @@ s_curl_learn (void)
 static void
 s_test_retry_refused (s_test_t *test)
 {
-    herd_standin_reset (test->standin);
-    herd_places_options_t options = test->legacy;
-    options.retries = 1;
-    options.timeout_ms = 4000;
+    herd_places_options_t options;
     zsock_t *dealer;
-    zactor_t *places = s_test_actor (test, &options, test->key, &dealer);
+    zactor_t *places = s_test_retrying_actor (test, &options, &dealer);
     herd_standin_mode (test->standin, "mode=flaky500&failures=2");
     s_send_nearby (test, dealer, "r1", "+21", "+0", "1", "5");
     s_send_nearby (test, dealer, "r2", "+22", "+0", "1", "5");
