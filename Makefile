@@ -37,8 +37,10 @@ endif
 COMMON  := common/herd_config.c common/herd_config_scan.c common/herd_config_reload.c \
            common/herd_config_test.c \
            common/herd_log.c common/herd_proto.c common/herd_decimal.c common/herd_record.c \
-           common/herd_hist.c common/herd_alive.c common/herd_notify.c common/herd_msg.c
+           common/herd_hist.c common/herd_alive.c common/herd_notify.c common/herd_msg.c \
+           common/herd_actor.c common/herd_buffer.c
 GATEWAY := gateway/herd_gateway.c gateway/herd_conn.c gateway/herd_accept.c gateway/herd_uplink.c \
+           gateway/herd_timers.c \
            gateway/herd_gateway_test.c
 BUS     := bus/herd_bus.c bus/herd_bus_test.c bus/herd_catchup.c bus/herd_journal.c \
            bus/herd_journal_test.c bus/herd_monitor.c bus/herd_peer.c bus/herd_store.c bus/herd_table.c
@@ -117,11 +119,11 @@ build: $(HERD) $(SELFTEST)
 BENCH := $(BUILD)/bench/herd_bench $(BUILD)/bench/floor_server
 .PHONY: bench
 
-$(BUILD)/bench/herd_bench: $(BUILD)/bench/herd_bench.o
+$(BUILD)/bench/herd_bench: $(BUILD)/bench/herd_bench.o $(BUILD)/common/herd_buffer.o
 	$(CC) $(LDFLAGS) $^ -o $@ -lm
 
 $(BUILD)/bench/floor_server: $(BUILD)/bench/floor_server.o $(BUILD)/common/herd_proto.o \
-                              $(BUILD)/common/herd_decimal.o
+                              $(BUILD)/common/herd_decimal.o $(BUILD)/common/herd_buffer.o
 	$(CC) $(LDFLAGS) $^ -o $@
 
 bench: bin/herd $(BENCH)

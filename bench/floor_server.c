@@ -8,6 +8,7 @@
 //
 //      floor_server [--host 127.0.0.1] [--port 0] [--port-file F] [--name Hill]
 
+#include "../common/herd_buffer.h"
 #include "../common/herd_proto.h"
 
 #include <errno.h>
@@ -28,18 +29,10 @@
 
 #define FLOOR_READ_CHUNK (64 * 1024)
 
-//  A byte buffer with a read cursor.
-typedef struct {
-    char *data;
-    size_t start;
-    size_t size;
-    size_t capacity;
-} s_buffer_t;
-
 typedef struct {
     int fd;
-    s_buffer_t in;
-    s_buffer_t out;
+    herd_buffer_t in;
+    herd_buffer_t out;
     bool want_out;                  //  EPOLLOUT registered
 } s_conn_t;
 
@@ -64,24 +57,12 @@ s_on_signal (int signo)
 
 //  Make room for extra bytes at the end of buffer; exits when out of memory.
 static void
-s_buffer_reserve (s_buffer_t *buffer, size_t extra)
+s_buffer_reserve (herd_buffer_t *buffer, size_t extra)
 {
-    if (buffer->start > 0 && buffer->size + extra > buffer->capacity) {
-        memmove (buffer->data, buffer->data + buffer->start, buffer->size - buffer->start);
-        buffer->size -= buffer->start;
-        buffer->start = 0;
-    }
-    if (buffer->size + extra <= buffer->capacity)
-        return;
-    size_t capacity = buffer->capacity ? buffer->capacity : 4096;
-    while (capacity < buffer->size + extra)
-        capacity *= 2;
-    buffer->data = realloc (buffer->data, capacity);
-    if (!buffer->data) {
+    if (!herd_buffer_reserve (buffer, extra)) {
         perror ("floor_server: realloc");
         exit (1);
     }
-    buffer->capacity = capacity;
 }
 
 //  Close a connection and free it.
@@ -103,7 +84,7 @@ s_conn_answer (s_server_t *self, s_conn_t *conn, const char *line, size_t size)
     if (size > 0 && line[size - 1] == '\r')
         size--;
     herd_cmd_t cmd;
-    s_buffer_t *out = &conn->out;
+    herd_buffer_t *out = &conn->out;
     if (herd_proto_parse (line, size, &cmd) == 0 && cmd.kind == HERD_CMD_IAMAT) {
         struct timespec now;
         clock_gettime (CLOCK_REALTIME, &now);
@@ -141,7 +122,7 @@ s_conn_answer (s_server_t *self, s_conn_t *conn, const char *line, size_t size)
 static int
 s_conn_flush (s_server_t *self, s_conn_t *conn)
 {
-    s_buffer_t *out = &conn->out;
+    herd_buffer_t *out = &conn->out;
     while (out->size > out->start) {
         ssize_t rc = write (conn->fd, out->data + out->start, out->size - out->start);
         if (rc > 0)
@@ -173,7 +154,7 @@ s_conn_flush (s_server_t *self, s_conn_t *conn)
 static void
 s_conn_handle_read (s_server_t *self, s_conn_t *conn)
 {
-    s_buffer_t *in = &conn->in;
+    herd_buffer_t *in = &conn->in;
     while (true) {
         s_buffer_reserve (in, FLOOR_READ_CHUNK);
         size_t room = in->capacity - in->size;

@@ -17,6 +17,8 @@
 //
 //  Every server is on 127.0.0.1. See bench/run.sh, which runs them all.
 
+#include "../common/herd_buffer.h"
+
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <dirent.h>
@@ -503,31 +505,15 @@ s_send_all (int fd, const char *data, size_t size)
 //  -------------------------------------------------------------------------
 //  Byte buffers and answers
 
-typedef struct {
-    char *data;
-    size_t start;                   //  bytes consumed from the front
-    size_t size;                    //  bytes held
-    size_t capacity;
-} s_buf_t;
+//  The gateway's buffer (common/herd_buffer.h).
+typedef herd_buffer_t s_buf_t;
 
-//  Make room for extra bytes after size.
+//  Make room for extra bytes after size; exits when out of memory.
 static void
 s_buf_reserve (s_buf_t *buf, size_t extra)
 {
-    if (buf->start > 0 && buf->size + extra > buf->capacity) {
-        memmove (buf->data, buf->data + buf->start, buf->size - buf->start);
-        buf->size -= buf->start;
-        buf->start = 0;
-    }
-    if (buf->size + extra <= buf->capacity)
-        return;
-    size_t capacity = buf->capacity ? buf->capacity : 4096;
-    while (capacity < buf->size + extra)
-        capacity *= 2;
-    buf->data = realloc (buf->data, capacity);
-    if (!buf->data)
+    if (!herd_buffer_reserve (buf, extra))
         s_die ("out of memory");
-    buf->capacity = capacity;
 }
 
 //  Size of the first whole answer in data, 0 if not all there yet. An

@@ -6,6 +6,7 @@
 #include "herd_monitor.h"
 #include "herd_peer.h"
 #include "herd_store.h"
+#include "../common/herd_actor.h"
 #include "../common/herd_alive.h"
 #include "../common/herd_check.h"
 #include "../common/herd_msg.h"
@@ -744,27 +745,27 @@ s_self_tend_links (s_self_t *self)
 static void
     s_self_reload (s_self_t *self, const herd_config_t *config);
 
+//  The actor pipe's commands (herd_actor).
+static void
+s_pipe_verbose (void *self)
+{
+    s_self_t *bus = (s_self_t *) self;
+    bus->verbose = bus->catchup_context.verbose = true;
+}
+
+static void
+s_pipe_reload (void *self, const herd_config_t *config)
+{
+    s_self_reload ((s_self_t *) self, config);
+}
+
 //  Handle a command on the actor pipe.
 static void
 s_self_handle_pipe (s_self_t *self)
 {
-    zmsg_t *msg = zmsg_recv (self->pipe);
-    char *command = msg ? zmsg_popstr (msg) : NULL;
-    if (!command || streq (command, "$TERM"))
+    static const herd_actor_commands_t commands = {s_pipe_verbose, s_pipe_reload, NULL};
+    if (herd_actor_handle_pipe (self->pipe, &commands, self) == -1)
         self->terminated = true;
-    else
-    if (streq (command, "VERBOSE"))
-        self->verbose = self->catchup_context.verbose = true;
-    else
-    if (streq (command, HERD_MSG_RELOAD) && zmsg_size (msg) == 1
-        && zframe_size (zmsg_first (msg)) == sizeof (void *)) {
-        const herd_config_t *config;
-        memcpy (&config, zframe_data (zmsg_first (msg)), sizeof (config));
-        s_self_reload (self, config);
-        zsock_signal (self->pipe, 0);
-    }
-    zstr_free (&command);
-    zmsg_destroy (&msg);
 }
 
 //  Publish our counters, with the gateway's and places' latest, to the
@@ -1182,13 +1183,8 @@ herd_bus_actor (zsock_t *pipe, void *args)
     pthread_setname_np (pthread_self (), "herd-bus");    //  for top -H, perf, gdb
     zsock_signal (pipe, 0);
     s_self_t *self = s_self_new (pipe, (herd_bus_args_t *) args);
-    zsock_signal (pipe, self ? 0 : (byte) -1);
-    if (!self) {
-        //  Wait for the caller's $TERM, as every actor must
-        char *command = zstr_recv (pipe);
-        zstr_free (&command);
-        return;
-    }
+    if (!herd_actor_ready (pipe, self != NULL))
+        return;                             //  set-up failed (logged)
     herd_log_printf (self->log, "bus", "serving: bus %s, sync %s, %zu neighbours, %zu clients",
                      self->node->bus, self->node->sync ? self->node->sync : "none",
                      self->peer_count, herd_store_size (self->store));

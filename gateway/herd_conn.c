@@ -1,6 +1,7 @@
 //  herd_conn.c - a client connection: lines in, answers out in request order.
 
 #include "herd_conn.h"
+#include "../common/herd_buffer.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -14,7 +15,6 @@
 #include <unistd.h>
 
 #define HERD_CONN_DRAIN_MAX   (4 * 1024 * 1024) //  bytes read and dropped before a close
-#define HERD_CONN_BUFFER_MIN  256             //  first capacity of a buffer
 #define HERD_CONN_IN_KEEP     0               //  an emptied input buffer bigger than this is freed
 #define HERD_CONN_OUT_KEEP    512             //  an emptied output buffer bigger than this is freed
 
@@ -30,23 +30,15 @@ typedef struct _s_slot_t {
     void *request;                  //  the caller's, until the slot is filled
 } s_slot_t;
 
-//  A growable byte buffer with a read cursor.
-typedef struct {
-    char *data;
-    size_t size;                    //  bytes held
-    size_t start;                   //  bytes consumed from the front
-    size_t capacity;
-} s_buffer_t;
-
 struct _herd_conn_t {
     int fd;
     uint64_t serial;
     herd_conn_shared_t *shared;
     void *arg;                      //  for the handler
     herd_conn_state_t state;
-    s_buffer_t in;                  //  an unfinished line, or lines kept while not reading
+    herd_buffer_t in;                  //  an unfinished line, or lines kept while not reading
     size_t scanned;                 //  bytes of in (past start) known free of '\n'
-    s_buffer_t out;
+    herd_buffer_t out;
     s_slot_t *head, *tail;          //  pending answers, oldest first
     size_t slot_count;
     uint64_t next_seq;
@@ -59,62 +51,6 @@ struct _herd_conn_t {
     int handling;                   //  in the handler (no re-entry: asserted)
     char why[128];
 };
-
-//  -------------------------------------------------------------------------
-//  Buffers
-
-//  Make room for extra more bytes; false when out of memory.
-static bool
-s_buffer_reserve (s_buffer_t *buffer, size_t extra)
-{
-    if (buffer->start > 0 && buffer->size + extra > buffer->capacity) {
-        memmove (buffer->data, buffer->data + buffer->start, buffer->size - buffer->start);
-        buffer->size -= buffer->start;
-        buffer->start = 0;
-    }
-    if (buffer->size + extra <= buffer->capacity)
-        return true;
-    size_t capacity = buffer->capacity ? buffer->capacity : HERD_CONN_BUFFER_MIN;
-    while (capacity < buffer->size + extra)
-        capacity *= 2;
-    char *data = (char *) realloc (buffer->data, capacity);
-    if (!data)
-        return false;
-    buffer->data = data;
-    buffer->capacity = capacity;
-    return true;
-}
-
-//  Append bytes; false when out of memory.
-static bool
-s_buffer_append (s_buffer_t *buffer, const char *data, size_t size)
-{
-    if (!s_buffer_reserve (buffer, size))
-        return false;
-    memcpy (buffer->data + buffer->size, data, size);
-    buffer->size += size;
-    return true;
-}
-
-//  Bytes not yet consumed.
-static inline size_t
-s_buffer_pending (const s_buffer_t *buffer)
-{
-    return buffer->size - buffer->start;
-}
-
-//  Forget an emptied buffer's contents; give its memory back when it is
-//  bigger than keep bytes, so an idle connection costs (almost) nothing.
-static void
-s_buffer_empty (s_buffer_t *buffer, size_t keep)
-{
-    buffer->start = buffer->size = 0;
-    if (buffer->capacity > keep) {
-        free (buffer->data);
-        buffer->data = NULL;
-        buffer->capacity = 0;
-    }
-}
 
 //  -------------------------------------------------------------------------
 //  Life
@@ -225,7 +161,7 @@ s_conn_account (herd_conn_t *self)
     if (self->state == HERD_CONN_DONE)
         return;
     herd_conn_shared_t *shared = self->shared;
-    size_t pending = s_buffer_pending (&self->out);
+    size_t pending = herd_buffer_pending (&self->out);
     size_t counted = self->held + pending;
     if (pending > 0 && self->counted_out == 0)
         self->unread_since = shared->now;
@@ -241,10 +177,10 @@ s_conn_account (herd_conn_t *self)
 static void
 s_conn_write (herd_conn_t *self)
 {
-    s_buffer_t *out = &self->out;
+    herd_buffer_t *out = &self->out;
     bool progress = false;
-    while (s_buffer_pending (out) > 0 && self->state != HERD_CONN_DONE) {
-        ssize_t rc = write (self->fd, out->data + out->start, s_buffer_pending (out));
+    while (herd_buffer_pending (out) > 0 && self->state != HERD_CONN_DONE) {
+        ssize_t rc = write (self->fd, out->data + out->start, herd_buffer_pending (out));
         if (rc > 0) {
             out->start += (size_t) rc;
             progress = true;
@@ -262,8 +198,8 @@ s_conn_write (herd_conn_t *self)
         self->news |= HERD_CONN_WROTE;      //  the client is reading
         self->unread_since = self->shared->now;
     }
-    if (s_buffer_pending (out) == 0)
-        s_buffer_empty (out, HERD_CONN_OUT_KEEP);
+    if (herd_buffer_pending (out) == 0)
+        herd_buffer_empty (out, HERD_CONN_OUT_KEEP);
     s_conn_account (self);
 }
 
@@ -283,10 +219,10 @@ s_conn_charge (herd_conn_t *self, s_slot_t *slot, size_t bytes)
     //  What this answer already holds (its request line, its AT line) is
     //  not "earlier output": one answer alone never drops its client
     size_t own = slot ? slot->held : 0;
-    size_t unsent = self->held - own + s_buffer_pending (&self->out);
+    size_t unsent = self->held - own + herd_buffer_pending (&self->out);
     if (unsent > 0 && unsent + own + bytes > shared->max_output) {
         s_conn_write (self);
-        unsent = self->held - own + s_buffer_pending (&self->out);
+        unsent = self->held - own + herd_buffer_pending (&self->out);
         if (unsent > 0 && unsent + own + bytes > shared->max_output)
             herd_conn_doom (self, "slow reader: %zu bytes of answers unread, max_output is %zu",
                             unsent + own + bytes, shared->max_output);
@@ -332,7 +268,7 @@ s_conn_release_ready (herd_conn_t *self)
         s_slot_t *slot = self->head;
         if (self->state != HERD_CONN_DONE) {
             s_conn_log_out (self, slot->data, slot->size);
-            if (!s_buffer_append (&self->out, slot->data, slot->size))
+            if (!herd_buffer_append (&self->out, slot->data, slot->size))
                 herd_conn_doom (self, "out of memory");
         }
         self->head = slot->next;
@@ -456,8 +392,8 @@ herd_conn_answer (herd_conn_t *self, const struct iovec *parts, int count)
         total += parts[i].iov_len;
     if (!s_conn_charge (self, NULL, total))
         return;
-    s_buffer_t *out = &self->out;
-    if (!s_buffer_reserve (out, total)) {
+    herd_buffer_t *out = &self->out;
+    if (!herd_buffer_reserve (out, total)) {
         herd_conn_doom (self, "out of memory");
         return;
     }
@@ -476,7 +412,7 @@ herd_conn_flush (herd_conn_t *self)
     if (self->state == HERD_CONN_DONE)
         return;
     s_conn_write (self);
-    if (self->state == HERD_CONN_DONE || s_buffer_pending (&self->out) > 0 || self->head)
+    if (self->state == HERD_CONN_DONE || herd_buffer_pending (&self->out) > 0 || self->head)
         return;
     if (self->state == HERD_CONN_CLOSING) {
         //  Closing with unread input would send a reset that can destroy our
@@ -495,7 +431,7 @@ herd_conn_flush (herd_conn_t *self)
 uint32_t
 herd_conn_events (herd_conn_t *self)
 {
-    uint32_t out = s_buffer_pending (&self->out) > 0 ? EPOLLOUT : 0;
+    uint32_t out = herd_buffer_pending (&self->out) > 0 ? EPOLLOUT : 0;
     switch (self->state) {
         case HERD_CONN_OPEN:
             return EPOLLIN | out;
@@ -579,8 +515,8 @@ s_conn_closing (herd_conn_t *self)
 static void
 s_conn_parse_buffer (herd_conn_t *self)
 {
-    s_buffer_t *in = &self->in;
-    size_t pending = s_buffer_pending (in);
+    herd_buffer_t *in = &self->in;
+    size_t pending = herd_buffer_pending (in);
     if (pending == 0)
         return;
     size_t used = s_conn_parse (self, in->data + in->start, pending, self->scanned);
@@ -588,7 +524,7 @@ s_conn_parse_buffer (herd_conn_t *self)
     pending -= used;
     self->scanned = self->state == HERD_CONN_OPEN ? pending : 0;
     if (pending == 0 || s_conn_closing (self)) {
-        s_buffer_empty (in, HERD_CONN_IN_KEEP);
+        herd_buffer_empty (in, HERD_CONN_IN_KEEP);
         self->scanned = 0;
     }
 }
@@ -600,24 +536,24 @@ s_conn_parse_buffer (herd_conn_t *self)
 static void
 s_conn_handle_chunk (herd_conn_t *self, const char *data, size_t size)
 {
-    s_buffer_t *in = &self->in;
+    herd_buffer_t *in = &self->in;
     size_t max_line = self->shared->max_line;
-    size_t pending = s_buffer_pending (in);
+    size_t pending = herd_buffer_pending (in);
     if (pending > 0) {
         const char *newline = (const char *) memchr (data, '\n', size);
         size_t take = newline ? (size_t) (newline - data) + 1 : size;
         //  Past max_line + 1 bytes the line is too long whatever follows
         size_t room = pending <= max_line ? max_line + 1 - pending : 0;
-        if (!s_buffer_append (in, data, take < room ? take : room)) {
+        if (!herd_buffer_append (in, data, take < room ? take : room)) {
             herd_conn_doom (self, "out of memory");
             return;
         }
         data += take;
         size -= take;
         s_conn_parse_buffer (self);
-        if (s_buffer_pending (in) > 0 && size > 0 && !s_conn_closing (self)) {
+        if (herd_buffer_pending (in) > 0 && size > 0 && !s_conn_closing (self)) {
             //  Paused by that line: keep the rest for later, unparsed
-            if (!s_buffer_append (in, data, size))
+            if (!herd_buffer_append (in, data, size))
                 herd_conn_doom (self, "out of memory");
             size = 0;
         }
@@ -625,7 +561,7 @@ s_conn_handle_chunk (herd_conn_t *self, const char *data, size_t size)
     if (size > 0 && !s_conn_closing (self)) {
         size_t used = s_conn_parse (self, data, size, 0);
         if (used < size && !s_conn_closing (self)) {
-            if (s_buffer_append (in, data + used, size - used))
+            if (herd_buffer_append (in, data + used, size - used))
                 self->scanned = self->state == HERD_CONN_OPEN ? size - used : 0;
             else
                 herd_conn_doom (self, "out of memory");
@@ -640,14 +576,14 @@ static void
 s_conn_finish (herd_conn_t *self)
 {
     self->state = HERD_CONN_FINISHED;
-    s_buffer_t *in = &self->in;
-    size_t pending = s_buffer_pending (in);
+    herd_buffer_t *in = &self->in;
+    size_t pending = herd_buffer_pending (in);
     if (pending > 0) {
         self->handling++;
         self->shared->handler (self->arg, self, in->data + in->start, pending);
         self->handling--;
     }
-    s_buffer_empty (in, HERD_CONN_IN_KEEP);
+    herd_buffer_empty (in, HERD_CONN_IN_KEEP);
     self->scanned = 0;
 }
 
@@ -737,7 +673,7 @@ herd_conn_news (herd_conn_t *self)
 bool
 herd_conn_partial (herd_conn_t *self)
 {
-    return self->state == HERD_CONN_OPEN && s_buffer_pending (&self->in) > 0;
+    return self->state == HERD_CONN_OPEN && herd_buffer_pending (&self->in) > 0;
 }
 
 bool
@@ -749,7 +685,7 @@ herd_conn_awaiting (herd_conn_t *self)
 size_t
 herd_conn_unsent (herd_conn_t *self)
 {
-    return s_buffer_pending (&self->out);
+    return herd_buffer_pending (&self->out);
 }
 
 size_t

@@ -10,7 +10,9 @@
 #include "herd_gateway.h"
 #include "herd_accept.h"
 #include "herd_conn.h"
+#include "herd_timers.h"
 #include "herd_uplink.h"
+#include "../common/herd_actor.h"
 #include "../common/herd_alive.h"
 #include "../common/herd_hist.h"
 #include "../common/herd_msg.h"
@@ -38,7 +40,7 @@
 //  epoll tags: what an event's fd belongs to (high 32 bits of data.u64)
 enum { TAG_CLIENT = 0, TAG_LISTEN = 1, TAG_PIPE = 2, TAG_BUS = 3, TAG_PLACES = 4 };
 
-//  The connection time-outs, each a list ordered by deadline (see s_timer_*)
+//  The connection time-outs, each a herd_timers_t
 enum { TIMER_IDLE = 0, TIMER_LINE = 1, TIMER_COUNT = 2 };
 
 //  A request id as sent to bus and places: which connection, which slot.
@@ -64,20 +66,6 @@ typedef struct {
 typedef struct _s_self_t s_self_t;
 typedef struct _s_client_t s_client_t;
 
-//  A client's place on one time-out list.
-typedef struct {
-    s_client_t *prev, *next;
-    int64_t since;                  //  when the clock started, ms (monotonic)
-    bool linked;
-} s_timer_link_t;
-
-//  A time-out list: clients in order of since, oldest first. All share one
-//  time-out, so appending with the current time keeps the order, and
-//  expiry only looks at the head (czmq zloop's tickets, for one time-out).
-typedef struct {
-    s_client_t *head, *tail;
-} s_timer_list_t;
-
 //  What the gateway knows of a connection beyond the connection itself.
 struct _s_client_t {
     herd_conn_t *conn;
@@ -88,7 +76,7 @@ struct _s_client_t {
     bool dirty;                     //  on the dirty list
     bool waiting;                   //  deferred, in the queue for a WHATSAT's turn
     bool granted;                   //  may send its next WHATSAT out of turn
-    s_timer_link_t timers[TIMER_COUNT];
+    herd_timer_t timers[TIMER_COUNT];   //  its places on the time-out lists
 };
 
 //  A client that may be dropped for max_output_total (s_self_shed).
@@ -122,8 +110,7 @@ struct _s_self_t {
     size_t waiting;                 //  clients waiting (queue entries may be stale)
     size_t max_clients;
     int64_t max_time_ahead_s;       //  IAMAT times further ahead are refused; 0: no bound
-    int64_t timeouts[TIMER_COUNT];  //  idle_timeout_ms, line_timeout_ms
-    s_timer_list_t timers[TIMER_COUNT];
+    herd_timers_t *timers[TIMER_COUNT]; //  idle_timeout_ms, line_timeout_ms
     int64_t now;                    //  ms, monotonic, read once per turn
     struct timespec wall;           //  real time, read at most once per turn
     bool wall_valid;                //  wall was read this turn
@@ -142,7 +129,6 @@ struct _s_self_t {
     herd_hist_t whatsat_latency;    //  line in to answer ready, since last STATS
     herd_hist_t whatsat_latency_all;    //  the same since start, for metrics
     int64_t stats_at;               //  when STATS were last sent, ms
-    bool verbose;
     bool terminated;
 };
 
@@ -179,41 +165,11 @@ s_self_wall_usec (s_self_t *self)
     return (int64_t) wall->tv_sec * 1000000 + wall->tv_nsec / 1000;
 }
 
-//  Take a client off a time-out list, if it is on it.
-static void
-s_timer_unlink (s_self_t *self, s_client_t *client, int kind)
-{
-    s_timer_link_t *link = &client->timers[kind];
-    if (!link->linked)
-        return;
-    s_timer_list_t *list = &self->timers[kind];
-    if (link->prev)
-        link->prev->timers[kind].next = link->next;
-    else
-        list->head = link->next;
-    if (link->next)
-        link->next->timers[kind].prev = link->prev;
-    else
-        list->tail = link->prev;
-    link->prev = link->next = NULL;
-    link->linked = false;
-}
-
-//  (Re)start a client's clock of one kind now: move it to the tail.
+//  (Re)start a client's clock of one kind now.
 static void
 s_timer_start (s_self_t *self, s_client_t *client, int kind)
 {
-    s_timer_unlink (self, client, kind);
-    s_timer_link_t *link = &client->timers[kind];
-    s_timer_list_t *list = &self->timers[kind];
-    link->since = self->now;
-    link->prev = list->tail;
-    if (list->tail)
-        list->tail->timers[kind].next = client;
-    else
-        list->head = client;
-    list->tail = client;
-    link->linked = true;
+    herd_timers_start (self->timers[kind], &client->timers[kind], client, self->now);
 }
 
 //  -------------------------------------------------------------------------
@@ -228,7 +184,7 @@ s_client_close (s_self_t *self, s_client_t *client, const char *why)
     self->clients[client->fd] = NULL;
     self->conn_count--;
     for (int kind = 0; kind < TIMER_COUNT; kind++)
-        s_timer_unlink (self, client, kind);
+        herd_timers_stop (self->timers[kind], &client->timers[kind]);
     if (client->waiting)
         self->waiting--;
     herd_conn_destroy (&client->conn);
@@ -282,7 +238,7 @@ s_client_clocks (s_self_t *self, s_client_t *client)
         ;                                       //  its line clock runs on
     else
     if (!herd_conn_partial (conn))
-        s_timer_unlink (self, client, TIMER_LINE);
+        herd_timers_stop (self->timers[TIMER_LINE], &client->timers[TIMER_LINE]);
     else
     if ((news & HERD_CONN_LINES) || !client->timers[TIMER_LINE].linked)
         s_timer_start (self, client, TIMER_LINE);   //  a new unfinished line
@@ -716,8 +672,7 @@ static void
 s_self_handle_timers (s_self_t *self)
 {
     s_client_t *client;
-    while ((client = self->timers[TIMER_IDLE].head)
-           && self->now - client->timers[TIMER_IDLE].since >= self->timeouts[TIMER_IDLE]) {
+    while ((client = (s_client_t *) herd_timers_expired (self->timers[TIMER_IDLE], self->now))) {
         char why[96];
         bool unsent = herd_conn_unsent (client->conn) > 0;
         if (herd_conn_awaiting (client->conn) && !unsent)
@@ -725,18 +680,17 @@ s_self_handle_timers (s_self_t *self)
         else {
             snprintf (why, sizeof (why), "%s for %" PRId64 " ms",
                       unsent ? "idle: answers not read" : "idle: no request",
-                      self->timeouts[TIMER_IDLE]);
+                      herd_timers_timeout (self->timers[TIMER_IDLE]));
             s_client_close (self, client, why);
         }
     }
-    while ((client = self->timers[TIMER_LINE].head)
-           && self->now - client->timers[TIMER_LINE].since >= self->timeouts[TIMER_LINE]) {
+    while ((client = (s_client_t *) herd_timers_expired (self->timers[TIMER_LINE], self->now))) {
         char why[96];
         snprintf (why, sizeof (why), "%s after %" PRId64 " ms",
                   herd_conn_state (client->conn) == HERD_CONN_LINGERING
                       ? "lingering close: no EOF"
                       : "slow line: no end of line",
-                  self->timeouts[TIMER_LINE]);
+                  herd_timers_timeout (self->timers[TIMER_LINE]));
         s_client_close (self, client, why);
     }
     s_self_expire_waiters (self);
@@ -750,11 +704,9 @@ s_self_sleep_ms (s_self_t *self)
     if (self->zmq_backlog)
         return 0;
     int64_t wake = self->now + HERD_GW_TICK_MS;
-    for (int kind = 0; kind < TIMER_COUNT; kind++) {
-        s_client_t *client = self->timers[kind].head;
-        if (client && client->timers[kind].since + self->timeouts[kind] < wake)
-            wake = client->timers[kind].since + self->timeouts[kind];
-    }
+    for (int kind = 0; kind < TIMER_COUNT; kind++)
+        if (herd_timers_deadline (self->timers[kind]) < wake)
+            wake = herd_timers_deadline (self->timers[kind]);
     int64_t accept_wake = herd_accept_wake (self->acceptor);
     if (accept_wake < wake)
         wake = accept_wake;
@@ -921,14 +873,14 @@ s_self_send_stats (s_self_t *self)
     self->check_places = true;
 }
 
-
 //  Take the limits of a reloaded config (RELOAD, herd_msg.h). They apply
 //  from the next check on, to the connections open too: a line is held to
 //  the max_line of when it is read, a silent client to the idle_timeout_ms
-//  of when it is looked at.
+//  of when it is looked at. VERBOSE changes nothing in the gateway.
 static void
-s_self_reload (s_self_t *self, const herd_config_t *config)
+s_self_reload (void *arg, const herd_config_t *config)
 {
+    s_self_t *self = (s_self_t *) arg;
     const herd_node_t *node = herd_config_node (config, self->node->name);
     assert (node);          //  herd_config_reload_check refused a config without it
     self->node = node;
@@ -938,36 +890,16 @@ s_self_reload (s_self_t *self, const herd_config_t *config)
     self->shared.max_pending = config->max_pending;
     self->ack_timeout_ms = config->ack_timeout_ms;
     self->max_time_ahead_s = config->max_time_ahead_s;
-    self->timeouts[TIMER_IDLE] = config->idle_timeout_ms;
-    self->timeouts[TIMER_LINE] = config->line_timeout_ms;
+    herd_timers_set_timeout (self->timers[TIMER_IDLE], config->idle_timeout_ms);
+    herd_timers_set_timeout (self->timers[TIMER_LINE], config->line_timeout_ms);
     if (config->max_clients != self->max_clients) {
         self->max_clients = config->max_clients;
         herd_accept_raise_fd_limit (self->acceptor, self->max_clients);
     }
 }
 
-//  Handle a command on the actor pipe.
-static void
-s_self_handle_pipe (s_self_t *self)
-{
-    zmsg_t *msg = zmsg_recv (self->pipe);
-    char *command = msg ? zmsg_popstr (msg) : NULL;
-    if (!command || streq (command, "$TERM"))
-        self->terminated = true;
-    else
-    if (streq (command, "VERBOSE"))
-        self->verbose = true;
-    else
-    if (streq (command, HERD_MSG_RELOAD) && zmsg_size (msg) == 1
-        && zframe_size (zmsg_first (msg)) == sizeof (void *)) {
-        const herd_config_t *config;
-        memcpy (&config, zframe_data (zmsg_first (msg)), sizeof (config));
-        s_self_reload (self, config);
-        zsock_signal (self->pipe, 0);
-    }
-    zstr_free (&command);
-    zmsg_destroy (&msg);
-}
+//  The actor pipe's commands (herd_actor).
+static const herd_actor_commands_t s_pipe_commands = {NULL, s_self_reload, NULL};
 
 //  Give waiting clients their turn, oldest first, while fewer than
 //  HERD_GW_ASKED_MAX WHATSATs are in flight: each may send one, then queues
@@ -1010,7 +942,8 @@ s_self_drain_zmq (s_self_t *self)
         progress = false;
         while (self->check_pipe && !self->terminated
                && (zsock_events (self->pipe) & ZMQ_POLLIN)) {
-            s_self_handle_pipe (self);
+            if (herd_actor_handle_pipe (self->pipe, &s_pipe_commands, self) == -1)
+                self->terminated = true;
             progress = true;
         }
         self->check_pipe = false;
@@ -1062,6 +995,8 @@ s_self_destroy (s_self_t **self_p)
         if (self->clients[fd])
             s_client_close (self, self->clients[fd], "node stopping");
     free (self->clients);
+    for (int kind = 0; kind < TIMER_COUNT; kind++)
+        herd_timers_destroy (&self->timers[kind]);
     free (self->dirty);
     free (self->shed);
     free (self->queue);
@@ -1127,8 +1062,8 @@ s_self_new (zsock_t *pipe, herd_gateway_args_t *args)
     self->max_clients = config->max_clients;
     self->ack_timeout_ms = config->ack_timeout_ms;
     self->max_time_ahead_s = config->max_time_ahead_s;
-    self->timeouts[TIMER_IDLE] = config->idle_timeout_ms;
-    self->timeouts[TIMER_LINE] = config->line_timeout_ms;
+    self->timers[TIMER_IDLE] = herd_timers_new (config->idle_timeout_ms);
+    self->timers[TIMER_LINE] = herd_timers_new (config->line_timeout_ms);
     s_self_tick (self);
     self->client_capacity = 1024;
     self->clients = (s_client_t **) zmalloc (self->client_capacity * sizeof (s_client_t *));
@@ -1205,12 +1140,8 @@ herd_gateway_actor (zsock_t *pipe, void *args)
     pthread_setname_np (pthread_self (), "herd-gateway");    //  for top -H, perf, gdb
     zsock_signal (pipe, 0);
     s_self_t *self = s_self_new (pipe, (herd_gateway_args_t *) args);
-    zsock_signal (pipe, self ? 0 : (byte) -1);
-    if (!self) {
-        char *command = zstr_recv (pipe);
-        zstr_free (&command);
-        return;
-    }
+    if (!herd_actor_ready (pipe, self != NULL))
+        return;                             //  set-up failed (logged)
     herd_log_printf (self->log, "gateway", "serving clients on %s", self->node->client);
     struct epoll_event events[256];
     while (!self->terminated) {

@@ -25,6 +25,7 @@
 //  key in a header only.
 
 #include "herd_places.h"
+#include "../common/herd_actor.h"
 #include "../common/herd_hist.h"
 #include "herd_google.h"
 #include "herd_placesbody.h"
@@ -53,7 +54,6 @@
 //  One NEARBY request waiting for its fetch.
 typedef struct s_waiter_t s_waiter_t;
 struct s_waiter_t {
-    s_waiter_t *next;
     zframe_t *routing_id;       //  of the gateway that asked
     zframe_t *reqid;            //  echoed unchanged
     char *reqid_hex;            //  for the log
@@ -64,7 +64,7 @@ struct s_waiter_t {
 //  One Places query: its current HTTP attempt and every request waiting.
 typedef struct s_fetch_t s_fetch_t;
 struct s_fetch_t {
-    s_fetch_t *prev, *next;     //  the actor's list of fetches
+    void *handle;               //  in the actor's list of fetches
     unsigned long id;           //  for the log
     char *key;                  //  what identical requests share
     CURL *easy;                 //  the attempt in flight; NULL between attempts
@@ -79,9 +79,7 @@ struct s_fetch_t {
     int64_t deadline;           //  started + timeout_ms
     int64_t attempt_started;
     int64_t retry_at;           //  when waiting to retry, else 0
-    s_waiter_t *waiters;        //  in arrival order
-    s_waiter_t *last_waiter;
-    size_t waiter_count;
+    zlistx_t *waiters;          //  s_waiter_t, in arrival order (owned)
     char *body;                 //  the response so far
     size_t size, capacity;
     bool too_large;             //  the response passed HERD_PLACES_MAX_BODY
@@ -103,7 +101,8 @@ typedef struct {
     char *url_env;              //  HERD_PLACES_URL, or NULL: a reload keeps it
     const char *key;            //  raw key
     char *key_escaped;          //  URL-escaped key; NULL if there is none
-    s_fetch_t *fetches;         //  in flight or waiting to retry
+    zlistx_t *fetches;          //  s_fetch_t, in flight or waiting to retry,
+                                //  newest first; s_self_forget takes them off
     zhashx_t *fetch_index;      //  key -> s_fetch_t *
     unsigned long fetch_ids;
     size_t retries_waiting;     //  fetches waiting to retry
@@ -243,6 +242,13 @@ s_waiter_destroy (s_waiter_t **self_p)
     }
 }
 
+//  The same, as the destructor of a fetch's list of waiters.
+static void
+s_waiter_free (void **item_p)
+{
+    s_waiter_destroy ((s_waiter_t **) item_p);
+}
+
 //  Forget the attempt in flight (its easy handle, headers and response).
 static void
 s_fetch_reset (s_fetch_t *self, CURLM *multi)
@@ -270,11 +276,7 @@ s_fetch_destroy (s_fetch_t **self_p, CURLM *multi)
     if (*self_p) {
         s_fetch_t *self = *self_p;
         s_fetch_reset (self, multi);
-        while (self->waiters) {
-            s_waiter_t *waiter = self->waiters;
-            self->waiters = waiter->next;
-            s_waiter_destroy (&waiter);
-        }
+        zlistx_destroy (&self->waiters);
         free (self->key);
         free (self->url);
         free (self->url_logged);
@@ -329,16 +331,13 @@ s_self_reply (s_self_t *self, zframe_t *routing_id, zframe_t *reqid, const char 
         s_self_log (self, "cannot send a reply: %s", zmq_strerror (zmq_errno ()));
 }
 
-//  Unlink a fetch from the actor's list and index and destroy it.
+//  Take a fetch off the actor's list and index and destroy it. Safe while
+//  zlistx_first/next walk the list: zlistx moves the cursor back off a
+//  deleted item, so the walk goes on with the one after it.
 static void
 s_self_forget (s_self_t *self, s_fetch_t *fetch)
 {
-    if (fetch->prev)
-        fetch->prev->next = fetch->next;
-    else
-        self->fetches = fetch->next;
-    if (fetch->next)
-        fetch->next->prev = fetch->prev;
+    zlistx_delete (self->fetches, fetch->handle);  //  a walk's cursor steps back
     if (fetch->retry_at)
         self->retries_waiting--;
     zhashx_delete (self->fetch_index, fetch->key);
@@ -353,9 +352,10 @@ s_self_destroy (s_self_t **self_p)
     if (*self_p) {
         s_self_t *self = *self_p;
         size_t cancelled = 0;
-        while (self->fetches) {
-            s_fetch_t *fetch = self->fetches;
-            for (s_waiter_t *waiter = fetch->waiters; waiter; waiter = waiter->next) {
+        s_fetch_t *fetch;
+        while (self->fetches && (fetch = (s_fetch_t *) zlistx_first (self->fetches))) {
+            s_waiter_t *waiter = (s_waiter_t *) zlistx_first (fetch->waiters);
+            for (; waiter; waiter = (s_waiter_t *) zlistx_next (fetch->waiters)) {
                 s_self_log_answer (self, waiter, "-", "CANCELLED", 0, 0, 0, fetch, NULL,
                                    fetch->url_logged, "herd: places worker stopped");
                 cancelled++;
@@ -364,6 +364,7 @@ s_self_destroy (s_self_t **self_p)
         }
         if (cancelled)
             s_self_log (self, "stopped with %zu requests in flight, not answered", cancelled);
+        zlistx_destroy (&self->fetches);
         zhashx_destroy (&self->fetch_index);
         herd_placescache_destroy (&self->cache);
         if (self->multi)
@@ -429,9 +430,10 @@ s_self_new (zsock_t *pipe, const herd_places_args_t *args)
     assert (self);
     self->pipe = pipe;
     self->log = args ? args->log : NULL;
+    self->fetches = zlistx_new ();
     self->fetch_index = zhashx_new ();
     self->cache = herd_placescache_new (HERD_PLACES_CACHE_BYTES);
-    assert (self->fetch_index && self->cache);
+    assert (self->fetches && self->fetch_index && self->cache);
     self->random = (uint64_t) zclock_usecs () ^ ((uint64_t) getpid () << 32)
                    ^ (uint64_t) (uintptr_t) self;
     if (!self->random)
@@ -542,7 +544,7 @@ s_self_refuse (s_self_t *self, zframe_t *routing_id, zframe_t *reqid, const char
 {
     char message[256];
     snprintf (message, sizeof (message), "herd: invalid NEARBY request: %s", reason);
-    s_waiter_t waiter = {NULL, NULL, NULL, s_hex (reqid), zclock_usecs (), false};
+    s_waiter_t waiter = {NULL, NULL, s_hex (reqid), zclock_usecs (), false};
     s_self_log_answer (self, &waiter, HERD_MSG_ERR, "INVALID_REQUEST", 0, 0, 0, NULL, NULL, NULL,
                        message);
     if (reqid) {
@@ -559,7 +561,8 @@ static void
 s_self_answer (s_self_t *self, s_fetch_t *fetch, const herd_google_outcome_t *outcome, long http,
                int curl)
 {
-    for (s_waiter_t *waiter = fetch->waiters; waiter; waiter = waiter->next) {
+    s_waiter_t *waiter = (s_waiter_t *) zlistx_first (fetch->waiters);
+    for (; waiter; waiter = (s_waiter_t *) zlistx_next (fetch->waiters)) {
         s_self_reply (self, waiter->routing_id, waiter->reqid,
                       outcome->ok ? HERD_MSG_OK : HERD_MSG_ERR, outcome->body);
         s_self_log_answer (self, waiter, outcome->ok ? HERD_MSG_OK : HERD_MSG_ERR,
@@ -721,9 +724,7 @@ s_self_request (s_self_t *self, zframe_t **routing_id_p, zframe_t **reqid_p, con
     s_fetch_t *fetch = (s_fetch_t *) zhashx_lookup (self->fetch_index, key);
     if (fetch) {
         waiter->shared = true;
-        fetch->last_waiter->next = waiter;
-        fetch->last_waiter = waiter;
-        fetch->waiter_count++;
+        zlistx_add_end (fetch->waiters, waiter);
         zstr_free (&key);
         return;
     }
@@ -744,8 +745,10 @@ s_self_fetch_start (s_self_t *self, s_waiter_t *waiter, char *key, const char *l
     fetch->id = ++self->fetch_ids;
     fetch->key = key;
     fetch->bound = bound;
-    fetch->waiters = fetch->last_waiter = waiter;
-    fetch->waiter_count = 1;
+    fetch->waiters = zlistx_new ();
+    assert (fetch->waiters);
+    zlistx_set_destructor (fetch->waiters, s_waiter_free);
+    zlistx_add_end (fetch->waiters, waiter);
     fetch->started = waiter->arrived;
     fetch->deadline = fetch->started + (int64_t) self->options->timeout_ms * 1000;
     fetch->is_new = self->is_new;
@@ -765,10 +768,7 @@ s_self_fetch_start (s_self_t *self, s_waiter_t *waiter, char *key, const char *l
         s_self_sanitise (self, url_logged, fetch->url_logged, strlen (url_logged) + 1);
         free (url_logged);
     }
-    fetch->next = self->fetches;
-    if (self->fetches)
-        self->fetches->prev = fetch;
-    self->fetches = fetch;
+    fetch->handle = zlistx_add_start (self->fetches, fetch);
     zhashx_insert (self->fetch_index, fetch->key, fetch);
 
     s_self_attempt_or_answer (self, fetch);
@@ -953,7 +953,7 @@ s_self_switch (s_self_t *self, s_fetch_t *fetch, const herd_google_outcome_t *re
     s_self_log (self,
                 "fetch=%lu attempt=%d/%d waiting=%zu status=%s http=%ld curl=%d ms=%.1f url=%s "
                 "error=\"%s\" -> ask the Places API (New)",
-                fetch->id, fetch->attempts, self->options->retries + 1, fetch->waiter_count,
+                fetch->id, fetch->attempts, self->options->retries + 1, zlistx_size (fetch->waiters),
                 refusal->status ? refusal->status : "-", http, (int) result, attempt_ms,
                 fetch->url_logged, error_text);
     if (!self->is_new) {
@@ -1028,7 +1028,7 @@ s_self_finish (s_self_t *self, s_fetch_t *fetch, CURLcode result)
     s_self_log (self,
                 "fetch=%lu attempt=%d/%d waiting=%zu status=%s http=%ld curl=%d ms=%.1f url=%s%s%s%s "
                 "-> %s",
-                fetch->id, fetch->attempts, tries, fetch->waiter_count, status_text, http,
+                fetch->id, fetch->attempts, tries, zlistx_size (fetch->waiters), status_text, http,
                 (int) result, attempt_ms, fetch->url_logged, *error_text ? " error=\"" : "",
                 error_text, *error_text ? "\"" : "", next);
     s_fetch_reset (fetch, self->multi);
@@ -1045,9 +1045,10 @@ s_self_handle_retries (s_self_t *self)
         return -1;
     int64_t now = zclock_usecs ();
     int64_t next = 0;
-    s_fetch_t *fetch = self->fetches;
-    while (fetch) {
-        s_fetch_t *following = fetch->next;
+    //  A fetch answered here (curl refused its attempt) leaves the list
+    //  under the cursor: zlistx_next goes on from the one before it
+    s_fetch_t *fetch = (s_fetch_t *) zlistx_first (self->fetches);
+    for (; fetch; fetch = (s_fetch_t *) zlistx_next (self->fetches)) {
         if (fetch->retry_at && fetch->retry_at <= now) {
             self->retries_waiting--;
             s_self_attempt_or_answer (self, fetch);
@@ -1055,7 +1056,6 @@ s_self_handle_retries (s_self_t *self)
         else
         if (fetch->retry_at && (next == 0 || fetch->retry_at < next))
             next = fetch->retry_at;
-        fetch = following;
     }
     return next ? (long) ((next - now + 999) / 1000) : -1;
 }
@@ -1110,29 +1110,33 @@ s_self_reload (s_self_t *self, const herd_places_options_t *options)
     self->url_new = self->is_auto ? herd_google_new_url (self->url) : NULL;
 }
 
+//  The actor pipe's commands (herd_actor).
+static void
+s_pipe_verbose (void *self)
+{
+    ((s_self_t *) self)->verbose = true;
+}
+
+static void
+s_pipe_reload (void *self, const herd_config_t *config)
+{
+    s_self_reload ((s_self_t *) self, &config->places);
+}
+
+static void
+s_pipe_unknown (void *self, const char *command)
+{
+    (void) command;
+    s_self_log ((s_self_t *) self, "unknown pipe command ignored");
+}
+
 //  Handle a command on the actor pipe.
 static void
 s_self_handle_pipe (s_self_t *self)
 {
-    zmsg_t *msg = zmsg_recv (self->pipe);
-    char *command = msg ? zmsg_popstr (msg) : NULL;
-    if (!command || streq (command, "$TERM"))
+    static const herd_actor_commands_t commands = {s_pipe_verbose, s_pipe_reload, s_pipe_unknown};
+    if (herd_actor_handle_pipe (self->pipe, &commands, self) == -1)
         self->terminated = true;
-    else
-    if (streq (command, "VERBOSE"))
-        self->verbose = true;
-    else
-    if (streq (command, HERD_MSG_RELOAD) && zmsg_size (msg) == 1
-        && zframe_size (zmsg_first (msg)) == sizeof (void *)) {
-        const herd_config_t *config;
-        memcpy (&config, zframe_data (zmsg_first (msg)), sizeof (config));
-        s_self_reload (self, &config->places);
-        zsock_signal (self->pipe, 0);
-    }
-    else
-        s_self_log (self, "unknown pipe command ignored");
-    zstr_free (&command);
-    zmsg_destroy (&msg);
 }
 
 //  True if a ZeroMQ socket has a message waiting. Its file descriptor is
@@ -1149,15 +1153,8 @@ herd_places_actor (zsock_t *pipe, void *args)
     pthread_setname_np (pthread_self (), "herd-places");    //  for top -H, perf, gdb
     zsock_signal (pipe, 0);
     s_self_t *self = s_self_new (pipe, (const herd_places_args_t *) args);
-    zsock_signal (pipe, self ? 0 : (byte) -1);
-    if (!self) {
-        //  Set-up failed (logged): wait to be destroyed
-        char *command = NULL;
-        while ((command = zstr_recv (pipe)) && !streq (command, "$TERM"))
-            zstr_free (&command);
-        zstr_free (&command);
-        return;
-    }
+    if (!herd_actor_ready (pipe, self != NULL))
+        return;                             //  set-up failed (logged)
     while (!self->terminated) {
         herd_alive_beat (HERD_ALIVE_PLACES, zclock_usecs () / 1000);     //  this loop turns
         while (!self->terminated && s_readable (self->pipe))

@@ -13,8 +13,10 @@
 
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
+#include <curl/curl.h>
 #include <inttypes.h>
 #include <netinet/in.h>
+#include <stdatomic.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -500,18 +502,27 @@ s_test_cache (s_test_t *test, herd_places_options_t *options)
     s_test_stop (&places, &dealer);
 }
 
+//  A fresh stand-in, and an actor on the legacy API that retries once
+//  within a 4 s deadline; options must outlive the actor.
+static zactor_t *
+s_test_retrying_actor (s_test_t *test, herd_places_options_t *options, zsock_t **dealer_p)
+{
+    herd_standin_reset (test->standin);
+    *options = test->legacy;
+    options->retries = 1;
+    options->timeout_ms = 4000;
+    return s_test_actor (test, options, test->key, dealer_p);
+}
+
 //  Legacy retries: OVER_QUERY_LIMIT and HTTP 500 are retried, Google's own
 //  REQUEST_DENIED is not. Nothing listening: ERR at once. A set-up failure:
 //  the second signal is not 0, the actor still stops
 static void
 s_test_legacy_retries (s_test_t *test)
 {
-    herd_standin_reset (test->standin);
-    herd_places_options_t options = test->legacy;
-    options.retries = 1;
-    options.timeout_ms = 4000;
+    herd_places_options_t options;
     zsock_t *dealer;
-    zactor_t *places = s_test_actor (test, &options, test->key, &dealer);
+    zactor_t *places = s_test_retrying_actor (test, &options, &dealer);
     herd_standin_mode (test->standin, "mode=over_query_limit");
     s_send_nearby (test, dealer, "l15", "+15", "+0", "1", "5");
     s_expect_error (dealer, "l15", "OVER_QUERY_LIMIT", "You have exceeded your daily");
@@ -548,6 +559,74 @@ s_test_legacy_retries (s_test_t *test)
     HERD_CHECK (places);
     HERD_CHECK (zsock_wait (places) != 0);
     zactor_destroy (&places);
+}
+
+//  curl's memory, with a fault to inject: while s_curl_refuse is set, the
+//  allocation of an easy handle (its size learnt from curl_easy_init in
+//  s_curl_learn) fails, so curl_easy_init does.
+static size_t s_curl_easy_size;
+static atomic_bool s_curl_learning;
+static atomic_bool s_curl_refuse;
+
+static void *
+s_curl_calloc (size_t count, size_t size)
+{
+    if (atomic_load (&s_curl_learning) && !s_curl_easy_size)
+        s_curl_easy_size = count * size;    //  curl_easy_init's first: the handle
+    else
+    if (atomic_load (&s_curl_refuse) && count * size == s_curl_easy_size)
+        return NULL;
+    return calloc (count, size);
+}
+
+//  Give curl the allocator above, before anything else uses curl: undo the
+//  runner's herd_places_global_init (this test's process uses curl no
+//  other way), and initialise again.
+static void
+s_curl_learn (void)
+{
+    curl_global_cleanup ();
+    HERD_CHECK_INT (curl_global_init_mem (CURL_GLOBAL_DEFAULT, malloc, free, realloc, strdup,
+                                          s_curl_calloc),
+                    CURLE_OK);
+    atomic_store (&s_curl_learning, true);
+    CURL *easy = curl_easy_init ();
+    atomic_store (&s_curl_learning, false);
+    HERD_CHECK (easy && s_curl_easy_size > 0);
+    curl_easy_cleanup (easy);
+}
+
+//  Fetches answered while the retry loop walks the list of fetches: two
+//  fetches wait to retry, curl refuses both retries, each is answered and
+//  forgotten in the walk, and the walk goes on to the other
+static void
+s_test_retry_refused (s_test_t *test)
+{
+    herd_places_options_t options;
+    zsock_t *dealer;
+    zactor_t *places = s_test_retrying_actor (test, &options, &dealer);
+    herd_standin_mode (test->standin, "mode=flaky500&failures=2");
+    s_send_nearby (test, dealer, "r1", "+21", "+0", "1", "5");
+    s_send_nearby (test, dealer, "r2", "+22", "+0", "1", "5");
+    //  Both first attempts seen (retries come 250 ms or more later)
+    int64_t until = zclock_mono () + 5000;
+    while (herd_standin_count (test->standin, "requests") < 2 && zclock_mono () < until)
+        zclock_sleep (5);
+    HERD_CHECK_INT (herd_standin_count (test->standin, "requests"), 2);
+    atomic_store (&s_curl_refuse, true);
+    bool seen[2] = {false, false};
+    for (int i = 0; i < 2; i++) {
+        s_reply_t reply = s_recv_reply (dealer);
+        HERD_CHECK_STR (reply.status, HERD_MSG_ERR);
+        HERD_CHECK_CONTAINS (reply.json, "herd: could not start the Places request");
+        int index = reply.reqid[1] - '1';
+        HERD_CHECK (index >= 0 && index < 2 && !seen[index]);
+        seen[index] = true;
+        s_reply_free (&reply);
+    }
+    atomic_store (&s_curl_refuse, false);
+    HERD_CHECK_INT (herd_standin_count (test->standin, "requests"), 2);
+    s_test_stop (&places, &dealer);
 }
 
 //  The log: one line a request, with the reqid in hex; never the key
@@ -610,6 +689,7 @@ herd_places_test (bool verbose)
         printf ("\n");
 
     //  @selftest
+    s_curl_learn ();
     s_test_t test = {0};
     test.verbose = verbose;
     test.key = S_TEST_KEY;
@@ -638,6 +718,7 @@ herd_places_test (bool verbose)
     s_test_new_retry_share (&test, &new_options);
     s_test_cache (&test, &new_options);
     s_test_legacy_retries (&test);
+    s_test_retry_refused (&test);
     s_test_log (&test);
 
     unlink (test.log_path);

@@ -10,7 +10,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../../common/herd_actor.h"
 #include "../../common/herd_alive.h"
+#include "../../common/herd_buffer.h"
 #include "../../common/herd_config.h"
 #include "../../common/herd_config_scan.h"
 #include "../../common/herd_decimal.h"
@@ -30,6 +32,7 @@
 #include "../../gateway/herd_accept.h"
 #include "../../gateway/herd_conn.h"
 #include "../../gateway/herd_gateway.h"
+#include "../../gateway/herd_timers.h"
 #include "../../gateway/herd_uplink.h"
 #include "../../places/herd_places.h"
 #include "../../places/herd_google.h"
@@ -45,6 +48,7 @@ typedef struct {
 
 //  The registry: one line a class, in dependency order.
 static test_item_t s_tests[] = {
+    {"herd_buffer", herd_buffer_test},
     {"herd_decimal", herd_decimal_test},
     {"herd_proto", herd_proto_test},
     {"herd_record", herd_record_test},
@@ -52,6 +56,7 @@ static test_item_t s_tests[] = {
     {"herd_log", herd_log_test},
     {"herd_alive", herd_alive_test},
     {"herd_notify", herd_notify_test},
+    {"herd_actor", herd_actor_test},
     {"herd_config_scan", herd_config_scan_test},
     {"herd_config", herd_config_test},
     {"herd_config_reload", herd_config_reload_test},
@@ -69,6 +74,7 @@ static test_item_t s_tests[] = {
     {"herd_journal", herd_journal_test},
     {"herd_monitor", herd_monitor_test},
     {"herd_bus", herd_bus_test},
+    {"herd_timers", herd_timers_test},
     {"herd_conn", herd_conn_test},
     {"herd_accept", herd_accept_test},
     {"herd_uplink", herd_uplink_test},
