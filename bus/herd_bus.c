@@ -1183,7 +1183,7 @@ herd_bus_actor (zsock_t *pipe, void *args)
     pthread_setname_np (pthread_self (), "herd-bus");    //  for top -H, perf, gdb
     zsock_signal (pipe, 0);
     s_self_t *self = s_self_new (pipe, (herd_bus_args_t *) args);
-    if (!herd_actor_ready (pipe, self != NULL))
+    if (!herd_actor_ready (pipe, self != NULL) || !self)
         return;                             //  set-up failed (logged)
     herd_log_printf (self->log, "bus", "serving: bus %s, sync %s, %zu neighbours, %zu clients",
                      self->node->bus, self->node->sync ? self->node->sync : "none",

@@ -44,9 +44,12 @@ herd_store_destroy (herd_store_t **self_p)
     if (!self_p || !*self_p)
         return;
     herd_store_t *self = *self_p;
-    while (self->cursors) {
-        herd_store_cursor_t *cursor = self->cursors;
-        herd_store_cursor_destroy (&cursor);
+    //  Cursors left open go with the store, unlinked or not
+    herd_store_cursor_t *cursor = self->cursors;
+    while (cursor) {
+        herd_store_cursor_t *next = cursor->next_cursor;
+        free (cursor);
+        cursor = next;
     }
     herd_table_destroy (&self->table);          //  frees every entry
     free (self);

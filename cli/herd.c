@@ -339,27 +339,33 @@ s_local_cert (const herd_config_t *config)
     return NULL;
 }
 
-//  A control request: command, then the envelope of the config's herd
-//  (herd_msg.h). The caller adds the arguments.
+//  A control request (herd_msg.h), in the envelope of the config's herd.
 static zmsg_t *
-s_request (const herd_config_t *config, const char *command)
+s_request (const herd_config_t *config, herd_msg_t request)
 {
-    zmsg_t *request = zmsg_new ();
-    zmsg_addstr (request, command);
-    byte envelope[HERD_MSG_ENVELOPE_MAX];
-    zmsg_addmem (request, envelope, herd_msg_envelope (envelope, config->name));
-    return request;
+    request.herd = config->name;
+    return herd_msg_encode (&request);
+}
+
+//  Decode a control reply (reply NULL: none came) into in; its id, or 0.
+static herd_msg_id_t
+s_reply (zmsg_t *reply, herd_msg_t *in)
+{
+    char reason[HERD_MSG_REASON_MAX];
+    if (!reply || herd_msg_decode (in, reply, HERD_MSG_CONTROL, NULL, reason, sizeof (reason)))
+        return (herd_msg_id_t) 0;
+    return in->id;
 }
 
 //  True, and the reason printed, when a node refused a request (reply
 //  ["REFUSED", reason]): of another herd or wire version.
 static bool
-s_refused (const herd_node_t *node, const char *kind, const char *reason)
+s_refused (const herd_node_t *node, const herd_msg_t *in)
 {
-    if (!kind || !streq (kind, HERD_MSG_REFUSED))
+    if (in->id != HERD_MSG_ID_REFUSED)
         return false;
-    fprintf (stderr, "herd: %s refused the request: %s\n", node->name,
-             reason ? reason : "no reason given");
+    fprintf (stderr, "herd: %s refused the request: %.*s\n", node->name, (int) in->reason.size,
+             (const char *) in->reason.data);
     return true;
 }
 
@@ -409,15 +415,12 @@ s_digest (const herd_config_t *config)
             rc = 1;
             continue;
         }
-        zmsg_t *request = s_request (config, HERD_MSG_DIGEST);
+        zmsg_t *request = s_request (config, (herd_msg_t){.id = HERD_MSG_ID_DIGEST});
         zmsg_t *reply = s_ask (config, node, &request, 1000);
-        char *kind = reply ? zmsg_popstr (reply) : NULL;
-        char *name = reply ? zmsg_popstr (reply) : NULL;
-        char *count = reply ? zmsg_popstr (reply) : NULL;
-        char *digest = reply ? zmsg_popstr (reply) : NULL;
-        if (kind && streq (kind, "DIGEST") && count && digest) {
-            printf ("%s %s %s\n", node->name, count, digest);
-            char *both = zsys_sprintf ("%s %s", count, digest);
+        herd_msg_t in;
+        if (s_reply (reply, &in) == HERD_MSG_ID_DIGEST_REPLY) {
+            char *both = zsys_sprintf ("%" PRIu64 " %016" PRIx64, in.count, in.digest);
+            printf ("%s %s\n", node->name, both);
             if (!first)
                 first = both;
             else {
@@ -427,14 +430,10 @@ s_digest (const herd_config_t *config)
             }
         }
         else {
-            printf ("%s %s\n", node->name, s_refused (node, kind, name) ? "refused"
-                                                                        : "unreachable");
+            printf ("%s %s\n", node->name, reply && s_refused (node, &in) ? "refused"
+                                                                             : "unreachable");
             rc = 1;
         }
-        zstr_free (&kind);
-        zstr_free (&name);
-        zstr_free (&count);
-        zstr_free (&digest);
         zmsg_destroy (&reply);
     }
     zstr_free (&first);
@@ -450,19 +449,17 @@ s_link (const herd_config_t *config, const char *name, const char *peer, const c
         fprintf (stderr, "herd: link needs NODE PEER up|down, and NODE needs a sync endpoint\n");
         return 2;
     }
-    zmsg_t *request = s_request (config, HERD_MSG_LINK);
-    zmsg_addstr (request, peer);
-    zmsg_addstr (request, state);
+    zmsg_t *request = s_request (config, (herd_msg_t){.id = HERD_MSG_ID_LINK,
+                                                      .peer = herd_msg_str (peer),
+                                                      .state = herd_msg_str (state)});
     zmsg_t *reply = s_ask (config, node, &request, 2000);
-    char *status = reply ? zmsg_popstr (reply) : NULL;
-    char *reason = reply ? zmsg_popstr (reply) : NULL;
-    int rc = status && streq (status, "OK") ? 0 : 1;
+    herd_msg_t in;
+    herd_msg_id_t id = s_reply (reply, &in);
+    int rc = id == HERD_MSG_ID_OK ? 0 : 1;
     if (rc)
-        fprintf (stderr, "herd: link %s %s %s: %s%s\n", name, peer, state,
-                 status && streq (status, HERD_MSG_REFUSED) ? "refused: " : "",
-                 reason ? reason : "no answer");
-    zstr_free (&status);
-    zstr_free (&reason);
+        fprintf (stderr, "herd: link %s %s %s: %s%.*s\n", name, peer, state,
+                 id == HERD_MSG_ID_REFUSED ? "refused: " : "",
+                 id ? (int) in.reason.size : 9, id ? (const char *) in.reason.data : "no answer");
     zmsg_destroy (&reply);
     return rc;
 }
@@ -476,20 +473,19 @@ s_get_one (const herd_config_t *config, const herd_node_t *node, const char *cli
         printf ("%s no-sync-endpoint\n", node->name);
         return false;
     }
-    zmsg_t *request = s_request (config, HERD_MSG_GET);
-    zmsg_addstr (request, client);
+    zmsg_t *request = s_request (config, (herd_msg_t){.id = HERD_MSG_ID_GET,
+                                                      .client = herd_msg_str (client)});
     zmsg_t *reply = s_ask (config, node, &request, 1000);
-    char *kind = reply ? zmsg_popstr (reply) : NULL;
-    char *line = reply ? zmsg_popstr (reply) : NULL;
-    char *applied = reply ? zmsg_popstr (reply) : NULL;
-    char *seq = reply ? zmsg_popstr (reply) : NULL;
+    herd_msg_t in;
+    herd_msg_id_t id = s_reply (reply, &in);
     bool held = false;
-    if (kind && streq (kind, HERD_MSG_RECORD) && line && applied && seq) {
+    if (id == HERD_MSG_ID_RECORD) {
+        char *line = strndup (in.line.data, in.line.size);
         //  The origin is the AT line's second field
         char origin[256] = "?";
         sscanf (line, "AT %255s", origin);
         char when[64] = "at start";
-        uint64_t usec = strtoull (applied, NULL, 10);
+        uint64_t usec = in.applied;
         if (usec) {
             time_t sec = (time_t) (usec / 1000000);
             struct tm tm;
@@ -498,18 +494,16 @@ s_get_one (const herd_config_t *config, const herd_node_t *node, const char *cli
             snprintf (when + size, sizeof (when) - size, ".%03uZ",
                       (unsigned) (usec % 1000000 / 1000));
         }
-        printf ("%s %s (origin %s, applied %s, seq %s)\n", node->name, line, origin, when, seq);
+        printf ("%s %s (origin %s, applied %s, seq %" PRIu64 ")\n", node->name, line, origin, when,
+                in.seq);
+        free (line);
         held = true;
     }
     else
-    if (kind && streq (kind, HERD_MSG_NONE))
+    if (id == HERD_MSG_ID_GET_NONE)
         printf ("%s none\n", node->name);
     else
-        printf ("%s %s\n", node->name, s_refused (node, kind, line) ? "refused" : "unreachable");
-    zstr_free (&kind);
-    zstr_free (&line);
-    zstr_free (&applied);
-    zstr_free (&seq);
+        printf ("%s %s\n", node->name, id && s_refused (node, &in) ? "refused" : "unreachable");
     zmsg_destroy (&reply);
     return held;
 }

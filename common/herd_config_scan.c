@@ -54,6 +54,7 @@ s_fail (herd_config_scan_t *self, int line, const char *format, ...)
 {
     va_list args;
     va_start (args, format);
+    //  NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): va_start above (clang 14)
     vsnprintf (self->reason, sizeof (self->reason), format, args);
     va_end (args);
     self->fail_line = line;

@@ -149,6 +149,7 @@ s_frames (const herd_msg_t *self, const void **data, size_t *size, char *scratch
     data[count] = row->command;
     size[count++] = strlen (row->command);
     if (row->envelope) {
+        assert (self->herd);                //  a message between nodes names its herd
         data[count] = scratch;
         size[count++] = herd_msg_envelope ((unsigned char *) scratch, self->herd);
         used += HERD_MSG_ENVELOPE_MAX;

@@ -142,6 +142,7 @@ herd_conn_doom (herd_conn_t *self, const char *format, ...)
         return;
     va_list args;
     va_start (args, format);
+    //  NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): va_start above (clang 14)
     vsnprintf (self->why, sizeof (self->why), format, args);
     va_end (args);
     s_conn_uncount (self);

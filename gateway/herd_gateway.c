@@ -1140,7 +1140,7 @@ herd_gateway_actor (zsock_t *pipe, void *args)
     pthread_setname_np (pthread_self (), "herd-gateway");    //  for top -H, perf, gdb
     zsock_signal (pipe, 0);
     s_self_t *self = s_self_new (pipe, (herd_gateway_args_t *) args);
-    if (!herd_actor_ready (pipe, self != NULL))
+    if (!herd_actor_ready (pipe, self != NULL) || !self)
         return;                             //  set-up failed (logged)
     herd_log_printf (self->log, "gateway", "serving clients on %s", self->node->client);
     struct epoll_event events[256];

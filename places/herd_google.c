@@ -109,7 +109,9 @@ static bool
 s_detail_is (const cJSON *detail, const char *type)
 {
     const char *name = s_member_string (detail, "@type");
-    size_t length = name ? strlen (name) : 0;
+    if (!name)
+        return false;
+    size_t length = strlen (name);
     size_t suffix = strlen (type);
     return length >= suffix && strcmp (name + length - suffix, type) == 0
            && (length == suffix || name[length - suffix - 1] == '/');

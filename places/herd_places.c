@@ -1153,7 +1153,7 @@ herd_places_actor (zsock_t *pipe, void *args)
     pthread_setname_np (pthread_self (), "herd-places");    //  for top -H, perf, gdb
     zsock_signal (pipe, 0);
     s_self_t *self = s_self_new (pipe, (const herd_places_args_t *) args);
-    if (!herd_actor_ready (pipe, self != NULL))
+    if (!herd_actor_ready (pipe, self != NULL) || !self)
         return;                             //  set-up failed (logged)
     while (!self->terminated) {
         herd_alive_beat (HERD_ALIVE_PLACES, zclock_usecs () / 1000);     //  this loop turns
