@@ -143,4 +143,6 @@ def test_colliding_ids_stall_nothing(make_herd):
     #  Bounds relative to the ordinary flood, on a machine that may be busy
     assert colliding[1] < 2 * ordinary[1] + 1.0 * SLOW
     assert colliding[0] < 3 * ordinary[0] + 1.0 * SLOW
-    assert colliding[2] < 5 * ordinary[2] + 50 * SLOW
+    #  Replay: a quadratic index takes seconds for 30,000 colliding ids; tens
+    #  or a few hundred ms is the noise of two test suites run side by side
+    assert colliding[2] < 5 * ordinary[2] + 500 * SLOW
