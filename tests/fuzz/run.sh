@@ -85,7 +85,12 @@ for target in "${names[@]}"; do
         passed=$((passed + 1))
     else
         echo "fuzz $summary: FAILED (exit $rc)"
-        grep -E 'ERROR|SUMMARY|oracle failed|Test unit written' "$log" | head -n 10 | sed 's/^/    /'
+        #  A crash names itself; anything else (a missing corpus, a bad flag)
+        #  is said in the log's last lines
+        if ! grep -E 'ERROR|SUMMARY|oracle failed|Test unit written' "$log" | head -n 10 |
+                sed 's/^/    /' | grep .; then
+            tail -n 3 "$log" | sed 's/^/    /'
+        fi
         echo "    full log: $log"
         failed=$((failed + 1))
     fi
