@@ -38,21 +38,22 @@ COMMON  := common/herd_config.c common/herd_config_scan.c common/herd_config_rel
            common/herd_config_test.c \
            common/herd_log.c common/herd_proto.c common/herd_decimal.c common/herd_record.c \
            common/herd_hist.c common/herd_alive.c common/herd_notify.c common/herd_msg.c \
-           common/herd_actor.c common/herd_buffer.c
+           common/herd_actor.c common/herd_buffer.c common/herd_report.c
 GATEWAY := gateway/herd_gateway.c gateway/herd_conn.c gateway/herd_accept.c gateway/herd_uplink.c \
            gateway/herd_timers.c \
            gateway/herd_gateway_test.c
 BUS     := bus/herd_bus.c bus/herd_bus_test.c bus/herd_catchup.c bus/herd_journal.c \
-           bus/herd_journal_test.c bus/herd_monitor.c bus/herd_peer.c bus/herd_store.c bus/herd_table.c
+           bus/herd_journal_test.c bus/herd_peer.c bus/herd_store.c bus/herd_table.c
 PLACES  := places/herd_places.c places/herd_placesbody.c places/herd_placesnew.c \
            places/herd_google.c places/herd_placescache.c
-LIBSRC  := $(COMMON) $(GATEWAY) $(BUS) $(PLACES) cli/herd_node.c cli/herd_client.c cli/herd_watch.c \
+MONITOR := monitor/herd_collector.c monitor/herd_monitor.c
+LIBSRC  := $(COMMON) $(GATEWAY) $(BUS) $(PLACES) $(MONITOR) cli/herd_node.c cli/herd_client.c cli/herd_watch.c \
            cli/herd_checkup.c
 LIBOBJ  := $(LIBSRC:%.c=$(BUILD)/%.o)
 #  Test code that only herd_selftest links (it starts tests/places_standin.py)
 TESTSRC := places/herd_standin.c places/herd_places_selftest.c
 TESTOBJ := $(TESTSRC:%.c=$(BUILD)/%.o)
-HEADERS := $(wildcard common/*.h gateway/*.h bus/*.h places/*.h cli/*.h)
+HEADERS := $(wildcard common/*.h gateway/*.h bus/*.h places/*.h monitor/*.h cli/*.h)
 
 HERD     := $(BUILD)/bin/herd
 SELFTEST := $(BUILD)/bin/herd_selftest
@@ -99,9 +100,9 @@ $(HERD): $(LIBOBJ) $(BUILD)/cli/herd.o | check-libs
 #  common/herd_version.h's. $(BUILD)/version changes only when it does.
 GIT_VERSION := $(shell git describe --always --dirty 2>/dev/null)
 ifneq ($(GIT_VERSION),)
-$(BUILD)/cli/herd.o $(BUILD)/bus/herd_monitor.o: CFLAGS += -DHERD_VERSION='"$(GIT_VERSION)"'
+$(BUILD)/cli/herd.o $(BUILD)/monitor/herd_monitor.o: CFLAGS += -DHERD_VERSION='"$(GIT_VERSION)"'
 endif
-$(BUILD)/cli/herd.o $(BUILD)/bus/herd_monitor.o: $(BUILD)/version
+$(BUILD)/cli/herd.o $(BUILD)/monitor/herd_monitor.o: $(BUILD)/version
 $(BUILD)/version: FORCE
 	@mkdir -p $(dir $@)
 	@echo '$(GIT_VERSION)' | cmp -s - $@ || echo '$(GIT_VERSION)' > $@

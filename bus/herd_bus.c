@@ -3,7 +3,6 @@
 #include "herd_bus.h"
 #include "herd_catchup.h"
 #include "herd_journal.h"
-#include "herd_monitor.h"
 #include "herd_peer.h"
 #include "herd_store.h"
 #include "../common/herd_actor.h"
@@ -11,6 +10,7 @@
 #include "../common/herd_check.h"
 #include "../common/herd_msg.h"
 #include "../common/herd_record.h"
+#include "../common/herd_report.h"
 
 #define HERD_BUS_HWM        200000  //  replies queued to the gateway
 #define HERD_BUS_PUB_HWM    1000    //  messages (<= 64 KB each) queued per link before PUB drops
@@ -60,7 +60,7 @@ typedef struct {
     size_t ack_count, ack_capacity;
     int64_t store_failed_at;        //  when storing began to fail, ms; 0 = it works
     uint64_t store_failures;        //  journal writes that failed
-    herd_monitor_t *monitor_out;    //  events and counters, or NULL
+    herd_report_t *report;          //  events and counters to the node's monitor, or NULL
     uint64_t catchups;              //  catch-ups completed
     const herd_config_t *config;
     const herd_node_t *node;
@@ -394,7 +394,7 @@ s_self_store (s_self_t *self)
                 self->store_failed_at = s_now_ms ();
                 herd_log_warning (self->log, "bus", "journal write failed: %s; updates are not "
                                   "acknowledged until it works again", strerror (errno));
-                herd_monitor_event (self->monitor_out, "bus", "journal failing", NULL,
+                herd_report_event (self->report, "journal failing", NULL,
                                     strerror (errno));
             }
             self->store_failures++;
@@ -403,7 +403,7 @@ s_self_store (s_self_t *self)
         if (self->store_failed_at) {
             herd_log_printf (self->log, "bus", "journal writing again after %" PRId64 " ms",
                              s_now_ms () - self->store_failed_at);
-            herd_monitor_event (self->monitor_out, "bus", "journal writing", NULL, "recovered");
+            herd_report_event (self->report, "journal writing", NULL, "recovered");
             self->store_failed_at = 0;
         }
         herd_journal_tick (self->journal);
@@ -421,7 +421,7 @@ s_self_store (s_self_t *self)
 //  -------------------------------------------------------------------------
 //  Handlers
 
-//  Handle one message from the gateway: UPDATE, LOOKUP or STATS.
+//  Handle one message from the gateway: UPDATE or LOOKUP.
 static bool
 s_self_handle_router (s_self_t *self)
 {
@@ -439,24 +439,14 @@ s_self_handle_router (s_self_t *self)
         zmsg_remove (msg, routing);
         s_self_hold_ack (self, &routing, in.batch);
     }
-    else
-    if (in.id == HERD_MSG_ID_LOOKUP) {
+    else {
+        assert (in.id == HERD_MSG_ID_LOOKUP);
         herd_store_record_t record;
         bool found = herd_store_lookup (self->store, in.client.data, in.client.size, &record);
         herd_msg_send (&(herd_msg_t){.id = found ? HERD_MSG_ID_FOUND : HERD_MSG_ID_NONE,
                                      .routing = in.routing, .reqid = in.reqid,
                                      .line = {found ? record.line : NULL, found ? record.size : 0}},
                        self->router, ZMQ_DONTWAIT);
-    }
-    else {
-        //  STATS: counters of the gateway and (relayed) places, for the monitor
-        cJSON *stats = cJSON_ParseWithLength (in.json.data, in.json.size);
-        if ((herd_msg_bytes_eq (in.role, "gateway") || herd_msg_bytes_eq (in.role, "places"))
-            && cJSON_IsObject (stats))
-            herd_monitor_set (self->monitor_out,
-                              herd_msg_bytes_eq (in.role, "gateway") ? "gateway" : "places", stats);
-        else
-            cJSON_Delete (stats);
     }
     zmsg_destroy (&msg);
     return true;
@@ -551,7 +541,7 @@ s_self_handle_link (s_self_t *self, const herd_msg_t *in)
         error = "state must be up or down";
     else
     if (down && herd_peer_link (peer, false)) {
-        herd_monitor_event (self->monitor_out, "bus", "link down", name, "by command");
+        herd_report_event (self->report, "link down", name, "by command");
         herd_log_warning (self->log, "bus", "link to %s taken down by command", name);
     }
     else
@@ -645,7 +635,7 @@ s_self_caught_up (s_self_t *self, herd_peer_t *peer, const herd_msg_t *in)
     herd_peer_caught_up (peer, in->id == HERD_MSG_ID_KTHXBAI ? (uint64_t[]){in->instance, in->seq}
                                                             : NULL,
                          detail, sizeof (detail));
-    herd_monitor_event (self->monitor_out, "bus", "caught up", herd_peer_node (peer)->name,
+    herd_report_event (self->report, "caught up", herd_peer_node (peer)->name,
                         detail);
     self->catchups++;
     for (size_t i = 0; i < self->peer_count; i++)
@@ -706,7 +696,7 @@ s_self_handle_monitor (s_self_t *self)
         const char *name = peer ? herd_peer_node (peer)->name : "?";
         if (streq (event, "HANDSHAKE_SUCCEEDED")) {
             herd_log_printf (self->log, "bus", "link up %s %s", name, endpoint);
-            herd_monitor_event (self->monitor_out, "bus", "link up", name, endpoint);
+            herd_report_event (self->report, "link up", name, endpoint);
             if (peer) {
                 herd_peer_link_up (peer);
                 s_self_request_sync (self, peer, "link up");
@@ -715,7 +705,7 @@ s_self_handle_monitor (s_self_t *self)
         else
         if (streq (event, "DISCONNECTED")) {
             herd_log_warning (self->log, "bus", "link down %s %s", name, endpoint);
-            herd_monitor_event (self->monitor_out, "bus", "link down", name, endpoint);
+            herd_report_event (self->report, "link down", name, endpoint);
             if (peer)
                 herd_peer_link_down (peer);
         }
@@ -768,12 +758,11 @@ s_self_handle_pipe (s_self_t *self)
         self->terminated = true;
 }
 
-//  Publish our counters, with the gateway's and places' latest, to the
-//  monitor.
+//  Report our counters to the node's monitor.
 static void
-s_self_publish_stats (s_self_t *self)
+s_self_report_stats (s_self_t *self)
 {
-    if (!self->monitor_out)
+    if (!self->report)
         return;
     cJSON *stats = cJSON_CreateObject ();
     cJSON_AddNumberToObject (stats, "clients", (double) herd_store_size (self->store));
@@ -795,8 +784,7 @@ s_self_publish_stats (s_self_t *self)
     for (size_t i = 0; i < self->peer_count; i++)
         cJSON_AddStringToObject (links, herd_peer_node (self->peers[i])->name,
                                  herd_peer_state (self->peers[i]));
-    herd_monitor_set (self->monitor_out, "bus", stats);
-    herd_monitor_publish (self->monitor_out);
+    herd_report_stats (self->report, stats);
 }
 
 //  Publish a heartbeat with our current sequence number.
@@ -841,7 +829,7 @@ s_self_destroy (s_self_t **self_p)
     herd_journal_destroy (&self->journal);
     zactor_destroy (&self->auth);
     zcert_destroy (&self->cert);
-    herd_monitor_destroy (&self->monitor_out);
+    herd_report_destroy (&self->report);
     free (self);
     *self_p = NULL;
 }
@@ -945,7 +933,7 @@ s_self_handle_refusal (s_self_t *self, zactor_t *monitor)
     if (zstr_recvx (monitor, &event, &value, &endpoint, NULL) == 3) {
         herd_log_warning (self->log, "bus", "refused a connection on %s: %s (%s)", endpoint,
                           event, value);
-        herd_monitor_event (self->monitor_out, "bus", "refused", NULL, event);
+        herd_report_event (self->report, "refused", NULL, event);
     }
     zstr_free (&event);
     zstr_free (&value);
@@ -1070,13 +1058,8 @@ s_self_new (zsock_t *pipe, herd_bus_args_t *args)
     while (self->instance == 0)
         self->instance = ((uint64_t) randof (0x7fffffff) << 32) ^ (uint64_t) randof (0x7fffffff)
                          ^ ((uint64_t) getpid () << 16) ^ (uint64_t) zclock_usecs ();
-    //  The monitor first: while a large journal loads, /readyz says so
-    bool failed = false;
-    if (self->node->monitor || self->node->metrics) {
-        self->monitor_out = herd_monitor_new (self->node, self->log);
-        failed = !self->monitor_out;
-    }
-    failed = failed || s_self_open_journal (self) == -1
+    self->report = herd_report_new (args->monitor, "bus");
+    bool failed = s_self_open_journal (self) == -1
              || (self->config->curve && s_self_start_curve (self) == -1)
              || s_self_open_sockets (self, args->endpoint) == -1 || s_self_open_sync (self) == -1;
     if (!failed) {
@@ -1140,7 +1123,7 @@ s_self_reload (s_self_t *self, const herd_config_t *config)
             }
         if (peer) {
             herd_log_printf (self->log, "bus", "link to %s dropped on reload", was->name);
-            herd_monitor_event (self->monitor_out, "bus", "link down", was->name, "reload");
+            herd_report_event (self->report, "link down", was->name, "reload");
             herd_peer_unlink (peer);
             herd_peer_destroy (&peer);
         }
@@ -1231,7 +1214,7 @@ herd_bus_actor (zsock_t *pipe, void *args)
         s_self_publish (self);      //  what this turn applied, in one message
         if (s_now_ms () >= self->next_heartbeat) {
             s_self_heartbeat (self);
-            s_self_publish_stats (self);
+            s_self_report_stats (self);
             s_self_compact (self);
         }
         s_self_store (self);

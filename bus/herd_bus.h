@@ -21,6 +21,7 @@ typedef struct {
     const herd_node_t *node;        //  this node
     const char *endpoint;           //  ROUTER bind endpoint for the gateway
     herd_log_t *log;                //  shared log, not owned
+    const char *monitor;            //  the node's monitor to report to, or NULL
 } herd_bus_args_t;
 
 //  The actor: zactor_new (herd_bus_actor, &args). args and what it points

@@ -202,7 +202,7 @@ s_test_start (s_test_t *test, bool verbose)
     test->b_pub = zsock_new (ZMQ_PUB);
     HERD_CHECK (zsock_bind (test->b_pub, "tcp://127.0.0.1:%d", ports[1]) == ports[1]);
     test->args = (herd_bus_args_t){test->config, herd_config_node (test->config, "A"),
-                                   "inproc://bus-test", test->log};
+                                   "inproc://bus-test", test->log, NULL};
     test->bus = zactor_new (herd_bus_actor, &test->args);
     HERD_CHECK_INT (zsock_wait (test->bus), 0);
     if (verbose)

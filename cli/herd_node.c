@@ -12,8 +12,10 @@
 #include "../common/herd_msg.h"
 #include "../common/herd_notify.h"
 #include "../bus/herd_bus.h"
+#include "../bus/herd_journal.h"
 #include "../gateway/herd_gateway.h"
 #include "../places/herd_places.h"
+#include "../monitor/herd_collector.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -190,6 +192,7 @@ typedef struct {
     herd_notify_t *notify;          //  the service manager, or NULL
     herd_log_t *log;
     zactor_t *actors[3];            //  gateway, bus, places; NULL when not run here
+    zactor_t *collector;            //  the node's monitor, where the bus runs
     char said[256];                 //  the STATUS last sent
     int64_t watchdog_ms;            //  the watchdog's interval, 0 if none
     int64_t pinged_at;              //  when the watchdog was last pinged
@@ -351,7 +354,7 @@ herd_node_run (const herd_config_t *config, const herd_node_t *node, const char 
     s_block_signals (&signals);
     //  Before any thread starts: it unsets NOTIFY_SOCKET and the watchdog's
     //  variables, which no other thread may be reading
-    s_main_t self = {config, node, role, NULL, herd_notify_new (), NULL, {NULL}, "", 0, 0};
+    s_main_t self = {.config = config, .node = node, .role = role, .notify = herd_notify_new ()};
     int locks[] = {-1, -1, -1};
     self.log = s_open (config, node, run, locks);
     if (!self.log) {
@@ -363,17 +366,26 @@ herd_node_run (const herd_config_t *config, const herd_node_t *node, const char 
         mkdir (config->run_dir, 0755);
     char *bus_endpoint = herd_config_endpoint (config, node, "bus", split);
     char *places_endpoint = herd_config_endpoint (config, node, "places", split);
+    char *monitor_endpoint = herd_config_endpoint (config, node, "monitor", split);
     const char *url = getenv ("HERD_PLACES_URL");
     const char *key = getenv (config->places.key_env);
     herd_log_printf (self.log, "main", "starting %s (pid %d)%s%s", role ? role : "node",
                      (int) getpid (), url ? ", Places URL from HERD_PLACES_URL: " : "",
                      url ? url : "");
 
-    herd_places_args_t places_args = {&config->places, places_endpoint, url, key, self.log};
-    herd_bus_args_t bus_args = {config, node, bus_endpoint, self.log};
-    herd_gateway_args_t gateway_args = {config, node, bus_endpoint, places_endpoint, self.log};
+    herd_places_args_t places_args = {&config->places, places_endpoint, url, key, self.log,
+                                      monitor_endpoint};
+    herd_bus_args_t bus_args = {config, node, bus_endpoint, self.log, monitor_endpoint};
+    herd_gateway_args_t gateway_args = {config, node, bus_endpoint, places_endpoint, self.log,
+                                        monitor_endpoint};
+    //  The monitor first, beside the bus: while a large journal loads,
+    //  /readyz says so
+    herd_collector_args_t collector_args = {node, monitor_endpoint, HERD_JOURNAL_FORMAT,
+                                            self.log};
     bool ok = true;
-    if (run[2])
+    if (run[1])
+        ok = (self.collector = s_start (herd_collector_actor, &collector_args)) != NULL;
+    if (ok && run[2])
         ok = (self.actors[2] = s_start (herd_places_actor, &places_args)) != NULL;
     if (ok && run[1])
         ok = (self.actors[1] = s_start (herd_bus_actor, &bus_args)) != NULL;
@@ -386,11 +398,13 @@ herd_node_run (const herd_config_t *config, const herd_node_t *node, const char 
 
     for (int i = 0; i < 3; i++)
         zactor_destroy (&self.actors[i]);
+    zactor_destroy (&self.collector);       //  last: the roles report until they stop
     herd_log_printf (self.log, "main", "stopped");
     herd_log_destroy (&self.log);
     herd_config_destroy (&self.owned);
     free (bus_endpoint);
     free (places_endpoint);
+    free (monitor_endpoint);
     s_lock_release (locks);
     herd_notify_destroy (&self.notify);
     return ok ? 0 : 1;

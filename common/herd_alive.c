@@ -17,7 +17,7 @@ typedef struct {
 static s_role_t s_roles[HERD_ALIVE_ROLES];
 static int64_t s_checked_at;    //  the checker's last call, ms; 0 never
 
-static const char *s_names[HERD_ALIVE_ROLES] = {"gateway", "bus", "places", "log"};
+static const char *s_names[HERD_ALIVE_ROLES] = {"gateway", "bus", "places", "log", "monitor"};
 
 const char *
 herd_alive_name (herd_alive_role_t role)
@@ -109,7 +109,7 @@ herd_alive_check (herd_log_t *log, int64_t now_ms)
                 herd_log_warning (log, "main", "%s stalled: no %s for %" PRId64 " ms",
                                   s_names[role],
                                   herd_alive_local (role) ? "loop turn"
-                                                          : "STATS reached the bus",
+                                                          : "STATS reached the monitor",
                                   now_ms - last);
         }
     }
@@ -241,7 +241,7 @@ s_test_roles (void)
     HERD_CHECK_INT (s_count (text, " stalled"), 3);
     HERD_CHECK_CONTAINS (text, " Hill main gateway stalled: no loop turn for 6000 ms\n");
     HERD_CHECK_CONTAINS (text, " Hill main gateway turning again after 6020 ms\n");
-    HERD_CHECK_CONTAINS (text, " Hill main places stalled: no STATS reached the bus for 7000 ms\n");
+    HERD_CHECK_CONTAINS (text, " Hill main places stalled: no STATS reached the monitor for 7000 ms\n");
     HERD_CHECK_CONTAINS (text, " Hill main places turning again after 7000 ms\n");
     HERD_CHECK_CONTAINS (text, " Hill main gateway stalled: no loop turn for 6010 ms\n");
     HERD_CHECK_CONTAINS (text, " Hill main gateway turning again after 6030 ms\n");

@@ -36,10 +36,11 @@ typedef enum {
     HERD_ALIVE_BUS,
     HERD_ALIVE_PLACES,
     HERD_ALIVE_LOG,             //  the log's writer thread
+    HERD_ALIVE_MONITOR,         //  the monitor's collector (monitor/herd_collector.h)
     HERD_ALIVE_ROLES
 } herd_alive_role_t;
 
-//  The role's name: "gateway", "bus", "places" or "log".
+//  The role's name: "gateway", "bus", "places", "log" or "monitor".
 const char *
     herd_alive_name (herd_alive_role_t role);
 

@@ -31,7 +31,7 @@
 
 #define S_FILE_MAX      (16 * 1024 * 1024)  //  refuse bigger files (e.g. a device by mistake)
 #define S_IPC_PATH_MAX  (sizeof (((struct sockaddr_un *) 0)->sun_path) - 1)
-#define S_LONGEST_ROLE  "places"            //  the longest role given to herd_config_endpoint
+#define S_LONGEST_ROLE  "monitor"           //  the longest role given to herd_config_endpoint
 
 //  State of one load: where errors go, and the line of every key.
 typedef struct {

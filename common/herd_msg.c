@@ -42,17 +42,14 @@ static const s_row_t s_rows[] = {
     {HERD_MSG_ID_UPDATE, HERD_MSG_TO_BUS, HERD_MSG_UPDATE, false,
      {F (S_U64, batch), B (records)}},
     {HERD_MSG_ID_LOOKUP, HERD_MSG_TO_BUS, HERD_MSG_LOOKUP, false, {B (reqid), B (client)}},
-    {HERD_MSG_ID_GATEWAY_STATS, HERD_MSG_TO_BUS, HERD_MSG_STATS, false, {B (role), B (json)}},
     {HERD_MSG_ID_FOUND, HERD_MSG_TO_GATEWAY, HERD_MSG_FOUND, false, {B (reqid), B (line)}},
     {HERD_MSG_ID_NONE, HERD_MSG_TO_GATEWAY, HERD_MSG_NONE, false, {B (reqid)}},
     {HERD_MSG_ID_STORED, HERD_MSG_TO_GATEWAY, HERD_MSG_STORED, false,
      {F (S_U64, first), F (S_U64, last)}},
     {HERD_MSG_ID_NEARBY, HERD_MSG_TO_PLACES, HERD_MSG_NEARBY, false,
      {B (reqid), B (lat), B (lon), B (radius), B (bound)}},
-    {HERD_MSG_ID_STATS_ASK, HERD_MSG_TO_PLACES, HERD_MSG_STATS, false, {{S_END, 0, NULL}}},
     {HERD_MSG_ID_RESULT, HERD_MSG_FROM_PLACES, HERD_MSG_RESULT, false,
      {B (reqid), B (status), B (json)}},
-    {HERD_MSG_ID_PLACES_STATS, HERD_MSG_FROM_PLACES, HERD_MSG_STATS, false, {B (json)}},
     {HERD_MSG_ID_U, HERD_MSG_FLOOD, HERD_MSG_TOPIC_UPDATE, true,
      {B (records), B (sender), F (S_META, instance)}},
     {HERD_MSG_ID_H, HERD_MSG_FLOOD, HERD_MSG_TOPIC_HEARTBEAT, true,
@@ -74,6 +71,9 @@ static const s_row_t s_rows[] = {
      {B (line), F (S_DECIMAL, applied), F (S_DECIMAL, seq)}},
     {HERD_MSG_ID_GET_NONE, HERD_MSG_CONTROL, HERD_MSG_NONE, false, {{S_END, 0, NULL}}},
     {HERD_MSG_ID_REFUSED, HERD_MSG_CONTROL, HERD_MSG_REFUSED, false, {B (reason)}},
+    {HERD_MSG_ID_REPORT_STATS, HERD_MSG_TO_MONITOR, HERD_MSG_STATS, false, {B (role), B (json)}},
+    {HERD_MSG_ID_REPORT_EVENT, HERD_MSG_TO_MONITOR, HERD_MSG_EVENT, false,
+     {B (role), B (event), B (peer), B (detail)}},
     {HERD_MSG_ID_MONITOR_STATS, HERD_MSG_MONITOR, HERD_MSG_STATS, false, {B (name), B (json)}},
     {HERD_MSG_ID_MONITOR_EVENT, HERD_MSG_MONITOR, HERD_MSG_EVENT, false, {B (name), B (json)}},
 };
@@ -438,10 +438,6 @@ s_test_node (void)
                           .client = S_B ("kiwi")},
              HERD_MSG_TO_BUS, "R|LOOKUP|q|kiwi", &d);
     HERD_CHECK (herd_msg_bytes_eq (d.client, "kiwi") && herd_msg_bytes_eq (d.reqid, "q"));
-    s_check ((herd_msg_t){.id = HERD_MSG_ID_GATEWAY_STATS, .routing = routing,
-                          .role = S_B ("places"), .json = S_B ("{}")},
-             HERD_MSG_TO_BUS, "R|STATS|places|{}", &d);
-    HERD_CHECK (herd_msg_bytes_eq (d.role, "places") && herd_msg_bytes_eq (d.json, "{}"));
     s_check ((herd_msg_t){.id = HERD_MSG_ID_FOUND, .reqid = S_B ("q"), .line = S_B ("AT x")},
              HERD_MSG_TO_GATEWAY, "FOUND|q|AT x", &d);
     HERD_CHECK (herd_msg_bytes_eq (d.line, "AT x"));
@@ -455,14 +451,18 @@ s_test_node (void)
                           .bound = S_B ("5")},
              HERD_MSG_TO_PLACES, "R|NEARBY|q|+34.1|-118.4|10|5", &d);
     HERD_CHECK (herd_msg_bytes_eq (d.lon, "-118.4") && herd_msg_bytes_eq (d.bound, "5"));
-    s_check ((herd_msg_t){.id = HERD_MSG_ID_STATS_ASK, .routing = routing}, HERD_MSG_TO_PLACES,
-             "R|STATS", &d);
     s_check ((herd_msg_t){.id = HERD_MSG_ID_RESULT, .reqid = S_B ("q"), .status = S_B ("ERR"),
                           .json = S_B ("{}")},
              HERD_MSG_FROM_PLACES, "RESULT|q|ERR|{}", &d);
     HERD_CHECK (herd_msg_bytes_eq (d.status, "ERR"));
-    s_check ((herd_msg_t){.id = HERD_MSG_ID_PLACES_STATS, .json = S_B ("{}")},
-             HERD_MSG_FROM_PLACES, "STATS|{}", &d);
+    s_check ((herd_msg_t){.id = HERD_MSG_ID_REPORT_STATS, .role = S_B ("places"),
+                          .json = S_B ("{}")},
+             HERD_MSG_TO_MONITOR, "STATS|places|{}", &d);
+    HERD_CHECK (herd_msg_bytes_eq (d.role, "places") && herd_msg_bytes_eq (d.json, "{}"));
+    s_check ((herd_msg_t){.id = HERD_MSG_ID_REPORT_EVENT, .role = S_B ("bus"),
+                          .event = S_B ("link up"), .peer = S_B ("B"), .detail = S_B ("")},
+             HERD_MSG_TO_MONITOR, "EVENT|bus|link up|B|", &d);
+    HERD_CHECK (herd_msg_bytes_eq (d.event, "link up") && d.detail.size == 0);
     s_check ((herd_msg_t){.id = HERD_MSG_ID_MONITOR_STATS, .name = S_B ("A"), .json = S_B ("{}")},
              HERD_MSG_MONITOR, "STATS|A|{}", &d);
     s_check ((herd_msg_t){.id = HERD_MSG_ID_MONITOR_EVENT, .name = S_B ("A"), .json = S_B ("{}")},
@@ -568,7 +568,7 @@ s_test_malformed (void)
                  false);
     s_malformed (HERD_MSG_TO_BUS, "R|UPDATE|12345678", "UPDATE: 2 frames, not 3", false);
     s_malformed (HERD_MSG_TO_BUS, "R|LOOKUP|q", "LOOKUP: 2 frames, not 3", false);
-    s_malformed (HERD_MSG_TO_BUS, "R|STATS|gateway", "STATS: 2 frames, not 3", false);
+    s_malformed (HERD_MSG_TO_BUS, "R|STATS|gateway|{}", "unknown command 'STATS'", false);
     s_malformed (HERD_MSG_TO_BUS, "R|FOUND|q|x", "unknown command 'FOUND'", false);
     s_malformed (HERD_MSG_TO_BUS, "R", "empty message", false);
     s_malformed (HERD_MSG_TO_GATEWAY, "FOUND|q", "FOUND: 2 frames, not 3", false);
@@ -577,7 +577,8 @@ s_test_malformed (void)
                  false);
     s_malformed (HERD_MSG_TO_PLACES, "R|NEARBY|q|1|2|3", "NEARBY: 5 frames, not 6", false);
     s_malformed (HERD_MSG_FROM_PLACES, "RESULT|q|OK", "RESULT: 3 frames, not 4", false);
-    s_malformed (HERD_MSG_FROM_PLACES, "STATS", "STATS: 1 frames, not 2", false);
+    s_malformed (HERD_MSG_TO_MONITOR, "STATS|gateway", "STATS: 2 frames, not 3", false);
+    s_malformed (HERD_MSG_TO_MONITOR, "EVENT|bus|link up|B", "EVENT: 4 frames, not 5", false);
     s_malformed (HERD_MSG_FLOOD, "U|\x02herd|AT x|A|short", "U: meta frame is 5 bytes, not 16",
                  false);
     s_malformed (HERD_MSG_FLOOD, "H|\x02herd|A", "H: 3 frames, not 4", false);

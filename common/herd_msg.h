@@ -167,6 +167,22 @@
 //  journal at start) and its sequence number in this bus's change order
 //  (decimal).
 
+//  ## role -> monitor   (each actor's PUSH connects, the node's monitor
+//  PULL binds: inproc://herd-NODE-monitor, ipc://RUN_DIR/NODE-monitor.ipc
+//  in a split node; monitor/herd_collector.h)
+//
+//      ["STATS", role, json]          a role's counters, once a second from
+//                                     its loop (gateway, bus, places)
+//      ["EVENT", role, event, peer, detail]  something an operator should see
+//                                     ("link up", "journal failing", ...);
+//                                     peer and detail may be empty
+//
+//  Sent without waiting (common/herd_report.h): a report the monitor cannot
+//  take now is dropped, never queued behind the role's work. The monitor
+//  republishes them on the node's monitor PUB as
+//
+//      ["STATS", node, json]  ["EVENT", node, json]   (monitor/herd_monitor.h)
+
 //  ## Actor pipes (zactor)
 //
 //      "$TERM"                        stop the actor (czmq convention)
@@ -327,14 +343,15 @@ herd_msg_put_meta (unsigned char *out, uint64_t instance, uint64_t seq)
 //  Where a message travels: the same command means other frames on other
 //  channels. Messages received on a ROUTER start with a routing frame.
 typedef enum {
-    HERD_MSG_TO_BUS,            //  gateway -> bus ROUTER: UPDATE LOOKUP STATS
+    HERD_MSG_TO_BUS,            //  gateway -> bus ROUTER: UPDATE LOOKUP
     HERD_MSG_TO_GATEWAY,        //  bus -> gateway: FOUND NONE STORED
-    HERD_MSG_TO_PLACES,         //  gateway -> places ROUTER: NEARBY STATS
-    HERD_MSG_FROM_PLACES,       //  places -> gateway: RESULT STATS
+    HERD_MSG_TO_PLACES,         //  gateway -> places ROUTER: NEARBY
+    HERD_MSG_FROM_PLACES,       //  places -> gateway: RESULT
     HERD_MSG_FLOOD,             //  bus PUB -> SUB: U H
     HERD_MSG_TO_SYNC,           //  -> sync ROUTER: ICANHAZ DIGEST LINK GET
     HERD_MSG_CATCHUP,           //  sync -> requesting bus: KVSYNC KTHXBAI REFUSED
     HERD_MSG_CONTROL,           //  sync -> control client: DIGEST OK ERROR RECORD NONE REFUSED
+    HERD_MSG_TO_MONITOR,        //  role -> the node's monitor PULL: STATS EVENT
     HERD_MSG_MONITOR,           //  monitor PUB: STATS EVENT
     HERD_MSG_CHANNELS
 } herd_msg_channel_t;
@@ -343,14 +360,11 @@ typedef enum {
 typedef enum {
     HERD_MSG_ID_UPDATE = 1,     //  batch records
     HERD_MSG_ID_LOOKUP,         //  reqid client
-    HERD_MSG_ID_GATEWAY_STATS,  //  role json            (gateway -> bus)
     HERD_MSG_ID_FOUND,          //  reqid line
     HERD_MSG_ID_NONE,           //  reqid                (bus -> gateway)
     HERD_MSG_ID_STORED,         //  first last
     HERD_MSG_ID_NEARBY,         //  reqid lat lon radius bound
-    HERD_MSG_ID_STATS_ASK,      //  -                    (gateway -> places)
     HERD_MSG_ID_RESULT,         //  reqid status json
-    HERD_MSG_ID_PLACES_STATS,   //  json                 (places -> gateway)
     HERD_MSG_ID_U,              //  envelope records sender meta
     HERD_MSG_ID_H,              //  envelope sender meta
     HERD_MSG_ID_ICANHAZ,        //  envelope meta count+digest
@@ -365,6 +379,8 @@ typedef enum {
     HERD_MSG_ID_ERROR,          //  reason
     HERD_MSG_ID_RECORD,         //  line applied seq (decimal)
     HERD_MSG_ID_GET_NONE,       //  -                    (control)
+    HERD_MSG_ID_REPORT_STATS,   //  role json            (role -> monitor)
+    HERD_MSG_ID_REPORT_EVENT,   //  role event peer detail (role -> monitor)
     HERD_MSG_ID_MONITOR_STATS,  //  name json
     HERD_MSG_ID_MONITOR_EVENT,  //  name json
     HERD_MSG_IDS
@@ -390,7 +406,7 @@ typedef struct {
     uint64_t count, digest;     //  ICANHAZ, DIGEST reply
     uint64_t applied, stale;    //  DIGEST reply; RECORD's applied (usec)
     herd_msg_bytes_t reqid, client, records, line, sender, role, json, name;
-    herd_msg_bytes_t peer, state, reason, status, lat, lon, radius, bound;
+    herd_msg_bytes_t peer, state, reason, status, lat, lon, radius, bound, event, detail;
     zmsg_t *source;             //  decoded: the message (KVSYNC lines, herd_msg_next_line)
     bool refused;               //  decode failed on the envelope: another herd or version
 } herd_msg_t;

@@ -18,6 +18,7 @@
 #include "../common/herd_msg.h"
 #include "../common/herd_proto.h"
 #include "../common/herd_record.h"
+#include "../common/herd_report.h"
 
 #include <cjson/cJSON.h>
 #include <malloc.h>
@@ -122,7 +123,8 @@ struct _s_self_t {
     bool zmq_backlog;               //  replies left for the next turn: do not sleep
     char *input;                    //  every read lands here (HERD_GW_READ_CHUNK bytes);
                                     //  connections keep only what they cannot parse now
-    //  Counters for the monitor (STATS to the bus once a second)
+    herd_report_t *report;          //  counters to the node's monitor, or NULL
+    //  Counters for the monitor (STATS once a second)
     uint64_t iamats, whatsats, invalids, opened;
     uint64_t unstored;              //  connections closed: an update not stored in time
     uint64_t last_iamats, last_whatsats;
@@ -793,8 +795,7 @@ s_self_handle_bus (s_self_t *self)
     zmsg_destroy (&msg);
 }
 
-//  Handle one message of the places worker: RESULT OK|ERR json, or STATS
-//  (its counters: on to the bus's monitor).
+//  Handle one message of the places worker: RESULT OK|ERR json.
 static void
 s_self_handle_places (s_self_t *self)
 {
@@ -803,14 +804,7 @@ s_self_handle_places (s_self_t *self)
         return;
     herd_msg_t in;
     char reason[HERD_MSG_REASON_MAX];
-    if (herd_msg_decode (&in, msg, HERD_MSG_FROM_PLACES, NULL, reason, sizeof (reason)) == -1)
-        ;
-    else
-    if (in.id == HERD_MSG_ID_PLACES_STATS)
-        herd_uplink_send_now (self->bus, &(herd_msg_t){.id = HERD_MSG_ID_GATEWAY_STATS,
-                                                       .role = herd_msg_str ("places"),
-                                                       .json = in.json});
-    else {
+    if (herd_msg_decode (&in, msg, HERD_MSG_FROM_PLACES, NULL, reason, sizeof (reason)) == 0) {
         s_client_t *client = NULL;
         uint64_t seq = 0;
         s_request_t *request = s_self_find_request (self, in.reqid, &client, &seq);
@@ -830,8 +824,7 @@ s_self_handle_places (s_self_t *self)
     zmsg_destroy (&msg);
 }
 
-//  Once a second: our counters to the bus's monitor, and a STATS request to
-//  the places worker, whose answer goes the same way.
+//  Once a second: our counters to the node's monitor.
 static void
 s_self_send_stats (s_self_t *self)
 {
@@ -861,16 +854,7 @@ s_self_send_stats (s_self_t *self)
     self->last_iamats = self->iamats;
     self->last_whatsats = self->whatsats;
     self->stats_at = self->now;
-    char *text = cJSON_PrintUnformatted (stats);
-    cJSON_Delete (stats);
-    if (text) {
-        herd_uplink_send_now (self->bus, &(herd_msg_t){.id = HERD_MSG_ID_GATEWAY_STATS,
-                                                       .role = herd_msg_str ("gateway"),
-                                                       .json = herd_msg_str (text)});
-        free (text);
-    }
-    herd_uplink_send_now (self->places, &(herd_msg_t){.id = HERD_MSG_ID_STATS_ASK});
-    self->check_places = true;
+    herd_report_stats (self->report, stats);
 }
 
 //  Take the limits of a reloaded config (RELOAD, herd_msg.h). They apply
@@ -1005,6 +989,7 @@ s_self_destroy (s_self_t **self_p)
     if (self->epoll >= 0)
         close (self->epoll);
     herd_uplink_destroy (&self->uplink);
+    herd_report_destroy (&self->report);
     zsock_destroy (&self->bus);
     zsock_destroy (&self->places);
     free (self);
@@ -1054,6 +1039,7 @@ s_self_new (zsock_t *pipe, herd_gateway_args_t *args)
     self->pipe = pipe;
     self->node = args->node;
     self->log = args->log;
+    self->report = herd_report_new (args->monitor, "gateway");
     self->shared = (herd_conn_shared_t){
         .max_line = config->max_line, .max_output = config->max_output,
         .max_pending = config->max_pending, .max_output_total = config->max_output_total,

@@ -28,6 +28,7 @@ typedef struct {
     const char *bus_endpoint;       //  bus ROUTER to connect to
     const char *places_endpoint;    //  places ROUTER to connect to
     herd_log_t *log;                //  shared log, not owned
+    const char *monitor;            //  the node's monitor to report to, or NULL
 } herd_gateway_args_t;
 
 //  The actor: zactor_new (herd_gateway_actor, &args). args and what it

@@ -133,7 +133,7 @@ s_test_start (s_test_t *test)
     zsock_set_rcvtimeo (test->bus, 5000);
     zsock_set_rcvtimeo (test->places, 5000);
     test->args = (herd_gateway_args_t){test->config, &test->config->nodes[0],
-                                       "inproc://gw-test-bus", "inproc://gw-test-places", NULL};
+                                       "inproc://gw-test-bus", "inproc://gw-test-places", NULL, NULL};
     test->gateway = zactor_new (herd_gateway_actor, &test->args);
     HERD_CHECK_INT (zsock_wait (test->gateway), 0);
     test->addr = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons ((uint16_t) port)};

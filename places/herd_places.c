@@ -33,6 +33,7 @@
 #include "../common/herd_alive.h"
 #include "../common/herd_decimal.h"
 #include "../common/herd_msg.h"
+#include "../common/herd_report.h"
 
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
@@ -115,6 +116,7 @@ typedef struct {
     herd_hist_t latency;        //  answer latencies since the last STATS
     herd_hist_t latency_all;    //  the same since start, for metrics
     int64_t stats_since;        //  when the last STATS was taken, usec
+    herd_report_t *report;      //  counters to the node's monitor, or NULL
     bool terminated;            //  did the caller ask us to quit?
     bool verbose;               //  trace to stderr too
 } s_self_t;
@@ -370,6 +372,7 @@ s_self_destroy (s_self_t **self_p)
         if (self->multi)
             curl_multi_cleanup (self->multi);
         zsock_destroy (&self->router);
+        herd_report_destroy (&self->report);
         free (self->url);
         free (self->url_new);
         free (self->url_env);
@@ -430,6 +433,7 @@ s_self_new (zsock_t *pipe, const herd_places_args_t *args)
     assert (self);
     self->pipe = pipe;
     self->log = args ? args->log : NULL;
+    self->report = herd_report_new (args ? args->monitor : NULL, "places");
     self->fetches = zlistx_new ();
     self->fetch_index = zhashx_new ();
     self->cache = herd_placescache_new (HERD_PLACES_CACHE_BYTES);
@@ -774,14 +778,14 @@ s_self_fetch_start (s_self_t *self, s_waiter_t *waiter, char *key, const char *l
     s_self_attempt_or_answer (self, fetch);
 }
 
-//  Handle one message on the ROUTER: ["NEARBY", reqid, lat, lon, radius-km,
-//  bound] after the routing id. Anything else gets ERR INVALID_REQUEST (when
-//  it carries something to use as reqid) and a log line.
-//  Answer STATS: our counters for the monitor, latencies since last time.
+//  Once a second: our counters to the node's monitor, latencies since
+//  last time.
 static void
-s_self_send_stats (s_self_t *self, zframe_t *routing_id)
+s_self_send_stats (s_self_t *self)
 {
     int64_t now = zclock_usecs ();
+    if (!self->report || now - self->stats_since < 1000000)
+        return;
     double seconds = self->stats_since ? (double) (now - self->stats_since) / 1e6 : 0;
     cJSON *stats = cJSON_CreateObject ();
     cJSON_AddNumberToObject (stats, "answered_ok_total", (double) self->answered_ok);
@@ -797,14 +801,12 @@ s_self_send_stats (s_self_t *self, zframe_t *routing_id)
     cJSON_AddItemToObject (stats, "latency_seconds", herd_hist_json (&self->latency_all));
     herd_hist_reset (&self->latency);
     self->stats_since = now;
-    char *text = cJSON_PrintUnformatted (stats);
-    cJSON_Delete (stats);
-    herd_msg_send (&(herd_msg_t){.id = HERD_MSG_ID_PLACES_STATS, .routing = routing_id,
-                                 .json = herd_msg_str (text ? text : "{}")},
-                   self->router, 0);
-    free (text);
+    herd_report_stats (self->report, stats);
 }
 
+//  Handle one message on the ROUTER: ["NEARBY", reqid, lat, lon, radius-km,
+//  bound] after the routing id. Anything else gets ERR INVALID_REQUEST (when
+//  it carries something to use as reqid) and a log line.
 static void
 s_self_handle_router (s_self_t *self)
 {
@@ -814,11 +816,6 @@ s_self_handle_router (s_self_t *self)
     herd_msg_t in;
     char reason[160] = "";
     int rc = herd_msg_decode (&in, msg, HERD_MSG_TO_PLACES, NULL, reason, sizeof (reason));
-    if (rc == 0 && in.id == HERD_MSG_ID_STATS_ASK) {
-        s_self_send_stats (self, in.routing);
-        zmsg_destroy (&msg);
-        return;
-    }
     //  Routing id and reqid are kept by a request; the fields stay in msg
     size_t frames = zmsg_size (msg) ? zmsg_size (msg) - 1 : 0;
     zframe_t *routing_id = zmsg_pop (msg);
@@ -1166,6 +1163,7 @@ herd_places_actor (zsock_t *pipe, void *args)
             s_self_handle_router (self);
         s_self_handle_curl (self);
         long retry_in = s_self_handle_retries (self);
+        s_self_send_stats (self);
         if (s_readable (self->pipe) || s_readable (self->router))
             continue;
         //  Sleep until curl's next timer, the next retry, or a message

@@ -30,6 +30,7 @@ typedef struct {
     const char *url;                        //  overrides options->url if not NULL
     const char *key;                        //  API key, may be NULL or ""
     herd_log_t *log;                        //  shared log, not owned
+    const char *monitor;                    //  the node's monitor to report to, or NULL
 } herd_places_args_t;
 
 //  The actor: zactor_new (herd_places_actor, &args). args and everything it

@@ -52,7 +52,7 @@ s_test_actor (s_test_t *test, const herd_places_options_t *options, const char *
 {
     char endpoint[64];
     snprintf (endpoint, sizeof (endpoint), "inproc://herd-places-test-%d", ++test->actors);
-    herd_places_args_t args = {options, endpoint, NULL, key, test->log};
+    herd_places_args_t args = {options, endpoint, NULL, key, test->log, NULL};
     zactor_t *places = zactor_new (herd_places_actor, &args);
     HERD_CHECK (places);
     HERD_CHECK_INT (zsock_wait (places), 0);
@@ -554,7 +554,7 @@ s_test_legacy_retries (s_test_t *test)
     zstr_free (&options.url);
 
     herd_places_args_t bad_args = {&test->legacy, "nonsense://nowhere", NULL, test->key,
-                                   test->log};
+                                   test->log, NULL};
     places = zactor_new (herd_places_actor, &bad_args);
     HERD_CHECK (places);
     HERD_CHECK (zsock_wait (places) != 0);

@@ -172,9 +172,7 @@ def test_metrics_conform(make_herd, standin):
 @pytest.mark.parametrize("mode", ["split"])
 def test_livez_names_a_stopped_gateway(make_herd):
     """A healthy node is live; SIGSTOP a split node's gateway and, past the
-    bound, /livez is 503 naming it (and /readyz too); SIGCONT, live again.
-    Places' STATS reach the bus through the gateway, so places may be named
-    first: it is stalled too, as far as the bus can know."""
+    bound, /livez is 503 naming it (and /readyz too); SIGCONT, live again."""
     herd = make_herd(names=["Hill"], edges=[]).start()
     wait_for(lambda: get(herd, "Hill", "/livez") == (200, "ok\n"), 10, what="live")
     wait_for(lambda: get(herd, "Hill", "/readyz") == (200, "ok\n"), 10, what="ready")
@@ -184,7 +182,7 @@ def test_livez_names_a_stopped_gateway(make_herd):
         status, body = wait_for(
             lambda: (lambda r: r[0] == 503 and "gateway stalled" in r[1] and r)(
                 get(herd, "Hill", "/livez")), BOUND + 3, interval=0.1, what="gateway not live")
-        assert status == 503 and "gateway stalled: no STATS reached the bus for " in body, body
+        assert status == 503 and "gateway stalled: no STATS reached the monitor for " in body, body
         status, body = get(herd, "Hill", "/readyz")
         assert status == 503 and "gateway stalled" in body, body
     finally:

@@ -21,6 +21,7 @@
 #include "../../common/herd_notify.h"
 #include "../../common/herd_proto.h"
 #include "../../common/herd_record.h"
+#include "../../common/herd_report.h"
 #include "../../bus/herd_bus.h"
 #include "../../bus/herd_catchup.h"
 #include "../../bus/herd_journal.h"
@@ -28,7 +29,6 @@
 #include "../../bus/herd_peer.h"
 #include "../../bus/herd_store.h"
 #include "../../bus/herd_table.h"
-#include "../../bus/herd_monitor.h"
 #include "../../gateway/herd_accept.h"
 #include "../../gateway/herd_conn.h"
 #include "../../gateway/herd_gateway.h"
@@ -40,6 +40,8 @@
 #include "../../places/herd_placesnew.h"
 #include "../../places/herd_placescache.h"
 #include "../../places/herd_standin.h"
+#include "../../monitor/herd_collector.h"
+#include "../../monitor/herd_monitor.h"
 
 typedef struct {
     const char *name;
@@ -67,12 +69,14 @@ static test_item_t s_tests[] = {
     {"herd_standin", herd_standin_test},
     {"herd_places", herd_places_test},
     {"herd_msg", herd_msg_test},
+    {"herd_report", herd_report_test},
+    {"herd_monitor", herd_monitor_test},
+    {"herd_collector", herd_collector_test},
     {"herd_table", herd_table_test},
     {"herd_store", herd_store_test},
     {"herd_peer", herd_peer_test},
     {"herd_catchup", herd_catchup_test},
     {"herd_journal", herd_journal_test},
-    {"herd_monitor", herd_monitor_test},
     {"herd_bus", herd_bus_test},
     {"herd_timers", herd_timers_test},
     {"herd_conn", herd_conn_test},

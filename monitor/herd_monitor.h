@@ -1,6 +1,7 @@
 //  herd_monitor.h - a node's events and counters for operators.
 //
-//  Owned by the bus. When the node names a monitor endpoint, it binds a PUB
+//  Owned by the node's collector (herd_collector.h), which feeds it each
+//  role's reports. When the node names a monitor endpoint, it binds a PUB
 //  socket there that any ZeroMQ tool can subscribe to; every message has
 //  three frames:
 //
@@ -50,9 +51,9 @@
 typedef struct _herd_monitor_t herd_monitor_t;
 
 //  Bind the node's monitor endpoint and metrics address (either may be
-//  absent). Returns NULL (logged, printed) when one cannot be bound.
+//  absent); journal: the journal format herd_build_info shows. Returns NULL (logged, printed) when one cannot be bound.
 herd_monitor_t *
-    herd_monitor_new (const herd_node_t *node, herd_log_t *log);
+    herd_monitor_new (const herd_node_t *node, const char *journal, herd_log_t *log);
 
 //  Stop serving; nulls the caller's pointer.
 void
@@ -85,7 +86,7 @@ char *
 //  The Prometheus text of herd_build_info and
 //  herd_process_start_time_seconds (started: wall-clock s); caller frees.
 char *
-    herd_monitor_build (const char *node, double started);
+    herd_monitor_build (const char *node, const char *journal, double started);
 
 //  What a STATS snapshot shows not ready, a line each ("" when ready):
 //  no gateway STATS yet (not listening), no bus STATS (journal loading),

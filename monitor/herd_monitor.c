@@ -5,8 +5,6 @@
 #include "../common/herd_check.h"
 #include "../common/herd_msg.h"
 
-#include "herd_journal.h"
-
 #include <microhttpd.h>
 #include <pthread.h>
 
@@ -14,11 +12,12 @@
 
 struct _herd_monitor_t {
     char *name;                     //  the node's (a copy: the config may be reloaded)
+    char *journal;                  //  the journal format, for herd_build_info
     herd_log_t *log;
     zsock_t *pub;                   //  events and STATS, or NULL
     struct MHD_Daemon *http;        //  metrics and health, or NULL
     cJSON *roles;                   //  {"bus": {...}, "gateway": {...}, ...}
-    double started;                 //  wall clock when the node's bus started, s
+    double started;                 //  wall clock when the monitor started, s
     pthread_mutex_t mutex;          //  guards metrics and unready (read by the HTTP thread)
     char *metrics;                  //  Prometheus text of the last STATS, or NULL
     char *unready;                  //  what is not ready as of the last STATS, "" if all is
@@ -56,7 +55,7 @@ s_not_live (void)
             s_append (&text, &size, "%s stalled: no %s for %.1f s\n",
                       herd_alive_name ((herd_alive_role_t) role),
                       herd_alive_local ((herd_alive_role_t) role) ? "loop turn"
-                                                                 : "STATS reached the bus",
+                                                                 : "STATS reached the monitor",
                       (double) herd_alive_age_ms ((herd_alive_role_t) role, now) / 1000.0);
     return text;
 }
@@ -72,7 +71,7 @@ s_answer (herd_monitor_t *self, const char *url, unsigned int *status)
         pthread_mutex_unlock (&self->mutex);
         //  Liveness as of this request, not of the last STATS: a stalled
         //  bus publishes none, and must still show
-        char *build = herd_monitor_build (self->name, self->started);
+        char *build = herd_monitor_build (self->name, self->journal, self->started);
         char *alive = herd_monitor_alive (self->name, zclock_mono ());
         char *body = stats && build && alive ? zsys_sprintf ("%s%s%s", build, stats, alive) : NULL;
         free (stats);
@@ -161,11 +160,12 @@ s_start_http (herd_monitor_t *self, const herd_node_t *node)
 }
 
 herd_monitor_t *
-herd_monitor_new (const herd_node_t *node, herd_log_t *log)
+herd_monitor_new (const herd_node_t *node, const char *journal, herd_log_t *log)
 {
     herd_monitor_t *self = (herd_monitor_t *) zmalloc (sizeof (herd_monitor_t));
     self->name = strdup (node->name);
-    assert (self->name);
+    self->journal = strdup (journal);
+    assert (self->name && self->journal);
     self->log = log;
     self->roles = cJSON_CreateObject ();
     self->started = (double) zclock_time () / 1000.0;
@@ -176,7 +176,7 @@ herd_monitor_new (const herd_node_t *node, herd_log_t *log)
         zsock_set_maxmsgsize (self->pub, 4096);
         zsock_set_handshake_ivl (self->pub, 3000);
         if (zsock_bind (self->pub, "%s", node->monitor) == -1) {
-            herd_log_error (log, "bus", "cannot bind monitor %s: %s", node->monitor,
+            herd_log_error (log, "monitor", "cannot bind monitor %s: %s", node->monitor,
                             zmq_strerror (zmq_errno ()));
             fprintf (stderr, "herd: %s: cannot bind monitor %s: %s\n", node->name,
                      node->monitor, zmq_strerror (zmq_errno ()));
@@ -185,7 +185,7 @@ herd_monitor_new (const herd_node_t *node, herd_log_t *log)
         }
     }
     if (node->metrics && s_start_http (self, node) == -1) {
-        herd_log_error (log, "bus", "cannot serve metrics on %s", node->metrics);
+        herd_log_error (log, "monitor", "cannot serve metrics on %s", node->metrics);
         fprintf (stderr, "herd: %s: cannot serve metrics on %s\n", node->name, node->metrics);
         herd_monitor_destroy (&self);
         return NULL;
@@ -206,6 +206,7 @@ herd_monitor_destroy (herd_monitor_t **self_p)
     free (self->metrics);
     free (self->unready);
     free (self->name);
+    free (self->journal);
     pthread_mutex_destroy (&self->mutex);
     free (self);
     *self_p = NULL;
@@ -423,7 +424,7 @@ herd_monitor_alive (const char *node, int64_t now_ms)
 }
 
 char *
-herd_monitor_build (const char *node, double started)
+herd_monitor_build (const char *node, const char *journal, double started)
 {
     int major, minor, patch;
     zmq_version (&major, &minor, &patch);
@@ -435,7 +436,7 @@ herd_monitor_build (const char *node, double started)
         "seconds since the epoch.\n"
         "# TYPE herd_process_start_time_seconds gauge\n"
         "herd_process_start_time_seconds{node=\"%s\"} %.3f\n",
-        node, HERD_VERSION, HERD_JOURNAL_FORMAT, major, minor, patch, node, started);
+        node, HERD_VERSION, journal, major, minor, patch, node, started);
 }
 
 char *
@@ -548,9 +549,9 @@ herd_monitor_test (bool verbose)
     free (text);
     cJSON_Delete (snapshot);
 
-    text = herd_monitor_build ("Hill", 1700000000.25);
+    text = herd_monitor_build ("Hill", "HERDJ009", 1700000000.25);
     HERD_CHECK_CONTAINS (text, "# TYPE herd_build_info gauge\nherd_build_info{node=\"Hill\","
-                               "version=\"" HERD_VERSION "\",journal=\"" HERD_JOURNAL_FORMAT "\"");
+                               "version=\"" HERD_VERSION "\",journal=\"HERDJ009\"");
     HERD_CHECK_CONTAINS (text, "herd_process_start_time_seconds{node=\"Hill\"} 1700000000.250\n");
     free (text);
 
