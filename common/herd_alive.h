@@ -3,16 +3,17 @@
 //  A process-wide table, one entry a role. Each actor's loop calls
 //  herd_alive_beat once a turn with the monotonic time (zclock_mono); the loops wake at
 //  least once a second (the gateway's tick, the bus's heartbeat, the places
-//  worker's longest poll, the log writer's quarter second), so a healthy
-//  actor's last turn is under about a second old. A role whose actor runs in
-//  another process (a split node) is known to the bus by its STATS, sent
-//  once a second from that actor's loop: herd_alive_heard. A role neither
+//  worker's longest poll, the log writer's quarter second, the collector's
+//  second), so a healthy actor's last turn is under about a second old. A
+//  role whose actor runs in another process (a split node) is known to the
+//  monitor's collector by its STATS, sent once a second from that actor's
+//  loop: herd_alive_heard. A role neither
 //  turned nor heard in this process is absent.
 //
 //  A role whose last turn (or STATS) is older than HERD_ALIVE_BOUND_MS is
 //  stalled. The node's main thread calls herd_alive_check once a second,
 //  which logs "ROLE stalled: ..." once when a role passes the bound and
-//  "ROLE turning again after N ms" when it turns again; the bus's monitor
+//  "ROLE turning again after N ms" when it turns again; the node's monitor
 //  shows each role's age and stalled flag in its STATS and metrics.
 //
 //  Beats and reads are relaxed atomics: any thread may beat or read.
@@ -26,8 +27,8 @@
 #include "herd_log.h"
 
 //  5 s: five times the longest sleep of any loop (1 s), so scheduling
-//  delays on a loaded host, a sanitizer build or STATS that took two hops
-//  (places -> gateway -> bus) stay well under it, while an actor stuck in
+//  delays on a loaded host, a sanitizer build or STATS that crossed
+//  processes stay well under it, while an actor stuck in
 //  one call (a hung disk, a lock, a runaway turn) shows within seconds
 #define HERD_ALIVE_BOUND_MS 5000
 

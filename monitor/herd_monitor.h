@@ -15,7 +15,7 @@
 //
 //  Each role's object holds its counters (numbers) and, for the bus, its
 //  "links" ({"Smith": "up", ...}) and "digest". "alive" holds, for each
-//  role present (herd_alive: gateway, bus, places, log), how old its loop's
+//  role present (herd_alive: gateway, bus, places, log, monitor), how old its loop's
 //  last turn is (a split node's gateway and places: its last STATS) and
 //  whether that passed the bound. Rates (*_per_s) and percentiles (*_ms)
 //  are for `herd monitor`; a role's latency histogram since start is an
