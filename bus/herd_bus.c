@@ -4,6 +4,7 @@
 #include "herd_catchup.h"
 #include "herd_journal.h"
 #include "herd_peer.h"
+#include "herd_refusals.h"
 #include "herd_store.h"
 #include "../common/herd_actor.h"
 #include "../common/herd_alive.h"
@@ -23,8 +24,6 @@
 #define HERD_BUS_CONTROL_MAX 4096   //  largest frame in on the PUB (subscriptions) and sync
 #define HERD_BUS_PREFIX_MAX 4096    //  an AT line's bytes beyond the client's line (name, diff)
 #define HERD_BUS_STORE_RETRY 100    //  ms between tries to store when the journal fails
-#define HERD_BUS_REFUSALS   64      //  senders and reasons of refusals logged, each once...
-#define HERD_BUS_REFUSAL_QUIET 60000 //  ...then at most one line a minute for others
 
 //  Batches of updates a gateway handed over that wait to be stored: the
 //  gateway holds their AT answers until it hears STORED first..last.
@@ -78,9 +77,7 @@ typedef struct {
     uint64_t published;             //  records published
     uint64_t messages;              //  ...in so many messages
     uint64_t refused;               //  messages of another herd or wire version refused
-    uint64_t refusals_logged[HERD_BUS_REFUSALS];    //  hashes of sender and reason logged
-    size_t refusals_logged_count;
-    int64_t refusals_quiet_until;   //  all slots taken: next line not before, monotonic ms
+    herd_refusals_t *refusals;      //  which of them were logged
 } s_self_t;
 
 //  Monotonic milliseconds.
@@ -112,53 +109,13 @@ s_self_peer_by_endpoint (s_self_t *self, const char *endpoint)
     return NULL;
 }
 
-//  Bytes as text fit for the log: printable ASCII, at most 64 bytes.
-static void
-s_printable (herd_msg_bytes_t bytes, char *out, size_t out_size)
-{
-    size_t size = bytes.data ? bytes.size : 0, used = 0;
-    for (size_t i = 0; i < size && used + 1 < out_size && i < 64; i++) {
-        byte c = ((const byte *) bytes.data)[i];
-        out[used++] = c >= 0x20 && c < 0x7f ? (char) c : '?';
-    }
-    out[used] = 0;
-    if (used == 0)
-        snprintf (out, out_size, "?");
-}
-
-//  Whether to log a refusal from this sender for this reason: each pair
-//  once (a flood of refused messages writes one line), and when
-//  HERD_BUS_REFUSALS pairs were logged, at most one line a minute more.
-static bool
-s_self_refusal_new (s_self_t *self, const char *from, const char *reason)
-{
-    uint64_t hash = 14695981039346656037ULL;
-    for (const char *c = from; *c; c++)
-        hash = (hash ^ (byte) *c) * 1099511628211ULL;
-    hash = (hash ^ 0xff) * 1099511628211ULL;
-    for (const char *c = reason; *c; c++)
-        hash = (hash ^ (byte) *c) * 1099511628211ULL;
-    for (size_t i = 0; i < self->refusals_logged_count; i++)
-        if (self->refusals_logged[i] == hash)
-            return false;
-    if (self->refusals_logged_count < HERD_BUS_REFUSALS) {
-        self->refusals_logged[self->refusals_logged_count++] = hash;
-        return true;
-    }
-    int64_t now = s_now_ms ();
-    if (now < self->refusals_quiet_until)
-        return false;
-    self->refusals_quiet_until = now + HERD_BUS_REFUSAL_QUIET;
-    return true;
-}
-
 //  Count and log (once per sender and reason) a message refused: of another
 //  herd or wire version. what names the message, from its sender.
 static void
 s_self_refuse (s_self_t *self, const char *what, const char *from, const char *reason)
 {
     self->refused++;
-    if (s_self_refusal_new (self, from, reason))
+    if (herd_refusals_first (self->refusals, from, reason, s_now_ms ()))
         herd_log_warning (self->log, "bus", "refused %s from '%s': %s (logged once)", what, from,
                           reason);
 }
@@ -476,7 +433,7 @@ s_self_handle_sub (s_self_t *self)
     //  Another herd's or wire version's message is never read further
     if (rc == -1 && in.refused) {
         char from[80];
-        s_printable (in.sender, from, sizeof (from));
+        herd_refusals_printable (in.sender, from, sizeof (from));
         s_self_refuse (self, zframe_streq (zmsg_first (msg), HERD_MSG_TOPIC_UPDATE) ? "update"
                                                                                     : "heartbeat",
                        from, reason);
@@ -575,7 +532,7 @@ s_self_refuse_request (s_self_t *self, zmsg_t *msg, const herd_msg_t *in, const 
 {
     zframe_t *command = (zmsg_first (msg), zmsg_next (msg));
     char command_text[72], what[80], from[80];
-    s_printable ((herd_msg_bytes_t){zframe_data (command), zframe_size (command)}, command_text,
+    herd_refusals_printable ((herd_msg_bytes_t){zframe_data (command), zframe_size (command)}, command_text,
                  sizeof (command_text));
     snprintf (what, sizeof (what), "%s request", command_text);
     const char *address = zframe_meta (command, "Peer-Address");
@@ -656,8 +613,8 @@ s_self_handle_peer_sync (s_self_t *self, herd_peer_t *peer)
     int rc = herd_msg_decode (&in, msg, HERD_MSG_CATCHUP, self->config->name, reason,
                               sizeof (reason));
     if (rc == 0 && in.id == HERD_MSG_ID_REFUSED) {
-        s_printable (in.reason, reason, sizeof (reason));
-        if (s_self_refusal_new (self, name, reason))
+        herd_refusals_printable (in.reason, reason, sizeof (reason));
+        if (herd_refusals_first (self->refusals, name, reason, s_now_ms ()))
             herd_log_warning (self->log, "bus", "catch-up refused by %s: %s (logged once)", name,
                               reason);
         herd_peer_refused (peer);
@@ -830,6 +787,7 @@ s_self_destroy (s_self_t **self_p)
     zactor_destroy (&self->auth);
     zcert_destroy (&self->cert);
     herd_report_destroy (&self->report);
+    herd_refusals_destroy (&self->refusals);
     free (self);
     *self_p = NULL;
 }
@@ -1059,6 +1017,7 @@ s_self_new (zsock_t *pipe, herd_bus_args_t *args)
         self->instance = ((uint64_t) randof (0x7fffffff) << 32) ^ (uint64_t) randof (0x7fffffff)
                          ^ ((uint64_t) getpid () << 16) ^ (uint64_t) zclock_usecs ();
     self->report = herd_report_new (args->monitor, "bus");
+    self->refusals = herd_refusals_new ();
     bool failed = s_self_open_journal (self) == -1
              || (self->config->curve && s_self_start_curve (self) == -1)
              || s_self_open_sockets (self, args->endpoint) == -1 || s_self_open_sync (self) == -1;

@@ -27,6 +27,7 @@
 #include "../../bus/herd_journal.h"
 #include "../../common/herd_msg.h"
 #include "../../bus/herd_peer.h"
+#include "../../bus/herd_refusals.h"
 #include "../../bus/herd_store.h"
 #include "../../bus/herd_table.h"
 #include "../../gateway/herd_accept.h"
@@ -74,6 +75,7 @@ static test_item_t s_tests[] = {
     {"herd_collector", herd_collector_test},
     {"herd_table", herd_table_test},
     {"herd_store", herd_store_test},
+    {"herd_refusals", herd_refusals_test},
     {"herd_peer", herd_peer_test},
     {"herd_catchup", herd_catchup_test},
     {"herd_journal", herd_journal_test},
