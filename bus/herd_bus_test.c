@@ -29,22 +29,11 @@ s_recv_msg (zsock_t *sock, int msecs, herd_msg_channel_t channel, herd_msg_id_t 
             herd_msg_t *d)
 {
     zmsg_t *msg = s_recv_bounded (sock, msecs);
-    char reason[HERD_MSG_REASON_MAX] = "";
+    char reason[HERD_MSG_REASON_MAX];
     int rc = msg ? herd_msg_decode (d, msg, channel, "herd", reason, sizeof (reason)) : 0;
-    if (rc)
-        fprintf (stderr, "herd_bus_test: %s\n", reason);
-    HERD_CHECK_INT (rc, 0);
+    HERD_CHECK_STR (rc ? reason : "", "");         //  it decodes, or says why not
     HERD_CHECK (!msg || !id || d->id == id);
     return msg;
-}
-
-//  A decoded field as a new string (free with zstr_free).
-static char *
-s_strdup (herd_msg_bytes_t bytes)
-{
-    char *text = (char *) zmalloc (bytes.size + 1);
-    memcpy (text, bytes.data, bytes.size);
-    return text;
 }
 
 //  Ask the bus for client; returns the stored line or NULL for NONE.
@@ -59,7 +48,9 @@ s_lookup (zsock_t *dealer, const char *client)
     HERD_CHECK (reply);
     HERD_CHECK (herd_msg_bytes_eq (d.reqid, "req1"));
     HERD_CHECK (d.id == HERD_MSG_ID_FOUND || d.id == HERD_MSG_ID_NONE);
-    char *line = d.id == HERD_MSG_ID_FOUND ? s_strdup (d.line) : NULL;
+    char *line = d.id == HERD_MSG_ID_FOUND
+                     ? zsys_sprintf ("%.*s", (int) d.line.size, (const char *) d.line.data)
+                     : NULL;
     zmsg_destroy (&reply);
     return line;
 }
