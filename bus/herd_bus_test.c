@@ -102,13 +102,13 @@ s_as_version (zmsg_t *msg, byte version)
     return msg;
 }
 
-//  An update as neighbour B of herd (instance 42) would publish it.
+//  An update as a neighbour of herd (instance 42) would publish it.
 static zmsg_t *
-s_update_of_b (const char *line, uint64_t seq, const char *herd)
+s_update_of (const char *sender, const char *line, uint64_t seq, const char *herd)
 {
     return herd_msg_encode (&(herd_msg_t){.id = HERD_MSG_ID_U, .herd = herd,
                                           .records = herd_msg_str (line),
-                                          .sender = herd_msg_str ("B"), .instance = 42,
+                                          .sender = herd_msg_str (sender), .instance = 42,
                                           .seq = seq});
 }
 
@@ -116,7 +116,7 @@ s_update_of_b (const char *line, uint64_t seq, const char *herd)
 static void
 s_publish_as_b (zsock_t *pub, const char *line, uint64_t seq)
 {
-    zmsg_t *msg = s_update_of_b (line, seq, "herd");
+    zmsg_t *msg = s_update_of ("B", line, seq, "herd");
     zmsg_send (&msg, pub);
 }
 
@@ -330,21 +330,23 @@ s_test_neighbour (s_test_t *test)
     const char *from_b = "AT B -0.500000000 plum +10-20 1700000000";
     s_test_publish_until (test, from_b, 1, "plum", from_b);
 
-    //  Malformed bus input is dropped, never applied (raw frames on purpose)
-    const char *ours = "\x02herd";
+    //  Malformed bus input is dropped, never applied: a malformed record, a
+    //  sender that is no neighbour; and, raw frames on purpose, an update
+    //  without its meta frame and one of its command frame alone
+    const char *evil = "AT B +0.000000000 evil +1+1 1";
     zsock_t *b_pub = test->b_pub;
-    zstr_sendx (b_pub, HERD_MSG_TOPIC_UPDATE, ours, "AT B +1 evil", "B", "0123456789abcdef",
-                NULL);
-    zstr_sendx (b_pub, HERD_MSG_TOPIC_UPDATE, ours, "AT B +0.000000000 evil +1+1 1", NULL);
-    zstr_sendx (b_pub, HERD_MSG_TOPIC_UPDATE, ours, "AT B +0.000000000 evil +1+1 1", "Nobody",
-                "0123456789abcdef", NULL);
+    zmsg_t *dropped[] = {s_update_of ("B", "AT B +1 evil", 1, "herd"),
+                         s_update_of ("Nobody", evil, 1, "herd")};
+    for (size_t i = 0; i < sizeof (dropped) / sizeof (dropped[0]); i++)
+        zmsg_send (&dropped[i], b_pub);
+    zstr_sendx (b_pub, HERD_MSG_TOPIC_UPDATE, "\x02herd", evil, NULL);
     zstr_sendx (b_pub, HERD_MSG_TOPIC_UPDATE, NULL);
     //  ...and so is another herd's, or another wire version's, well formed
     //  as it may be: the old wire's ["U", records, sender, meta] among them
     const char *stranger = "AT B +0.000000000 stranger +1+1 1";
-    zmsg_t *refused[] = {s_update_of_b (stranger, 3, "other"),
-                         s_as_version (s_update_of_b (stranger, 3, "herd"), 3),
-                         s_as_version (s_update_of_b (stranger, 3, "herd"), 0)};
+    zmsg_t *refused[] = {s_update_of ("B", stranger, 3, "other"),
+                         s_as_version (s_update_of ("B", stranger, 3, "herd"), 3),
+                         s_as_version (s_update_of ("B", stranger, 3, "herd"), 0)};
     for (size_t i = 0; i < sizeof (refused) / sizeof (refused[0]); i++)
         zmsg_send (&refused[i], b_pub);
     //  A later good message proves the bad ones were consumed first
@@ -503,6 +505,7 @@ s_test_stop (s_test_t *test)
     HERD_CHECK_CONTAINS (text_log, "bus link up B tcp://127.0.0.1:");
     HERD_CHECK_CONTAINS (text_log, "dropped a malformed update from B");
     HERD_CHECK_CONTAINS (text_log, "dropped a malformed bus message of 3 frames");
+    HERD_CHECK_CONTAINS (text_log, "dropped a malformed bus message of 5 frames");     //  Nobody
     HERD_CHECK_CONTAINS (text_log, "refused update from 'B': herd 'other', ours 'herd'");
     HERD_CHECK_CONTAINS (text_log, "refused update from 'B': wire version 3, ours 2");
     HERD_CHECK_CONTAINS (text_log, "refused update from 'B': wire version 1 (no envelope), "
