@@ -1,13 +1,15 @@
 //  herd_bus_test.c - the bus's self-test: the actor against a gateway, a
 //  neighbour and a control client played by the test. In its own file
 //  because it drives the actor from outside, through herd_bus.h and the
-//  messages of herd_msg.h only.
+//  messages of herd_msg.h only: every message it sends is encoded, and
+//  every one it receives decoded, by the codec.
 
 #include "herd_bus.h"
 #include "../common/herd_check.h"
 #include "../common/herd_msg.h"
 #include "../common/herd_record.h"
 
+#include <inttypes.h>
 
 //  Receive with a bounded wait; NULL on time-out.
 static zmsg_t *
@@ -19,43 +21,52 @@ s_recv_bounded (zsock_t *sock, int msecs)
     return msg;
 }
 
+//  Receive a message of channel with a bounded wait and decode it into d,
+//  checking our herd's envelope; it must decode, and be id unless id is 0.
+//  Returns it (d points into it; the caller destroys it), NULL on time-out.
+static zmsg_t *
+s_recv_msg (zsock_t *sock, int msecs, herd_msg_channel_t channel, herd_msg_id_t id,
+            herd_msg_t *d)
+{
+    zmsg_t *msg = s_recv_bounded (sock, msecs);
+    char reason[HERD_MSG_REASON_MAX];
+    int rc = msg ? herd_msg_decode (d, msg, channel, "herd", reason, sizeof (reason)) : 0;
+    HERD_CHECK_STR (rc ? reason : "", "");         //  it decodes, or says why not
+    HERD_CHECK (!msg || !id || d->id == id);
+    return msg;
+}
+
 //  Ask the bus for client; returns the stored line or NULL for NONE.
 static char *
 s_lookup (zsock_t *dealer, const char *client)
 {
-    zstr_sendx (dealer, HERD_MSG_LOOKUP, "req1", client, NULL);
-    zmsg_t *reply = s_recv_bounded (dealer, 5000);
+    herd_msg_t lookup = {.id = HERD_MSG_ID_LOOKUP, .reqid = herd_msg_str ("req1"),
+                         .client = herd_msg_str (client)};
+    HERD_CHECK_INT (herd_msg_send (&lookup, dealer, 0), 0);
+    herd_msg_t d;
+    zmsg_t *reply = s_recv_msg (dealer, 5000, HERD_MSG_TO_GATEWAY, 0, &d);
     HERD_CHECK (reply);
-    char *kind = zmsg_popstr (reply);
-    char *reqid = zmsg_popstr (reply);
-    HERD_CHECK_STR (reqid, "req1");
-    char *line = zmsg_popstr (reply);
-    HERD_CHECK ((line != NULL) == streq (kind, HERD_MSG_FOUND));
-    zstr_free (&kind);
-    zstr_free (&reqid);
+    HERD_CHECK (herd_msg_bytes_eq (d.reqid, "req1"));
+    HERD_CHECK (d.id == HERD_MSG_ID_FOUND || d.id == HERD_MSG_ID_NONE);
+    char *line = d.id == HERD_MSG_ID_FOUND
+                     ? zsys_sprintf ("%.*s", (int) d.line.size, (const char *) d.line.data)
+                     : NULL;
     zmsg_destroy (&reply);
     return line;
 }
 
 //  Hand records to the bus as the gateway does, and wait until the bus says
-//  they are stored: ["STORED", n, n] for our batch n.
+//  they are stored: STORED first = last = our batch n.
 static void
 s_update_mem (zsock_t *dealer, const char *records, size_t size)
 {
     static uint64_t batch = 0;
-    byte number[8];
-    herd_msg_put_u64 (number, ++batch);
-    zmsg_t *msg = zmsg_new ();
-    zmsg_addstr (msg, HERD_MSG_UPDATE);
-    zmsg_addmem (msg, number, sizeof (number));
-    zmsg_addmem (msg, records, size);
-    zmsg_send (&msg, dealer);
-    zmsg_t *reply = s_recv_bounded (dealer, 5000);
+    herd_msg_t update = {.id = HERD_MSG_ID_UPDATE, .batch = ++batch, .records = {records, size}};
+    HERD_CHECK_INT (herd_msg_send (&update, dealer, 0), 0);
+    herd_msg_t d;
+    zmsg_t *reply = s_recv_msg (dealer, 5000, HERD_MSG_TO_GATEWAY, HERD_MSG_ID_STORED, &d);
     HERD_CHECK (reply);
-    HERD_CHECK_INT (zmsg_size (reply), 3);
-    HERD_CHECK (zframe_streq (zmsg_first (reply), HERD_MSG_STORED));
-    HERD_CHECK (herd_msg_get_u64 (zframe_data (zmsg_next (reply))) == batch);
-    HERD_CHECK (herd_msg_get_u64 (zframe_data (zmsg_next (reply))) == batch);
+    HERD_CHECK (d.first == batch && d.last == batch);
     zmsg_destroy (&reply);
 }
 
@@ -74,55 +85,54 @@ s_expect (zsock_t *dealer, const char *client, const char *expected)
     zstr_free (&line);
 }
 
-//  Add an envelope of herd name and wire version to a message.
-static void
-s_add_envelope (zmsg_t *msg, const char *name, byte version)
+//  A message from the codec framed as another wire version would send it,
+//  on purpose: version 0 drops its envelope (the wire before envelopes),
+//  another writes that version byte into it.
+static zmsg_t *
+s_as_version (zmsg_t *msg, byte version)
 {
-    byte envelope[HERD_MSG_ENVELOPE_MAX];
-    size_t size = herd_msg_envelope (envelope, name);
-    envelope[0] = version;
-    zmsg_addmem (msg, envelope, size);
+    zmsg_first (msg);
+    zframe_t *envelope = zmsg_next (msg);
+    if (version)
+        zframe_data (envelope)[0] = version;
+    else {
+        zmsg_remove (msg, envelope);
+        zframe_destroy (&envelope);
+    }
+    return msg;
 }
 
-//  Publish an update as neighbour B of herd "herd" (the default) would.
-static void
-s_publish_as (zsock_t *pub, const char *line, uint64_t seq, const char *herd, byte version)
+//  An update as a neighbour of herd (instance 42) would publish it.
+static zmsg_t *
+s_update_of (const char *sender, const char *line, uint64_t seq, const char *herd)
 {
-    byte meta[HERD_MSG_META_SIZE];
-    herd_msg_put_u64 (meta, 42);
-    herd_msg_put_u64 (meta + 8, seq);
-    zmsg_t *msg = zmsg_new ();
-    zmsg_addstr (msg, HERD_MSG_TOPIC_UPDATE);
-    s_add_envelope (msg, herd, version);
-    zmsg_addstr (msg, line);
-    zmsg_addstr (msg, "B");
-    zmsg_addmem (msg, meta, sizeof (meta));
-    zmsg_send (&msg, pub);
+    return herd_msg_encode (&(herd_msg_t){.id = HERD_MSG_ID_U, .herd = herd,
+                                          .records = herd_msg_str (line),
+                                          .sender = herd_msg_str (sender), .instance = 42,
+                                          .seq = seq});
 }
 
+//  Publish an update as neighbour B of herd "herd" would.
 static void
 s_publish_as_b (zsock_t *pub, const char *line, uint64_t seq)
 {
-    s_publish_as (pub, line, seq, "herd", HERD_MSG_WIRE_VERSION);
+    zmsg_t *msg = s_update_of ("B", line, seq, "herd");
+    zmsg_send (&msg, pub);
 }
 
-//  Send a control request with an envelope of herd and version (version 0:
-//  no envelope, as wire version 1) and return the first two frames of the
-//  reply as "KIND REASON-OR-NAME".
+//  Send a control request and return the reply as "COMMAND REASON-OR-NAME".
 static char *
-s_control (zsock_t *control, const char *command, const char *herd, byte version)
+s_control (zsock_t *control, zmsg_t *request)
 {
-    zmsg_t *request = zmsg_new ();
-    zmsg_addstr (request, command);
-    if (version)
-        s_add_envelope (request, herd, version);
     zmsg_send (&request, control);
-    zmsg_t *reply = s_recv_bounded (control, 5000);
+    herd_msg_t d;
+    zmsg_t *reply = s_recv_msg (control, 5000, HERD_MSG_CONTROL, 0, &d);
     HERD_CHECK (reply);
-    char *kind = zmsg_popstr (reply), *what = zmsg_popstr (reply);
-    char *result = zsys_sprintf ("%s %s", kind, what ? what : "");
-    zstr_free (&kind);
-    zstr_free (&what);
+    herd_msg_bytes_t what = d.id == HERD_MSG_ID_REFUSED        ? d.reason
+                            : d.id == HERD_MSG_ID_DIGEST_REPLY ? d.name
+                                                               : herd_msg_str ("");
+    char *result = zsys_sprintf ("%s %.*s", herd_msg_command (d.id), (int) what.size,
+                                 (const char *) what.data);
     zmsg_destroy (&reply);
     return result;
 }
@@ -133,23 +143,16 @@ s_control (zsock_t *control, const char *command, const char *herd, byte version
 static char *
 s_digest (zsock_t *control)
 {
+    herd_msg_t d;
     zmsg_t *reply = NULL;
     for (int attempt = 0; attempt < 20 && !reply; attempt++) {
-        zmsg_t *request = zmsg_new ();
-        zmsg_addstr (request, HERD_MSG_DIGEST);
-        s_add_envelope (request, "herd", HERD_MSG_WIRE_VERSION);
-        zmsg_send (&request, control);
-        reply = s_recv_bounded (control, 250);
+        herd_msg_t digest = {.id = HERD_MSG_ID_DIGEST, .herd = "herd"};
+        HERD_CHECK_INT (herd_msg_send (&digest, control, 0), 0);
+        reply = s_recv_msg (control, 250, HERD_MSG_CONTROL, HERD_MSG_ID_DIGEST_REPLY, &d);
     }
     HERD_CHECK (reply);
-    char *kind = zmsg_popstr (reply), *name = zmsg_popstr (reply);
-    char *count = zmsg_popstr (reply), *digest = zmsg_popstr (reply);
-    HERD_CHECK_STR (kind, HERD_MSG_DIGEST);
-    char *result = zsys_sprintf ("%s %s", count, digest);
-    zstr_free (&kind);
-    zstr_free (&name);
-    zstr_free (&count);
-    zstr_free (&digest);
+    HERD_CHECK (herd_msg_bytes_eq (d.name, "A"));
+    char *result = zsys_sprintf ("%" PRIu64 " %016" PRIx64, d.count, d.digest);
     zmsg_destroy (&reply);
     return result;
 }
@@ -251,23 +254,17 @@ static void
 s_test_flood_first (s_test_t *test)
 {
     zmsg_t *flooded = NULL;
+    herd_msg_t d;
     for (int i = 0; i < 100 && !flooded; i++) {
         char update[128];
         snprintf (update, sizeof (update), "AT A +0.100000000 flood +1+1 %d", 1000 + i);
         s_update (test->gateway, update);
-        flooded = s_recv_bounded (test->b_sub, 100);
+        flooded = s_recv_msg (test->b_sub, 100, HERD_MSG_FLOOD, HERD_MSG_ID_U, &d);
     }
     HERD_CHECK (flooded);
-    HERD_CHECK_INT (zmsg_size (flooded), 5);
-    zmsg_first (flooded);
-    char reason[HERD_MSG_REASON_MAX];
-    zframe_t *envelope = zmsg_next (flooded);
-    HERD_CHECK_INT (herd_msg_envelope_check (zframe_data (envelope), zframe_size (envelope),
-                                             "herd", reason, sizeof (reason)), 0);
-    zmsg_next (flooded);
-    zframe_t *sender = zmsg_next (flooded);
-    HERD_CHECK (zframe_streq (sender, "A"));
-    HERD_CHECK_INT (zframe_size (zmsg_next (flooded)), HERD_MSG_META_SIZE);
+    HERD_CHECK (herd_msg_bytes_eq (d.sender, "A"));
+    HERD_CHECK (d.records.size > 18 && memcmp (d.records.data, "AT A +0.100000000 ", 18) == 0);
+    HERD_CHECK (d.seq >= 1);
     zmsg_destroy (&flooded);
     while ((flooded = s_recv_bounded (test->b_sub, 100)))
         zmsg_destroy (&flooded);
@@ -290,19 +287,16 @@ s_test_flood_many (s_test_t *test)
     size_t seen = 0, messages = 0;
     uint64_t last_seq = 0;
     zmsg_t *flooded;
-    while (seen < 2000 && (flooded = s_recv_bounded (test->b_sub, 5000))) {
-        HERD_CHECK (zframe_streq (zmsg_first (flooded), HERD_MSG_TOPIC_UPDATE));
-        zmsg_next (flooded);
-        zframe_t *records = zmsg_next (flooded);
-        HERD_CHECK (zframe_size (records) <= 64 * 1024);
+    herd_msg_t d;
+    while (seen < 2000
+           && (flooded = s_recv_msg (test->b_sub, 5000, HERD_MSG_FLOOD, HERD_MSG_ID_U, &d))) {
+        HERD_CHECK (d.records.size <= 64 * 1024);
         size_t count = 1;
-        for (size_t i = 0; i < zframe_size (records); i++)
-            count += zframe_data (records)[i] == '\n';
-        zmsg_next (flooded);
-        uint64_t seq = herd_msg_get_u64 (zframe_data (zmsg_next (flooded)) + 8);
+        for (size_t i = 0; i < d.records.size; i++)
+            count += ((const char *) d.records.data)[i] == '\n';
         if (messages > 0)
-            HERD_CHECK (seq == last_seq + count);
-        last_seq = seq;
+            HERD_CHECK (d.seq == last_seq + count);
+        last_seq = d.seq;
         seen += count;
         messages++;
         zmsg_destroy (&flooded);
@@ -336,21 +330,25 @@ s_test_neighbour (s_test_t *test)
     const char *from_b = "AT B -0.500000000 plum +10-20 1700000000";
     s_test_publish_until (test, from_b, 1, "plum", from_b);
 
-    //  Malformed bus input is dropped, never applied
-    const char *ours = "\x02herd";
+    //  Malformed bus input is dropped, never applied: a malformed record, a
+    //  sender that is no neighbour; and, raw frames on purpose, an update
+    //  without its meta frame and one of its command frame alone
+    const char *evil = "AT B +0.000000000 evil +1+1 1";
     zsock_t *b_pub = test->b_pub;
-    zstr_sendx (b_pub, HERD_MSG_TOPIC_UPDATE, ours, "AT B +1 evil", "B", "0123456789abcdef",
-                NULL);
-    zstr_sendx (b_pub, HERD_MSG_TOPIC_UPDATE, ours, "AT B +0.000000000 evil +1+1 1", NULL);
-    zstr_sendx (b_pub, HERD_MSG_TOPIC_UPDATE, ours, "AT B +0.000000000 evil +1+1 1", "Nobody",
-                "0123456789abcdef", NULL);
+    zmsg_t *dropped[] = {s_update_of ("B", "AT B +1 evil", 1, "herd"),
+                         s_update_of ("Nobody", evil, 1, "herd")};
+    for (size_t i = 0; i < sizeof (dropped) / sizeof (dropped[0]); i++)
+        zmsg_send (&dropped[i], b_pub);
+    zstr_sendx (b_pub, HERD_MSG_TOPIC_UPDATE, "\x02herd", evil, NULL);
     zstr_sendx (b_pub, HERD_MSG_TOPIC_UPDATE, NULL);
     //  ...and so is another herd's, or another wire version's, well formed
     //  as it may be: the old wire's ["U", records, sender, meta] among them
-    s_publish_as (b_pub, "AT B +0.000000000 stranger +1+1 1", 3, "other", HERD_MSG_WIRE_VERSION);
-    s_publish_as (b_pub, "AT B +0.000000000 stranger +1+1 1", 3, "herd", 3);
-    zstr_sendx (b_pub, HERD_MSG_TOPIC_UPDATE, "AT B +0.000000000 stranger +1+1 1", "B",
-                "0123456789abcdef", NULL);
+    const char *stranger = "AT B +0.000000000 stranger +1+1 1";
+    zmsg_t *refused[] = {s_update_of ("B", stranger, 3, "other"),
+                         s_as_version (s_update_of ("B", stranger, 3, "herd"), 3),
+                         s_as_version (s_update_of ("B", stranger, 3, "herd"), 0)};
+    for (size_t i = 0; i < sizeof (refused) / sizeof (refused[0]); i++)
+        zmsg_send (&refused[i], b_pub);
     //  A later good message proves the bad ones were consumed first
     const char *marker = "AT B +0.000000000 marker +1+1 1";
     s_test_publish_until (test, marker, 2, "marker", marker);
@@ -362,7 +360,8 @@ s_test_neighbour (s_test_t *test)
                           4, "lime", "AT B +0.000000000 lime +1+1 1");
     s_expect (test->gateway, "pear", "AT B +0.000000000 pear +1+1 1");
 
-    //  A malformed gateway message is dropped; the bus keeps serving
+    //  A malformed gateway message (raw on purpose) is dropped; the bus
+    //  keeps serving
     zstr_sendx (test->gateway, "BOGUS", NULL);
     s_expect (test->gateway, "kiwi", s_first);
 }
@@ -373,53 +372,48 @@ static void
 s_test_refused (s_test_t *test)
 {
     zsock_t *control = test->control;
-    char *answer = s_control (control, HERD_MSG_DIGEST, "other", HERD_MSG_WIRE_VERSION);
+    herd_msg_t digest = {.id = HERD_MSG_ID_DIGEST, .herd = "herd"};
+    herd_msg_t icanhaz = {.id = HERD_MSG_ID_ICANHAZ, .herd = "herd"};
+    herd_msg_t other = {.id = HERD_MSG_ID_DIGEST, .herd = "other"};
+    char *answer = s_control (control, herd_msg_encode (&other));
     HERD_CHECK_STR (answer, "REFUSED herd 'other', ours 'herd'");
     zstr_free (&answer);
-    answer = s_control (control, HERD_MSG_DIGEST, "herd", 0);
+    answer = s_control (control, s_as_version (herd_msg_encode (&digest), 0));
     HERD_CHECK_STR (answer, "REFUSED wire version 1 (no envelope), ours 2");
     zstr_free (&answer);
-    answer = s_control (control, HERD_MSG_ICANHAZ, "herd", 1);
+    answer = s_control (control, s_as_version (herd_msg_encode (&icanhaz), 1));
     HERD_CHECK_STR (answer, "REFUSED wire version 1, ours 2");
     zstr_free (&answer);
-    answer = s_control (control, HERD_MSG_DIGEST, "herd", HERD_MSG_WIRE_VERSION);
+    answer = s_control (control, herd_msg_encode (&digest));
     HERD_CHECK_STR (answer, "DIGEST A");
     zstr_free (&answer);
 }
 
 //  Send ICANHAZ with meta (instance, since) and a zero digest.
 static void
-s_icanhaz (zsock_t *control, const byte *meta)
+s_icanhaz (zsock_t *control, const uint64_t *meta)
 {
-    byte zeros[16] = {0};
-    zmsg_t *ask = zmsg_new ();
-    zmsg_addstr (ask, HERD_MSG_ICANHAZ);
-    s_add_envelope (ask, "herd", HERD_MSG_WIRE_VERSION);
-    zmsg_addmem (ask, meta ? meta : zeros, HERD_MSG_META_SIZE);
-    zmsg_addmem (ask, zeros, 16);
-    zmsg_send (&ask, control);
+    herd_msg_t ask = {.id = HERD_MSG_ID_ICANHAZ, .herd = "herd", .instance = meta[0],
+                      .seq = meta[1]};
+    HERD_CHECK_INT (herd_msg_send (&ask, control, 0), 0);
 }
 
 //  Read a catch-up to its KTHXBAI, whose meta goes to meta; returns how
 //  many records came.
 static size_t
-s_read_catchup (zsock_t *control, byte *meta)
+s_read_catchup (zsock_t *control, uint64_t *meta)
 {
     size_t records = 0;
+    herd_msg_t d;
+    herd_msg_bytes_t line;
     zmsg_t *reply;
-    char reason[HERD_MSG_REASON_MAX];
-    while ((reply = s_recv_bounded (control, 5000))) {
-        char *kind = zmsg_popstr (reply);
-        zframe_t *envelope = zmsg_pop (reply);
-        HERD_CHECK_INT (herd_msg_envelope_check (zframe_data (envelope), zframe_size (envelope),
-                                                 "herd", reason, sizeof (reason)), 0);
-        zframe_destroy (&envelope);
-        bool done = streq (kind, HERD_MSG_KTHXBAI);
-        if (done)
-            memcpy (meta, zframe_data (zmsg_first (reply)), HERD_MSG_META_SIZE);
-        else
-            records += zmsg_size (reply);
-        zstr_free (&kind);
+    while ((reply = s_recv_msg (control, 5000, HERD_MSG_CATCHUP, 0, &d))) {
+        HERD_CHECK (d.id == HERD_MSG_ID_KVSYNC || d.id == HERD_MSG_ID_KTHXBAI);
+        bool done = d.id == HERD_MSG_ID_KTHXBAI;
+        meta[0] = d.instance;
+        meta[1] = d.seq;
+        while (herd_msg_next_line (&d, &line))
+            records++;
         zmsg_destroy (&reply);
         if (done)
             break;
@@ -433,29 +427,28 @@ static void
 s_test_catchup (s_test_t *test)
 {
     char *digest = s_digest (test->control);
-    s_icanhaz (test->control, NULL);
-    byte meta[HERD_MSG_META_SIZE];
+    uint64_t meta[2] = {0, 0};
+    s_icanhaz (test->control, meta);
     size_t records = s_read_catchup (test->control, meta);
     HERD_CHECK (records >= 4);      //  kiwi, plum, marker, flood...
     HERD_CHECK_INT (records, atoi (digest));
+    HERD_CHECK (meta[0] != 0 && meta[1] != 0);
     zstr_free (&digest);
 
-    s_update (test->gateway, "AT A +0.100000000 late +1+1 5");
-    s_expect (test->gateway, "late", "AT A +0.100000000 late +1+1 5");
+    const char *late = "AT A +0.100000000 late +1+1 5";
+    s_update (test->gateway, late);
+    s_expect (test->gateway, "late", late);
     s_icanhaz (test->control, meta);
-    zmsg_t *reply = s_recv_bounded (test->control, 5000);
+    herd_msg_t d;
+    herd_msg_bytes_t line;
+    zmsg_t *reply = s_recv_msg (test->control, 5000, HERD_MSG_CATCHUP, HERD_MSG_ID_KVSYNC, &d);
     HERD_CHECK (reply);
-    char *kind = zmsg_popstr (reply);
-    HERD_CHECK_STR (kind, HERD_MSG_KVSYNC);
-    HERD_CHECK_INT (zmsg_size (reply), 2);
-    zmsg_first (reply);
-    HERD_CHECK (zframe_streq (zmsg_next (reply), "AT A +0.100000000 late +1+1 5"));
-    zstr_free (&kind);
+    HERD_CHECK (herd_msg_next_line (&d, &line) && herd_msg_bytes_eq (line, late));
+    HERD_CHECK (!herd_msg_next_line (&d, &line));
     zmsg_destroy (&reply);
-    reply = s_recv_bounded (test->control, 5000);
-    kind = zmsg_popstr (reply);
-    HERD_CHECK_STR (kind, HERD_MSG_KTHXBAI);
-    zstr_free (&kind);
+    reply = s_recv_msg (test->control, 5000, HERD_MSG_CATCHUP, HERD_MSG_ID_KTHXBAI, &d);
+    HERD_CHECK (reply);
+    HERD_CHECK (d.instance == meta[0] && d.seq == meta[1] + 1);
     zmsg_destroy (&reply);
 }
 
@@ -512,6 +505,7 @@ s_test_stop (s_test_t *test)
     HERD_CHECK_CONTAINS (text_log, "bus link up B tcp://127.0.0.1:");
     HERD_CHECK_CONTAINS (text_log, "dropped a malformed update from B");
     HERD_CHECK_CONTAINS (text_log, "dropped a malformed bus message of 3 frames");
+    HERD_CHECK_CONTAINS (text_log, "dropped a malformed bus message of 5 frames");     //  Nobody
     HERD_CHECK_CONTAINS (text_log, "refused update from 'B': herd 'other', ours 'herd'");
     HERD_CHECK_CONTAINS (text_log, "refused update from 'B': wire version 3, ours 2");
     HERD_CHECK_CONTAINS (text_log, "refused update from 'B': wire version 1 (no envelope), "

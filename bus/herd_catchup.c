@@ -172,6 +172,20 @@ s_count_flush (void *arg)
     (*(int *) arg)++;
 }
 
+//  Receive what the catch-up sends the asker, decoded into d (pointing into
+//  the message returned; the caller destroys it).
+static zmsg_t *
+s_recv_reply (zsock_t *asker, herd_msg_t *d)
+{
+    zmsg_t *msg = zmsg_recv (asker);
+    char reason[HERD_MSG_REASON_MAX];
+    HERD_CHECK (msg);
+    int rc = herd_msg_decode (d, msg, HERD_MSG_CATCHUP, "herd", reason, sizeof (reason));
+    HERD_CHECK_STR (rc ? reason : "", "");         //  it decodes, or says why not
+    HERD_CHECK (d->id == HERD_MSG_ID_KVSYNC || d->id == HERD_MSG_ID_KTHXBAI);
+    return msg;
+}
+
 //  Read a catch-up as a slow asker would, one message at a time, pumping
 //  between: the last line received of each client into got (a zhashx of
 //  client -> line), how many lines came. Returns the KTHXBAI's sequence.
@@ -180,23 +194,22 @@ s_read_all (herd_catchup_t *catchup, zsock_t *asker, zhashx_t *got, size_t *line
 {
     zpoller_t *poller = zpoller_new (asker, NULL);
     uint64_t seq = 0;
+    herd_msg_t d;
+    herd_msg_bytes_t bytes;
     while (zpoller_wait (poller, 5000)) {
-        zmsg_t *msg = zmsg_recv (asker);
-        char *kind = zmsg_popstr (msg);
-        zframe_destroy ((zframe_t *[]){zmsg_pop (msg)});        //  envelope
-        bool done = streq (kind, HERD_MSG_KTHXBAI);
+        zmsg_t *msg = s_recv_reply (asker, &d);
+        bool done = d.id == HERD_MSG_ID_KTHXBAI;
         if (done) {
-            HERD_CHECK (herd_msg_get_u64 (zframe_data (zmsg_first (msg))) == 7);
-            seq = herd_msg_get_u64 (zframe_data (zmsg_first (msg)) + 8);
+            HERD_CHECK (d.instance == 7);
+            seq = d.seq;
         }
-        for (char *line = done ? NULL : zmsg_popstr (msg); line; line = zmsg_popstr (msg)) {
-            char client[32];
+        while (herd_msg_next_line (&d, &bytes)) {
+            char line[64], client[32];
+            snprintf (line, sizeof (line), "%.*s", (int) bytes.size, (const char *) bytes.data);
             HERD_CHECK (sscanf (line, "AT A +0.000000000 %31s", client) == 1);
             zhashx_update (got, client, line);
-            zstr_free (&line);
             (*lines)++;
         }
-        zstr_free (&kind);
         zmsg_destroy (&msg);
         if (done)
             break;
@@ -256,9 +269,17 @@ herd_catchup_test (bool verbose)
     zsock_t *asker = zsock_new (ZMQ_DEALER);
     zsock_set_rcvhwm (asker, 1);
     HERD_CHECK (zsock_connect (asker, "inproc://catchup-test") == 0);
-    zstr_send (asker, "ICANHAZ");
+    //  An ICANHAZ gives the asker's routing id
+    HERD_CHECK_INT (herd_msg_send (&(herd_msg_t){.id = HERD_MSG_ID_ICANHAZ, .herd = "herd"}, asker,
+                                   0),
+                    0);
     zmsg_t *ask = zmsg_recv (sync);
-    zframe_t *routing = zmsg_pop (ask);
+    herd_msg_t d;
+    char reason[HERD_MSG_REASON_MAX];
+    HERD_CHECK_INT (herd_msg_decode (&d, ask, HERD_MSG_TO_SYNC, "herd", reason, sizeof (reason)),
+                    0);
+    HERD_CHECK (d.id == HERD_MSG_ID_ICANHAZ && d.instance == 0 && d.seq == 0);
+    zframe_t *routing = zframe_dup (d.routing);
     zmsg_destroy (&ask);
 
     int flushed = 0;
@@ -270,8 +291,9 @@ herd_catchup_test (bool verbose)
     //  Nothing since: KTHXBAI at once
     herd_catchup_start (catchup, routing, UINT64_MAX);
     HERD_CHECK_INT (herd_catchup_serving (catchup), 0);
-    zmsg_t *msg = zmsg_recv (asker);
-    HERD_CHECK (zframe_streq (zmsg_first (msg), HERD_MSG_KTHXBAI));
+    zmsg_t *msg = s_recv_reply (asker, &d);
+    HERD_CHECK (d.id == HERD_MSG_ID_KTHXBAI && d.instance == 7);
+    HERD_CHECK (d.seq == herd_store_seq (context.store));
     zmsg_destroy (&msg);
     //  An asker that is gone is given up
     zframe_t *nobody = zframe_new ("nobody", 6);

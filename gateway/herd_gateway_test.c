@@ -41,36 +41,45 @@ s_recv_request (zsock_t *sock)
     }
 }
 
-//  Play the bus storing an UPDATE the test received (routing id first): send
-//  ["STORED", batch, batch], so the gateway may answer its IAMATs.
-static void
-s_store (zsock_t *bus, zmsg_t *update)
+//  Receive what the gateway sends a test's bus or places on channel, as
+//  s_recv_request does, and decode it into d; it must decode, and be id
+//  unless id is 0. Returns it (d points into it; the caller destroys it),
+//  NULL on time-out.
+static zmsg_t *
+s_recv_decoded (zsock_t *sock, herd_msg_channel_t channel, herd_msg_id_t id, herd_msg_t *d)
 {
-    zframe_t *routing = zmsg_first (update);
-    HERD_CHECK (zframe_streq (zmsg_next (update), HERD_MSG_UPDATE));
-    zframe_t *batch = zmsg_next (update);
-    HERD_CHECK_INT (zframe_size (batch), 8);
-    zmsg_t *reply = zmsg_new ();
-    zmsg_append (reply, (zframe_t *[]){zframe_dup (routing)});
-    zmsg_addstr (reply, HERD_MSG_STORED);
-    zmsg_append (reply, (zframe_t *[]){zframe_dup (batch)});
-    zmsg_append (reply, (zframe_t *[]){zframe_dup (batch)});
-    zmsg_send (&reply, bus);
+    zmsg_t *msg = s_recv_request (sock);
+    char reason[HERD_MSG_REASON_MAX];
+    int rc = msg ? herd_msg_decode (d, msg, channel, NULL, reason, sizeof (reason)) : 0;
+    HERD_CHECK_STR (rc ? reason : "", "");         //  it decodes, or says why not
+    HERD_CHECK (!msg || !id || d->id == id);
+    return msg;
 }
 
-//  Play the bus answering a look-up: [routing, kind, reqid, more...].
+//  Play the bus storing a decoded UPDATE: STORED first = last = its batch,
+//  so the gateway may answer its IAMATs. Batches come numbered in order.
 static void
-s_reply (zsock_t *sock, zframe_t *routing, const char *kind, zframe_t **reqid_p,
-         const char *more)
+s_store (zsock_t *bus, const herd_msg_t *update)
 {
-    zmsg_t *msg = zmsg_new ();
-    zframe_t *copy = zframe_dup (routing);
-    zmsg_append (msg, &copy);
-    zmsg_addstr (msg, kind);
-    zmsg_append (msg, reqid_p);
-    if (more)
-        zmsg_addstr (msg, more);
-    zmsg_send (&msg, sock);
+    static uint64_t last = 0;
+    HERD_CHECK (update->id == HERD_MSG_ID_UPDATE && update->batch > last);
+    last = update->batch;
+    herd_msg_t stored = {.id = HERD_MSG_ID_STORED, .routing = update->routing,
+                         .first = update->batch, .last = update->batch};
+    HERD_CHECK_INT (herd_msg_send (&stored, bus, 0), 0);
+}
+
+//  Play the bus answering a look-up with id (FOUND with line, or NONE);
+//  takes reqid.
+static void
+s_reply (zsock_t *sock, zframe_t *routing, herd_msg_id_t id, zframe_t **reqid_p,
+         const char *line)
+{
+    herd_msg_t reply = {.id = id, .routing = routing,
+                        .reqid = {zframe_data (*reqid_p), zframe_size (*reqid_p)},
+                        .line = herd_msg_str (line)};
+    HERD_CHECK_INT (herd_msg_send (&reply, sock, 0), 0);
+    zframe_destroy (reqid_p);
 }
 
 //  A client connected to the gateway, reads timing out after 5 s.
@@ -145,18 +154,11 @@ s_test_start (s_test_t *test)
 static char *
 s_test_update (s_test_t *test)
 {
-    zmsg_t *msg = s_recv_request (test->bus);
+    herd_msg_t d;
+    zmsg_t *msg = s_recv_decoded (test->bus, HERD_MSG_TO_BUS, HERD_MSG_ID_UPDATE, &d);
     HERD_CHECK (msg);
-    s_store (test->bus, msg);
-    zframe_t *routing = zmsg_pop (msg);
-    char *command = zmsg_popstr (msg);
-    HERD_CHECK_STR (command, HERD_MSG_UPDATE);
-    zframe_t *batch = zmsg_pop (msg);
-    HERD_CHECK_INT (zframe_size (batch), 8);
-    char *at = zmsg_popstr (msg);
-    zframe_destroy (&batch);
-    zstr_free (&command);
-    zframe_destroy (&routing);
+    s_store (test->bus, &d);
+    char *at = zsys_sprintf ("%.*s", (int) d.records.size, (const char *) d.records.data);
     zmsg_destroy (&msg);
     return at;
 }
@@ -166,21 +168,14 @@ s_test_update (s_test_t *test)
 static zframe_t *
 s_test_lookup (s_test_t *test, const char *client, zframe_t **routing_p)
 {
-    zmsg_t *msg = s_recv_request (test->bus);
+    herd_msg_t d;
+    zmsg_t *msg = s_recv_decoded (test->bus, HERD_MSG_TO_BUS, HERD_MSG_ID_LOOKUP, &d);
     HERD_CHECK (msg);
-    zframe_t *routing = zmsg_pop (msg);
-    char *command = zmsg_popstr (msg);
-    HERD_CHECK_STR (command, HERD_MSG_LOOKUP);
-    zframe_t *reqid = zmsg_pop (msg);
-    char *name = zmsg_popstr (msg);
-    HERD_CHECK_STR (name, client);
-    zstr_free (&command);
-    zstr_free (&name);
-    zmsg_destroy (&msg);
+    HERD_CHECK (herd_msg_bytes_eq (d.client, client));
+    zframe_t *reqid = zframe_new (d.reqid.data, d.reqid.size);
     if (routing_p)
-        *routing_p = routing;
-    else
-        zframe_destroy (&routing);
+        *routing_p = zframe_dup (d.routing);
+    zmsg_destroy (&msg);
     return reqid;
 }
 
@@ -188,27 +183,18 @@ s_test_lookup (s_test_t *test, const char *client, zframe_t **routing_p)
 static void
 s_test_nearby (s_test_t *test)
 {
-    zmsg_t *msg = s_recv_request (test->places);
+    herd_msg_t d;
+    zmsg_t *msg = s_recv_decoded (test->places, HERD_MSG_TO_PLACES, HERD_MSG_ID_NEARBY, &d);
     HERD_CHECK (msg);
-    zframe_t *routing = zmsg_pop (msg);
-    char *command = zmsg_popstr (msg);
-    HERD_CHECK_STR (command, HERD_MSG_NEARBY);
-    zframe_t *reqid = zmsg_pop (msg);
-    const char *expected[] = {"+34.068930", "-118.445127", "10", "2"};
-    for (int i = 0; i < 4; i++) {
-        char *field = zmsg_popstr (msg);
-        HERD_CHECK_STR (field, expected[i]);
-        zstr_free (&field);
-    }
-    zstr_free (&command);
+    HERD_CHECK (herd_msg_bytes_eq (d.lat, "+34.068930"));
+    HERD_CHECK (herd_msg_bytes_eq (d.lon, "-118.445127"));
+    HERD_CHECK (herd_msg_bytes_eq (d.radius, "10") && herd_msg_bytes_eq (d.bound, "2"));
+    herd_msg_t result = {
+        .id = HERD_MSG_ID_RESULT, .routing = d.routing, .reqid = d.reqid,
+        .status = herd_msg_str (HERD_MSG_OK),
+        .json = herd_msg_str ("{\n   \"results\" : [],\n   \"status\" : \"ZERO_RESULTS\"\n}")};
+    HERD_CHECK_INT (herd_msg_send (&result, test->places, 0), 0);
     zmsg_destroy (&msg);
-    msg = zmsg_new ();
-    zmsg_append (msg, &routing);
-    zmsg_addstr (msg, HERD_MSG_RESULT);
-    zmsg_append (msg, &reqid);
-    zmsg_addstr (msg, HERD_MSG_OK);
-    zmsg_addstr (msg, "{\n   \"results\" : [],\n   \"status\" : \"ZERO_RESULTS\"\n}");
-    zmsg_send (&msg, test->places);
 }
 
 //  A client sends IAMAT, WHATSAT, garbage and IAMAT in one write: the
@@ -234,7 +220,7 @@ s_test_pipeline (s_test_t *test)
     HERD_CHECK (strncmp (test->buffer, at, strlen (at)) == 0);
     HERD_CHECK_INT (got, strlen (at) + 1);
     //  The bus answers; the gateway asks places with the AT line's position
-    s_reply (test->bus, routing, HERD_MSG_FOUND, &reqid, at);
+    s_reply (test->bus, routing, HERD_MSG_ID_FOUND, &reqid, at);
     zframe_destroy (&routing);
     s_test_nearby (test);
     //  The last line's IAMAT (kiwi2) went to the bus after the look-up: its
@@ -272,7 +258,7 @@ s_test_max_line (s_test_t *test)
     HERD_CHECK_INT (write (fd, longline, sizeof (longline)), sizeof (longline));
     zframe_t *routing;
     zframe_t *reqid = s_test_lookup (test, "kiwi", &routing);
-    s_reply (test->bus, routing, HERD_MSG_NONE, &reqid, NULL);
+    s_reply (test->bus, routing, HERD_MSG_ID_NONE, &reqid, NULL);
     zframe_destroy (&routing);
     HERD_CHECK_INT (s_test_read_all (test, fd), 20 + 2 + 100 + 1);
     HERD_CHECK (strncmp (test->buffer, "? WHATSAT kiwi 10 1\n? xxx", 25) == 0);
@@ -336,12 +322,12 @@ s_test_max_pending (s_test_t *test)
             zsock_set_rcvtimeo (test->bus, i == 2 ? 300 : 50);
             zmsg_t *msg = s_recv_request (test->bus);
             HERD_CHECK (msg == NULL);
-            s_reply (test->bus, routing, HERD_MSG_NONE, &reqids[i - 2], NULL);
+            s_reply (test->bus, routing, HERD_MSG_ID_NONE, &reqids[i - 2], NULL);
         }
     }
     zsock_set_rcvtimeo (test->bus, 5000);
     for (int i = 2; i < 5; i++)
-        s_reply (test->bus, routing, HERD_MSG_NONE, &reqids[i], NULL);
+        s_reply (test->bus, routing, HERD_MSG_ID_NONE, &reqids[i], NULL);
     zframe_destroy (&routing);
     const char *unknown = "? WHATSAT k1 10 1\n? WHATSAT k2 10 1\n? WHATSAT k3 10 1\n"
                           "? WHATSAT k4 10 1\n? WHATSAT k5 10 1\n";
@@ -402,13 +388,12 @@ s_test_still_served (s_test_t *test)
     bool still = false;
     int64_t deadline = zclock_mono () + 10000;
     zmsg_t *msg;
-    while (!still && zclock_mono () < deadline && (msg = s_recv_request (test->bus))) {
-        zmsg_first (msg);
-        still = zframe_streq (zmsg_next (msg), HERD_MSG_UPDATE)
-                && memmem (zframe_data (zmsg_last (msg)), zframe_size (zmsg_last (msg)),
-                           " still ", 7);
+    herd_msg_t d;
+    while (!still && zclock_mono () < deadline
+           && (msg = s_recv_decoded (test->bus, HERD_MSG_TO_BUS, 0, &d))) {
+        still = d.id == HERD_MSG_ID_UPDATE && memmem (d.records.data, d.records.size, " still ", 7);
         if (still)
-            s_store (test->bus, msg);
+            s_store (test->bus, &d);
         zmsg_destroy (&msg);
     }
     HERD_CHECK (still);

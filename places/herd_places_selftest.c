@@ -79,25 +79,32 @@ static void
 s_send_nearby (s_test_t *test, zsock_t *dealer, const char *reqid, const char *lat,
                const char *lon, const char *radius, const char *bound)
 {
-    HERD_CHECK_INT (zstr_sendx (dealer, HERD_MSG_NEARBY, reqid, lat, lon, radius, bound, NULL),
-                    0);
+    herd_msg_t nearby = {.id = HERD_MSG_ID_NEARBY, .reqid = herd_msg_str (reqid),
+                         .lat = herd_msg_str (lat), .lon = herd_msg_str (lon),
+                         .radius = herd_msg_str (radius), .bound = herd_msg_str (bound)};
+    HERD_CHECK_INT (herd_msg_send (&nearby, dealer, 0), 0);
     test->requests++;
 }
 
-//  Receive one reply (5 s at most) and check its framing.
+//  A decoded field as a new string (free with zstr_free).
+static char *
+s_strdup (herd_msg_bytes_t bytes)
+{
+    return zsys_sprintf ("%.*s", (int) bytes.size, (const char *) bytes.data);
+}
+
+//  Receive one reply (5 s at most) and decode it: a RESULT.
 static s_reply_t
 s_recv_reply (zsock_t *dealer)
 {
     zmsg_t *msg = zmsg_recv (dealer);
     HERD_CHECK (msg);
-    HERD_CHECK_INT (zmsg_size (msg), 4);
-    char *kind = zmsg_popstr (msg);
-    HERD_CHECK_STR (kind, HERD_MSG_RESULT);
-    zstr_free (&kind);
-    s_reply_t reply;
-    reply.reqid = zmsg_popstr (msg);
-    reply.status = zmsg_popstr (msg);
-    reply.json = zmsg_popstr (msg);
+    herd_msg_t d;
+    char reason[HERD_MSG_REASON_MAX];
+    int rc = herd_msg_decode (&d, msg, HERD_MSG_FROM_PLACES, NULL, reason, sizeof (reason));
+    HERD_CHECK_STR (rc ? reason : "", "");         //  it decodes, or says why not
+    HERD_CHECK (d.id == HERD_MSG_ID_RESULT);
+    s_reply_t reply = {s_strdup (d.reqid), s_strdup (d.status), s_strdup (d.json)};
     zmsg_destroy (&msg);
     HERD_CHECK (strstr (reply.json, "\n\n") == NULL);
     HERD_CHECK (reply.json[strlen (reply.json) - 1] == '}');
@@ -243,6 +250,7 @@ s_test_legacy_errors (s_test_t *test)
                        invalid[i][3]);
         s_expect_error (dealer, "bad", "INVALID_REQUEST", "herd: invalid NEARBY request: ");
     }
+    //  ...and malformed framing (raw frames on purpose)
     HERD_CHECK_INT (zstr_sendx (dealer, HERD_MSG_NEARBY, "short", "+1", NULL), 0);
     s_expect_error (dealer, "short", "INVALID_REQUEST", "got 3 frames");
     HERD_CHECK_INT (zstr_sendx (dealer, "NEARLY", "what", NULL), 0);
