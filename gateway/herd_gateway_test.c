@@ -24,31 +24,14 @@ typedef struct {
     char buffer[4096];
 } s_test_t;
 
-//  Receive what the gateway sends a test's bus or places, passing over the
-//  STATS it sends them once a second.
-static zmsg_t *
-s_recv_request (zsock_t *sock)
-{
-    while (true) {
-        zmsg_t *msg = zmsg_recv (sock);
-        if (!msg || zmsg_size (msg) < 2)
-            return msg;
-        zmsg_first (msg);                           //  routing id
-        zframe_t *command = zmsg_next (msg);
-        if (!zframe_streq (command, "STATS"))
-            return msg;
-        zmsg_destroy (&msg);
-    }
-}
-
-//  Receive what the gateway sends a test's bus or places on channel, as
-//  s_recv_request does, and decode it into d; it must decode, and be id
-//  unless id is 0. Returns it (d points into it; the caller destroys it),
-//  NULL on time-out.
+//  Receive what the gateway sends a test's bus or places on channel (its
+//  STATS go to the monitor, never here) and decode it into d; it must
+//  decode, and be id unless id is 0. Returns it (d points into it; the
+//  caller destroys it), NULL on time-out.
 static zmsg_t *
 s_recv_decoded (zsock_t *sock, herd_msg_channel_t channel, herd_msg_id_t id, herd_msg_t *d)
 {
-    zmsg_t *msg = s_recv_request (sock);
+    zmsg_t *msg = zmsg_recv (sock);
     char reason[HERD_MSG_REASON_MAX];
     int rc = msg ? herd_msg_decode (d, msg, channel, NULL, reason, sizeof (reason)) : 0;
     HERD_CHECK_STR (rc ? reason : "", "");         //  it decodes, or says why not
@@ -320,7 +303,7 @@ s_test_max_pending (s_test_t *test)
         if (i == 2 || i == 3) {
             //  Three in flight: no more look-ups until one is answered
             zsock_set_rcvtimeo (test->bus, i == 2 ? 300 : 50);
-            zmsg_t *msg = s_recv_request (test->bus);
+            zmsg_t *msg = zmsg_recv (test->bus);
             HERD_CHECK (msg == NULL);
             s_reply (test->bus, routing, HERD_MSG_ID_NONE, &reqids[i - 2], NULL);
         }
