@@ -164,8 +164,10 @@ herd_collector_actor (zsock_t *pipe, void *args)
     pthread_setname_np (pthread_self (), "herd-monitor");     //  for top -H, perf, gdb
     zsock_signal (pipe, 0);
     s_self_t *self = s_self_new (pipe, (herd_collector_args_t *) args);
-    if (!herd_actor_ready (pipe, self != NULL) || !self)
-        return;                                 //  set-up failed (logged)
+    if (!herd_actor_ready (pipe, self != NULL)) {
+        s_self_destroy (&self);                 //  set-up failed (logged): NULL
+        return;
+    }
     while (!self->terminated) {
         int64_t now = zclock_mono ();
         herd_alive_beat (HERD_ALIVE_MONITOR, now);          //  this loop turns
