@@ -209,13 +209,15 @@ static uint64_t
 s_test_receive (zsock_t *bus, char **records_p)
 {
     zmsg_t *msg = zmsg_recv (bus);
-    HERD_CHECK (msg && zmsg_size (msg) == 4);
-    zmsg_first (msg);                               //  routing id
-    HERD_CHECK (zframe_streq (zmsg_next (msg), HERD_MSG_UPDATE));
-    uint64_t batch = herd_msg_get_u64 (zframe_data (zmsg_next (msg)));
-    *records_p = zframe_strdup (zmsg_next (msg));
+    HERD_CHECK (msg);
+    herd_msg_t in;
+    char reason[HERD_MSG_REASON_MAX] = "";
+    HERD_CHECK_STR (herd_msg_decode (&in, msg, HERD_MSG_TO_BUS, NULL, reason, sizeof (reason))
+                      ? reason : "", "");
+    HERD_CHECK (in.id == HERD_MSG_ID_UPDATE);
+    *records_p = zsys_sprintf ("%.*s", (int) in.records.size, (const char *) in.records.data);
     zmsg_destroy (&msg);
-    return batch;
+    return in.batch;
 }
 
 void
