@@ -61,7 +61,7 @@ SELFTEST := $(BUILD)/bin/herd_selftest
 PYTHON   := /usr/bin/python3
 
 .PHONY: all deps test-deps check-libs run test unit integration san-test clean tidy format \
-        install fuzz fuzz-short fuzz-build soak
+        install fuzz fuzz-short fuzz-build soak coverage
 
 #  make install [PREFIX=/usr/local] [DESTDIR=] [SYSCONFDIR=/etc]
 PREFIX     ?= /usr/local
@@ -159,6 +159,15 @@ SOAK_ARGS    ?=
 
 soak: $(HERD)
 	HERD_BIN=$(abspath $(HERD)) $(PYTHON) tests/soak/soak.py --seconds $(SOAK_SECONDS) $(SOAK_ARGS)
+
+#  Line coverage of each source file by the unit self-tests alone (gcov),
+#  from an instrumented build in build/cov. Not part of make test.
+coverage:
+	@$(MAKE) --no-print-directory -s BUILD=build/cov CC="$(CC) --coverage" build/cov/bin/herd_selftest
+	@find build/cov -name '*.gcda' -delete
+	@build/cov/bin/herd_selftest > build/cov/selftest.log 2>&1 || \
+	    { tail -n 5 build/cov/selftest.log; exit 1; }
+	@scripts/coverage.sh build/cov $(filter-out %_test.c,$(LIBSRC))
 
 #  libFuzzer targets (clang, ASan+UBSan) in build/fuzz: `make fuzz` runs each
 #  for FUZZ_SECONDS, `make fuzz-short` (part of make test) for 30 s each.
