@@ -1842,6 +1842,39 @@ s_propagation_case (s_prop_t *prop, int origin_port, size_t samples, double seco
     close (epoll);
 }
 
+//  Each far node's GET round trip while nothing else runs (a client it
+//  does not hold, one GET in flight): the granularity of the polls below.
+static void
+s_prop_rtt_baseline (s_prop_t *prop, size_t count)
+{
+    printf ("  GET round trip, herd idle (%zu GETs a node): ", count);
+    snprintf (prop->id, sizeof (prop->id), "prop%d-absent", (int) getpid ());
+    for (size_t h = 0; h < prop->hop_count; h++) {
+        s_hist_t *hist = (s_hist_t *) s_alloc (sizeof (s_hist_t));
+        prop->target = h;
+        for (size_t i = 0; i < count; i++) {
+            s_prop_get (prop);
+            zsock_set_rcvtimeo (prop->hops[h].dealer, S_GET_WAIT_MS);
+            zmsg_t *msg = zmsg_recv (prop->hops[h].dealer);
+            if (!msg)
+                s_die ("propagation: no answer to GET from %s in %d ms", prop->hops[h].sync,
+                       S_GET_WAIT_MS);
+            s_hist_record (hist, s_now_ns () - prop->t_get);
+            zmsg_destroy (&msg);
+        }
+        char a[16], b[16], param[32];
+        printf ("%s%d hops p50 %s us p99 %s us", h ? ", " : "", prop->hops[h].hops,
+                s_us (s_hist_quantile_us (hist, 0.5), a, sizeof (a)),
+                s_us (s_hist_quantile_us (hist, 0.99), b, sizeof (b)));
+        snprintf (param, sizeof (param), "%d hops", prop->hops[h].hops);
+        s_csv_row ("propagation", "idle", param, "get_rtt_p50", s_hist_quantile_us (hist, 0.5),
+                   "us");
+        free (hist);
+    }
+    printf ("\n");
+    prop->polls = 0;
+}
+
 //  herd_bench propagation: idle and under each background rate.
 static int
 s_mode_propagation (int argc, char *argv[])
@@ -1896,6 +1929,7 @@ s_mode_propagation (int argc, char *argv[])
             "last GET that still found nothing: the node applied it between the two. At most "
             "%zu samples per hop, %.0f s per case\n",
             samples, seconds);
+    s_prop_rtt_baseline (&prop, 200);
     printf ("  %-12s %4s %8s %10s %10s %10s %10s %10s\n", "load", "hops", "samples", "p50 us",
             "p99 us", "max us", "absent p50", "absent p99");
     for (size_t r = 0; r < rate_count; r++)
