@@ -1587,6 +1587,7 @@ typedef struct {
     int origin;                     //  client connection to the origin
     s_buf_t in;                     //  its answers
     s_hist_t *rtt;                  //  GET round trips that found nothing yet
+    s_hist_t *ack;                  //  IAMAT send -> its answer at the origin
     uint64_t polls, mismatches;
     //  The sample in flight
     bool started, acked, found;
@@ -1674,6 +1675,7 @@ s_prop_on_origin (s_prop_t *prop)
             || memcmp (answer + first - tail, prop->suffix, tail) != 0)
             s_die ("propagation: bad answer to IAMAT: %.*s", (int) first, answer);
         prop->acked = true;
+        s_hist_record (prop->ack, s_now_ns () - prop->t_send);
     }
     if (prop->in.start == prop->in.size)
         prop->in.start = prop->in.size = 0;
@@ -1726,7 +1728,8 @@ s_prop_report_hop (const s_prop_t *prop, size_t h, const char *label, double bg_
             s_us (s_hist_quantile_us (hop->none, 0.5), d, sizeof (d)),
             s_us (s_hist_quantile_us (hop->none, 0.99), e, sizeof (e)));
     if (h == 0)
-        printf ("   GET RTT p50 %s us, %" PRIu64 " GETs%s",
+        printf ("   IAMAT answer p50 %s us, GET RTT p50 %s us, %" PRIu64 " GETs%s",
+                s_us (s_hist_quantile_us (prop->ack, 0.5), c, sizeof (c)),
                 s_us (s_hist_quantile_us (prop->rtt, 0.5), a, sizeof (a)), prop->polls,
                 prop->mismatches ? ", OTHER RECORDS RETURNED" : "");
     if (h == 0 && bg_achieved > 0)
@@ -1795,6 +1798,7 @@ s_propagation_case (s_prop_t *prop, int origin_port, size_t samples, double seco
         memset (prop->hops[h].none, 0, sizeof (s_hist_t));
     }
     memset (prop->rtt, 0, sizeof (s_hist_t));
+    memset (prop->ack, 0, sizeof (s_hist_t));
     prop->polls = prop->mismatches = 0;
     prop->sample = 0;
     prop->started = false;
@@ -1923,6 +1927,7 @@ s_mode_propagation (int argc, char *argv[])
         hops[h].none = (s_hist_t *) s_alloc (sizeof (s_hist_t));
     }
     prop.rtt = (s_hist_t *) s_alloc (sizeof (s_hist_t));
+    prop.ack = (s_hist_t *) s_alloc (sizeof (s_hist_t));
     printf ("\nPropagation, end to end: the clock runs from the IAMAT's send at the origin "
             "until a GET at a node k hops away (its sync socket, no Places; one in flight, "
             "asked again at once) returns that AT line. 'absent' runs until the send of the "
@@ -1940,6 +1945,7 @@ s_mode_propagation (int argc, char *argv[])
         free (hops[h].none);
     }
     free (prop.rtt);
+    free (prop.ack);
     free (prop.in.data);
     return 0;
 }
