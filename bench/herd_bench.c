@@ -1607,7 +1607,7 @@ s_prop_get (s_prop_t *prop)
     if (herd_msg_send (&(herd_msg_t){.id = HERD_MSG_ID_GET, .herd = prop->herd,
                                      .client = herd_msg_str (prop->id)},
                        hop->dealer, 0))
-        s_die ("propagation: cannot send GET to %s", hop->sync);
+        s_die ("propagation: cannot send GET to %s in %d ms", hop->sync, S_GET_WAIT_MS);
 }
 
 //  A new sample: IAMAT a new client at the origin, then GET it at once at
@@ -1681,17 +1681,32 @@ s_prop_on_origin (s_prop_t *prop)
         prop->in.start = prop->in.size = 0;
 }
 
+//  Receive the target's answer to GET (waits S_GET_WAIT_MS at most) into
+//  in: RECORD or NONE; exits on anything else. Destroy the message returned.
+static zmsg_t *
+s_prop_answer (s_prop_t *prop, herd_msg_t *in)
+{
+    s_hop_t *hop = &prop->hops[prop->target];
+    zmsg_t *msg = zmsg_recv (hop->dealer);
+    char reason[HERD_MSG_REASON_MAX];
+    if (!msg)
+        s_die ("propagation: no answer to GET from %s in %d ms", hop->sync, S_GET_WAIT_MS);
+    if (herd_msg_decode (in, msg, HERD_MSG_CONTROL, NULL, reason, sizeof (reason)))
+        s_die ("propagation: bad answer to GET from %s: %s", hop->sync, reason);
+    if (in->id != HERD_MSG_ID_RECORD && in->id != HERD_MSG_ID_GET_NONE)
+        s_die ("propagation: %s answered GET with %s %.*s", hop->sync,
+               herd_msg_command (in->id), (int) in->reason.size, (const char *) in->reason.data);
+    return msg;
+}
+
 //  The target's answer to GET: RECORD of this IAMAT ends the sample's
 //  clock; NONE (or an older record) asks again.
 static void
 s_prop_on_get (s_prop_t *prop, int64_t now)
 {
     s_hop_t *hop = &prop->hops[prop->target];
-    zmsg_t *msg = zmsg_recv (hop->dealer);
     herd_msg_t in;
-    char reason[HERD_MSG_REASON_MAX];
-    if (!msg || herd_msg_decode (&in, msg, HERD_MSG_CONTROL, NULL, reason, sizeof (reason)))
-        s_die ("propagation: bad answer to GET from %s: %s", hop->sync, msg ? reason : "none");
+    zmsg_t *msg = s_prop_answer (prop, &in);
     size_t tail = strlen (prop->suffix);
     if (in.id == HERD_MSG_ID_RECORD && in.line.size >= tail
         && memcmp ((const char *) in.line.data + in.line.size - tail, prop->suffix, tail) == 0) {
@@ -1699,18 +1714,13 @@ s_prop_on_get (s_prop_t *prop, int64_t now)
         s_hist_record (hop->hist, now - prop->t_send);
         s_hist_record (hop->none, prop->t_none ? prop->t_none - prop->t_send : 0);
     }
-    else
-    if (in.id == HERD_MSG_ID_RECORD || in.id == HERD_MSG_ID_GET_NONE) {
+    else {
         if (in.id == HERD_MSG_ID_RECORD)
             prop->mismatches++;
         s_hist_record (prop->rtt, now - prop->t_get);
         prop->t_none = prop->t_get;
         s_prop_get (prop);
     }
-    else
-        s_die ("propagation: %s answered GET with %s%.*s", hop->sync, herd_msg_command (in.id),
-               in.id == HERD_MSG_ID_REFUSED ? (int) in.reason.size : 0,
-               (const char *) in.reason.data);
     zmsg_destroy (&msg);
 }
 
@@ -1858,11 +1868,8 @@ s_prop_rtt_baseline (s_prop_t *prop, size_t count)
         prop->target = h;
         for (size_t i = 0; i < count; i++) {
             s_prop_get (prop);
-            zsock_set_rcvtimeo (prop->hops[h].dealer, S_GET_WAIT_MS);
-            zmsg_t *msg = zmsg_recv (prop->hops[h].dealer);
-            if (!msg)
-                s_die ("propagation: no answer to GET from %s in %d ms", prop->hops[h].sync,
-                       S_GET_WAIT_MS);
+            herd_msg_t in;
+            zmsg_t *msg = s_prop_answer (prop, &in);
             s_hist_record (hist, s_now_ns () - prop->t_get);
             zmsg_destroy (&msg);
         }
@@ -1923,6 +1930,8 @@ s_mode_propagation (int argc, char *argv[])
         hops[h].dealer = zsock_new_dealer (hops[h].sync);
         if (!hops[h].dealer)
             s_die ("propagation: cannot connect to %s", hops[h].sync);
+        zsock_set_sndtimeo (hops[h].dealer, S_GET_WAIT_MS);
+        zsock_set_rcvtimeo (hops[h].dealer, S_GET_WAIT_MS);
         hops[h].hist = (s_hist_t *) s_alloc (sizeof (s_hist_t));
         hops[h].none = (s_hist_t *) s_alloc (sizeof (s_hist_t));
     }
