@@ -121,8 +121,10 @@ build: $(HERD) $(SELFTEST)
 BENCH := $(BUILD)/bench/herd_bench $(BUILD)/bench/floor_server
 .PHONY: bench
 
-$(BUILD)/bench/herd_bench: $(BUILD)/bench/herd_bench.o $(BUILD)/common/herd_buffer.o
-	$(CC) $(LDFLAGS) $^ -o $@ -lm
+#  herd_bench speaks the control wire (GET on a node's sync socket) with the codec
+$(BUILD)/bench/herd_bench: $(BUILD)/bench/herd_bench.o $(BUILD)/common/herd_buffer.o \
+                           $(BUILD)/common/herd_msg.o
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS) -lm
 
 $(BUILD)/bench/floor_server: $(BUILD)/bench/floor_server.o $(BUILD)/common/herd_proto.o \
                               $(BUILD)/common/herd_decimal.o $(BUILD)/common/herd_buffer.o

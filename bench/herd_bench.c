@@ -9,7 +9,7 @@
 //      herd_bench iamat --target NAME=PORT[:PID] ... [--shape NxD ...]
 //      herd_bench fleet --load PORT --node NAME=PORT:PID ... [--sent-file F]
 //      herd_bench flood --sent N | --sent-file F --edges E --log NAME=FILE ...
-//      herd_bench propagation --origin PORT --hop K=PORT ... [--bg-rates 0,10000]
+//      herd_bench propagation --origin PORT --hop K=SYNC ... [--herd NAME] [--bg-rates 0,10000]
 //      herd_bench whatsat --target NAME=PORT ... [--http NAME=PORT ...] [--k 1,50,200]
 //      herd_bench places [--port-file F] [--latency-ms 200]
 //      herd_bench memory --port PORT --pid PID [--idle 10000] [--clients 1000000]
@@ -18,6 +18,7 @@
 //  Every server is on 127.0.0.1. See bench/run.sh, which runs them all.
 
 #include "../common/herd_buffer.h"
+#include "../common/herd_msg.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -1565,42 +1566,226 @@ s_mode_flood (int argc, char *argv[])
 }
 
 //  -------------------------------------------------------------------------
-//  Mode propagation: IAMAT acknowledged at one node until a node k hops
-//  away answers WHATSAT with that AT line
+//  Mode propagation: end to end, from the IAMAT's send at one node until a
+//  GET on the sync socket of a node k hops away returns that AT line. GET
+//  reads the far bus's table and never calls Places.
+
+#define S_GET_WAIT_MS   2000        //  bound on every GET's answer
 
 typedef struct {
-    int fd;
-    int hops;                       //  0: the origin
-    s_buf_t in;
-} s_probe_conn_t;
+    int hops;
+    char sync[256];                 //  its sync endpoint
+    zsock_t *dealer;
+    s_hist_t *hist;                 //  IAMAT send -> GET returns it
+    s_hist_t *none;                 //  IAMAT send -> the last GET sent that found nothing
+} s_hop_t;
 
-typedef enum { PROBE_ACK, PROBE_POLL } s_probe_state_t;
+typedef struct {
+    const char *herd;               //  herd name, for the envelope
+    s_hop_t *hops;
+    size_t hop_count;
+    int origin;                     //  client connection to the origin
+    s_buf_t in;                     //  its answers
+    s_hist_t *rtt;                  //  GET round trips that found nothing yet
+    s_hist_t *ack;                  //  IAMAT send -> its answer at the origin
+    uint64_t polls, mismatches;
+    //  The sample in flight
+    bool started, acked, found;
+    size_t sample, target;
+    char id[64];
+    char suffix[160];               //  " id position time": how its AT line ends
+    int64_t t_send, t_get, t_none;  //  t_none: the send of the last GET that found nothing
+} s_prop_t;
 
-//  Read what a probe connection has; -1 when it is gone.
-static int
-s_probe_read (s_probe_conn_t *conn)
+//  Ask the target hop's node for this sample's client.
+static void
+s_prop_get (s_prop_t *prop)
+{
+    s_hop_t *hop = &prop->hops[prop->target];
+    prop->t_get = s_now_ns ();
+    prop->polls++;
+    if (herd_msg_send (&(herd_msg_t){.id = HERD_MSG_ID_GET, .herd = prop->herd,
+                                     .client = herd_msg_str (prop->id)},
+                       hop->dealer, 0))
+        s_die ("propagation: cannot send GET to %s in %d ms", hop->sync, S_GET_WAIT_MS);
+}
+
+//  A new sample: IAMAT a new client at the origin, then GET it at once at
+//  the next hop that still needs samples (round robin).
+static void
+s_prop_start (s_prop_t *prop, const char *label, size_t samples)
+{
+    for (size_t h = 0; h < prop->hop_count; h++) {
+        prop->target = (prop->sample + h) % prop->hop_count;
+        if (prop->hops[prop->target].hist->count < samples)
+            break;
+    }
+    snprintf (prop->id, sizeof (prop->id), "prop%d-%s-%zu", (int) getpid (), label,
+              prop->sample);
+    int64_t clock = s_realtime_ns ();
+    char time[48];
+    snprintf (time, sizeof (time), "%" PRId64 ".%09d", clock / S_NS_PER_SEC,
+              (int) (clock % S_NS_PER_SEC));
+    snprintf (prop->suffix, sizeof (prop->suffix), " %s " S_POSITION " %s", prop->id, time);
+    char line[256];
+    int len = snprintf (line, sizeof (line), "IAMAT%s\n", prop->suffix);
+    prop->t_send = s_now_ns ();
+    if (s_send_all (prop->origin, line, (size_t) len))
+        s_die ("propagation: write to the origin failed");
+    prop->started = true;
+    prop->acked = prop->found = false;
+    prop->t_none = 0;
+    s_prop_get (prop);
+}
+
+//  Read what a non-blocking socket has into buf; exits when it is closed.
+static void
+s_read_available (int fd, s_buf_t *buf)
 {
     while (true) {
-        s_buf_reserve (&conn->in, S_READ_CHUNK);
-        ssize_t rc = read (conn->fd, conn->in.data + conn->in.size,
-                           conn->in.capacity - conn->in.size);
+        s_buf_reserve (buf, S_READ_CHUNK);
+        ssize_t rc = read (fd, buf->data + buf->size, buf->capacity - buf->size);
         if (rc > 0)
-            conn->in.size += (size_t) rc;
+            buf->size += (size_t) rc;
         else
         if (rc < 0 && errno == EINTR)
             continue;
         else
         if (rc < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return 0;
+            return;
         else
-            return -1;
+            s_die ("propagation: the origin closed the connection");
     }
+}
+
+//  The origin's answers: this sample's AT line, checked.
+static void
+s_prop_on_origin (s_prop_t *prop)
+{
+    s_read_available (prop->origin, &prop->in);
+    size_t size;
+    while (prop->in.size > prop->in.start
+           && (size = s_answer_size (prop->in.data + prop->in.start,
+                                     prop->in.size - prop->in.start, false))) {
+        const char *answer = prop->in.data + prop->in.start;
+        size_t first = s_first_line (answer, size);
+        size_t tail = strlen (prop->suffix);
+        prop->in.start += size;
+        if (!prop->started || prop->acked || memcmp (answer, "AT ", 3) != 0 || first < tail
+            || memcmp (answer + first - tail, prop->suffix, tail) != 0)
+            s_die ("propagation: bad answer to IAMAT: %.*s", (int) first, answer);
+        prop->acked = true;
+        s_hist_record (prop->ack, s_now_ns () - prop->t_send);
+    }
+    if (prop->in.start == prop->in.size)
+        prop->in.start = prop->in.size = 0;
+}
+
+//  Receive the target's answer to GET (waits S_GET_WAIT_MS at most) into
+//  in: RECORD or NONE; exits on anything else. Destroy the message returned.
+static zmsg_t *
+s_prop_answer (s_prop_t *prop, herd_msg_t *in)
+{
+    s_hop_t *hop = &prop->hops[prop->target];
+    zmsg_t *msg = zmsg_recv (hop->dealer);
+    char reason[HERD_MSG_REASON_MAX];
+    if (!msg)
+        s_die ("propagation: no answer to GET from %s in %d ms", hop->sync, S_GET_WAIT_MS);
+    if (herd_msg_decode (in, msg, HERD_MSG_CONTROL, NULL, reason, sizeof (reason)))
+        s_die ("propagation: bad answer to GET from %s: %s", hop->sync, reason);
+    if (in->id != HERD_MSG_ID_RECORD && in->id != HERD_MSG_ID_GET_NONE)
+        s_die ("propagation: %s answered GET with %s %.*s", hop->sync,
+               herd_msg_command (in->id), (int) in->reason.size, (const char *) in->reason.data);
+    return msg;
+}
+
+//  The target's answer to GET: RECORD of this IAMAT ends the sample's
+//  clock; NONE (or an older record) asks again.
+static void
+s_prop_on_get (s_prop_t *prop, int64_t now)
+{
+    s_hop_t *hop = &prop->hops[prop->target];
+    herd_msg_t in;
+    zmsg_t *msg = s_prop_answer (prop, &in);
+    size_t tail = strlen (prop->suffix);
+    if (in.id == HERD_MSG_ID_RECORD && in.line.size >= tail
+        && memcmp ((const char *) in.line.data + in.line.size - tail, prop->suffix, tail) == 0) {
+        prop->found = true;
+        s_hist_record (hop->hist, now - prop->t_send);
+        s_hist_record (hop->none, prop->t_none ? prop->t_none - prop->t_send : 0);
+    }
+    else {
+        if (in.id == HERD_MSG_ID_RECORD)
+            prop->mismatches++;
+        s_hist_record (prop->rtt, now - prop->t_get);
+        prop->t_none = prop->t_get;
+        s_prop_get (prop);
+    }
+    zmsg_destroy (&msg);
+}
+
+//  Print and record one hop's figures.
+static void
+s_prop_report_hop (const s_prop_t *prop, size_t h, const char *label, double bg_achieved,
+                   double bg_p99)
+{
+    const s_hop_t *hop = &prop->hops[h];
+    char a[16], b[16], c[16], d[16], e[16], param[32];
+    printf ("  %-12s %4d %8" PRIu64 " %10s %10s %10s %10s %10s", label, hop->hops,
+            hop->hist->count, s_us (s_hist_quantile_us (hop->hist, 0.5), a, sizeof (a)),
+            s_us (s_hist_quantile_us (hop->hist, 0.99), b, sizeof (b)),
+            s_us ((double) hop->hist->max / 1000.0, c, sizeof (c)),
+            s_us (s_hist_quantile_us (hop->none, 0.5), d, sizeof (d)),
+            s_us (s_hist_quantile_us (hop->none, 0.99), e, sizeof (e)));
+    if (h == 0)
+        printf ("   IAMAT answer p50 %s us, GET RTT p50 %s us, %" PRIu64 " GETs%s",
+                s_us (s_hist_quantile_us (prop->ack, 0.5), c, sizeof (c)),
+                s_us (s_hist_quantile_us (prop->rtt, 0.5), a, sizeof (a)), prop->polls,
+                prop->mismatches ? ", OTHER RECORDS RETURNED" : "");
+    if (h == 0 && bg_achieved > 0)
+        printf (", background %.0f/s achieved, its p99 %s us", bg_achieved,
+                s_us (bg_p99, b, sizeof (b)));
+    printf ("\n");
+    snprintf (param, sizeof (param), "%d hops", hop->hops);
+    s_csv_row ("propagation", label, param, "p50", s_hist_quantile_us (hop->hist, 0.5), "us");
+    s_csv_row ("propagation", label, param, "p99", s_hist_quantile_us (hop->hist, 0.99), "us");
+    s_csv_row ("propagation", label, param, "max", (double) hop->hist->max / 1000.0, "us");
+    s_csv_row ("propagation", label, param, "samples", (double) hop->hist->count, "count");
+    s_csv_row ("propagation", label, param, "absent_p50", s_hist_quantile_us (hop->none, 0.5),
+               "us");
+}
+
+//  Wait (1 ms at most) for the origin, the target's DEALER or the background
+//  load; handle what came. False when a GET has had no answer in
+//  S_GET_WAIT_MS.
+static bool
+s_prop_wait (s_prop_t *prop, int epoll)
+{
+    zmq_pollitem_t items[] = {{NULL, epoll, ZMQ_POLLIN, 0},
+                              {zsock_resolve (prop->hops[prop->target].dealer), 0, ZMQ_POLLIN, 0}};
+    int count = zmq_poll (items, prop->started && !prop->found ? 2 : 1, 1);
+    if (count == -1 && errno != EINTR)
+        s_die ("propagation: zmq_poll: %s", zmq_strerror (errno));
+    int64_t now = s_now_ns ();
+    if (count > 0 && items[1].revents & ZMQ_POLLIN)
+        s_prop_on_get (prop, now);
+    struct epoll_event events[1024];
+    int ready = epoll_wait (epoll, events, 1024, 0);
+    for (int i = 0; i < ready; i++) {
+        void *ptr = events[i].data.ptr;
+        if (ptr == prop)
+            s_prop_on_origin (prop);
+        else
+            s_load_handle ((s_conn_t *) ptr, events[i].events);
+    }
+    bool waiting = prop->started && !prop->found;
+    return !waiting || count > 0 || now - prop->t_get < S_GET_WAIT_MS * 1000000LL;
 }
 
 //  One propagation case: samples per hop at a background rate (0: idle).
 static void
-s_propagation_case (int origin_port, const int *hop_ports, const int *hops, size_t hop_count,
-                    size_t samples, double seconds, double bg_rate, size_t bg_conns)
+s_propagation_case (s_prop_t *prop, int origin_port, size_t samples, double seconds,
+                    double bg_rate, size_t bg_conns)
 {
     int epoll = epoll_create1 (EPOLL_CLOEXEC);
     s_load_t *bg = NULL;
@@ -1614,117 +1799,45 @@ s_propagation_case (int origin_port, const int *hop_ports, const int *hops, size
             s_die ("propagation: cannot connect the background load");
         s_load_begin (bg, 0.5, 1e6);
     }
-    s_probe_conn_t conns[S_MAX_LIST + 1];
-    size_t conn_count = hop_count + 1;
-    for (size_t i = 0; i < conn_count; i++) {
-        memset (&conns[i], 0, sizeof (conns[i]));
-        int port = i == 0 ? origin_port : hop_ports[i - 1];
-        if (s_connect_many (port, &conns[i].fd, 1, 5000) == -1)
-            s_die ("propagation: cannot connect to port %d", port);
-        conns[i].hops = i == 0 ? 0 : hops[i - 1];
-        struct epoll_event event = {.events = EPOLLIN, .data.ptr = &conns[i]};
-        epoll_ctl (epoll, EPOLL_CTL_ADD, conns[i].fd, &event);
+    if (s_connect_many (origin_port, &prop->origin, 1, 5000) == -1)
+        s_die ("propagation: cannot connect to port %d", origin_port);
+    struct epoll_event event = {.events = EPOLLIN, .data.ptr = prop};
+    epoll_ctl (epoll, EPOLL_CTL_ADD, prop->origin, &event);
+    for (size_t h = 0; h < prop->hop_count; h++) {
+        memset (prop->hops[h].hist, 0, sizeof (s_hist_t));
+        memset (prop->hops[h].none, 0, sizeof (s_hist_t));
     }
-    s_hist_t *hists = (s_hist_t *) s_alloc (hop_count * sizeof (s_hist_t));
-    s_hist_t *rtt = (s_hist_t *) s_alloc (sizeof (s_hist_t));
-    uint64_t polls = 0, mismatches = 0;
+    memset (prop->rtt, 0, sizeof (s_hist_t));
+    memset (prop->ack, 0, sizeof (s_hist_t));
+    prop->polls = prop->mismatches = 0;
+    prop->sample = 0;
+    prop->started = false;
 
     //  Let the background load settle before the first sample
     int64_t t_begin = s_now_ns () + (bg ? (int64_t) 5e8 : 0);
     int64_t t_stop = t_begin + (int64_t) (seconds * 1e9);
-    size_t sample = 0, target = 0;
-    s_probe_state_t state = PROBE_ACK;
-    bool started = false;
-    char ack[256];
-    size_t ack_size = 0;
-    char id[64];
-    int64_t t_ack = 0, t_poll = 0;
-    struct epoll_event events[1024];
     while (true) {
         int64_t now = s_now_ns ();
-        if (!started && now >= t_begin) {
-            //  A new sample: IAMAT a new client at the origin
-            bool done = now >= t_stop;
-            if (!done) {
-                done = true;
-                for (size_t h = 0; h < hop_count; h++)
-                    done = done && hists[h].count >= samples;
-            }
-            if (done)
+        if (prop->started && prop->found && prop->acked) {
+            prop->started = false;
+            prop->sample++;
+        }
+        if (!prop->started && now >= t_begin) {
+            bool enough = true;
+            for (size_t h = 0; h < prop->hop_count; h++)
+                enough = enough && prop->hops[h].hist->count >= samples;
+            if (enough || now >= t_stop)
                 break;
-            //  The next hop that still needs samples, round robin
-            for (size_t h = 0; h < hop_count; h++) {
-                target = (sample + h) % hop_count;
-                if (hists[target].count < samples)
-                    break;
-            }
-            snprintf (id, sizeof (id), "prop%d-%s-%zu", (int) getpid (), label, sample);
-            int64_t clock = s_realtime_ns ();
-            char line[256];
-            int len = snprintf (line, sizeof (line), "IAMAT %s " S_POSITION " %" PRId64 ".%09d\n",
-                                id, clock / S_NS_PER_SEC, (int) (clock % S_NS_PER_SEC));
-            if (s_send_all (conns[0].fd, line, (size_t) len))
-                s_die ("propagation: write to the origin failed");
-            state = PROBE_ACK;
-            started = true;
+            s_prop_start (prop, label, samples);
         }
-        int count = epoll_wait (epoll, events, 1024, 1);
-        for (int i = 0; i < count; i++) {
-            void *ptr = events[i].data.ptr;
-            if (bg && ptr >= (void *) bg->conns && ptr < (void *) (bg->conns + bg->conn_count)) {
-                s_load_handle ((s_conn_t *) ptr, events[i].events);
-                continue;
-            }
-            s_probe_conn_t *conn = (s_probe_conn_t *) ptr;
-            if (s_probe_read (conn) == -1)
-                s_die ("propagation: a node closed the connection");
-            now = s_now_ns ();
-            size_t size;
-            while (conn->in.size > conn->in.start
-                   && (size = s_answer_size (conn->in.data + conn->in.start,
-                                             conn->in.size - conn->in.start, conn->hops > 0))) {
-                const char *answer = conn->in.data + conn->in.start;
-                conn->in.start += size;
-                if (conn == &conns[0] && state == PROBE_ACK && started) {
-                    ack_size = s_first_line (answer, size);
-                    if (ack_size >= sizeof (ack) || memcmp (answer, "AT ", 3) != 0)
-                        s_die ("propagation: bad answer to IAMAT: %.*s", (int) ack_size, answer);
-                    memcpy (ack, answer, ack_size);
-                    t_ack = now;
-                    state = PROBE_POLL;
-                }
-                else
-                if (conn == &conns[1 + target] && state == PROBE_POLL && started) {
-                    size_t first = s_first_line (answer, size);
-                    if (answer[0] == '?')
-                        s_hist_record (rtt, now - t_poll);      //  not there yet: ask again
-                    else {
-                        if (first != ack_size || memcmp (answer, ack, ack_size) != 0)
-                            mismatches++;
-                        s_hist_record (&hists[target], t_poll - t_ack);
-                        sample++;
-                        started = false;
-                        state = PROBE_ACK;
-                        continue;
-                    }
-                }
-                else
-                    continue;
-                //  Poll the target node (first poll, or again after "?")
-                char line[128];
-                int len = snprintf (line, sizeof (line), "WHATSAT %s 1 1\n", id);
-                t_poll = s_now_ns ();
-                polls++;
-                if (s_send_all (conns[1 + target].fd, line, (size_t) len))
-                    s_die ("propagation: write to a node failed");
-            }
-            if (conn->in.start == conn->in.size)
-                conn->in.start = conn->in.size = 0;
-        }
+        if (!s_prop_wait (prop, epoll))
+            s_die ("propagation: no answer to GET from %s in %d ms",
+                   prop->hops[prop->target].sync, S_GET_WAIT_MS);
         if (bg)
             s_load_tick (bg, s_now_ns ());
         if (s_now_ns () > t_stop + 10 * S_NS_PER_SEC)
-            s_die ("propagation: a sample never arrived (%s, hop %d)", label, hops[target]);
+            s_die ("propagation: a sample never arrived (%s, hop %d)", label,
+                   prop->hops[prop->target].hops);
     }
     double bg_achieved = 0, bg_p99 = NAN;
     if (bg) {
@@ -1733,53 +1846,67 @@ s_propagation_case (int origin_port, const int *hop_ports, const int *hops, size
         bg->t_end = now;
         bg_p99 = s_hist_quantile_us (bg->hist, 0.99);
     }
-    for (size_t h = 0; h < hop_count; h++) {
-        char a[16], b[16], c[16], param[32];
-        printf ("  %-12s %4d %8" PRIu64 " %10s %10s %10s", label, hops[h], hists[h].count,
-                s_us (s_hist_quantile_us (&hists[h], 0.5), a, sizeof (a)),
-                s_us (s_hist_quantile_us (&hists[h], 0.99), b, sizeof (b)),
-                s_us ((double) hists[h].max / 1000.0, c, sizeof (c)));
-        if (h == 0)
-            printf ("   poll RTT p50 %s us%s", s_us (s_hist_quantile_us (rtt, 0.5), a, sizeof (a)),
-                    mismatches ? ", MISMATCHED ANSWERS" : "");
-        if (h == 0 && bg)
-            printf (", background %.0f/s achieved, its p99 %s us", bg_achieved,
-                    s_us (bg_p99, b, sizeof (b)));
-        printf ("\n");
-        snprintf (param, sizeof (param), "%d hops", hops[h]);
-        s_csv_row ("propagation", label, param, "p50", s_hist_quantile_us (&hists[h], 0.5), "us");
-        s_csv_row ("propagation", label, param, "p99", s_hist_quantile_us (&hists[h], 0.99), "us");
-        s_csv_row ("propagation", label, param, "max", (double) hists[h].max / 1000.0, "us");
-        s_csv_row ("propagation", label, param, "samples", (double) hists[h].count, "count");
-    }
+    for (size_t h = 0; h < prop->hop_count; h++)
+        s_prop_report_hop (prop, h, label, bg_achieved, bg_p99);
     if (bg)
         s_csv_row ("propagation", label, "background", "achieved", bg_achieved, "1/s");
-    for (size_t i = 0; i < conn_count; i++) {
-        close (conns[i].fd);
-        free (conns[i].in.data);
-    }
+    close (prop->origin);
+    prop->in.start = prop->in.size = 0;
     s_load_destroy (&bg);
-    free (hists);
-    free (rtt);
     close (epoll);
+}
+
+//  Each far node's GET round trip while nothing else runs (a client it
+//  does not hold, one GET in flight): the granularity of the polls below.
+static void
+s_prop_rtt_baseline (s_prop_t *prop, size_t count)
+{
+    printf ("  GET round trip, herd idle (%zu GETs a node): ", count);
+    snprintf (prop->id, sizeof (prop->id), "prop%d-absent", (int) getpid ());
+    for (size_t h = 0; h < prop->hop_count; h++) {
+        s_hist_t *hist = (s_hist_t *) s_alloc (sizeof (s_hist_t));
+        prop->target = h;
+        for (size_t i = 0; i < count; i++) {
+            s_prop_get (prop);
+            herd_msg_t in;
+            zmsg_t *msg = s_prop_answer (prop, &in);
+            s_hist_record (hist, s_now_ns () - prop->t_get);
+            zmsg_destroy (&msg);
+        }
+        char a[16], b[16], param[32];
+        printf ("%s%d hops p50 %s us p99 %s us", h ? ", " : "", prop->hops[h].hops,
+                s_us (s_hist_quantile_us (hist, 0.5), a, sizeof (a)),
+                s_us (s_hist_quantile_us (hist, 0.99), b, sizeof (b)));
+        snprintf (param, sizeof (param), "%d hops", prop->hops[h].hops);
+        s_csv_row ("propagation", "idle", param, "get_rtt_p50", s_hist_quantile_us (hist, 0.5),
+                   "us");
+        free (hist);
+    }
+    printf ("\n");
+    prop->polls = 0;
 }
 
 //  herd_bench propagation: idle and under each background rate.
 static int
 s_mode_propagation (int argc, char *argv[])
 {
-    int origin = 0, hop_ports[S_MAX_LIST], hops[S_MAX_LIST];
-    size_t hop_count = 0, samples = 1000, bg_conns = 4;
+    int origin = 0;
+    s_hop_t hops[S_MAX_LIST];
+    s_prop_t prop = {.herd = "herd", .hops = hops, .origin = -1};
+    size_t samples = 1000, bg_conns = 4;
     double seconds = 5, rates[S_MAX_LIST] = {0, 10000};
     size_t rate_count = 2;
     for (int i = 0; i < argc; i++) {
         if (strcmp (argv[i], "--origin") == 0 && i + 1 < argc)
             origin = atoi (argv[++i]);
         else
-        if (strcmp (argv[i], "--hop") == 0 && i + 1 < argc && hop_count < S_MAX_LIST) {
-            if (sscanf (argv[++i], "%d=%d", &hops[hop_count], &hop_ports[hop_count]) != 2)
-                s_die ("bad --hop '%s' (HOPS=PORT)", argv[i]);
-            hop_count++;
+        if (strcmp (argv[i], "--herd") == 0 && i + 1 < argc)
+            prop.herd = argv[++i];
+        else
+        if (strcmp (argv[i], "--hop") == 0 && i + 1 < argc && prop.hop_count < S_MAX_LIST) {
+            s_hop_t *hop = &hops[prop.hop_count++];
+            if (sscanf (argv[++i], "%d=%255s", &hop->hops, hop->sync) != 2)
+                s_die ("bad --hop '%s' (HOPS=SYNC-ENDPOINT)", argv[i]);
         }
         else
         if (strcmp (argv[i], "--samples") == 0 && i + 1 < argc)
@@ -1796,16 +1923,39 @@ s_mode_propagation (int argc, char *argv[])
         else
             s_die ("propagation: unknown option '%s'", argv[i]);
     }
-    if (origin == 0 || hop_count == 0)
-        s_die ("propagation: give --origin PORT and --hop K=PORT");
-    printf ("\nPropagation: IAMAT acknowledged at the origin until a WHATSAT sent to a node k "
-            "hops away finds that AT line (at most %zu samples per hop, %.0f s per case)\n",
+    if (origin == 0 || prop.hop_count == 0)
+        s_die ("propagation: give --origin PORT and --hop K=SYNC-ENDPOINT");
+    zsys_handler_set (NULL);
+    for (size_t h = 0; h < prop.hop_count; h++) {
+        hops[h].dealer = zsock_new_dealer (hops[h].sync);
+        if (!hops[h].dealer)
+            s_die ("propagation: cannot connect to %s", hops[h].sync);
+        zsock_set_sndtimeo (hops[h].dealer, S_GET_WAIT_MS);
+        zsock_set_rcvtimeo (hops[h].dealer, S_GET_WAIT_MS);
+        hops[h].hist = (s_hist_t *) s_alloc (sizeof (s_hist_t));
+        hops[h].none = (s_hist_t *) s_alloc (sizeof (s_hist_t));
+    }
+    prop.rtt = (s_hist_t *) s_alloc (sizeof (s_hist_t));
+    prop.ack = (s_hist_t *) s_alloc (sizeof (s_hist_t));
+    printf ("\nPropagation, end to end: the clock runs from the IAMAT's send at the origin "
+            "until a GET at a node k hops away (its sync socket, no Places; one in flight, "
+            "asked again at once) returns that AT line. 'absent' runs until the send of the "
+            "last GET that still found nothing: the node applied it between the two. At most "
+            "%zu samples per hop, %.0f s per case\n",
             samples, seconds);
-    printf ("  %-12s %4s %8s %10s %10s %10s\n", "load", "hops", "samples", "p50 us", "p99 us",
-            "max us");
+    s_prop_rtt_baseline (&prop, 200);
+    printf ("  %-12s %4s %8s %10s %10s %10s %10s %10s\n", "load", "hops", "samples", "p50 us",
+            "p99 us", "max us", "absent p50", "absent p99");
     for (size_t r = 0; r < rate_count; r++)
-        s_propagation_case (origin, hop_ports, hops, hop_count, samples, seconds, rates[r],
-                            bg_conns);
+        s_propagation_case (&prop, origin, samples, seconds, rates[r], bg_conns);
+    for (size_t h = 0; h < prop.hop_count; h++) {
+        zsock_destroy (&hops[h].dealer);
+        free (hops[h].hist);
+        free (hops[h].none);
+    }
+    free (prop.rtt);
+    free (prop.ack);
+    free (prop.in.data);
     return 0;
 }
 
@@ -2404,8 +2554,8 @@ s_usage (void)
              "  fleet --load PORT --node NAME=PORT:PID ... [--shape NxD] [--seconds S] "
              "[--sent-file F]\n"
              "  flood (--sent N | --sent-file F) --edges E --log NAME=FILE ...\n"
-             "  propagation --origin PORT --hop K=PORT ... [--samples N] [--seconds S] "
-             "[--bg-rates 0,10000]\n"
+             "  propagation --origin PORT --hop K=SYNC-ENDPOINT ... [--herd NAME] [--samples N] "
+             "[--seconds S] [--bg-rates 0,10000]\n"
              "  whatsat (--target NAME=PORT | --http NAME=PORT) ... [--k 1,50,200] "
              "[--rounds R]\n"
              "  places [--port P] [--port-file F] [--latency-ms 200]   (a Places API double)\n"

@@ -140,9 +140,10 @@ mapfile -t node_keys < <(awk '/^node = / {n++; next} n == 1 && /^    [a-z_]+ *=/
     sub(/#.*/, ""); sub(/^ +/, ""); sub(/ +$/, ""); print; next } n == 1 && /^[^ #]/ {exit}' herd.cfg)
 
 #  write_config NAME FILE "NODE ..." "A:B ..." [PLACES_LINES]: a herd config
-#  on free ports, every node with herd.cfg's keys; sets port_of[NODE] (its
-#  client port), log_of[NODE].
-declare -A port_of log_of
+#  named NAME on free ports, every node with herd.cfg's keys; sets
+#  port_of[NODE] (its client port), sync_of[NODE] (its sync endpoint, if
+#  any), log_of[NODE].
+declare -A port_of sync_of log_of
 write_config () {
     local name=$1 file=$2 nodes=$3 edges=$4 places=${5:-}
     local count ports i=0 node edge line key value
@@ -150,6 +151,7 @@ write_config () {
     read -r -a ports <<< "$("$bench" ports $((${#node_keys[@]} * count)))"
     {
         echo "herd"
+        echo "    name = $name"
         echo "    run_dir = $tmp/$name/run"
         for node in $nodes; do
             log_of[$node]=$tmp/$name/logs/$node.log
@@ -164,6 +166,7 @@ write_config () {
                     *:*:[0-9]*) value=127.0.0.1:${ports[$i]}; i=$((i + 1)) ;;
                 esac
                 [ "$key" = client ] && port_of[$node]=${value##*:}
+                [ "$key" = sync ] && sync_of[$node]=$value
                 echo "    $key = $value"
             done
         done
@@ -325,6 +328,10 @@ fi
 #  topology's diameter is 2)
 if want propagation; then
     write_config chain "$tmp/chain.cfg" "P0 P1 P2 P3" "P0:P1 P1:P2 P2:P3"
+    #  The far nodes are asked over their sync sockets (GET)
+    for node in P1 P2 P3; do
+        [ -n "${sync_of[$node]:-}" ] || { echo "bench: herd.cfg's nodes have no sync endpoint" >&2; exit 1; }
+    done
     for node in P0 P1 P2 P3; do
         start_node "$tmp/chain.cfg" "$node" "$noplaces"
     done
@@ -333,10 +340,10 @@ if want propagation; then
     done
     wait_links P0 1; wait_links P1 2; wait_links P2 2; wait_links P3 1
     echo
-    echo "== Propagation on the chain P0 - P1 - P2 - P3 (IAMAT at P0) =="
-    hb propagation --origin "${port_of[P0]}" --hop "1=${port_of[P1]}" --hop "2=${port_of[P2]}" \
-        --hop "3=${port_of[P3]}" --samples "$prop_samples" --seconds "$prop_secs" \
-        --bg-rates "0,$bg_rate" || failed propagation $?
+    echo "== Propagation on the chain P0 - P1 - P2 - P3 (IAMAT at P0, GET at P1..P3) =="
+    hb propagation --herd chain --origin "${port_of[P0]}" --hop "1=${sync_of[P1]}" \
+        --hop "2=${sync_of[P2]}" --hop "3=${sync_of[P3]}" --samples "$prop_samples" \
+        --seconds "$prop_secs" --bg-rates "0,$bg_rate" || failed propagation $?
     stop "${pid_of[P0]}" "${pid_of[P1]}" "${pid_of[P2]}" "${pid_of[P3]}"
 fi
 
