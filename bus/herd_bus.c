@@ -46,8 +46,8 @@ typedef struct {
     zpoller_t *poller;
     herd_store_t *store;            //  the table: records, sequence numbers, digest
     uint64_t instance;              //  random at each start
-    int64_t started_mono;           //  when the bus started: monotonic ms, and
-    int64_t started_wall;           //  ... wall clock ms (for GET's applied time)
+    int64_t started_mono;           //  when the bus started: monotonic usec, and
+    int64_t started_wall;           //  ... wall clock usec (for GET's applied time)
     herd_peer_t **peers;            //  one per neighbour (herd_peer.h)
     size_t peer_count;
     herd_peer_context_t peer_context;   //  what the peers borrow: SUB, poller, key, ...
@@ -220,7 +220,7 @@ s_self_clock (void *arg)
     s_self_t *self = (s_self_t *) arg;
     if (self->loading)
         return 0;
-    return (self->started_wall + s_now_ms () - self->started_mono) * 1000;
+    return self->started_wall + zclock_usecs () - self->started_mono;
 }
 
 //  Apply an AT line if it is newer than the stored one; journal and publish
@@ -1010,8 +1010,10 @@ s_self_new (zsock_t *pipe, herd_bus_args_t *args)
     self->log = args->log;
     self->fsync_always = args->config->fsync_always;
     self->store = herd_store_new (s_self_clock, self);
-    self->started_mono = s_now_ms ();
-    self->started_wall = zclock_time ();
+    struct timespec wall;
+    clock_gettime (CLOCK_REALTIME, &wall);
+    self->started_mono = zclock_usecs ();
+    self->started_wall = (int64_t) wall.tv_sec * 1000000 + wall.tv_nsec / 1000;
     //  A fresh instance id: neighbours then know our sequence numbers restarted
     while (self->instance == 0)
         self->instance = ((uint64_t) randof (0x7fffffff) << 32) ^ (uint64_t) randof (0x7fffffff)

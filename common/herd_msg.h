@@ -163,7 +163,7 @@
 //  (maintenance, and partition tests). GET reads the stored record of one
 //  client, never calling Places: its AT line (the origin is its second
 //  field), when this bus applied it (wall-clock microseconds since the
-//  epoch, millisecond precision, decimal; 0 when it was loaded from the
+//  epoch, microsecond precision, decimal; 0 when it was loaded from the
 //  journal at start) and its sequence number in this bus's change order
 //  (decimal).
 
