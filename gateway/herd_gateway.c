@@ -705,6 +705,13 @@ s_self_sleep_ms (s_self_t *self)
 {
     if (self->zmq_backlog)
         return 0;
+    //  A send since the drain may have taken a socket's ZMQ_FD edge (libzmq
+    //  reads its command queue on send too): a reply that came meanwhile
+    //  would then not wake epoll, and would wait for the tick. ZMQ_EVENTS
+    //  settles it: input now means no sleep; none means the edge is armed
+    if ((zsock_events (self->bus) & ZMQ_POLLIN)
+        || (self->check_places && (zsock_events (self->places) & ZMQ_POLLIN)))
+        return 0;
     int64_t wake = self->now + HERD_GW_TICK_MS;
     for (int kind = 0; kind < TIMER_COUNT; kind++)
         if (herd_timers_deadline (self->timers[kind]) < wake)
