@@ -61,6 +61,8 @@ typedef struct {
     uint64_t store_failures;        //  journal writes that failed
     herd_report_t *report;          //  events and counters to the node's monitor, or NULL
     uint64_t catchups;              //  catch-ups completed
+    size_t compact_before, compact_live;    //  the compaction in progress: records
+    int64_t compact_started;                //  ...before and after, its start (ms)
     const herd_config_t *config;
     const herd_node_t *node;
     herd_log_t *log;
@@ -279,11 +281,23 @@ s_self_load_record (const char *line, size_t size, void *arg)
     s_self_apply ((s_self_t *) arg, line, size, "journal", false);
 }
 
+//  Log a compaction that finished.
+static void
+s_self_compacted (s_self_t *self)
+{
+    herd_log_printf (self->log, "bus", "journal compacted: %zu records to %zu in %" PRId64 " ms",
+                     self->compact_before, self->compact_live,
+                     s_now_ms () - self->compact_started);
+}
+
 //  Rewrite the journal from the table when it holds mostly superseded
 //  records, or when it had to drop records it could not write (so the
-//  table, which has them, is what the journal holds again).
+//  table, which has them, is what the journal holds again). With fsync =
+//  everysec the new file's fdatasync runs in the journal's thread, and the
+//  loop goes on (s_self_compacted); with always, or when wait (stopping),
+//  here.
 static void
-s_self_compact (s_self_t *self)
+s_self_compact (s_self_t *self, bool wait)
 {
     size_t live = herd_store_size (self->store);
     //  A lost journal (records dropped while writes failed) is rewritten
@@ -291,6 +305,9 @@ s_self_compact (s_self_t *self)
         || (!herd_journal_lost (self->journal)
             && herd_journal_records (self->journal) < 2 * live + 10000))
         return;
+    wait = wait || self->fsync_always;
+    if (!wait && herd_journal_busy (self->journal))
+        return;                     //  a second later, then
     int64_t start = s_now_ms ();
     size_t before = herd_journal_records (self->journal);
     if (herd_journal_compact_begin (self->journal) == -1) {
@@ -303,11 +320,16 @@ s_self_compact (s_self_t *self)
     while (herd_store_cursor_next (cursor, &record))
         herd_journal_compact_add (self->journal, record.line, record.size, record.hash);
     herd_store_cursor_destroy (&cursor);
-    if (herd_journal_compact_commit (self->journal) == -1)
+    self->compact_before = before;
+    self->compact_live = live;
+    self->compact_started = start;
+    if ((wait ? herd_journal_compact_commit (self->journal)
+              : herd_journal_compact_start (self->journal))
+        == -1)
         herd_log_warning (self->log, "bus", "journal compaction failed: %s", strerror (errno));
     else
-        herd_log_printf (self->log, "bus", "journal compacted: %zu records to %zu in %" PRId64
-                         " ms", before, live, s_now_ms () - start);
+    if (wait)
+        s_self_compacted (self);
 }
 
 //  Remember that a gateway's batch was applied: STORED goes back once the
@@ -341,6 +363,15 @@ static void
 s_self_store (s_self_t *self)
 {
     if (self->journal) {
+        //  A compaction done in the background swaps its file in first: it
+        //  may be what makes a lost journal whole again
+        int compacted = herd_journal_compact_poll (self->journal, false);
+        if (compacted == 1)
+            s_self_compacted (self);
+        else
+        if (compacted == -1)
+            herd_log_warning (self->log, "bus", "journal compaction failed: %s",
+                              strerror (errno));
         int rc = herd_journal_flush (self->journal);
         if (rc == 0 && herd_journal_lost (self->journal))
             rc = -1;            //  records were dropped: only a rewrite restores them
@@ -1176,14 +1207,14 @@ herd_bus_actor (zsock_t *pipe, void *args)
         if (s_now_ms () >= self->next_heartbeat) {
             s_self_heartbeat (self);
             s_self_report_stats (self);
-            s_self_compact (self);
+            s_self_compact (self, false);
         }
         s_self_store (self);
     }
     //  Records dropped while the journal could not write are in the table:
     //  a last rewrite keeps them, if the disk takes it now
     if (self->journal && herd_journal_lost (self->journal))
-        s_self_compact (self);
+        s_self_compact (self, true);
     herd_log_printf (self->log, "bus", "stopped: %zu clients, %" PRIu64 " applied, %" PRIu64
                      " stale, %" PRIu64 " dropped, %" PRIu64 " published in %" PRIu64
                      " messages", herd_store_size (self->store), self->applied, self->stale,

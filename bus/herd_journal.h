@@ -30,8 +30,9 @@
 //  them (ftruncate) and keeps the rest buffered for the next flush, so the
 //  file never holds a torn record in the middle. Durability (like Redis's
 //  appendfsync everysec): a process crash or SIGKILL loses only what the
-//  bus had not yet flushed; herd_journal_tick fdatasyncs once a second, so
-//  power loss loses at most the last second (herd_journal_sync: now). When
+//  bus had not yet flushed; herd_journal_tick fdatasyncs once a second, in
+//  a thread of the journal's own, so power loss loses at most the last
+//  second or two (herd_journal_sync: now, in the caller's thread). When
 //  the journal holds many superseded records it is compacted: rewritten
 //  from the table into a new file that replaces the old one atomically.
 
@@ -115,8 +116,11 @@ int
 int
     herd_journal_sync (herd_journal_t *self);
 
-//  herd_journal_sync if a second has passed since the last one; call from
-//  the loop at least once a second.
+//  Once a second, when anything was written since: fdatasync in the
+//  journal's syncer thread, so the caller's loop does not wait for the
+//  disk (a failure found on a later call makes the journal lost, as a
+//  failed herd_journal_sync does). Call from the loop at least once a
+//  second.
 void
     herd_journal_tick (herd_journal_t *self);
 
@@ -149,6 +153,27 @@ void
                               uint64_t hash);
 int
     herd_journal_compact_commit (herd_journal_t *self);
+
+//  The same commit without waiting for the disk: the file is written and
+//  its fdatasync handed to the journal's syncer thread. Until it is done,
+//  records appended go to both files (so a crash meanwhile finds them all
+//  in the old journal); herd_journal_compact_poll then swaps the new one
+//  in. 0, or -1 (errno set: EBUSY while an fdatasync is in flight; the old
+//  journal stays in use).
+int
+    herd_journal_compact_start (herd_journal_t *self);
+
+//  A compaction started in the background: 1 when it finished and the
+//  journal is the new file, -1 when it failed (errno set; the old journal
+//  stays, whole), 0 while it runs or when there is none. wait: until it
+//  finishes.
+int
+    herd_journal_compact_poll (herd_journal_t *self, bool wait);
+
+//  True while an fdatasync runs in the background (herd_journal_tick's or
+//  a compaction's).
+bool
+    herd_journal_busy (herd_journal_t *self);
 
 //  Self test of this class.
 void

@@ -492,6 +492,61 @@ s_test_compact (const char *sub, const char *path)
     herd_journal_destroy (&journal);
 }
 
+//  A compaction whose fdatasync runs in the journal's thread: what is
+//  appended meanwhile reaches both files, so a crash before the swap finds
+//  it all in the old journal, and the new one holds it after.
+static void
+s_test_compact_background (const char *sub, const char *path)
+{
+    herd_journal_stats_t stats;
+    s_seen_t seen;
+    herd_journal_t *journal = s_reopen (sub, &seen, &stats);
+    char compact[192];
+    snprintf (compact, sizeof (compact), "%s.compact", path);
+    HERD_CHECK_INT (herd_journal_compact_begin (journal), 0);
+    herd_journal_compact_add (journal, "AT Hill +0.000000000 live +1+1 1", 32,
+                              herd_record_hash ("AT Hill +0.000000000 live +1+1 1", 32));
+    HERD_CHECK_INT (herd_journal_compact_start (journal), 0);
+    HERD_CHECK (herd_journal_busy (journal));
+    herd_journal_append (journal, "AT Hill +0.000000000 during1 +1+1 2", 35);
+    herd_journal_append (journal, "AT Hill +0.000000000 during2 +1+1 3", 35);
+    HERD_CHECK_INT (herd_journal_flush (journal), 0);
+    //  Before the swap both files hold them: a crash now loses nothing
+    HERD_CHECK (s_file_find (path, " during2 ") >= 0);
+    HERD_CHECK (s_file_find (compact, " during2 ") >= 0);
+    HERD_CHECK (s_file_find (path, " live ") < 0);
+    //  The swap: the journal is the compacted file and what came since
+    HERD_CHECK_INT (herd_journal_compact_poll (journal, true), 1);
+    HERD_CHECK (!herd_journal_busy (journal));
+    HERD_CHECK_INT (herd_journal_compact_poll (journal, false), 0);
+    HERD_CHECK_INT (herd_journal_records (journal), 3);
+    HERD_CHECK (s_file_size (compact) == -1);
+    HERD_CHECK (s_file_find (path, " live ") >= 0);
+    herd_journal_append (journal, "AT Hill +0.000000000 after3 +1+1 4", 34);
+    //  A background fdatasync a second later, collected by a later tick
+    herd_journal_tick (journal);
+    HERD_CHECK_INT (herd_journal_flush (journal), 0);
+    herd_journal_destroy (&journal);
+    journal = s_reopen (sub, &seen, &stats);
+    HERD_CHECK_INT (stats.records, 4);
+    HERD_CHECK_STR (seen.first, "AT Hill +0.000000000 live +1+1 1");
+    HERD_CHECK_STR (seen.last, "AT Hill +0.000000000 after3 +1+1 4");
+    //  A compaction begun while one runs in the background waits for it
+    HERD_CHECK_INT (herd_journal_compact_begin (journal), 0);
+    HERD_CHECK_INT (herd_journal_compact_start (journal), 0);
+    herd_journal_append (journal, "AT Hill +0.000000000 late +1+1 5", 32);
+    HERD_CHECK_INT (herd_journal_compact_begin (journal), 0);
+    HERD_CHECK (!herd_journal_busy (journal));
+    herd_journal_compact_add (journal, "AT Hill +0.000000000 late +1+1 5", 32,
+                              herd_record_hash ("AT Hill +0.000000000 late +1+1 5", 32));
+    HERD_CHECK_INT (herd_journal_compact_commit (journal), 0);
+    herd_journal_destroy (&journal);
+    journal = s_reopen (sub, &seen, &stats);
+    HERD_CHECK_INT (stats.records, 1);
+    HERD_CHECK_STR (seen.last, "AT Hill +0.000000000 late +1+1 5");
+    herd_journal_destroy (&journal);
+}
+
 //  A HERDJ002 journal loads, and is converted to HERDJ003.
 static void
 s_test_v2 (const char *sub, const char *path)
@@ -640,6 +695,7 @@ herd_journal_test (bool verbose)
     s_test_lost (sub, path);
     s_test_max_record (sub, path);
     s_test_compact (sub, path);
+    s_test_compact_background (sub, path);
     s_test_v2 (sub, path);
     s_test_v1 (sub, path);
     s_test_unknown (sub, path);
