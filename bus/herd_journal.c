@@ -24,45 +24,45 @@ struct _herd_journal_t {
     char *path;                 //  DIR/journal
     char *dir;                  //  DIR, fsync'd after a rename
     char *compact_path;         //  DIR/journal.compact
-    int fd;
     uint64_t end;               //  end of the last whole record in the file
-    bool tail_dirty;            //  a cut back to end failed: bytes may follow it
     char *buffer;               //  appended, not yet written (whole records)
     size_t size;
     size_t capacity;
     size_t records;             //  records appended since open or compaction
+    int64_t retry_ms;           //  a failing write is not retried before
+    int64_t last_sync_ms;
+    int fd;
+    int error;                  //  errno of the last failure
+    bool tail_dirty;            //  a cut back to end failed: bytes may follow it
     bool failing;               //  the last write failed
     bool lost;                  //  records dropped: only a rewrite makes it whole
-    int error;                  //  errno of the last failure
-    int64_t retry_ms;           //  a failing write is not retried before
     bool unsynced;              //  writes since the last fdatasync
-    int64_t last_sync_ms;
     //  A compaction in progress
-    int compact_fd;             //  -1 unless compacting
     uint64_t compact_end;
     char *compact_buffer;
     size_t compact_size;
     size_t compact_capacity;
     size_t compact_records;
+    int compact_fd;             //  -1 unless compacting
     int compact_error;          //  errno of a failed write; the commit fails
     //  In the background (herd_journal_compact_start): the compaction file's
     //  fdatasync is in flight; appends go to both files meanwhile
-    bool compact_syncing;
     char *tail;                 //  appended while syncing, for the compaction file
     size_t tail_size;
     size_t tail_capacity;
     size_t tail_records;
+    bool compact_syncing;
     //  The syncer thread: one fdatasync at a time, off the caller's thread
-    pthread_t syncer;
     bool syncer_started;
+    bool job_busy;              //  a job handed over and not yet collected
+    bool job_finished;          //  ...and done: job_error holds its result
+    bool stopping;
+    int job_fd;                 //  a dup to fdatasync, -1 when none is waiting
+    int job_error;
+    pthread_t syncer;
     pthread_mutex_t mutex;
     pthread_cond_t wake;        //  a job for the syncer, or stop
     pthread_cond_t done;        //  the syncer finished its job
-    int job_fd;                 //  a dup to fdatasync, -1 when none is waiting
-    bool job_busy;              //  a job handed over and not yet collected
-    bool job_finished;          //  ...and done: job_error holds its result
-    int job_error;
-    bool stopping;
 };
 
 //  The checksum of HERDJ001 journals: herd_record_hash as it was until
