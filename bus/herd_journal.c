@@ -712,20 +712,24 @@ herd_journal_append_hashed (herd_journal_t *self, const char *line, size_t size,
     return 0;
 }
 
+//  Write *size bytes of data at the end of the compaction's file and empty
+//  them; a failed write fails the compaction.
+static void
+s_compact_put (herd_journal_t *self, const char *data, size_t *size)
+{
+    if (self->compact_error == 0 && *size > 0
+        && herd_journal_pwrite_all (self->compact_fd, data, *size, self->compact_end, NULL) == -1)
+        self->compact_error = errno;
+    self->compact_end += *size;
+    *size = 0;
+}
+
 //  Write what was appended during a background compaction to its file; a
 //  failure fails the compaction (the old journal holds it all).
 static void
 s_tail_write (herd_journal_t *self)
 {
-    if (self->tail_size == 0)
-        return;
-    if (self->compact_error == 0
-        && herd_journal_pwrite_all (self->compact_fd, self->tail, self->tail_size,
-                                    self->compact_end, NULL)
-               == -1)
-        self->compact_error = errno;
-    self->compact_end += self->tail_size;
-    self->tail_size = 0;
+    s_compact_put (self, self->tail, &self->tail_size);
 }
 
 int
@@ -857,13 +861,7 @@ herd_journal_compact_begin (herd_journal_t *self)
 static void
 s_compact_write (herd_journal_t *self)
 {
-    if (self->compact_error == 0
-        && herd_journal_pwrite_all (self->compact_fd, self->compact_buffer, self->compact_size,
-                         self->compact_end, NULL)
-               == -1)
-        self->compact_error = errno;
-    self->compact_end += self->compact_size;
-    self->compact_size = 0;
+    s_compact_put (self, self->compact_buffer, &self->compact_size);
 }
 
 void
