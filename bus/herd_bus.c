@@ -10,6 +10,7 @@
 #include "../common/herd_alive.h"
 #include "../common/herd_check.h"
 #include "../common/herd_msg.h"
+#include "../common/herd_poller.h"
 #include "../common/herd_record.h"
 #include "../common/herd_report.h"
 
@@ -43,7 +44,7 @@ typedef struct {
     zactor_t *sync_monitor;         //  CURVE: refused handshakes on sync
     zactor_t *auth;                 //  CURVE: zauth with the herd's public keys
     zcert_t *cert;                  //  CURVE: this node's certificate
-    zpoller_t *poller;
+    herd_poller_t *poller;          //  every socket the loop reads (herd_poller.h)
     herd_store_t *store;            //  the table: records, sequence numbers, digest
     uint64_t instance;              //  random at each start
     int64_t started_mono;           //  when the bus started: monotonic usec, and
@@ -403,6 +404,8 @@ s_self_store (s_self_t *self)
                        self->router, ZMQ_DONTWAIT);
         zframe_destroy (&ack->routing);
     }
+    if (self->ack_count > 0)
+        herd_poller_touch (self->poller, self->router);     //  sent on: see herd_poller.h
     self->ack_count = 0;
 }
 
@@ -714,6 +717,8 @@ s_self_handle_monitor (s_self_t *self)
 static void
 s_self_tend_links (s_self_t *self)
 {
+    if (herd_catchup_serving (self->catchup))
+        herd_poller_touch (self->poller, self->sync);       //  the pump sends on it
     herd_catchup_pump (self->catchup);
     for (size_t i = 0; i < self->peer_count; i++)
         if (herd_peer_tend (self->peers[i]))
@@ -799,7 +804,7 @@ s_self_destroy (s_self_t **self_p)
         return;
     for (size_t i = 0; self->peers && i < self->peer_count; i++)
         herd_peer_destroy (&self->peers[i]);
-    zpoller_destroy (&self->poller);
+    herd_poller_destroy (&self->poller);
     zactor_destroy (&self->monitor);
     zactor_destroy (&self->server_monitor);
     zactor_destroy (&self->sync_monitor);
@@ -1020,13 +1025,18 @@ s_self_start_monitors (s_self_t *self)
         if (self->sync)
             self->sync_monitor = s_refusal_monitor (self->sync);
     }
-    self->poller = zpoller_new (self->pipe, self->router, self->sub, self->monitor, NULL);
+    //  Exact: the pipe and the monitors' handlers block on receive
+    self->poller = herd_poller_new ();
+    herd_poller_add (self->poller, self->pipe, true);
+    herd_poller_add (self->poller, self->router, false);
+    herd_poller_add (self->poller, self->sub, false);
+    herd_poller_add (self->poller, self->monitor, true);
     if (self->sync)
-        zpoller_add (self->poller, self->sync);
+        herd_poller_add (self->poller, self->sync, false);
     if (self->server_monitor)
-        zpoller_add (self->poller, self->server_monitor);
+        herd_poller_add (self->poller, self->server_monitor, true);
     if (self->sync_monitor)
-        zpoller_add (self->poller, self->sync_monitor);
+        herd_poller_add (self->poller, self->sync_monitor, true);
 }
 
 //  Build the bus: load the journal, bind the gateway channel, PUB and sync,
@@ -1172,7 +1182,7 @@ herd_bus_actor (zsock_t *pipe, void *args)
             wait = HERD_BUS_STORE_RETRY;        //  storing failed: try again soon
         if (herd_catchup_serving (self->catchup) && wait > HERD_BUS_PUMP_MS)
             wait = HERD_BUS_PUMP_MS;        //  a catch-up waits on its requester
-        void *which = zpoller_wait (self->poller, (int) (wait < 0 ? 0 : wait));
+        void *which = herd_poller_wait (self->poller, (int) (wait < 0 ? 0 : wait));
         if (which == self->pipe)
             s_self_handle_pipe (self);
         else
@@ -1200,7 +1210,7 @@ herd_bus_actor (zsock_t *pipe, void *args)
                         ;
         }
         else
-        if (zpoller_terminated (self->poller))
+        if (herd_poller_terminated (self->poller))
             break;
         s_self_tend_links (self);
         s_self_publish (self);      //  what this turn applied, in one message

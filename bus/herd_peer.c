@@ -73,7 +73,7 @@ s_open_sync (herd_peer_t *self)
     zsock_set_connect_timeout (self->sync, 1000);
     zsock_set_reconnect_ivl_max (self->sync, 1000);
     zsock_connect (self->sync, "%s", self->node->sync);
-    zpoller_add (self->context->poller, self->sync);
+    herd_poller_add (self->context->poller, self->sync, false);
 }
 
 herd_peer_t *
@@ -109,7 +109,7 @@ herd_peer_destroy (herd_peer_t **self_p)
     if (!self)
         return;
     if (self->sync) {
-        zpoller_remove (self->context->poller, self->sync);
+        herd_poller_remove (self->context->poller, self->sync);
         zsock_destroy (&self->sync);
     }
     free (self);
@@ -250,7 +250,7 @@ s_rebuild (herd_peer_t *self, const char *why)
     int64_t now = zclock_mono ();
     if (!self->sync || now < self->rebuild_at)
         return false;
-    zpoller_remove (self->context->poller, self->sync);
+    herd_poller_remove (self->context->poller, self->sync);
     zsock_destroy (&self->sync);        //  linger 0 (czmq's default): never waits
     s_open_sync (self);
     self->backoff = s_backoff (self->backoff);
@@ -266,6 +266,7 @@ s_rebuild (herd_peer_t *self, const char *why)
 static int
 s_send_icanhaz (herd_peer_t *self, uint64_t count, uint64_t digest)
 {
+    herd_poller_touch (self->context->poller, self->sync);     //  a send: see herd_poller.h
     return herd_msg_send (&(herd_msg_t){.id = HERD_MSG_ID_ICANHAZ, .herd = self->context->herd,
                                         .instance = self->instance, .seq = self->seq,
                                         .count = count, .digest = digest},
@@ -469,7 +470,7 @@ herd_peer_test (bool verbose)
     int fd = mkstemp (log_path);
     HERD_CHECK (fd >= 0);
     close (fd);
-    herd_peer_context_t context = {zsock_new (ZMQ_SUB), zpoller_new (NULL), NULL, config->name,
+    herd_peer_context_t context = {zsock_new (ZMQ_SUB), herd_poller_new (), NULL, config->name,
                                    65536,
                                    herd_log_new (log_path, "A"), NULL, NULL};
     //  Nothing listens at B or C: connecting is asynchronous, and requests
@@ -499,7 +500,7 @@ herd_peer_test (bool verbose)
     HERD_CHECK_CONTAINS (logged, "caught up with B: 2 records, 30 bytes in ");
     zstr_free (&logged);
     unlink (log_path);
-    zpoller_destroy (&context.poller);
+    herd_poller_destroy (&context.poller);
     zsock_destroy (&context.sub);
     herd_config_destroy (&config);
 }

@@ -22,12 +22,13 @@
 
 #include "../common/herd_config.h"
 #include "../common/herd_log.h"
+#include "../common/herd_poller.h"
 
 //  What the bus lends its peers for their lives (kept by the bus, read by
 //  each peer when it needs it).
 typedef struct {
     zsock_t *sub;               //  the bus's SUB, connected to every neighbour's PUB
-    zpoller_t *poller;          //  the bus's poller: a peer adds its DEALER to it
+    herd_poller_t *poller;      //  the bus's poller: a peer adds its DEALER to it
     zcert_t *cert;              //  this node's certificate (CURVE), or NULL
     const char *herd;           //  our herd name, for the envelope (herd_msg.h)
     int frame_max;              //  largest frame a neighbour may send us

@@ -627,6 +627,11 @@ herd_conn_read (herd_conn_t *self, char *scratch, size_t scratch_size, size_t bu
         if (rc > 0) {
             budget -= (size_t) rc < budget ? (size_t) rc : budget;
             s_conn_handle_chunk (self, scratch, (size_t) rc);
+            //  Less than asked for: the socket was empty. epoll is level-
+            //  triggered, so more (or EOF) wakes it again, and the read
+            //  that would find EAGAIN is a system call saved per line
+            if ((size_t) rc < scratch_size)
+                return;
         }
         else
         if (rc == 0)

@@ -119,6 +119,7 @@ struct _s_self_t {
     herd_uplink_t *uplink;          //  updates to the bus, answers waiting for them
     int ack_timeout_ms;             //  an answer waiting longer closes its connection
     bool check_pipe;                //  its ZMQ_FD fired: ask ZMQ_EVENTS
+    bool check_bus;                 //  its ZMQ_FD fired, or we sent to it: receive
     bool check_places;              //  its ZMQ_FD fired, or we sent to it
     bool zmq_backlog;               //  replies left for the next turn: do not sleep
     char *input;                    //  every read lands here (HERD_GW_READ_CHUNK bytes);
@@ -709,8 +710,13 @@ s_self_sleep_ms (s_self_t *self)
     //  reads its command queue on send too): a reply that came meanwhile
     //  would then not wake epoll, and would wait for the tick. ZMQ_EVENTS
     //  settles it: input now means no sleep; none means the edge is armed
-    if ((zsock_events (self->bus) & ZMQ_POLLIN)
-        || (self->check_places && (zsock_events (self->places) & ZMQ_POLLIN)))
+    if (herd_uplink_sent (self->uplink) && (zsock_events (self->bus) & ZMQ_POLLIN))
+        self->check_bus = true;
+    if (self->check_places && (zsock_events (self->places) & ZMQ_POLLIN))
+        self->check_places = true;
+    else
+        self->check_places = false;
+    if (self->check_bus || self->check_places)
         return 0;
     int64_t wake = self->now + HERD_GW_TICK_MS;
     for (int kind = 0; kind < TIMER_COUNT; kind++)
@@ -775,12 +781,13 @@ s_self_handle_found (s_self_t *self, s_client_t *client, uint64_t seq, s_request
 }
 
 //  Handle one reply of the bus: STORED, or FOUND or NONE for a WHATSAT.
-static void
+//  False when none waits (the socket's receive time-out is zero).
+static bool
 s_self_handle_bus (s_self_t *self)
 {
     zmsg_t *msg = zmsg_recv (self->bus);
     if (!msg)
-        return;
+        return false;
     herd_msg_t in;
     char reason[HERD_MSG_REASON_MAX];
     if (herd_msg_decode (&in, msg, HERD_MSG_TO_GATEWAY, NULL, reason, sizeof (reason)) == 0) {
@@ -800,6 +807,7 @@ s_self_handle_bus (s_self_t *self)
         }
     }
     zmsg_destroy (&msg);
+    return true;
 }
 
 //  Handle one message of the places worker: RESULT OK|ERR json.
@@ -919,10 +927,9 @@ s_self_grant (s_self_t *self)
 //  of answers (thousands of WHATSATs pipelined by clients that never read)
 //  then cannot hold the loop for seconds while other clients' lines wait
 //  unread; what is left is handled next turn, which does not sleep. ZMQ_FD
-//  is edge-triggered, and any send may take the edge, so a socket is asked
-//  for ZMQ_EVENTS (a system call each) when its ZMQ_FD fired, we sent to
-//  it or replies were left: the bus every turn (updates go to it every turn
-//  under load), the pipe and places only then.
+//  is edge-triggered, and any send may take the edge, so a socket is read
+//  only when its ZMQ_FD fired, we sent to it or replies were left (each
+//  look at an empty socket is two system calls: herd_poller.h).
 static void
 s_self_drain_zmq (s_self_t *self)
 {
@@ -938,10 +945,19 @@ s_self_drain_zmq (s_self_t *self)
             progress = true;
         }
         self->check_pipe = false;
-        while (bus_budget > 0 && (zsock_events (self->bus) & ZMQ_POLLIN)) {
-            s_self_handle_bus (self);
-            bus_budget--;
-            progress = true;
+        //  The bus: received from until empty, which costs a system call
+        //  less per reply than asking ZMQ_EVENTS first, and leaves its
+        //  ZMQ_FD armed. A send since (herd_uplink_sent) is settled before
+        //  the loop sleeps (s_self_sleep_ms)
+        if (herd_uplink_sent (self->uplink))
+            self->check_bus = true;
+        while (self->check_bus && bus_budget > 0) {
+            if (!s_self_handle_bus (self))
+                self->check_bus = false;
+            else {
+                bus_budget--;
+                progress = true;
+            }
         }
         bool places = self->check_places;
         self->check_places = false;
@@ -952,7 +968,7 @@ s_self_drain_zmq (s_self_t *self)
         }
         if (bus_budget == 0 || places_budget == 0) {
             self->zmq_backlog = true;       //  look again next turn, at once
-            self->check_places = true;
+            self->check_bus = self->check_places = true;
             break;
         }
     }
@@ -1020,6 +1036,7 @@ s_self_connect (s_self_t *self, herd_gateway_args_t *args)
     assert (self->bus && self->places);
     zsock_set_sndhwm (self->bus, HERD_GW_BUS_HWM);      //  at most 64 MB waiting
     zsock_set_rcvhwm (self->bus, HERD_GW_ZMQ_HWM);
+    zsock_set_rcvtimeo (self->bus, 0);      //  see s_self_drain_zmq
     //  Updates handed over still reach the bus when the gateway stops
     //  (czmq's default linger is 0: queued messages dropped)
     zsock_set_linger (self->bus, 2000);
@@ -1078,7 +1095,7 @@ s_self_new (zsock_t *pipe, herd_gateway_args_t *args)
         s_self_destroy (&self);
         return NULL;
     }
-    self->check_pipe = self->check_places = true;       //  the first turn asks all
+    self->check_pipe = self->check_bus = self->check_places = true;    //  the first turn asks all
     s_self_watch_zmq (self, self->pipe, TAG_PIPE);
     s_self_watch_zmq (self, self->bus, TAG_BUS);
     s_self_watch_zmq (self, self->places, TAG_PLACES);
@@ -1148,6 +1165,9 @@ herd_gateway_actor (zsock_t *pipe, void *args)
             int fd = (int) (events[i].data.u64 & 0xffffffffu);
             if (tag == TAG_PIPE)
                 self->check_pipe = true;
+            else
+            if (tag == TAG_BUS)
+                self->check_bus = true;
             else
             if (tag == TAG_PLACES)
                 self->check_places = true;

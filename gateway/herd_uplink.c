@@ -22,6 +22,7 @@ struct _herd_uplink_t {
     uint64_t batch;                 //  number of the UPDATE being filled (from 1)
     s_waiter_t *waiters;            //  answers waiting to be stored, oldest first (a ring)
     size_t waiter_head, waiter_count, waiter_capacity;
+    bool sent;                      //  a send was tried since herd_uplink_sent
 };
 
 herd_uplink_t *
@@ -64,6 +65,7 @@ herd_uplink_send_now (zsock_t *sock, const herd_msg_t *msg)
 static bool
 s_send_backlogged (herd_uplink_t *self, zmsg_t *msg)
 {
+    self->sent = true;
     void *handle = zsock_resolve (self->bus);
     size_t left = zmsg_size (msg);
     for (zframe_t *frame = zmsg_first (msg); frame; frame = zmsg_next (msg)) {
@@ -87,6 +89,7 @@ herd_uplink_flush (herd_uplink_t *self)
 void
 herd_uplink_send (herd_uplink_t *self, const herd_msg_t *msg)
 {
+    self->sent = true;
     if (zlist_size (self->backlog) == 0 && herd_uplink_send_now (self->bus, msg))
         return;
     zlist_append (self->backlog, herd_msg_encode (msg));
@@ -96,6 +99,14 @@ size_t
 herd_uplink_backlog (herd_uplink_t *self)
 {
     return zlist_size (self->backlog);
+}
+
+bool
+herd_uplink_sent (herd_uplink_t *self)
+{
+    bool sent = self->sent;
+    self->sent = false;
+    return sent;
 }
 
 //  Send records as UPDATE number batch.

@@ -63,6 +63,12 @@ void
 size_t
     herd_uplink_backlog (herd_uplink_t *self);
 
+//  True if a send to the bus was tried since the last call. A send can
+//  read libzmq's commands and so take the bus socket's ZMQ_FD edge: the
+//  caller asks ZMQ_EVENTS before it sleeps (herd_poller.h says more).
+bool
+    herd_uplink_sent (herd_uplink_t *self);
+
 //  An answer waits, since now (ms), for batch to be stored.
 void
     herd_uplink_wait (herd_uplink_t *self, herd_uplink_ref_t ref, uint64_t batch, int64_t now);

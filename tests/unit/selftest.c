@@ -19,6 +19,7 @@
 #include "../../common/herd_hist.h"
 #include "../../common/herd_log.h"
 #include "../../common/herd_notify.h"
+#include "../../common/herd_poller.h"
 #include "../../common/herd_proto.h"
 #include "../../common/herd_record.h"
 #include "../../common/herd_report.h"
@@ -60,6 +61,7 @@ static test_item_t s_tests[] = {
     {"herd_alive", herd_alive_test},
     {"herd_notify", herd_notify_test},
     {"herd_actor", herd_actor_test},
+    {"herd_poller", herd_poller_test},
     {"herd_config_scan", herd_config_scan_test},
     {"herd_config", herd_config_test},
     {"herd_config_reload", herd_config_reload_test},
