@@ -6,6 +6,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,8 @@
 #define HERD_CONN_DRAIN_MAX   (4 * 1024 * 1024) //  bytes read and dropped before a close
 #define HERD_CONN_IN_KEEP     0               //  an emptied input buffer bigger than this is freed
 #define HERD_CONN_OUT_KEEP    512             //  an emptied output buffer bigger than this is freed
+#define HERD_CONN_SLOT_INLINE 112             //  answers this long live in their slot (an AT ~90)
+#define HERD_CONN_SPARE_MAX   1024            //  freed slots kept for reuse, per gateway
 
 //  One answer in the making, in request order.
 typedef struct _s_slot_t {
@@ -25,9 +28,11 @@ typedef struct _s_slot_t {
     bool ready;
     bool withheld;                  //  ready, but waits for herd_conn_release
     size_t held;                    //  bytes charged to the connection's output
-    char *data;                     //  ready: the whole answer
+    char *data;                     //  ready: the whole answer, in small or malloc'd
     size_t size;
     void *request;                  //  the caller's, until the slot is filled
+    struct _s_slot_t *spare_next;   //  in shared's spare list
+    char small[HERD_CONN_SLOT_INLINE];
 } s_slot_t;
 
 struct _herd_conn_t {
@@ -77,9 +82,27 @@ s_slot_destroy (herd_conn_t *self, s_slot_t **slot_p)
         return;
     if (slot->request && self->shared->request_free)
         self->shared->request_free (self->shared->hook_arg, slot->request);
-    free (slot->data);
-    free (slot);
+    if (slot->data != slot->small)
+        free (slot->data);
+    if (self->shared->spare_count < HERD_CONN_SPARE_MAX) {
+        slot->spare_next = (s_slot_t *) self->shared->spare;
+        self->shared->spare = slot;
+        self->shared->spare_count++;
+    }
+    else
+        free (slot);
     *slot_p = NULL;
+}
+
+void
+herd_conn_shared_release (herd_conn_shared_t *shared)
+{
+    while (shared->spare) {
+        s_slot_t *slot = (s_slot_t *) shared->spare;
+        shared->spare = slot->spare_next;
+        free (slot);
+    }
+    shared->spare_count = 0;
 }
 
 //  Take the connection's bytes out of the node's tally: it is going.
@@ -285,7 +308,14 @@ s_conn_release_ready (herd_conn_t *self)
 uint64_t
 herd_conn_hold (herd_conn_t *self, void *request)
 {
-    s_slot_t *slot = (s_slot_t *) calloc (1, sizeof (s_slot_t));
+    s_slot_t *slot = (s_slot_t *) self->shared->spare;
+    if (slot) {
+        self->shared->spare = slot->spare_next;
+        self->shared->spare_count--;
+        memset (slot, 0, offsetof (s_slot_t, small));
+    }
+    else
+        slot = (s_slot_t *) calloc (1, sizeof (s_slot_t));
     assert (slot);
     slot->seq = self->next_seq++;
     slot->request = request;
@@ -338,7 +368,7 @@ s_slot_fill (herd_conn_t *self, s_slot_t *slot, const struct iovec *parts, int c
     self->held -= slot->held;
     slot->held = 0;
     if (s_conn_charge (self, slot, total)) {
-        slot->data = (char *) malloc (total ? total : 1);
+        slot->data = total <= sizeof (slot->small) ? slot->small : (char *) malloc (total);
         assert (slot->data);
         for (int i = 0; i < count; i++) {
             if (parts[i].iov_len)
@@ -810,6 +840,7 @@ s_test_lines (void)
                     "Xsplit\nXtwo\r\nXthree is a line longer than the scratch\nX4\n");
     HERD_CHECK (herd_conn_events (conn) == EPOLLIN);
     herd_conn_destroy (&conn);
+    herd_conn_shared_release (&test.shared);
     HERD_CHECK (conn == NULL);
     HERD_CHECK_INT (test.shared.output_total, 0);
     close (peer);
@@ -856,6 +887,7 @@ s_test_order (void)
     HERD_CHECK_INT (herd_conn_state (conn), HERD_CONN_DONE);
     HERD_CHECK_STR (herd_conn_why (conn), "client finished");
     herd_conn_destroy (&conn);
+    herd_conn_shared_release (&test.shared);
     close (peer);
 }
 
@@ -889,6 +921,7 @@ s_test_max_line (void)
     HERD_CHECK_INT (herd_conn_state (conn), HERD_CONN_DONE);
     HERD_CHECK_STR (herd_conn_why (conn), "line too long");
     herd_conn_destroy (&conn);
+    herd_conn_shared_release (&test.shared);
 }
 
 //  At max_pending (3) requests in flight the connection stops reading; it
@@ -930,6 +963,7 @@ s_test_max_pending (void)
     HERD_CHECK_INT (test.count, 7);
     HERD_CHECK_STR (s_test_receive (conn, peer), "A\nX4\nDefer\nX6\nX7\n");
     herd_conn_destroy (&conn);
+    herd_conn_shared_release (&test.shared);
     close (peer);
 }
 
@@ -964,6 +998,7 @@ s_test_max_output (void)
     HERD_CHECK (strstr (herd_conn_why (conn), "slow reader"));
     HERD_CHECK_INT (test.shared.output_total, 0);   //  out of the tally once doomed
     herd_conn_destroy (&conn);
+    herd_conn_shared_release (&test.shared);
     close (peer);
     //  Past max_output_total: the gateway's hook is asked to shed
     conn = s_test_conn (&test, &peer);
@@ -977,6 +1012,7 @@ s_test_max_output (void)
     HERD_CHECK_INT (herd_conn_held (conn), 0);
     HERD_CHECK (herd_conn_unread_since (conn) == INT64_MAX);
     herd_conn_destroy (&conn);
+    herd_conn_shared_release (&test.shared);
     close (peer);
 }
 

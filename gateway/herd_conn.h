@@ -77,7 +77,16 @@ typedef struct {
     //  a slot's request (herd_conn_hold) is done with: free it
     void (*request_free) (void *hook_arg, void *request);
     void *hook_arg;
+    //  herd_conn's own: answer slots freed and kept for the next requests
+    //  (at most HERD_CONN_SPARE_MAX), so an IAMAT costs no malloc; the
+    //  owner frees them with herd_conn_shared_release
+    void *spare;
+    size_t spare_count;
 } herd_conn_shared_t;
+
+//  Free what the connections left in shared (its spare slots).
+void
+    herd_conn_shared_release (herd_conn_shared_t *shared);
 
 //  What happened that the gateway's clocks want to know, since it last
 //  asked (herd_conn_news).

@@ -1001,6 +1001,7 @@ s_self_destroy (s_self_t **self_p)
     for (size_t fd = 0; fd < self->client_capacity; fd++)
         if (self->clients[fd])
             s_client_close (self, self->clients[fd], "node stopping");
+    herd_conn_shared_release (&self->shared);
     free (self->clients);
     for (int kind = 0; kind < TIMER_COUNT; kind++)
         herd_timers_destroy (&self->timers[kind]);
