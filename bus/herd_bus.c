@@ -49,6 +49,7 @@ typedef struct {
     uint64_t instance;              //  random at each start
     int64_t started_mono;           //  when the bus started: monotonic usec, and
     int64_t started_wall;           //  ... wall clock usec (for GET's applied time)
+    int64_t turn_usec;              //  this loop turn's applied time, 0 = not read yet
     herd_peer_t **peers;            //  one per neighbour (herd_peer.h)
     size_t peer_count;
     herd_peer_context_t peer_context;   //  what the peers borrow: SUB, poller, key, ...
@@ -216,14 +217,19 @@ s_self_drop (s_self_t *self, const char *line, size_t size, const char *from)
 
 //  The time a record applied now is stamped with (herd_store's clock), for
 //  GET: wall-clock microseconds, as the wall clock read at start plus the
-//  monotonic time since (to the millisecond); 0 while the journal loads.
+//  monotonic time since; 0 while the journal loads. Read once per loop
+//  turn, when the turn's first record is applied (a clock read per record
+//  was 3 % of a node's samples at 50x32): a turn's records were all
+//  received by then.
 static int64_t
 s_self_clock (void *arg)
 {
     s_self_t *self = (s_self_t *) arg;
     if (self->loading)
         return 0;
-    return self->started_wall + zclock_usecs () - self->started_mono;
+    if (self->turn_usec == 0)
+        self->turn_usec = self->started_wall + zclock_usecs () - self->started_mono;
+    return self->turn_usec;
 }
 
 //  Apply an AT line if it is newer than the stored one; journal and publish
@@ -1183,6 +1189,7 @@ herd_bus_actor (zsock_t *pipe, void *args)
         if (herd_catchup_serving (self->catchup) && wait > HERD_BUS_PUMP_MS)
             wait = HERD_BUS_PUMP_MS;        //  a catch-up waits on its requester
         void *which = herd_poller_wait (self->poller, (int) (wait < 0 ? 0 : wait));
+        self->turn_usec = 0;                //  s_self_clock reads it again
         if (which == self->pipe)
             s_self_handle_pipe (self);
         else

@@ -266,10 +266,12 @@ s_conn_charge (herd_conn_t *self, s_slot_t *slot, size_t bytes)
     return true;
 }
 
-//  The real time in microseconds, for the log.
+//  The real time in microseconds, for the log: the owner's turn time.
 static int64_t
-s_wall_usec (void)
+s_wall_usec (herd_conn_shared_t *shared)
 {
+    if (shared->wall_usec)
+        return shared->wall_usec (shared->hook_arg);
     struct timespec now;
     clock_gettime (CLOCK_REALTIME, &now);
     return (int64_t) now.tv_sec * 1000000 + now.tv_nsec / 1000;
@@ -280,8 +282,8 @@ static void
 s_conn_log_out (herd_conn_t *self, const char *data, size_t size)
 {
     if (herd_log_wants_conn (self->shared->log, self->serial))
-        herd_log_conn (self->shared->log, "gateway", self->serial, "out", s_wall_usec (), data,
-                       size);
+        herd_log_conn (self->shared->log, "gateway", self->serial, "out",
+                       s_wall_usec (self->shared), data, size);
 }
 
 //  Move every ready answer at the head of the queue to the output buffer.

@@ -76,6 +76,9 @@ typedef struct {
     void (*shed) (void *hook_arg, size_t bytes);
     //  a slot's request (herd_conn_hold) is done with: free it
     void (*request_free) (void *hook_arg, void *request);
+    //  the real time of this loop turn, microseconds, for the log's lines
+    //  out (the owner reads its clock once a turn); NULL: read the clock
+    int64_t (*wall_usec) (void *hook_arg);
     void *hook_arg;
     //  herd_conn's own: answer slots freed and kept for the next requests
     //  (at most HERD_CONN_SPARE_MAX), so an IAMAT costs no malloc; the

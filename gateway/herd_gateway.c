@@ -168,6 +168,13 @@ s_self_wall_usec (s_self_t *self)
     return (int64_t) wall->tv_sec * 1000000 + wall->tv_nsec / 1000;
 }
 
+//  s_self_wall_usec as the connections' hook, for their lines out.
+static int64_t
+s_self_wall_hook (void *arg)
+{
+    return s_self_wall_usec ((s_self_t *) arg);
+}
+
 //  (Re)start a client's clock of one kind now.
 static void
 s_timer_start (s_self_t *self, s_client_t *client, int kind)
@@ -1069,7 +1076,7 @@ s_self_new (zsock_t *pipe, herd_gateway_args_t *args)
         .max_line = config->max_line, .max_output = config->max_output,
         .max_pending = config->max_pending, .max_output_total = config->max_output_total,
         .log = args->log, .handler = s_client_handle_line, .shed = s_self_shed,
-        .request_free = s_request_free, .hook_arg = self};
+        .request_free = s_request_free, .wall_usec = s_self_wall_hook, .hook_arg = self};
     self->max_clients = config->max_clients;
     self->ack_timeout_ms = config->ack_timeout_ms;
     self->max_time_ahead_s = config->max_time_ahead_s;
