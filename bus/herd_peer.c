@@ -53,6 +53,18 @@ s_secure (herd_peer_t *self, zsock_t *sock)
     zsock_set_curve_serverkey (sock, self->serverkey);
 }
 
+//  Connect the SUB to the neighbour's PUB. libzmq reads the socket's
+//  commands on connect and disconnect, which can take its ZMQ_FD's edge:
+//  the bus's poller is told (herd_poller.h).
+static int
+s_connect (herd_peer_t *self)
+{
+    s_secure (self, self->context->sub);    //  its key for this connect
+    int rc = zsock_connect (self->context->sub, "%s", self->node->bus);
+    herd_poller_touch (self->context->poller, self->context->sub);
+    return rc;
+}
+
 //  Open the DEALER to the neighbour's sync ROUTER, a new socket each time:
 //  a link that failed is rebuilt rather than waited on.
 static void
@@ -90,8 +102,7 @@ herd_peer_new (const herd_peer_context_t *context, const herd_node_t *node)
             zcert_destroy (&public);
         }
     }
-    s_secure (self, context->sub);          //  its key for this connect
-    if (zsock_connect (context->sub, "%s", node->bus) == -1) {
+    if (s_connect (self) == -1) {
         herd_log_error (context->log, "bus", "cannot connect to %s at %s: %s", node->name,
                         node->bus, zmq_strerror (zmq_errno ()));
         free (self);
@@ -157,6 +168,7 @@ s_disconnect (herd_peer_t *self)
     if (self->context->settle)
         self->context->settle (self->context->settle_arg);
     zsock_disconnect (self->context->sub, "%s", self->node->bus);
+    herd_poller_touch (self->context->poller, self->context->sub);
 }
 
 bool
@@ -164,10 +176,8 @@ herd_peer_link (herd_peer_t *self, bool up)
 {
     if (up == self->linked)
         return false;
-    if (up) {
-        s_secure (self, self->context->sub);
-        zsock_connect (self->context->sub, "%s", self->node->bus);
-    }
+    if (up)
+        s_connect (self);
     else {
         s_disconnect (self);
         self->up = false;
@@ -356,8 +366,7 @@ herd_peer_tend (herd_peer_t *self)
     if (self->sub_dead && self->linked && now >= self->sub_retry_at) {
         //  Connect the SUB to the neighbour's PUB again after libzmq gave up
         s_disconnect (self);
-        s_secure (self, self->context->sub);
-        zsock_connect (self->context->sub, "%s", self->node->bus);
+        s_connect (self);
         self->sub_dead = false;
         herd_log_printf (self->context->log, "bus", "link to %s connecting again",
                          self->node->name);

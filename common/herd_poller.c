@@ -91,19 +91,31 @@ s_take_ready (herd_poller_t *self)
     return NULL;
 }
 
-//  The first dirty reader with input, or NULL; those without are clean.
-static void *
-s_take_dirty (herd_poller_t *self)
+//  Ask each dirty reader: one with input is marked ready (and stays dirty:
+//  its handler will use it), one without is clean again. True if any had.
+static bool
+s_ask_dirty (herd_poller_t *self)
 {
+    bool input = false;
     for (size_t i = 0; i < self->count; i++) {
         s_item_t *item = &self->items[i];
         if (!item->dirty)
             continue;
         if (zsock_events (item->reader) & ZMQ_POLLIN)
-            return item->reader;            //  stays dirty: its handler uses it
-        item->dirty = false;
+            item->ready = input = true;
+        else
+            item->dirty = false;
     }
-    return NULL;
+    return input;
+}
+
+//  Mark the readers whose fd woke poll(2) as ready.
+static void
+s_mark_polled (herd_poller_t *self)
+{
+    for (size_t i = 0; i < self->count; i++)
+        if (self->fds[i].revents & (POLLIN | POLLERR))
+            self->items[i].ready = true;
 }
 
 void *
@@ -111,17 +123,23 @@ herd_poller_wait (herd_poller_t *self, int timeout)
 {
     self->terminated = zsys_interrupted != 0;
     void *reader = s_take_ready (self);
-    if (!reader)
-        reader = s_take_dirty (self);
     if (reader || self->terminated)
         return reader;
+    //  A dirty reader with input is not handed out alone: the fds of the
+    //  others are looked at too (without waiting), and all go out in the
+    //  order added. A socket that always has input (a flood on the SUB, or
+    //  from the gateway) then cannot starve the pipe or the sync socket
+    if (s_ask_dirty (self)) {
+        if (poll (self->fds, (nfds_t) self->count, 0) > 0)
+            s_mark_polled (self);
+        return s_take_ready (self);
+    }
     int rc = poll (self->fds, (nfds_t) self->count, timeout);
     if (rc < 0) {
         self->terminated = errno != EINTR || zsys_interrupted;
         return NULL;
     }
-    for (size_t i = 0; i < self->count; i++)
-        self->items[i].ready = (self->fds[i].revents & (POLLIN | POLLERR)) != 0;
+    s_mark_polled (self);
     return rc > 0 ? s_take_ready (self) : NULL;
 }
 
@@ -204,6 +222,29 @@ herd_poller_test (bool verbose)
     zstr_free (&text);
     HERD_CHECK (zstr_recv (pull) == NULL);
     HERD_CHECK (herd_poller_wait (poller, 20) == NULL);
+
+    //  A reader that always has input does not starve another: its handler
+    //  takes one message of many each time, while the exact one gets one
+    for (int i = 0; i < 100; i++)
+        zstr_send (push, "flood");
+    zclock_sleep (1);
+    HERD_CHECK (herd_poller_wait (poller, 1000) == pull);
+    text = zstr_recv (pull);
+    zstr_free (&text);
+    zstr_send (client, "seven");
+    zclock_sleep (1);
+    bool served = false;
+    for (int i = 0; i < 50 && !served; i++) {
+        void *which = herd_poller_wait (poller, 1000);
+        HERD_CHECK (which == pull || which == server);
+        text = zstr_recv (which);
+        HERD_CHECK (text);
+        served = which == server && streq (text, "seven");
+        zstr_free (&text);
+    }
+    HERD_CHECK (served);
+    while ((text = zstr_recv (pull)))
+        zstr_free (&text);
 
     //  A removed reader is never handed out
     herd_poller_remove (poller, pull);
