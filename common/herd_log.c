@@ -113,7 +113,8 @@ s_write_all (int fd, const char *data, size_t size)
 //  VMs, where the host takes back free memory, a fresh page costs a fault
 //  to the host on first touch: 500 MB took 0.16 s or 1.35 s to write, and
 //  a node at 50x32 spent 0.5 us of its 1.3 us per IAMAT in the log's
-//  writes; dropping behind brought that to 0.2 us (BENCHMARKS.md).
+//  writes; dropping behind brought that to 0.2 us (an earlier round of
+//  BENCHMARKS.md, in its git history).
 #define HERD_LOG_DROP (4 * 1024 * 1024)
 static void
 s_drop_behind (herd_log_t *self)
