@@ -95,9 +95,18 @@ def test_a_stopped_process_shows_stalled_then_turning(make_herd, stopped):
     stalled_roles = {stopped}
     proc.send_signal(signal.SIGSTOP)
     started = time.monotonic()
+    seen = []               #  the readings, for the message if it times out
+
+    def stalled_now():
+        reading = alive(herd, "Hill")
+        seen.append((round(time.monotonic() - started, 2), reading))
+        return all(reading.get(r, (0, False))[1] for r in stalled_roles) and reading
     try:
-        shown = wait_for(lambda: (lambda a: all(a[r][1] for r in stalled_roles) and a)(
-            alive(herd, "Hill")), BOUND + 3, interval=0.1, what=f"{stopped} stalled")
+        try:
+            shown = wait_for(stalled_now, BOUND + 3, interval=0.1, what=f"{stopped} stalled")
+        except AssertionError as timeout:
+            raise AssertionError(f"{timeout}; last readings (s after SIGSTOP, {{role: (age, "
+                                 f"stalled)}}): {seen[-3:]}") from None
         took = time.monotonic() - started
         #  Not before the bound: the last STATS came at most a second or two
         #  before the stop
