@@ -719,10 +719,7 @@ s_self_sleep_ms (s_self_t *self)
     //  settles it: input now means no sleep; none means the edge is armed
     if (herd_uplink_sent (self->uplink) && (zsock_events (self->bus) & ZMQ_POLLIN))
         self->check_bus = true;
-    if (self->check_places && (zsock_events (self->places) & ZMQ_POLLIN))
-        self->check_places = true;
-    else
-        self->check_places = false;
+    self->check_places = self->check_places && (zsock_events (self->places) & ZMQ_POLLIN);
     if (self->check_bus || self->check_places)
         return 0;
     int64_t wake = self->now + HERD_GW_TICK_MS;
