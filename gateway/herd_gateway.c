@@ -37,6 +37,7 @@
 #define HERD_GW_ZMQ_BATCH   256             //  replies from bus and places handled per turn
 #define HERD_GW_ASKED_MAX   256             //  WHATSATs of all clients in flight at once
 #define HERD_GW_TRIM_BYTES  (8 * 1024 * 1024) //  answers freed before memory goes back (1 s tick)
+#define HERD_GW_STORED_MS   10              //  STORED for kept updates is read this often
 
 //  epoll tags: what an event's fd belongs to (high 32 bits of data.u64)
 enum { TAG_CLIENT = 0, TAG_LISTEN = 1, TAG_PIPE = 2, TAG_BUS = 3, TAG_PLACES = 4 };
@@ -121,6 +122,10 @@ struct _s_self_t {
     bool check_pipe;                //  its ZMQ_FD fired: ask ZMQ_EVENTS
     bool check_bus;                 //  its ZMQ_FD fired, or we sent to it: receive
     bool check_places;              //  its ZMQ_FD fired, or we sent to it
+    bool keeping;                   //  updates kept in the gateway's journal (herd_uplink.h)
+    bool bus_watched;               //  the bus's ZMQ_FD is in the epoll set (s_self_watch_bus)
+    int64_t bus_read_at;            //  when the bus was last read, ms
+    size_t lookups;                 //  LOOKUPs the bus has not answered
     bool zmq_backlog;               //  replies left for the next turn: do not sleep
     char *input;                    //  every read lands here (HERD_GW_READ_CHUNK bytes);
                                     //  connections keep only what they cannot parse now
@@ -532,6 +537,7 @@ s_self_handle_whatsat (s_self_t *self, s_client_t *client, const herd_cmd_t *cmd
     request->bound = cmd->bound;
     s_reqid_t reqid = {client->serial, seq, client->fd, 0};
     herd_uplink_send_updates (self->uplink);    //  this client's IAMAT first
+    self->lookups++;
     herd_uplink_send (self->uplink,
                       &(herd_msg_t){.id = HERD_MSG_ID_LOOKUP, .reqid = {&reqid, sizeof (reqid)},
                                     .client = {cmd->client.data, cmd->client.size}});
@@ -717,10 +723,11 @@ s_self_sleep_ms (s_self_t *self)
     //  reads its command queue on send too): a reply that came meanwhile
     //  would then not wake epoll, and would wait for the tick. ZMQ_EVENTS
     //  settles it: input now means no sleep; none means the edge is armed
-    if (herd_uplink_sent (self->uplink) && (zsock_events (self->bus) & ZMQ_POLLIN))
+    if (herd_uplink_sent (self->uplink) && self->bus_watched
+        && (zsock_events (self->bus) & ZMQ_POLLIN))
         self->check_bus = true;
     self->check_places = self->check_places && (zsock_events (self->places) & ZMQ_POLLIN);
-    if (self->check_bus || self->check_places)
+    if (self->check_bus || self->check_places || herd_uplink_uncommitted (self->uplink))
         return 0;
     int64_t wake = self->now + HERD_GW_TICK_MS;
     for (int kind = 0; kind < TIMER_COUNT; kind++)
@@ -736,6 +743,9 @@ s_self_sleep_ms (s_self_t *self)
     //  when it takes messages again)
     if (herd_uplink_backlog (self->uplink) > 0 && self->now + HERD_GW_BACKLOG_MS < wake)
         wake = self->now + HERD_GW_BACKLOG_MS;
+    if (!self->bus_watched && herd_uplink_unconfirmed (self->uplink) > 0
+        && self->bus_read_at + HERD_GW_STORED_MS < wake)
+        wake = self->bus_read_at + HERD_GW_STORED_MS;
     int64_t now = zclock_mono ();
     return wake <= now ? 0 : (int) (wake - now);
 }
@@ -784,6 +794,24 @@ s_self_handle_found (s_self_t *self, s_client_t *client, uint64_t seq, s_request
     }
 }
 
+//  Watch the bus's ZMQ_FD only while an answer waits for it (a WHATSAT's
+//  LOOKUP, an IAMAT's STORED when updates are not kept). Kept updates need
+//  its STORED too, but not at once: the loop reads them every
+//  HERD_GW_STORED_MS, and at 1x1 load the gateway then wakes once per
+//  IAMAT, not twice.
+static void
+s_self_watch_bus (s_self_t *self)
+{
+    bool watch = !self->keeping || self->lookups > 0 || herd_uplink_waiting (self->uplink) > 0;
+    if (watch == self->bus_watched)
+        return;
+    struct epoll_event event = {.events = watch ? EPOLLIN : 0,
+                                .data.u64 = (uint64_t) TAG_BUS << 32};
+    epoll_ctl (self->epoll, EPOLL_CTL_MOD, zsock_fd (self->bus), &event);
+    self->bus_watched = watch;
+    self->check_bus = self->check_bus || watch;     //  what came meanwhile
+}
+
 //  Handle one reply of the bus: STORED, or FOUND or NONE for a WHATSAT.
 //  False when none waits (the socket's receive time-out is zero).
 static bool
@@ -795,11 +823,14 @@ s_self_handle_bus (s_self_t *self)
     herd_msg_t in;
     char reason[HERD_MSG_REASON_MAX];
     if (herd_msg_decode (&in, msg, HERD_MSG_TO_GATEWAY, NULL, reason, sizeof (reason)) == 0) {
-        if (in.id == HERD_MSG_ID_STORED)
+        if (in.id == HERD_MSG_ID_STORED) {
+            herd_uplink_stored (self->uplink, in.first, in.last);
             s_self_stored (self, in.first, in.last);
+        }
         else {
             s_client_t *client = NULL;
             uint64_t seq = 0;
+            self->lookups -= self->lookups > 0;
             s_request_t *request = s_self_find_request (self, in.reqid, &client, &seq);
             if (request && in.id == HERD_MSG_ID_NONE)
                 s_client_invalid (client, seq, request);
@@ -953,8 +984,12 @@ s_self_drain_zmq (s_self_t *self)
         //  less per reply than asking ZMQ_EVENTS first, and leaves its
         //  ZMQ_FD armed. A send since (herd_uplink_sent) is settled before
         //  the loop sleeps (s_self_sleep_ms)
-        if (herd_uplink_sent (self->uplink))
+        if (herd_uplink_sent (self->uplink) && self->bus_watched)
             self->check_bus = true;
+        if (!self->bus_watched && self->now - self->bus_read_at >= HERD_GW_STORED_MS)
+            self->check_bus = true;
+        if (self->check_bus)
+            self->bus_read_at = self->now;
         while (self->check_bus && bus_budget > 0) {
             if (!s_self_handle_bus (self))
                 self->check_bus = false;
@@ -1054,6 +1089,22 @@ s_self_connect (s_self_t *self, herd_gateway_args_t *args)
         return false;
     }
     self->uplink = herd_uplink_new (self->bus);
+    //  With fsync = everysec the gateway keeps its updates in a journal of
+    //  its own and answers once that is written (herd_uplink.h)
+    const herd_node_t *node = args->node;
+    if (node->data && !args->config->fsync_always) {
+        char *dir = zsys_sprintf ("%s/gateway", node->data);
+        char error[256] = "";
+        int rc = herd_uplink_keep (self->uplink, dir, self->log, error);
+        zstr_free (&dir);
+        self->keeping = rc == 0;
+        if (rc == -1) {
+            herd_log_error (self->log, "gateway", "cannot use the journal: %s", error);
+            fprintf (stderr, "herd: %s: cannot use the gateway's journal: %s\n", node->name,
+                     error);
+            return false;
+        }
+    }
     return true;
 }
 
@@ -1103,6 +1154,7 @@ s_self_new (zsock_t *pipe, herd_gateway_args_t *args)
     self->check_pipe = self->check_bus = self->check_places = true;    //  the first turn asks all
     s_self_watch_zmq (self, self->pipe, TAG_PIPE);
     s_self_watch_zmq (self, self->bus, TAG_BUS);
+    self->bus_watched = true;
     s_self_watch_zmq (self, self->places, TAG_PLACES);
     return self;
 }
@@ -1137,15 +1189,19 @@ s_self_turn (s_self_t *self)
 {
     s_self_tick (self);
     herd_alive_beat (HERD_ALIVE_GATEWAY, self->now);        //  this loop turns
+    //  Kept updates (the lines read since the last turn) are answered now,
+    //  before the bus hears of them: on a busy core it may run first, and
+    //  the answers would wait for it
+    s_self_stored (self, 0, herd_uplink_commit (self->uplink, self->now));
     herd_uplink_flush (self->uplink);
-    herd_uplink_send_updates (self->uplink);
     s_self_drain_zmq (self);
     s_self_pump (self);
     s_self_grant (self);
     s_self_handle_timers (self);
     s_self_send_stats (self);
-    herd_uplink_send_updates (self->uplink);   //  what the last steps queued, before answers go out
     s_self_flush_dirty (self);
+    herd_uplink_send_updates (self->uplink);   //  the turn's updates to the bus
+    s_self_watch_bus (self);
     s_self_trim (self);
 }
 

@@ -2,9 +2,13 @@
 //  in order, never dropped, and the answers that wait for them to be stored.
 
 #include "herd_uplink.h"
+#include "../bus/herd_journal.h"
 #include "../common/herd_msg.h"
+#include "../common/herd_record.h"
 
 #define HERD_UPLINK_UPDATES_MAX (64 * 1024) //  bytes of updates sent to the bus at once
+#define HERD_UPLINK_RESEND_MS   1000    //  a kept batch unconfirmed this long goes again,
+#define HERD_UPLINK_RESEND_MAX  16000   //  then after twice as long, up to this
 
 //  An answer waiting for its update to be stored, and the batch (UPDATE
 //  message) the update went in.
@@ -13,6 +17,15 @@ typedef struct {
     uint64_t batch;
     int64_t since;                  //  when the answer was ready, ms (monotonic)
 } s_waiter_t;
+
+//  A kept batch the bus has not confirmed: its records, to send again.
+typedef struct {
+    uint64_t batch;                 //  the number it was last sent under
+    int64_t due;                    //  when to send it again, ms (monotonic)
+    int64_t interval;               //  and the wait after that
+    size_t size;
+    char records[];                 //  '\n'-separated AT lines
+} s_kept_t;
 
 struct _herd_uplink_t {
     zsock_t *bus;
@@ -23,6 +36,16 @@ struct _herd_uplink_t {
     s_waiter_t *waiters;            //  answers waiting to be stored, oldest first (a ring)
     size_t waiter_head, waiter_count, waiter_capacity;
     bool sent;                      //  a send was tried since herd_uplink_sent
+    //  Kept updates (herd_uplink_keep)
+    herd_journal_t *journal;        //  or NULL: answers wait for the bus
+    herd_log_t *log;
+    zlist_t *kept;                  //  batches not yet confirmed, by number (s_kept_t)
+    size_t kept_bytes;
+    bool replaying;                 //  queueing the journal's own records: not appended again
+    bool appends_failed;            //  a record the journal refused: this turn is not kept
+    bool uncommitted;               //  records queued since the last commit
+    int64_t now;                    //  the last commit's time, ms
+    int64_t failed_at;              //  writes fail since, ms (0: they work)
 };
 
 herd_uplink_t *
@@ -48,6 +71,11 @@ herd_uplink_destroy (herd_uplink_t **self_p)
         zmsg_destroy (&msg);
     }
     zlist_destroy (&self->backlog);
+    if (self->kept)
+        while (zlist_size (self->kept) > 0)
+            free (zlist_pop (self->kept));
+    zlist_destroy (&self->kept);
+    herd_journal_destroy (&self->journal);
     free (self->waiters);
     free (self->updates);
     free (self);
@@ -115,6 +143,31 @@ s_send_update (herd_uplink_t *self, uint64_t batch, const char *records, size_t 
 {
     herd_uplink_send (self, &(herd_msg_t){.id = HERD_MSG_ID_UPDATE, .batch = batch,
                                           .records = {records, size}});
+    if (!self->journal)
+        return;
+    //  Kept until the bus confirms it
+    s_kept_t *kept = (s_kept_t *) malloc (sizeof (s_kept_t) + size);
+    assert (kept);
+    *kept = (s_kept_t){batch, self->now + HERD_UPLINK_RESEND_MS, HERD_UPLINK_RESEND_MS, size};
+    memcpy (kept->records, records, size);
+    zlist_append (self->kept, kept);
+    self->kept_bytes += size;
+}
+
+//  Send the oldest kept batch again, under the next number, and move it
+//  to the end of the list (which stays in order of number).
+static void
+s_resend_oldest (herd_uplink_t *self)
+{
+    herd_uplink_send_updates (self);        //  numbers stay in order of sending
+    s_kept_t *kept = (s_kept_t *) zlist_pop (self->kept);
+    kept->batch = self->batch++;
+    kept->due = self->now + kept->interval;
+    kept->interval = kept->interval * 2 > HERD_UPLINK_RESEND_MAX ? HERD_UPLINK_RESEND_MAX
+                                                                 : kept->interval * 2;
+    herd_uplink_send (self, &(herd_msg_t){.id = HERD_MSG_ID_UPDATE, .batch = kept->batch,
+                                          .records = {kept->records, kept->size}});
+    zlist_append (self->kept, kept);
 }
 
 void
@@ -129,6 +182,11 @@ herd_uplink_send_updates (herd_uplink_t *self)
 uint64_t
 herd_uplink_queue (herd_uplink_t *self, const char *at, size_t size)
 {
+    if (self->journal && !self->replaying) {
+        self->uncommitted = true;
+        if (herd_journal_append (self->journal, at, size) == -1)
+            self->appends_failed = true;
+    }
     if (self->updates_size > 0 && self->updates_size + 1 + size > HERD_UPLINK_UPDATES_MAX)
         herd_uplink_send_updates (self);
     if (!self->updates) {
@@ -146,6 +204,134 @@ herd_uplink_queue (herd_uplink_t *self, const char *at, size_t size)
     memcpy (self->updates + self->updates_size, at, size);
     self->updates_size += size;
     return self->batch;
+}
+
+//  A record of the journal, at start: to the bus again.
+static void
+s_replay (const char *line, size_t size, void *arg)
+{
+    herd_uplink_queue ((herd_uplink_t *) arg, line, size);
+}
+
+int
+herd_uplink_keep (herd_uplink_t *self, const char *dir, herd_log_t *log, char *error)
+{
+    assert (!self->journal);
+    self->log = log;
+    self->kept = zlist_new ();
+    self->now = zclock_mono ();
+    herd_journal_stats_t stats;
+    herd_journal_t *journal = herd_journal_open (dir, s_replay, self, &stats, error);
+    if (!journal)
+        return -1;
+    //  The records replayed go to the bus, kept like any batch (s_send_update)
+    self->journal = journal;
+    self->replaying = true;
+    herd_uplink_send_updates (self);
+    self->replaying = false;
+    herd_log_printf (log, "gateway", "journal loaded: %zu records sent to the bus again",
+                     stats.records);
+    if (stats.skipped_bytes || stats.discarded)
+        herd_log_warning (log, "gateway",
+                          "journal damaged: %zu damaged records skipped, %zu bytes discarded "
+                          "(%s%s)", stats.skipped, stats.discarded, stats.skip_reason,
+                          stats.reason);
+    return 0;
+}
+
+//  Rewrite the journal to the batches the bus has not confirmed, in the
+//  journal's thread (herd_journal_compact_start), when it has grown to
+//  HERD_UPLINK_KEEP_RECORDS or lost records it could not write.
+static void
+s_compact (herd_uplink_t *self)
+{
+    int polled = herd_journal_compact_poll (self->journal, false);
+    if (polled == -1)
+        herd_log_warning (self->log, "gateway", "journal compaction failed: %s",
+                          strerror (errno));
+    if ((herd_journal_records (self->journal) < HERD_UPLINK_KEEP_RECORDS
+         && !herd_journal_lost (self->journal))
+        || herd_journal_busy (self->journal))
+        return;
+    if (herd_journal_compact_begin (self->journal) == -1) {
+        herd_log_warning (self->log, "gateway", "journal compaction failed: %s",
+                          strerror (errno));
+        return;
+    }
+    for (s_kept_t *kept = (s_kept_t *) zlist_first (self->kept); kept;
+         kept = (s_kept_t *) zlist_next (self->kept)) {
+        const char *line = kept->records, *end = kept->records + kept->size;
+        while (line < end) {
+            const char *eol = (const char *) memchr (line, '\n', (size_t) (end - line));
+            size_t size = (size_t) ((eol ? eol : end) - line);
+            herd_journal_compact_add (self->journal, line, size, herd_record_hash (line, size));
+            line += size + 1;
+        }
+    }
+    if (herd_journal_compact_start (self->journal) == -1)
+        herd_log_warning (self->log, "gateway", "journal compaction failed: %s",
+                          strerror (errno));
+}
+
+uint64_t
+herd_uplink_commit (herd_uplink_t *self, int64_t now)
+{
+    self->now = now;
+    if (!self->journal)
+        return 0;
+    int rc = herd_journal_flush (self->journal);
+    if (rc == 0 && !self->appends_failed && self->failed_at) {
+        herd_log_printf (self->log, "gateway", "journal writing again after %" PRId64 " ms",
+                         now - self->failed_at);
+        self->failed_at = 0;
+    }
+    else
+    if (rc == -1 && !self->failed_at) {
+        herd_log_warning (self->log, "gateway", "journal write failed: %s; answers wait for "
+                          "the bus until it works again", strerror (errno));
+        self->failed_at = now;
+    }
+    herd_journal_tick (self->journal);
+    s_compact (self);
+    //  Batches the bus has not confirmed in time go again, while it takes
+    //  messages (a bus that is stopped gets no pile of repeats)
+    s_kept_t *oldest;
+    while ((oldest = (s_kept_t *) zlist_first (self->kept)) && oldest->due <= now
+           && zlist_size (self->backlog) == 0)
+        s_resend_oldest (self);
+    bool kept = rc == 0 && !self->appends_failed && self->kept_bytes <= HERD_UPLINK_KEEP_MAX;
+    self->appends_failed = self->uncommitted = false;
+    //  The batch being filled is written too: its answers may go before it
+    return kept ? (self->updates_size > 0 ? self->batch : self->batch - 1) : 0;
+}
+
+void
+herd_uplink_stored (herd_uplink_t *self, uint64_t first, uint64_t last)
+{
+    if (!self->journal)
+        return;
+    s_kept_t *kept;
+    while ((kept = (s_kept_t *) zlist_first (self->kept)) && kept->batch <= last) {
+        if (kept->batch < first)
+            s_resend_oldest (self);     //  the bus never got it: numbered after last now
+        else {
+            zlist_pop (self->kept);
+            self->kept_bytes -= kept->size;
+            free (kept);
+        }
+    }
+}
+
+bool
+herd_uplink_uncommitted (herd_uplink_t *self)
+{
+    return self->uncommitted;
+}
+
+size_t
+herd_uplink_unconfirmed (herd_uplink_t *self)
+{
+    return self->kept_bytes;
 }
 
 void

@@ -9,13 +9,37 @@
 //  IAMAT or a WHATSAT holds a slot until the bus answers, and a connection
 //  stops reading at max_pending). An IAMAT's answer waits (herd_uplink_wait)
 //  until its batch is stored, or ack_timeout_ms.
+//
+//  Kept updates (herd_uplink_keep, for herd/fsync = everysec with a data
+//  directory): the gateway also writes the turn's updates to a journal of
+//  its own (herd_journal.h, in DATA/gateway), and an update is stored once
+//  that write succeeds, at the end of the turn (herd_uplink_commit): its
+//  answer goes out without the round trip to the bus and back. Every batch
+//  is kept in memory too until the bus says STORED (herd_uplink_stored); a
+//  batch the bus never got (it restarted) or has not stored within a second
+//  is sent again, under a new number (newer wins: a repeat changes
+//  nothing). At start the journal's records go to the bus again the same
+//  way, so whatever the gateway acknowledged reaches the bus even when the
+//  gateway dies between its write and the bus's. The journal is rewritten
+//  to the batches not yet confirmed (a compaction) once it holds
+//  HERD_UPLINK_KEEP_RECORDS. Answers wait for the bus again, as without a
+//  journal, while its writes fail or more than HERD_UPLINK_KEEP_MAX bytes
+//  wait for the bus's confirmation (a bus stopped for long).
 
 #ifndef HERD_UPLINK_H_INCLUDED
 #define HERD_UPLINK_H_INCLUDED
 
 #include <czmq.h>
 
+#include "../common/herd_log.h"
 #include "../common/herd_msg.h"
+
+//  Bytes of kept updates the bus has not confirmed past which answers wait
+//  for the bus again.
+#define HERD_UPLINK_KEEP_MAX (64u << 20)
+
+//  Records in the gateway's journal past which it is compacted.
+#define HERD_UPLINK_KEEP_RECORDS 200000
 
 typedef struct _herd_uplink_t herd_uplink_t;
 
@@ -93,6 +117,37 @@ int64_t
 //  Answers waiting to be stored.
 size_t
     herd_uplink_waiting (herd_uplink_t *self);
+
+//  Keep updates in a journal in dir (created as needed), and send what it
+//  holds to the bus again now. log: for the journal's troubles. 0, or -1
+//  with error (at least 256 bytes) set when the journal cannot be used.
+int
+    herd_uplink_keep (herd_uplink_t *self, const char *dir, herd_log_t *log, char *error);
+
+//  End of the loop turn, at now (ms): write the turn's updates to the
+//  journal; send again batches the bus has not confirmed within their
+//  time; compact the journal when it is due. Returns the last batch whose
+//  answers may go now (herd_uplink_next_stored with first 0): every update
+//  queued so far is written, including those of the batch being filled
+//  (herd_uplink_send_updates sends it after the answers). 0 when nothing is
+//  newly kept (no journal, or answers wait for the bus).
+uint64_t
+    herd_uplink_commit (herd_uplink_t *self, int64_t now);
+
+//  The bus stored batches first..last: the kept copies of those are
+//  dropped, and kept batches before first (the bus never got them) go
+//  again. Call before herd_uplink_next_stored.
+void
+    herd_uplink_stored (herd_uplink_t *self, uint64_t first, uint64_t last);
+
+//  True when updates were queued to be kept since the last commit: the
+//  loop should not sleep before it commits them.
+bool
+    herd_uplink_uncommitted (herd_uplink_t *self);
+
+//  Bytes of kept updates sent and not yet confirmed by the bus.
+size_t
+    herd_uplink_unconfirmed (herd_uplink_t *self);
 
 //  Self test of this class.
 void

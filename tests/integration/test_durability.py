@@ -88,12 +88,12 @@ def test_acknowledged_then_killed_is_kept(make_herd, standin, size):
 
 
 def test_gateway_never_acks_what_the_bus_did_not_store(tmp_path, standin):
-    """Finding 2 (split mode): with the bus role stopped, IAMATs get no AT;
-    with it killed, their connection is closed without one; other clients
-    still get answers; once the bus is back, IAMATs are acknowledged and
-    kept."""
+    """Finding 2 (split mode, fsync = always, so the gateway keeps no
+    journal of its own): with the bus role stopped, IAMATs get no AT; with
+    it killed, their connection is closed without one; other clients still
+    get answers; once the bus is back, IAMATs are acknowledged and kept."""
     herd = Herd(tmp_path, names=["Hill"], edges=[], split=True, places_url=standin.url,
-                extra_herd="ack_timeout_ms = 1500")
+                extra_herd="ack_timeout_ms = 1500\nfsync = always")
     try:
         herd.start()
         places, bus, gateway = herd.procs["Hill"]
@@ -152,6 +152,105 @@ def test_gateway_never_acks_what_the_bus_did_not_store(tmp_path, standin):
         assert held_all(herd, "Hill", acked) == set(acked)
     finally:
         herd.stop()
+
+
+def restart_role(herd, name, role):
+    """Start role (bus or gateway) of a split node again, as herd.start does."""
+    index = ["places", "bus", "gateway"].index(role)
+    herd.procs[name][index] = subprocess.Popen(
+        [HERD_BIN, "node", name, "-c", herd.config, "--role", role], env=herd.env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def test_gateway_keeps_what_it_acks_while_the_bus_is_stopped_then_killed(tmp_path, standin):
+    """The gateway's own journal (fsync = everysec, the default), split
+    mode: with the bus role stopped, IAMATs are still acknowledged, since
+    the gateway's journal holds them; the bus is then killed without ever
+    having read them, and a new bus gets them from the gateway with no
+    other traffic to prompt it."""
+    herd = Herd(tmp_path, names=["Hill"], edges=[], split=True, places_url=standin.url)
+    try:
+        herd.start()
+        places, bus, gateway = herd.procs["Hill"]
+        bus.send_signal(signal.SIGSTOP)
+        answers = burst(herd.port("Hill"), "kept", 13)
+        assert len(answers) == 13 and all(a.startswith(b"AT Hill ") for a in answers)
+        #  Killed with the updates unread in its queue
+        bus.send_signal(signal.SIGKILL)
+        bus.wait(10)
+        restart_role(herd, "Hill", "bus")
+        acked = {a.split()[3].decode() for a in answers}
+        wait_for(lambda: held_all(herd, "Hill", acked) == acked, 15, interval=0.3,
+                 what="the new bus to hold every update the gateway acknowledged")
+    finally:
+        herd.stop()
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["inproc", "split"])
+def test_node_killed_while_only_the_gateway_holds_acks_keeps_them(tmp_path, standin, split):
+    """The worst instant for the gateway's journal: updates acknowledged
+    that only it holds, then the whole node SIGKILLed. In split mode the bus
+    is stopped first, so it surely never read them; in one process the
+    kill comes the instant the last AT is read. After a restart the node
+    holds every one."""
+    herd = Herd(tmp_path, names=["Hill"], edges=[], split=split, places_url=standin.url,
+                places_extra="cache_ttl_ms = 60000")
+    acked = set()
+    try:
+        for r in range(3 if split else 10):
+            herd.start()
+            if split:
+                herd.procs["Hill"][1].send_signal(signal.SIGSTOP)
+            answers = burst(herd.port("Hill"), f"only{r}", 20)
+            for p in herd.procs["Hill"]:
+                p.send_signal(signal.SIGKILL)
+            for p in herd.procs["Hill"]:
+                p.wait(10)
+            assert len(answers) == 20 and all(a.startswith(b"AT Hill ") for a in answers)
+            acked |= {a.split()[3].decode() for a in answers}
+        herd.start()
+        wait_for(lambda: held_all(herd, "Hill", sorted(acked)) == acked, 15, interval=0.3,
+                 what="every acknowledged update after the restart")
+        assert b"sent to the bus again" in herd.log("Hill")
+    finally:
+        herd.stop()
+
+
+def test_full_gateway_journal_waits_for_the_bus_and_recovers(tmp_path, standin):
+    """The gateway's journal on a full file system, the bus's journal not:
+    answers wait for the bus's STORED instead (still acknowledged, still
+    kept), the log says so, and once space is back the gateway's journal
+    writes again by itself."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small file system needs root")
+    herd = Herd(tmp_path, names=["Hill"], edges=[], places_url=standin.url,
+                places_extra="cache_ttl_ms = 60000")
+    kept = os.path.join(herd.tmp, "data", "Hill", "gateway")
+    os.makedirs(kept)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", kept]).returncode:
+        pytest.skip("cannot mount a tmpfs")
+    try:
+        herd.start()
+        acked = []
+        for r in range(20):
+            answers = burst(herd.port("Hill"), f"fill{r}", 100)
+            assert len(answers) == 100 and all(a.startswith(b"AT ") for a in answers)
+            acked += [a.split()[3].decode() for a in answers]
+        wait_for(lambda: b"gateway journal write failed" in herd.log("Hill"), 5,
+                 what="the log to say the gateway's journal failed")
+        subprocess.run(["mount", "-o", "remount,size=16m", kept], check=True)
+        def writing():
+            burst(herd.port("Hill"), f"back{time.monotonic_ns()}", 1)
+            return b"gateway journal writing again" in herd.log("Hill")
+        wait_for(writing, 10, interval=0.2, what="the gateway's journal to write again")
+        herd.kill("Hill", signal.SIGKILL)
+        herd.start("Hill")
+        found = held_all(herd, "Hill", acked)
+        missing = [c for c in acked if c not in found]
+        assert not missing, f"{len(missing)} of {len(acked)} acknowledged updates lost"
+    finally:
+        herd.stop()
+        subprocess.run(["umount", "-l", kept])
 
 
 def test_full_disk_gets_no_at_and_recovers(make_herd, standin, tmp_path):
