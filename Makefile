@@ -42,9 +42,9 @@ COMMON  := common/herd_config.c common/herd_config_scan.c common/herd_config_rel
 GATEWAY := gateway/herd_gateway.c gateway/herd_conn.c gateway/herd_accept.c gateway/herd_uplink.c \
            gateway/herd_timers.c \
            gateway/herd_gateway_test.c
-BUS     := bus/herd_bus.c bus/herd_bus_test.c bus/herd_catchup.c bus/herd_journal.c \
-           bus/herd_journal_test.c bus/herd_peer.c bus/herd_refusals.c bus/herd_store.c \
-           bus/herd_table.c
+BUS     := bus/herd_bus.c bus/herd_bus_test.c bus/herd_catchup.c bus/herd_durable.c \
+           bus/herd_journal.c bus/herd_journal_test.c bus/herd_peer.c bus/herd_refusals.c \
+           bus/herd_store.c bus/herd_table.c
 PLACES  := places/herd_places.c places/herd_placesbody.c places/herd_placesnew.c \
            places/herd_google.c places/herd_placescache.c
 MONITOR := monitor/herd_collector.c monitor/herd_monitor.c

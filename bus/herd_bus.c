@@ -2,7 +2,7 @@
 
 #include "herd_bus.h"
 #include "herd_catchup.h"
-#include "herd_journal.h"
+#include "herd_durable.h"
 #include "herd_peer.h"
 #include "herd_refusals.h"
 #include "herd_store.h"
@@ -26,13 +26,6 @@
 #define HERD_BUS_PREFIX_MAX 4096    //  an AT line's bytes beyond the client's line (name, diff)
 #define HERD_BUS_STORE_RETRY 100    //  ms between tries to store when the journal fails
 
-//  Batches of updates a gateway handed over that wait to be stored: the
-//  gateway holds their AT answers until it hears STORED first..last.
-typedef struct {
-    zframe_t *routing;              //  the gateway's routing id
-    uint64_t first, last;           //  batch numbers, consecutive
-} s_ack_t;
-
 typedef struct {
     zsock_t *pipe;                  //  actor command pipe
     zsock_t *router;                //  gateway channel
@@ -55,16 +48,9 @@ typedef struct {
     herd_peer_context_t peer_context;   //  what the peers borrow: SUB, poller, key, ...
     herd_catchup_t *catchup;        //  catch-ups served (herd_catchup.h)
     herd_catchup_context_t catchup_context;     //  ...and what they borrow
-    herd_journal_t *journal;        //  or NULL: table in memory only
-    bool fsync_always;              //  herd/fsync = always: STORED only after fdatasync
-    s_ack_t *acks;                  //  batches applied, not yet confirmed stored
-    size_t ack_count, ack_capacity;
-    int64_t store_failed_at;        //  when storing began to fail, ms; 0 = it works
-    uint64_t store_failures;        //  journal writes that failed
+    herd_durable_t *durable;        //  journal and STORED acknowledgements (herd_durable.h)
     herd_report_t *report;          //  events and counters to the node's monitor, or NULL
     uint64_t catchups;              //  catch-ups completed
-    size_t compact_before, compact_live;    //  the compaction in progress: records
-    int64_t compact_started;                //  ...before and after, its start (ms)
     const herd_config_t *config;
     const herd_node_t *node;
     herd_log_t *log;
@@ -253,8 +239,7 @@ s_self_apply (s_self_t *self, const char *line, size_t size, const char *from, b
     if (self->loading)
         return true;
     self->applied++;
-    if (self->journal)
-        herd_journal_append_hashed (self->journal, line, size, record.hash);
+    herd_durable_append (self->durable, line, size, record.hash);
     s_self_queue (self, line, size, record.seq);
     if (self->verbose)
         zsys_debug ("bus %s: applied from %s: %.*s", self->node->name, from, (int) size, line);
@@ -288,133 +273,6 @@ s_self_load_record (const char *line, size_t size, void *arg)
     s_self_apply ((s_self_t *) arg, line, size, "journal", false);
 }
 
-//  Log a compaction that finished.
-static void
-s_self_compacted (s_self_t *self)
-{
-    herd_log_printf (self->log, "bus", "journal compacted: %zu records to %zu in %" PRId64 " ms",
-                     self->compact_before, self->compact_live,
-                     s_now_ms () - self->compact_started);
-}
-
-//  Rewrite the journal from the table when it holds mostly superseded
-//  records, or when it had to drop records it could not write (so the
-//  table, which has them, is what the journal holds again). With fsync =
-//  everysec the new file's fdatasync runs in the journal's thread, and the
-//  loop goes on (s_self_compacted); with always, or when wait (stopping),
-//  here.
-static void
-s_self_compact (s_self_t *self, bool wait)
-{
-    size_t live = herd_store_size (self->store);
-    //  A lost journal (records dropped while writes failed) is rewritten
-    if (!self->journal
-        || (!herd_journal_lost (self->journal)
-            && herd_journal_records (self->journal) < 2 * live + 10000))
-        return;
-    wait = wait || self->fsync_always;
-    if (!wait && herd_journal_busy (self->journal))
-        return;                     //  a second later, then
-    int64_t start = s_now_ms ();
-    size_t before = herd_journal_records (self->journal);
-    if (herd_journal_compact_begin (self->journal) == -1) {
-        herd_log_warning (self->log, "bus", "journal compaction failed: %s", strerror (errno));
-        return;
-    }
-    //  Every live record, from the store's change list
-    herd_store_cursor_t *cursor = herd_store_cursor_new (self->store, 0);
-    herd_store_record_t record;
-    while (herd_store_cursor_next (cursor, &record))
-        herd_journal_compact_add (self->journal, record.line, record.size, record.hash);
-    herd_store_cursor_destroy (&cursor);
-    self->compact_before = before;
-    self->compact_live = live;
-    self->compact_started = start;
-    if ((wait ? herd_journal_compact_commit (self->journal)
-              : herd_journal_compact_start (self->journal))
-        == -1)
-        herd_log_warning (self->log, "bus", "journal compaction failed: %s", strerror (errno));
-    else
-    if (wait)
-        s_self_compacted (self);
-}
-
-//  Remember that a gateway's batch was applied: STORED goes back once the
-//  journal has it (s_self_confirm). Consecutive batches of one gateway
-//  share one entry. Takes the routing frame.
-static void
-s_self_hold_ack (s_self_t *self, zframe_t **routing_p, uint64_t batch)
-{
-    s_ack_t *last = self->ack_count ? &self->acks[self->ack_count - 1] : NULL;
-    if (last && last->last + 1 == batch && zframe_eq (last->routing, *routing_p)) {
-        last->last = batch;
-        zframe_destroy (routing_p);
-        return;
-    }
-    if (self->ack_count == self->ack_capacity) {
-        self->ack_capacity = self->ack_capacity ? self->ack_capacity * 2 : 8;
-        self->acks = (s_ack_t *) realloc (self->acks, self->ack_capacity * sizeof (s_ack_t));
-        assert (self->acks);
-    }
-    self->acks[self->ack_count++] = (s_ack_t){*routing_p, batch, batch};
-    *routing_p = NULL;
-}
-
-//  Store what this turn applied and tell each gateway which of its batches
-//  are stored. Without a journal, held by the bus is stored. With one, the
-//  records must be written (fsync = everysec) or written and fdatasync'd
-//  (always); when that fails nothing is confirmed, and the next turns try
-//  again (the journal paces its retries) until it works or the gateway's
-//  ack_timeout_ms closes the waiting clients' connections.
-static void
-s_self_store (s_self_t *self)
-{
-    if (self->journal) {
-        //  A compaction done in the background swaps its file in first: it
-        //  may be what makes a lost journal whole again
-        int compacted = herd_journal_compact_poll (self->journal, false);
-        if (compacted == 1)
-            s_self_compacted (self);
-        else
-        if (compacted == -1)
-            herd_log_warning (self->log, "bus", "journal compaction failed: %s",
-                              strerror (errno));
-        int rc = herd_journal_flush (self->journal);
-        if (rc == 0 && herd_journal_lost (self->journal))
-            rc = -1;            //  records were dropped: only a rewrite restores them
-        if (rc == 0 && self->fsync_always && self->ack_count > 0)
-            rc = herd_journal_sync (self->journal);
-        if (rc == -1) {
-            if (!self->store_failed_at) {
-                self->store_failed_at = s_now_ms ();
-                herd_log_warning (self->log, "bus", "journal write failed: %s; updates are not "
-                                  "acknowledged until it works again", strerror (errno));
-                herd_report_event (self->report, "journal failing", NULL,
-                                    strerror (errno));
-            }
-            self->store_failures++;
-            return;
-        }
-        if (self->store_failed_at) {
-            herd_log_printf (self->log, "bus", "journal writing again after %" PRId64 " ms",
-                             s_now_ms () - self->store_failed_at);
-            herd_report_event (self->report, "journal writing", NULL, "recovered");
-            self->store_failed_at = 0;
-        }
-        herd_journal_tick (self->journal);
-    }
-    for (size_t i = 0; i < self->ack_count; i++) {
-        s_ack_t *ack = &self->acks[i];
-        herd_msg_send (&(herd_msg_t){.id = HERD_MSG_ID_STORED, .routing = ack->routing,
-                                     .first = ack->first, .last = ack->last},
-                       self->router, ZMQ_DONTWAIT);
-        zframe_destroy (&ack->routing);
-    }
-    if (self->ack_count > 0)
-        herd_poller_touch (self->poller, self->router);     //  sent on: see herd_poller.h
-    self->ack_count = 0;
-}
-
 //  -------------------------------------------------------------------------
 //  Handlers
 
@@ -434,7 +292,7 @@ s_self_handle_router (s_self_t *self)
         s_self_apply_all (self, in.records.data, in.records.size, "gateway", true);
         zframe_t *routing = in.routing;
         zmsg_remove (msg, routing);
-        s_self_hold_ack (self, &routing, in.batch);
+        herd_durable_hold (self->durable, &routing, in.batch);
     }
     else {
         assert (in.id == HERD_MSG_ID_LOOKUP);
@@ -774,11 +632,7 @@ s_self_report_stats (s_self_t *self)
     cJSON_AddNumberToObject (stats, "refused_messages_total", (double) self->refused);
     cJSON_AddNumberToObject (stats, "sequence", (double) herd_store_seq (self->store));
     cJSON_AddNumberToObject (stats, "catchups_total", (double) self->catchups);
-    cJSON_AddNumberToObject (stats, "journal_records",
-                             self->journal ? (double) herd_journal_records (self->journal) : 0);
-    cJSON_AddNumberToObject (stats, "journal_failing",
-                             self->journal && herd_journal_failing (self->journal) ? 1 : 0);
-    cJSON_AddNumberToObject (stats, "store_failures_total", (double) self->store_failures);
+    herd_durable_report (self->durable, stats);
     cJSON *links = cJSON_AddObjectToObject (stats, "links");
     for (size_t i = 0; i < self->peer_count; i++)
         cJSON_AddStringToObject (links, herd_peer_node (self->peers[i])->name,
@@ -817,15 +671,12 @@ s_self_destroy (s_self_t **self_p)
     herd_catchup_destroy (&self->catchup);
     free (self->peers);
     free (self->outbox);
-    for (size_t i = 0; i < self->ack_count; i++)
-        zframe_destroy (&self->acks[i].routing);
-    free (self->acks);
     zsock_destroy (&self->sync);
     zsock_destroy (&self->sub);
     zsock_destroy (&self->pub);
     zsock_destroy (&self->router);
     herd_store_destroy (&self->store);
-    herd_journal_destroy (&self->journal);
+    herd_durable_destroy (&self->durable);
     zactor_destroy (&self->auth);
     zcert_destroy (&self->cert);
     herd_report_destroy (&self->report);
@@ -851,39 +702,17 @@ s_self_bind (s_self_t *self, zsock_t *sock, const char *endpoint, const char *wh
     return -1;
 }
 
-//  Load the journal into the table, if the node has a data directory.
+//  Load the journal into the table (herd_durable), if the node has a data
+//  directory: replayed, its records are neither journalled nor published.
 static int
-s_self_open_journal (s_self_t *self)
+s_self_open_durable (s_self_t *self)
 {
-    if (!self->node->data)
-        return 0;
-    int64_t start = s_now_ms ();
-    char error[256] = "";
-    herd_journal_stats_t stats;
     self->loading = true;
-    self->journal = herd_journal_open (self->node->data, s_self_load_record, self, &stats, error);
+    self->durable = herd_durable_new (&(herd_durable_context_t){
+        self->store, self->node->data, self->config->fsync_always, s_self_load_record, self,
+        self->node->name, self->log, self->report});
     self->loading = false;
-    if (!self->journal) {
-        herd_log_error (self->log, "bus", "cannot use the journal: %s", error);
-        fprintf (stderr, "herd: %s: cannot use the journal: %s\n", self->node->name, error);
-        return -1;
-    }
-    herd_log_printf (self->log, "bus", "journal loaded: %zu records, %zu clients in %" PRId64
-                     " ms%s%s%s", stats.records, herd_store_size (self->store),
-                     s_now_ms () - start, stats.upgraded ? " (converted from format " : "",
-                     stats.upgraded ? stats.format : "",
-                     stats.upgraded ? " to " HERD_JOURNAL_FORMAT ")" : "");
-    if (stats.skipped_bytes)
-        herd_log_warning (self->log, "bus",
-                          "journal damaged: %zu damaged record%s (%zu bytes) skipped, %zu good "
-                          "records kept (%s)",
-                          stats.skipped, stats.skipped == 1 ? "" : "s", stats.skipped_bytes,
-                          stats.records, stats.skip_reason);
-    if (stats.discarded)
-        herd_log_warning (self->log, "bus",
-                          "journal damaged: %zu bytes after %zu good records discarded (%s)",
-                          stats.discarded, stats.records, stats.reason);
-    return 0;
+    return self->durable ? 0 : -1;
 }
 
 //  CURVE: load this node's secret certificate and start zauth with the
@@ -1055,7 +884,6 @@ s_self_new (zsock_t *pipe, herd_bus_args_t *args)
     self->config = args->config;
     self->node = args->node;
     self->log = args->log;
-    self->fsync_always = args->config->fsync_always;
     self->store = herd_store_new (s_self_clock, self);
     struct timespec wall;
     clock_gettime (CLOCK_REALTIME, &wall);
@@ -1067,7 +895,7 @@ s_self_new (zsock_t *pipe, herd_bus_args_t *args)
                          ^ ((uint64_t) getpid () << 16) ^ (uint64_t) zclock_usecs ();
     self->report = herd_report_new (args->monitor, "bus");
     self->refusals = herd_refusals_new ();
-    bool failed = s_self_open_journal (self) == -1
+    bool failed = s_self_open_durable (self) == -1
              || (self->config->curve && s_self_start_curve (self) == -1)
              || s_self_open_sockets (self, args->endpoint) == -1 || s_self_open_sync (self) == -1;
     if (!failed) {
@@ -1183,8 +1011,7 @@ herd_bus_actor (zsock_t *pipe, void *args)
     while (!self->terminated) {
         herd_alive_beat (HERD_ALIVE_BUS, s_now_ms ());          //  this loop turns
         int64_t wait = self->next_heartbeat - s_now_ms ();
-        if ((self->ack_count > 0 || (self->journal && herd_journal_failing (self->journal)))
-            && wait > HERD_BUS_STORE_RETRY)
+        if (herd_durable_waiting (self->durable) && wait > HERD_BUS_STORE_RETRY)
             wait = HERD_BUS_STORE_RETRY;        //  storing failed: try again soon
         if (herd_catchup_serving (self->catchup) && wait > HERD_BUS_PUMP_MS)
             wait = HERD_BUS_PUMP_MS;        //  a catch-up waits on its requester
@@ -1224,14 +1051,15 @@ herd_bus_actor (zsock_t *pipe, void *args)
         if (s_now_ms () >= self->next_heartbeat) {
             s_self_heartbeat (self);
             s_self_report_stats (self);
-            s_self_compact (self, false);
+            herd_durable_compact (self->durable);
         }
-        s_self_store (self);
+        //  What this turn applied is stored, and STORED goes to the gateway
+        if (herd_durable_confirm (self->durable, self->router))
+            herd_poller_touch (self->poller, self->router);     //  sent on: see herd_poller.h
     }
     //  Records dropped while the journal could not write are in the table:
     //  a last rewrite keeps them, if the disk takes it now
-    if (self->journal && herd_journal_lost (self->journal))
-        s_self_compact (self, true);
+    herd_durable_stop (self->durable);
     herd_log_printf (self->log, "bus", "stopped: %zu clients, %" PRIu64 " applied, %" PRIu64
                      " stale, %" PRIu64 " dropped, %" PRIu64 " published in %" PRIu64
                      " messages", herd_store_size (self->store), self->applied, self->stale,

@@ -25,6 +25,7 @@
 #include "../../common/herd_report.h"
 #include "../../bus/herd_bus.h"
 #include "../../bus/herd_catchup.h"
+#include "../../bus/herd_durable.h"
 #include "../../bus/herd_journal.h"
 #include "../../common/herd_msg.h"
 #include "../../bus/herd_peer.h"
@@ -81,6 +82,7 @@ static test_item_t s_tests[] = {
     {"herd_peer", herd_peer_test},
     {"herd_catchup", herd_catchup_test},
     {"herd_journal", herd_journal_test},
+    {"herd_durable", herd_durable_test},
     {"herd_bus", herd_bus_test},
     {"herd_timers", herd_timers_test},
     {"herd_conn", herd_conn_test},
