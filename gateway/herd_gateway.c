@@ -890,6 +890,8 @@ s_self_send_stats (s_self_t *self)
     cJSON_AddNumberToObject (stats, "unstored_total", (double) self->unstored);
     cJSON_AddNumberToObject (stats, "store_waiting", (double) herd_uplink_waiting (self->uplink));
     cJSON_AddNumberToObject (stats, "bus_backlog", (double) herd_uplink_backlog (self->uplink));
+    cJSON_AddNumberToObject (stats, "unconfirmed_bytes",
+                             (double) herd_uplink_unconfirmed (self->uplink));
     cJSON_AddNumberToObject (stats, "iamat_per_s",
                              (double) (self->iamats - self->last_iamats) / seconds);
     cJSON_AddNumberToObject (stats, "whatsat_per_s",

@@ -302,6 +302,8 @@ static const struct {
     {"herd_gateway_unstored_total", "Connections closed: an IAMAT not stored in time."},
     {"herd_gateway_store_waiting", "IAMAT answers waiting for the bus to store them."},
     {"herd_gateway_bus_backlog", "Messages waiting for the bus to take them."},
+    {"herd_gateway_unconfirmed_bytes", "Bytes of updates the gateway's journal holds that "
+                                       "the bus has not yet confirmed."},
     {"herd_gateway_whatsat_seconds", "WHATSAT latency, line in to answer ready."},
     {"herd_places_answered_ok_total", "Places requests answered with results."},
     {"herd_places_answered_err_total", "Places requests answered with an error."},
