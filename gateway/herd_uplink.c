@@ -417,6 +417,74 @@ s_test_receive (zsock_t *bus, char **records_p)
     return in.batch;
 }
 
+//  Kept updates: answered at commit, sent again when lost or late,
+//  replayed from the journal at start.
+static void
+s_test_keep (zsock_t *bus, zsock_t *dealer)
+{
+    char dir[] = "/tmp/herd_uplink_test_XXXXXX";
+    HERD_CHECK (mkdtemp (dir));
+    char error[256] = "";
+    herd_uplink_t *self = herd_uplink_new (dealer);
+    HERD_CHECK_INT (herd_uplink_keep (self, dir, NULL, error), 0);
+    HERD_CHECK_INT (herd_uplink_queue (self, "AT a", 4), 1);
+    herd_uplink_wait (self, (herd_uplink_ref_t){1, 10, 5}, 1, 100);
+    HERD_CHECK (herd_uplink_uncommitted (self));
+    //  Written: the batch being filled may be answered before it is sent
+    HERD_CHECK_INT (herd_uplink_commit (self, 100), 1);
+    HERD_CHECK (!herd_uplink_uncommitted (self));
+    herd_uplink_ref_t ref;
+    bool lost;
+    HERD_CHECK (herd_uplink_next_stored (self, 0, 1, &ref, &lost) && !lost && ref.serial == 1);
+    herd_uplink_send_updates (self);
+    HERD_CHECK_INT (herd_uplink_unconfirmed (self), 4);
+    char *records;
+    HERD_CHECK_INT (s_test_receive (bus, &records), 1);
+    zstr_free (&records);
+    HERD_CHECK_INT (herd_uplink_queue (self, "AT b", 4), 2);
+    herd_uplink_send_updates (self);
+    HERD_CHECK_INT (s_test_receive (bus, &records), 2);
+    zstr_free (&records);
+    //  The bus stored 2 but never got 1: 1 goes again, as batch 3
+    herd_uplink_stored (self, 2, 2);
+    HERD_CHECK_INT (herd_uplink_unconfirmed (self), 4);
+    HERD_CHECK_INT (s_test_receive (bus, &records), 3);
+    HERD_CHECK_STR (records, "AT a");
+    zstr_free (&records);
+    //  Not confirmed within a second: sent again, as batch 4, and then
+    //  not before two more seconds
+    HERD_CHECK_INT (herd_uplink_commit (self, 1099), 3);
+    HERD_CHECK_INT (herd_uplink_commit (self, 1101), 4);
+    HERD_CHECK_INT (s_test_receive (bus, &records), 4);
+    HERD_CHECK_STR (records, "AT a");
+    zstr_free (&records);
+    HERD_CHECK_INT (herd_uplink_commit (self, 3000), 4);
+    herd_uplink_stored (self, 4, 4);
+    HERD_CHECK_INT (herd_uplink_unconfirmed (self), 0);
+    HERD_CHECK_INT (herd_uplink_commit (self, 9000), 4);
+    herd_uplink_destroy (&self);
+
+    //  At start, what the journal holds goes to the bus again, kept
+    self = herd_uplink_new (dealer);
+    HERD_CHECK_INT (herd_uplink_keep (self, dir, NULL, error), 0);
+    HERD_CHECK_INT (s_test_receive (bus, &records), 1);
+    HERD_CHECK_STR (records, "AT a\nAT b");
+    zstr_free (&records);
+    HERD_CHECK_INT (herd_uplink_unconfirmed (self), 9);
+    HERD_CHECK (!herd_uplink_uncommitted (self));
+    herd_uplink_destroy (&self);
+
+    //  A journal that cannot be opened is refused, with the reason
+    self = herd_uplink_new (dealer);
+    HERD_CHECK_INT (herd_uplink_keep (self, "/proc/herd/nope", NULL, error), -1);
+    HERD_CHECK_CONTAINS (error, "/proc/herd/nope");
+    herd_uplink_destroy (&self);
+    char path[64];
+    snprintf (path, sizeof (path), "%s/journal", dir);
+    unlink (path);
+    rmdir (dir);
+}
+
 void
 herd_uplink_test (bool verbose)
 {
@@ -458,8 +526,10 @@ herd_uplink_test (bool verbose)
     HERD_CHECK (herd_uplink_next_expired (self, 400, 100, &ref));
     HERD_CHECK (ref.serial == 3);
     HERD_CHECK_INT (herd_uplink_oldest (self), INT64_MAX);
+    HERD_CHECK_INT (herd_uplink_commit (self, 500), 0);     //  no journal: nothing kept
     herd_uplink_destroy (&self);
     HERD_CHECK (self == NULL);
+    s_test_keep (bus, dealer);
     zsock_destroy (&dealer);
     zsock_destroy (&bus);
 }
