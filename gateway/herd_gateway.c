@@ -1039,6 +1039,9 @@ s_self_destroy (s_self_t **self_p)
     s_self_t *self = *self_p;
     if (!self)
         return;
+    //  STOREDs that came: the journal keeps only what they do not confirm
+    while (self->keeping && s_self_handle_bus (self))
+        ;
     for (size_t fd = 0; fd < self->client_capacity; fd++)
         if (self->clients[fd])
             s_client_close (self, self->clients[fd], "node stopping");
@@ -1091,23 +1094,35 @@ s_self_connect (s_self_t *self, herd_gateway_args_t *args)
         return false;
     }
     self->uplink = herd_uplink_new (self->bus);
-    //  With fsync = everysec the gateway keeps its updates in a journal of
-    //  its own and answers once that is written (herd_uplink.h)
-    const herd_node_t *node = args->node;
-    if (node->data && !args->config->fsync_always) {
-        char *dir = zsys_sprintf ("%s/gateway", node->data);
-        char error[256] = "";
-        int rc = herd_uplink_keep (self->uplink, dir, self->log, error);
-        zstr_free (&dir);
-        self->keeping = rc == 0;
-        if (rc == -1) {
-            herd_log_error (self->log, "gateway", "cannot use the journal: %s", error);
-            fprintf (stderr, "herd: %s: cannot use the gateway's journal: %s\n", node->name,
-                     error);
-            return false;
-        }
-    }
     return true;
+}
+
+//  With fsync = everysec the gateway keeps its updates in a journal of its
+//  own, DATA/gateway/journal, and answers once that is written
+//  (herd_uplink.h); with always, what such a journal still holds (the node
+//  ran with everysec before) goes to the bus, and then the journal goes.
+//  False (logged, printed) when the journal cannot be used.
+static bool
+s_self_keep (s_self_t *self, herd_gateway_args_t *args)
+{
+    const herd_node_t *node = args->node;
+    if (!node->data)
+        return true;
+    char *dir = zsys_sprintf ("%s/gateway", node->data);
+    char *path = zsys_sprintf ("%s/journal", dir);
+    bool answer = !args->config->fsync_always;
+    char error[256] = "";
+    int rc = answer || zsys_file_exists (path)
+                 ? herd_uplink_keep (self->uplink, dir, answer, self->log, error)
+                 : 0;
+    self->keeping = rc == 0 && answer;
+    if (rc == -1) {
+        herd_log_error (self->log, "gateway", "cannot use the journal: %s", error);
+        fprintf (stderr, "herd: %s: cannot use the gateway's journal: %s\n", node->name, error);
+    }
+    zstr_free (&path);
+    zstr_free (&dir);
+    return rc == 0;
 }
 
 //  Build the gateway; NULL (logged, printed) on failure.
@@ -1149,7 +1164,7 @@ s_self_new (zsock_t *pipe, herd_gateway_args_t *args)
         return NULL;
     }
     herd_accept_raise_fd_limit (self->acceptor, self->max_clients);
-    if (!s_self_connect (self, args)) {
+    if (!s_self_connect (self, args) || !s_self_keep (self, args)) {
         s_self_destroy (&self);
         return NULL;
     }

@@ -38,6 +38,9 @@ struct _herd_uplink_t {
     bool sent;                      //  a send was tried since herd_uplink_sent
     //  Kept updates (herd_uplink_keep)
     herd_journal_t *journal;        //  or NULL: answers wait for the bus
+    bool keeping;                   //  batches sent are kept until confirmed
+    bool answering;                 //  new updates go to the journal and are answered at commit
+    char *path;                     //  the journal's file
     herd_log_t *log;
     zlist_t *kept;                  //  batches not yet confirmed, by number (s_kept_t)
     size_t kept_bytes;
@@ -47,6 +50,9 @@ struct _herd_uplink_t {
     int64_t now;                    //  the last commit's time, ms
     int64_t failed_at;              //  writes fail since, ms (0: they work)
 };
+
+static void
+    s_rewrite (herd_uplink_t *self, bool wait);
 
 herd_uplink_t *
 herd_uplink_new (zsock_t *bus)
@@ -71,11 +77,14 @@ herd_uplink_destroy (herd_uplink_t **self_p)
         zmsg_destroy (&msg);
     }
     zlist_destroy (&self->backlog);
+    if (self->journal && self->answering && herd_journal_flush (self->journal) == 0)
+        s_rewrite (self, true);         //  to what the next start must send again
     if (self->kept)
         while (zlist_size (self->kept) > 0)
             free (zlist_pop (self->kept));
     zlist_destroy (&self->kept);
     herd_journal_destroy (&self->journal);
+    free (self->path);
     free (self->waiters);
     free (self->updates);
     free (self);
@@ -143,7 +152,7 @@ s_send_update (herd_uplink_t *self, uint64_t batch, const char *records, size_t 
 {
     herd_uplink_send (self, &(herd_msg_t){.id = HERD_MSG_ID_UPDATE, .batch = batch,
                                           .records = {records, size}});
-    if (!self->journal)
+    if (!self->keeping)
         return;
     //  Kept until the bus confirms it
     s_kept_t *kept = (s_kept_t *) malloc (sizeof (s_kept_t) + size);
@@ -182,7 +191,7 @@ herd_uplink_send_updates (herd_uplink_t *self)
 uint64_t
 herd_uplink_queue (herd_uplink_t *self, const char *at, size_t size)
 {
-    if (self->journal && !self->replaying) {
+    if (self->answering && !self->replaying) {
         self->uncommitted = true;
         if (herd_journal_append (self->journal, at, size) == -1)
             self->appends_failed = true;
@@ -214,21 +223,25 @@ s_replay (const char *line, size_t size, void *arg)
 }
 
 int
-herd_uplink_keep (herd_uplink_t *self, const char *dir, herd_log_t *log, char *error)
+herd_uplink_keep (herd_uplink_t *self, const char *dir, bool answer, herd_log_t *log,
+                  char *error)
 {
     assert (!self->journal);
     self->log = log;
     self->kept = zlist_new ();
     self->now = zclock_mono ();
+    self->path = zsys_sprintf ("%s/journal", dir);
     herd_journal_stats_t stats;
-    herd_journal_t *journal = herd_journal_open (dir, s_replay, self, &stats, error);
-    if (!journal)
-        return -1;
     //  The records replayed go to the bus, kept like any batch (s_send_update)
-    self->journal = journal;
-    self->replaying = true;
+    self->keeping = self->replaying = true;
+    self->journal = herd_journal_open (dir, s_replay, self, &stats, error);
     herd_uplink_send_updates (self);
     self->replaying = false;
+    if (!self->journal) {
+        self->keeping = false;
+        return -1;
+    }
+    self->answering = answer;
     herd_log_printf (log, "gateway", "journal loaded: %zu records sent to the bus again",
                      stats.records);
     if (stats.skipped_bytes || stats.discarded)
@@ -239,21 +252,14 @@ herd_uplink_keep (herd_uplink_t *self, const char *dir, herd_log_t *log, char *e
     return 0;
 }
 
-//  Rewrite the journal to the batches the bus has not confirmed, in the
-//  journal's thread (herd_journal_compact_start), when it has grown to
-//  HERD_UPLINK_KEEP_RECORDS or lost records it could not write.
+//  Rewrite the journal to the batches the bus has not confirmed: in the
+//  journal's thread (herd_journal_compact_start), or when wait (stopping)
+//  here.
 static void
-s_compact (herd_uplink_t *self)
+s_rewrite (herd_uplink_t *self, bool wait)
 {
-    int polled = herd_journal_compact_poll (self->journal, false);
-    if (polled == -1)
-        herd_log_warning (self->log, "gateway", "journal compaction failed: %s",
-                          strerror (errno));
-    if ((herd_journal_records (self->journal) < HERD_UPLINK_KEEP_RECORDS
-         && !herd_journal_lost (self->journal))
-        || herd_journal_busy (self->journal))
-        return;
-    if (herd_journal_compact_begin (self->journal) == -1) {
+    if (herd_journal_compact_poll (self->journal, wait) == -1
+        || herd_journal_compact_begin (self->journal) == -1) {
         herd_log_warning (self->log, "gateway", "journal compaction failed: %s",
                           strerror (errno));
         return;
@@ -268,39 +274,82 @@ s_compact (herd_uplink_t *self)
             line += size + 1;
         }
     }
-    if (herd_journal_compact_start (self->journal) == -1)
+    if ((wait ? herd_journal_compact_commit (self->journal)
+              : herd_journal_compact_start (self->journal))
+        == -1)
         herd_log_warning (self->log, "gateway", "journal compaction failed: %s",
                           strerror (errno));
 }
 
-uint64_t
-herd_uplink_commit (herd_uplink_t *self, int64_t now)
+//  Compact the journal once it has grown to HERD_UPLINK_KEEP_RECORDS or
+//  lost records it could not write.
+static void
+s_compact (herd_uplink_t *self)
 {
-    self->now = now;
-    if (!self->journal)
-        return 0;
+    if (herd_journal_compact_poll (self->journal, false) == -1)
+        herd_log_warning (self->log, "gateway", "journal compaction failed: %s",
+                          strerror (errno));
+    if ((herd_journal_records (self->journal) >= HERD_UPLINK_KEEP_RECORDS
+         || herd_journal_lost (self->journal))
+        && !herd_journal_busy (self->journal))
+        s_rewrite (self, false);
+}
+
+//  Replaying only (fsync = always): once the bus confirmed all the journal
+//  held, the journal goes.
+static void
+s_replayed (herd_uplink_t *self)
+{
+    if (zlist_size (self->kept) > 0)
+        return;
+    herd_journal_destroy (&self->journal);
+    if (unlink (self->path) == -1)
+        herd_log_warning (self->log, "gateway", "cannot remove %s: %s", self->path,
+                          strerror (errno));
+    else
+        herd_log_printf (self->log, "gateway", "journal replayed and removed (fsync = always)");
+    self->keeping = false;
+}
+
+//  Write the journal; false when it could not (logged when it starts to
+//  fail and when it works again). Its once-a-second fdatasync and its
+//  compaction are started from here too.
+static bool
+s_write (herd_uplink_t *self)
+{
     int rc = herd_journal_flush (self->journal);
     if (rc == 0 && !self->appends_failed && self->failed_at) {
         herd_log_printf (self->log, "gateway", "journal writing again after %" PRId64 " ms",
-                         now - self->failed_at);
+                         self->now - self->failed_at);
         self->failed_at = 0;
     }
     else
     if (rc == -1 && !self->failed_at) {
         herd_log_warning (self->log, "gateway", "journal write failed: %s; answers wait for "
                           "the bus until it works again", strerror (errno));
-        self->failed_at = now;
+        self->failed_at = self->now;
     }
     herd_journal_tick (self->journal);
     s_compact (self);
+    bool written = rc == 0 && !self->appends_failed;
+    self->appends_failed = false;
+    return written;
+}
+
+uint64_t
+herd_uplink_commit (herd_uplink_t *self, int64_t now)
+{
+    self->now = now;
+    self->uncommitted = false;
+    if (self->journal && !self->answering)
+        s_replayed (self);
+    bool kept = self->answering && s_write (self) && self->kept_bytes <= HERD_UPLINK_KEEP_MAX;
     //  Batches the bus has not confirmed in time go again, while it takes
     //  messages (a bus that is stopped gets no pile of repeats)
     s_kept_t *oldest;
-    while ((oldest = (s_kept_t *) zlist_first (self->kept)) && oldest->due <= now
-           && zlist_size (self->backlog) == 0)
+    while (self->keeping && (oldest = (s_kept_t *) zlist_first (self->kept))
+           && oldest->due <= now && zlist_size (self->backlog) == 0)
         s_resend_oldest (self);
-    bool kept = rc == 0 && !self->appends_failed && self->kept_bytes <= HERD_UPLINK_KEEP_MAX;
-    self->appends_failed = self->uncommitted = false;
     //  The batch being filled is written too: its answers may go before it
     return kept ? (self->updates_size > 0 ? self->batch : self->batch - 1) : 0;
 }
@@ -308,7 +357,7 @@ herd_uplink_commit (herd_uplink_t *self, int64_t now)
 void
 herd_uplink_stored (herd_uplink_t *self, uint64_t first, uint64_t last)
 {
-    if (!self->journal)
+    if (!self->keeping)
         return;
     s_kept_t *kept;
     while ((kept = (s_kept_t *) zlist_first (self->kept)) && kept->batch <= last) {
@@ -426,7 +475,7 @@ s_test_keep (zsock_t *bus, zsock_t *dealer)
     HERD_CHECK (mkdtemp (dir));
     char error[256] = "";
     herd_uplink_t *self = herd_uplink_new (dealer);
-    HERD_CHECK_INT (herd_uplink_keep (self, dir, NULL, error), 0);
+    HERD_CHECK_INT (herd_uplink_keep (self, dir, true, NULL, error), 0);
     HERD_CHECK_INT (herd_uplink_queue (self, "AT a", 4), 1);
     herd_uplink_wait (self, (herd_uplink_ref_t){1, 10, 5}, 1, 100);
     HERD_CHECK (herd_uplink_uncommitted (self));
@@ -462,26 +511,69 @@ s_test_keep (zsock_t *bus, zsock_t *dealer)
     herd_uplink_stored (self, 4, 4);
     HERD_CHECK_INT (herd_uplink_unconfirmed (self), 0);
     HERD_CHECK_INT (herd_uplink_commit (self, 9000), 4);
+    //  At stop the journal is rewritten to what the bus has not confirmed
+    HERD_CHECK_INT (herd_uplink_queue (self, "AT c", 4), 5);
+    herd_uplink_send_updates (self);
+    HERD_CHECK_INT (s_test_receive (bus, &records), 5);
+    zstr_free (&records);
     herd_uplink_destroy (&self);
 
-    //  At start, what the journal holds goes to the bus again, kept
+    //  At start, what the journal holds goes to the bus again, kept; and
+    //  more than a batch of it goes in several
     self = herd_uplink_new (dealer);
-    HERD_CHECK_INT (herd_uplink_keep (self, dir, NULL, error), 0);
+    HERD_CHECK_INT (herd_uplink_keep (self, dir, true, NULL, error), 0);
     HERD_CHECK_INT (s_test_receive (bus, &records), 1);
-    HERD_CHECK_STR (records, "AT a\nAT b");
+    HERD_CHECK_STR (records, "AT c");
     zstr_free (&records);
-    HERD_CHECK_INT (herd_uplink_unconfirmed (self), 9);
+    HERD_CHECK_INT (herd_uplink_unconfirmed (self), 4);
     HERD_CHECK (!herd_uplink_uncommitted (self));
+    size_t bytes = 4;
+    for (int i = 0; i < 3000; i++) {
+        char line[64];
+        int size = snprintf (line, sizeof (line), "AT Hill +0.1 client-%04d +1+1 %d", i, i);
+        herd_uplink_queue (self, line, (size_t) size);
+        bytes += (size_t) size;
+    }
+    herd_uplink_send_updates (self);
+    HERD_CHECK (herd_uplink_commit (self, 100) > 1);
+    for (int batch = 2; batch <= 3; batch++) {
+        HERD_CHECK_INT (s_test_receive (bus, &records), batch);
+        zstr_free (&records);
+    }
+    herd_uplink_destroy (&self);
+
+    //  Replaying only (fsync = always): sent again and kept, but new
+    //  updates are neither written nor answered at commit; once the bus
+    //  confirmed all it held, the journal is removed
+    self = herd_uplink_new (dealer);
+    HERD_CHECK_INT (herd_uplink_keep (self, dir, false, NULL, error), 0);
+    HERD_CHECK_INT (herd_uplink_unconfirmed (self), bytes + 3001 - 2);  //  two batches' '\n's
+    for (int batch = 1; batch <= 2; batch++) {
+        HERD_CHECK_INT (s_test_receive (bus, &records), batch);
+        zstr_free (&records);
+    }
+    HERD_CHECK_INT (herd_uplink_queue (self, "AT z", 4), 3);
+    HERD_CHECK (!herd_uplink_uncommitted (self));
+    HERD_CHECK_INT (herd_uplink_commit (self, 100), 0);
+    char path[64];
+    snprintf (path, sizeof (path), "%s/journal", dir);
+    HERD_CHECK (zsys_file_exists (path));
+    herd_uplink_stored (self, 1, 2);
+    HERD_CHECK_INT (herd_uplink_unconfirmed (self), 0);
+    HERD_CHECK_INT (herd_uplink_commit (self, 200), 0);
+    HERD_CHECK (!zsys_file_exists (path));
+    herd_uplink_send_updates (self);
+    HERD_CHECK_INT (s_test_receive (bus, &records), 3);
+    HERD_CHECK_STR (records, "AT z");
+    zstr_free (&records);
+    HERD_CHECK_INT (herd_uplink_unconfirmed (self), 0);
     herd_uplink_destroy (&self);
 
     //  A journal that cannot be opened is refused, with the reason
     self = herd_uplink_new (dealer);
-    HERD_CHECK_INT (herd_uplink_keep (self, "/proc/herd/nope", NULL, error), -1);
+    HERD_CHECK_INT (herd_uplink_keep (self, "/proc/herd/nope", true, NULL, error), -1);
     HERD_CHECK_CONTAINS (error, "/proc/herd/nope");
     herd_uplink_destroy (&self);
-    char path[64];
-    snprintf (path, sizeof (path), "%s/journal", dir);
-    unlink (path);
     rmdir (dir);
 }
 

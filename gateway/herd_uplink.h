@@ -118,11 +118,14 @@ int64_t
 size_t
     herd_uplink_waiting (herd_uplink_t *self);
 
-//  Keep updates in a journal in dir (created as needed), and send what it
-//  holds to the bus again now. log: for the journal's troubles. 0, or -1
-//  with error (at least 256 bytes) set when the journal cannot be used.
+//  Send what the journal in dir (created as needed) holds to the bus again
+//  now, kept until the bus confirms it; with answer, keep updates in it
+//  from now on, else (fsync = always) remove it once the bus confirmed all
+//  it held. log: for the journal's troubles. 0, or -1 with error (at least
+//  256 bytes) set when the journal cannot be used.
 int
-    herd_uplink_keep (herd_uplink_t *self, const char *dir, herd_log_t *log, char *error);
+    herd_uplink_keep (herd_uplink_t *self, const char *dir, bool answer, herd_log_t *log,
+                      char *error);
 
 //  End of the loop turn, at now (ms): write the turn's updates to the
 //  journal; send again batches the bus has not confirmed within their

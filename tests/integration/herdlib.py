@@ -356,6 +356,16 @@ class Herd:
         for p in self.procs[name]:
             p.send_signal(sig)
 
+    def forget_gateway_journal(self, name):
+        """Remove node name's gateway journal (DATA/gateway/journal), with
+        the node stopped. It holds the updates the bus has not yet
+        confirmed, and sends them to the bus again at start: a test of the
+        bus's own journal (damaged on purpose, counted) removes it first, so
+        that what the bus loads is all there is."""
+        path = os.path.join(self.tmp, "data", name, "gateway", "journal")
+        if os.path.exists(path):
+            os.remove(path)
+
     def log_path(self, name):
         return os.path.join(self.tmp, "logs", f"{name}.log")
 

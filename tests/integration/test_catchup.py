@@ -112,6 +112,7 @@ def test_damaged_journal_keeps_its_good_records(make_herd):
     herd = make_herd(names=["Hill"], edges=[]).start()
     send_updates(herd.port("Hill"), [f"j{i}" for i in range(100)], "5")
     herd.stop("Hill")
+    herd.forget_gateway_journal("Hill")
     journal = os.path.join(herd.tmp, "data", "Hill", "journal")
     size = os.path.getsize(journal)
     #  A torn last record: the other 99 load
