@@ -40,7 +40,7 @@ COMMON  := common/herd_config.c common/herd_config_scan.c common/herd_config_rel
            common/herd_hist.c common/herd_alive.c common/herd_notify.c common/herd_msg.c \
            common/herd_actor.c common/herd_buffer.c common/herd_report.c common/herd_poller.c
 GATEWAY := gateway/herd_gateway.c gateway/herd_conn.c gateway/herd_accept.c gateway/herd_uplink.c \
-           gateway/herd_timers.c \
+           gateway/herd_timers.c gateway/herd_turns.c gateway/herd_shed.c \
            gateway/herd_gateway_test.c
 BUS     := bus/herd_bus.c bus/herd_bus_test.c bus/herd_catchup.c bus/herd_durable.c \
            bus/herd_journal.c bus/herd_journal_test.c bus/herd_peer.c bus/herd_refusals.c \

@@ -4,13 +4,16 @@
 //  channels to bus and places. A client connection is a herd_conn_t
 //  (herd_conn.c: lines in, answers out in request order, per-connection
 //  caps); the listener is a herd_accept_t (herd_accept.c). The gateway
-//  keeps what is node-wide: the time-outs, max_output_total, whose turn it
-//  is to send a WHATSAT, and which answers wait for the bus to store.
+//  keeps what is node-wide: the time-outs, max_output_total (whom it drops:
+//  herd_shed.c), whose turn it is to send a WHATSAT (herd_turns.c), and
+//  which answers wait for the bus to store.
 
 #include "herd_gateway.h"
 #include "herd_accept.h"
 #include "herd_conn.h"
+#include "herd_shed.h"
 #include "herd_timers.h"
+#include "herd_turns.h"
 #include "herd_uplink.h"
 #include "../common/herd_actor.h"
 #include "../common/herd_alive.h"
@@ -62,7 +65,7 @@ typedef struct {
     char *at_line;                  //  the AT record once the bus answered
     size_t at_size;
     int64_t started;                //  when the line came, usec
-    bool asked;                     //  counted in self->asked
+    bool asked;                     //  counted in flight (herd_turns_sent)
 } s_request_t;
 
 typedef struct _s_self_t s_self_t;
@@ -76,17 +79,9 @@ struct _s_client_t {
     uint64_t serial;
     uint32_t events;                //  epoll interest now registered
     bool dirty;                     //  on the dirty list
-    bool waiting;                   //  deferred, in the queue for a WHATSAT's turn
-    bool granted;                   //  may send its next WHATSAT out of turn
+    herd_turn_t turn;               //  its place in the queue for a WHATSAT's turn
     herd_timer_t timers[TIMER_COUNT];   //  its places on the time-out lists
 };
-
-//  A client that may be dropped for max_output_total (s_self_shed).
-typedef struct {
-    s_client_t *client;
-    int64_t since;                  //  its unread clock; INT64_MAX: no output waits
-    size_t bytes;                   //  what it holds
-} s_shed_t;
 
 struct _s_self_t {
     zsock_t *pipe;
@@ -104,12 +99,8 @@ struct _s_self_t {
     const herd_node_t *node;
     herd_conn_shared_t shared;      //  the connections' limits, clock, tally, hooks
     int64_t trimmed_at;             //  when memory was last given back, ms
-    s_shed_t *shed;                 //  connections to drop when over max_output_total
-    size_t shed_capacity;
-    size_t asked;                   //  WHATSATs in flight (s_request_t.asked)
-    s_reqid_t *queue;               //  clients waiting for a WHATSAT's turn, FIFO
-    size_t queue_head, queue_size, queue_capacity;
-    size_t waiting;                 //  clients waiting (queue entries may be stale)
+    herd_shed_t *shed;              //  connections to drop when over max_output_total
+    herd_turns_t *turns;            //  WHATSATs in flight, clients waiting for a turn
     size_t max_clients;
     int64_t max_time_ahead_s;       //  IAMAT times further ahead are refused; 0: no bound
     herd_timers_t *timers[TIMER_COUNT]; //  idle_timeout_ms, line_timeout_ms
@@ -122,11 +113,11 @@ struct _s_self_t {
     bool check_pipe;                //  its ZMQ_FD fired: ask ZMQ_EVENTS
     bool check_bus;                 //  its ZMQ_FD fired, or we sent to it: receive
     bool check_places;              //  its ZMQ_FD fired, or we sent to it
+    bool zmq_backlog;               //  replies left for the next turn: do not sleep
     bool keeping;                   //  updates kept in the gateway's journal (herd_uplink.h)
     bool bus_watched;               //  the bus's ZMQ_FD is in the epoll set (s_self_watch_bus)
     int64_t bus_read_at;            //  when the bus was last read, ms
     size_t lookups;                 //  LOOKUPs the bus has not answered
-    bool zmq_backlog;               //  replies left for the next turn: do not sleep
     char *input;                    //  every read lands here (HERD_GW_READ_CHUNK bytes);
                                     //  connections keep only what they cannot parse now
     herd_report_t *report;          //  counters to the node's monitor, or NULL
@@ -200,8 +191,7 @@ s_client_close (s_self_t *self, s_client_t *client, const char *why)
     self->conn_count--;
     for (int kind = 0; kind < TIMER_COUNT; kind++)
         herd_timers_stop (self->timers[kind], &client->timers[kind]);
-    if (client->waiting)
-        self->waiting--;
+    herd_turns_leave (self->turns, &client->turn);
     herd_conn_destroy (&client->conn);
     free (client);
 }
@@ -328,54 +318,28 @@ s_self_pump (s_self_t *self)
     }
 }
 
-//  Order clients to drop for max_output_total: the one whose output has
-//  waited unread the longest first (clients with no output waiting, only
-//  answers held behind a slow request, last), then the one holding most.
-static int
-s_shed_compare (const void *a, const void *b)
-{
-    const s_shed_t *x = (const s_shed_t *) a, *y = (const s_shed_t *) b;
-    if (x->since != y->since)
-        return x->since < y->since ? -1 : 1;
-    return x->bytes > y->bytes ? -1 : x->bytes < y->bytes;
-}
-
 //  The node's unread answers and bytes more would pass max_output_total
 //  (the connections' shed hook): drop clients, the slowest readers first
-//  (s_shed_compare), until they fit. A client holding nothing is never
-//  dropped, so a client that reads gets an answer of any size.
+//  (herd_shed.h), until they fit.
 static void
 s_self_shed (void *arg, size_t bytes)
 {
     s_self_t *self = (s_self_t *) arg;
     herd_conn_shared_t *shared = &self->shared;
-    size_t count = 0;
+    herd_shed_clear (self->shed);
     for (size_t fd = 0; fd < self->client_capacity; fd++) {
         s_client_t *client = self->clients[fd];
-        if (!client || herd_conn_state (client->conn) == HERD_CONN_DONE
-            || herd_conn_held (client->conn) == 0)
-            continue;
-        if (count == self->shed_capacity) {
-            self->shed_capacity = self->shed_capacity ? self->shed_capacity * 2 : 64;
-            self->shed = (s_shed_t *) realloc (self->shed, self->shed_capacity * sizeof (s_shed_t));
-            assert (self->shed);
-        }
-        self->shed[count++] = (s_shed_t){client, herd_conn_unread_since (client->conn),
-                                         herd_conn_held (client->conn)};
+        if (client && herd_conn_state (client->conn) != HERD_CONN_DONE)
+            herd_shed_add (self->shed, client, herd_conn_unread_since (client->conn),
+                           herd_conn_held (client->conn));
     }
-    qsort (self->shed, count, sizeof (s_shed_t), s_shed_compare);
-    for (size_t i = 0; i < count && shared->output_total + bytes > shared->max_output_total; i++) {
-        s_client_t *client = self->shed[i].client;
-        if (self->shed[i].since != INT64_MAX)
-            s_client_doom (self, client,
-                           "slow reader: %zu bytes of answers unread for %" PRId64
-                           " ms, max_output_total is %zu",
-                           self->shed[i].bytes, self->now - self->shed[i].since,
-                           shared->max_output_total);
-        else
-            s_client_doom (self, client, "%zu bytes of answers held, max_output_total is %zu",
-                           self->shed[i].bytes, shared->max_output_total);
-    }
+    char why[128];
+    s_client_t *client;
+    while (shared->output_total + bytes > shared->max_output_total
+           && (client = (s_client_t *) herd_shed_next (self->shed, self->now,
+                                                        shared->max_output_total, why,
+                                                        sizeof (why))))
+        s_client_doom (self, client, "%s", why);
 }
 
 //  A WHATSAT's slot is filled or gone (the connections' request_free hook):
@@ -386,7 +350,7 @@ s_request_free (void *arg, void *request_p)
     s_self_t *self = (s_self_t *) arg;
     s_request_t *request = (s_request_t *) request_p;
     if (request->asked)
-        self->asked--;
+        herd_turns_done (self->turns);
     free (request->line);
     free (request->radius);
     free (request->at_line);
@@ -543,7 +507,7 @@ s_self_handle_whatsat (s_self_t *self, s_client_t *client, const herd_cmd_t *cmd
                                     .client = {cmd->client.data, cmd->client.size}});
     if (in_turn) {
         request->asked = true;          //  sent to the bus: in flight
-        self->asked++;
+        herd_turns_sent (self->turns);
     }
 }
 
@@ -573,56 +537,20 @@ s_self_handle_line (s_self_t *self, s_client_t *client, const char *line, size_t
         s_self_handle_whatsat (self, client, &cmd, line, size, in_turn);
 }
 
-//  True if line (without '\n') is a WHATSAT, valid or not: its first field.
-static bool
-s_line_is_whatsat (const char *line, size_t size)
-{
-    size_t at = 0;
-    while (at < size && (line[at] == ' ' || (line[at] >= '\t' && line[at] <= '\r')))
-        at++;
-    return size - at > 7 && memcmp (line + at, "WHATSAT", 7) == 0
-           && (line[at + 7] == ' ' || (line[at + 7] >= '\t' && line[at + 7] <= '\r'));
-}
-
-//  Put a client in the queue for a WHATSAT's turn; its connection stops reading.
-static void
-s_self_enqueue (s_self_t *self, s_client_t *client)
-{
-    if (self->queue_head > 0 && self->queue_head + self->queue_size == self->queue_capacity) {
-        memmove (self->queue, self->queue + self->queue_head,
-                 self->queue_size * sizeof (s_reqid_t));
-        self->queue_head = 0;
-    }
-    if (self->queue_size == self->queue_capacity) {
-        self->queue_capacity = self->queue_capacity ? self->queue_capacity * 2 : 64;
-        self->queue =
-            (s_reqid_t *) realloc (self->queue, self->queue_capacity * sizeof (s_reqid_t));
-        assert (self->queue);
-    }
-    self->queue[self->queue_head + self->queue_size++] =
-        (s_reqid_t){client->serial, 0, client->fd, 0};
-    client->waiting = true;
-    self->waiting++;
-}
-
-//  The connections' line handler. A WHATSAT waits its turn (deferred,
-//  s_self_enqueue) while HERD_GW_ASKED_MAX are in flight or other clients
-//  wait: then every client gets one in turn, so clients that pipeline
-//  thousands cannot put them all ahead of a client that asks one. The last
-//  line, at EOF, is handled as it comes.
+//  The connections' line handler. A WHATSAT waits its turn (deferred, in
+//  herd_turns' queue) while HERD_GW_ASKED_MAX are in flight or other
+//  clients wait: then every client gets one in turn, so clients that
+//  pipeline thousands cannot put them all ahead of a client that asks one.
+//  The last line, at EOF, is handled as it comes.
 static herd_conn_verdict_t
 s_client_handle_line (void *arg, herd_conn_t *conn, const char *line, size_t size)
 {
     s_client_t *client = (s_client_t *) arg;
     s_self_t *self = client->self;
     bool whatsat =
-        herd_conn_state (conn) != HERD_CONN_FINISHED && s_line_is_whatsat (line, size);
-    if (whatsat && !client->granted && (self->asked >= HERD_GW_ASKED_MAX || self->waiting > 0)) {
-        s_self_enqueue (self, client);
+        herd_conn_state (conn) != HERD_CONN_FINISHED && herd_turns_wanted (line, size);
+    if (whatsat && !herd_turns_take (self->turns, &client->turn, client))
         return HERD_CONN_DEFER;
-    }
-    if (whatsat)
-        client->granted = false;
     s_self_handle_line (self, client, line, size, whatsat);
     return HERD_CONN_TAKEN;
 }
@@ -943,17 +871,8 @@ static const herd_actor_commands_t s_pipe_commands = {NULL, s_self_reload, NULL}
 static void
 s_self_grant (s_self_t *self)
 {
-    while (self->queue_size > 0 && self->asked < HERD_GW_ASKED_MAX) {
-        s_reqid_t entry = self->queue[self->queue_head++];
-        self->queue_size--;
-        if (self->queue_size == 0)
-            self->queue_head = 0;
-        s_client_t *client = self->clients[entry.fd];
-        if (!client || client->serial != entry.serial || !client->waiting)
-            continue;                       //  closed meanwhile
-        client->waiting = false;
-        self->waiting--;
-        client->granted = true;
+    s_client_t *client;
+    while ((client = (s_client_t *) herd_turns_next (self->turns))) {
         herd_conn_resume (client->conn);
         s_client_touched (self, client);    //  reading again, unless queued again
     }
@@ -1050,8 +969,8 @@ s_self_destroy (s_self_t **self_p)
     for (int kind = 0; kind < TIMER_COUNT; kind++)
         herd_timers_destroy (&self->timers[kind]);
     free (self->dirty);
-    free (self->shed);
-    free (self->queue);
+    herd_shed_destroy (&self->shed);
+    herd_turns_destroy (&self->turns);
     free (self->input);
     herd_accept_destroy (&self->acceptor);
     if (self->epoll >= 0)
@@ -1147,6 +1066,8 @@ s_self_new (zsock_t *pipe, herd_gateway_args_t *args)
     self->max_time_ahead_s = config->max_time_ahead_s;
     self->timers[TIMER_IDLE] = herd_timers_new (config->idle_timeout_ms);
     self->timers[TIMER_LINE] = herd_timers_new (config->line_timeout_ms);
+    self->shed = herd_shed_new ();
+    self->turns = herd_turns_new (HERD_GW_ASKED_MAX);
     s_self_tick (self);
     self->client_capacity = 1024;
     self->clients = (s_client_t **) zmalloc (self->client_capacity * sizeof (s_client_t *));

@@ -35,7 +35,9 @@
 #include "../../gateway/herd_accept.h"
 #include "../../gateway/herd_conn.h"
 #include "../../gateway/herd_gateway.h"
+#include "../../gateway/herd_shed.h"
 #include "../../gateway/herd_timers.h"
+#include "../../gateway/herd_turns.h"
 #include "../../gateway/herd_uplink.h"
 #include "../../places/herd_places.h"
 #include "../../places/herd_google.h"
@@ -85,6 +87,8 @@ static test_item_t s_tests[] = {
     {"herd_durable", herd_durable_test},
     {"herd_bus", herd_bus_test},
     {"herd_timers", herd_timers_test},
+    {"herd_turns", herd_turns_test},
+    {"herd_shed", herd_shed_test},
     {"herd_conn", herd_conn_test},
     {"herd_accept", herd_accept_test},
     {"herd_uplink", herd_uplink_test},
