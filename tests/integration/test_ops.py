@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from herdlib import HERD_BIN, ROOT, Client, SLOW
+from herdlib import HERD_BIN, ROOT, Client, SLOW, wait_for
 
 ROLES = ["places", "bus", "gateway"]       # the order Herd.start starts them in
 
@@ -37,7 +37,12 @@ def test_second_copy_of_a_node_is_refused(make_herd, mode):
     assert c.request("IAMAT lock1 +1+1 1").endswith(b" lock1 +1+1 1")
     c.close()
     data = os.path.join(herd.tmp, "data", "Hill")
-    journal = _snapshot(os.path.join(data, "journal"))
+    #  The AT went out once the gateway's journal had the update; the bus's
+    #  follows within a turn of its own
+    wait_for(lambda: b" lock1 " in _snapshot(os.path.join(data, "journal"))[0], 5,
+             what="the bus's journal to hold the update")
+    journals = [os.path.join(data, "journal"), os.path.join(data, "gateway", "journal")]
+    before = [_snapshot(path) for path in journals]
     holder = {role: p.pid for role, p in zip(ROLES if herd.split else [None], herd.procs["Hill"])}
     #  The whole node (refused at the first lock it takes: places) and each
     #  role alone, refused by the process that runs that role
@@ -54,16 +59,18 @@ def test_second_copy_of_a_node_is_refused(make_herd, mode):
                                f"process {holder[held_by]}"), (role, err)
     #  The live node may still log its own lines (a client closed); none of
     #  the copies' (each starts with "starting ROLE (pid N)")
-    assert _snapshot(os.path.join(data, "journal")) == journal, "a refused copy touched the journal"
+    assert [_snapshot(path) for path in journals] == before, "a refused copy touched a journal"
     with open(os.path.join(data, "lock")) as f:
         assert int(f.read()) == holder["bus" if herd.split else None]
     #  The log holds the first copy's lines alone (its roles flush them in
-    #  their own time): one "starting ROLE (pid N)" a process, one journal load
+    #  their own time): one "starting ROLE (pid N)" a process, one load of
+    #  each journal
     herd.stop("Hill")
     log = herd.log("Hill").decode()
     started = re.findall(r" main starting \S+ \(pid (\d+)\)", log)
     assert sorted(map(int, started)) == sorted(holder.values()), log
-    assert log.count(" journal loaded") == 1, log
+    assert log.count(" bus journal loaded") == 1, log
+    assert log.count(" gateway journal loaded") == 1, log
     assert not any(f"pid {pid})" in log for pid in pids), log
     #  The lock goes with the process: the node starts again
     herd.start("Hill")
