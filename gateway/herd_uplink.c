@@ -39,7 +39,10 @@ struct _herd_uplink_t {
     //  Kept updates (herd_uplink_keep)
     herd_journal_t *journal;        //  or NULL: answers wait for the bus
     bool keeping;                   //  batches sent are kept until confirmed
-    bool answering;                 //  new updates go to the journal and are answered at commit
+    bool answering;                 //  new updates may go to the journal (answered at commit)
+    bool journaling;                //  ...and those queued now do (a small turn came before)
+    size_t turn_records;            //  records queued since the last commit
+    uint64_t unjournaled;           //  the last batch sent without the journal (0: none)
     char *path;                     //  the journal's file
     herd_log_t *log;
     zlist_t *kept;                  //  batches not yet confirmed, by number (s_kept_t)
@@ -152,7 +155,10 @@ s_send_update (herd_uplink_t *self, uint64_t batch, const char *records, size_t 
 {
     herd_uplink_send (self, &(herd_msg_t){.id = HERD_MSG_ID_UPDATE, .batch = batch,
                                           .records = {records, size}});
-    if (!self->keeping)
+    bool journaled = self->replaying || (self->answering && self->journaling);
+    if (self->answering && !journaled)
+        self->unjournaled = batch;
+    if (!self->keeping || !journaled)
         return;
     //  Kept until the bus confirms it
     s_kept_t *kept = (s_kept_t *) malloc (sizeof (s_kept_t) + size);
@@ -192,8 +198,9 @@ uint64_t
 herd_uplink_queue (herd_uplink_t *self, const char *at, size_t size)
 {
     if (self->answering && !self->replaying) {
-        self->uncommitted = true;
-        if (herd_journal_append (self->journal, at, size) == -1)
+        self->turn_records++;
+        self->uncommitted = self->journaling;
+        if (self->journaling && herd_journal_append (self->journal, at, size) == -1)
             self->appends_failed = true;
     }
     if (self->updates_size > 0 && self->updates_size + 1 + size > HERD_UPLINK_UPDATES_MAX)
@@ -241,7 +248,7 @@ herd_uplink_keep (herd_uplink_t *self, const char *dir, bool answer, herd_log_t 
         self->keeping = false;
         return -1;
     }
-    self->answering = answer;
+    self->answering = self->journaling = answer;
     herd_log_printf (log, "gateway", "journal loaded: %zu records sent to the bus again",
                      stats.records);
     if (stats.skipped_bytes || stats.discarded)
@@ -343,7 +350,22 @@ herd_uplink_commit (herd_uplink_t *self, int64_t now)
     self->uncommitted = false;
     if (self->journal && !self->answering)
         s_replayed (self);
-    bool kept = self->answering && s_write (self) && self->kept_bytes <= HERD_UPLINK_KEEP_MAX;
+    bool written = self->answering && s_write (self);
+    //  A turn of many updates amortises the bus's round trip over them all
+    //  (group commit), and the journal would cost more than it saves: the
+    //  next turn's go to the journal only if this one's were few
+    bool journaling = self->answering && self->turn_records <= HERD_UPLINK_KEEP_TURN;
+    if (journaling != self->journaling) {
+        herd_uplink_send_updates (self);        //  a batch is all one or the other
+        self->journaling = journaling;
+    }
+    self->turn_records = 0;
+    //  Answers go now if the journal holds every update queued in a batch
+    //  that journals, and no answer of an earlier batch that did not waits
+    //  for the bus (those are released by STORED alone)
+    bool kept = written && self->kept_bytes <= HERD_UPLINK_KEEP_MAX
+                && (self->waiter_count == 0
+                    || self->waiters[self->waiter_head].batch > self->unjournaled);
     //  Batches the bus has not confirmed in time go again, while it takes
     //  messages (a bus that is stopped gets no pile of repeats)
     s_kept_t *oldest;
@@ -351,7 +373,7 @@ herd_uplink_commit (herd_uplink_t *self, int64_t now)
            && oldest->due <= now && zlist_size (self->backlog) == 0)
         s_resend_oldest (self);
     //  The batch being filled is written too: its answers may go before it
-    return kept ? (self->updates_size > 0 ? self->batch : self->batch - 1) : 0;
+    return !kept ? 0 : self->updates_size > 0 && self->journaling ? self->batch : self->batch - 1;
 }
 
 void
@@ -511,10 +533,39 @@ s_test_keep (zsock_t *bus, zsock_t *dealer)
     herd_uplink_stored (self, 4, 4);
     HERD_CHECK_INT (herd_uplink_unconfirmed (self), 0);
     HERD_CHECK_INT (herd_uplink_commit (self, 9000), 4);
-    //  At stop the journal is rewritten to what the bus has not confirmed
-    HERD_CHECK_INT (herd_uplink_queue (self, "AT c", 4), 5);
-    herd_uplink_send_updates (self);
+    //  A turn of more than HERD_UPLINK_KEEP_TURN updates: the next turn's
+    //  are not journaled and wait for STORED; the one after journals
+    //  again, but its answers wait while an earlier one waits for the bus
+    for (int i = 0; i <= HERD_UPLINK_KEEP_TURN; i++)
+        herd_uplink_queue (self, "AT m", 4);
+    HERD_CHECK_INT (herd_uplink_commit (self, 9100), 5);
     HERD_CHECK_INT (s_test_receive (bus, &records), 5);
+    zstr_free (&records);
+    HERD_CHECK_INT (herd_uplink_queue (self, "AT n", 4), 6);
+    herd_uplink_wait (self, (herd_uplink_ref_t){6, 60, 6}, 6, 9150);
+    HERD_CHECK (!herd_uplink_uncommitted (self));
+    HERD_CHECK_INT (herd_uplink_commit (self, 9200), 0);
+    HERD_CHECK_INT (s_test_receive (bus, &records), 6);
+    HERD_CHECK_STR (records, "AT n");
+    zstr_free (&records);
+    HERD_CHECK_INT (herd_uplink_queue (self, "AT o", 4), 7);
+    herd_uplink_wait (self, (herd_uplink_ref_t){7, 70, 7}, 7, 9250);
+    HERD_CHECK (herd_uplink_uncommitted (self));
+    HERD_CHECK_INT (herd_uplink_commit (self, 9300), 0);
+    herd_uplink_stored (self, 5, 6);
+    HERD_CHECK (herd_uplink_next_stored (self, 5, 6, &ref, &lost) && !lost && ref.serial == 6);
+    HERD_CHECK_INT (herd_uplink_commit (self, 9400), 7);
+    HERD_CHECK (herd_uplink_next_stored (self, 0, 7, &ref, &lost) && !lost && ref.serial == 7);
+    herd_uplink_send_updates (self);
+    HERD_CHECK_INT (s_test_receive (bus, &records), 7);
+    zstr_free (&records);
+    herd_uplink_stored (self, 7, 7);
+    HERD_CHECK_INT (herd_uplink_unconfirmed (self), 0);
+
+    //  At stop the journal is rewritten to what the bus has not confirmed
+    HERD_CHECK_INT (herd_uplink_queue (self, "AT c", 4), 8);
+    herd_uplink_send_updates (self);
+    HERD_CHECK_INT (s_test_receive (bus, &records), 8);
     zstr_free (&records);
     herd_uplink_destroy (&self);
 
