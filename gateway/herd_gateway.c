@@ -678,6 +678,19 @@ s_self_sleep_ms (s_self_t *self)
     return wake <= now ? 0 : (int) (wake - now);
 }
 
+//  Wait for events: until s_self_sleep_ms's deadline, or sooner to send
+//  updates the uplink holds (epoll_pwait2: microseconds).
+static int
+s_self_wait (s_self_t *self, struct epoll_event *events, int size)
+{
+    int ms = s_self_sleep_ms (self);
+    int64_t held = herd_uplink_held_for (self->uplink, zclock_usecs ());
+    if (held < 0 || ms == 0 || held >= (int64_t) ms * 1000)
+        return epoll_wait (self->epoll, events, size, ms);
+    struct timespec timeout = {0, (long) held * 1000};
+    return epoll_pwait2 (self->epoll, events, size, &timeout, NULL);
+}
+
 //  -------------------------------------------------------------------------
 //  Replies from bus and places
 
@@ -1016,32 +1029,21 @@ s_self_connect (s_self_t *self, herd_gateway_args_t *args)
     return true;
 }
 
-//  With fsync = everysec the gateway keeps its updates in a journal of its
-//  own, DATA/gateway/journal, and answers once that is written
-//  (herd_uplink.h); with always, what such a journal still holds (the node
-//  ran with everysec before) goes to the bus, and then the journal goes.
-//  False (logged, printed) when the journal cannot be used.
+//  The gateway's journal (herd_uplink_keep): false (logged, printed) when
+//  it cannot be used.
 static bool
 s_self_keep (s_self_t *self, herd_gateway_args_t *args)
 {
-    const herd_node_t *node = args->node;
-    if (!node->data)
-        return true;
-    char *dir = zsys_sprintf ("%s/gateway", node->data);
-    char *path = zsys_sprintf ("%s/journal", dir);
-    bool answer = !args->config->fsync_always;
     char error[256] = "";
-    int rc = answer || zsys_file_exists (path)
-                 ? herd_uplink_keep (self->uplink, dir, answer, self->log, error)
-                 : 0;
-    self->keeping = rc == 0 && answer;
+    int rc = herd_uplink_keep (self->uplink, args->node->data, !args->config->fsync_always,
+                               self->log, error);
     if (rc == -1) {
         herd_log_error (self->log, "gateway", "cannot use the journal: %s", error);
-        fprintf (stderr, "herd: %s: cannot use the gateway's journal: %s\n", node->name, error);
+        fprintf (stderr, "herd: %s: cannot use the gateway's journal: %s\n", args->node->name,
+                 error);
     }
-    zstr_free (&path);
-    zstr_free (&dir);
-    return rc == 0;
+    self->keeping = rc == 1;
+    return rc != -1;
 }
 
 //  Build the gateway; NULL (logged, printed) on failure.
@@ -1138,7 +1140,7 @@ s_self_turn (s_self_t *self)
     s_self_handle_timers (self);
     s_self_send_stats (self);
     s_self_flush_dirty (self);
-    herd_uplink_send_updates (self->uplink);   //  the turn's updates to the bus
+    herd_uplink_send_held (self->uplink, zclock_usecs ());  //  the turn's updates, or soon
     s_self_watch_bus (self);
     s_self_trim (self);
 }
@@ -1157,7 +1159,7 @@ herd_gateway_actor (zsock_t *pipe, void *args)
         s_self_turn (self);
         if (self->terminated)
             break;
-        int count = epoll_wait (self->epoll, events, 256, s_self_sleep_ms (self));
+        int count = s_self_wait (self, events, 256);
         s_self_tick (self);
         for (int i = 0; i < count; i++) {
             uint32_t tag = (uint32_t) (events[i].data.u64 >> 32);

@@ -43,6 +43,8 @@ struct _herd_uplink_t {
     bool journaling;                //  ...and those queued now do (a small turn came before)
     size_t turn_records;            //  records queued since the last commit
     uint64_t unjournaled;           //  the last batch sent without the journal (0: none)
+    int64_t sent_us;                //  when herd_uplink_send_held last sent, usec
+    bool held;                      //  ...and whether it holds updates back now
     char *path;                     //  the journal's file
     herd_log_t *log;
     zlist_t *kept;                  //  batches not yet confirmed, by number (s_kept_t)
@@ -230,18 +232,26 @@ s_replay (const char *line, size_t size, void *arg)
 }
 
 int
-herd_uplink_keep (herd_uplink_t *self, const char *dir, bool answer, herd_log_t *log,
+herd_uplink_keep (herd_uplink_t *self, const char *data, bool answer, herd_log_t *log,
                   char *error)
 {
     assert (!self->journal);
+    if (!data)
+        return 0;
+    char *dir = zsys_sprintf ("%s/gateway", data);
+    self->path = zsys_sprintf ("%s/journal", dir);
+    if (!answer && !zsys_file_exists (self->path)) {
+        zstr_free (&dir);
+        return 0;                   //  always, and no journal left by everysec
+    }
     self->log = log;
     self->kept = zlist_new ();
     self->now = zclock_mono ();
-    self->path = zsys_sprintf ("%s/journal", dir);
     herd_journal_stats_t stats;
     //  The records replayed go to the bus, kept like any batch (s_send_update)
     self->keeping = self->replaying = true;
     self->journal = herd_journal_open (dir, s_replay, self, &stats, error);
+    zstr_free (&dir);
     herd_uplink_send_updates (self);
     self->replaying = false;
     if (!self->journal) {
@@ -256,7 +266,7 @@ herd_uplink_keep (herd_uplink_t *self, const char *dir, bool answer, herd_log_t 
                           "journal damaged: %zu damaged records skipped, %zu bytes discarded "
                           "(%s%s)", stats.skipped, stats.discarded, stats.skip_reason,
                           stats.reason);
-    return 0;
+    return answer ? 1 : 0;
 }
 
 //  Rewrite the journal to the batches the bus has not confirmed: in the
@@ -393,6 +403,26 @@ herd_uplink_stored (herd_uplink_t *self, uint64_t first, uint64_t last)
     }
 }
 
+void
+herd_uplink_send_held (herd_uplink_t *self, int64_t now)
+{
+    self->held = self->updates_size > 0 && self->answering && self->journaling
+                 && now - self->sent_us < HERD_UPLINK_HOLD_US;
+    if (self->held || self->updates_size == 0)
+        return;
+    herd_uplink_send_updates (self);
+    self->sent_us = now;
+}
+
+int64_t
+herd_uplink_held_for (herd_uplink_t *self, int64_t now)
+{
+    if (!self->held)
+        return -1;
+    int64_t left = self->sent_us + HERD_UPLINK_HOLD_US - now;
+    return left > 0 ? left : 0;
+}
+
 bool
 herd_uplink_uncommitted (herd_uplink_t *self)
 {
@@ -497,7 +527,7 @@ s_test_keep (zsock_t *bus, zsock_t *dealer)
     HERD_CHECK (mkdtemp (dir));
     char error[256] = "";
     herd_uplink_t *self = herd_uplink_new (dealer);
-    HERD_CHECK_INT (herd_uplink_keep (self, dir, true, NULL, error), 0);
+    HERD_CHECK_INT (herd_uplink_keep (self, dir, true, NULL, error), 1);
     HERD_CHECK_INT (herd_uplink_queue (self, "AT a", 4), 1);
     herd_uplink_wait (self, (herd_uplink_ref_t){1, 10, 5}, 1, 100);
     HERD_CHECK (herd_uplink_uncommitted (self));
@@ -562,17 +592,36 @@ s_test_keep (zsock_t *bus, zsock_t *dealer)
     herd_uplink_stored (self, 7, 7);
     HERD_CHECK_INT (herd_uplink_unconfirmed (self), 0);
 
-    //  At stop the journal is rewritten to what the bus has not confirmed
-    HERD_CHECK_INT (herd_uplink_queue (self, "AT c", 4), 8);
-    herd_uplink_send_updates (self);
+    //  Kept updates sent within HERD_UPLINK_HOLD_US of the last send wait
+    //  for the next, and the loop is told how long it may sleep
+    HERD_CHECK_INT (herd_uplink_queue (self, "AT h", 4), 8);
+    herd_uplink_send_held (self, 10000000);
+    HERD_CHECK_INT (herd_uplink_held_for (self, 10000000), -1);       //  sent
     HERD_CHECK_INT (s_test_receive (bus, &records), 8);
+    zstr_free (&records);
+    HERD_CHECK_INT (herd_uplink_queue (self, "AT i", 4), 9);
+    herd_uplink_send_held (self, 10000100);
+    HERD_CHECK_INT (herd_uplink_held_for (self, 10000100), HERD_UPLINK_HOLD_US - 100);
+    HERD_CHECK_INT (herd_uplink_queue (self, "AT j", 4), 9);
+    herd_uplink_send_held (self, 10000000 + HERD_UPLINK_HOLD_US);
+    HERD_CHECK_INT (herd_uplink_held_for (self, 10000000 + HERD_UPLINK_HOLD_US), -1);
+    HERD_CHECK_INT (s_test_receive (bus, &records), 9);
+    HERD_CHECK_STR (records, "AT i\nAT j");
+    zstr_free (&records);
+    herd_uplink_stored (self, 8, 9);
+    HERD_CHECK_INT (herd_uplink_unconfirmed (self), 0);
+
+    //  At stop the journal is rewritten to what the bus has not confirmed
+    HERD_CHECK_INT (herd_uplink_queue (self, "AT c", 4), 10);
+    herd_uplink_send_updates (self);
+    HERD_CHECK_INT (s_test_receive (bus, &records), 10);
     zstr_free (&records);
     herd_uplink_destroy (&self);
 
     //  At start, what the journal holds goes to the bus again, kept; and
     //  more than a batch of it goes in several
     self = herd_uplink_new (dealer);
-    HERD_CHECK_INT (herd_uplink_keep (self, dir, true, NULL, error), 0);
+    HERD_CHECK_INT (herd_uplink_keep (self, dir, true, NULL, error), 1);
     HERD_CHECK_INT (s_test_receive (bus, &records), 1);
     HERD_CHECK_STR (records, "AT c");
     zstr_free (&records);
@@ -607,7 +656,7 @@ s_test_keep (zsock_t *bus, zsock_t *dealer)
     HERD_CHECK (!herd_uplink_uncommitted (self));
     HERD_CHECK_INT (herd_uplink_commit (self, 100), 0);
     char path[64];
-    snprintf (path, sizeof (path), "%s/journal", dir);
+    snprintf (path, sizeof (path), "%s/gateway/journal", dir);
     HERD_CHECK (zsys_file_exists (path));
     herd_uplink_stored (self, 1, 2);
     HERD_CHECK_INT (herd_uplink_unconfirmed (self), 0);
@@ -625,6 +674,13 @@ s_test_keep (zsock_t *bus, zsock_t *dealer)
     HERD_CHECK_INT (herd_uplink_keep (self, "/proc/herd/nope", true, NULL, error), -1);
     HERD_CHECK_CONTAINS (error, "/proc/herd/nope");
     herd_uplink_destroy (&self);
+    //  No data directory, or always with no journal left: nothing kept
+    self = herd_uplink_new (dealer);
+    HERD_CHECK_INT (herd_uplink_keep (self, NULL, true, NULL, error), 0);
+    HERD_CHECK_INT (herd_uplink_keep (self, dir, false, NULL, error), 0);
+    herd_uplink_destroy (&self);
+    snprintf (path, sizeof (path), "%s/gateway", dir);
+    rmdir (path);
     rmdir (dir);
 }
 

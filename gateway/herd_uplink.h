@@ -48,6 +48,10 @@
 //  instead: its group commit already amortises the round trip.
 #define HERD_UPLINK_KEEP_TURN 32
 
+//  Kept updates wait this long (usec) after a send to the bus, to go with
+//  the next ones (herd_uplink_send_held).
+#define HERD_UPLINK_HOLD_US 250
+
 typedef struct _herd_uplink_t herd_uplink_t;
 
 //  An answer waiting for its update to be stored: the gateway's names for
@@ -125,13 +129,15 @@ int64_t
 size_t
     herd_uplink_waiting (herd_uplink_t *self);
 
-//  Send what the journal in dir (created as needed) holds to the bus again
-//  now, kept until the bus confirms it; with answer, keep updates in it
-//  from now on, else (fsync = always) remove it once the bus confirmed all
-//  it held. log: for the journal's troubles. 0, or -1 with error (at least
-//  256 bytes) set when the journal cannot be used.
+//  The gateway's journal, DATA/gateway/journal for data (a node's data
+//  directory, or NULL: none): send what it holds to the bus again now,
+//  kept until the bus confirms it; with answer (fsync = everysec), keep
+//  updates in it from now on, else (always) remove it once the bus
+//  confirmed all it held. log: for the journal's troubles. Returns 1 when
+//  updates are kept, 0 when not (no data directory; always), or -1 with
+//  error (at least 256 bytes) set when the journal cannot be used.
 int
-    herd_uplink_keep (herd_uplink_t *self, const char *dir, bool answer, herd_log_t *log,
+    herd_uplink_keep (herd_uplink_t *self, const char *data, bool answer, herd_log_t *log,
                       char *error);
 
 //  End of the loop turn, at now (ms): write the turn's updates to the
@@ -149,6 +155,20 @@ uint64_t
 //  again. Call before herd_uplink_next_stored.
 void
     herd_uplink_stored (herd_uplink_t *self, uint64_t first, uint64_t last);
+
+//  Send the updates queued at the end of a loop turn, now (usec,
+//  monotonic). Kept ones (answered already) wait until HERD_UPLINK_HOLD_US
+//  after the last send, to go with the next: at one client's pace the bus
+//  then wakes once for several, and each wake costs it about 20 us of a
+//  core it may share with the gateway. A WHATSAT's look-up is preceded by
+//  herd_uplink_send_updates, so it finds them.
+void
+    herd_uplink_send_held (herd_uplink_t *self, int64_t now);
+
+//  How long (usec) from now the updates held by herd_uplink_send_held may
+//  wait: the loop should sleep no longer. -1 when none are held.
+int64_t
+    herd_uplink_held_for (herd_uplink_t *self, int64_t now);
 
 //  True when updates were queued to be kept since the last commit: the
 //  loop should not sleep before it commits them.
