@@ -186,6 +186,53 @@ def test_gateway_keeps_what_it_acks_while_the_bus_is_stopped_then_killed(tmp_pat
         herd.stop()
 
 
+def test_after_a_busy_turn_answers_wait_for_the_bus(tmp_path, standin):
+    """The gateway's journal takes a turn only after a small one (32
+    updates or fewer): after a busy turn, updates are acknowledged only
+    once the bus stored them, and a kept answer never overtakes one that
+    waits. Split mode, with the bus stopped, so that nothing the bus would
+    store can come: 40 IAMATs in one write are kept and answered; the next
+    IAMAT (after a busy turn) and one from another client after it wait;
+    once the bus runs again both are answered, and a SIGKILL of the whole
+    node loses none of them."""
+    herd = Herd(tmp_path, names=["Hill"], edges=[], split=True, places_url=standin.url,
+                places_extra="cache_ttl_ms = 60000")
+    try:
+        herd.start()
+        bus = herd.procs["Hill"][1]
+        bus.send_signal(signal.SIGSTOP)
+        busy = Client(herd.port("Hill"))
+        busy.send("".join(f"IAMAT busy-{i} {POSITION} {1700000000 + i}\n" for i in range(40)))
+        answers = [busy.read_line() for _ in range(40)]
+        assert all(a.startswith(b"AT Hill ") for a in answers)
+        busy.send(f"IAMAT after-busy {POSITION} 1700000100\n")
+        wait_for(lambda: b"in IAMAT after-busy " in herd.log("Hill"), 5,
+                 what="the gateway to take the IAMAT")
+        other = Client(herd.port("Hill"))
+        other.send(f"IAMAT behind {POSITION} 1700000200\n")
+        wait_for(lambda: b"in IAMAT behind " in herd.log("Hill"), 5,
+                 what="the gateway to take the second IAMAT")
+        for c in (busy, other):
+            c.sock.settimeout(0.5)
+            with pytest.raises(TimeoutError):
+                c.read_line()
+            c.sock.settimeout(10)
+        bus.send_signal(signal.SIGCONT)
+        assert busy.read_line().startswith(b"AT Hill ")
+        assert other.read_line().startswith(b"AT Hill ")
+        busy.close()
+        other.close()
+        for p in herd.procs["Hill"]:
+            p.send_signal(signal.SIGKILL)
+        for p in herd.procs["Hill"]:
+            p.wait(10)
+        herd.start()
+        acked = {f"busy-{i}" for i in range(40)} | {"after-busy", "behind"}
+        assert held_all(herd, "Hill", sorted(acked)) == acked
+    finally:
+        herd.stop()
+
+
 @pytest.mark.parametrize("split", [False, True], ids=["inproc", "split"])
 def test_node_killed_while_only_the_gateway_holds_acks_keeps_them(tmp_path, standin, split):
     """The worst instant for the gateway's journal: updates acknowledged
