@@ -1,5 +1,7 @@
 //  herd_uplink.c - the gateway's channel to its bus: updates in batches,
-//  in order, never dropped, and the answers that wait for them to be stored.
+//  in order, never dropped, and the answers that wait for them to be
+//  stored; with the gateway's own journal, kept updates, answered once it
+//  holds them and sent again until the bus confirms them (herd_uplink.h).
 
 #include "herd_uplink.h"
 #include "../bus/herd_journal.h"
