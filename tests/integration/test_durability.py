@@ -154,6 +154,15 @@ def test_gateway_never_acks_what_the_bus_did_not_store(tmp_path, standin):
         herd.stop()
 
 
+def mount_tmpfs(path, size):
+    """Mount a tmpfs of size on path (made first), or skip the test."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small file system needs root")
+    os.makedirs(path)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", path]).returncode:
+        pytest.skip("cannot mount a tmpfs")
+
+
 def restart_role(herd, name, role):
     """Start role (bus or gateway) of a split node again, as herd.start does."""
     index = ["places", "bus", "gateway"].index(role)
@@ -222,10 +231,7 @@ def test_after_a_busy_turn_answers_wait_for_the_bus(tmp_path, standin):
         assert other.read_line().startswith(b"AT Hill ")
         busy.close()
         other.close()
-        for p in herd.procs["Hill"]:
-            p.send_signal(signal.SIGKILL)
-        for p in herd.procs["Hill"]:
-            p.wait(10)
+        herd.kill("Hill")                       #  every role, SIGKILL
         herd.start()
         acked = {f"busy-{i}" for i in range(40)} | {"after-busy", "behind"}
         assert held_all(herd, "Hill", sorted(acked)) == acked
@@ -249,10 +255,7 @@ def test_node_killed_while_only_the_gateway_holds_acks_keeps_them(tmp_path, stan
             if split:
                 herd.procs["Hill"][1].send_signal(signal.SIGSTOP)
             answers = burst(herd.port("Hill"), f"only{r}", 20)
-            for p in herd.procs["Hill"]:
-                p.send_signal(signal.SIGKILL)
-            for p in herd.procs["Hill"]:
-                p.wait(10)
+            herd.kill("Hill")                       #  every role, SIGKILL
             assert len(answers) == 20 and all(a.startswith(b"AT Hill ") for a in answers)
             acked |= {a.split()[3].decode() for a in answers}
         herd.start()
@@ -268,14 +271,10 @@ def test_full_gateway_journal_waits_for_the_bus_and_recovers(tmp_path, standin):
     answers wait for the bus's STORED instead (still acknowledged, still
     kept), the log says so, and once space is back the gateway's journal
     writes again by itself."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small file system needs root")
     herd = Herd(tmp_path, names=["Hill"], edges=[], places_url=standin.url,
                 places_extra="cache_ttl_ms = 60000")
     kept = os.path.join(herd.tmp, "data", "Hill", "gateway")
-    os.makedirs(kept)
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", kept]).returncode:
-        pytest.skip("cannot mount a tmpfs")
+    mount_tmpfs(kept, "64k")
     try:
         herd.start()
         acked = []
@@ -305,14 +304,10 @@ def test_full_disk_gets_no_at_and_recovers(make_herd, standin, tmp_path):
     system full, IAMATs get no AT and their connections are closed; once
     space is back the node acknowledges again by itself, and everything
     acknowledged survives a SIGKILL."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small file system needs root")
     herd = make_herd(names=["Hill"], edges=[], places_url=standin.url,
                      extra_herd="ack_timeout_ms = 1000", places_extra="cache_ttl_ms = 60000")
     data = os.path.join(herd.tmp, "data", "Hill")
-    os.makedirs(data)
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", data]).returncode:
-        pytest.skip("cannot mount a tmpfs")
+    mount_tmpfs(data, "256k")
     try:
         herd.start()
         acked = []
