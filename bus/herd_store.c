@@ -121,7 +121,7 @@ herd_store_apply (herd_store_t *self, const char *line, size_t size, bool truste
         if (!herd_record_newer (&parsed, &stored))
             return HERD_STORE_STALE;
     }
-    if (!trusted && herd_record_parse (line, size, &parsed) == -1)
+    if (!trusted && herd_record_finish (&parsed) == -1)
         return HERD_STORE_MALFORMED;
     if (current) {
         s_unlink (self, current);

@@ -32,15 +32,21 @@ static size_t
 s_scan_integer (const char *text, size_t size, size_t at, herd_decimal_t *number)
 {
     size_t start = at;
+    //  19 digits always fit (10^19 - 1 < 2^64): check for overflow only
+    //  after them
+    uint64_t value = 0;
+    for (; at < size && at - start < 19 && s_is_digit (text[at]); at++)
+        value = value * 10 + (uint64_t) (text[at] - '0');
     for (; at < size && s_is_digit (text[at]); at++) {
         uint64_t add = (uint64_t) (text[at] - '0');
-        if (number->overflow || number->integer > (UINT64_MAX - add) / 10) {
+        if (number->overflow || value > (UINT64_MAX - add) / 10) {
             number->overflow = true;
-            number->integer = UINT64_MAX;
+            value = UINT64_MAX;
         }
         else
-            number->integer = number->integer * 10 + add;
+            value = value * 10 + add;
     }
+    number->integer = value;
     number->int_digits = at - start;
     return at;
 }

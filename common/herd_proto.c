@@ -18,6 +18,13 @@ s_is_space (char c)
     return c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v';
 }
 
+//  True for an ASCII digit.
+static inline bool
+s_is_digit (char c)
+{
+    return c >= '0' && c <= '9';
+}
+
 //  True if span equals the C string word.
 static bool
 s_span_is (herd_span_t span, const char *word)
@@ -100,17 +107,26 @@ herd_proto_parse_position (const char *text, size_t size, herd_span_t *lat_p, he
 int
 herd_proto_parse_time (const char *text, size_t size, int64_t *sec_p, int32_t *nsec_p)
 {
-    int64_t sec;
-    bool frac;
-    size_t used = s_parse_fixed (text, size, 18, 9, &sec, &frac);
-    if (used == 0 || used != size)
-        return -1;
+    //  What s_parse_fixed (text, size, 18, 9) accepts, read in the same
+    //  pass that computes the value: the bus reads every record's time
+    size_t at = 0, stop = size < 18 ? size : 18;
+    int64_t sec = 0;
+    for (; at < stop && s_is_digit (text[at]); at++)
+        sec = sec * 10 + (text[at] - '0');
+    if (at == 0 || (at < size && s_is_digit (text[at])))
+        return -1;                      //  no digit, or more than 18
     int32_t nsec = 0;
-    const char *dot = memchr (text, '.', size);
-    if (dot) {
-        size_t digits = size - (size_t) (dot + 1 - text);
-        for (size_t i = 0; i < 9; i++)
-            nsec = nsec * 10 + (i < digits ? dot[1 + i] - '0' : 0);
+    if (at < size) {
+        if (text[at] != '.')
+            return -1;
+        size_t first = ++at;
+        stop = size - first < 9 ? size : first + 9;
+        for (; at < stop && s_is_digit (text[at]); at++)
+            nsec = nsec * 10 + (text[at] - '0');
+        if (at == first || at != size)
+            return -1;                  //  "5.", more than 9 digits, or more text
+        for (size_t digits = at - first; digits < 9; digits++)
+            nsec *= 10;
     }
     *sec_p = sec;
     *nsec_p = nsec;
@@ -374,7 +390,22 @@ s_test_fields (void)
     HERD_CHECK (sec == 0 && nsec == 1);
     HERD_CHECK_INT (herd_proto_parse_time ("999999999999999999", 18, &sec, &nsec), 0);
     HERD_CHECK_INT (sec, 999999999999999999LL);
-
+    HERD_CHECK_INT (herd_proto_parse_time ("0123456789.123456789", 20, &sec, &nsec), 0);
+    HERD_CHECK (sec == 123456789 && nsec == 123456789);
+    HERD_CHECK_INT (herd_proto_parse_time ("7.50", 4, &sec, &nsec), 0);
+    HERD_CHECK (sec == 7 && nsec == 500000000);
+    //  ...and nothing else: no sign, no exponent, at most 18 and 9 digits,
+    //  a digit on both sides of the '.', nothing after
+    const char *bad_times[] = {"", ".", "5.", ".5", "+5", "-5", "5e3", "5.1e3", "5.1.2", "5 ",
+                               "9999999999999999999", "1.0000000001", "1.x", "x"};
+    for (size_t i = 0; i < sizeof (bad_times) / sizeof (bad_times[0]); i++)
+        HERD_CHECK_INT (herd_proto_parse_time (bad_times[i], strlen (bad_times[i]), &sec, &nsec),
+                        -1);
+    //  The size bounds the read: digits past it are not the time's
+    HERD_CHECK_INT (herd_proto_parse_time ("12.5", 2, &sec, &nsec), 0);
+    HERD_CHECK (sec == 12 && nsec == 0);
+    HERD_CHECK_INT (herd_proto_parse_time ("12.53", 4, &sec, &nsec), 0);
+    HERD_CHECK (sec == 12 && nsec == 500000000);
 }
 
 //  WHATSAT, and every invalid form of PROTOCOL.md.

@@ -5,26 +5,57 @@
 
 #include <string.h>
 
-//  Split line into exactly count fields separated by single spaces; false
-//  when there are more or fewer, or an empty field (two spaces in a row).
-static bool
-s_split_exact (const char *line, size_t size, herd_span_t *fields, size_t count)
+//  Eight bytes of data as a number in host order (for the word-at-a-time
+//  scans below, which only test bytes, never their order).
+static inline uint64_t
+s_load64 (const char *data)
 {
-    const char *at = line, *end = line + size;
-    for (size_t i = 0; i < count; i++) {
-        if (at >= end)
-            return false;
-        const char *space = memchr (at, ' ', (size_t) (end - at));
-        const char *stop = (space && i + 1 < count) ? space : end;
-        if (stop == at)
-            return false;
-        fields[i] = (herd_span_t){at, (size_t) (stop - at)};
-        at = stop + 1;
+    uint64_t word;
+    memcpy (&word, data, 8);
+    return word;
+}
+
+#define S_ONES 0x0101010101010101ULL
+#define S_HIGHS 0x8080808080808080ULL
+
+//  The first space in [at, end), or NULL. Eight bytes a step: a word has a
+//  space where word ^ "        " has a zero byte (the classic has-zero-byte
+//  test, exact as a yes or no). The fields before a record's time are short,
+//  and a call to memchr per field cost more than the search.
+static inline const char *
+s_find_space (const char *at, const char *end)
+{
+    while (end - at >= 8) {
+        uint64_t word = s_load64 (at) ^ (S_ONES * ' ');
+        if ((word - S_ONES) & ~word & S_HIGHS)
+            break;
+        at += 8;
     }
-    for (size_t i = 0; i < count; i++)
-        if (memchr (fields[i].data, ' ', fields[i].size))
-            return false;
-    return true;
+    for (; at < end; at++)
+        if (*at == ' ')
+            return at;
+    return NULL;
+}
+
+//  True when some byte of line is NUL or white space other than ' '
+//  ('\t' '\n' '\v' '\f' '\r', 9..13). Eight bytes a step: a word with no
+//  byte below 14 passes at once (has-less-than test, exact as a yes or no);
+//  one with such a byte is checked byte by byte, as bytes 1..8 are allowed.
+static bool
+s_has_control (const char *line, size_t size)
+{
+    size_t at = 0;
+    for (; at + 8 <= size; at += 8) {
+        uint64_t word = s_load64 (line + at);
+        if ((word - S_ONES * 14) & ~word & S_HIGHS)
+            break;
+    }
+    for (; at < size; at++) {
+        unsigned char byte = (unsigned char) line[at];
+        if (byte == 0 || byte - 9u < 5u)
+            return true;
+    }
+    return false;
 }
 
 //  A time difference as herd_proto_format_diff writes it: sign, digits, '.',
@@ -44,58 +75,49 @@ s_valid_diff (herd_span_t diff)
 }
 
 int
-herd_record_parse (const char *line, size_t size, herd_record_t *record)
+herd_record_peek (const char *line, size_t size, herd_record_t *record)
 {
-    memset (record, 0, sizeof (*record));
-    if (size < 3 || memcmp (line, "AT ", 3) != 0 || memchr (line, 0, size))
+    if (size < 3 || memcmp (line, "AT ", 3) != 0)
         return -1;
-    herd_span_t fields[5];
-    if (!s_split_exact (line + 3, size - 3, fields, 5))
-        return -1;
-    //  No other whitespace inside a field ('\t' '\n' '\v' '\f' '\r'): one
-    //  pass over the line, not a strchr per byte (the bus parses every
-    //  record it receives)
-    for (size_t i = 3; i < size; i++)
-        if ((unsigned char) line[i] - 9u < 5u)
+    //  "AT origin diff client position time": four single spaces end four
+    //  non-empty fields; the time is the rest, and has no space if it parses
+    const char *at = line + 3, *end = line + size;
+    herd_span_t *fields[] = {&record->origin, &record->diff, &record->client,
+                             &record->position};
+    for (int i = 0; i < 4; i++) {
+        const char *space = s_find_space (at, end);
+        if (!space || space == at)
             return -1;
-    if (!s_valid_diff (fields[1])
-        || herd_proto_parse_position (fields[3].data, fields[3].size, NULL, NULL)
-        || herd_proto_parse_time (fields[4].data, fields[4].size, &record->time_sec,
-                                  &record->time_nsec))
-        return -1;
+        *fields[i] = (herd_span_t){at, (size_t) (space - at)};
+        at = space + 1;
+    }
+    record->time = (herd_span_t){at, (size_t) (end - at)};
     record->line = (herd_span_t){line, size};
-    record->origin = fields[0];
-    record->diff = fields[1];
-    record->client = fields[2];
-    record->position = fields[3];
-    record->time = fields[4];
+    if (herd_proto_parse_time (record->time.data, record->time.size, &record->time_sec,
+                               &record->time_nsec))
+        return -1;
     return 0;
 }
 
 int
-herd_record_peek (const char *line, size_t size, herd_record_t *record)
+herd_record_finish (herd_record_t *record)
 {
-    memset (record, 0, sizeof (*record));
-    if (size < 3 || memcmp (line, "AT ", 3) != 0)
+    //  No other white space inside a field, and no NUL; a valid diff and
+    //  position. Origin and client may hold any other bytes.
+    if (s_has_control (record->line.data, record->line.size) || !s_valid_diff (record->diff)
+        || herd_proto_parse_position (record->position.data, record->position.size, NULL,
+                                      NULL))
         return -1;
-    //  The same split as s_split_exact: four single spaces, then the rest
-    const char *at = line + 3, *end = line + size;
-    herd_span_t fields[5];
-    for (int i = 0; i < 4; i++) {
-        const char *space = (const char *) memchr (at, ' ', (size_t) (end - at));
-        if (!space || space == at)
-            return -1;
-        fields[i] = (herd_span_t){at, (size_t) (space - at)};
-        at = space + 1;
-    }
-    fields[4] = (herd_span_t){at, (size_t) (end - at)};
-    if (herd_proto_parse_time (fields[4].data, fields[4].size, &record->time_sec,
-                               &record->time_nsec))
-        return -1;
-    record->line = (herd_span_t){line, size};
-    record->client = fields[2];
-    record->time = fields[4];
     return 0;
+}
+
+int
+herd_record_parse (const char *line, size_t size, herd_record_t *record)
+{
+    if (herd_record_peek (line, size, record) == 0 && herd_record_finish (record) == 0)
+        return 0;
+    memset (record, 0, sizeof (*record));
+    return -1;
 }
 
 bool
@@ -202,6 +224,35 @@ s_test_parse (void)
         }
     }
     HERD_CHECK_INT (herd_record_parse ("AT H +0.000000000 k\0 +0+0 5", 27, &a), -1);
+
+    //  The word-at-a-time scans: a control byte or a space at every offset
+    //  of a long line (in whole words and in the tail) is seen; bytes 1..8
+    //  and 14..31 are not white space here, and pass
+    char buffer[128];
+    const char *good = "AT Hill +0.263873386 a-client-id-long-enough-for-words +34-118 1.5";
+    size_t good_size = strlen (good);
+    size_t client_at = 21, client_end = client_at + 33;
+    HERD_CHECK_INT (herd_record_parse (good, good_size, &a), 0);
+    HERD_CHECK_INT (a.client.size, client_end - client_at);
+    for (size_t at = client_at; at < client_end; at++) {
+        const unsigned char bytes[] = {0, '\t', '\n', '\v', '\f', '\r', ' ', 1, 8, 14, 31, 127};
+        for (size_t i = 0; i < sizeof (bytes); i++) {
+            memcpy (buffer, good, good_size);
+            buffer[at] = (char) bytes[i];
+            bool allowed = bytes[i] < 9 ? bytes[i] != 0 : bytes[i] > 13 && bytes[i] != ' ';
+            int rc = herd_record_parse (buffer, good_size, &a);
+            if (rc != (allowed ? 0 : -1))
+                fprintf (stderr, "byte %u at %zu: parse returned %d\n", bytes[i], at, rc);
+            HERD_CHECK_INT (rc, allowed ? 0 : -1);
+            if (allowed)
+                HERD_CHECK_INT (a.client.size, client_end - client_at);
+        }
+    }
+    //  A control byte in the time or the diff, the last bytes of the line
+    memcpy (buffer, good, good_size);
+    buffer[good_size - 1] = '\r';
+    HERD_CHECK_INT (herd_record_parse (buffer, good_size, &a), -1);
+    HERD_CHECK_INT (herd_record_peek (buffer, good_size, &a), -1);
 
 }
 

@@ -26,12 +26,21 @@ int
     herd_record_parse (const char *line, size_t size, herd_record_t *record);
 
 //  Read only what decides whether a record is stale: its client and client
-//  time (and line). Returns 0, or -1 when even those are not there. Weaker
-//  than herd_record_parse, which a record must still pass before it is
-//  stored; where both succeed they agree on client and time. The bus drops
-//  most records as stale, and this spares them the full validation.
+//  time (and line; the other fields' spans are set but not validated).
+//  Returns 0, or -1 when even those are not there. Weaker than
+//  herd_record_parse, which a record must still pass before it is stored
+//  (herd_record_finish completes a peeked record); where both succeed they
+//  agree on every field. The bus drops most records as stale, and this
+//  spares them the full validation.
 int
     herd_record_peek (const char *line, size_t size, herd_record_t *record);
+
+//  Validate the rest of a record herd_record_peek accepted: no NUL and no
+//  white space but single spaces, a well-formed diff and position. Returns
+//  0 when the record is one herd_record_parse accepts (peek then finish is
+//  parse, without reading the line twice), or -1.
+int
+    herd_record_finish (herd_record_t *record);
 
 //  True when candidate must replace current: its client time is later, or
 //  the times are equal and its line sorts after current's bytewise. Every
