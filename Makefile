@@ -118,7 +118,7 @@ build: $(HERD) $(SELFTEST)
 #  Issue 6's benchmark, not part of `make test`: the load generator and the
 #  floor server in $(BUILD)/bench, then bench/run.sh (settings: BENCH_SECONDS,
 #  BENCH_RUNS, ... at the top of bench/run.sh; figures in BENCHMARKS.md).
-BENCH := $(BUILD)/bench/herd_bench $(BUILD)/bench/floor_server
+BENCH := $(BUILD)/bench/herd_bench $(BUILD)/bench/floor_server $(BUILD)/bench/records_bench
 .PHONY: bench
 
 #  herd_bench speaks the control wire (GET on a node's sync socket) with the codec
@@ -129,6 +129,12 @@ $(BUILD)/bench/herd_bench: $(BUILD)/bench/herd_bench.o $(BUILD)/common/herd_buff
 $(BUILD)/bench/floor_server: $(BUILD)/bench/floor_server.o $(BUILD)/common/herd_proto.o \
                               $(BUILD)/common/herd_decimal.o $(BUILD)/common/herd_buffer.o
 	$(CC) $(LDFLAGS) $^ -o $@
+
+#  What one record costs the bus, without sockets: the store and its parsers
+$(BUILD)/bench/records_bench: $(BUILD)/bench/records_bench.o $(BUILD)/bus/herd_store.o \
+                              $(BUILD)/bus/herd_table.o $(BUILD)/common/herd_record.o \
+                              $(BUILD)/common/herd_proto.o $(BUILD)/common/herd_decimal.o
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
 bench: bin/herd $(BENCH)
 	@bench/run.sh

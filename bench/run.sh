@@ -16,7 +16,7 @@
 #    BENCH_PROP_SAMPLES=1000 propagation samples per hop count, at most
 #    BENCH_PROP_SECONDS=8    time per propagation case (idle, under load), at most
 #    BENCH_BG_RATE=10000     background IAMATs/s for propagation under load
-#    BENCH_ONLY="iamat whatsat fleet propagation memory"   phases to run
+#    BENCH_ONLY="iamat whatsat fleet records propagation memory"   phases to run
 #    BENCH_PROFILE=1         also profile a node under IAMAT load with perf
 #    BENCH_CSV=FILE          append every figure to FILE as CSV
 #    BENCH_KEEP=1            keep the temporary directory (configs, logs)
@@ -40,16 +40,17 @@ clients=${BENCH_CLIENTS:-1000000}
 prop_samples=${BENCH_PROP_SAMPLES:-1000}
 prop_secs=${BENCH_PROP_SECONDS:-8}
 bg_rate=${BENCH_BG_RATE:-10000}
-only=" ${BENCH_ONLY:-iamat whatsat fleet propagation memory} "
+only=" ${BENCH_ONLY:-iamat whatsat fleet records propagation memory} "
 python=/usr/bin/python3
 bench=build/release/bench/herd_bench
 floor=build/release/bench/floor_server
+records=build/release/bench/records_bench
 
 herd=${BENCH_HERD:-bin/herd}
 if [ -n "${BENCH_HERD:-}" ]; then
-    make --no-print-directory -s "$bench" "$floor"
+    make --no-print-directory -s "$bench" "$floor" "$records"
 else
-    make --no-print-directory -s bin/herd "$bench" "$floor"
+    make --no-print-directory -s bin/herd "$bench" "$floor" "$records"
 fi
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/herd-bench.XXXXXX")
@@ -322,6 +323,14 @@ if want fleet; then
         log_args+=(--log "$node=${log_of[$node]}")
     done
     hb flood --sent-file "$tmp/fleet.sent" --edges 6 "${log_args[@]}" || failed flood $?
+fi
+
+#  What one record costs the bus (the fleet's 13 records per update), on
+#  the servers' first CPU; built from this tree, whatever BENCH_HERD says
+if want records; then
+    echo
+    echo "== One record in the bus: herd_store_apply and the parsers, no sockets =="
+    "$records" --cpu "${server_cpus%%[,-]*}" --rounds 7 | sed 's/^/  /' || failed records $?
 fi
 
 #  Propagation on a chain, the only way to have 3 hops (the default
