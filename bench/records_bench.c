@@ -113,8 +113,9 @@ int
 main (int argc, char *argv[])
 {
     long cpu = -1, rounds = 7, count = 200000, clients = 50;
+    //  Options come in pairs
     if (argc % 2 == 0)
-        s_usage (); //  options come in pairs
+        s_usage ();
     for (int i = 1; i < argc; i += 2) {
         char *end;
         long value = strtol (argv[i + 1], &end, 10);
