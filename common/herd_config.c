@@ -87,14 +87,11 @@ s_strdup (const char *string)
     return (char *) s_checked (strdup (string));
 }
 
-//  vprintf into a fresh string that never is NULL.
+//  vprintf into a fresh string (czmq's) that never is NULL.
 static char *
 s_vsprintf (const char *format, va_list args)
 {
-    char *string = NULL;
-    if (vasprintf (&string, format, args) < 0)
-        string = NULL;
-    return (char *) s_checked (string);
+    return (char *) s_checked (zsys_vprintf (format, args));
 }
 
 //  printf into a fresh string that never is NULL.
