@@ -5,13 +5,17 @@
 
 #include <string.h>
 
-//  Eight bytes of data as a number in host order (for the word-at-a-time
-//  scans below, which only test bytes, never their order).
+//  Eight bytes of data as a little-endian number, whatever the host's byte
+//  order: the hash is stored in journals and sent between nodes. (The
+//  word-at-a-time scans below only test bytes, so any order serves them.)
 static inline uint64_t
-s_load64 (const char *data)
+s_load_le64 (const void *data)
 {
     uint64_t word;
     memcpy (&word, data, 8);
+#if defined (__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    word = __builtin_bswap64 (word);
+#endif
     return word;
 }
 
@@ -26,7 +30,7 @@ static inline const char *
 s_find_space (const char *at, const char *end)
 {
     while (end - at >= 8) {
-        uint64_t word = s_load64 (at) ^ (S_ONES * ' ');
+        uint64_t word = s_load_le64 (at) ^ (S_ONES * ' ');
         if ((word - S_ONES) & ~word & S_HIGHS)
             break;
         at += 8;
@@ -46,7 +50,7 @@ s_has_control (const char *line, size_t size)
 {
     size_t at = 0;
     for (; at + 8 <= size; at += 8) {
-        uint64_t word = s_load64 (line + at);
+        uint64_t word = s_load_le64 (line + at);
         if ((word - S_ONES * 14) & ~word & S_HIGHS)
             break;
     }
@@ -133,19 +137,6 @@ herd_record_newer (const herd_record_t *candidate, const herd_record_t *current)
     if (order != 0)
         return order > 0;
     return candidate->line.size > current->line.size;
-}
-
-//  Eight bytes of data as a little-endian number, whatever the host's byte
-//  order: the hash is stored in journals and sent between nodes.
-static inline uint64_t
-s_load_le64 (const void *data)
-{
-    uint64_t word;
-    memcpy (&word, data, 8);
-#if defined (__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    word = __builtin_bswap64 (word);
-#endif
-    return word;
 }
 
 uint64_t
