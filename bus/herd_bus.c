@@ -986,14 +986,26 @@ s_self_reload (s_self_t *self, const herd_config_t *config)
             s_self_request_sync (self, self->peers[i], "after a reload");
 }
 
+//  A drain of sock handled handled messages: if it stopped because a
+//  receive found sock empty, the poller need not ask sock before it
+//  sleeps (herd_poller.h). Sends on sock later in the turn touch it.
+static void
+s_self_settled (s_self_t *self, void *sock, int handled)
+{
+    if (handled < HERD_BUS_BATCH && zmq_errno () == EAGAIN)
+        herd_poller_settled (self->poller, sock);
+}
+
 //  Handle up to a batch of messages waiting on sock with handler.
 static void
-s_self_drain (s_self_t *self, bool (*handler) (s_self_t *))
+s_self_drain (s_self_t *self, void *sock, bool (*handler) (s_self_t *))
 {
     //  The sockets have a zero receive time-out: a handler finds nothing
     //  once the socket is empty (cheaper than asking ZMQ_EVENTS each time)
-    for (int i = 0; i < HERD_BUS_BATCH && handler (self); i++)
-        ;
+    int handled = 0;
+    while (handled < HERD_BUS_BATCH && handler (self))
+        handled++;
+    s_self_settled (self, sock, handled);
 }
 
 void
@@ -1021,13 +1033,13 @@ herd_bus_actor (zsock_t *pipe, void *args)
             s_self_handle_pipe (self);
         else
         if (which == self->router)
-            s_self_drain (self, s_self_handle_router);
+            s_self_drain (self, self->router, s_self_handle_router);
         else
         if (which == self->sub)
-            s_self_drain (self, s_self_handle_sub);
+            s_self_drain (self, self->sub, s_self_handle_sub);
         else
         if (which && which == self->sync)
-            s_self_drain (self, s_self_handle_sync);
+            s_self_drain (self, self->sync, s_self_handle_sync);
         else
         if (which == self->monitor)
             s_self_handle_monitor (self);
@@ -1037,11 +1049,13 @@ herd_bus_actor (zsock_t *pipe, void *args)
         else
         if (which) {
             for (size_t i = 0; i < self->peer_count; i++)
-                if (which == herd_peer_sync (self->peers[i]))
-                    for (int n = 0; n < HERD_BUS_BATCH
-                                    && s_self_handle_peer_sync (self, self->peers[i]);
-                         n++)
-                        ;
+                if (which == herd_peer_sync (self->peers[i])) {
+                    int handled = 0;
+                    while (handled < HERD_BUS_BATCH
+                           && s_self_handle_peer_sync (self, self->peers[i]))
+                        handled++;
+                    s_self_settled (self, herd_peer_sync (self->peers[i]), handled);
+                }
         }
         else
         if (herd_poller_terminated (self->poller))

@@ -73,6 +73,14 @@ herd_poller_touch (herd_poller_t *self, void *reader)
             self->items[i].dirty = true;
 }
 
+void
+herd_poller_settled (herd_poller_t *self, void *reader)
+{
+    for (size_t i = 0; i < self->count; i++)
+        if (self->items[i].reader == reader)
+            self->items[i].dirty = self->items[i].ready = false;
+}
+
 //  The first reader marked ready that may have input, or NULL. An exact
 //  one is asked; the ask leaves its fd armed when it has none.
 static void *
@@ -179,6 +187,25 @@ herd_poller_test (bool verbose)
     zstr_free (&text);
     HERD_CHECK (zstr_recv (pull) == NULL);      //  drained: found empty
     HERD_CHECK (herd_poller_wait (poller, 20) == NULL);
+
+    //  Settled after a receive found it empty: not asked, and its fd still
+    //  wakes the wait for the next message, however many came at once
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i <= round; i++)
+            zstr_send (push, "again");
+        HERD_CHECK (herd_poller_wait (poller, 1000) == pull);
+        while ((text = zstr_recv (pull)))
+            zstr_free (&text);
+        herd_poller_settled (poller, pull);
+        HERD_CHECK (herd_poller_wait (poller, 0) == NULL);
+    }
+    zstr_send (push, "late");
+    HERD_CHECK (herd_poller_wait (poller, 1000) == pull);
+    text = zstr_recv (pull);
+    HERD_CHECK (text && streq (text, "late"));
+    zstr_free (&text);
+    HERD_CHECK (zstr_recv (pull) == NULL);
+    herd_poller_settled (poller, pull);
 
     //  An exact reader is handed out only with a message
     zstr_send (client, "two");

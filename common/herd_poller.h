@@ -50,6 +50,13 @@ void
 void
     herd_poller_touch (herd_poller_t *self, void *reader);
 
+//  Say the last use of reader, a reader handed out by the last wait, was a
+//  receive that found it empty (EAGAIN): its fd tells the truth again, and
+//  the next wait need not ask it (two system calls saved per wake). Say it
+//  only if nothing was sent on reader since that receive.
+void
+    herd_poller_settled (herd_poller_t *self, void *reader);
+
 //  A reader that may have input, waiting at most timeout ms for one (0:
 //  never wait, -1: no limit). NULL when the time ran out or poll(2) failed
 //  (herd_poller_terminated), or, rarely, when the fds woke for commands
