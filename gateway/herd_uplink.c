@@ -408,8 +408,12 @@ herd_uplink_stored (herd_uplink_t *self, uint64_t first, uint64_t last)
 void
 herd_uplink_send_held (herd_uplink_t *self, int64_t now)
 {
-    self->held = self->updates_size > 0 && self->answering && self->journaling
-                 && now - self->sent_us < HERD_UPLINK_HOLD_US;
+    bool may_hold = self->updates_size > 0 && self->answering && self->journaling;
+    //  Whether to hold is decided at the first turn of a batch: updates
+    //  that came soon after the last send come fast, and more will follow
+    if (may_hold && !self->held)
+        self->held = now - self->sent_us < HERD_UPLINK_HOLD_GAP_US;
+    self->held = self->held && may_hold && now - self->sent_us < HERD_UPLINK_HOLD_US;
     if (self->held || self->updates_size == 0)
         return;
     herd_uplink_send_updates (self);
@@ -419,7 +423,7 @@ herd_uplink_send_held (herd_uplink_t *self, int64_t now)
 int64_t
 herd_uplink_held_for (herd_uplink_t *self, int64_t now)
 {
-    if (!self->held)
+    if (!self->held || self->updates_size == 0)
         return -1;
     int64_t left = self->sent_us + HERD_UPLINK_HOLD_US - now;
     return left > 0 ? left : 0;
@@ -594,8 +598,9 @@ s_test_keep (zsock_t *bus, zsock_t *dealer)
     herd_uplink_stored (self, 7, 7);
     HERD_CHECK_INT (herd_uplink_unconfirmed (self), 0);
 
-    //  Kept updates sent within HERD_UPLINK_HOLD_US of the last send wait
-    //  for the next, and the loop is told how long it may sleep
+    //  Kept updates that come within HERD_UPLINK_HOLD_GAP_US of the last
+    //  send wait until HERD_UPLINK_HOLD_US after it, and the loop is told
+    //  how long it may sleep
     HERD_CHECK_INT (herd_uplink_queue (self, "AT h", 4), 8);
     herd_uplink_send_held (self, 10000000);
     HERD_CHECK_INT (herd_uplink_held_for (self, 10000000), -1);       //  sent
@@ -610,13 +615,32 @@ s_test_keep (zsock_t *bus, zsock_t *dealer)
     HERD_CHECK_INT (s_test_receive (bus, &records), 9);
     HERD_CHECK_STR (records, "AT i\nAT j");
     zstr_free (&records);
-    herd_uplink_stored (self, 8, 9);
+    //  Updates that come slower than that go at once: a trickle waits for
+    //  nothing, even within HERD_UPLINK_HOLD_US of the last send
+    int64_t last = 10000000 + HERD_UPLINK_HOLD_US;
+    HERD_CHECK_INT (herd_uplink_queue (self, "AT k", 4), 10);
+    herd_uplink_send_held (self, last + HERD_UPLINK_HOLD_GAP_US);
+    HERD_CHECK_INT (herd_uplink_held_for (self, last + HERD_UPLINK_HOLD_GAP_US), -1);
+    HERD_CHECK_INT (s_test_receive (bus, &records), 10);
+    HERD_CHECK_STR (records, "AT k");
+    zstr_free (&records);
+    //  A batch held goes whole when something else sends it first (a
+    //  look-up): nothing is held after
+    last += HERD_UPLINK_HOLD_GAP_US;
+    HERD_CHECK_INT (herd_uplink_queue (self, "AT l", 4), 11);
+    herd_uplink_send_held (self, last + 1);
+    HERD_CHECK_INT (herd_uplink_held_for (self, last + 1), HERD_UPLINK_HOLD_US - 1);
+    herd_uplink_send_updates (self);
+    HERD_CHECK_INT (herd_uplink_held_for (self, last + 2), -1);
+    HERD_CHECK_INT (s_test_receive (bus, &records), 11);
+    zstr_free (&records);
+    herd_uplink_stored (self, 8, 11);
     HERD_CHECK_INT (herd_uplink_unconfirmed (self), 0);
 
     //  At stop the journal is rewritten to what the bus has not confirmed
-    HERD_CHECK_INT (herd_uplink_queue (self, "AT c", 4), 10);
+    HERD_CHECK_INT (herd_uplink_queue (self, "AT c", 4), 12);
     herd_uplink_send_updates (self);
-    HERD_CHECK_INT (s_test_receive (bus, &records), 10);
+    HERD_CHECK_INT (s_test_receive (bus, &records), 12);
     zstr_free (&records);
     herd_uplink_destroy (&self);
 

@@ -48,9 +48,13 @@
 //  instead: its group commit already amortises the round trip.
 #define HERD_UPLINK_KEEP_TURN 32
 
-//  Kept updates wait this long (usec) after a send to the bus, to go with
-//  the next ones (herd_uplink_send_held).
-#define HERD_UPLINK_HOLD_US 250
+//  Kept updates that come within HERD_UPLINK_HOLD_GAP_US (usec) of a send
+//  to the bus wait until HERD_UPLINK_HOLD_US after it, to go with the next
+//  ones (herd_uplink_send_held).
+#ifndef HERD_UPLINK_HOLD_US
+#define HERD_UPLINK_HOLD_US 1000
+#endif
+#define HERD_UPLINK_HOLD_GAP_US 250
 
 typedef struct _herd_uplink_t herd_uplink_t;
 
@@ -157,10 +161,12 @@ void
     herd_uplink_stored (herd_uplink_t *self, uint64_t first, uint64_t last);
 
 //  Send the updates queued at the end of a loop turn, now (usec,
-//  monotonic). Kept ones (answered already) wait until HERD_UPLINK_HOLD_US
-//  after the last send, to go with the next: at one client's pace the bus
-//  then wakes once for several, and each wake costs it about 20 us of a
-//  core it may share with the gateway. A WHATSAT's look-up is preceded by
+//  monotonic). Kept ones (answered already) that come fast, the first of
+//  them within HERD_UPLINK_HOLD_GAP_US of the last send, wait until
+//  HERD_UPLINK_HOLD_US after it, to go with the next: at one client's pace
+//  the bus then wakes once for many, and each wake costs it about 25 us of
+//  a core it may share with the gateway. Updates that come slower go at
+//  once, so a trickle is not delayed. A WHATSAT's look-up is preceded by
 //  herd_uplink_send_updates, so it finds them.
 void
     herd_uplink_send_held (herd_uplink_t *self, int64_t now);
