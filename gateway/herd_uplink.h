@@ -51,9 +51,7 @@
 //  Kept updates that come within HERD_UPLINK_HOLD_GAP_US (usec) of a send
 //  to the bus wait until HERD_UPLINK_HOLD_US after it, to go with the next
 //  ones (herd_uplink_send_held).
-#ifndef HERD_UPLINK_HOLD_US
 #define HERD_UPLINK_HOLD_US 1000
-#endif
 #define HERD_UPLINK_HOLD_GAP_US 250
 
 typedef struct _herd_uplink_t herd_uplink_t;
