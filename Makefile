@@ -38,7 +38,8 @@ COMMON  := common/herd_config.c common/herd_config_scan.c common/herd_config_rel
            common/herd_config_test.c \
            common/herd_log.c common/herd_proto.c common/herd_decimal.c common/herd_record.c \
            common/herd_hist.c common/herd_alive.c common/herd_notify.c common/herd_msg.c \
-           common/herd_actor.c common/herd_buffer.c common/herd_report.c common/herd_poller.c
+           common/herd_actor.c common/herd_buffer.c common/herd_report.c common/herd_poller.c \
+           common/herd_alarm.c
 GATEWAY := gateway/herd_gateway.c gateway/herd_conn.c gateway/herd_accept.c gateway/herd_uplink.c \
            gateway/herd_timers.c gateway/herd_turns.c gateway/herd_shed.c \
            gateway/herd_gateway_test.c

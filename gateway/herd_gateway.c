@@ -16,6 +16,7 @@
 #include "herd_turns.h"
 #include "herd_uplink.h"
 #include "../common/herd_actor.h"
+#include "../common/herd_alarm.h"
 #include "../common/herd_alive.h"
 #include "../common/herd_hist.h"
 #include "../common/herd_msg.h"
@@ -43,7 +44,7 @@
 #define HERD_GW_STORED_MS   10              //  STORED for kept updates is read this often
 
 //  epoll tags: what an event's fd belongs to (high 32 bits of data.u64)
-enum { TAG_CLIENT = 0, TAG_LISTEN = 1, TAG_PIPE = 2, TAG_BUS = 3, TAG_PLACES = 4 };
+enum { TAG_CLIENT = 0, TAG_LISTEN = 1, TAG_PIPE = 2, TAG_BUS = 3, TAG_PLACES = 4, TAG_ALARM = 5 };
 
 //  The connection time-outs, each a herd_timers_t
 enum { TIMER_IDLE = 0, TIMER_LINE = 1, TIMER_COUNT = 2 };
@@ -88,6 +89,7 @@ struct _s_self_t {
     zsock_t *bus;                   //  DEALER to the bus ROUTER
     zsock_t *places;                //  DEALER to the places ROUTER
     int epoll;
+    herd_alarm_t *alarm;            //  the next deadline (herd_alarm.h), or NULL
     herd_accept_t *acceptor;        //  the listener
     s_client_t **clients;           //  indexed by fd
     size_t client_capacity;
@@ -641,9 +643,10 @@ s_self_handle_timers (s_self_t *self)
     herd_accept_tick (self->acceptor, self->now);
 }
 
-//  How long the loop may sleep: until the nearest deadline, at most a tick.
-static int
-s_self_sleep_ms (s_self_t *self)
+//  Until when the loop may sleep (ms, monotonic): the nearest deadline, at
+//  most a tick; 0 when it must not sleep.
+static int64_t
+s_self_wake_ms (s_self_t *self)
 {
     if (self->zmq_backlog)
         return 0;
@@ -674,20 +677,26 @@ s_self_sleep_ms (s_self_t *self)
     if (!self->bus_watched && herd_uplink_unconfirmed (self->uplink) > 0
         && self->bus_read_at + HERD_GW_STORED_MS < wake)
         wake = self->bus_read_at + HERD_GW_STORED_MS;
-    int64_t now = zclock_mono ();
-    return wake <= now ? 0 : (int) (wake - now);
+    return wake;
 }
 
-//  Wait for events: until s_self_sleep_ms's deadline, or sooner to send
-//  updates the uplink holds (epoll_pwait2: microseconds).
+//  Wait for events until s_self_wake_ms's deadline, or sooner to send held
+//  updates: the alarm keeps it, and the wait has no time-out (herd_alarm.h).
 static int
 s_self_wait (s_self_t *self, struct epoll_event *events, int size)
 {
-    int ms = s_self_sleep_ms (self);
-    int64_t held = herd_uplink_held_for (self->uplink, zclock_usecs ());
-    if (held < 0 || ms == 0 || held >= (int64_t) ms * 1000)
-        return epoll_wait (self->epoll, events, size, ms);
-    struct timespec timeout = {0, (long) held * 1000};
+    int64_t wake = s_self_wake_ms (self);
+    int64_t now = zclock_usecs ();
+    if (wake * 1000 <= now)
+        return epoll_wait (self->epoll, events, size, 0);
+    int64_t deadline = wake * 1000;
+    int64_t held = herd_uplink_held_for (self->uplink, now);
+    if (held >= 0 && now + held < deadline)
+        deadline = now + held;
+    if (self->alarm && herd_alarm_set (self->alarm, deadline) == 0)
+        return epoll_wait (self->epoll, events, size, -1);
+    int64_t wait = deadline - now;
+    struct timespec timeout = {wait / 1000000, (long) (wait % 1000000) * 1000};
     return epoll_pwait2 (self->epoll, events, size, &timeout, NULL);
 }
 
@@ -917,7 +926,7 @@ s_self_drain_zmq (s_self_t *self)
         //  The bus: received from until empty, which costs a system call
         //  less per reply than asking ZMQ_EVENTS first, and leaves its
         //  ZMQ_FD armed. A send since (herd_uplink_sent) is settled before
-        //  the loop sleeps (s_self_sleep_ms)
+        //  the loop sleeps (s_self_wake_ms)
         if (herd_uplink_sent (self->uplink) && self->bus_watched)
             self->check_bus = true;
         if (!self->bus_watched && self->now - self->bus_read_at >= HERD_GW_STORED_MS)
@@ -988,6 +997,7 @@ s_self_destroy (s_self_t **self_p)
     herd_accept_destroy (&self->acceptor);
     if (self->epoll >= 0)
         close (self->epoll);
+    herd_alarm_destroy (&self->alarm);
     herd_uplink_destroy (&self->uplink);
     herd_report_destroy (&self->report);
     zsock_destroy (&self->bus);
@@ -1074,6 +1084,7 @@ s_self_new (zsock_t *pipe, herd_gateway_args_t *args)
     self->client_capacity = 1024;
     self->clients = (s_client_t **) zmalloc (self->client_capacity * sizeof (s_client_t *));
     self->epoll = epoll_create1 (EPOLL_CLOEXEC);
+    self->alarm = herd_alarm_new (self->epoll, (uint64_t) TAG_ALARM << 32);  //  NULL: time-outs
 
     char why[256] = "";
     self->acceptor =
@@ -1172,6 +1183,9 @@ herd_gateway_actor (zsock_t *pipe, void *args)
             else
             if (tag == TAG_PLACES)
                 self->check_places = true;
+            else
+            if (tag == TAG_ALARM)
+                herd_alarm_rang (self->alarm);
             else
             if (tag == TAG_LISTEN)
                 s_self_handle_accept (self);

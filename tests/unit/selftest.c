@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "../../common/herd_actor.h"
+#include "../../common/herd_alarm.h"
 #include "../../common/herd_alive.h"
 #include "../../common/herd_buffer.h"
 #include "../../common/herd_config.h"
@@ -65,6 +66,7 @@ static test_item_t s_tests[] = {
     {"herd_notify", herd_notify_test},
     {"herd_actor", herd_actor_test},
     {"herd_poller", herd_poller_test},
+    {"herd_alarm", herd_alarm_test},
     {"herd_config_scan", herd_config_scan_test},
     {"herd_config", herd_config_test},
     {"herd_config_reload", herd_config_reload_test},
