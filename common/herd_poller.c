@@ -1,6 +1,7 @@
 //  herd_poller.c - wait on many zmq sockets with few system calls.
 
 #include "herd_poller.h"
+#include "herd_alarm.h"
 #include "herd_check.h"
 
 #include <errno.h>
@@ -15,7 +16,8 @@ typedef struct {
 
 struct _herd_poller_t {
     s_item_t *items;
-    struct pollfd *fds;
+    struct pollfd *fds;             //  the readers', then the alarm's
+    herd_alarm_t *alarm;            //  a time-out's deadline (herd_alarm.h), or NULL
     size_t count, capacity;
     bool terminated;
 };
@@ -23,7 +25,9 @@ struct _herd_poller_t {
 herd_poller_t *
 herd_poller_new (void)
 {
-    return (herd_poller_t *) zmalloc (sizeof (herd_poller_t));
+    herd_poller_t *self = (herd_poller_t *) zmalloc (sizeof (herd_poller_t));
+    self->alarm = herd_alarm_new (-1, 0);       //  NULL: poll(2) times out itself
+    return self;
 }
 
 void
@@ -34,6 +38,7 @@ herd_poller_destroy (herd_poller_t **self_p)
         return;
     free (self->items);
     free (self->fds);
+    herd_alarm_destroy (&self->alarm);
     free (self);
     *self_p = NULL;
 }
@@ -44,7 +49,8 @@ herd_poller_add (herd_poller_t *self, void *reader, bool exact)
     if (self->count == self->capacity) {
         self->capacity = self->capacity ? self->capacity * 2 : 8;
         self->items = (s_item_t *) realloc (self->items, self->capacity * sizeof (s_item_t));
-        self->fds = (struct pollfd *) realloc (self->fds, self->capacity * sizeof (struct pollfd));
+        self->fds = (struct pollfd *) realloc (self->fds,
+                                               (self->capacity + 1) * sizeof (struct pollfd));
         assert (self->items && self->fds);
     }
     //  New: it may hold messages already, with its fd quiet
@@ -142,10 +148,26 @@ herd_poller_wait (herd_poller_t *self, int timeout)
             s_mark_polled (self);
         return s_take_ready (self);
     }
-    int rc = poll (self->fds, (nfds_t) self->count, timeout);
+    //  A time-out is the alarm's, kept from one wait to the next, and
+    //  poll(2) itself has none: the CPU's timer is not set at every sleep
+    //  (herd_alarm.h). The deadline is rounded up to the next millisecond,
+    //  so that waits towards the same one leave the alarm as it is
+    size_t count = self->count;
+    if (self->alarm && self->fds && timeout > 0) {
+        int64_t deadline = (zclock_usecs () / 1000 + timeout + 1) * 1000;
+        if (herd_alarm_set (self->alarm, deadline) == 0) {
+            self->fds[count++] = (struct pollfd){herd_alarm_fd (self->alarm), POLLIN, 0};
+            timeout = -1;
+        }
+    }
+    int rc = poll (self->fds, (nfds_t) count, timeout);
     if (rc < 0) {
         self->terminated = errno != EINTR || zsys_interrupted;
         return NULL;
+    }
+    if (count > self->count && (self->fds[self->count].revents & POLLIN)) {
+        herd_alarm_rang (self->alarm);          //  the time ran out
+        rc--;
     }
     s_mark_polled (self);
     return rc > 0 ? s_take_ready (self) : NULL;
@@ -178,6 +200,19 @@ herd_poller_test (bool verbose)
     HERD_CHECK (herd_poller_wait (poller, 0) == NULL);
     HERD_CHECK (!herd_poller_terminated (poller));
     HERD_CHECK (herd_poller_wait (poller, 20) == NULL);
+    //  ...after the time asked (the alarm's deadline), and a wait that
+    //  loops towards the same deadline ends there too
+    int64_t asked = zclock_mono ();
+    HERD_CHECK (herd_poller_wait (poller, 30) == NULL);
+    HERD_CHECK (zclock_mono () >= asked + 30 && zclock_mono () < asked + 1000);
+    for (int i = 0; i < 3; i++) {
+        int64_t start = zclock_mono ();
+        int64_t left;
+        while ((left = start + 30 - zclock_mono ()) > 0
+               && herd_poller_wait (poller, (int) left) == NULL)
+            ;
+        HERD_CHECK (zclock_mono () >= start + 30 && zclock_mono () < start + 1000);
+    }
 
     //  A message wakes the wait, which hands out its socket
     zstr_send (push, "one");
