@@ -59,6 +59,7 @@ struct _herd_journal_t {
     bool stopping;
     int job_fd;                 //  a dup to fdatasync, -1 when none is waiting
     int job_error;
+    int close_fd;               //  a replaced journal to close, -1 when none
     pthread_t syncer;
     pthread_mutex_t mutex;
     pthread_cond_t wake;        //  a job for the syncer, or stop
@@ -389,6 +390,7 @@ s_journal_new (const char *dir, char *error)
     self->fd = -1;
     self->compact_fd = -1;
     self->job_fd = -1;
+    self->close_fd = -1;
     pthread_mutex_init (&self->mutex, NULL);
     pthread_cond_init (&self->wake, NULL);
     pthread_cond_init (&self->done, NULL);
@@ -535,7 +537,9 @@ herd_journal_open (const char *dir, herd_journal_fn *fn, void *arg, herd_journal
 //  caller's loop never waits for the disk. An fdatasync of a file being
 //  appended to takes as long as the disk needs for everything dirty before
 //  it (on ext4, with data=ordered, for the whole file system): 70 ms and
-//  more under a heavy load on this machine, every second.
+//  more under a heavy load on this machine, every second. It also closes
+//  the journal a compaction replaced: the last close of that unlinked file
+//  frees its page cache, 4-18 ms at 50x32 here (perf trace on the bus).
 
 static void *
 s_syncer (void *arg)
@@ -544,8 +548,16 @@ s_syncer (void *arg)
     pthread_setname_np (pthread_self (), "herd-sync");      //  for top -H, perf, gdb
     pthread_mutex_lock (&self->mutex);
     while (true) {
-        while (self->job_fd < 0 && !self->stopping)
+        while (self->job_fd < 0 && self->close_fd < 0 && !self->stopping)
             pthread_cond_wait (&self->wake, &self->mutex);
+        if (self->close_fd >= 0) {
+            int fd = self->close_fd;
+            self->close_fd = -1;
+            pthread_mutex_unlock (&self->mutex);
+            close (fd);
+            pthread_mutex_lock (&self->mutex);
+            continue;
+        }
         if (self->job_fd < 0)
             break;                      //  stopping, and nothing left to do
         int fd = self->job_fd;
@@ -582,6 +594,25 @@ s_job_start (herd_journal_t *self, int fd)
     pthread_cond_signal (&self->wake);
     pthread_mutex_unlock (&self->mutex);
     return 0;
+}
+
+//  Close fd, a journal a compaction replaced, in the syncer if it runs
+//  and has none to close yet; here otherwise.
+static void
+s_close_later (herd_journal_t *self, int fd)
+{
+    bool handed = false;
+    if (self->syncer_started) {
+        pthread_mutex_lock (&self->mutex);
+        if (self->close_fd < 0 && !self->stopping) {
+            self->close_fd = fd;
+            handed = true;
+            pthread_cond_signal (&self->wake);
+        }
+        pthread_mutex_unlock (&self->mutex);
+    }
+    if (!handed)
+        close (fd);
 }
 
 //  True when the job handed over has finished (wait: once it has), its
@@ -895,7 +926,7 @@ s_compact_swap (herd_journal_t *self)
         fsync (dir_fd);
         close (dir_fd);
     }
-    close (self->fd);
+    s_close_later (self, self->fd);
     self->fd = self->compact_fd;
     self->compact_fd = -1;
     self->end = self->compact_end;

@@ -11,6 +11,7 @@
 #include "../common/herd_record.h"
 
 #include <czmq.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -492,6 +493,28 @@ s_test_compact (const char *sub, const char *path)
     herd_journal_destroy (&journal);
 }
 
+//  How many of this process's fds hold path after it was unlinked.
+static int
+s_deleted_open (const char *path)
+{
+    char deleted[256];
+    snprintf (deleted, sizeof (deleted), "%s (deleted)", path);
+    int count = 0;
+    DIR *fds = opendir ("/proc/self/fd");
+    struct dirent *entry;
+    while (fds && (entry = readdir (fds))) {
+        char target[256];
+        ssize_t size = readlinkat (dirfd (fds), entry->d_name, target, sizeof (target) - 1);
+        if (size > 0) {
+            target[size] = 0;
+            count += strcmp (target, deleted) == 0;
+        }
+    }
+    if (fds)
+        closedir (fds);
+    return count;
+}
+
 //  A compaction whose fdatasync runs in the journal's thread: what is
 //  appended meanwhile reaches both files, so a crash before the swap finds
 //  it all in the old journal, and the new one holds it after.
@@ -522,6 +545,11 @@ s_test_compact_background (const char *sub, const char *path)
     HERD_CHECK_INT (herd_journal_records (journal), 3);
     HERD_CHECK (s_file_size (compact) == -1);
     HERD_CHECK (s_file_find (path, " live ") >= 0);
+    //  The journal it replaced is closed, by the journal's thread (its page
+    //  cache is freed then, which the caller need not wait for)
+    for (int i = 0; i < 500 && s_deleted_open (path) > 0; i++)
+        zclock_sleep (10);
+    HERD_CHECK_INT (s_deleted_open (path), 0);
     herd_journal_append (journal, "AT Hill +0.000000000 after3 +1+1 4", 34);
     //  A background fdatasync a second later, collected by a later tick
     herd_journal_tick (journal);
