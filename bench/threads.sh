@@ -64,6 +64,6 @@ awk -F, -v n="$((rate * window))" '
       else if ($4 ~ /sys_enter/) sc[name] += v
       seen[name] = 1 }
     END {
-      for (t in seen) if (cpu[t] * 1000 / n >= 0.05)
-          printf "%-16s %14.1f %18.2f %16.1f\n", t, cpu[t] * 1000 / n, sw[t] / n, sc[t] / n
+      for (t in seen) if (cpu[t] * 1000 / n >= 0.005)
+          printf "%-16s %14.2f %18.2f %16.2f\n", t, cpu[t] * 1000 / n, sw[t] / n, sc[t] / n
     }' "$tmp/perf.csv" | sort -k1,1
