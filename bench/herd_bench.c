@@ -1578,6 +1578,7 @@ typedef struct {
     zsock_t *dealer;
     s_hist_t *hist;                 //  IAMAT send -> GET returns it
     s_hist_t *none;                 //  IAMAT send -> the last GET sent that found nothing
+    s_hist_t *applied;              //  IAMAT send -> the node applied it (its RECORD says when)
 } s_hop_t;
 
 typedef struct {
@@ -1591,6 +1592,7 @@ typedef struct {
     uint64_t polls, mismatches;
     //  The sample in flight
     bool started, acked, found;
+    int64_t t_send_real;            //  the IAMAT's send, real time (its client time)
     size_t sample, target;
     char id[64];
     char suffix[160];               //  " id position time": how its AT line ends
@@ -1630,6 +1632,7 @@ s_prop_start (s_prop_t *prop, const char *label, size_t samples)
     char line[256];
     int len = snprintf (line, sizeof (line), "IAMAT%s\n", prop->suffix);
     prop->t_send = s_now_ns ();
+    prop->t_send_real = clock;
     if (s_send_all (prop->origin, line, (size_t) len))
         s_die ("propagation: write to the origin failed");
     prop->started = true;
@@ -1713,6 +1716,8 @@ s_prop_on_get (s_prop_t *prop, int64_t now)
         prop->found = true;
         s_hist_record (hop->hist, now - prop->t_send);
         s_hist_record (hop->none, prop->t_none ? prop->t_none - prop->t_send : 0);
+        //  Same host, same real-time clock: when the far bus applied it
+        s_hist_record (hop->applied, (int64_t) in.applied * 1000 - prop->t_send_real);
     }
     else {
         if (in.id == HERD_MSG_ID_RECORD)
@@ -1730,13 +1735,15 @@ s_prop_report_hop (const s_prop_t *prop, size_t h, const char *label, double bg_
                    double bg_p99)
 {
     const s_hop_t *hop = &prop->hops[h];
-    char a[16], b[16], c[16], d[16], e[16], param[32];
-    printf ("  %-12s %4d %8" PRIu64 " %10s %10s %10s %10s %10s", label, hop->hops,
+    char a[16], b[16], c[16], d[16], e[16], f[16], g[16], param[32];
+    printf ("  %-12s %4d %8" PRIu64 " %10s %10s %10s %10s %10s %10s %10s", label, hop->hops,
             hop->hist->count, s_us (s_hist_quantile_us (hop->hist, 0.5), a, sizeof (a)),
             s_us (s_hist_quantile_us (hop->hist, 0.99), b, sizeof (b)),
             s_us ((double) hop->hist->max / 1000.0, c, sizeof (c)),
             s_us (s_hist_quantile_us (hop->none, 0.5), d, sizeof (d)),
-            s_us (s_hist_quantile_us (hop->none, 0.99), e, sizeof (e)));
+            s_us (s_hist_quantile_us (hop->none, 0.99), e, sizeof (e)),
+            s_us (s_hist_quantile_us (hop->applied, 0.5), f, sizeof (f)),
+            s_us (s_hist_quantile_us (hop->applied, 0.99), g, sizeof (g)));
     if (h == 0)
         printf ("   IAMAT answer p50 %s us, GET RTT p50 %s us, %" PRIu64 " GETs%s",
                 s_us (s_hist_quantile_us (prop->ack, 0.5), c, sizeof (c)),
@@ -1753,6 +1760,10 @@ s_prop_report_hop (const s_prop_t *prop, size_t h, const char *label, double bg_
     s_csv_row ("propagation", label, param, "samples", (double) hop->hist->count, "count");
     s_csv_row ("propagation", label, param, "absent_p50", s_hist_quantile_us (hop->none, 0.5),
                "us");
+    s_csv_row ("propagation", label, param, "applied_p50", s_hist_quantile_us (hop->applied, 0.5),
+               "us");
+    s_csv_row ("propagation", label, param, "applied_p99",
+               s_hist_quantile_us (hop->applied, 0.99), "us");
 }
 
 //  Wait (1 ms at most) for the origin, the target's DEALER or the background
@@ -1806,6 +1817,7 @@ s_propagation_case (s_prop_t *prop, int origin_port, size_t samples, double seco
     for (size_t h = 0; h < prop->hop_count; h++) {
         memset (prop->hops[h].hist, 0, sizeof (s_hist_t));
         memset (prop->hops[h].none, 0, sizeof (s_hist_t));
+        memset (prop->hops[h].applied, 0, sizeof (s_hist_t));
     }
     memset (prop->rtt, 0, sizeof (s_hist_t));
     memset (prop->ack, 0, sizeof (s_hist_t));
@@ -1934,24 +1946,28 @@ s_mode_propagation (int argc, char *argv[])
         zsock_set_rcvtimeo (hops[h].dealer, S_GET_WAIT_MS);
         hops[h].hist = (s_hist_t *) s_alloc (sizeof (s_hist_t));
         hops[h].none = (s_hist_t *) s_alloc (sizeof (s_hist_t));
+        hops[h].applied = (s_hist_t *) s_alloc (sizeof (s_hist_t));
     }
     prop.rtt = (s_hist_t *) s_alloc (sizeof (s_hist_t));
     prop.ack = (s_hist_t *) s_alloc (sizeof (s_hist_t));
     printf ("\nPropagation, end to end: the clock runs from the IAMAT's send at the origin "
             "until a GET at a node k hops away (its sync socket, no Places; one in flight, "
             "asked again at once) returns that AT line. 'absent' runs until the send of the "
-            "last GET that still found nothing: the node applied it between the two. At most "
-            "%zu samples per hop, %.0f s per case\n",
+            "last GET that still found nothing: the node applied it between the two. "
+            "'applied' runs until the node applied it, by its own clock (RECORD's applied "
+            "time; one host, one clock). At most %zu samples per hop, %.0f s per case\n",
             samples, seconds);
     s_prop_rtt_baseline (&prop, 200);
-    printf ("  %-12s %4s %8s %10s %10s %10s %10s %10s\n", "load", "hops", "samples", "p50 us",
-            "p99 us", "max us", "absent p50", "absent p99");
+    printf ("  %-12s %4s %8s %10s %10s %10s %10s %10s %10s %10s\n", "load", "hops", "samples",
+            "p50 us", "p99 us", "max us", "absent p50", "absent p99", "applied p50",
+            "applied p99");
     for (size_t r = 0; r < rate_count; r++)
         s_propagation_case (&prop, origin, samples, seconds, rates[r], bg_conns);
     for (size_t h = 0; h < prop.hop_count; h++) {
         zsock_destroy (&hops[h].dealer);
         free (hops[h].hist);
         free (hops[h].none);
+        free (hops[h].applied);
     }
     free (prop.rtt);
     free (prop.ack);
