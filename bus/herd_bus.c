@@ -68,6 +68,7 @@ typedef struct {
     uint64_t messages;              //  ...in so many messages
     uint64_t refused;               //  messages of another herd or wire version refused
     herd_refusals_t *refusals;      //  which of them were logged
+    uint64_t unanswered;            //  answers on sync dropped: requester not reading, or gone
 } s_self_t;
 
 //  Monotonic milliseconds.
@@ -108,6 +109,22 @@ s_self_refuse (s_self_t *self, const char *what, const char *from, const char *r
     if (herd_refusals_first (self->refusals, from, reason, s_now_ms ()))
         herd_log_warning (self->log, "bus", "refused %s from '%s': %s (logged once)", what, from,
                           reason);
+}
+
+//  Answer a request on the sync socket (herd_msg_answer: a requester that
+//  reads its answers gets each). One a requester does not read, or that
+//  has gone, is dropped: it cannot hold the bus, nor fill its memory. The
+//  first drop is logged, then every thousandth.
+static void
+s_self_answer (s_self_t *self, const herd_msg_t *out)
+{
+    if (herd_msg_answer (out, self->sync) == 0)
+        return;
+    if (self->unanswered++ % 1000 == 0)
+        herd_log_warning (self->log, "bus", "dropped an answer on the sync socket: %s (%" PRIu64
+                          " dropped so far)", zmq_errno () == EAGAIN ? "the requester does not read its answers"
+                                                        : "the requester is gone",
+                          self->unanswered);
 }
 
 //  CURVE server side of a socket (PUB, sync ROUTER): our key, ZAP checks.
@@ -402,9 +419,8 @@ s_self_handle_link (s_self_t *self, const herd_msg_t *in)
     else
     if (up && herd_peer_link (peer, true))
         herd_log_printf (self->log, "bus", "link to %s brought up by command", name);
-    herd_msg_send (&(herd_msg_t){.id = error ? HERD_MSG_ID_ERROR : HERD_MSG_ID_OK,
-                                 .routing = in->routing, .reason = herd_msg_str (error)},
-                   self->sync, ZMQ_DONTWAIT);
+    s_self_answer (self, &(herd_msg_t){.id = error ? HERD_MSG_ID_ERROR : HERD_MSG_ID_OK,
+                                       .routing = in->routing, .reason = herd_msg_str (error)});
 }
 
 //  Answer GET client: its record, or NONE.
@@ -413,14 +429,12 @@ s_self_handle_get (s_self_t *self, const herd_msg_t *in)
 {
     herd_store_record_t record;
     if (herd_store_lookup (self->store, in->client.data, in->client.size, &record))
-        herd_msg_send (&(herd_msg_t){.id = HERD_MSG_ID_RECORD, .routing = in->routing,
-                                     .line = {record.line, record.size},
-                                     .applied = (uint64_t) record.applied_usec,
-                                     .seq = record.seq},
-                       self->sync, ZMQ_DONTWAIT);
+        s_self_answer (self, &(herd_msg_t){.id = HERD_MSG_ID_RECORD, .routing = in->routing,
+                                           .line = {record.line, record.size},
+                                           .applied = (uint64_t) record.applied_usec,
+                                           .seq = record.seq});
     else
-        herd_msg_send (&(herd_msg_t){.id = HERD_MSG_ID_GET_NONE, .routing = in->routing},
-                       self->sync, ZMQ_DONTWAIT);
+        s_self_answer (self, &(herd_msg_t){.id = HERD_MSG_ID_GET_NONE, .routing = in->routing});
 }
 
 //  Refuse a sync request of another herd or wire version: count, log once,
@@ -436,9 +450,8 @@ s_self_refuse_request (s_self_t *self, zmsg_t *msg, const herd_msg_t *in, const 
     const char *address = zframe_meta (command, "Peer-Address");
     snprintf (from, sizeof (from), "%s", address ? address : "?");
     s_self_refuse (self, what, from, reason);
-    herd_msg_send (&(herd_msg_t){.id = HERD_MSG_ID_REFUSED, .routing = in->routing,
-                                 .reason = herd_msg_str (reason)},
-                   self->sync, ZMQ_DONTWAIT);
+    s_self_answer (self, &(herd_msg_t){.id = HERD_MSG_ID_REFUSED, .routing = in->routing,
+                                       .reason = herd_msg_str (reason)});
 }
 
 //  Handle one message on the sync ROUTER: catch-up requests and control.
@@ -466,12 +479,11 @@ s_self_handle_sync (s_self_t *self)
         s_self_handle_icanhaz (self, &in);
     else
     if (in.id == HERD_MSG_ID_DIGEST)
-        herd_msg_send (&(herd_msg_t){.id = HERD_MSG_ID_DIGEST_REPLY, .routing = in.routing,
-                                     .name = herd_msg_str (self->node->name),
-                                     .count = herd_store_size (self->store),
-                                     .digest = herd_store_digest (self->store),
-                                     .applied = self->applied, .stale = self->stale},
-                       self->sync, ZMQ_DONTWAIT);
+        s_self_answer (self, &(herd_msg_t){.id = HERD_MSG_ID_DIGEST_REPLY, .routing = in.routing,
+                                           .name = herd_msg_str (self->node->name),
+                                           .count = herd_store_size (self->store),
+                                           .digest = herd_store_digest (self->store),
+                                           .applied = self->applied, .stale = self->stale});
     else
     if (in.id == HERD_MSG_ID_LINK)
         s_self_handle_link (self, &in);

@@ -438,6 +438,18 @@ zmsg_t *
 int
     herd_msg_send (const herd_msg_t *self, zsock_t *sock, int flags);
 
+//  Send self, an answer with its routing frame, on a ROUTER with mandatory
+//  routing, without blocking. A ROUTER counts a requester's pipe full
+//  until it has read the requester's acknowledgements, which libzmq does on
+//  receives that find nothing and at most once a millisecond on sends: a
+//  loop that answers requests arriving as fast as it answers them finds the
+//  pipe of a requester that reads every answer full after SNDHWM answers.
+//  So when the pipe looks full, the socket reads its commands first and
+//  the answer is sent again, once. 0, or -1 with errno EAGAIN (the
+//  requester does not read its answers) or EHOSTUNREACH (it is gone).
+int
+    herd_msg_answer (const herd_msg_t *self, zsock_t *sock);
+
 //  Send one more frame of a message begun with herd_msg_send (.., ZMQ_SNDMORE).
 int
     herd_msg_send_frame (zsock_t *sock, const void *data, size_t size, int flags);
