@@ -1693,7 +1693,8 @@ s_prop_answer (s_prop_t *prop, herd_msg_t *in)
     zmsg_t *msg = zmsg_recv (hop->dealer);
     char reason[HERD_MSG_REASON_MAX];
     if (!msg)
-        s_die ("propagation: no answer to GET from %s in %d ms", hop->sync, S_GET_WAIT_MS);
+        s_die ("propagation: no answer to GET from %s in %d ms (receive: %s)", hop->sync,
+               S_GET_WAIT_MS, zmq_strerror (errno));
     if (herd_msg_decode (in, msg, HERD_MSG_CONTROL, NULL, reason, sizeof (reason)))
         s_die ("propagation: bad answer to GET from %s: %s", hop->sync, reason);
     if (in->id != HERD_MSG_ID_RECORD && in->id != HERD_MSG_ID_GET_NONE)
