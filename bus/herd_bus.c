@@ -120,10 +120,11 @@ s_self_answer (s_self_t *self, const herd_msg_t *out)
 {
     if (herd_msg_answer (out, self->sync) == 0)
         return;
+    const char *why = zmq_errno () == EAGAIN ? "the requester does not read its answers"
+                                             : "the requester is gone";
     if (self->unanswered++ % 1000 == 0)
-        herd_log_warning (self->log, "bus", "dropped an answer on the sync socket: %s (%" PRIu64
-                          " dropped so far)", zmq_errno () == EAGAIN ? "the requester does not read its answers"
-                                                        : "the requester is gone",
+        herd_log_warning (self->log, "bus",
+                          "dropped an answer on the sync socket: %s (%" PRIu64 " so far)", why,
                           self->unanswered);
 }
 
